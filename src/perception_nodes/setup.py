@@ -1,0 +1,32 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "perception_nodes"
+
+NODES = [
+    "generic_onnx_node",
+    "bag_player",
+    "bag_recorder",
+    "camera_source",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="Perception team",
+    maintainer_email="perception@example.com",
+    description="rclpy nodes of the perception stack (no torch).",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [f"{n} = perception_nodes.nodes.{n}:main" for n in NODES]
+        + ["perception = perception_nodes.cli:main"],
+    },
+)
