@@ -23,7 +23,7 @@ stamp_file="$VENV/.perception-setup-stamp"
 if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; then
   echo "==> creating $VENV and installing dependencies (ROS 2 Jazzy wheels, ONNX Runtime, torch CPU)"
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -m pip install -q \
     -r requirements/ros.txt -r requirements/runtime.txt -r requirements/dev.txt -r requirements/models.txt
   # Type stubs only; their declared dependency is the real tensorrt, which cannot install here.
@@ -37,7 +37,7 @@ if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; the
   # directories; point them at this venv's, or rosidl_generate_interfaces cannot compile.
   py_inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   np_inc="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-  grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
+  { grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null || true; } \
     | xargs -0 -r sed -i \
         -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${np_inc}#g" \
         -e "s#/opt/python/cp311-cp311/include/python3.11#${py_inc}#g"
@@ -54,8 +54,13 @@ echo "==> colcon build (install base: $VENV)"
   --event-handlers console_cohesion- summary+ status- \
   2>&1 | grep -vE '^(Starting|Finished) >>>' || { echo "colcon build failed; see $ROOT/log/latest_build" >&2; exit 1; }
 
+# colcon's --symlink-install leaves egg-links whose paths are normally added by sourcing
+# setup.bash; a .pth makes the venv's python find the packages without sourcing anything.
+sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+printf '%s\n' "$ROOT/build/perception_nodes" "$ROOT/build/perception_models" > "$sp/perception_workspace.pth"
+
 # The perception CLI lives with the node executables (ROS convention: lib/<package>/);
 # link it onto the venv's PATH too.
 ln -sf "$VENV/lib/perception_nodes/perception" "$VENV/bin/perception"
-ln -sf "$VENV/bin/perception-models" "$VENV/bin/perception-models" 2>/dev/null || true
+ln -sf "$VENV/lib/perception_models/perception-models" "$VENV/bin/perception-models" 2>/dev/null || true
 echo "==> ready: source $ROOT/scripts/env.sh (or use $VENV/bin/perception)"

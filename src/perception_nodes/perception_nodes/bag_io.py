@@ -1,0 +1,172 @@
+"""rosbag2 reading and writing through ``rosbags`` (rosbag2_py is not on PyPI). No rclpy.
+
+- :func:`open_bag` reads MCAP and sqlite3 rosbag2 bags (a directory with metadata.yaml, or a
+  bare .mcap file) and yields ``(topic, msgtype, timestamp_ns, cdr_bytes)`` in time order; the
+  CDR bytes go to ``Publisher.publish(bytes)`` as they are.
+- :class:`BagWriter` writes MCAP rosbag2 bags with the message definitions embedded (Foxglove
+  and ``ros2 bag`` both open them); perception_msgs types are registered from their installed
+  .msg files, so custom messages are readable anywhere.
+- :func:`header_stamp_ns` reads ``header.stamp`` straight from CDR bytes (no deserialisation).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be opened or read; the text names the file and the problem."""
+
+
+def typestore() -> Any:
+    """A rosbags typestore for ROS 2 Jazzy plus every .msg found in the ament prefixes."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    register_installed_msgs(store, ("perception_msgs",))
+    return store
+
+
+def _ament_prefixes() -> list[Path]:
+    prefixes = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    import sys
+
+    prefixes.append(Path(sys.prefix))  # the venv of install path (a)
+    return prefixes
+
+
+def register_installed_msgs(store: Any, packages: Sequence[str]) -> list[str]:
+    """Register ``share/<pkg>/msg/*.msg`` of each package into ``store``; returns type names."""
+    from rosbags.typesys import get_types_from_msg
+
+    types: dict[str, Any] = {}
+    for pkg in packages:
+        for prefix in _ament_prefixes():
+            msg_dir = prefix / "share" / pkg / "msg"
+            if msg_dir.is_dir():
+                for f in sorted(msg_dir.glob("*.msg")):
+                    types.update(get_types_from_msg(f.read_text(), f"{pkg}/msg/{f.stem}"))
+                break
+    if types:
+        store.register(types)
+    return sorted(types)
+
+
+def header_stamp_ns(cdr: bytes | memoryview) -> int:
+    """``header.stamp`` of a CDR-serialised message whose first field is a std_msgs/Header."""
+    if len(cdr) < 12:
+        raise BagError(f"CDR message of {len(cdr)} bytes is too short to hold a header")
+    little = cdr[1] == 1  # encapsulation id: 0x0001 = CDR_LE, 0x0000 = CDR_BE
+    sec, nsec = struct.unpack_from("<iI" if little else ">iI", cdr, 4)
+    return int(sec) * 1_000_000_000 + int(nsec)
+
+
+@dataclass
+class BagInfo:
+    path: Path
+    storage: str
+    topics: dict[str, tuple[str, int]]  # topic -> (msgtype, count)
+    start_ns: int
+    end_ns: int
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+def _reader(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader
+
+    if not path.exists():
+        raise BagError(f"bag '{path}' does not exist")
+    try:
+        reader = Reader(path)
+        reader.open()
+        return reader
+    except Exception as exc:  # rosbags raises ReaderError and friends
+        raise BagError(f"cannot open bag '{path}': {exc} (is it a rosbag2 directory with "
+                       "metadata.yaml, or an .mcap/.db3 file that is complete?)") from None
+
+
+def bag_info(path: str | os.PathLike[str]) -> BagInfo:
+    reader = _reader(Path(path))
+    try:
+        topics = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+        return BagInfo(Path(path), str(getattr(reader, "storage_plugin", "")) or "?", topics,
+                       reader.start_time, reader.end_time)
+    finally:
+        reader.close()
+
+
+def read_messages(path: str | os.PathLike[str], topics: Sequence[str] | None = None
+                  ) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield (topic, msgtype, log_time_ns, cdr) in time order; raise BagError on corruption."""
+    reader = _reader(Path(path))
+    try:
+        conns = [c for c in reader.connections if not topics or c.topic in topics]
+        missing = set(topics or ()) - {c.topic for c in reader.connections}
+        if missing:
+            raise BagError(f"bag '{path}' has no topic(s) {sorted(missing)}; it has "
+                           f"{sorted({c.topic for c in reader.connections})}")
+        try:
+            for conn, t, raw in reader.messages(connections=conns):
+                yield conn.topic, conn.msgtype, int(t), bytes(raw)
+        except BagError:
+            raise
+        except Exception as exc:
+            raise BagError(f"bag '{path}' is corrupt or truncated: {type(exc).__name__}: {exc}") from None
+    finally:
+        reader.close()
+
+
+class BagWriter:
+    """Write a rosbag2 MCAP bag. ``write_raw`` takes CDR bytes, ``write`` a rosbags message."""
+
+    def __init__(self, path: str | os.PathLike[str], store: Any = None) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"output bag '{self.path}' already exists; choose another path")
+        self.store = store or typestore()
+        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._conns: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic in self._conns:
+            return
+        if msgtype not in self.store.fielddefs:
+            pkg = msgtype.split("/")[0]
+            register_installed_msgs(self.store, (pkg,))
+        if msgtype not in self.store.fielddefs:
+            raise BagError(f"message type '{msgtype}' of topic '{topic}' is unknown to the bag "
+                           "writer; install its package's .msg files")
+        self._conns[topic] = self._writer.add_connection(
+            topic, msgtype, typestore=self.store)
+        self.counts[topic] = 0
+
+    def write_raw(self, topic: str, msgtype: str, timestamp_ns: int, cdr: bytes) -> None:
+        self.add_topic(topic, msgtype)
+        self._writer.write(self._conns[topic], int(timestamp_ns), bytes(cdr))
+        self.counts[topic] += 1
+
+    def write(self, topic: str, msg: Any, timestamp_ns: int) -> None:
+        msgtype = msg.__msgtype__
+        self.write_raw(topic, msgtype, timestamp_ns, self.store.serialize_cdr(msg, msgtype))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,274 @@
+"""``perception``: start a stack profile, replay bags through it, build engines, run the demo.
+
+    perception run --profile P [--set node.param=value ...]
+    perception replay --bag B --profile P [--mode lockstep|realtime|fast] [--rate R] --out DIR
+    perception build-engine --onnx M.onnx [--precision fp16|fp32|int8] [--calib-images DIR | --calib-bag B --calib-topic T]
+    perception bag-info B
+    perception demo [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .profile import ProfileError, load_profile, parse_set
+from .workspace import resolve_path, workspace_root
+
+PROCESSING_EXECUTABLES = {"generic_onnx_node"}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .launcher import StackProcesses
+
+    profile = load_profile(args.profile, parse_set(args.set))
+    with StackProcesses(profile, args.log_dir) as stack:
+        print(f"started {[n.fqn for n in profile.nodes]}; logs in {args.log_dir}; Ctrl-C stops")
+        try:
+            while any(stack.alive().values()):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: str,
+                               result_topics: list[str]) -> dict[str, Any]:
+    """For each result topic: how many input frames got exactly one result with their stamp."""
+    from .bag_io import header_stamp_ns, read_messages
+
+    frames = [header_stamp_ns(cdr) for _t, _m, _ts, cdr in read_messages(source_bag, [frame_topic])]
+    frame_set = set(frames)
+    out: dict[str, Any] = {"frames": len(frames)}
+    recorded: dict[str, Counter[int]] = {t: Counter() for t in result_topics}
+    for topic, _m, _ts, cdr in read_messages(recording):
+        if topic in recorded:
+            recorded[topic][header_stamp_ns(cdr)] += 1
+    for topic, counts in recorded.items():
+        out[topic] = {
+            "results": sum(counts.values()),
+            "frames_with_one_result": sum(1 for f in frames if counts.get(f) == 1),
+            "missing": sum(1 for f in frames if f not in counts),
+            "duplicated": sum(1 for f, c in counts.items() if c > 1),
+            "unknown_stamps": sum(1 for f in counts if f not in frame_set),
+        }
+    return out
+
+
+def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate: float = 1.0,
+           overrides: dict[str, dict[str, Any]] | None = None, frame_topic: str = "/camera/image_raw",
+           record_regex: str | None = None, timeout: float = 600.0, quiet: bool = False) -> dict[str, Any]:
+    """Start the profile's nodes + a recorder + a player; returns the replay summary."""
+    from .launcher import StackProcesses
+    from .profile import NodeSpec
+
+    profile = load_profile(profile_name, overrides)
+    processing = [n for n in profile.nodes if n.executable in PROCESSING_EXECUTABLES]
+    if not processing:
+        raise ProfileError(f"profile '{profile.name}' has no processing node to replay into")
+    for n in processing:
+        n.parameters.setdefault("input_policy", "lockstep" if mode == "lockstep" else "realtime")
+    out.mkdir(parents=True, exist_ok=True)
+    recording = out / "recording"
+    if recording.exists():
+        import shutil
+
+        shutil.rmtree(recording)
+    ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
+    recorder = NodeSpec("perception_recorder", "bag_recorder", parameters={
+        "output": str(recording), "topics": [frame_topic, "/perception/frame_status", "/diagnostics"],
+        "topic_regex": record_regex or ns_regex})
+    summary_path = out / "player_summary.json"
+    player = NodeSpec("perception_player", "bag_player", parameters={
+        "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic,
+        "lockstep_nodes": [n.fqn for n in processing], "summary_path": str(summary_path),
+        "exit_when_done": True})
+    profile.nodes = processing + [recorder]
+    t0 = time.monotonic()
+    with StackProcesses(profile, out / "logs") as stack:
+        # The recorder must see the output topics before the first frame.
+        time.sleep(0.5)
+        stack.start_node(player)
+        try:
+            rc = stack.wait("perception_player", timeout)
+        except Exception:
+            rc = -1
+        stack.stop(["perception_recorder"])
+        died = [n for n, alive in stack.alive().items() if not alive and n != "perception_player"
+                and n != "perception_recorder"]
+        player_log = stack.log_text("perception_player")
+    summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode,
+                               "player_exit_code": rc, "wall_time_s": round(time.monotonic() - t0, 2),
+                               "nodes_died": died, "recording": str(recording)}
+    if summary_path.exists():
+        summary["player"] = json.loads(summary_path.read_text())
+    else:
+        summary["player_log_tail"] = player_log[-2000:]
+    result_topics = []
+    if recording.exists():
+        from .bag_io import bag_info
+
+        info = bag_info(recording)
+        summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
+        result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
+                         and not t.endswith("/transition_event")]
+        summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
+    (out / "replay_summary.json").write_text(json.dumps(summary, indent=2))
+    if not quiet:
+        print_summary(summary)
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    p = summary.get("player", {})
+    print(f"\nreplay of {summary['bag']} through profile '{summary['profile']}' ({summary['mode']})")
+    print(f"  player: {p.get('frames', '?')} frames, lost {p.get('frames_lost', '?')}, "
+          f"retries {p.get('retries', '?')}, {p.get('wall_time_s', '?')} s, exit {summary['player_exit_code']}")
+    for node, st in (p.get("processing_ms") or {}).items():
+        print(f"  {node}: processing median {st['median']:.2f} ms, p95 {st['p95']:.2f} ms ({st['count']} frames)")
+    res = summary.get("results", {})
+    for topic, r in res.items():
+        if isinstance(r, dict):
+            print(f"  {topic}: {r['results']} results, {r['frames_with_one_result']}/{res['frames']} "
+                  f"frames with exactly one, missing {r['missing']}, duplicated {r['duplicated']}")
+    if summary.get("nodes_died"):
+        print(f"  nodes that died: {summary['nodes_died']} (see logs)")
+    print(f"  recording: {summary.get('recording')}")
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    summary = replay(resolve_path(args.bag), args.profile, Path(args.out), args.mode, args.rate,
+                     parse_set(args.set), args.frame_topic, timeout=args.timeout)
+    lost = summary.get("player", {}).get("frames_lost", 1)
+    return 0 if summary["player_exit_code"] == 0 and lost == 0 else 1
+
+
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    import logging
+
+    from .backends.tensorrt_backend import TensorRTBackend
+    from .backends.base import BackendError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    shapes = {}
+    for item in args.input_shape:
+        name, _, dims = item.partition("=")
+        shapes[name] = tuple(int(d) for d in dims.split(","))
+    batches = None
+    if args.precision == "int8" and (args.calib_images or args.calib_bag):
+        from .backends.calibration import calibration_batches
+
+        batches = calibration_batches(Path(args.onnx), shapes, images=args.calib_images, bag=args.calib_bag,
+                                      topic=args.calib_topic, count=args.calib_count)
+    try:
+        backend = TensorRTBackend(args.onnx, cache_dir=args.cache_dir, precision=args.precision,
+                                  input_shapes=shapes or None, calibration_batches=batches,
+                                  calibration_cache=args.calib_cache, calibration_algorithm=args.calib_algorithm,
+                                  progress=True, log_fn=print)
+    except BackendError as exc:
+        print(f"perception build-engine: {exc}", file=sys.stderr)
+        return 2
+    print(f"engine ready: {backend.engine_path}")
+    print(f"warm-up inference: {backend.warmup(5):.2f} ms")
+    backend.close()
+    return 0
+
+
+def _cmd_bag_info(args: argparse.Namespace) -> int:
+    from .bag_io import BagError, bag_info
+
+    try:
+        info = bag_info(resolve_path(args.bag))
+    except BagError as exc:
+        print(f"perception bag-info: {exc}", file=sys.stderr)
+        return 2
+    print(f"{info.path}: {info.duration_s:.2f} s")
+    for topic, (msgtype, count) in sorted(info.topics.items()):
+        print(f"  {topic:40s} {msgtype:40s} {count}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_assets import make_demo_bag, make_demo_model
+
+    cache = resolve_path(args.cache)
+    model = cache / "demo_model.onnx"
+    bag = Path(args.bag) if args.bag else cache / f"demo_bag_{args.frames}"
+    if not model.exists():
+        make_demo_model(model)
+    if not args.bag and not bag.exists():
+        print(f"generating {bag} ({args.frames} frames of 640x480 rgb8)")
+        make_demo_bag(bag, frames=args.frames)
+    summary = replay(bag, "generic_replay", Path(args.out), "lockstep",
+                     overrides={"generic": {"model_path": str(model)}})
+    res = summary.get("results", {})
+    ok = summary["player_exit_code"] == 0 and all(
+        r["frames_with_one_result"] == res["frames"] for t, r in res.items() if isinstance(r, dict))
+    print(f"\ndemo {'OK' if ok else 'FAILED'}: summary in {Path(args.out) / 'replay_summary.json'}")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="start a profile's nodes as processes")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument("--log-dir", default="log/run")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--profile", required=True)
+    p.add_argument("--mode", choices=["lockstep", "realtime", "fast"], default="lockstep")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--frame-topic", default="/camera/image_raw")
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("build-engine", help="build (and cache) a TensorRT engine from ONNX, nothing else")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    p.add_argument("--cache-dir", default="~/.cache/perception/engines")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=1,3,H,W")
+    p.add_argument("--calib-images", help="folder of images for INT8 calibration")
+    p.add_argument("--calib-bag", help="rosbag2 with images for INT8 calibration")
+    p.add_argument("--calib-topic", default="/camera/image_raw")
+    p.add_argument("--calib-count", type=int, default=200)
+    p.add_argument("--calib-cache", help="INT8 calibration cache file (read if present, else written)")
+    p.add_argument("--calib-algorithm", choices=["entropy", "minmax"], default="entropy")
+    p.set_defaults(func=_cmd_build_engine)
+
+    p = sub.add_parser("bag-info", help="topics, types and counts of a bag")
+    p.add_argument("bag")
+    p.set_defaults(func=_cmd_bag_info)
+
+    p = sub.add_parser("demo", help="replay the embedded demo bag through the stack")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--cache", default="cache/demo")
+    p.add_argument("--bag", help="use this bag instead of the generated one")
+    p.add_argument("--frames", type=int, default=90)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ProfileError as exc:
+        print(f"perception: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

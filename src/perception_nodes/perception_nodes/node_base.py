@@ -1,0 +1,284 @@
+"""What every inference node shares: parameters, lifecycle, input policy, diagnostics.
+
+A task node subclasses :class:`PerceptionNode`, names its schema, and implements
+
+- :meth:`~PerceptionNode.setup` (configure: build the pipeline and backend, create publishers),
+- :meth:`~PerceptionNode.process` (one frame: convert -> preprocess -> infer -> postprocess ->
+  publish, each inside ``self.timer.stage(...)``),
+- optionally :meth:`~PerceptionNode.teardown` and :meth:`~PerceptionNode.subscribe_inputs`.
+
+The base handles the rest:
+
+- Lifecycle: *configure* reads and validates parameters and calls ``setup`` (loads the backend /
+  builds the engine); a failure leaves the node up, unconfigured, with the reason in the log and
+  on ``/diagnostics``. *activate* subscribes; *deactivate* unsubscribes. With ``autostart`` the
+  node drives itself through configure + activate.
+- Input policy: ``realtime`` keeps only the newest frame (older unprocessed ones are counted as
+  drops); ``lockstep`` queues every frame. A worker thread processes frames, so callbacks never
+  block the executor.
+- Every frame ends with a ``perception_msgs/FrameStatus`` (ok or the rejection reason) carrying
+  the input stamp, which lockstep replay waits on; a bad frame becomes a throttled log, an error
+  counter and a diagnostic, and the node keeps running.
+- ``/diagnostics``: state, backend, fps, frames in/out, drops, errors, last error, per-stage
+  median and p95 milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from perception_msgs.msg import FrameStatus
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+
+from .backends import BackendError
+from .image_conversion import ImageConversionError
+from .params import ParameterError, declare_from_schema, load_schema, make_set_callback, read_parameters
+from .qos import input_qos, output_qos
+from .timing import RateMeter, StageTimer
+
+
+class FrameError(RuntimeError):
+    """A frame that cannot be processed (bad content, NaN outputs...); the node keeps running."""
+
+
+# Errors that reject one frame; anything else is a bug, logged with a traceback, still survived.
+FRAME_ERRORS = (ImageConversionError, FrameError, BackendError, ValueError)
+
+
+class PerceptionNode(LifecycleNode):
+    #: schema file name (without .schema.json) in perception_nodes/schema
+    schema_name: str = ""
+    #: the message type of the main input (``image`` topic)
+    input_type: Any = Image
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.schema = load_schema(self.schema_name)
+        declare_from_schema(self, self.schema)
+        self.params: dict[str, Any] = {}
+        self.add_on_set_parameters_callback(make_set_callback(self.schema, self.params))
+        self.timer = StageTimer()
+        self.rate_in = RateMeter()
+        self.rate_out = RateMeter()
+        self.counters = {"frames_in": 0, "frames_out": 0, "dropped": 0, "errors": 0}
+        self.last_error = ""
+        self.last_error_time = 0.0
+        self.config_error = ""
+        self.backend_description = "not configured"
+        self._subscriptions_active: list[Any] = []
+        self._queue: deque[Any] = deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
+        self._worker.start()
+
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.status_pub = self.create_publisher(
+            FrameStatus, self.get_parameter("status_topic").value, output_qos(100))
+        self.create_timer(float(self.get_parameter("diagnostics_period").value), self.publish_diagnostics)
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ------------------------------------------------------------------ hooks for task nodes
+    def setup(self, params: dict[str, Any]) -> None:
+        """Configure: build pipeline/backend, create publishers. Raise to fail the transition."""
+
+    def process(self, msg: Any) -> None:
+        """Process one input frame and publish the outputs (raise FrameError to reject it)."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Cleanup: release the backend and publishers."""
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        """Create the input subscriptions (default: one ``image`` topic of ``input_type``)."""
+        return [self.create_subscription(self.input_type, "image", self.enqueue, qos)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.params.clear()
+            self.params.update(read_parameters(self, self.schema))
+            t0 = time.monotonic()
+            self.setup(self.params)
+            self.config_error = ""
+            self.get_logger().info(
+                f"configured in {time.monotonic() - t0:.2f} s: {self.backend_description}")
+            return TransitionCallbackReturn.SUCCESS
+        except (ParameterError, BackendError, FileNotFoundError, ValueError, KeyError) as exc:
+            self.config_error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug: keep the node up, but show the traceback
+            self.config_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(traceback.format_exc())
+        self.get_logger().error(f"configure failed, node stays unconfigured: {self.config_error}")
+        self.publish_diagnostics()
+        return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        qos = input_qos(self.params["input_qos"], self.params["input_policy"], self.params["input_depth"])
+        self._subscriptions_active = self.subscribe_inputs(qos)
+        self.get_logger().info(
+            f"active: policy={self.params['input_policy']} qos={self.params['input_qos']} "
+            f"inputs={[s.topic_name for s in self._subscriptions_active]}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for sub in self._subscriptions_active:
+            self.destroy_subscription(sub)
+        self._subscriptions_active = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._cv:
+            self._queue.clear()
+        self.teardown()
+        self.backend_description = "not configured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop_worker()
+        self.teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop_worker(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=5.0)
+
+    # ------------------------------------------------------------------ frames
+    def enqueue(self, msg: Any) -> None:
+        """Subscription callback: hand the frame to the worker according to the input policy."""
+        self.counters["frames_in"] += 1
+        self.rate_in.tick()
+        with self._cv:
+            if self.params.get("input_policy") == "realtime" and self._queue:
+                self.counters["dropped"] += len(self._queue)
+                self._queue.clear()
+            self._queue.append(msg)
+            self._cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait(0.5)
+                if self._stop:
+                    return
+                msg = self._queue.popleft()
+            self.handle_frame(msg)
+
+    def handle_frame(self, msg: Any) -> bool:
+        """Process one frame, publish its FrameStatus; returns True when it succeeded."""
+        t_recv = time.perf_counter()
+        self.timer.start_frame()
+        ok, detail = True, ""
+        try:
+            self.process(msg)
+            self.counters["frames_out"] += 1
+            self.rate_out.tick()
+        except FRAME_ERRORS as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug; the node must survive it
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(traceback.format_exc(), throttle_duration_sec=10.0)
+        finally:
+            self.timer.end_frame()
+        if not ok:
+            self.counters["errors"] += 1
+            self.last_error, self.last_error_time = detail, time.monotonic()
+            self.get_logger().warn(f"frame rejected: {detail}", throttle_duration_sec=5.0)
+        status = FrameStatus()
+        status.header = self.header_of(msg)
+        status.node = self.get_fully_qualified_name()
+        status.ok = ok
+        status.detail = detail
+        status.processing_ms = float((time.perf_counter() - t_recv) * 1e3)
+        self.status_pub.publish(status)
+        return ok
+
+    @staticmethod
+    def header_of(msg: Any) -> Any:
+        header = getattr(msg, "header", None)
+        if header is None:
+            from std_msgs.msg import Header
+
+            header = Header()
+        return header
+
+    @staticmethod
+    def check_finite(outputs: dict[str, np.ndarray]) -> None:
+        """Reject a frame whose float outputs contain NaN or inf."""
+        for name, arr in outputs.items():
+            if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+                bad = int((~np.isfinite(arr)).sum())
+                raise FrameError(f"model output '{name}' has {bad} non-finite values; frame dropped")
+
+    # ------------------------------------------------------------------ diagnostics
+    def publish_diagnostics(self) -> None:
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}"
+        status.hardware_id = self.backend_description
+        recent_error = self.last_error and time.monotonic() - self.last_error_time < 5.0
+        if self.config_error:
+            status.level, status.message = DiagnosticStatus.ERROR, f"not configured: {self.config_error}"
+        elif recent_error:
+            status.level, status.message = DiagnosticStatus.WARN, f"rejecting frames: {self.last_error}"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        values = {
+            "state": self._state_machine.current_state[1] if hasattr(self, "_state_machine") else "",
+            "backend": self.backend_description,
+            "input_policy": str(self.params.get("input_policy", "")),
+            "fps_in": f"{self.rate_in.rate():.2f}",
+            "fps_out": f"{self.rate_out.rate():.2f}",
+            **{k: str(v) for k, v in self.counters.items()},
+            "last_error": self.last_error,
+        }
+        for stage, stats in [*self.timer.stats.items(), ("total", self.timer.total)]:
+            s = stats.summary()
+            if s:
+                values[f"{stage}_ms_median"] = f"{s['median']:.3f}"
+                values[f"{stage}_ms_p95"] = f"{s['p95']:.3f}"
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+
+def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
+    """Entry point shared by every node executable: init, spin, clean shutdown on Ctrl-C/SIGTERM."""
+    import signal
+
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = node_cls(name)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if hasattr(node, "stop_worker"):
+            node.stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,1 @@
+"""Thin ROS wrappers: topics, parameters and timing around the pipelines."""

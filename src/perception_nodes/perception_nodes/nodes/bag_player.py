@@ -1,0 +1,249 @@
+"""bag_player: replays a rosbag2 bag by publishing its stored CDR bytes (no re-serialisation).
+
+Modes: ``realtime`` (bag timing x ``rate``), ``fast`` (as fast as possible) and ``lockstep``:
+each message on ``lockstep_topic`` is published and then the player waits until every node in
+``lockstep_nodes`` has published a ``perception_msgs/FrameStatus`` with that frame's stamp,
+re-publishing after ``lockstep_timeout`` (a frame lost in transport is sent again), so evaluation
+never drops a frame. ``/clock`` carries bag time for ``use_sim_time``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from perception_msgs.msg import FrameStatus
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from tqdm import tqdm
+
+from ..bag_io import BagError, bag_info, header_stamp_ns, read_messages
+from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
+from ..workspace import resolve_path
+
+
+def message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the rclpy class, or None when its package is not installed."""
+    pkg, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.msg"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+class BagPlayer(Node):
+    def __init__(self, name: str = "bag_player") -> None:
+        super().__init__(name)
+        self.schema = load_schema("bag_player")
+        declare_from_schema(self, self.schema)
+        self.params = read_parameters(self, self.schema)
+        p = self.params
+        if not p["bag_path"]:
+            raise ParameterError("parameter 'bag_path' is empty; set it to a rosbag2 directory or file")
+        if p["mode"] == "lockstep" and (not p["lockstep_topic"] or not p["lockstep_nodes"]):
+            raise ParameterError("lockstep mode needs 'lockstep_topic' and 'lockstep_nodes'")
+        self.bag = resolve_path(p["bag_path"])
+        self.info = bag_info(self.bag)
+        self.lockstep_nodes = {n if n.startswith("/") else "/" + n for n in p["lockstep_nodes"]}
+        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+        self.pubs: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}
+        for topic, (msgtype, _count) in self.info.topics.items():
+            if p["topics"] and topic not in p["topics"]:
+                continue
+            cls = message_class(msgtype)
+            if cls is None:
+                self.skipped[topic] = msgtype
+                continue
+            self.pubs[topic] = self.create_publisher(cls, topic, qos)
+        if self.skipped:
+            self.get_logger().warn(
+                f"not publishing {self.skipped}: their message packages are not installed for rclpy")
+        if p["mode"] == "lockstep" and p["lockstep_topic"] not in self.pubs:
+            raise ParameterError(f"lockstep_topic '{p['lockstep_topic']}' is not a playable topic of "
+                                 f"the bag; it has {sorted(self.pubs)}")
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
+        self._acks: dict[int, dict[str, FrameStatus]] = defaultdict(dict)
+        self._seen_nodes: set[str] = set()
+        self._cv = threading.Condition()
+        self.create_subscription(FrameStatus, p["status_topic"], self._on_status,
+                                 QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
+                                            history=HistoryPolicy.KEEP_LAST, depth=1000))
+        self.summary: dict[str, Any] = {}
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run_safely, daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ answers
+    def _on_status(self, msg: FrameStatus) -> None:
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        with self._cv:
+            self._seen_nodes.add(msg.node)
+            self._acks[stamp][msg.node] = msg
+            self._cv.notify_all()
+
+    def _wait_answers(self, stamp: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not self.lockstep_nodes <= set(self._acks.get(stamp, {})):
+                left = deadline - time.monotonic()
+                if left <= 0 or not rclpy.ok():
+                    return False
+                self._cv.wait(min(left, 0.1))
+        return True
+
+    # ------------------------------------------------------------------ playback
+    def _wait_for_graph(self) -> None:
+        p = self.params
+        deadline = time.monotonic() + p["wait_for_nodes_timeout"]
+        while rclpy.ok() and time.monotonic() < deadline:
+            if p["mode"] == "lockstep":
+                sub_count = self.pubs[p["lockstep_topic"]].get_subscription_count()
+                names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
+                if self.lockstep_nodes <= names and sub_count >= len(self.lockstep_nodes):
+                    break
+            elif any(pub.get_subscription_count() for pub in self.pubs.values()) or \
+                    p["wait_for_nodes_timeout"] == 0:
+                break
+            time.sleep(0.05)
+        else:
+            if p["mode"] == "lockstep":
+                names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
+                raise BagError(f"lockstep: nodes {sorted(self.lockstep_nodes - names)} did not appear "
+                               f"within {p['wait_for_nodes_timeout']} s (running: {sorted(names)})")
+        time.sleep(p["start_delay"])
+
+    def _run_safely(self) -> None:
+        try:
+            self._run()
+        except (BagError, ParameterError) as exc:
+            self.get_logger().error(str(exc))
+            self.summary["error"] = str(exc)
+        finally:
+            self._write_summary()
+            self.done.set()
+            if self.params["exit_when_done"]:
+                rclpy.try_shutdown()
+
+    def _run(self) -> None:
+        p = self.params
+        self._wait_for_graph()
+        mode, lock_topic = p["mode"], p["lockstep_topic"]
+        total = sum(c for t, (_, c) in self.info.topics.items() if t in self.pubs)
+        frames = published = retries = lost = rejected = 0
+        lost_stamps: list[int] = []
+        t_start = time.monotonic()
+        self.get_logger().info(
+            f"playing {self.bag} ({total} messages, {self.info.duration_s:.1f} s) mode={mode}"
+            + (f" rate={p['rate']}" if mode == "realtime" else ""))
+        while True:
+            bag_t0: int | None = None
+            wall_t0 = time.monotonic()
+            bar = tqdm(total=total, desc=f"replay ({mode})", unit="msg", dynamic_ncols=True,
+                       disable=None)
+            for topic, _msgtype, t_ns, cdr in read_messages(self.bag, list(self.pubs)):
+                if not rclpy.ok():
+                    return
+                if bag_t0 is None:
+                    bag_t0 = t_ns
+                if mode == "realtime":
+                    due = wall_t0 + (t_ns - bag_t0) / 1e9 / p["rate"]
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                if self.clock_pub is not None:
+                    clk = Clock()
+                    clk.clock.sec, clk.clock.nanosec = divmod(t_ns, 1_000_000_000)
+                    self.clock_pub.publish(clk)
+                self.pubs[topic].publish(cdr)
+                published += 1
+                bar.update(1)
+                if mode == "lockstep" and topic == lock_topic:
+                    frames += 1
+                    stamp = header_stamp_ns(cdr)
+                    attempt = 0
+                    while not self._wait_answers(stamp, p["lockstep_timeout"]):
+                        if not rclpy.ok():
+                            return
+                        if attempt >= p["lockstep_retries"]:
+                            lost += 1
+                            lost_stamps.append(stamp)
+                            missing = self.lockstep_nodes - set(self._acks.get(stamp, {}))
+                            self.get_logger().error(
+                                f"lockstep: frame {stamp} unanswered by {sorted(missing)} after "
+                                f"{attempt + 1} tries; continuing")
+                            break
+                        attempt += 1
+                        retries += 1
+                        self.get_logger().warn(f"lockstep: frame {stamp} unanswered after "
+                                               f"{p['lockstep_timeout']} s; publishing it again")
+                        self.pubs[topic].publish(cdr)
+                    rejected += sum(1 for s in self._acks.get(stamp, {}).values() if not s.ok)
+                elif topic == lock_topic or (not lock_topic and mode != "lockstep"):
+                    frames += 1
+            bar.close()
+            if not p["loop"] or mode == "lockstep":
+                break
+        wall = time.monotonic() - t_start
+        self.summary.update({
+            "bag": str(self.bag), "mode": mode, "messages_published": published,
+            "frames": frames, "frames_answered": frames - lost, "frames_lost": lost,
+            "lost_stamps": lost_stamps, "frames_rejected_by_nodes": rejected, "retries": retries,
+            "wall_time_s": round(wall, 3), "skipped_topics": self.skipped,
+            "processing_ms": self._processing_stats(),
+        })
+        self.get_logger().info(
+            f"done: {published} messages, {frames} frames, lost {lost}, retries {retries}, "
+            f"{wall:.1f} s")
+
+    def _processing_stats(self) -> dict[str, dict[str, float]]:
+        import numpy as np
+
+        per_node: dict[str, list[float]] = defaultdict(list)
+        with self._cv:
+            for answers in self._acks.values():
+                for node, st in answers.items():
+                    per_node[node].append(st.processing_ms)
+        return {n: {"median": float(np.median(v)), "p95": float(np.percentile(v, 95)), "count": len(v)}
+                for n, v in per_node.items()}
+
+    def _write_summary(self) -> None:
+        path = self.params.get("summary_path")
+        if path:
+            out = resolve_path(path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(self.summary, indent=2))
+
+
+def main(args: list[str] | None = None) -> None:
+    import sys
+
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    try:
+        node = BagPlayer()
+    except (BagError, ParameterError) as exc:
+        print(f"bag_player: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        raise SystemExit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if node.summary.get("error") or node.summary.get("frames_lost"):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

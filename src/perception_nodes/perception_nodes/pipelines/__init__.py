@@ -1,0 +1,1 @@
+"""Plain-Python pipelines (preprocess -> backend -> postprocess): numpy in, numpy out, no ROS."""
