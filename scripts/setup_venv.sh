@@ -26,12 +26,15 @@ if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; the
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -m pip install -q \
     -r requirements/ros.txt -r requirements/runtime.txt -r requirements/dev.txt -r requirements/models.txt
-  # Type stubs only; their declared dependency is the real tensorrt, which cannot install here.
-  "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1"
-  # mypy reads a copy of them (mypy.ini: mypy_path): the wheel installs them without a PEP 561
-  # marker, and a few plugin signatures name a parameter 'in' (a keyword), which is renamed.
-  sp="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  rm -rf "$VENV/typings" && "$VENV/bin/python" scripts/patch_trt_stubs.py "$sp" "$VENV/typings"
+  # TensorRT 10.13 type stubs, for mypy only: installed into their own folder (--no-deps: their
+  # declared dependency is the real tensorrt, a download stub off NVIDIA hardware). In
+  # site-packages their bare tensorrt/ folder would import as an empty namespace package.
+  rm -rf "$VENV/trt-stubs" "$VENV/typings"
+  "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/trt-stubs" "tensorrt-stubs==10.13.0.35.1" \
+    2>&1 | grep -v '^WARNING: Location' || true
+  # mypy reads a patched copy (mypy.ini: mypy_path): no PEP 561 marker in the wheel, and a few
+  # signatures are not valid Python (scripts/patch_trt_stubs.py says which).
+  "$VENV/bin/python" scripts/patch_trt_stubs.py "$VENV/trt-stubs" "$VENV/typings"
 
   # The wheels' exported CMake files name the wheel build machine's Python and numpy include
   # directories; point them at this venv's, or rosidl_generate_interfaces cannot compile.
@@ -62,5 +65,4 @@ printf '%s\n' "$ROOT/build/perception_nodes" "$ROOT/build/perception_models" > "
 # The perception CLI lives with the node executables (ROS convention: lib/<package>/);
 # link it onto the venv's PATH too.
 ln -sf "$VENV/lib/perception_nodes/perception" "$VENV/bin/perception"
-ln -sf "$VENV/lib/perception_models/perception-models" "$VENV/bin/perception-models" 2>/dev/null || true
 echo "==> ready: source $ROOT/scripts/env.sh (or use $VENV/bin/perception)"

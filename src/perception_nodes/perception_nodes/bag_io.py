@@ -133,7 +133,7 @@ class BagWriter:
         if self.path.exists():
             raise BagError(f"output bag '{self.path}' already exists; choose another path")
         self.store = store or typestore()
-        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer: Any = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._conns: dict[str, Any] = {}
         self.counts: dict[str, int] = {}

@@ -101,9 +101,9 @@ def encoding_info(encoding: str) -> EncodingInfo:
 def _buffer(data: Any) -> memoryview:
     """A byte view of ``msg.data`` (array.array, bytes, bytearray, list or numpy array)."""
     if isinstance(data, (bytes, bytearray, memoryview, array.array, np.ndarray)):
-        return memoryview(data).cast("B") if not isinstance(data, np.ndarray) else memoryview(
-            np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-        )
+        if isinstance(data, np.ndarray):
+            return np.ascontiguousarray(data).view(np.uint8).reshape(-1).data
+        return memoryview(data).cast("B")
     # Lists (e.g. messages built by hand): one copy.
     try:
         return memoryview(bytes(data))
@@ -209,7 +209,7 @@ def _to_byte_array(arr: np.ndarray) -> array.array:
     # array.array('B', buffer) is one memcpy; assigning it to msg.data skips rclpy's
     # per-element __debug__ checks, which take ~100 ms on a VGA image.
     out = array.array("B")
-    out.frombytes(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    out.frombytes(np.ascontiguousarray(arr).data.cast("B"))
     return out
 
 

@@ -102,8 +102,8 @@ class EngineCache:
         self.cache_dir = Path(cache_dir).expanduser()
 
     def paths(self, model_stem: str, key: EngineKey) -> tuple[Path, Path]:
-        base = self.cache_dir / f"{model_stem}.{key.digest}"
-        return base.with_suffix(".engine"), base.with_suffix(".json")
+        base = f"{model_stem}.{key.digest}"
+        return self.cache_dir / f"{base}.engine", self.cache_dir / f"{base}.json"
 
     def lookup(self, model_stem: str, key: EngineKey) -> CacheLookup:
         engine, meta = self.paths(model_stem, key)

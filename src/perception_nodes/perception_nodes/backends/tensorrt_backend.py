@@ -37,6 +37,9 @@ def require_tensorrt() -> str:
     try:
         import tensorrt as trt
 
+        if not hasattr(trt, "Builder"):  # e.g. a folder of type stubs imported as a namespace
+            raise ImportError(f"the 'tensorrt' found at {list(getattr(trt, '__path__', []))} is not "
+                              "TensorRT's Python package")
         return str(trt.__version__)
     except ImportError as exc:
         raise BackendError(

@@ -1,0 +1,32 @@
+# Two commands for a fresh machine (see README):
+#   make demo   sets up .venv (ROS 2 Jazzy wheels + colcon build) and replays the demo bag
+#   make test   sets up and runs the whole suite (.ci/run calls exactly this)
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+BAG   ?=
+
+.PHONY: setup demo test typecheck lint-params docs benchmarks clean
+
+setup:
+	@bash scripts/setup_venv.sh
+
+demo: setup
+	@source scripts/env.sh && perception demo $(if $(BAG),--bag $(BAG),)
+
+typecheck: setup
+	@echo "==> mypy: backends against the TensorRT 10.13 stubs"
+	@$(VENV)/bin/mypy src/perception_nodes/perception_nodes/backends
+
+test: setup typecheck
+	@echo "==> pytest"
+	@source scripts/env.sh && $(PY) -m pytest tests -q -p no:cacheprovider
+
+docs: setup
+	@$(PY) scripts/gen_param_docs.py --write
+
+benchmarks: setup
+	@source scripts/env.sh && for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build log out cache
