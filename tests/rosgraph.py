@@ -1,0 +1,39 @@
+"""Helpers for tests that start node processes and talk to them over real DDS."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+
+
+class Probe:
+    """An in-test node that publishes and collects messages."""
+
+    def __init__(self, context: Any, name: str = "test_probe") -> None:
+        self.node = Node(name, context=context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list[Any]] = {}
+
+    def collect(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> list[Any]:
+        bucket = self.received.setdefault(topic, [])
+        self.node.create_subscription(msg_type, topic, bucket.append, qos)
+        return bucket
+
+    def spin_until(self, cond: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+            if cond():
+                return True
+        return False
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
