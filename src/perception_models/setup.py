@@ -11,6 +11,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools", "numpy"],
+    tests_require=["pytest"],
     extras_require={"train": ["torch", "onnx", "onnxscript"]},
     zip_safe=True,
     maintainer="Perception team",
