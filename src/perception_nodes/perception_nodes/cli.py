@@ -87,6 +87,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     player = NodeSpec("perception_player", "bag_player", parameters={
         "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic,
         "lockstep_nodes": [n.fqn for n in processing], "summary_path": str(summary_path),
+        "min_subscribers": len(processing) + 1,  # the nodes and the recorder
         "exit_when_done": True})
     profile.nodes = processing + [recorder]
     t0 = time.monotonic()

@@ -282,3 +282,28 @@ def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
             node.stop_worker()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def run_plain_node(node_cls: type, prog: str, startup_errors: tuple[type[BaseException], ...],
+                   args: list[str] | None = None) -> Any:
+    """Entry point of the non-lifecycle nodes (player, camera): a construction error prints one
+    clear line and exits 2; otherwise spin until shutdown. Returns the node."""
+    import sys
+
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    try:
+        node = node_cls()
+    except startup_errors as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        raise SystemExit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return node

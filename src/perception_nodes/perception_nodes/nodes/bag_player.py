@@ -107,10 +107,10 @@ class BagPlayer(Node):
             if p["mode"] == "lockstep":
                 sub_count = self.pubs[p["lockstep_topic"]].get_subscription_count()
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
-                if self.lockstep_nodes <= names and sub_count >= len(self.lockstep_nodes):
+                if self.lockstep_nodes <= names and sub_count >= max(len(self.lockstep_nodes), p["min_subscribers"]):
                     break
-            elif any(pub.get_subscription_count() for pub in self.pubs.values()) or \
-                    p["wait_for_nodes_timeout"] == 0:
+            elif max((pub.get_subscription_count() for pub in self.pubs.values()), default=0) >= \
+                    max(1, p["min_subscribers"]) or p["wait_for_nodes_timeout"] == 0:
                 break
             time.sleep(0.05)
         else:
@@ -223,27 +223,11 @@ class BagPlayer(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    import sys
+    from ..node_base import run_plain_node
 
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=args)
-    try:
-        node = BagPlayer()
-    except (BagError, ParameterError) as exc:
-        print(f"bag_player: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        raise SystemExit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    node = run_plain_node(BagPlayer, "bag_player", (BagError, ParameterError), args)
     if node.summary.get("error") or node.summary.get("frames_lost"):
         raise SystemExit(1)
-
 
 if __name__ == "__main__":
     main()

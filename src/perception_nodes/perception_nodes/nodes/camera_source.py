@@ -100,25 +100,9 @@ class CameraSource(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    import sys
+    from ..node_base import run_plain_node
 
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=args)
-    try:
-        node = CameraSource()
-    except (ValueError, ParameterError) as exc:
-        print(f"camera_source: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        raise SystemExit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_plain_node(CameraSource, "camera_source", (ValueError, ParameterError), args)
 
 if __name__ == "__main__":
     main()
