@@ -20,7 +20,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools"],
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},
     zip_safe=True,
     maintainer="Perception team",
     maintainer_email="perception@example.com",

@@ -20,9 +20,9 @@ from ..workspace import resolve_path
 
 def make_backend(node: PerceptionNode, params: dict[str, Any]):
     """The backend a node's common parameters ask for (shared by every inference node)."""
-    model = resolve_path(params["model_path"])
     if not params["model_path"]:
         raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file")
+    model = resolve_path(params["model_path"])
     backend = create_backend(
         params["backend"], model,
         providers=params["onnxruntime_providers"], threads=params["onnxruntime_threads"],
