@@ -3,6 +3,7 @@
     perception run --profile P [--set node.param=value ...]
     perception replay --bag B --profile P [--mode lockstep|realtime|fast] [--rate R] --out DIR
     perception build-engine --onnx M.onnx [--precision fp16|fp32|int8] [--calib-images DIR | --calib-bag B --calib-topic T]
+    perception start PROFILE [--camera /dev/videoN] [--allow-cpu] [--build-only|--check]
     perception bag-info B
     perception demo [--out DIR]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -180,6 +182,12 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_start(args: argparse.Namespace) -> int:
+    from .deploy import start_main
+
+    return start_main(args)
+
+
 def _cmd_bag_info(args: argparse.Namespace) -> int:
     from .bag_io import BagError, bag_info
 
@@ -248,6 +256,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-cache", help="INT8 calibration cache file (read if present, else written)")
     p.add_argument("--calib-algorithm", choices=["entropy", "minmax"], default="entropy")
     p.set_defaults(func=_cmd_build_engine)
+
+    p = sub.add_parser("start", help="container entrypoint: check camera/GPU/engine cache, build "
+                       "missing engines, then launch a profile")
+    p.add_argument("profile", nargs="?", default=os.environ.get("PERCEPTION_PROFILE", "camera_generic"),
+                   help="profile name or YAML path (default: $PERCEPTION_PROFILE or camera_generic)")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument("--camera", help="camera device or file for the profile's camera_source nodes")
+    p.add_argument("--engine-cache", default=os.environ.get("PERCEPTION_ENGINE_CACHE"),
+                   help="engine cache directory (a mounted volume; default: $PERCEPTION_ENGINE_CACHE "
+                   "or each node's engine_cache_dir)")
+    p.add_argument("--allow-cpu", action="store_true",
+                   default=os.environ.get("PERCEPTION_ALLOW_CPU", "") in ("1", "true", "yes"),
+                   help="without a GPU, run TensorRT nodes with ONNX Runtime on the CPU instead of failing")
+    p.add_argument("--no-build", action="store_true", help="do not build missing engines here")
+    p.add_argument("--build-only", action="store_true", help="check and build engines, then exit")
+    p.add_argument("--check", action="store_true", help="run the checks only, then exit")
+    p.add_argument("--launcher", choices=["auto", "ros2", "processes"], default="auto")
+    p.add_argument("--log-dir", default="log/start")
+    p.set_defaults(func=_cmd_start)
 
     p = sub.add_parser("bag-info", help="topics, types and counts of a bag")
     p.add_argument("bag")

@@ -99,6 +99,33 @@ def load_profile(name_or_path: str, overrides: dict[str, dict[str, Any]] | None 
     return Profile(path.stem, str(data.get("description", "")), nodes)
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def effective_parameters(spec: NodeSpec) -> dict[str, Any]:
+    """The parameters the node will run with: schema defaults, then each parameter file's
+    entries that apply to this node (``/**``, its name or its full name), then the overrides —
+    the order rclpy applies them in."""
+    from .params import defaults, load_schema
+
+    values = defaults(load_schema(spec.executable))
+    names = {"/**", spec.name, spec.fqn, spec.fqn.lstrip("/")}
+    for f in spec.param_files:
+        data = yaml.safe_load(Path(f).read_text()) or {}
+        for target, body in data.items():
+            if target in names and isinstance(body, dict):
+                values.update(_flatten(body.get("ros__parameters") or {}))
+    values.update(spec.parameters)
+    return values
+
+
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
     """['node.param=value', ...] -> {node: {param: yaml-parsed value}}."""
     out: dict[str, dict[str, Any]] = {}

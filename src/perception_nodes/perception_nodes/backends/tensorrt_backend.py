@@ -107,6 +107,22 @@ def resolve_input_shapes(specs: list[TensorSpec],
     return shapes
 
 
+def compute_engine_key(onnx_path: Path, gpu_name: str, tensorrt_version: str, precision: str,
+                       input_shapes: dict[str, tuple[int, ...]],
+                       calibration_cache: Path | None = None) -> EngineKey:
+    """The cache key of the engine for this model on this GPU (shared by the backend and the
+    container entrypoint, which checks the cache before starting nodes)."""
+    calib = calibration_cache
+    return EngineKey(
+        onnx_sha256=sha256_file(onnx_path),
+        gpu_name=gpu_name,
+        tensorrt_version=tensorrt_version,
+        precision=precision,
+        input_shapes=input_shapes,
+        calibration_sha256=sha256_file(calib) if precision == "int8" and calib and calib.is_file() else "",
+    )
+
+
 def _make_logger() -> "trt.ILogger":
     """Routes TensorRT's log into Python logging."""
     import tensorrt as trt
@@ -299,14 +315,7 @@ class TensorRTBackend(Backend):
 
         gpu = cuda.probe_gpu()  # raises a clear BackendError without GPU/driver
         calib = Path(calibration_cache) if calibration_cache else None
-        key = EngineKey(
-            onnx_sha256=sha256_file(onnx_path),
-            gpu_name=gpu,
-            tensorrt_version=trt_version,
-            precision=precision,
-            input_shapes=shapes,
-            calibration_sha256=sha256_file(calib) if precision == "int8" and calib and calib.is_file() else "",
-        )
+        key = compute_engine_key(onnx_path, gpu, trt_version, precision, shapes, calib)
         cache = EngineCache(cache_dir)
         found = cache.lookup(onnx_path.stem, key)
         self._log(found.message)
