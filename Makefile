@@ -20,7 +20,7 @@ typecheck: setup
 
 test: setup typecheck
 	@echo "==> pytest"
-	@source scripts/env.sh && $(PY) -m pytest tests -q -p no:cacheprovider
+	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider
 
 docs: setup
 	@$(PY) scripts/gen_param_docs.py --write

@@ -10,7 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
     ],
-    install_requires=["setuptools", "numpy"],
+    install_requires=["setuptools", "numpy", "opencv-python-headless", "pyyaml", "tqdm"],
     extras_require={"test": ["pytest"], "train": ["torch", "onnx", "onnxscript"]},
     zip_safe=True,
     maintainer="Perception team",

@@ -1,16 +1,98 @@
-"""``perception-models`` command line: the task issues add ``data``, ``train`` and ``export``."""
+"""``perception-models``: data generation and conversion (training, export: the task issues).
+
+    perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
+    perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 from perception_models import __version__
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synth import SynthConfig, SyntheticSequence
+    from .data.writers import write_sequence
+
+    photo_dir = args.photos
+    if photo_dir is None:
+        from perception_nodes.workspace import workspace_root
+
+        default = (workspace_root() / ".." / "shared" / "data" / "camvid").resolve()
+        photo_dir = str(default) if default.is_dir() else None
+    out = Path(args.out)
+    for s in range(args.sequences):
+        seed = args.seed + s
+        cfg = SynthConfig(preset=args.preset, seed=seed, frames=args.frames, width=args.width,
+                          height=args.height, fps=args.fps, hfov_deg=args.hfov,
+                          randomization=args.randomization, photo_dir=photo_dir)
+        target = out / f"{args.preset}_{seed:04d}"
+        if target.exists() and any(target.iterdir()):
+            print(f"perception-models data synth: {target} exists and is not empty; choose another --out "
+                  "or remove it", file=sys.stderr)
+            return 2
+        summary = write_sequence(SyntheticSequence(cfg), target, dataset=not args.bag_only, bag=args.bag or args.bag_only,
+                                 depth_format=args.depth, flow=not args.no_flow, workers=args.workers)
+        print(f"{target}: {summary['frames']} frames"
+              + (f", {summary.get('annotations', 0)} boxes" if not args.bag_only else "")
+              + (f", bag {summary['bag']}" if "bag" in summary else ""))
+    return 0
+
+
+def _cmd_bag_from_images(args: argparse.Namespace) -> int:
+    from .data.bag_from_images import bag_from_images
+
+    try:
+        n = bag_from_images(Path(args.images), Path(args.out), fps=args.fps, topic=args.topic,
+                            frame_id=args.frame_id, camera_info=Path(args.camera_info) if args.camera_info else None,
+                            encoding=args.encoding, max_frames=args.max_frames)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"perception-models data bag-from-images: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {n} frames on {args.topic}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perception-models", description=__doc__)
+    parser = argparse.ArgumentParser(prog="perception-models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command")
+    data = sub.add_parser("data", help="synthetic data, conversions").add_subparsers(dest="data_command", required=True)
+
+    p = data.add_parser("synth", help="render synthetic sequences with ground truth for every task")
+    p.add_argument("--preset", choices=["driving", "indoor"], default="driving")
+    p.add_argument("--sequences", type=int, default=1)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sequence (+1 per sequence)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--bag", action="store_true", help="also write a rosbag2 MCAP per sequence (<seq>/bag)")
+    p.add_argument("--bag-only", action="store_true", help="write only the bag")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--hfov", type=float, default=0.0, help="horizontal FOV in degrees (0: random 60-100)")
+    p.add_argument("--randomization", type=float, default=1.0, help="camera effects strength, 0 = clean")
+    p.add_argument("--depth", choices=["png", "npy"], default="png", help="uint16 mm PNG or float32 npy")
+    p.add_argument("--no-flow", action="store_true", help="skip flow/occlusion to the next frame")
+    p.add_argument("--photos", help="folder of real photos for textures (default: ../shared/data/camvid if present)")
+    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    p.set_defaults(func=_cmd_synth)
+
+    p = data.add_parser("bag-from-images", help="a rosbag2 MCAP from an image folder or a video")
+    p.add_argument("--images", required=True, help="folder of images (sorted by name) or a video file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--topic", default="/camera/image_raw")
+    p.add_argument("--frame-id", default="camera_optical_frame")
+    p.add_argument("--camera-info", help="ROS camera_info YAML; published on <topic dir>/camera_info")
+    p.add_argument("--encoding", choices=["rgb8", "bgr8", "mono8"], default="rgb8")
+    p.add_argument("--max-frames", type=int, default=0)
+    p.set_defaults(func=_cmd_bag_from_images)
     return parser
 
 
@@ -19,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-    return 0
+        return 0
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
