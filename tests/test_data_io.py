@@ -105,6 +105,19 @@ def test_flow_png_and_trajectory_and_camera_info(written):
     assert (info.width, info.height) == (W, H)
 
 
+def test_preview_picture(written, tmp_path):
+    seq, frames, out, _ = written
+    proc = subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "preview", str(out), "--frame", "1",
+                           "--out", str(tmp_path / "p.png")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    img = cv2.imread(str(tmp_path / "p.png"))
+    assert img.shape == (2 * H, 2 * W, 3)
+    assert img[H:, W:].any(), "flow panel is empty"
+    missing = subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "preview", str(out), "--frame", "99"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "000099.png does not exist" in missing.stderr
+
+
 def test_bag_has_every_topic_and_reads_back(written):
     from perception_nodes.bag_io import bag_info, read_messages, typestore
 

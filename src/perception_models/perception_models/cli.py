@@ -2,6 +2,7 @@
 
     perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
     perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
+    perception-models data preview DIR [--frame N] [--out preview.png]
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ def _cmd_bag_from_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .data.preview import preview_frame
+
+    try:
+        img = preview_frame(Path(args.dataset), args.frame)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"perception-models data preview: {exc}", file=sys.stderr)
+        return 2
+    cv2.imwrite(args.out, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    print(f"{args.out}: image + boxes | depth / labels | flow to the next frame")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception-models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=["rgb8", "bgr8", "mono8"], default="rgb8")
     p.add_argument("--max-frames", type=int, default=0)
     p.set_defaults(func=_cmd_bag_from_images)
+
+    p = data.add_parser("preview", help="picture of one frame of a training set (boxes, depth, labels, flow)")
+    p.add_argument("dataset")
+    p.add_argument("--frame", type=int, default=0)
+    p.add_argument("--out", default="preview.png")
+    p.set_defaults(func=_cmd_preview)
     return parser
 
 

@@ -44,52 +44,65 @@ class _Placed:
     radius: float
 
 
-def placed_parts(scene: Scene, time: float) -> list[_Placed]:
-    out = []
-    for obj in scene.objects:
-        M = obj.pose_at(time)
-        for part in obj.parts:
-            A = M @ part.matrix()
-            c_u, r_u = P.UNIT_BOUNDS[part.shape]
-            centre = A[:3, :3] @ c_u + A[:3, 3]
-            out.append(_Placed(part.shape, A, np.linalg.inv(A), part.scale, part.material, obj.semantic,
-                               obj.instance, obj.dynamic, centre, float(r_u * np.max(part.scale))))
-    return out
+def _place(obj, part, M: np.ndarray) -> _Placed:
+    A = M @ part.matrix()
+    A_inv = np.eye(4)
+    A_inv[:3, :3] = np.diag(1.0 / part.scale) @ (M[:3, :3] @ part.R).T  # (R S)^-1 = S^-1 R^T
+    A_inv[:3, 3] = -A_inv[:3, :3] @ A[:3, 3]
+    c_u, r_u = P.UNIT_BOUNDS[part.shape]
+    return _Placed(part.shape, A, A_inv, part.scale, part.material, obj.semantic, obj.instance,
+                   obj.dynamic, A[:3, :3] @ c_u + A[:3, 3], float(r_u * np.max(part.scale)))
+
+
+def placed_parts(scene: Scene, time: float, static: list[_Placed] | None = None) -> list[_Placed]:
+    """Every part in the world at ``time``; ``static`` (the parts of objects that do not move,
+    placed once) is reused when given."""
+    if static is None:
+        return [_place(o, part, o.pose_at(time)) for o in scene.objects for part in o.parts]
+    moving = [_place(o, part, o.pose_at(time)) for o in scene.objects if o.dynamic for part in o.parts]
+    return static + moving
 
 
 _CORNERS = np.array([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
-_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])
 # local bounding boxes of the unit shapes (cylinder and cone stand on z = 0)
 _UNIT_BOX = {"box": (np.zeros(3), np.ones(3)), "sphere": (np.zeros(3), np.ones(3)),
              "cylinder": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5])),
              "cone": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5]))}
 
 
-def _screen_rect(K: np.ndarray, T_cam_world: np.ndarray, p: "_Placed",
-                 width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Pixel rectangle (u0, v0, u1, v1) covering a part's oriented bounding box, clipped to the
-    near plane (so walls the camera stands next to do not cover the whole image); None if unseen."""
-    c, h = _UNIT_BOX[p.shape]
-    local = c + _CORNERS * h
-    M = T_cam_world @ p.A
-    pc = local @ M[:3, :3].T + M[:3, 3]
-    z = pc[:, 2]
-    pts = [pc[z >= NEAR]]
-    for a, b in _EDGES:
-        if (z[a] >= NEAR) != (z[b] >= NEAR):
-            s = (NEAR - z[a]) / (z[b] - z[a])
-            pts.append((pc[a] + s * (pc[b] - pc[a]))[None])
-    q = np.concatenate(pts)
-    if len(q) == 0:
-        return None
-    u = K[0, 0] * q[:, 0] / q[:, 2] + K[0, 2]
-    v = K[1, 1] * q[:, 1] / q[:, 2] + K[1, 2]
-    u0, u1 = int(np.floor(u.min())), int(np.ceil(u.max())) + 1
-    v0, v1 = int(np.floor(v.min())), int(np.ceil(v.max())) + 1
-    u0, v0, u1, v1 = max(u0, 0), max(v0, 0), min(u1, width), min(v1, height)
-    if u0 >= u1 or v0 >= v1:
-        return None
-    return u0, v0, u1, v1
+def screen_rects(K: np.ndarray, T_cam_world: np.ndarray, parts: list[_Placed], width: int,
+                 height: int) -> np.ndarray:
+    """Pixel rectangles (P, 4: u0, v0, u1, v1) covering each part's oriented bounding box,
+    clipped to the near plane (so walls the camera stands next to do not cover the whole
+    image); rows with u0 >= u1 are not visible. Vectorised over parts."""
+    if not parts:
+        return np.zeros((0, 4), np.int64)
+    local = np.stack([_UNIT_BOX[p.shape][0] + _CORNERS * _UNIT_BOX[p.shape][1] for p in parts])  # (P, 8, 3)
+    M = T_cam_world[None] @ np.stack([p.A for p in parts])                                   # (P, 4, 4)
+    pc = np.einsum("pij,pkj->pki", M[:, :3, :3], local) + M[:, None, :3, 3]                  # (P, 8, 3)
+    z = pc[..., 2]
+    front = z >= NEAR
+    a, b = _EDGES[:, 0], _EDGES[:, 1]
+    za, zb = z[:, a], z[:, b]
+    cross = front[:, a] != front[:, b]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(cross, (NEAR - za) / (zb - za), 0.0)
+    pe = pc[:, a] + t[..., None] * (pc[:, b] - pc[:, a])                                       # (P, 12, 3)
+    pts = np.concatenate([pc, pe], axis=1)
+    ok = np.concatenate([front, cross], axis=1)
+    zz = np.where(ok, pts[..., 2], 1.0)
+    u = np.where(ok, K[0, 0] * pts[..., 0] / zz + K[0, 2], np.nan)
+    v = np.where(ok, K[1, 1] * pts[..., 1] / zz + K[1, 2], np.nan)
+    seen = ok.any(axis=1)
+    with np.errstate(invalid="ignore"):
+        u0 = np.floor(np.nanmin(np.where(seen[:, None], u, 0), axis=1))
+        u1 = np.ceil(np.nanmax(np.where(seen[:, None], u, -1), axis=1)) + 1
+        v0 = np.floor(np.nanmin(np.where(seen[:, None], v, 0), axis=1))
+        v1 = np.ceil(np.nanmax(np.where(seen[:, None], v, -1), axis=1)) + 1
+    rect = np.stack([np.clip(u0, 0, width), np.clip(v0, 0, height), np.clip(u1, 0, width), np.clip(v1, 0, height)], axis=1)
+    rect[~seen] = 0
+    return rect.astype(np.int64)
 
 
 class Renderer:
@@ -151,12 +164,13 @@ class Renderer:
         n_planes = 2
         hits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-        parts = placed_parts(self.scene, time)
-        for k, p in enumerate(parts):
-            rect = _screen_rect(self.K, T_cam_world, p, W, H)
-            if rect is None:
-                continue
-            u0, v0, u1, v1 = rect
+        if not hasattr(self, "_static"):
+            self._static = [_place(o, part, o.pose0) for o in self.scene.objects if not o.dynamic for part in o.parts]
+        parts = placed_parts(self.scene, time, self._static)
+        rects = screen_rects(self.K, T_cam_world, parts, W, H)
+        for k in np.nonzero((rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3]))[0]:
+            p = parts[k]
+            u0, v0, u1, v1 = (int(x) for x in rects[k])
             ol, dl = self._to_local(p, o, dx[v0:v1, u0:u1], dy[v0:v1, u0:u1], dz[v0:v1, u0:u1])
             t = P.intersect(p.shape, ol, *dl)
             dview = depth[v0:v1, u0:u1]
@@ -201,7 +215,7 @@ class Renderer:
         instance = np.where(hit, inst_lut[pid], 0).astype(np.uint16)
         dynamic = hit & dyn_lut[pid]
 
-        rgb = self._shade(dirs, depth, normal, uv, mat_lut, pid_groups, hit)
+        rgb = self._shade(dirs, depth, normal, uv, mat_lut, pid, hit)
         return RenderedFrame(rgb, depth.astype(np.float32), semantic, instance, dynamic, normal)
 
     # -------------------------------------------------------------- shading
@@ -222,34 +236,37 @@ class Renderer:
         self._tile = mats[0].mips[0].shape[0]
         self._levels = levels
         self._metres = np.array([m.metres for m in mats], np.float32)
+        if self._tile & (self._tile - 1):
+            raise ValueError(f"texture tiles must be a power of two wide, got {self._tile}")
 
     def _shade(self, dirs: np.ndarray, depth: np.ndarray, normal: np.ndarray, uv: np.ndarray,
-               mat_lut: np.ndarray, pid_groups: tuple[np.ndarray, np.ndarray], hit: np.ndarray) -> np.ndarray:
+               mat_lut: np.ndarray, pid: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        """Albedo from each pixel's material (mip level by footprint) x sun + ambient; sky elsewhere.
+        Works on all pixels in image order (no gathers); sky pixels are replaced at the end."""
         H, W = depth.shape
         if not hasattr(self, "_atlas"):
             self._build_atlas()
         light = self.scene.lighting
+        f32 = np.float32
+        nflat, uvflat = normal.reshape(-1, 3), uv.reshape(-1, 2)
+        dflat = np.where(hit, depth, 0.0).reshape(-1).astype(f32)
         ray_len = np.sqrt(np.einsum("nc,nc->n", dirs, dirs))
-        nflat, uvflat, dflat = normal.reshape(-1, 3), uv.reshape(-1, 2), depth.reshape(-1)
-        order, bounds = pid_groups
-        idx = order[bounds[1]:]                      # every pixel that hit a surface
-        pid = np.repeat(np.arange(len(mat_lut)), np.diff(bounds[1:]))
-        m = mat_lut[pid]
-        metres = self._metres[m]
-        # metres covered by one pixel on the surface (grazing angles stretch it) -> mip level
-        cos_inc = np.abs(np.einsum("nc,nc->n", nflat[idx], dirs[idx])) / ray_len[idx]
-        footprint = dflat[idx] * ray_len[idx] / self.K[0, 0] / np.maximum(cos_inc, 0.15)
-        level = np.log2(np.maximum(footprint * (self._tile / metres), 1.0))
-        level = np.minimum(np.rint(level), self._levels - 1).astype(np.int64)
-        n = self._tile >> level
-        tu = np.floor(uvflat[idx, 0] * (n / metres)).astype(np.int64) % n
-        tv = np.floor(uvflat[idx, 1] * (n / metres)).astype(np.int64) % n
-        albedo = np.zeros((H * W, 3), np.float32)
-        albedo[idx] = self._atlas[self._atlas_base[m, level] + tv * n + tu]
-        lambert = np.clip(nflat @ light.sun_dir.astype(np.float32), 0.0, 1.0)
-        shade = light.ambient.astype(np.float32)[None, :] + lambert[:, None] * light.sun.astype(np.float32)[None, :]
-        rgb = albedo * shade
-        elev = np.clip(dirs[:, 2] / ray_len, 0.0, 1.0)[:, None]
-        sky = light.sky_horizon[None, :] * (1 - elev) + light.sky_top[None, :] * elev
-        rgb = np.where(hit.reshape(-1, 1), rgb, sky.astype(np.float32))
-        return rgb.reshape(H, W, 3).astype(np.float32)
+        m = mat_lut[pid.reshape(-1)]
+        inv_metres = (f32(1.0) / self._metres)[m]
+        # texels covered by one pixel on the surface (grazing angles stretch it) -> mip level
+        cos_inc = np.abs(np.einsum("nc,nc->n", nflat, dirs))
+        texels = dflat * (ray_len * ray_len) * f32(self._tile / self.K[0, 0]) * inv_metres
+        texels /= np.maximum(cos_inc, f32(0.15) * ray_len)
+        level = np.minimum(np.rint(np.log2(np.maximum(texels, f32(1.0)))), self._levels - 1).astype(np.int32)
+        n = np.right_shift(np.int32(self._tile), level)
+        scale = n * inv_metres
+        tu = np.floor(uvflat[:, 0] * scale).astype(np.int32) & (n - 1)   # tile sizes are powers of two
+        tv = np.floor(uvflat[:, 1] * scale).astype(np.int32) & (n - 1)
+        albedo = self._atlas[self._atlas_base[m, level] + tv * n + tu]
+        lambert = np.clip(nflat @ light.sun_dir.astype(f32), 0.0, 1.0)
+        rgb = albedo * (light.ambient.astype(f32)[None, :] + lambert[:, None] * light.sun.astype(f32)[None, :])
+        sky = ~hit.reshape(-1)
+        if sky.any():
+            elev = np.clip(dirs[sky, 2] / ray_len[sky], 0.0, 1.0)[:, None]
+            rgb[sky] = light.sky_horizon[None, :] * (1 - elev) + light.sky_top[None, :] * elev
+        return rgb.reshape(H, W, 3)

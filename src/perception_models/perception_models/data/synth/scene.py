@@ -393,9 +393,32 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
                 float(np.interp(s, arclen, np.unwrap(headings))))
 
     road_half = rng.uniform(3.5, 6.0)
-    ground = bank.add(("noise",), (2.0, 6.0), base=np.array([0.35, 0.35, 0.35]) * rng.uniform(0.7, 1.3))
+    ground = bank.add(("noise",), (0.8, 2.5), base=np.array([0.33, 0.33, 0.33]) * rng.uniform(0.7, 1.3), photo_p=0.15)
     placer = _Placer(pos, clearance=road_half * 0.3)
     objects: list[SceneObject] = []
+    # lane dashes and sidewalks (class ground): texture on the road for photometric losses,
+    # and the road's edges for the segmentation to find
+    paint = bank.add(("noise",), (0.5, 1.0), base=np.array([0.85, 0.85, 0.8]), photo_p=0)
+    kerb = bank.add(("noise", "checker", "bricks"), (0.5, 2.0), base=np.array([0.55, 0.55, 0.52]), photo_p=0.2)
+    dash, gap = rng.uniform(2.0, 4.0), rng.uniform(3.0, 7.0)
+    s = 0.0
+    while s < arclen[-1]:
+        c, h = at(s + dash / 2)
+        objects.append(SceneObject(CLASS_ID["ground"], 0, [Part("box", np.array([dash / 2, 0.07, 0.005]), np.array([0.0, 0.0, 0.005]),
+                                                                 material=paint)], make_pose(rot_z(h), np.array([c[0], c[1], 0.0]))))
+        s += dash + gap
+    walk_w = rng.uniform(1.5, 3.0)
+    for side in (-1.0, 1.0):
+        s = -10.0
+        while s < arclen[-1]:
+            seg = 4.0
+            c, h = at(s + seg / 2)
+            normal = np.array([-np.sin(h), np.cos(h)]) * side
+            xy = c + normal * (road_half + walk_w / 2)
+            objects.append(SceneObject(CLASS_ID["ground"], 0, [Part("box", np.array([seg / 2 + 0.05, walk_w / 2, 0.06]),
+                                                                     np.array([0.0, 0.0, 0.06]), material=kerb)],
+                                       make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0]))))
+            s += seg
     # buildings on both sides
     for side in (-1.0, 1.0):
         s = -10.0
@@ -413,7 +436,7 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
                                        make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0]))))
             s += length + rng.uniform(0.0, 6.0)
     instance = 0
-    n_things = int(rng.integers(12, 22))
+    n_things = int(rng.integers(20, 36))
     names = ["car", "person", "cone", "box", "barrel", "chair"]
     weights = np.array([0.3, 0.3, 0.15, 0.1, 0.1, 0.05])
     for _ in range(n_things * 4):
@@ -428,7 +451,7 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
         if name == "car":
             lateral = road_half - rng.uniform(1.2, 1.8) if not moving else road_half * rng.uniform(0.45, 0.6)
         else:
-            lateral = road_half + rng.uniform(0.5, 2.0)
+            lateral = road_half + rng.uniform(0.4, walk_w - 0.3)
         xy = centre + normal * lateral
         yaw = h + (np.pi if (side > 0 and name == "car" and moving) else 0.0) + rng.normal(0, 0.1)
         if name == "person":
@@ -442,13 +465,14 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
             continue
         instance += 1
         placer.take(xy, r)
-        objects.append(_thing(rng, bank, name, xy, yaw, instance, vel))
+        on_walk = road_half < lateral < road_half + walk_w
+        objects.append(_thing(rng, bank, name, xy, yaw, instance, vel, z=0.12 if on_walk else 0.0))
     # clutter: poles and bushes along the sidewalks
     for _ in range(int(rng.integers(10, 25))):
         s = rng.uniform(0.0, arclen[-1])
         centre, h = at(s)
         normal = np.array([-np.sin(h), np.cos(h)]) * rng.choice([-1.0, 1.0])
-        xy = centre + normal * (road_half + rng.uniform(0.3, 2.5))
+        xy = centre + normal * (road_half + rng.uniform(0.3, walk_w - 0.2))
         if not placer.free(xy, 0.6):
             continue
         placer.take(xy, 0.6)
@@ -459,7 +483,7 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
             m = bank.add(("noise",), (0.5, 1.5), base=np.array([0.2, 0.45, 0.15]))
             size = rng.uniform(0.4, 1.0, 3)
             part = Part("sphere", size, np.array([0.0, 0.0, size[2] * 0.7]), material=m)
-        objects.append(SceneObject(CLASS_ID["clutter"], 0, [part], make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.0]))))
+        objects.append(SceneObject(CLASS_ID["clutter"], 0, [part], make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.12]))))
     return Scene("driving", seed, objects, bank.materials, ground, _lighting(rng, False), traj)
 
 
