@@ -26,17 +26,9 @@ PROCESSING_EXECUTABLES = {"generic_onnx_node"}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .launcher import StackProcesses
+    from .launcher import run_until_stopped
 
-    profile = load_profile(args.profile, parse_set(args.set))
-    with StackProcesses(profile, args.log_dir) as stack:
-        print(f"started {[n.fqn for n in profile.nodes]}; logs in {args.log_dir}; Ctrl-C stops")
-        try:
-            while any(stack.alive().values()):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-    return 0
+    return run_until_stopped(load_profile(args.profile, parse_set(args.set)), args.log_dir)
 
 
 def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: str,

@@ -303,15 +303,7 @@ def start_main(args: Any) -> int:
     if cmd is not None:
         print("perception start: " + " ".join(cmd), flush=True)
         os.execvp(cmd[0], cmd)
-    from .launcher import StackProcesses  # no ROS launch here: plain processes, same graph
+    from .launcher import run_until_stopped  # no ROS launch here: plain processes, same graph
 
-    import time
-
-    with StackProcesses(plan.profile, args.log_dir) as stack:
-        print(f"perception start: started {[n.fqn for n in plan.profile.nodes]}; logs in {args.log_dir}")
-        try:
-            while any(stack.alive().values()):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    run_until_stopped(plan.profile, args.log_dir, banner="perception start: ")
     return EXIT_OK

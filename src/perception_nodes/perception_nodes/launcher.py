@@ -115,3 +115,15 @@ class StackProcesses:
         for log in self._logs:
             log.close()
         self._tmp.cleanup()
+
+
+def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner: str = "") -> int:
+    """Start a profile's nodes as processes and wait until they all exit or Ctrl-C."""
+    with StackProcesses(profile, log_dir) as stack:
+        print(f"{banner}started {[n.fqn for n in profile.nodes]}; logs in {log_dir}; Ctrl-C stops", flush=True)
+        try:
+            while any(stack.alive().values()):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import backproject, invert_pose
+from .geometry import backproject, invert_pose, project
 
 VISIBLE, OCCLUDED, OUT_OF_VIEW, NO_DEPTH = 0, 1, 2, 3
 STATUS_NAMES = {VISIBLE: "visible", OCCLUDED: "occluded", OUT_OF_VIEW: "out_of_view", NO_DEPTH: "no_depth"}
@@ -41,12 +41,8 @@ def correspondence(K: np.ndarray, depth_i: np.ndarray, instance_i: np.ndarray, T
         if sel.any():
             M = M_j @ invert_pose(M_i)
             X[sel] = X[sel] @ M[:3, :3].T + M[:3, 3]
-    T = invert_pose(T_j)
-    pc = X @ T[:3, :3].T + T[:3, 3]
-    z = pc[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * pc[..., 0] / z + K[0, 2]
-        v = K[1, 1] * pc[..., 1] / z + K[1, 2]
+    uv, z = project(K, T_j, X)
+    u, v = uv[..., 0], uv[..., 1]
     vv, uu = np.mgrid[0:H, 0:W]
     flow = np.stack([u - uu, v - vv], axis=-1).astype(np.float32)
 
