@@ -1,8 +1,10 @@
-"""``perception-models``: data generation and conversion (training, export: the task issues).
+"""``perception-models``: data generation and conversion, training (export: next).
 
     perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
     perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
     perception-models data preview DIR [--frame N] [--out preview.png]
+    perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
+    perception-models plot RUN
 """
 
 from __future__ import annotations
@@ -73,6 +75,30 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data.readers import DataFormatError
+    from .train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(task=args.task, data=args.data, val=args.val, out=args.out, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, input_size=(args.input_size[0], args.input_size[1]),
+                      loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
+                      max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment)
+    try:
+        result = train(cfg, resume=args.resume)
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"perception-models train: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: best validation metric {result.get('best', float('nan')):.4f}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .train.trainer import plot_log
+
+    print(plot_log(args.run, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception-models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=["rgb8", "bgr8", "mono8"], default="rgb8")
     p.add_argument("--max-frames", type=int, default=0)
     p.set_defaults(func=_cmd_bag_from_images)
+
+    p = sub.add_parser("train", help="train a detector or a segmenter")
+    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
+    p.add_argument("--data", nargs="+", required=True, help="training sets (synthetic folders, or CamVid root with --camvid)")
+    p.add_argument("--val", nargs="+", required=True, help="validation sets (other seeds)")
+    p.add_argument("--out", required=True, help="run folder: log.jsonl, last.pt, best.pt")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--input-size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
+    p.add_argument("--loss", choices=["focal", "ohem"], default="focal", help="detector classification loss")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--max-steps-per-epoch", type=int, default=0)
+    p.add_argument("--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("plot", help="training curves of a run folder (PNG)")
+    p.add_argument("run")
+    p.add_argument("--out")
+    p.set_defaults(func=_cmd_plot)
 
     p = data.add_parser("preview", help="picture of one frame of a training set (boxes, depth, labels, flow)")
     p.add_argument("dataset")

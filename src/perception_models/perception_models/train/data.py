@@ -1,0 +1,163 @@
+"""Datasets for training: images letterboxed to the network input exactly as the nodes do it
+(``perception_nodes.pipelines.preprocess.fit_image``), so training and inference see the same
+geometry; boxes and label maps follow the same transform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.readers.coco import load_coco
+from ..data.readers.common import DataFormatError, read_rgb
+from ..data.readers.labels import IGNORE, read_label_png
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # normalisation recorded in the model card
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclass
+class Augment:
+    """Geometric + photometric augmentation; ``p_*`` are probabilities, ``zoom`` the max crop zoom."""
+
+    p_flip: float = 0.5
+    zoom: float = 1.6
+    p_zoom: float = 0.5
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.3
+
+    def photometric(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = rgb.astype(np.float32)
+        x = x * (1 + rng.uniform(-self.contrast, self.contrast)) + 255 * rng.uniform(-self.brightness, self.brightness) / 2
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * (1 + rng.uniform(-self.saturation, self.saturation))
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+    def crop(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """A random crop (x0, y0, x1, y1) with the image's aspect ratio, or None."""
+        if self.zoom <= 1.0 or rng.random() >= self.p_zoom:
+            return None
+        z = rng.uniform(1.0, self.zoom)
+        cw, ch = int(round(w / z)), int(round(h / z))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return x0, y0, x0 + cw, y0 + ch
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    from perception_nodes.pipelines.preprocess import to_nchw
+
+    return torch.from_numpy(to_nchw(rgb, MEAN, STD)[0])
+
+
+def _fit(rgb: np.ndarray, size: tuple[int, int]):
+    from perception_nodes.pipelines.preprocess import fit_image
+
+    return fit_image(rgb, size[1], size[0], mode="letterbox")
+
+
+class DetectionDataset(Dataset):
+    """COCO-annotated images (synthetic sets: ``<dir>/annotations_coco.json`` + ``rgb/``) ->
+    (image (3, H, W), {"boxes": (G, 4) xyxy in network pixels, "labels": (G,) class index})."""
+
+    def __init__(self, roots: list[Path], input_size: tuple[int, int], class_names: list[str] | None = None,
+                 augment: Augment | None = None, seed: int = 0, min_box: float = 2.0) -> None:
+        self.samples = []
+        names = None
+        for root in roots:
+            root = Path(root)
+            ann = root / "annotations_coco.json" if root.is_dir() else root
+            samples, cats = load_coco(ann)
+            names = names or cats
+            if cats != names:
+                raise DataFormatError(f"{ann}: categories {cats} differ from {names} of the other sets")
+            self.samples += samples
+        if not self.samples:
+            raise DataFormatError(f"no images in {[str(r) for r in roots]}")
+        self.class_names = class_names or list(names or [])
+        self.index = {n: i for i, n in enumerate(self.class_names)}
+        self.input_size, self.augment, self.seed, self.min_box = input_size, augment, seed, min_box
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s = self.samples[i]
+        rgb = read_rgb(s.image_path)
+        keep = [k for k, n in enumerate(s.labels) if n in self.index and not s.difficult[k]]
+        boxes = s.boxes[keep].astype(np.float32)
+        labels = np.array([self.index[s.labels[k]] for k in keep], np.int64)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            crop = self.augment.crop(*rgb.shape[:2], rng)
+            if crop is not None:
+                x0, y0, x1, y1 = crop
+                rgb = rgb[y0:y1, x0:x1]
+                boxes = boxes - np.array([x0, y0, x0, y0], np.float32)
+                boxes[:, 0::2] = boxes[:, 0::2].clip(0, x1 - x0)
+                boxes[:, 1::2] = boxes[:, 1::2].clip(0, y1 - y0)
+            if rng.random() < self.augment.p_flip:
+                rgb = rgb[:, ::-1]
+                w = rgb.shape[1]
+                boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1).reshape(-1, 4)
+            rgb = self.augment.photometric(rgb, rng)
+        net, lb = _fit(np.ascontiguousarray(rgb), self.input_size)
+        boxes = boxes * np.array([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], np.float32) + np.array(
+            [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32)
+        ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_box)
+        return to_tensor(net), {"boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4), "labels": torch.from_numpy(labels[ok])}
+
+
+class SegmentationDataset(Dataset):
+    """Image + label PNG pairs -> (image (3, H, W), labels (H, W) long, ``IGNORE`` = 255).
+
+    Synthetic sets: ``<dir>/rgb`` + ``<dir>/labels``. CamVid: ``image_dir=train``,
+    ``label_dir=trainannot`` with ``lut=CAMVID_LUT``. Letterbox padding is labelled IGNORE."""
+
+    def __init__(self, roots: list[Path], input_size: tuple[int, int], augment: Augment | None = None,
+                 image_dir: str = "rgb", label_dir: str = "labels", lut: np.ndarray | None = None, seed: int = 0) -> None:
+        self.pairs: list[tuple[Path, Path]] = []
+        for root in roots:
+            images = sorted((Path(root) / image_dir).glob("*.png"))
+            for img in images:
+                lab = Path(root) / label_dir / img.name
+                if lab.is_file():
+                    self.pairs.append((img, lab))
+        if not self.pairs:
+            raise DataFormatError(f"no image/label pairs under {[str(r) for r in roots]} ({image_dir}/, {label_dir}/)")
+        self.input_size, self.augment, self.lut, self.seed = input_size, augment, lut, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img_path, lab_path = self.pairs[i]
+        rgb = read_rgb(img_path)
+        lab = read_label_png(lab_path, self.lut)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            crop = self.augment.crop(*rgb.shape[:2], rng)
+            if crop is not None:
+                x0, y0, x1, y1 = crop
+                rgb, lab = rgb[y0:y1, x0:x1], lab[y0:y1, x0:x1]
+            if rng.random() < self.augment.p_flip:
+                rgb, lab = rgb[:, ::-1], lab[:, ::-1]
+            rgb = self.augment.photometric(rgb, rng)
+        net, lb = _fit(np.ascontiguousarray(rgb), self.input_size)
+        h, w = self.input_size
+        nh, nw = round(lab.shape[0] * lb.scale_y), round(lab.shape[1] * lb.scale_x)
+        lab_net = np.full((h, w), IGNORE, np.uint8)
+        resized = cv2.resize(np.ascontiguousarray(lab), (nw, nh), interpolation=cv2.INTER_NEAREST)
+        lab_net[int(lb.pad_y):int(lb.pad_y) + nh, int(lb.pad_x):int(lb.pad_x) + nw] = resized
+        return to_tensor(net), torch.from_numpy(lab_net.astype(np.int64))
+
+
+def detection_collate(batch):
+    images = torch.stack([b[0] for b in batch])
+    return images, [b[1] for b in batch]
