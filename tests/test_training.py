@@ -99,3 +99,17 @@ def test_segmentation_training_and_cli(sets, tmp_path):
                           str(tmp_path / "nothing"), "--val", str(sets[1]), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no image/label pairs" in bad.stderr
+
+
+def test_camvid_layout_when_present():
+    from perception_models.data.readers.labels import CAMVID_LUT
+
+    root = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid").resolve()
+    if not root.is_dir():
+        pytest.skip(f"{root} not present (real data lives in ../shared/data on dev machines only)")
+    train_set = SegmentationDataset([root], (360, 480), image_dir="train", label_dir="trainannot", lut=CAMVID_LUT)
+    val_set = SegmentationDataset([root], (360, 480), image_dir="val", label_dir="valannot", lut=CAMVID_LUT)
+    assert (len(train_set), len(val_set)) == (367, 101)
+    img, lab = val_set[0]
+    values = set(torch.unique(lab).tolist())
+    assert img.shape == (3, 360, 480) and values <= set(range(11)) | {255} and len(values) > 5
