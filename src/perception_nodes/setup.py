@@ -9,6 +9,8 @@ NODES = [
     "bag_player",
     "bag_recorder",
     "camera_source",
+    "detection_node",
+    "segmentation_node",
 ]
 
 setup(

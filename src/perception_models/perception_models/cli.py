@@ -5,6 +5,8 @@
     perception-models data preview DIR [--frame N] [--out preview.png]
     perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
     perception-models plot RUN
+    perception-models export --task T --checkpoint RUN/best.pt --out models/x.onnx [--eval DIR...]
+    perception-models evaluate --task T --model models/x.onnx --data DIR...
 """
 
 from __future__ import annotations
@@ -99,6 +101,40 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_model
+
+    try:
+        card = export_model(args.task, args.checkpoint, args.out, args.eval, args.eval_limit)
+    except (ExportError, FileNotFoundError) as exc:
+        print(f"perception-models export: {exc}", file=sys.stderr)
+        return 2
+    m = card.get("metrics", {})
+    print(f"{args.out}: {card['size_bytes'] / 1e6:.1f} MB, ORT vs torch {card['export']['onnxruntime_vs_torch']}"
+          + (f", mAP {m['mAP']:.4f} mAP50 {m['mAP50']:.4f}" if "mAP" in m else "")
+          + (f", mIoU {m['mIoU']:.4f}" if "mIoU" in m else ""))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate_detection, evaluate_segmentation
+
+    if args.task == "detection":
+        result = evaluate_detection(args.model, args.data, args.limit)
+    else:
+        lut = None
+        kw = {}
+        if args.camvid:
+            from .data.readers.labels import CAMVID_LUT
+
+            lut, kw = CAMVID_LUT, {"image_dir": "val", "label_dir": "valannot"}
+        result = evaluate_segmentation(args.model, args.data, args.limit, lut=lut, **kw)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception-models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
+    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="path of the .onnx; the card is written next to it")
+    p.add_argument("--eval", nargs="*", default=None, help="held-out sets to measure the card's metrics on")
+    p.add_argument("--eval-limit", type=int, default=0, help="at most this many images (0 = all)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
+    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("plot", help="training curves of a run folder (PNG)")
     p.add_argument("run")

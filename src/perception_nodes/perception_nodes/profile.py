@@ -25,7 +25,8 @@ import yaml
 
 from .workspace import workspace_root
 
-EXECUTABLES = ("generic_onnx_node", "bag_player", "bag_recorder", "camera_source")
+EXECUTABLES = ("generic_onnx_node", "bag_player", "bag_recorder", "camera_source", "detection_node",
+               "segmentation_node")
 
 
 class ProfileError(ValueError):

@@ -1,0 +1,165 @@
+"""Export a trained checkpoint to ONNX with its model card, and check the result.
+
+    perception-models export --task detection --checkpoint runs/det/best.pt --out models/detector.onnx \\
+        --eval data/synth/driving_0900 data/synth/indoor_0950
+
+Checks (all recorded in the card): ``onnx.checker``; ONNX Runtime against torch on the same
+inputs (tolerances below); static input/output shapes; no operators TensorRT handles badly or
+not at all; then the node pipeline's metric on the evaluation sets. The TensorRT engine itself is
+built from this ONNX by the nodes' backend (``perception build-engine``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from .train.data import MEAN, STD
+from .train.trainer import load_checkpoint
+
+# ONNX Runtime vs torch (float32 CPU): differences come from kernel summation order only
+TOLERANCE = {"scores": 1e-4, "boxes_px": 0.05, "seg_confidence": 1e-3, "seg_label_agreement": 0.999}
+# operators TensorRT does not support, or only through plugins / slow paths
+TRT_UNFRIENDLY = {"Loop", "If", "Scan", "NonZero", "Unique", "SequenceConstruct", "SequenceAt", "SequenceInsert",
+                  "ConcatFromSequence", "SplitToSequence", "StringNormalizer", "RandomNormal", "RandomUniform",
+                  "Multinomial", "NonMaxSuppression"}
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def trt_report(path: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = sorted({n.op_type for n in model.graph.node})
+    bad = sorted(set(ops) & TRT_UNFRIENDLY)
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    io = {v.name: dims(v) for v in list(model.graph.input) + list(model.graph.output)}
+    dynamic = [k for k, d in io.items() if any(x <= 0 for x in d)]
+    int64_outputs = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.INT64]
+    return {"operators": ops, "trt_unfriendly": bad, "dynamic_io": dynamic, "io_shapes": io,
+            "int64_outputs": int64_outputs, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: list[str] | None = None,
+                 eval_limit: int = 0, extra_card: dict | None = None) -> dict[str, Any]:
+    """Write ``out`` (.onnx) and ``out``'s card; return the card."""
+    from perception_nodes.model_card import card_path
+
+    from .models.detection import DetectorWithPostprocess
+    from .models.segmentation import SegmenterWithPostprocess
+
+    model, cfg, train_metrics = load_checkpoint(checkpoint)
+    if cfg.task != task:
+        raise ExportError(f"{checkpoint} is a {cfg.task} checkpoint, not {task}")
+    h, w = cfg.input_size
+    wrapper = (DetectorWithPostprocess(model) if task == "detection" else SegmenterWithPostprocess(model)).eval()
+    names = ["boxes", "scores", "labels"] if task == "detection" else ["labels", "confidence"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, h, w)
+    torch.onnx.export(wrapper, (example,), str(out), input_names=["image"], output_names=names, dynamo=True)
+    # the dynamo exporter may keep weights in a side file; fold them into the one .onnx we ship
+    import onnx
+
+    proto = onnx.load(str(out), load_external_data=True)
+    onnx.save(proto, str(out), save_as_external_data=False)
+    for extra in out.parent.glob(out.name + ".data"):
+        extra.unlink()
+    onnx.checker.check_model(str(out))
+
+    diffs = _compare(task, wrapper, out, h, w, eval_data)
+    report = trt_report(out)
+    if report["trt_unfriendly"] or report["dynamic_io"]:
+        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
+
+    from .data.synth.scene import PALETTE
+
+    card: dict[str, Any] = {
+        "task": task, "classes": list(cfg.class_names),
+        "input": {"name": "image", "height": h, "width": w, "layout": "NCHW RGB float32",
+                  "mean": [float(x) for x in MEAN], "std": [float(x) for x in STD], "scale": "1/255 before mean/std",
+                  "resize": "letterbox", "pad_value": 114},
+        "outputs": ({"boxes": "(1, 100, 4) float32 x0 y0 x1 y1 in network-input pixels",
+                     "scores": "(1, 100) float32, 0 for empty rows", "labels": "(1, 100) int32 class index, -1 for empty rows"}
+                    if task == "detection" else
+                    {"labels": f"(1, {h}, {w}) int32 class index", "confidence": f"(1, {h}, {w}) float32 softmax probability"}),
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
+        "training": {"data": cfg.data, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                     "input_size": [h, w], "seed": cfg.seed, "loss": cfg.loss if task == "detection" else "pixel cross-entropy",
+                     "camvid": cfg.camvid, "checkpoint": str(checkpoint),
+                     "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
+        "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
+                   "onnxruntime_vs_torch": diffs, "tolerance": TOLERANCE, "operators": report["operators"]},
+    }
+    if task == "segmentation" and not cfg.camvid:
+        card["colors"] = PALETTE[: len(cfg.class_names)].tolist()
+    card.update(extra_card or {})
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+    if eval_data:
+        from .evaluate import evaluate_detection, evaluate_segmentation
+
+        metrics = (evaluate_detection(out, eval_data, eval_limit) if task == "detection"
+                   else evaluate_segmentation(out, eval_data, eval_limit))
+        card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit,
+                           **json.loads(json.dumps(metrics))}
+        card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+    return card
+
+
+def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, eval_data: list[str] | None) -> dict[str, float]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(0, 1, (1, 3, h, w)).astype(np.float32) for _ in range(2)]
+    if eval_data:
+        from perception_nodes.pipelines.preprocess import fit_image, to_nchw
+
+        from .data.readers.common import read_rgb
+
+        for img in sorted((Path(eval_data[0]) / "rgb").glob("*.png"))[:2]:
+            net, _ = fit_image(read_rgb(img), w, h, "letterbox")
+            inputs.append(to_nchw(net, MEAN, STD))
+    worst: dict[str, float] = {}
+    with torch.no_grad():
+        for x in inputs:
+            ref = [t.numpy() for t in wrapper(torch.from_numpy(x))]
+            got = sess.run(None, {"image": x})
+            if task == "detection":
+                rb, rs, rl = ref
+                gb, gs, gl = got
+                d = {"scores": float(np.abs(gs - rs).max()),
+                     "boxes_px": float(np.abs(gb - rb)[rs > 0.05].max()) if (rs > 0.05).any() else 0.0,
+                     "label_mismatch": float((gl != rl)[rs > 0.05].mean()) if (rs > 0.05).any() else 0.0}
+                ok = d["scores"] <= TOLERANCE["scores"] and d["boxes_px"] <= TOLERANCE["boxes_px"]
+            else:
+                d = {"seg_confidence": float(np.abs(got[1] - ref[1]).max()),
+                     "seg_label_agreement": float((got[0] == ref[0]).mean())}
+                ok = d["seg_confidence"] <= TOLERANCE["seg_confidence"] and d["seg_label_agreement"] >= TOLERANCE["seg_label_agreement"]
+            if not ok:
+                raise ExportError(f"{path}: ONNX Runtime differs from torch beyond tolerance: {d} (tolerance {TOLERANCE})")
+            for k, v in d.items():
+                worst[k] = min(worst.get(k, 1.0), v) if k == "seg_label_agreement" else max(worst.get(k, 0.0), v)
+    return worst

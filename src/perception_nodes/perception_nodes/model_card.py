@@ -1,0 +1,85 @@
+"""Model cards: the YAML next to each shipped ONNX file (``detector.onnx`` -> ``detector.card.yaml``).
+
+A node reads from the card what it must not guess: the task, class names (and colours), the input
+size, normalisation and resize mode, and the ONNX file's sha256 (a card that does not belong to
+the file is refused). ``perception_models`` writes cards at export; see models/README.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("detection", "segmentation", "depth", "matching", "generic")
+
+
+class ModelCardError(ValueError):
+    """A missing, malformed, stale or wrong-task model card; the text says which and the fix."""
+
+
+@dataclass
+class ModelCard:
+    task: str
+    classes: list[str]
+    input_name: str
+    input_height: int
+    input_width: int
+    mean: list[float]
+    std: list[float]
+    resize: str = "letterbox"
+    pad_value: int = 114
+    colors: list[list[int]] = field(default_factory=list)  # RGB per class (segmentation overlays)
+    outputs: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def card_path(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.stem + ".card.yaml")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_card(model_path: str | Path, task: str | None = None, check_sha: bool = True) -> ModelCard:
+    """The card of ``model_path``; raises ModelCardError naming the problem."""
+    model_path = Path(model_path)
+    path = card_path(model_path)
+    if not path.is_file():
+        raise ModelCardError(f"model card {path} not found: every model needs its card next to it "
+                             "(perception-models export writes it)")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+        inp = d["input"]
+        card = ModelCard(task=str(d["task"]), classes=[str(c) for c in d.get("classes", [])],
+                         input_name=str(inp["name"]), input_height=int(inp["height"]), input_width=int(inp["width"]),
+                         mean=[float(x) for x in inp["mean"]], std=[float(x) for x in inp["std"]],
+                         resize=str(inp.get("resize", "letterbox")), pad_value=int(inp.get("pad_value", 114)),
+                         colors=[[int(c) for c in rgb] for rgb in d.get("colors", [])],
+                         outputs={str(k): str(v) for k, v in (d.get("outputs") or {}).items()},
+                         sha256=str(d.get("sha256", "")), metrics=dict(d.get("metrics") or {}), raw=d)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ModelCardError(f"model card {path} is malformed ({type(exc).__name__}: {exc})") from None
+    if card.task not in TASKS:
+        raise ModelCardError(f"model card {path}: task '{card.task}' is not one of {TASKS}")
+    if task is not None and card.task != task:
+        raise ModelCardError(f"{model_path} is a {card.task} model (card {path}); this node needs a {task} model")
+    if check_sha and card.sha256 and model_path.is_file() and _sha256(model_path) != card.sha256:
+        raise ModelCardError(f"model card {path} does not belong to {model_path} (sha256 differs): "
+                             "re-export the model or restore its card")
+    return card

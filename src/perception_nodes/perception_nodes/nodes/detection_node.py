@@ -1,0 +1,62 @@
+"""detection_node: Image in; perception_msgs/Detection2DArray on ``~/detections`` (boxes in the
+input image's pixels, the input's header) and an annotated image on ``~/image_annotated``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from perception_msgs.msg import Detection2D, Detection2DArray
+from sensor_msgs.msg import Image
+
+from ..image_conversion import numpy_to_image
+from ..node_base import run_node
+from ..pipelines.detection import DetectionPipeline, Detections
+from ..qos import output_qos
+from .model_node import ModelNode
+
+
+def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
+    out = rgb.copy()
+    for (x0, y0, x1, y1), name, score in zip(det.boxes, det.class_names, det.scores):
+        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
+        cv2.rectangle(out, p0, p1, (255, 200, 0), 2)
+        cv2.putText(out, f"{name} {score:.2f}", (p0[0], max(p0[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 200, 0), 1, cv2.LINE_AA)
+    return out
+
+
+class DetectionNode(ModelNode):
+    schema_name = "detection_node"
+    task = "detection"
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DetectionPipeline:
+        return DetectionPipeline(backend, card, params["score_threshold"], list(params["class_filter"]) or None,
+                                 params["max_detections"])
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
+        self.annotated_pub = (self.create_publisher(Image, "~/image_annotated", output_qos(2))
+                              if params["publish_annotated"] else None)
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
+        out = Detection2DArray()
+        out.header = msg.header
+        for (x0, y0, x1, y1), cid, name, score in zip(det.boxes, det.class_ids, det.class_names, det.scores):
+            d = Detection2D()
+            d.class_id, d.class_name, d.score = int(cid), name, float(score)
+            d.center_x, d.center_y = float((x0 + x1) / 2), float((y0 + y1) / 2)
+            d.size_x, d.size_y = float(x1 - x0), float(y1 - y0)
+            out.detections.append(d)
+        self.det_pub.publish(out)
+        if self.annotated_pub is not None and self.annotated_pub.get_subscription_count() > 0:
+            self.annotated_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header))
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(DetectionNode, "detection_node", args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""What the task nodes share: model card + backend + pipeline at configure, the card's task
+checked, image conversion (any supported encoding, mono included, becomes RGB) and release at
+cleanup. A task node only says which pipeline it builds and what it publishes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..image_conversion import image_to_rgb
+from ..model_card import load_card
+from ..node_base import FrameError, PerceptionNode
+from ..workspace import resolve_path
+from .generic_onnx_node import make_backend
+
+
+class ModelNode(PerceptionNode):
+    task = ""
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, result: Any) -> None:
+        raise NotImplementedError
+
+    def setup(self, params: dict[str, Any]) -> None:
+        if not params["model_path"]:
+            raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file with its card")
+        model = resolve_path(params["model_path"])
+        if not model.is_file():
+            raise FileNotFoundError(f"model '{model}' does not exist (parameter model_path)")
+        card = load_card(model, self.task)  # before the backend: a wrong model fails fast and clearly
+        backend = make_backend(self, params)
+        try:
+            self.pipeline = self.build_pipeline(backend, card, params)
+        except Exception:
+            backend.close()
+            raise
+        self.card = card
+        self.model_name = os.path.basename(params["model_path"])
+        self.backend_description = f"{backend.describe()} model={self.model_name}"
+        self.create_outputs(params)
+
+    def teardown(self) -> None:
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.backend.close()
+            self.pipeline = None
+
+    def process(self, msg: Any) -> None:
+        with self.timer.stage("convert"):
+            rgb = image_to_rgb(msg)
+        result = self.pipeline.run(rgb, self.timer)
+        dropped = getattr(result, "dropped_nonfinite", 0)
+        if dropped:
+            self.counters["nonfinite_dropped"] = self.counters.get("nonfinite_dropped", 0) + dropped
+            self.get_logger().warn(f"{dropped} detections with NaN/inf dropped", throttle_duration_sec=5.0)
+        invalid = getattr(result, "invalid_pixels", 0)
+        if invalid:
+            raise FrameError(f"model output has {invalid} pixels with class ids outside the card's "
+                             f"{self.card.num_classes} classes")
+        with self.timer.stage("publish"):
+            self.publish_result(msg, rgb, result)

@@ -1,0 +1,59 @@
+"""DetectionPipeline: image -> boxes in the *input image's* pixels, scores, class ids.
+
+The exported detector already decodes and runs NMS (fixed number of rows, empty rows have score
+0); here rows are filtered (score threshold, class filter, max count), rows with non-finite
+numbers are dropped and counted, and boxes are mapped back through the letterbox and clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backends import Backend
+from ..model_card import ModelCard
+from .preprocess import Letterbox
+from .task_base import CardPipeline
+
+OUTPUTS = ("boxes", "scores", "labels")
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray        # (N, 4) float64 x0, y0, x1, y1 in input-image pixels
+    scores: np.ndarray       # (N,)
+    class_ids: np.ndarray    # (N,) int
+    class_names: list[str] = field(default_factory=list)
+    dropped_nonfinite: int = 0
+
+
+class DetectionPipeline(CardPipeline):
+    task = "detection"
+
+    def __init__(self, backend: Backend, card: ModelCard, score_threshold: float = 0.3,
+                 class_filter: list[str] | None = None, max_detections: int = 100) -> None:
+        super().__init__(backend, card, OUTPUTS)
+        unknown = set(class_filter or []) - set(card.classes)
+        if unknown:
+            raise ValueError(f"class_filter names {sorted(unknown)}; the model's classes are {card.classes}")
+        self.score_threshold, self.max_detections = float(score_threshold), int(max_detections)
+        self.allowed = None if not class_filter else np.array([card.classes.index(c) for c in class_filter])
+
+    def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Detections:
+        boxes = np.asarray(outputs["boxes"], np.float64).reshape(-1, 4)
+        scores = np.asarray(outputs["scores"], np.float64).reshape(-1)
+        labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        dropped = int((~finite & (scores != 0)).sum())
+        keep = finite & (scores >= self.score_threshold) & (labels >= 0) & (labels < self.card.num_classes)
+        if self.allowed is not None:
+            keep &= np.isin(labels, self.allowed)
+        idx = np.nonzero(keep)[0]
+        idx = idx[np.argsort(-scores[idx], kind="stable")][: self.max_detections]
+        h, w = shape
+        corners = lb.to_image(boxes[idx].reshape(-1, 2, 2)).reshape(-1, 4)
+        corners[:, 0::2] = corners[:, 0::2].clip(0, w)
+        corners[:, 1::2] = corners[:, 1::2].clip(0, h)
+        ids = labels[idx]
+        return Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)

@@ -1,0 +1,113 @@
+"""detection_node and segmentation_node as processes over real DDS: outputs carry the input's
+header, boxes are in the input image's pixels, mono images are converted, wrong or corrupt
+models fail configure with a clear diagnostic while the node stays up."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from perception_msgs.msg import Detection2DArray
+from sensor_msgs.msg import Image
+
+from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
+from perception_nodes.launcher import StackProcesses
+from perception_nodes.profile import NodeSpec, Profile
+
+from const_models import H, W, const_model, write_card
+from rosgraph import RELIABLE, Probe
+
+
+def _profile(name, exe, model, **params):
+    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep", "diagnostics_period": 0.2,
+         "onnxruntime_threads": 1, **params}
+    return Profile("test", "", [NodeSpec(name, exe, parameters=p, remappings={"image": f"/{name}/in"})])
+
+
+def _image(arr, encoding, sec):
+    msg = numpy_to_image(arr, encoding)
+    msg.header.frame_id = "camera_optical_frame"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 42
+    return msg
+
+
+def _detector(tmp_path):
+    path = const_model(tmp_path / "det.onnx", {
+        "boxes": np.array([[[100, 96, 200, 160], [0, 0, 0, 0]]], np.float32),
+        "scores": np.array([[0.9, 0.0]], np.float32), "labels": np.array([[1, -1]], np.int32)})
+    write_card(path, "detection")
+    return path
+
+
+def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context):
+    model = _detector(tmp_path)
+    with StackProcesses(_profile("det", "detection_node", model, score_threshold=0.5), tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        dets = probe.collect(Detection2DArray, "/det/detections")
+        annotated = probe.collect(Image, "/det/image_annotated")
+        pub = probe.node.create_publisher(Image, "/det/in", RELIABLE)
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60), stack.log_text("det")
+        assert probe.spin_until(lambda: probe.node.count_publishers("/det/image_annotated") > 0, 10)
+        pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", 7))
+        pub.publish(_image(np.zeros((400, 800), np.uint8), "mono8", 8))  # mono into an RGB model
+        assert probe.spin_until(lambda: len(dets) >= 2 and len(annotated) >= 2, 30), stack.log_text("det")
+        for msg, sec in zip(sorted(dets, key=lambda m: m.header.stamp.sec), (7, 8)):
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (sec, 42, "camera_optical_frame")
+            (d,) = msg.detections
+            # network box (100, 96)-(200, 160) at scale 0.64 with a 64 px band -> image pixels
+            assert (d.class_id, d.class_name) == (1, "car") and abs(d.score - 0.9) < 1e-6
+            np.testing.assert_allclose([d.center_x, d.center_y, d.size_x, d.size_y],
+                                       [150 / 0.64, 64 / 0.64, 100 / 0.64, 64 / 0.64], rtol=1e-9)
+        img = image_to_numpy(annotated[0])
+        assert img.shape == (400, 800, 3) and img.any(), "the box is drawn"
+        assert stack.alive()["det"]
+        probe.close()
+
+
+def _error_status(diags, name):
+    return [s for d in diags for s in d.status if s.name == name and s.level == b"\x02"]
+
+
+def test_wrong_task_and_corrupt_models_fail_configure_clearly(tmp_path, rclpy_context):
+    seg = const_model(tmp_path / "seg.onnx", {"labels": np.zeros((1, H, W), np.int32)})
+    write_card(seg, "segmentation", classes=["a", "b"])
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx file at all")
+    (tmp_path / "corrupt.card.yaml").write_text(yaml.safe_dump({
+        "task": "detection", "classes": ["x"], "sha256": hashlib.sha256(corrupt.read_bytes()).hexdigest(),
+        "input": {"name": "image", "height": H, "width": W, "mean": [0, 0, 0], "std": [1, 1, 1]}}))
+    profile = _profile("wrong", "detection_node", seg)
+    profile.nodes += _profile("broken", "detection_node", corrupt).nodes
+    with StackProcesses(profile, tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        ok = probe.spin_until(lambda: _error_status(diags, "/wrong") and _error_status(diags, "/broken"), 60)
+        assert ok, stack.log_text("wrong") + stack.log_text("broken")
+        assert "is a segmentation model" in _error_status(diags, "/wrong")[0].message
+        assert "corrupt.onnx" in _error_status(diags, "/broken")[0].message
+        assert stack.alive() == {"wrong": True, "broken": True}
+        probe.close()
+
+
+def test_segmentation_node_labels_at_input_size(tmp_path, rclpy_context):
+    net = np.zeros((1, H, W), np.int32)
+    net[0, :, W // 2:] = 2
+    seg = const_model(tmp_path / "seg.onnx", {"labels": net})
+    write_card(seg, "segmentation", classes=["sky", "road", "car"], colors=[[0, 0, 0], [128, 64, 128], [0, 0, 142]])
+    with StackProcesses(_profile("seg", "segmentation_node", seg), tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        labels = probe.collect(Image, "/seg/labels")
+        overlay = probe.collect(Image, "/seg/overlay")
+        pub = probe.node.create_publisher(Image, "/seg/in", RELIABLE)
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60), stack.log_text("seg")
+        assert probe.spin_until(lambda: probe.node.count_publishers("/seg/overlay") > 0, 10)
+        pub.publish(_image(np.full((400, 800, 3), 200, np.uint8), "rgb8", 9))
+        assert probe.spin_until(lambda: labels and overlay, 30), stack.log_text("seg")
+        lab = image_to_numpy(labels[0])
+        assert labels[0].encoding == "mono8" and lab.shape == (400, 800)
+        assert (lab[:, :400] == 0).all() and (lab[:, 400:] == 2).all()
+        assert labels[0].header.stamp.sec == 9 and labels[0].header.frame_id == "camera_optical_frame"
+        assert overlay[0].encoding == "rgb8" and image_to_numpy(overlay[0])[0, 799].tolist() == [100, 100, 171]
+        probe.close()

@@ -1,0 +1,82 @@
+"""Detection and segmentation pipelines (no ROS): model cards, letterbox mapping back to the input
+image (exact), filtering, NaN rows, wrong models. Models are tiny ONNX graphs with known outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception_nodes.backends import BackendError, OnnxRuntimeBackend
+from perception_nodes.model_card import ModelCardError, card_path, load_card
+from perception_nodes.pipelines.detection import DetectionPipeline
+from perception_nodes.pipelines.segmentation import SegmentationPipeline
+
+from const_models import CLASSES, H, W, const_model as _const_model, write_card as _card
+
+
+def _detector(tmp_path, boxes, scores, labels):
+    path = _const_model(tmp_path / "det.onnx", {
+        "boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4), "scores": np.asarray(scores, np.float32).reshape(1, -1),
+        "labels": np.asarray(labels, np.int32).reshape(1, -1)})
+    return path, _card(path, "detection")
+
+
+def test_boxes_map_back_through_the_letterbox_exactly(tmp_path):
+    # an 800x400 image fits 512x384 at scale 0.64: 512x256 with 64 px bands above and below
+    path, card = _detector(tmp_path, [[100, 96, 200, 160], [0, 0, 512, 384], [0, 0, 0, 0]], [0.9, 0.8, 0.0], [1, 0, -1])
+    pipe = DetectionPipeline(OnnxRuntimeBackend(path), card, score_threshold=0.5)
+    det = pipe.run(np.zeros((400, 800, 3), np.uint8))
+    np.testing.assert_allclose(det.boxes[0], [100 / 0.64, 32 / 0.64, 200 / 0.64, 96 / 0.64])
+    np.testing.assert_allclose(det.boxes[1], [0, 0, 800, 400])  # the padded band maps outside: clipped
+    assert det.class_names == ["car", "person"] and det.scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_threshold_class_filter_max_and_nan_rows(tmp_path):
+    boxes = [[10, 10, 20, 20], [30, 30, 40, 40], [np.nan, 1, 2, 3], [50, 50, 60, 60], [1, 1, 2, 2]]
+    path, card = _detector(tmp_path, boxes, [0.9, 0.2, 0.95, 0.7, 0.6], [0, 1, 2, 2, 1])
+    img = np.zeros((H, W, 3), np.uint8)
+    det = DetectionPipeline(OnnxRuntimeBackend(path), card, score_threshold=0.5).run(img)
+    assert det.class_names == ["person", "cone", "car"] and det.dropped_nonfinite == 1
+    det = DetectionPipeline(OnnxRuntimeBackend(path), card, score_threshold=0.1, class_filter=["car"]).run(img)
+    assert det.class_names == ["car", "car"]
+    det = DetectionPipeline(OnnxRuntimeBackend(path), card, score_threshold=0.1, max_detections=2).run(img)
+    assert det.scores.tolist() == pytest.approx([0.9, 0.7])
+    with pytest.raises(ValueError, match="class_filter names \\['bus'\\]"):
+        DetectionPipeline(OnnxRuntimeBackend(path), card, class_filter=["bus"])
+
+
+def test_cards_refuse_wrong_task_stale_files_and_absence(tmp_path):
+    path, _ = _detector(tmp_path, [[0, 0, 1, 1]], [0.5], [0])
+    with pytest.raises(ModelCardError, match="is a detection model .* needs a segmentation model"):
+        load_card(path, "segmentation")
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ModelCardError, match="sha256 differs"):
+        load_card(path, "detection")
+    with pytest.raises(ModelCardError, match="not found"):
+        load_card(tmp_path / "other.onnx", "detection")
+    card_path(path).write_text("task: detection\n")
+    with pytest.raises(ModelCardError, match="malformed"):
+        load_card(path)
+
+
+def test_a_segmentation_model_is_not_a_detector(tmp_path):
+    path = _const_model(tmp_path / "seg.onnx", {"labels": np.zeros((1, H, W), np.int32)})
+    card = _card(path, "detection")  # a card claiming the wrong task: the outputs give it away
+    with pytest.raises(BackendError, match="is it a detection model"):
+        DetectionPipeline(OnnxRuntimeBackend(path), card)
+
+
+def test_segmentation_labels_come_back_at_the_input_size(tmp_path):
+    net = np.zeros((1, H, W), np.int32)
+    net[0, :, W // 2:] = 2        # right half: class 2
+    net[0, :64] = 7               # the top padding band: out of range, and cut away anyway
+    net[0, -64:] = 1
+    path = _const_model(tmp_path / "seg.onnx", {"labels": net})
+    card = _card(path, "segmentation", classes=["sky", "road", "car"], colors=[[0, 0, 0], [128, 64, 128], [0, 0, 142]])
+    pipe = SegmentationPipeline(OnnxRuntimeBackend(path), card)
+    seg = pipe.run(np.zeros((400, 800, 3), np.uint8))  # 64 px bands above and below in the network input
+    assert seg.labels.shape == (400, 800) and seg.labels.dtype == np.uint8
+    assert (seg.labels[:, :400] == 0).all() and (seg.labels[:, 400:] == 2).all()
+    assert seg.invalid_pixels == 64 * W
+    over = pipe.overlay(np.full((400, 800, 3), 200, np.uint8), seg.labels, 0.5)
+    assert over[0, 799].tolist() == [100, 100, 171]
