@@ -113,3 +113,28 @@ def test_camvid_layout_when_present():
     img, lab = val_set[0]
     values = set(torch.unique(lab).tolist())
     assert img.shape == (3, 360, 480) and values <= set(range(11)) | {255} and len(values) > 5
+
+
+def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evaluates_it(sets, tmp_path):
+    from perception_models.evaluate import evaluate_detection, evaluate_segmentation
+    from perception_models.export import export_model, trt_report
+    from perception_nodes.model_card import load_card
+
+    for task in ("detection", "segmentation"):
+        run = tmp_path / task
+        train(_cfg(task, sets, run, epochs=1), progress=False)
+        onnx_path = tmp_path / f"{task}.onnx"
+        card = export_model(task, run / "best.pt", onnx_path, [str(sets[1])], eval_limit=2, reproduce=False)
+        loaded = load_card(onnx_path, task)  # sha256 matches, task right
+        assert loaded.input_height == IN[0] and loaded.input_width == IN[1] and loaded.mean == pytest.approx(list(MEAN))
+        report = trt_report(onnx_path)
+        assert not report["trt_unfriendly"] and not report["dynamic_io"] and not report["int64_outputs"]
+        assert card["export"]["onnxruntime_vs_torch"] and not list(tmp_path.glob("*.onnx.data"))
+        if task == "detection":
+            assert loaded.classes == ["person", "car", "cone", "box", "barrel", "chair"]
+            again = evaluate_detection(onnx_path, [sets[1]], limit=2)
+            assert again["mAP"] == pytest.approx(card["metrics"]["mAP"]) and "ignored" in again["protocol"]
+        else:
+            assert len(loaded.colors) == 10
+            again = evaluate_segmentation(onnx_path, [sets[1]], limit=2)
+            assert again["mIoU"] == pytest.approx(card["metrics"]["mIoU"]) and again["images"] == 2

@@ -63,7 +63,7 @@ def _git_commit() -> str:
 
 
 def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: list[str] | None = None,
-                 eval_limit: int = 0, extra_card: dict | None = None) -> dict[str, Any]:
+                 eval_limit: int = 0, extra_card: dict | None = None, reproduce: bool = True) -> dict[str, Any]:
     """Write ``out`` (.onnx) and ``out``'s card; return the card."""
     from perception_nodes.model_card import card_path
 
@@ -116,15 +116,27 @@ def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: 
     if task == "segmentation" and not cfg.camvid:
         card["colors"] = PALETTE[: len(cfg.class_names)].tolist()
     card.update(extra_card or {})
-    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
-    if eval_data:
-        from .evaluate import evaluate_detection, evaluate_segmentation
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipelines below read it
 
-        metrics = (evaluate_detection(out, eval_data, eval_limit) if task == "detection"
-                   else evaluate_segmentation(out, eval_data, eval_limit))
-        card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit,
-                           **json.loads(json.dumps(metrics))}
-        card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+    from .evaluate import (REPRODUCTION, REPRODUCTION_TOLERANCE, evaluate_detection, evaluate_segmentation,
+                           reproduction_sets)
+
+    def measure(data: list, limit: int = 0) -> dict:
+        m = (evaluate_detection(out, data, limit) if task == "detection" else evaluate_segmentation(out, data, limit))
+        return json.loads(json.dumps(m))
+
+    if eval_data:
+        card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **measure(eval_data, eval_limit)}
+    if reproduce and not cfg.camvid:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            rep = measure(reproduction_sets(tmp))
+        key = "mAP" if task == "detection" else "mIoU"
+        card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets",
+                                key: rep[key], **({"mAP50": rep["mAP50"]} if task == "detection" else {}),
+                                "tolerance": REPRODUCTION_TOLERANCE}
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     return card
 
 

@@ -1,0 +1,65 @@
+"""Detector and segmenter speed on ONNX Runtime CPU, 2 threads, one 640x480 frame through the
+node pipeline (letterbox + normalise, inference, postprocess incl. mapping back / upsampling).
+Targets (issue 4): detector <= 30 ms, segmenter <= 60 ms median."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perception_nodes.backends import OnnxRuntimeBackend
+from perception_nodes.model_card import load_card
+from perception_nodes.pipelines.detection import DetectionPipeline
+from perception_nodes.pipelines.segmentation import SegmentationPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"detection": 30.0, "segmentation": 60.0}
+
+
+def frame() -> np.ndarray:
+    from perception_models.data.synth import SynthConfig, SyntheticSequence
+
+    return SyntheticSequence(SynthConfig(preset="driving", seed=900, frames=1)).frame(0).rgb
+
+
+def bench(model: Path, task: str, rgb: np.ndarray, runs: int, threads: int) -> dict[str, float]:
+    card = load_card(model, task)
+    backend = OnnxRuntimeBackend(model, threads=threads)
+    pipe = DetectionPipeline(backend, card, 0.3) if task == "detection" else SegmentationPipeline(backend, card)
+    for _ in range(5):
+        pipe.run(rgb)
+    total, infer = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        feeds, lb = pipe.preprocess(rgb)
+        t1 = time.perf_counter()
+        out = backend.infer(feeds)
+        t2 = time.perf_counter()
+        pipe.postprocess(out, lb, rgb.shape[:2])
+        total.append(time.perf_counter() - t0)
+        infer.append(t2 - t1)
+    return {"median_ms": 1e3 * float(np.median(total)), "p95_ms": 1e3 * float(np.percentile(total, 95)),
+            "infer_median_ms": 1e3 * float(np.median(infer)), "input": f"{card.input_height}x{card.input_width}"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--detector", default=str(ROOT / "models" / "detector.onnx"))
+    ap.add_argument("--segmenter", default=str(ROOT / "models" / "segmenter.onnx"))
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    rgb = frame()
+    print(f"benchmark: task models, ONNX Runtime CPU {args.threads} threads, 640x480 frame incl. pre/post")
+    for task, path in (("detection", args.detector), ("segmentation", args.segmenter)):
+        r = bench(Path(path), task, rgb, args.runs, args.threads)
+        ok = "OK" if r["median_ms"] <= TARGETS[task] else "MISS"
+        print(f"  {task:12s} ({r['input']} net): median {r['median_ms']:6.1f} ms, p95 {r['p95_ms']:6.1f} ms, "
+              f"inference alone {r['infer_median_ms']:6.1f} ms   target <= {TARGETS[task]:.0f} ms  {ok}")
+
+
+if __name__ == "__main__":
+    main()
