@@ -1,4 +1,6 @@
-"""Anchors on the pyramid levels, IoU matching and box coding (RetinaNet / Faster R-CNN deltas)."""
+"""Anchors on the pyramid levels, IoU matching and box coding (RetinaNet deltas: dx, dy relative
+to the anchor size, log dw, log dh; unit weights, as torchvision's RetinaNet - Faster R-CNN's
+(10, 10, 5, 5) made the box loss outweigh the focal loss about 6 to 1 here)."""
 
 from __future__ import annotations
 
@@ -73,7 +75,7 @@ def match(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float = 0.5, n
     return out
 
 
-def encode(anchors: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)) -> torch.Tensor:
+def encode(anchors: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
     """Boxes relative to anchors: (dx, dy, dw, dh) scaled by ``weights``."""
     aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
@@ -83,7 +85,7 @@ def encode(anchors: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...
     return torch.stack([wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)], dim=-1)
 
 
-def decode(anchors: torch.Tensor, deltas: torch.Tensor, weights: tuple[float, ...] = (10.0, 10.0, 5.0, 5.0)) -> torch.Tensor:
+def decode(anchors: torch.Tensor, deltas: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
     """Inverse of :func:`encode`; ``deltas`` (..., N, 4) broadcast against anchors (N, 4)."""
     aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
