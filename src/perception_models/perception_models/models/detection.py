@@ -122,7 +122,9 @@ class DetectorWithPostprocess(nn.Module):
             h, w = cfg.input_size
             boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
                                  boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
-            top = torch.where(top >= cfg.score_threshold, top, torch.zeros_like(top))
+            # boxes squeezed to nothing by the image border are not detections
+            size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
+            top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))
             b, s, lab = fast_nms(boxes, top, labels[idx], cfg.nms_iou, cfg.max_detections)
             out_b.append(b)
             out_s.append(s)
