@@ -138,3 +138,14 @@ def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evalu
             assert len(loaded.colors) == 10
             again = evaluate_segmentation(onnx_path, [sets[1]], limit=2)
             assert again["mIoU"] == pytest.approx(card["metrics"]["mIoU"]) and again["images"] == 2
+
+
+def test_median_frequency_weights_favour_rare_classes(sets):
+    from perception_models.train.trainer import median_frequency_weights
+
+    ds = SegmentationDataset([sets[0]], IN)
+    w = median_frequency_weights(ds, 10)
+    assert w.shape == (10,) and torch.isfinite(w).all() and (w >= 0).all()
+    # ground covers far more of each image it appears in than any object does
+    present = [c for c in range(4, 10) if w[c] > 0]
+    assert present and all(w[c] > w[1] for c in present)

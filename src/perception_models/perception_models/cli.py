@@ -84,7 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(task=args.task, data=args.data, val=args.val, out=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, input_size=(args.input_size[0], args.input_size[1]),
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
-                      max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment)
+                      max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
+                      class_weights=args.class_weights)
     try:
         result = train(cfg, resume=args.resume)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps-per-epoch", type=int, default=0)
     p.add_argument("--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
+                   help="segmentation: weight rare classes (SegNet's median frequency balancing)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.set_defaults(func=_cmd_train)
 

@@ -58,6 +58,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0             # 0: whole epoch
     camvid: bool = False                     # segmentation data in CamVid layout (train/, trainannot/)
     augment: bool = True
+    class_weights: str = "none"              # segmentation: none | median_frequency (SegNet)
 
 
 def _seed_everything(seed: int) -> None:
@@ -96,6 +97,25 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     if cfg.task == "detection":
         return Detector(DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss))
     return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)))
+
+
+def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max_weight: float = 20.0) -> torch.Tensor:
+    """SegNet's median frequency balancing: w_c = median(f) / f_c, with f_c = pixels of class c /
+    pixels of the images where c appears (label maps read at their stored resolution)."""
+    from ..data.readers.labels import read_label_png
+
+    pixels = np.zeros(num_classes, np.float64)
+    present_pixels = np.zeros(num_classes, np.float64)
+    for _img, lab_path in dataset.pairs:
+        lab = read_label_png(lab_path, dataset.lut)
+        counts = np.bincount(lab[lab < num_classes].reshape(-1), minlength=num_classes)[:num_classes]
+        pixels += counts
+        present_pixels += (counts > 0) * lab.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        freq = np.where(present_pixels > 0, pixels / present_pixels, np.nan)
+    weights = np.nanmedian(freq) / freq
+    weights = np.where(np.isfinite(weights), np.clip(weights, 0.0, max_weight), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -142,6 +162,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     cfg.class_names = list(class_names)
     cfg.num_classes = cfg.num_classes or len(class_names)
     model = build_model(cfg, cfg.num_classes)
+    weights = None
+    if cfg.task == "segmentation" and cfg.class_weights == "median_frequency":
+        weights = median_frequency_weights(train_set, cfg.num_classes)
+        if rank == 0:
+            print("class weights (median frequency): " + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist())))
+    elif cfg.class_weights not in ("none", "median_frequency"):
+        raise ValueError(f"class_weights '{cfg.class_weights}' must be none or median_frequency")
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -186,7 +213,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     losses = model.loss(*net(images), targets)
                 else:
                     images, labels = batch
-                    loss = pixel_cross_entropy(net(images), labels)
+                    loss = pixel_cross_entropy(net(images), labels, class_weights=weights)
                     losses = {"total": loss}
                 opt.zero_grad(set_to_none=True)
                 losses["total"].backward()
