@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perception_models.models.anchors import AnchorGenerator, box_iou, decode, encode, match
+from perception_models.models.anchors import AnchorGenerator, decode, encode, match
 from perception_models.models.detection import Detector, DetectorConfig, DetectorWithPostprocess
 from perception_models.models.losses import ohem_bce_loss, pixel_cross_entropy, sigmoid_focal_loss
 from perception_models.models.nms import fast_nms, nms_reference

@@ -11,7 +11,7 @@ from perception_nodes.model_card import ModelCardError, card_path, load_card
 from perception_nodes.pipelines.detection import DetectionPipeline
 from perception_nodes.pipelines.segmentation import SegmentationPipeline
 
-from const_models import CLASSES, H, W, const_model as _const_model, write_card as _card
+from const_models import H, W, const_model as _const_model, write_card as _card
 
 
 def _detector(tmp_path, boxes, scores, labels):

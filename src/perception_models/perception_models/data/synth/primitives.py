@@ -18,14 +18,6 @@ import numpy as np
 EPS = 1e-5
 SHAPES = ("box", "sphere", "cylinder", "cone")
 
-# bounding sphere (centre, radius) of each unit shape, in local coordinates
-UNIT_BOUNDS = {
-    "box": (np.array([0.0, 0.0, 0.0]), np.sqrt(3.0)),
-    "sphere": (np.array([0.0, 0.0, 0.0]), 1.0),
-    "cylinder": (np.array([0.0, 0.0, 0.5]), np.sqrt(1.25)),
-    "cone": (np.array([0.0, 0.0, 0.5]), np.sqrt(1.25)),
-}
-
 
 def hit_box(o, dx, dy, dz):
     """Slab test against [-1, 1]^3."""

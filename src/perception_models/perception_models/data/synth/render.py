@@ -40,8 +40,6 @@ class _Placed:
     semantic: int
     instance: int
     dynamic: bool
-    centre: np.ndarray  # world bounding sphere
-    radius: float
 
 
 def _place(obj, part, M: np.ndarray) -> _Placed:
@@ -49,9 +47,7 @@ def _place(obj, part, M: np.ndarray) -> _Placed:
     A_inv = np.eye(4)
     A_inv[:3, :3] = np.diag(1.0 / part.scale) @ (M[:3, :3] @ part.R).T  # (R S)^-1 = S^-1 R^T
     A_inv[:3, 3] = -A_inv[:3, :3] @ A[:3, 3]
-    c_u, r_u = P.UNIT_BOUNDS[part.shape]
-    return _Placed(part.shape, A, A_inv, part.scale, part.material, obj.semantic, obj.instance,
-                   obj.dynamic, A[:3, :3] @ c_u + A[:3, 3], float(r_u * np.max(part.scale)))
+    return _Placed(part.shape, A, A_inv, part.scale, part.material, obj.semantic, obj.instance, obj.dynamic)
 
 
 def placed_parts(scene: Scene, time: float, static: list[_Placed] | None = None) -> list[_Placed]:
@@ -162,7 +158,6 @@ class Renderer:
         depth, part_id = self._planes(o, dx, dy, dz)
         part_id[~np.isfinite(depth)] = -1  # 0 ground, 1 ceiling, 2+k part k, -1 sky
         n_planes = 2
-        hits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
         if not hasattr(self, "_static"):
             self._static = [_place(o, part, o.pose0) for o in self.scene.objects if not o.dynamic for part in o.parts]
@@ -203,7 +198,6 @@ class Renderer:
             nw = P.unit_normal(p.shape, pl) @ p.A_inv[:3, :3]  # inverse-transpose
             nflat[idx] = nw / (np.linalg.norm(nw, axis=1, keepdims=True) + 1e-12)
             uvflat[idx] = P.surface_uv(p.shape, pl, p.scale)
-        pid_groups = (order, bounds)
 
         sem_lut = np.array([CLASS_ID["ground"], CLASS_ID["wall"]] + [p.semantic for p in parts], np.uint8)
         inst_lut = np.array([0, 0] + [p.instance for p in parts], np.uint16)
