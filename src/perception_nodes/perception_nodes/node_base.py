@@ -96,7 +96,10 @@ class PerceptionNode(LifecycleNode):
         raise NotImplementedError
 
     def teardown(self) -> None:
-        """Cleanup: release the backend and publishers."""
+        """Cleanup: release the pipeline's backend (nodes with more to release extend this)."""
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.backend.close()
+            self.pipeline = None
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         """Create the input subscriptions (default: one ``image`` topic of ``input_type``)."""

@@ -46,11 +46,6 @@ class GenericOnnxNode(PerceptionNode):
         self.backend_description = backend.describe()
         self.result_pub = self.create_publisher(InferenceResult, "~/result", output_qos())
 
-    def teardown(self) -> None:
-        if getattr(self, "pipeline", None) is not None:
-            self.pipeline.backend.close()
-            self.pipeline = None
-
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
             rgb = image_to_rgb(msg)

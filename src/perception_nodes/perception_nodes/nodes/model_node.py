@@ -46,11 +46,6 @@ class ModelNode(PerceptionNode):
         self.backend_description = f"{backend.describe()} model={self.model_name}"
         self.create_outputs(params)
 
-    def teardown(self) -> None:
-        if getattr(self, "pipeline", None) is not None:
-            self.pipeline.backend.close()
-            self.pipeline = None
-
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
             rgb = image_to_rgb(msg)
