@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 
 class BagError(RuntimeError):
     """A bag that cannot be opened or read; the text names the file and the problem."""
@@ -159,6 +161,33 @@ class BagWriter:
     def write(self, topic: str, msg: Any, timestamp_ns: int) -> None:
         msgtype = msg.__msgtype__
         self.write_raw(topic, msgtype, timestamp_ns, self.store.serialize_cdr(msg, msgtype))
+
+    # rosbags messages for the topics every writer of camera bags needs
+    def header(self, stamp_ns: int, frame_id: str) -> Any:
+        T = self.store.types
+        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+            sec=int(stamp_ns) // 1_000_000_000, nanosec=int(stamp_ns) % 1_000_000_000), frame_id=frame_id)
+
+    def image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
+        """sensor_msgs/Image of an (H, W[, C]) array (native byte order, no row padding)."""
+        arr = np.ascontiguousarray(arr)
+        return self.store.types["sensor_msgs/msg/Image"](
+            header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0,
+            step=int(arr.strides[0]), data=arr.view(np.uint8).reshape(-1))
+
+    def camera_info(self, header: Any, width: int, height: int, K: np.ndarray, D: np.ndarray | None = None,
+                    R: np.ndarray | None = None, P: np.ndarray | None = None,
+                    distortion_model: str = "plumb_bob") -> Any:
+        """sensor_msgs/CameraInfo; D defaults to 5 zeros, R to identity, P to [K | 0]."""
+        T = self.store.types
+        K = np.asarray(K, float).reshape(3, 3)
+        return T["sensor_msgs/msg/CameraInfo"](
+            header=header, height=height, width=width, distortion_model=distortion_model,
+            d=np.zeros(5) if D is None else np.asarray(D, float), k=K.reshape(-1),
+            r=np.eye(3).reshape(-1) if R is None else np.asarray(R, float).reshape(-1),
+            p=np.hstack([K, np.zeros((3, 1))]).reshape(-1) if P is None else np.asarray(P, float).reshape(-1),
+            binning_x=0, binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
     def close(self) -> None:
         if self._writer is not None:

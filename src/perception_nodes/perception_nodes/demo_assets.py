@@ -73,23 +73,11 @@ def make_demo_bag(path: str | os.PathLike[str], frames: int = 60, width: int = 6
                   start_ns: int = 1_700_000_000_000_000_000) -> Path:
     """A rosbag2 MCAP with ``/camera/image_raw`` (rgb8) and ``/camera/camera_info``."""
     with BagWriter(path) as bag:
-        T = bag.store.types
-        Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
         fx = fy = 0.8 * width
+        K = np.array([[fx, 0, width / 2], [0, fy, height / 2], [0, 0, 1.0]])
         for i in range(frames):
             t = start_ns + int(i * 1e9 / hz)
-            header = Header(stamp=Time(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
-                            frame_id=frame_id)
-            roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                        do_rectify=False)
-            info = T["sensor_msgs/msg/CameraInfo"](
-                header=header, height=height, width=width, distortion_model="plumb_bob",
-                d=np.zeros(5), k=np.array([fx, 0, width / 2, 0, fy, height / 2, 0, 0, 1.0]),
-                r=np.eye(3).ravel(), p=np.array([fx, 0, width / 2, 0, 0, fy, height / 2, 0, 0, 0, 1.0, 0]),
-                binning_x=0, binning_y=0, roi=roi)
-            bag.write("/camera/camera_info", info, t)
-            img = synthetic_frame(i, width, height)
-            msg = T["sensor_msgs/msg/Image"](header=header, height=height, width=width, encoding="rgb8",
-                                             is_bigendian=0, step=width * 3, data=img.reshape(-1))
-            bag.write("/camera/image_raw", msg, t)
+            header = bag.header(t, frame_id)
+            bag.write("/camera/camera_info", bag.camera_info(header, width, height, K), t)
+            bag.write("/camera/image_raw", bag.image(header, synthetic_frame(i, width, height), "rgb8"), t)
     return Path(path)

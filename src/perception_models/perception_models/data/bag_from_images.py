@@ -66,11 +66,9 @@ def bag_from_images(source: Path, out: Path, fps: float = 10.0, topic: str = "/c
     info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
     count = 0
     with BagWriter(out) as bag:
-        T = bag.store.types
         for img in _frames(Path(source), max_frames):
             t = START_NS + int(round(count * 1e9 / fps))
-            header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
-                sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id=frame_id)
+            header = bag.header(t, frame_id)
             if encoding == "rgb8":
                 arr = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             elif encoding == "mono8":
@@ -78,20 +76,15 @@ def bag_from_images(source: Path, out: Path, fps: float = 10.0, topic: str = "/c
             else:
                 arr = img
             h, w = arr.shape[:2]
-            ch = 1 if arr.ndim == 2 else 3
             if info is not None:
                 if (info.get("image_width"), info.get("image_height")) not in ((w, h), (None, None)):
                     raise ValueError(f"camera_info is for {info.get('image_width')}x{info.get('image_height')}, "
                                      f"frames are {w}x{h}")
-                roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-                d = np.array(info.get("distortion_coefficients", {}).get("data", [0.0] * 5), float)
-                bag.write(info_topic, T["sensor_msgs/msg/CameraInfo"](
-                    header=header, height=h, width=w, distortion_model=info.get("distortion_model", "plumb_bob"),
-                    d=d, k=K, r=np.array(info.get("rectification_matrix", {}).get("data", np.eye(3).ravel()), float),
-                    p=np.array(info.get("projection_matrix", {}).get("data", np.hstack([K.reshape(3, 3), np.zeros((3, 1))]).ravel()), float),
-                    binning_x=0, binning_y=0, roi=roi), t)
-            bag.write(topic, T["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding,
-                                                        is_bigendian=0, step=w * ch,
-                                                        data=np.ascontiguousarray(arr).reshape(-1)), t)
+                data = {k: (info.get(k) or {}).get("data") for k in
+                        ("distortion_coefficients", "rectification_matrix", "projection_matrix")}
+                bag.write(info_topic, bag.camera_info(
+                    header, w, h, K, D=data["distortion_coefficients"], R=data["rectification_matrix"],
+                    P=data["projection_matrix"], distortion_model=info.get("distortion_model", "plumb_bob")), t)
+            bag.write(topic, bag.image(header, arr, encoding), t)
             count += 1
     return count

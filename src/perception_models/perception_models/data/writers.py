@@ -189,12 +189,10 @@ class BagSequenceWriter:
         self.bag = BagWriter(path)
         self.T = self.bag.store.types
         self._static_done = False
+        self.K = seq.K  # constant per sequence
 
     def _header(self, frame: Frame, frame_id: str) -> Any:
-        t = stamp_ns(frame)
-        return self.T["std_msgs/msg/Header"](
-            stamp=self.T["builtin_interfaces/msg/Time"](sec=t // 1_000_000_000, nanosec=t % 1_000_000_000),
-            frame_id=frame_id)
+        return self.bag.header(stamp_ns(frame), frame_id)
 
     def _transform(self, header: Any, child: str, R: np.ndarray, t: np.ndarray) -> Any:
         T = self.T
@@ -205,13 +203,6 @@ class BagSequenceWriter:
                 translation=T["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
                 rotation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
 
-    def _image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
-        h, w = arr.shape[:2]
-        step = arr.strides[0] if arr.flags["C_CONTIGUOUS"] else arr.shape[1] * arr.itemsize * (arr.shape[2] if arr.ndim == 3 else 1)
-        return self.T["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding,
-                                              is_bigendian=0, step=int(step),
-                                              data=np.ascontiguousarray(arr).view(np.uint8).reshape(-1))
-
     def add(self, frame: Frame) -> None:
         T, t = self.T, stamp_ns(frame)
         cam = self._header(frame, OPTICAL_FRAME)
@@ -219,16 +210,11 @@ class BagSequenceWriter:
             static = self._transform(self._header(frame, BODY_FRAME), OPTICAL_FRAME, R_BODY_OPTICAL, np.zeros(3))
             self.bag.write("/tf_static", T["tf2_msgs/msg/TFMessage"](transforms=[static]), t)
             self._static_done = True
-        info = self.seq.camera_info()
-        K = np.array(info["camera_matrix"]["data"])
-        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-        self.bag.write("/camera/camera_info", T["sensor_msgs/msg/CameraInfo"](
-            header=cam, height=frame.rgb.shape[0], width=frame.rgb.shape[1], distortion_model="plumb_bob",
-            d=np.zeros(5), k=K, r=np.eye(3).reshape(-1), p=np.array(info["projection_matrix"]["data"]),
-            binning_x=0, binning_y=0, roi=roi), t)
-        self.bag.write("/camera/image_raw", self._image(cam, frame.rgb, "rgb8"), t)
-        self.bag.write("/ground_truth/depth", self._image(cam, frame.depth.astype(np.float32), "32FC1"), t)
-        self.bag.write("/ground_truth/labels", self._image(cam, frame.semantic, "mono8"), t)
+        h, w = frame.rgb.shape[:2]
+        self.bag.write("/camera/camera_info", self.bag.camera_info(cam, w, h, self.K), t)
+        self.bag.write("/camera/image_raw", self.bag.image(cam, frame.rgb, "rgb8"), t)
+        self.bag.write("/ground_truth/depth", self.bag.image(cam, frame.depth.astype(np.float32), "32FC1"), t)
+        self.bag.write("/ground_truth/labels", self.bag.image(cam, frame.semantic, "mono8"), t)
         dets = [T["perception_msgs/msg/Detection2D"](
             class_id=THING_CLASSES.index(b.class_name), class_name=b.class_name, score=1.0,
             center_x=(b.x0 + b.x1 + 1) / 2.0, center_y=(b.y0 + b.y1 + 1) / 2.0,
