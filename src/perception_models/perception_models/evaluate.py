@@ -47,13 +47,13 @@ def evaluate_detection(model: Path | str, data: list[Path | str], limit: int = 0
         root = Path(root)
         ann = root / "annotations_coco.json" if root.is_dir() else root
         samples, _ = load_coco(ann)
-        areas = _areas(ann)
         for s in samples:
             if limit and n >= limit:
                 break
             keep = [k for k, name in enumerate(s.labels) if name in index]
             gt = s.boxes[keep]
-            small = ((gt[:, 3] - gt[:, 1]) < min_height) | (np.array([areas.get((s.image_id, k), 1e9) for k in keep]) < min_pixels)
+            area = s.areas[keep] if s.areas is not None else np.full(len(keep), np.nan)
+            small = ((gt[:, 3] - gt[:, 1]) < min_height) | (area < min_pixels)  # NaN (unknown) is not small
             det = pipe.run(read_rgb(s.image_path))
             ev.add(gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids,
                    gt_crowd=small | s.difficult[keep])
@@ -61,20 +61,6 @@ def evaluate_detection(model: Path | str, data: list[Path | str], limit: int = 0
     out = ev.summary()
     out["protocol"] = (f"COCO AP, ONNX Runtime through DetectionPipeline; ground truth lower than {min_height:g} px "
                        f"or under {min_pixels} visible pixels ignored")
-    return out
-
-
-def _areas(ann: Path) -> dict[tuple[Any, int], float]:
-    """Visible-pixel area of each annotation by (image id, index within the image)."""
-    import json
-
-    data = json.loads(Path(ann).read_text())
-    per_image: dict[Any, int] = {}
-    out = {}
-    for a in data.get("annotations", []):
-        k = per_image.get(a["image_id"], 0)
-        per_image[a["image_id"]] = k + 1
-        out[(a["image_id"], k)] = float(a.get("area", 1e9))
     return out
 
 

@@ -40,5 +40,6 @@ def load_coco(annotation_file: Path | str, image_root: Path | str | None = None,
                           for a in rows], np.float32).reshape(-1, 4)
         samples.append(DetectionSample(root / im["file_name"], int(im["width"]), int(im["height"]), boxes,
                                        [name_of[a["category_id"]] for a in rows],
-                                       np.array([bool(a.get("iscrowd", 0)) for a in rows], bool), im["id"]))
+                                       np.array([bool(a.get("iscrowd", 0)) for a in rows], bool), im["id"],
+                                       np.array([float(a.get("area", np.nan)) for a in rows], np.float64)))
     return samples, [c["name"] for c in cats]
