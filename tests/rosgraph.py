@@ -26,6 +26,14 @@ class Probe:
         self.node.create_subscription(msg_type, topic, bucket.append, qos)
         return bucket
 
+    def publisher(self, msg_type: Any, topic: str, timeout: float = 60.0, qos: QoSProfile = RELIABLE) -> Any:
+        """A publisher on ``topic`` once a subscriber has matched it; None if none within ``timeout``."""
+        pub = self.node.create_publisher(msg_type, topic, qos)
+        return pub if self.spin_until(lambda: pub.get_subscription_count() > 0, timeout) else None
+
+    def wait_for_publisher(self, topic: str, timeout: float = 10.0) -> bool:
+        return self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout)
+
     def spin_until(self, cond: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

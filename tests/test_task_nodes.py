@@ -17,7 +17,7 @@ from perception_nodes.launcher import StackProcesses
 from perception_nodes.profile import NodeSpec, Profile
 
 from const_models import H, W, const_model, write_card
-from rosgraph import RELIABLE, Probe
+from rosgraph import Probe
 
 
 def _profile(name, exe, model, **params):
@@ -47,9 +47,9 @@ def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context)
         probe = Probe(rclpy_context)
         dets = probe.collect(Detection2DArray, "/det/detections")
         annotated = probe.collect(Image, "/det/image_annotated")
-        pub = probe.node.create_publisher(Image, "/det/in", RELIABLE)
-        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60), stack.log_text("det")
-        assert probe.spin_until(lambda: probe.node.count_publishers("/det/image_annotated") > 0, 10)
+        pub = probe.publisher(Image, "/det/in")
+        assert pub is not None, stack.log_text("det")
+        assert probe.wait_for_publisher("/det/image_annotated")
         pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", 7))
         pub.publish(_image(np.zeros((400, 800), np.uint8), "mono8", 8))  # mono into an RGB model
         assert probe.spin_until(lambda: len(dets) >= 2 and len(annotated) >= 2, 30), stack.log_text("det")
@@ -100,9 +100,9 @@ def test_segmentation_node_labels_at_input_size(tmp_path, rclpy_context):
         probe = Probe(rclpy_context)
         labels = probe.collect(Image, "/seg/labels")
         overlay = probe.collect(Image, "/seg/overlay")
-        pub = probe.node.create_publisher(Image, "/seg/in", RELIABLE)
-        assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60), stack.log_text("seg")
-        assert probe.spin_until(lambda: probe.node.count_publishers("/seg/overlay") > 0, 10)
+        pub = probe.publisher(Image, "/seg/in")
+        assert pub is not None, stack.log_text("seg")
+        assert probe.wait_for_publisher("/seg/overlay")
         pub.publish(_image(np.full((400, 800, 3), 200, np.uint8), "rgb8", 9))
         assert probe.spin_until(lambda: labels and overlay, 30), stack.log_text("seg")
         lab = image_to_numpy(labels[0])
