@@ -174,9 +174,11 @@ def photo_tiles(folder: Path | None, rng: np.random.Generator, count: int) -> li
         return []
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
                    and not any("annot" in q or "label" in q or q in ("gts", "palette") for q in map(str.lower, p.parts)))
+    if not files:
+        return []
     tiles = []
-    for f in (files[i] for i in rng.choice(len(files), size=min(count, len(files)), replace=False)) if files else []:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    for i in rng.choice(len(files), size=min(count, len(files)), replace=False):
+        img = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
         if img is None or min(img.shape[:2]) < TILE:
             continue
         s = int(rng.integers(TILE, min(img.shape[:2]) + 1))
