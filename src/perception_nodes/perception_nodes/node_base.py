@@ -26,6 +26,7 @@ The base handles the rest:
 from __future__ import annotations
 
 import threading
+from abc import ABCMeta, abstractmethod
 import time
 import traceback
 from collections import deque
@@ -53,7 +54,7 @@ class FrameError(RuntimeError):
 FRAME_ERRORS = (ImageConversionError, FrameError, BackendError, ValueError)
 
 
-class PerceptionNode(LifecycleNode):
+class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
     #: schema file name (without .schema.json) in perception_nodes/schema
     schema_name: str = ""
     #: the message type of the main input (``image`` topic)
@@ -91,9 +92,9 @@ class PerceptionNode(LifecycleNode):
     def setup(self, params: dict[str, Any]) -> None:
         """Configure: build pipeline/backend, create publishers. Raise to fail the transition."""
 
+    @abstractmethod
     def process(self, msg: Any) -> None:
         """Process one input frame and publish the outputs (raise FrameError to reject it)."""
-        raise NotImplementedError
 
     def teardown(self) -> None:
         """Cleanup: release the pipeline's backend (nodes with more to release extend this)."""

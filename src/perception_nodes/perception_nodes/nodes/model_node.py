@@ -5,6 +5,7 @@ cleanup. A task node only says which pipeline it builds and what it publishes.""
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -19,14 +20,17 @@ from .generic_onnx_node import make_backend
 class ModelNode(PerceptionNode):
     task = ""
 
+    @abstractmethod
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """The task's pipeline over ``backend`` (the card is already checked for the task)."""
 
+    @abstractmethod
     def create_outputs(self, params: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Create the task's publishers."""
 
+    @abstractmethod
     def publish_result(self, msg: Any, rgb: np.ndarray, result: Any) -> None:
-        raise NotImplementedError
+        """Publish one frame's result with the input's header."""
 
     def setup(self, params: dict[str, Any]) -> None:
         if not params["model_path"]:

@@ -3,6 +3,7 @@ card's input, and the preprocess -> infer -> postprocess run with stage timings.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..model_card import ModelCard
 from .preprocess import Letterbox, fit_image, to_nchw
 
 
-class CardPipeline:
+class CardPipeline(ABC):
     task = ""
 
     def __init__(self, backend: Backend, card: ModelCard, required_outputs: tuple[str, ...]) -> None:
@@ -35,8 +36,9 @@ class CardPipeline:
         net, lb = fit_image(rgb, self.card.input_width, self.card.input_height, self.card.resize, self.card.pad_value)
         return {self.card.input_name: to_nchw(net, self.mean, self.std)}, lb
 
+    @abstractmethod
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Any:
-        raise NotImplementedError
+        """Network outputs -> the task's result in the input image's pixels (``shape`` = its H, W)."""
 
     def run(self, rgb: np.ndarray, timer: Any = None) -> Any:
         stage = timer.stage if timer is not None else (lambda _n: nullcontext())
