@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, lr=args.lr, input_size=(args.input_size[0], args.input_size[1]),
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                      class_weights=args.class_weights)
+                      class_weights=args.class_weights, init=args.init or "")
     try:
         result = train(cfg, resume=args.resume)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
                    help="segmentation: weight rare classes (SegNet's median frequency balancing)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")

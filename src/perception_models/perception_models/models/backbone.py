@@ -28,24 +28,26 @@ class BasicBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Image (B, 3, H, W), normalised -> {"s4", "s8", "s16", "s32"} feature maps."""
+    """Image (B, in_channels, H, W), normalised -> {"s2", "s4", "s8", "s16", "s32"} feature maps
+    (``in_channels`` 6 for the pose network's stacked frame pair)."""
 
     default_conf = {"widths": (24, 32, 64, 96, 128), "blocks": (1, 2, 2, 2)}
 
-    def __init__(self, widths: tuple[int, ...] = default_conf["widths"], blocks: tuple[int, ...] = default_conf["blocks"]) -> None:
+    def __init__(self, widths: tuple[int, ...] = default_conf["widths"], blocks: tuple[int, ...] = default_conf["blocks"],
+                 in_channels: int = 3) -> None:
         super().__init__()
-        self.stem = nn.Sequential(ConvBNAct(3, widths[0], 3, 2), ConvBNAct(widths[0], widths[0], 3, 1))  # stride 2
+        self.stem = nn.Sequential(ConvBNAct(in_channels, widths[0], 3, 2), ConvBNAct(widths[0], widths[0], 3, 1))  # stride 2
         stages = []
         cin = widths[0]
         for cout, n in zip(widths[1:], blocks):
             stages.append(nn.Sequential(BasicBlock(cin, cout, 2), *[BasicBlock(cout, cout) for _ in range(n - 1)]))
             cin = cout
         self.stages = nn.ModuleList(stages)
-        self.channels = {"s4": widths[1], "s8": widths[2], "s16": widths[3], "s32": widths[4]}
+        self.channels = {"s2": widths[0], "s4": widths[1], "s8": widths[2], "s16": widths[3], "s32": widths[4]}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.stem(x)
-        out = {}
+        out = {"s2": x}
         for name, stage in zip(("s4", "s8", "s16", "s32"), self.stages):
             x = stage(x)
             out[name] = x

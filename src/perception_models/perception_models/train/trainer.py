@@ -59,6 +59,7 @@ class TrainConfig:
     camvid: bool = False                     # segmentation data in CamVid layout (train/, trainannot/)
     augment: bool = True
     class_weights: str = "none"              # segmentation: none | median_frequency (SegNet)
+    init: str = ""                           # checkpoint whose model weights start this run (fine-tuning)
 
 
 def _seed_everything(seed: int) -> None:
@@ -162,6 +163,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     cfg.class_names = list(class_names)
     cfg.num_classes = cfg.num_classes or len(class_names)
     model = build_model(cfg, cfg.num_classes)
+    if cfg.init and not resume:
+        ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if ck.get("config", {}).get("task", cfg.task) != cfg.task:
+            raise ValueError(f"--init {cfg.init}: a {ck['config']['task']} checkpoint, not {cfg.task}")
+        model.load_state_dict(ck["model"])
+        if rank == 0:
+            print(f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})")
     weights = None
     if cfg.task == "segmentation" and cfg.class_weights == "median_frequency":
         weights = median_frequency_weights(train_set, cfg.num_classes)

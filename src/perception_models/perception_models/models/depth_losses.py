@@ -1,0 +1,78 @@
+"""Self-supervised depth + pose losses (Monodepth2, Godard et al. 2019) and a supervised term.
+
+- photometric error: 0.85 (1 - SSIM) / 2 + 0.15 L1 between the target frame and each source
+  frame warped into it (:func:`..geometry.warp`);
+- per-pixel minimum over the source frames (occlusions: a pixel hidden in one source is usually
+  visible in the other);
+- auto-masking: the *unwarped* sources compete in the same minimum (plus a little noise to break
+  ties), so pixels that look the same without any motion — a static camera, objects moving with
+  it, textureless regions — do not train the depth; flagged moving objects are masked out too;
+- edge-aware smoothness of the mean-normalised disparity;
+- supervised: scale-invariant log error (Eigen et al. 2014) where ground-truth depth exists.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM over 3x3 windows (reflection padding), (B, C, H, W) in [0, 1]."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
+    den = (mu_x ** 2 + mu_y ** 2 + c1) * (sigma_x + sigma_y + c2)
+    return (num / den).clamp(-1, 1)
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
+    """(B, 1, H, W): alpha (1 - SSIM) / 2 + (1 - alpha) L1, averaged over channels."""
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    return alpha * ((1 - ssim(pred, target)) / 2).mean(1, keepdim=True) + (1 - alpha) * l1
+
+
+def reprojection_loss(target: torch.Tensor, warped: list[torch.Tensor], sources: list[torch.Tensor],
+                      automask: bool = True, static_mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the per-pixel minimum reprojection error over ``warped`` sources.
+
+    ``sources`` are the same frames unwarped (for auto-masking); ``static_mask`` (B, 1, H, W), 1
+    where the pixel may train (0 on flagged moving objects). Returns the loss and the mask of
+    pixels that trained (for logging)."""
+    errors = torch.cat([photometric_error(w, target) for w in warped], dim=1)
+    if automask:
+        identity = torch.cat([photometric_error(s, target) for s in sources], dim=1)
+        identity = identity + torch.randn_like(identity) * 1e-5
+        errors_all = torch.cat([identity, errors], dim=1)
+        best, idx = errors_all.min(dim=1, keepdim=True)
+        used = (idx >= identity.shape[1]).to(target.dtype)
+    else:
+        best = errors.min(dim=1, keepdim=True).values
+        used = torch.ones_like(best)
+    if static_mask is not None:
+        used = used * static_mask
+    return (best * used).sum() / used.sum().clamp(min=1.0), used
+
+
+def smoothness_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of the mean-normalised disparity (B, 1, H, W)."""
+    d = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    dx = (d[:, :, :, :-1] - d[:, :, :, 1:]).abs()
+    dy = (d[:, :, :-1, :] - d[:, :, 1:, :]).abs()
+    ix = (image[:, :, :, :-1] - image[:, :, :, 1:]).abs().mean(1, keepdim=True)
+    iy = (image[:, :, :-1, :] - image[:, :, 1:, :]).abs().mean(1, keepdim=True)
+    return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
+
+
+def silog_loss(pred: torch.Tensor, gt: torch.Tensor, variance_focus: float = 0.85) -> torch.Tensor:
+    """Scale-invariant log error over pixels with finite, positive ground truth; (B, 1, H, W) each."""
+    valid = torch.isfinite(gt) & (gt > 0)
+    if not valid.any():
+        return pred.new_zeros(())
+    g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
+    return torch.sqrt((g ** 2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0

@@ -1,0 +1,148 @@
+"""Frame triplets (t-1, t, t+1) for depth + pose training, from this project's synthetic sets (with
+ground-truth depth, poses and moving-object masks) or from any rosbag with a camera topic (no
+labels: the robot's own footage). Frames are resized to the network input and K scaled with them.
+
+Each item: ``color`` (3, 3, H, W) float in [0, 1] (previous, target, next, un-augmented: the
+photometric loss compares these), ``color_aug`` (same frames with one colour jitter: the networks
+see these), ``K`` (3, 3), ``depth`` (1, H, W) metres (NaN: none), ``static`` (1, H, W) 0 on
+objects flagged as moving on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import Dataset
+
+from ..data.readers.common import DataFormatError, read_rgb
+from ..data.readers.depth import read_nyu_depth
+
+
+@dataclass
+class Sequence:
+    name: str
+    K: np.ndarray                          # 3x3 at the stored resolution
+    size: tuple[int, int]                  # stored (H, W)
+    frames: list = field(default_factory=list)       # paths, or (H, W, 3) uint8 arrays (bags)
+    depth: list = field(default_factory=list)        # paths or empty
+    dynamic: list = field(default_factory=list)      # paths or empty
+    stamps_ns: list[int] = field(default_factory=list)
+
+
+def _read_K(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    data = yaml.safe_load(path.read_text())
+    try:
+        K = np.array(data["camera_matrix"]["data"], np.float64).reshape(3, 3)
+        return K, (int(data["image_height"]), int(data["image_width"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: not a ROS camera_info YAML ({exc!r})") from None
+
+
+def load_synthetic_sequence(root: Path) -> Sequence:
+    root = Path(root)
+    if not (root / "camera_info.yaml").is_file() or not (root / "rgb").is_dir():
+        raise DataFormatError(f"{root}: not a synthetic sequence (needs rgb/ and camera_info.yaml)")
+    K, size = _read_K(root / "camera_info.yaml")
+    frames = sorted((root / "rgb").glob("*.png"))
+    depth = sorted((root / "depth").glob("*.png")) if (root / "depth").is_dir() else []
+    dynamic = sorted((root / "dynamic").glob("*.png")) if (root / "dynamic").is_dir() else []
+    if depth and len(depth) != len(frames):
+        raise DataFormatError(f"{root}: {len(frames)} images but {len(depth)} depth maps")
+    return Sequence(root.name, K, size, frames, depth, dynamic if len(dynamic) == len(frames) else [])
+
+
+def load_bag_sequence(bag: Path, topic: str, K: np.ndarray | None = None, every: int = 1,
+                      max_side: int = 640) -> Sequence:
+    """All frames of ``topic`` in memory (downscaled so the longer side is at most ``max_side``);
+    K from the bag's CameraInfo unless given."""
+    from ..data.readers.rosbag import read_images
+
+    frames, stamps, K_bag, size, original = [], [], None, None, None
+    for i, msg in enumerate(read_images(bag, topic)):
+        if i % every:
+            continue
+        img = msg.rgb
+        h, w = img.shape[:2]
+        if original is None:
+            original = (h, w)
+            s = min(1.0, max_side / max(h, w))
+            size = (int(round(h * s)), int(round(w * s)))
+            if msg.K is not None:
+                K_bag = _scale_K(msg.K, size[1] / w, size[0] / h)
+        elif (h, w) != original:
+            raise DataFormatError(f"{bag} {topic}: image size changes from {original} to {(h, w)} at message {i}")
+        if (h, w) != size:
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        frames.append(np.ascontiguousarray(img))
+        stamps.append(msg.stamp_ns)
+    if size is None or len(frames) < 3:
+        raise DataFormatError(f"{bag} {topic}: need at least 3 frames for depth training, got {len(frames)}")
+    if K is None:
+        if K_bag is None:
+            raise DataFormatError(f"{bag}: no CameraInfo next to {topic}; give the intrinsics (--camera-info)")
+        K = K_bag
+    else:  # given for the recorded resolution
+        K = _scale_K(K, size[1] / original[1], size[0] / original[0])
+    return Sequence(f"{Path(bag).name}:{topic}", np.asarray(K, np.float64), size, frames, [], [], stamps)
+
+
+def _scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K for an image resized by (sx, sy), OpenCV pixel centres."""
+    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    return S @ np.asarray(K, np.float64)
+
+
+class TripletDataset(Dataset):
+    def __init__(self, sequences: list[Sequence], input_size: tuple[int, int], augment: bool = True, seed: int = 0,
+                 stride: int = 1) -> None:
+        self.sequences = sequences
+        self.size = tuple(input_size)
+        self.augment, self.seed, self.stride = augment, seed, stride
+        self.epoch = 0
+        self.index = [(s, t) for s, seq in enumerate(sequences) for t in range(stride, len(seq.frames) - stride)]
+        if not self.index:
+            raise DataFormatError(f"no triplets: every sequence has fewer than {2 * stride + 1} frames")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _rgb(self, seq: Sequence, t: int) -> np.ndarray:
+        img = seq.frames[t] if isinstance(seq.frames[t], np.ndarray) else read_rgb(seq.frames[t])
+        h, w = self.size
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, t = self.index[i]
+        seq = self.sequences[s]
+        h, w = self.size
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        frames = np.stack([self._rgb(seq, t + d) for d in (-self.stride, 0, self.stride)]).astype(np.float32) / 255.0
+        K = _scale_K(seq.K, w / seq.size[1], h / seq.size[0])
+        depth = np.full((h, w), np.nan, np.float32)
+        if seq.depth:
+            depth = cv2.resize(read_nyu_depth(seq.depth[t]), (w, h), interpolation=cv2.INTER_NEAREST)
+        static = np.ones((h, w), np.float32)
+        if seq.dynamic:
+            dyn = cv2.imread(str(seq.dynamic[t]), cv2.IMREAD_GRAYSCALE)
+            static = (cv2.resize(dyn, (w, h), interpolation=cv2.INTER_NEAREST) == 0).astype(np.float32)
+        aug = frames
+        if self.augment:
+            if rng.random() < 0.5:  # horizontal flip of every frame; the principal point moves with it
+                frames, depth, static = frames[:, :, ::-1], depth[:, ::-1], static[:, ::-1]
+                K = K.copy()
+                K[0, 2] = (w - 1) - K[0, 2]
+            gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)       # per-channel colour
+            bright = np.float32(rng.uniform(-0.1, 0.1))
+            aug = np.clip(frames * gain + bright, 0, 1)
+        return {
+            "color": torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))),
+            "color_aug": torch.from_numpy(np.ascontiguousarray(np.asarray(aug, np.float32).transpose(0, 3, 1, 2))),
+            "K": torch.from_numpy(K.astype(np.float32)),
+            "depth": torch.from_numpy(np.ascontiguousarray(depth))[None],
+            "static": torch.from_numpy(np.ascontiguousarray(static))[None],
+        }

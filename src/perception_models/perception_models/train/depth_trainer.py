@@ -1,0 +1,277 @@
+"""Depth + pose training: self-supervised from monocular video (Monodepth2's recipe, see
+``models/depth_losses.py``), supervised where the data has ground-truth depth (the synthetic sets),
+or both at once — supervised synthetic sequences give the network metric scale while the robot's
+own bags (no labels) adapt it to the robot's camera and world.
+
+    perception-models train --task depth --data synth/driving_1000 ... --val synth/driving_9000 --out runs/depth
+    perception-models train --task depth --bag robot.mcap --topic /camera/image_raw --val ... --out runs/depth_robot \\
+        --init runs/depth/best.pt
+
+Validation each epoch on sets with ground truth: depth errors (absolute and median-scaled,
+``metrics/depth.py``) and the trajectory chained from the pose network (ATE with SE(3) and Sim(3)
+alignment, ``metrics/odometry.py``). ``best.pt`` keeps the lowest AbsRel (absolute when the run is
+supervised, median-scaled when it is not).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..metrics.depth import DepthEvaluator
+from ..models.depth import DepthConfig, DepthNet, PoseNet, disp_to_depth
+from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
+from ..models.geometry import warp
+from .data import MEAN, STD
+from .depth_data import Sequence, TripletDataset, load_bag_sequence, load_synthetic_sequence
+from .trainer import _lr_at, _seed_everything
+
+
+@dataclass
+class DepthTrainConfig:
+    data: list[str] = field(default_factory=list)          # synthetic sequence folders (ground truth used if supervised > 0)
+    bags: list[str] = field(default_factory=list)          # rosbag2 files/folders: self-supervised only
+    topic: str = "/camera/image_raw"
+    camera_info: str = ""                                  # ROS camera_info YAML when the bag has no CameraInfo
+    val: list[str] = field(default_factory=list)
+    out: str = "runs/depth"
+    epochs: int = 20
+    batch_size: int = 6
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    input_size: tuple[int, int] = (192, 256)
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    eval_max_depth: float = 60.0        # synthetic depth PNGs stop at 65.5 m
+    supervised: float = 1.0             # weight of the scale-invariant log loss where ground truth exists (0: none)
+    photometric: float = 1.0            # weight of the reprojection loss (0: supervised only)
+    smoothness: float = 1e-3
+    scales: tuple[int, ...] = (0, 1, 2, 3)
+    automask: bool = True
+    mask_moving: bool = True            # drop pixels on objects flagged as moving (synthetic sets)
+    frame_stride: int = 1
+    seed: int = 0
+    workers: int = 0
+    log_every: int = 10
+    max_steps_per_epoch: int = 0
+    augment: bool = True
+    init: str = ""
+
+    @property
+    def metric_name(self) -> str:
+        return "abs_rel" if self.supervised > 0 else "abs_rel_median_scaled"
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def load_sequences(cfg: DepthTrainConfig, folders: list[str], with_bags: bool) -> list[Sequence]:
+    seqs = [load_synthetic_sequence(Path(d)) for d in folders]
+    if with_bags:
+        K = None
+        if cfg.camera_info:
+            import yaml
+
+            K = np.array(yaml.safe_load(Path(cfg.camera_info).read_text())["camera_matrix"]["data"], float).reshape(3, 3)
+        seqs += [load_bag_sequence(Path(b), cfg.topic, K) for b in cfg.bags]
+    return seqs
+
+
+def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, batch: dict[str, torch.Tensor]
+                 ) -> dict[str, torch.Tensor]:
+    color, aug, K = batch["color"], batch["color_aug"], batch["K"]
+    prev, target, nxt = color[:, 0], color[:, 1], color[:, 2]
+    disps = depth_net(_norm(aug[:, 1]))
+    T_prev_target = pose_net(_norm(aug[:, 0]), _norm(aug[:, 1]))
+    T_target_next = pose_net(_norm(aug[:, 1]), _norm(aug[:, 2]))
+    T_next_target = torch.linalg.inv(T_target_next)
+    h, w = target.shape[-2:]
+    static = batch["static"] if cfg.mask_moving else None
+    photo = target.new_zeros(())
+    smooth = target.new_zeros(())
+    sup = target.new_zeros(())
+    for s in cfg.scales:
+        disp = disps[s]
+        if cfg.photometric > 0:
+            depth = disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth)
+            warped = [warp(prev, depth, T_prev_target, K)[0], warp(nxt, depth, T_next_target, K)[0]]
+            loss, _used = reprojection_loss(target, warped, [prev, nxt], cfg.automask, static)
+            photo = photo + loss / len(cfg.scales)
+            small = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
+            smooth = smooth + smoothness_loss(disp, small) / (2 ** s) / len(cfg.scales)
+    has_gt = torch.isfinite(batch["depth"]).flatten(1).any(1)
+    if cfg.supervised > 0 and bool(has_gt.any()):
+        depth0 = disp_to_depth(F.interpolate(disps[0], size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth)
+        gt = batch["depth"][has_gt]
+        sup = silog_loss(depth0[has_gt], torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan"))))
+    total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup
+    return {"photometric": photo, "smoothness": smooth, "supervised": sup, "total": total}
+
+
+def chain(relative: list[np.ndarray]) -> np.ndarray:
+    """T_prev_cur per step -> poses (N + 1, 4, 4) of each frame in the first one's frame."""
+    poses = [np.eye(4)]
+    for T in relative:
+        poses.append(poses[-1] @ T)
+    return np.stack(poses)
+
+
+@torch.no_grad()
+def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, folders: list[str]) -> dict[str, Any]:
+    """Depth errors on every frame of ``folders`` and the pose network's trajectory per sequence."""
+    from ..data.readers.depth import read_nyu_depth
+    from ..data.readers.tum import read_tum_trajectory
+    from ..metrics.odometry import trajectory_errors
+
+    depth_net.eval()
+    pose_net.eval()
+    ev = DepthEvaluator(cfg.min_depth, cfg.eval_max_depth)
+    traj: list[dict] = []
+    for folder in folders:
+        seq = load_synthetic_sequence(Path(folder))
+        ds = TripletDataset([seq], cfg.input_size, augment=False, stride=1)
+        h, w = seq.size
+        rel, prev_in = [], None
+        for t in range(len(seq.frames)):
+            img = torch.from_numpy(ds._rgb(seq, t).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
+            x = _norm(img)
+            depth = depth_net.depth(x)
+            if seq.depth:
+                pred = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+                ev.add(read_nyu_depth(seq.depth[t]), pred)
+            if prev_in is not None:
+                rel.append(pose_net(prev_in, x)[0].double().numpy())
+            prev_in = x
+        traj_file = Path(folder) / "trajectory_tum.txt"
+        if traj_file.is_file() and len(rel) >= 2:
+            times, gt = read_tum_trajectory(traj_file)
+            est = chain(rel)
+            gt_rel = np.linalg.inv(gt[0]) @ gt  # both start at the identity
+            row = {"sequence": Path(folder).name}
+            for align in ("se3", "sim3"):
+                e = trajectory_errors(times, est, gt_rel, align=align)
+                row[f"ate_{align}_percent"] = e["ate_percent_of_path"]
+                row[f"ate_{align}_m"] = e["ate_rmse_m"]
+            row["path_length_m"] = e["path_length_m"]
+            traj.append(row)
+    out: dict[str, Any] = ev.summary()
+    out["abs_rel"] = out["absolute"]["abs_rel"]
+    out["abs_rel_median_scaled"] = out["median_scaled"]["abs_rel"]
+    out["a1"] = out["absolute"]["a1"]
+    out["a1_median_scaled"] = out["median_scaled"]["a1"]
+    out["trajectories"] = traj
+    if traj:
+        out["ate_se3_percent"] = float(np.mean([r["ate_se3_percent"] for r in traj]))
+        out["ate_sim3_percent"] = float(np.mean([r["ate_sim3_percent"] for r in traj]))
+    out["metric"] = out[cfg.metric_name]
+    depth_net.train()
+    pose_net.train()
+    return out
+
+
+def build_depth_models(cfg: DepthTrainConfig) -> tuple[DepthNet, PoseNet]:
+    return DepthNet(DepthConfig(tuple(cfg.input_size), cfg.min_depth, cfg.max_depth)), PoseNet()
+
+
+def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    if not cfg.data and not cfg.bags:
+        raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
+    if any(s % 32 for s in cfg.input_size):
+        raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
+    _seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_set = TripletDataset(load_sequences(cfg, cfg.data, with_bags=True), cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
+    depth_net, pose_net = build_depth_models(cfg)
+    params = list(depth_net.parameters()) + list(pose_net.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
+                        drop_last=len(train_set) > cfg.batch_size)
+    steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
+    total = steps_per_epoch * cfg.epochs
+    start_epoch, step, best = 0, 0, float("inf")
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {last}")
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        depth_net.load_state_dict(ck["depth"])
+        pose_net.load_state_dict(ck["pose"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck.get("best", float("inf"))
+        torch.set_rng_state(ck["torch_rng"])
+        gen.set_state(ck["loader_rng"])
+    elif cfg.init:
+        ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if "depth" not in ck:
+            raise ValueError(f"--init {cfg.init}: not a depth checkpoint (no 'depth' weights)")
+        depth_net.load_state_dict(ck["depth"])
+        pose_net.load_state_dict(ck["pose"])
+        print(f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})")
+    result: dict[str, Any] = {}
+    with open(out / "log.jsonl", "a") as log:
+        for epoch in range(start_epoch, cfg.epochs):
+            train_set.epoch = epoch
+            depth_net.train()
+            pose_net.train()
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"depth epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="batch")
+            t0 = time.monotonic()
+            for b, batch in enumerate(bar):
+                if b >= steps_per_epoch:
+                    break
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(step, total, cfg)  # type: ignore[arg-type]
+                losses = depth_losses(cfg, depth_net, pose_net, batch)
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                opt.step()
+                step += 1
+                values = {k: float(v.detach()) for k, v in losses.items()}
+                bar.set_postfix(loss=f"{values['total']:.3f}")
+                if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
+                    log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}) + "\n")
+                    log.flush()
+            metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val) if cfg.val else {"metric": float("nan")}
+            log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
+            log.flush()
+            improved = np.isfinite(metrics["metric"]) and metrics["metric"] < best
+            best = metrics["metric"] if improved else best
+            ck = {"depth": depth_net.state_dict(), "pose": pose_net.state_dict(), "optimizer": opt.state_dict(),
+                  "epoch": epoch, "step": step, "best": best, "config": asdict(cfg), "metrics": metrics,
+                  "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
+            torch.save(ck, last)
+            if improved or not cfg.val:
+                torch.save(ck, out / "best.pt")
+            result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
+            if progress:
+                ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""
+                print(f"epoch {epoch + 1}: {cfg.metric_name} {metrics['metric']:.4f} (best {best:.4f}){ate}")
+    return result
+
+
+def load_depth_checkpoint(path: Path | str) -> tuple[DepthNet, PoseNet, DepthTrainConfig, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if "depth" not in ck:
+        raise ValueError(f"{path}: not a depth checkpoint")
+    c = dict(ck["config"])
+    c["input_size"] = tuple(c["input_size"])
+    c["scales"] = tuple(c["scales"])
+    cfg = DepthTrainConfig(**c)
+    depth_net, pose_net = build_depth_models(cfg)
+    depth_net.load_state_dict(ck["depth"])
+    pose_net.load_state_dict(ck["pose"])
+    return depth_net.eval(), pose_net.eval(), cfg, ck.get("metrics", {})

@@ -1,0 +1,284 @@
+"""Monocular depth + pose: the geometry module against OpenCV and the synthetic ground truth, the
+Monodepth2 losses, the depth/odometry metrics (against hand-computed values and evo's alignment),
+and the trainer on synthetic sequences and on a rosbag with no labels."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from perception_models.data.synth import SynthConfig, SyntheticSequence
+from perception_models.data.writers import write_sequence
+from perception_models.metrics.depth import DepthEvaluator, depth_errors
+from perception_models.metrics.odometry import trajectory_errors
+from perception_models.models.depth import DepthConfig, DepthExport, DepthNet, PoseExport, PoseNet, disp_to_depth
+from perception_models.models.depth_losses import photometric_error, reprojection_loss, silog_loss, ssim
+from perception_models.models.geometry import axis_angle_to_matrix, backproject, pose_vec_to_matrix, project, scale_intrinsics, warp
+from perception_models.train.depth_data import TripletDataset, load_bag_sequence, load_synthetic_sequence
+from perception_models.train.depth_trainer import DepthTrainConfig, chain, load_depth_checkpoint, train_depth
+
+IN = (96, 128)
+
+
+@pytest.fixture(scope="module")
+def seq_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("depthsets")
+    out = []
+    for name, seed in (("train", 31), ("val", 32)):
+        # clean images (no noise / blur / exposure changes) so photometric checks see only geometry
+        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=5, width=160, height=120, randomization=0.0))
+        write_sequence(seq, root / name, bag=name == "train", flow=False, workers=1, progress=False)
+        out.append(root / name)
+    return out
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+def test_axis_angle_matches_opencv_rodrigues_and_inverse():
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(5, 3)) * 0.7
+    vecs[0] = 0.0  # the identity must not divide by zero
+    R = axis_angle_to_matrix(torch.tensor(vecs, dtype=torch.float64)).numpy()
+    for v, r in zip(vecs, R):
+        np.testing.assert_allclose(r, cv2.Rodrigues(v)[0], atol=1e-9)
+    t = torch.tensor(rng.normal(size=(5, 3)))
+    T = pose_vec_to_matrix(torch.tensor(vecs), t)
+    Ti = pose_vec_to_matrix(torch.tensor(vecs), t, invert=True)
+    np.testing.assert_allclose((T @ Ti).numpy(), np.broadcast_to(np.eye(4), (5, 4, 4)), atol=1e-9)
+
+
+def test_backproject_then_project_returns_the_pixels_and_depth():
+    K = torch.tensor([[[100.0, 0, 63.5], [0, 100.0, 47.5], [0, 0, 1]]])
+    depth = torch.rand(1, 1, 96, 128) * 10 + 1
+    uv, z = project(backproject(depth, K), K, torch.eye(4)[None])
+    v, u = np.mgrid[0:96, 0:128]
+    np.testing.assert_allclose(uv[0, 0].numpy(), u.reshape(-1), atol=1e-3)
+    np.testing.assert_allclose(uv[0, 1].numpy(), v.reshape(-1), atol=1e-3)
+    np.testing.assert_allclose(z[0, 0].numpy(), depth.reshape(-1).numpy(), rtol=1e-5)
+
+
+def test_scaled_intrinsics_project_like_the_resized_image():
+    K = torch.tensor([[[300.0, 0, 319.5], [0, 300.0, 239.5], [0, 0, 1]]])
+    K2 = scale_intrinsics(K, 0.25, 0.25)
+    p = torch.tensor([[[0.5], [-0.2], [2.0]]])  # a point; its pixel at 640x480 maps to the 160x120 pixel grid
+    uv, _ = project(p, K, torch.eye(4)[None])
+    uv2, _ = project(p, K2, torch.eye(4)[None])
+    np.testing.assert_allclose(uv2.numpy(), (uv.numpy() + 0.5) * 0.25 - 0.5, atol=1e-5)
+
+
+def test_warp_with_ground_truth_depth_and_pose_rebuilds_the_target(seq_dirs):
+    """The conventions (T_source_target, K scaling, pixel centres) checked against the renderer:
+    warping the previous frame with the true depth and motion explains the target far better than
+    not moving it."""
+    seq = load_synthetic_sequence(seq_dirs[0])
+    from perception_models.data.readers.tum import read_tum_trajectory
+
+    _, poses = read_tum_trajectory(seq_dirs[0] / "trajectory_tum.txt")
+    ds = TripletDataset([seq], (120, 160), augment=False)
+    item = ds[1]  # frames 1, 2, 3
+    color, K = item["color"][None], item["K"][None]
+    depth = torch.nan_to_num(item["depth"], nan=1000.0)[None]  # sky: far away
+    T_prev_target = torch.tensor(np.linalg.inv(poses[1]) @ poses[2], dtype=torch.float32)[None]
+    warped, inside = warp(color[:, 0], depth, T_prev_target, K)
+    static = item["static"][None] * inside
+    err_warp = (photometric_error(warped, color[:, 1]) * static).sum() / static.sum()
+    err_id = (photometric_error(color[:, 0], color[:, 1]) * static).sum() / static.sum()
+    assert err_warp < 0.5 * err_id, (float(err_warp), float(err_id))
+    # the inverse motion (the other convention) does not explain it
+    wrong, _ = warp(color[:, 0], depth, torch.linalg.inv(T_prev_target), K)
+    err_wrong = (photometric_error(wrong, color[:, 1]) * static).sum() / static.sum()
+    assert err_wrong > 2 * err_warp, (float(err_wrong), float(err_warp))
+    assert float(inside.mean()) > 0.8
+
+
+# --- losses -----------------------------------------------------------------------------------
+
+def test_ssim_and_photometric_error_are_zero_for_identical_images():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(ssim(x, x), torch.ones(2, 3, 16, 16), atol=1e-5)
+    assert float(photometric_error(x, x).max()) < 1e-5
+    assert float(photometric_error(x, torch.rand(2, 3, 16, 16)).mean()) > 0.1
+
+
+def test_automask_ignores_pixels_the_unwarped_source_already_explains():
+    target = torch.rand(1, 3, 12, 12)
+    static_source = target.clone()  # a camera that did not move: identity explains everything
+    bad_warp = torch.rand(1, 3, 12, 12)
+    loss, used = reprojection_loss(target, [bad_warp], [static_source], automask=True)
+    assert float(used.sum()) == 0 and float(loss) == 0
+    loss_no_mask, used2 = reprojection_loss(target, [bad_warp], [static_source], automask=False)
+    assert float(used2.mean()) == 1 and float(loss_no_mask) > 0.1
+    # a flagged moving object is left out even where the warp is worse
+    moving = torch.ones(1, 1, 12, 12)
+    moving[..., :6] = 0
+    _, used3 = reprojection_loss(target, [bad_warp], [torch.rand(1, 3, 12, 12)], automask=False, static_mask=moving)
+    assert float(used3[..., :6].sum()) == 0
+
+
+def test_silog_is_scale_invariant_with_full_variance_focus_and_ignores_missing_depth():
+    gt = torch.rand(1, 1, 8, 8) * 10 + 1
+    gt[0, 0, 0, 0] = float("nan")
+    pred = gt * torch.exp(torch.randn_like(gt) * 0.1)
+    pred = torch.nan_to_num(pred, nan=5.0)
+    a = silog_loss(pred, gt, variance_focus=1.0)
+    b = silog_loss(pred * 3.0, gt, variance_focus=1.0)
+    assert torch.isclose(a, b, atol=1e-3)
+    assert float(silog_loss(torch.nan_to_num(gt, nan=1.0), gt)) < 0.01
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+def test_depth_errors_hand_computed_and_median_scaling():
+    gt = np.array([[1.0, 2.0], [4.0, np.nan]])
+    pred = np.array([[1.1, 2.0], [3.0, 7.0]])
+    e = depth_errors(gt, pred, 0.1, 80.0)
+    np.testing.assert_allclose(e["abs_rel"], np.mean([0.1, 0.0, 0.25]))
+    np.testing.assert_allclose(e["sq_rel"], np.mean([0.01 / 1, 0, 1.0 / 4]))
+    np.testing.assert_allclose(e["rmse"], math.sqrt(np.mean([0.01, 0, 1.0])))
+    np.testing.assert_allclose(e["a1"], 2 / 3)  # 4/3 = 1.33 > 1.25
+    assert e["a2"] == 1.0
+    # an up-to-scale prediction: median scaling recovers it exactly
+    m = depth_errors(gt, np.where(np.isfinite(gt), gt, 1.0) * 0.2, 0.1, 80.0, median_scaling=True)
+    assert m["abs_rel"] < 1e-12 and m["a1"] == 1.0 and abs(m["scale"] - 5.0) < 1e-9
+    assert depth_errors(np.full((2, 2), np.nan), pred) is None
+    with pytest.raises(ValueError, match="shape"):
+        depth_errors(gt, pred[:1])
+    ev = DepthEvaluator(0.1, 80.0)
+    ev.add(gt, pred)
+    ev.add(gt, pred * 2)
+    s = ev.summary()
+    assert s["images"] == 2 and s["absolute"]["abs_rel"] > s["median_scaled"]["abs_rel"]
+
+
+def _circle(n=30):
+    a = np.linspace(0, math.pi, n)
+    poses = np.tile(np.eye(4), (n, 1, 1))
+    poses[:, 0, 3], poses[:, 1, 3] = 10 * np.cos(a), 10 * np.sin(a)
+    for i, th in enumerate(a):
+        poses[i, :3, :3] = cv2.Rodrigues(np.array([0, 0, th]))[0]
+    return np.arange(n) * 0.1, poses
+
+
+def test_trajectory_errors_alignments():
+    times, gt = _circle()
+    # a rigidly moved copy: SE(3) alignment removes it
+    G = np.eye(4)
+    G[:3, :3] = cv2.Rodrigues(np.array([0.1, -0.2, 0.3]))[0]
+    G[:3, 3] = [5, -3, 1]
+    e = trajectory_errors(times, G @ gt, gt, align="se3")
+    assert e["ate_rmse_m"] < 1e-6 and e["align"] == "se3"
+    assert e["rpe_trans_rmse_m"] < 1e-6 and e["rpe_rot_rmse_deg"] < 1e-4
+    # half the scale: only Sim(3) removes it, and reports the scale
+    half = gt.copy()
+    half[:, :3, 3] *= 0.5
+    assert trajectory_errors(times, half, gt, align="se3")["ate_rmse_m"] > 1.0
+    s = trajectory_errors(times, half, gt, align="sim3")
+    assert s["ate_rmse_m"] < 1e-6 and abs(s["scale"] - 2.0) < 1e-6
+    assert abs(s["path_length_m"] - 10 * math.pi) < 0.1
+    with pytest.raises(ValueError, match="align"):
+        trajectory_errors(times, gt, gt, align="affine")
+
+
+def test_chain_composes_relative_motions():
+    times, gt = _circle(8)
+    rel = [np.linalg.inv(a) @ b for a, b in zip(gt[:-1], gt[1:])]
+    np.testing.assert_allclose(chain(rel), np.linalg.inv(gt[0]) @ gt, atol=1e-9)
+
+
+# --- networks, export -------------------------------------------------------------------------
+
+def test_depth_net_scales_and_pose_net_starts_near_identity():
+    torch.manual_seed(0)
+    net = DepthNet(DepthConfig(input_size=IN)).eval()
+    disps = net(torch.randn(2, 3, *IN))
+    assert {s: tuple(d.shape) for s, d in disps.items()} == {0: (2, 1, 96, 128), 1: (2, 1, 48, 64), 2: (2, 1, 24, 32), 3: (2, 1, 12, 16)}
+    d = disp_to_depth(torch.tensor([0.0, 1.0]), 0.1, 100.0)
+    assert torch.allclose(d, torch.tensor([100.0, 0.1]))
+    T = PoseNet().eval()(torch.randn(2, 3, *IN), torch.randn(2, 3, *IN))
+    assert T.shape == (2, 4, 4) and torch.allclose(T[:, 3], torch.tensor([0.0, 0, 0, 1]))
+    assert float((T[:, :3, :3] - torch.eye(3)).abs().max()) < 0.2
+
+
+def test_depth_and_pose_export_run_in_onnxruntime(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    depth = DepthExport(DepthNet(DepthConfig(input_size=IN, scale=2.0))).eval()
+    pose = PoseExport(PoseNet(), scale=2.0).eval()
+    x, y = torch.randn(1, 3, *IN), torch.randn(1, 3, *IN)
+    torch.onnx.export(depth, (x,), tmp_path / "d.onnx", input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False)
+    torch.onnx.export(pose, (x, y), tmp_path / "p.onnx", input_names=["previous", "current"], output_names=["T_previous_current"],
+                      opset_version=17, dynamo=False)
+    d = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    p = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"]).run(None, {"previous": x.numpy(), "current": y.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(d, depth(x).numpy(), rtol=1e-3)
+        np.testing.assert_allclose(p, pose(x, y).numpy(), atol=1e-5)
+        # the metric scale multiplies translations only
+        raw = pose.net(x, y).numpy()
+    np.testing.assert_allclose(p[0, :3, 3], 2.0 * raw[0, :3, 3], atol=1e-6)
+    np.testing.assert_allclose(p[0, :3, :3], raw[0, :3, :3], atol=1e-6)
+
+
+# --- data and training ------------------------------------------------------------------------
+
+def test_triplets_flip_moves_the_principal_point(seq_dirs):
+    seq = load_synthetic_sequence(seq_dirs[0])
+    plain = TripletDataset([seq], IN, augment=False)
+    assert len(plain) == 3  # 5 frames -> targets 1..3
+    item = plain[0]
+    assert item["color"].shape == (3, 3, *IN) and torch.isfinite(item["depth"]).any()
+    flips = [TripletDataset([seq], IN, augment=True, seed=s)[0] for s in range(8)]
+    flipped = [f for f in flips if not torch.allclose(f["color"], item["color"])]
+    assert flipped, "no flip in 8 seeds"
+    f = flipped[0]
+    assert torch.allclose(f["color"], item["color"].flip(-1))
+    assert abs(float(f["K"][0, 2]) - (IN[1] - 1 - float(item["K"][0, 2]))) < 1e-4
+
+
+def test_bag_sequence_reads_frames_and_camera_info(seq_dirs):
+    seq = load_bag_sequence(seq_dirs[0] / "bag", "/camera/image_raw")
+    synth = load_synthetic_sequence(seq_dirs[0])
+    assert len(seq.frames) == 5 and seq.size == (120, 160)
+    np.testing.assert_allclose(seq.K, synth.K, atol=1e-6)
+    from perception_models.data.readers import DataFormatError
+
+    with pytest.raises(DataFormatError, match="no topic"):
+        load_bag_sequence(seq_dirs[0] / "bag", "/nope/image_raw")
+
+
+def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
+    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], val=[str(seq_dirs[1])], out=str(tmp_path / "sup"), epochs=2,
+                           batch_size=2, input_size=IN, log_every=1)
+    r = train_depth(cfg, progress=False)
+    m = r["metrics"]
+    assert m["images"] == 5 and cfg.metric_name == "abs_rel" and m["metric"] == m["abs_rel"]
+    assert {"ate_se3_percent", "ate_sim3_percent"} <= set(m)
+    rows = [json.loads(line) for line in (tmp_path / "sup" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "val"] == [0, 1]
+    assert all(r["supervised"] > 0 and r["photometric"] > 0 for r in rows if r["kind"] == "train")
+    depth_net, pose_net, c, _ = load_depth_checkpoint(tmp_path / "sup" / "best.pt")
+    assert c.input_size == IN
+    # fine-tune on the robot's bag: no labels, so only the photometric terms train
+    cfg2 = DepthTrainConfig(bags=[str(seq_dirs[0] / "bag")], val=[str(seq_dirs[1])], out=str(tmp_path / "bag"), epochs=1,
+                            batch_size=2, input_size=IN, supervised=0.0, init=str(tmp_path / "sup" / "best.pt"), log_every=1)
+    r2 = train_depth(cfg2, progress=False)
+    assert cfg2.metric_name == "abs_rel_median_scaled" and math.isfinite(r2["metric"])
+    rows2 = [json.loads(line) for line in (tmp_path / "bag" / "log.jsonl").read_text().splitlines() if '"train"' in line]
+    assert rows2 and all(r["supervised"] == 0 and r["photometric"] > 0 for r in rows2)
+    # resume continues the epoch count
+    cfg2.epochs = 2
+    r3 = train_depth(cfg2, resume=True, progress=False)
+    assert r3["epoch"] == 1
+
+
+def test_train_rejects_bad_configs(tmp_path):
+    with pytest.raises(ValueError, match="needs --data"):
+        train_depth(DepthTrainConfig(out=str(tmp_path)), progress=False)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        train_depth(DepthTrainConfig(data=["x"], input_size=(100, 128), out=str(tmp_path)), progress=False)
