@@ -9,6 +9,7 @@ NODES = [
     "camera_source",
     "detection_node",
     "segmentation_node",
+    "depth_node",
 ]
 
 setup(
@@ -28,6 +29,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [f"{n} = perception_nodes.nodes.{n}:main" for n in NODES]
-        + ["perception = perception_nodes.cli:main"],
+        + ["odometry_node = perception_nodes.nodes.depth_node:main_odometry",
+           "perception = perception_nodes.cli:main"],
     },
 )

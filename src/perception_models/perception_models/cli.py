@@ -1,9 +1,10 @@
-"""``perception-models``: data generation and conversion, training (export: next).
+"""``perception-models``: data generation and conversion, training, export, evaluation.
 
     perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
     perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
     perception-models data preview DIR [--frame N] [--out preview.png]
     perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
+    perception-models train --task depth [--data DIR...] [--bag BAG... --topic T] --val DIR... --out RUN
     perception-models plot RUN
     perception-models export --task T --checkpoint RUN/best.pt --out models/x.onnx [--eval DIR...]
     perception-models evaluate --task T --model models/x.onnx --data DIR...
@@ -79,10 +80,17 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .data.readers import DataFormatError
+
+    if args.task == "depth":
+        return _train_depth(args)
     from .train.trainer import TrainConfig, train
 
+    if not args.data or not args.val:
+        print(f"perception-models train: --task {args.task} needs --data and --val", file=sys.stderr)
+        return 2
     cfg = TrainConfig(task=args.task, data=args.data, val=args.val, out=args.out, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, input_size=(args.input_size[0], args.input_size[1]),
+                      batch_size=args.batch_size or 8, lr=args.lr or 2e-3,
+                      input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                       class_weights=args.class_weights, init=args.init or "")
@@ -95,6 +103,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_depth(args: argparse.Namespace) -> int:
+    from .data.readers import DataFormatError
+    from .train.depth_trainer import DepthTrainConfig, train_depth
+
+    cfg = DepthTrainConfig(data=args.data or [], bags=args.bag or [], topic=args.topic, camera_info=args.camera_info or "",
+                           val=args.val or [], out=args.out, epochs=args.epochs, batch_size=args.batch_size or 6,
+                           lr=args.lr or 5e-4, input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
+                           supervised=args.supervised, seed=args.seed, workers=args.workers,
+                           max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
+                           frame_stride=args.frame_stride, init=args.init or "")
+    try:
+        result = train_depth(cfg, resume=args.resume)
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"perception-models train: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: best validation {cfg.metric_name} {result.get('best', float('nan')):.4f}")
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .train.trainer import plot_log
 
@@ -103,26 +130,32 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_model
+    from .export import ExportError, export_depth, export_model
 
     try:
-        card = export_model(args.task, args.checkpoint, args.out, args.eval, args.eval_limit)
-    except (ExportError, FileNotFoundError) as exc:
+        if args.task == "depth":
+            card = export_depth(args.checkpoint, args.out, args.pose_out, args.eval, args.eval_limit)
+        else:
+            card = export_model(args.task, args.checkpoint, args.out, args.eval, args.eval_limit)
+    except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"perception-models export: {exc}", file=sys.stderr)
         return 2
     m = card.get("metrics", {})
     print(f"{args.out}: {card['size_bytes'] / 1e6:.1f} MB, ORT vs torch {card['export']['onnxruntime_vs_torch']}"
           + (f", mAP {m['mAP']:.4f} mAP50 {m['mAP50']:.4f}" if "mAP" in m else "")
-          + (f", mIoU {m['mIoU']:.4f}" if "mIoU" in m else ""))
+          + (f", mIoU {m['mIoU']:.4f}" if "mIoU" in m else "")
+          + (f", AbsRel {m['absolute']['abs_rel']:.4f} (median-scaled {m['median_scaled']['abs_rel']:.4f})" if "absolute" in m else ""))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import evaluate_detection, evaluate_segmentation
+    from .evaluate import evaluate_depth, evaluate_detection, evaluate_segmentation
 
-    if args.task == "detection":
+    if args.task == "depth":
+        result = evaluate_depth(args.model, args.data, args.pose_model, tuple(args.estimators), args.limit)
+    elif args.task == "detection":
         result = evaluate_detection(args.model, args.data, args.limit)
     else:
         lut = None
@@ -173,15 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=0)
     p.set_defaults(func=_cmd_bag_from_images)
 
-    p = sub.add_parser("train", help="train a detector or a segmenter")
-    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
-    p.add_argument("--data", nargs="+", required=True, help="training sets (synthetic folders, or CamVid root with --camvid)")
-    p.add_argument("--val", nargs="+", required=True, help="validation sets (other seeds)")
+    p = sub.add_parser("train", help="train a detector, a segmenter, or depth + pose networks")
+    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
+    p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
+    p.add_argument("--val", nargs="+", help="validation sets (other seeds)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, last.pt, best.pt")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--input-size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
+    p.add_argument("--batch-size", type=int, default=0, help="0: 8 (detection, segmentation), 6 (depth)")
+    p.add_argument("--lr", type=float, default=0.0, help="0: 2e-3 (detection, segmentation), 5e-4 (depth)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default 384 512; depth 192 256")
+    p.add_argument("--bag", nargs="+", help="depth: rosbag2 recordings to learn from without labels (self-supervised)")
+    p.add_argument("--topic", default="/camera/image_raw", help="depth: the bags' camera topic")
+    p.add_argument("--camera-info", help="depth: ROS camera_info YAML when the bag has no CameraInfo")
+    p.add_argument("--supervised", type=float, default=1.0,
+                   help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)")
+    p.add_argument("--frame-stride", type=int, default=1, help="depth: frames between the target and its sources")
     p.add_argument("--loss", choices=["focal", "ohem"], default="focal", help="detector classification loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -195,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
-    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
+    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
+    p.add_argument("--pose-out", help="depth: where the pose network goes (default: pose.onnx next to --out)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="path of the .onnx; the card is written next to it")
     p.add_argument("--eval", nargs="*", default=None, help="held-out sets to measure the card's metrics on")
@@ -203,8 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
-    p.add_argument("--task", choices=["detection", "segmentation"], required=True)
+    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
     p.add_argument("--model", required=True)
+    p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
+    p.add_argument("--estimators", nargs="+", default=["posenet", "pnp", "essential"], choices=["posenet", "pnp", "essential"],
+                   help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")

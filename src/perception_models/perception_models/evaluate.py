@@ -102,3 +102,75 @@ def reproduction_sets(root: Path | str) -> list[Path]:
             write_sequence(SyntheticSequence(SynthConfig(**spec)), folder, flow=False, workers=1, progress=False)
         out.append(folder)
     return out
+
+
+def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: Path | str | None = None,
+                   estimators: tuple[str, ...] = ("posenet", "pnp", "essential"), limit: int = 0,
+                   max_depth: float = 60.0, threads: int = 2, progress: bool = False) -> dict[str, Any]:
+    """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
+    DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
+    the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE."""
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.model_card import load_card
+    from perception_nodes.pipelines.depth import DepthPipeline
+    from perception_nodes.pipelines.odometry import EssentialOdometry, OdometryTracker, PnPOdometry, PoseNetOdometry
+
+    from .data.readers.depth import read_nyu_depth
+    from .data.readers.tum import read_tum_trajectory
+    from .metrics.depth import DepthEvaluator
+    from .metrics.odometry import trajectory_errors
+    from .train.depth_data import load_synthetic_sequence
+
+    pipe = DepthPipeline(OnnxRuntimeBackend(Path(depth_model), threads=threads), load_card(depth_model, "depth"))
+    pose_backend = None
+    if pose_model is not None and "posenet" in estimators:
+        pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
+        pose_card = load_card(pose_model, "pose")
+    ests = [e for e in estimators if e != "posenet" or pose_backend is not None]
+    ev = DepthEvaluator(pipe.min_depth, max_depth)
+    per_est: dict[str, list[dict]] = {e: [] for e in ests}
+    skipped: dict[str, int] = {e: 0 for e in ests}
+    for root in data:
+        seq = load_synthetic_sequence(Path(root))
+        n = len(seq.frames) if not limit else min(limit, len(seq.frames))
+        runners: dict[str, Any] = {}
+        for e in ests:
+            runners[e] = (PoseNetOdometry(pose_backend, pose_card) if e == "posenet" else
+                          PnPOdometry() if e == "pnp" else EssentialOdometry())
+        trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
+        stamps = [int(round(i * 1e8)) for i in range(n)]
+        times = None
+        traj_file = Path(root) / "trajectory_tum.txt"
+        if traj_file.is_file():
+            times, gt_poses = read_tum_trajectory(traj_file)
+            stamps = [int(round(t * 1e9)) for t in times[:n]]
+        for i in range(n):
+            rgb = read_rgb(seq.frames[i])
+            depth = pipe.run(rgb).depth
+            if seq.depth:
+                ev.add(read_nyu_depth(seq.depth[i]), depth)
+            for e in ests:
+                r = runners[e]
+                m = r.estimate(rgb) if e == "posenet" else r.estimate(rgb, depth, seq.K)
+                st = trackers[e].update(stamps[i], m)
+                skipped[e] += int(not st.ok and i > 0)
+        if times is not None and n >= 3:
+            gt = np.linalg.inv(gt_poses[0]) @ gt_poses[:n]
+            for e in ests:
+                est = np.stack([T for _s, T in trackers[e].state.path])
+                row = {"sequence": Path(root).name}
+                for align in ("se3", "sim3"):
+                    r = trajectory_errors(times[:n], est, gt, align=align)
+                    row[f"ate_{align}_m"] = r["ate_rmse_m"]
+                    row[f"ate_{align}_percent"] = r["ate_percent_of_path"]
+                    row[f"rpe_{align}_trans_m"] = r["rpe_trans_rmse_m"]
+                row["rpe_rot_deg"] = r["rpe_rot_rmse_deg"]
+                row["path_length_m"] = r["path_length_m"]
+                row["sim3_scale"] = r["scale"]
+                per_est[e].append(row)
+    out: dict[str, Any] = {"depth": ev.summary(), "odometry": {}}
+    for e, rows in per_est.items():
+        if rows:
+            agg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "sequence"}
+            out["odometry"][e] = {**agg, "skipped_frames": skipped[e], "sequences": rows}
+    return out

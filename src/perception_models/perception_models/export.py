@@ -175,3 +175,87 @@ def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, ev
             for k, v in d.items():
                 worst[k] = min(worst.get(k, 1.0), v) if k == "seg_label_agreement" else max(worst.get(k, 0.0), v)
     return worst
+
+
+def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, input_names: list[str],
+                 output_names: list[str]) -> None:
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, inputs, str(out), input_names=input_names, output_names=output_names, dynamo=True)
+    proto = onnx.load(str(out), load_external_data=True)
+    onnx.save(proto, str(out), save_as_external_data=False)
+    for extra in out.parent.glob(out.name + ".data"):
+        extra.unlink()
+    onnx.checker.check_model(str(out))
+    report = trt_report(out)
+    if report["trt_unfriendly"] or report["dynamic_io"]:
+        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
+
+
+DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
+
+
+def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str | None = None,
+                 eval_data: list[str] | None = None, eval_limit: int = 0) -> dict[str, Any]:
+    """Depth network -> ``out`` (image -> depth in metres) and the pose network -> ``pose_out``
+    ((previous, current) -> T_previous_current), each with its card; returns the depth card."""
+    import onnxruntime as ort
+    from perception_nodes.model_card import card_path
+
+    from .models.depth import DepthExport, PoseExport
+    from .train.depth_trainer import load_depth_checkpoint
+
+    depth_net, pose_net, cfg, train_metrics = load_depth_checkpoint(checkpoint)
+    h, w = cfg.input_size
+    supervised = cfg.supervised > 0 and bool(cfg.data)
+    out = Path(out)
+    pose_out = Path(pose_out) if pose_out else out.with_name("pose.onnx")
+    depth_wrap, pose_wrap = DepthExport(depth_net).eval(), PoseExport(pose_net, depth_net.cfg.scale).eval()
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))
+    y = torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))
+    _export_onnx(depth_wrap, (x,), out, ["image"], ["depth"])
+    _export_onnx(pose_wrap, (x, y), pose_out, ["previous", "current"], ["T_previous_current"])
+    with torch.no_grad():
+        d_ref, p_ref = depth_wrap(x).numpy(), pose_wrap(x, y).numpy()
+    d = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    p = ort.InferenceSession(str(pose_out), providers=["CPUExecutionProvider"]).run(None, {"previous": x.numpy(), "current": y.numpy()})[0]
+    diffs = {"depth_rel": float(np.max(np.abs(d - d_ref) / d_ref)), "pose_abs": float(np.max(np.abs(p - p_ref)))}
+    if diffs["depth_rel"] > DEPTH_TOLERANCE["depth_rel"] or diffs["pose_abs"] > DEPTH_TOLERANCE["pose_abs"]:
+        raise ExportError(f"ONNX Runtime differs from torch beyond tolerance: {diffs} (tolerance {DEPTH_TOLERANCE})")
+    common_input = {"height": h, "width": w, "layout": "NCHW RGB float32", "mean": [float(v) for v in MEAN],
+                    "std": [float(v) for v in STD], "scale": "1/255 before mean/std", "resize": "stretch"}
+    training = {"data": cfg.data, "bags": cfg.bags, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                "lr": cfg.lr, "input_size": [h, w], "seed": cfg.seed, "supervised_weight": cfg.supervised,
+                "photometric_weight": cfg.photometric, "smoothness_weight": cfg.smoothness, "checkpoint": str(checkpoint),
+                "validation_at_checkpoint": {k: train_metrics.get(k) for k in ("abs_rel", "abs_rel_median_scaled", "a1",
+                                                                              "ate_se3_percent", "ate_sim3_percent")}}
+    export_info = {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(),
+                   "opset": trt_report(out)["opset"], "onnxruntime_vs_torch": diffs, "tolerance": DEPTH_TOLERANCE}
+    depth_card: dict[str, Any] = {
+        "task": "depth", "classes": [], "input": {"name": "image", **common_input},
+        "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
+        "depth": {"min": cfg.min_depth, "max": cfg.max_depth, "scale_source": "supervised" if supervised else "self-supervised",
+                  "scale": depth_net.cfg.scale, "pose_model": pose_out.name},
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
+        "training": training, "export": {**export_info, "operators": trt_report(out)["operators"]},
+    }
+    pose_card: dict[str, Any] = {
+        "task": "pose", "classes": [], "input": {"name": "current", **common_input}, "inputs": ["previous", "current"],
+        "outputs": {"T_previous_current": "(1, 4, 4) float32: the current camera's pose in the previous camera's optical frame"},
+        "pose": {"translation_units": "metres" if supervised else "depth model units", "depth_model": out.name},
+        "sha256": hashlib.sha256(pose_out.read_bytes()).hexdigest(), "size_bytes": pose_out.stat().st_size,
+        "training": training, "export": {**export_info, "operators": trt_report(pose_out)["operators"]},
+    }
+    card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
+    card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
+    if eval_data:
+        from .evaluate import evaluate_depth
+
+        m = json.loads(json.dumps(evaluate_depth(out, eval_data, pose_out, limit=eval_limit)))
+        depth_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **m["depth"]}
+        pose_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, "odometry": m["odometry"]}
+        card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
+        card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
+    return depth_card

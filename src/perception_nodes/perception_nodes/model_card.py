@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-TASKS = ("detection", "segmentation", "depth", "matching", "generic")
+TASKS = ("detection", "segmentation", "depth", "pose", "matching", "generic")
 
 
 class ModelCardError(ValueError):

@@ -112,9 +112,11 @@ class TripletDataset(Dataset):
         return len(self.index)
 
     def _rgb(self, seq: Sequence, t: int) -> np.ndarray:
+        from perception_nodes.pipelines.preprocess import fit_image
+
         img = seq.frames[t] if isinstance(seq.frames[t], np.ndarray) else read_rgb(seq.frames[t])
         h, w = self.size
-        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        return fit_image(img, w, h, mode="stretch")[0]  # exactly as the depth node resizes
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s, t = self.index[i]

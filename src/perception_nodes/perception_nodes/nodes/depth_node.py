@@ -1,0 +1,272 @@
+"""depth_node / odometry_node: one class, one depth inference per frame.
+
+Inputs: ``image`` (any supported encoding), ``camera_info`` (sensor_msgs/CameraInfo next to it:
+needed for the point cloud, PnP odometry and the ground-plane scale), ``depth_reference``
+(32FC1/16UC1 metric depth, only with ``scale_source: depth_topic``).
+
+Outputs (input's header): ``~/depth`` 32FC1 metres at the input's size, ``~/depth_colored`` rgb8,
+``~/points`` PointCloud2 xyz + rgb in the camera optical frame; with ``odometry``: ``~/odometry``
+nav_msgs/Odometry (``odom_frame`` -> ``base_frame`` or the camera frame), ``~/path`` nav_msgs/Path
+and TF when tf2_ros is installed. Diagnostics say which scale source is used and its state, and
+why the last odometry frame was skipped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import cv2
+import numpy as np
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from ..cloud_conversion import points_to_cloud2
+from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
+from ..node_base import FrameError, run_node
+from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points, scale_K
+from ..pipelines.metric_scale import ScaleEstimator
+from ..pipelines.odometry import (R_BODY_OPTICAL, EssentialOdometry, Motion, OdometryTracker, PnPOdometry,
+                                  PoseNetOdometry)
+from ..qos import output_qos
+from ..workspace import resolve_path
+from .model_node import ModelNode
+
+
+def pose_from_xyzrpy(v: list[float]) -> np.ndarray:
+    x, y, z, roll, pitch, yaw = (float(a) for a in v)
+    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
+    R = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                  [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                  [-sp, cp * sr, cp * cr]])
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (x, y, z)
+    return T
+
+
+def quaternion_xyzw(R: np.ndarray) -> tuple[float, float, float, float]:
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(R).as_quat()
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+
+
+class DepthNode(ModelNode):
+    schema_name = "depth_node"
+    task = "depth"
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
+        pipe = DepthPipeline(backend, card)
+        self.scale = ScaleEstimator(params["scale_source"], params["camera_height"], params["scale_smoothing"])
+        if params["scale_source"] == "model" and pipe.scale_source != "supervised":
+            self.get_logger().warn(f"scale_source 'model' but the depth model's card says scale_source "
+                                   f"'{pipe.scale_source}': depth may be up to scale (use camera_height or depth_topic)")
+        self.K: np.ndarray | None = None
+        self.K_size: tuple[int, int] | None = None
+        self.reference: deque = deque(maxlen=10)
+        self.warned_no_info = False
+        self.estimator: Any = None
+        self.tracker: OdometryTracker | None = None
+        if params["odometry"]:
+            if params["estimator"] == "posenet":
+                from ..model_card import load_card
+                from .generic_onnx_node import make_backend
+
+                if not params["pose_model_path"]:
+                    raise FileNotFoundError("estimator 'posenet' needs parameter 'pose_model_path'")
+                pose_path = resolve_path(params["pose_model_path"])
+                if not pose_path.is_file():
+                    raise FileNotFoundError(f"pose model '{pose_path}' does not exist (parameter pose_model_path)")
+                pose_card = load_card(pose_path, "pose")
+                self.estimator = PoseNetOdometry(make_backend(self, {**params, "model_path": str(pose_path)}), pose_card)
+            elif params["estimator"] == "pnp":
+                self.estimator = PnPOdometry(params["min_inliers"])
+            else:
+                self.estimator = EssentialOdometry(params["min_inliers"])
+            self.T_base_optical = np.eye(4)
+            self.T_base_optical[:3, :3] = R_BODY_OPTICAL
+            if params["base_frame"]:
+                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ self.T_base_optical
+            self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
+        return pipe
+
+    def teardown(self) -> None:
+        est = getattr(self, "estimator", None)
+        if isinstance(est, PoseNetOdometry):
+            est.backend.close()
+        self.estimator = None
+        super().teardown()
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        self.p = params
+        self.depth_pub = self.create_publisher(Image, "~/depth", output_qos()) if params["publish_depth"] else None
+        self.colored_pub = self.create_publisher(Image, "~/depth_colored", output_qos(2)) if params["publish_colored"] else None
+        self.points_pub = self.create_publisher(PointCloud2, "~/points", output_qos(2)) if params["publish_points"] else None
+        self.odom_pub = self.path_pub = self.tf = None
+        if params["odometry"]:
+            self.odom_pub = self.create_publisher(Odometry, "~/odometry", output_qos())
+            self.path_pub = self.create_publisher(Path, "~/path", output_qos(2))
+            self.path = Path()
+            self.path_poses: deque = deque(maxlen=params["path_length"])
+            if params["publish_tf"]:
+                try:
+                    from tf2_ros import TransformBroadcaster
+
+                    self.tf = TransformBroadcaster(self)
+                except ImportError:
+                    self.get_logger().info("tf2_ros is not installed: no TF broadcast; ~/odometry and ~/path carry "
+                                           "the same poses (the bag recorder writes /tf through rosbags)")
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = super().subscribe_inputs(qos)
+        subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_info, qos))
+        if self.p["scale_source"] == "depth_topic":
+            subs.append(self.create_subscription(Image, "depth_reference", self._on_reference, qos))
+        return subs
+
+    def _on_info(self, msg: Any) -> None:
+        K = np.array(msg.k, np.float64).reshape(3, 3)
+        if K[0, 0] <= 0 or K[1, 1] <= 0:
+            self.get_logger().warn(f"CameraInfo with invalid focal lengths {K[0, 0]}, {K[1, 1]} ignored", throttle_duration_sec=10.0)
+            return
+        self.K, self.K_size = K, (int(msg.height), int(msg.width))
+
+    def _on_reference(self, msg: Any) -> None:
+        try:
+            ref = np.asarray(image_to_numpy(msg), np.float32)
+        except Exception as exc:  # a bad reference image must not stop depth
+            self.get_logger().warn(f"depth_reference rejected: {exc}", throttle_duration_sec=10.0)
+            return
+        if msg.encoding in ("16UC1", "mono16"):
+            ref = ref / 1000.0  # REP-118: 16-bit depth in millimetres
+            ref[ref == 0] = np.nan
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.reference.append((stamp, ref))
+
+    def K_for(self, shape: tuple[int, int]) -> np.ndarray | None:
+        if self.K is None or self.K_size is None:
+            return None
+        h, w = shape
+        kh, kw = self.K_size
+        if (kh, kw) == (h, w) or kh == 0 or kw == 0:
+            return self.K
+        return scale_K(self.K, w / kw, h / kh)
+
+    def process(self, msg: Any) -> None:
+        with self.timer.stage("convert"):
+            rgb = image_to_rgb(msg)
+        result: DepthResult = self.pipeline.run(rgb, self.timer)
+        if result.invalid_pixels:
+            self.counters["invalid_depth_pixels"] = self.counters.get("invalid_depth_pixels", 0) + result.invalid_pixels
+            self.get_logger().warn(f"{result.invalid_pixels} depth pixels NaN/inf/<= 0 (published as NaN)", throttle_duration_sec=5.0)
+            if result.invalid_pixels == result.network_depth.size:
+                raise FrameError("depth model output is NaN/inf everywhere")
+        K = self.K_for(rgb.shape[:2])
+        if K is None and not self.warned_no_info:
+            self.get_logger().warn("no CameraInfo on 'camera_info' yet: no point cloud, no PnP/essential odometry, "
+                                   "no ground-plane scale until it arrives")
+            self.warned_no_info = True
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.timer.stage("scale"):
+            self._update_scale(result.depth, K, stamp)
+        s = self.scale.scale
+        depth = result.depth * np.float32(s if s is not None else 1.0)
+        self.counters["scale"] = (f"{s:.4f}" if s is not None else "unknown (publishing unscaled)") + \
+            f" [{self.scale.source}: {self.scale.status}]"
+        with self.timer.stage("publish"):
+            if self.depth_pub is not None:
+                self.depth_pub.publish(numpy_to_image(depth, "32FC1", msg.header))
+            if self.colored_pub is not None and self.colored_pub.get_subscription_count() > 0:
+                self.colored_pub.publish(numpy_to_image(colorize_depth(depth), "rgb8", msg.header))
+            if self.points_pub is not None and K is not None:
+                xyz, colours = depth_to_points(depth, K, self.p["point_decimation"], rgb, self.p["max_point_depth"])
+                self.points_pub.publish(points_to_cloud2(xyz, colours, msg.header))
+        if self.tracker is not None:
+            with self.timer.stage("odometry"):
+                self._odometry(msg, rgb, depth, K, stamp, s if s is not None else 1.0)
+
+    def _update_scale(self, depth: np.ndarray, K: np.ndarray | None, stamp: int) -> None:
+        if self.scale.source == "camera_height":
+            if K is None:
+                self.scale.status = "waiting for CameraInfo"
+            else:
+                small = cv2.resize(np.nan_to_num(depth, nan=0.0), (depth.shape[1] // 2, depth.shape[0] // 2),
+                                   interpolation=cv2.INTER_NEAREST)
+                small[small == 0] = np.nan
+                self.scale.update_from_ground(small, scale_K(K, 0.5 * (depth.shape[1] // 2) * 2 / depth.shape[1],
+                                                             0.5 * (depth.shape[0] // 2) * 2 / depth.shape[0]))
+        elif self.scale.source == "depth_topic":
+            match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
+            if not match:
+                self.scale.status = "no depth_reference within 50 ms of this frame; keeping the last scale"
+            else:
+                self.scale.update_from_reference(depth, match[-1])
+
+    def _odometry(self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float) -> None:
+        assert self.tracker is not None
+        reset = self.tracker.needs_reset(stamp)
+        if reset:
+            self.estimator.reset()
+            self.get_logger().warn(f"odometry: {reset}; estimators reset", throttle_duration_sec=2.0)
+        motion: Motion | None
+        if isinstance(self.estimator, PoseNetOdometry):
+            motion = self.estimator.estimate(rgb, scale)
+        elif K is None:
+            motion = Motion(None, reason="no CameraInfo")
+        else:
+            motion = self.estimator.estimate(rgb, depth, K)
+        state = self.tracker.update(stamp, motion)
+        if not state.ok and state.status not in ("initialised", "first frame"):
+            self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)
+        self.counters["odometry"] = f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped {state.skipped}, resets {state.resets})"
+        T = state.T_odom_camera
+        child = self.p["base_frame"] or msg.header.frame_id
+        if self.p["base_frame"]:
+            T = T @ np.linalg.inv(self.T_base_optical)
+        odom = Odometry()
+        odom.header.stamp = msg.header.stamp
+        odom.header.frame_id = self.p["odom_frame"]
+        odom.child_frame_id = child
+        p = odom.pose.pose
+        p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = quaternion_xyzw(T[:3, :3])
+        odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
+        tw = odom.twist.twist
+        tw.linear.x, tw.linear.y, tw.linear.z = (float(v) for v in state.twist[:3])
+        tw.angular.x, tw.angular.y, tw.angular.z = (float(v) for v in state.twist[3:])
+        odom.twist.covariance = [float(v) for v in state.twist_covariance.reshape(-1)]
+        self.odom_pub.publish(odom)
+        from geometry_msgs.msg import PoseStamped
+
+        ps = PoseStamped()
+        ps.header = odom.header
+        ps.pose = odom.pose.pose
+        self.path_poses.append(ps)
+        self.path.header = odom.header
+        self.path.poses = list(self.path_poses)
+        self.path_pub.publish(self.path)
+        if self.tf is not None:
+            from geometry_msgs.msg import TransformStamped
+
+            t = TransformStamped()
+            t.header = odom.header
+            t.child_frame_id = child
+            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = p.position.x, p.position.y, p.position.z
+            t.transform.rotation = p.orientation
+            self.tf.sendTransform(t)
+
+
+class OdometryNode(DepthNode):
+    schema_name = "odometry_node"
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(DepthNode, "depth_node", args)
+
+
+def main_odometry(args: list[str] | None = None) -> None:
+    run_node(OdometryNode, "odometry_node", args)
+
+
+if __name__ == "__main__":
+    main()

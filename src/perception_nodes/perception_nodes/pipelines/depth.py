@@ -1,0 +1,82 @@
+"""DepthPipeline: image -> depth in metres at the *input image's* size (bilinear), from a depth
+model whose card says how it was scaled; plus the pinhole helpers the depth node needs (point
+cloud in the camera optical frame, colour map for viewing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..backends import Backend
+from ..model_card import ModelCard
+from .preprocess import Letterbox
+from .task_base import CardPipeline
+
+OUTPUTS = ("depth",)
+
+
+@dataclass
+class DepthResult:
+    depth: np.ndarray          # (H, W) float32 metres of the input image; NaN where the network gave no valid value
+    network_depth: np.ndarray  # (h, w) at the network's input size (what odometry uses)
+    invalid_pixels: int = 0    # non-finite or non-positive network outputs
+
+
+class DepthPipeline(CardPipeline):
+    task = "depth"
+
+    def __init__(self, backend: Backend, card: ModelCard) -> None:
+        super().__init__(backend, card, OUTPUTS)
+        if card.resize != "stretch":
+            raise ValueError(f"depth model card says resize '{card.resize}'; depth models are trained on stretched frames")
+        depth = card.raw.get("depth") or {}
+        self.min_depth = float(depth.get("min", 0.1))
+        self.max_depth = float(depth.get("max", 100.0))
+        self.scale_source = str(depth.get("scale_source", "unknown"))  # supervised | self-supervised
+
+    def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> DepthResult:
+        net = np.asarray(outputs["depth"], np.float32).reshape(self.card.input_height, self.card.input_width)
+        bad = ~np.isfinite(net) | (net <= 0)
+        net = np.where(bad, np.nan, net).astype(np.float32)
+        h, w = shape
+        full = net if (h, w) == net.shape else cv2.resize(np.nan_to_num(net, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+        if bad.any() and full is not net:
+            holes = cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+            full = np.where(holes, np.nan, full)
+        return DepthResult(np.ascontiguousarray(full, np.float32), net, int(bad.sum()))
+
+
+def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics for an image resized by (sx, sy) (OpenCV pixel centres)."""
+    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    return S @ np.asarray(K, np.float64).reshape(3, 3)
+
+
+def depth_to_points(depth: np.ndarray, K: np.ndarray, decimation: int = 1, rgb: np.ndarray | None = None,
+                    max_depth: float = np.inf) -> tuple[np.ndarray, np.ndarray | None]:
+    """Back-project every ``decimation``-th pixel with finite depth in (0, max_depth]: xyz (N, 3)
+    float32 in the camera optical frame (x right, y down, z forward) and their colours (N, 3) uint8."""
+    if decimation < 1:
+        raise ValueError(f"decimation must be >= 1, got {decimation}")
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    d = depth[::decimation, ::decimation]
+    v, u = np.mgrid[0:depth.shape[0]:decimation, 0:depth.shape[1]:decimation]
+    ok = np.isfinite(d) & (d > 0) & (d <= max_depth)
+    z = d[ok].astype(np.float64)
+    x = (u[ok] - K[0, 2]) / K[0, 0] * z
+    y = (v[ok] - K[1, 2]) / K[1, 1] * z
+    xyz = np.stack([x, y, z], axis=1).astype(np.float32)
+    colours = rgb[::decimation, ::decimation][ok] if rgb is not None else None
+    return xyz, colours
+
+
+def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float = 50.0) -> np.ndarray:
+    """rgb8 view of a depth map: inverse depth through the TURBO colour map (near = red), black where unknown."""
+    inv = 1.0 / np.clip(np.nan_to_num(depth, nan=max_depth), min_depth, max_depth)
+    lo, hi = 1.0 / max_depth, 1.0 / min_depth
+    grey = np.clip((inv - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    rgb[~np.isfinite(depth)] = 0
+    return rgb

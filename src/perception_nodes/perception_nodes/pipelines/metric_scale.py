@@ -1,0 +1,125 @@
+"""Metric scale for monocular depth. Self-supervised depth is right up to one unknown factor; the
+depth and odometry nodes get it from one of three sources (parameter ``scale_source``):
+
+- ``model``: the network is metric already (trained with supervision on the synthetic sets; its
+  card says ``scale_source: supervised``) -> factor 1;
+- ``camera_height``: the camera's known height above a flat ground (a parameter): the ground plane
+  is fitted (RANSAC) to the back-projected lower part of the image and the factor makes its
+  distance from the camera equal the known height;
+- ``depth_topic``: a metric depth image (RGB-D, stereo, a lidar projected into the camera): the
+  factor is the median ratio over pixels both have.
+
+Estimates are smoothed (exponential moving average of the log factor) and the last good one is
+kept when a frame gives none; :attr:`ScaleEstimator.status` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+SOURCES = ("model", "camera_height", "depth_topic")
+
+
+@dataclass
+class PlaneFit:
+    normal: np.ndarray    # unit, pointing from the plane towards the camera
+    distance: float       # camera centre -> plane, in the depth map's units
+    inliers: int
+
+
+def fit_ground_plane(depth: np.ndarray, K: np.ndarray, rows: tuple[float, float] = (0.6, 1.0), max_tilt_deg: float = 30.0,
+                     iterations: int = 100, threshold: float = 0.03, seed: int = 0, max_points: int = 4000) -> PlaneFit | None:
+    """RANSAC plane through points back-projected from the image rows ``rows`` (fractions of the
+    height), whose normal is within ``max_tilt_deg`` of the optical frame's up (-y). ``threshold``
+    is relative to the points' median depth."""
+    from .depth import depth_to_points
+
+    h = depth.shape[0]
+    r0, r1 = int(rows[0] * h), int(rows[1] * h)
+    K2 = np.asarray(K, np.float64).reshape(3, 3).copy()
+    K2[1, 2] -= r0
+    pts, _ = depth_to_points(depth[r0:r1], K2)
+    if len(pts) < 50:
+        return None
+    rng = np.random.default_rng(seed)
+    if len(pts) > max_points:
+        pts = pts[rng.choice(len(pts), max_points, replace=False)]
+    pts = pts.astype(np.float64)
+    tol = threshold * float(np.median(pts[:, 2]))
+    up = np.array([0.0, -1.0, 0.0])
+    cos_max = math.cos(math.radians(max_tilt_deg))
+    best: tuple[int, np.ndarray, float] | None = None
+    for _ in range(iterations):
+        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-9:
+            continue
+        n /= norm
+        if n @ up < 0:
+            n = -n
+        if n @ up < cos_max:
+            continue
+        d = -float(n @ a)  # plane n.x + d = 0
+        count = int((np.abs(pts @ n + d) < tol).sum())
+        if best is None or count > best[0]:
+            best = (count, n, d)
+    if best is None or best[0] < 30:
+        return None
+    # least-squares refinement on the inliers
+    count, n, d = best
+    inl = pts[np.abs(pts @ n + d) < tol]
+    centre = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - centre)
+    n = vt[-1] if vt[-1] @ up > 0 else -vt[-1]
+    d = -float(n @ centre)
+    return PlaneFit(n, abs(d), len(inl))
+
+
+class ScaleEstimator:
+    def __init__(self, source: str = "model", camera_height: float = 0.0, smoothing: float = 0.2) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"scale_source '{source}' must be one of {SOURCES}")
+        if source == "camera_height" and not camera_height > 0:
+            raise ValueError("scale_source camera_height needs camera_height > 0 (metres above the ground)")
+        if not 0 < smoothing <= 1:
+            raise ValueError(f"scale smoothing must be in (0, 1], got {smoothing}")
+        self.source, self.camera_height, self.smoothing = source, float(camera_height), float(smoothing)
+        self.log_scale: float | None = 0.0 if source == "model" else None
+        self.status = "model is metric (scale 1)" if source == "model" else "no scale yet"
+
+    @property
+    def scale(self) -> float | None:
+        return None if self.log_scale is None else math.exp(self.log_scale)
+
+    def _fold(self, s: float, why: str) -> None:
+        ls = math.log(s)
+        self.log_scale = ls if self.log_scale is None else (1 - self.smoothing) * self.log_scale + self.smoothing * ls
+        self.status = why
+
+    def update_from_ground(self, depth: np.ndarray, K: np.ndarray) -> float | None:
+        if self.source != "camera_height":
+            return self.scale
+        fit = fit_ground_plane(depth, K)
+        if fit is None or fit.distance <= 0:
+            self.status = "no ground plane found in the lower image; keeping the last scale"
+            return self.scale
+        self._fold(self.camera_height / fit.distance, f"ground plane: {fit.inliers} inliers, camera height {fit.distance:.3f} (model units)")
+        return self.scale
+
+    def update_from_reference(self, depth: np.ndarray, reference: np.ndarray, min_pixels: int = 100) -> float | None:
+        if self.source != "depth_topic":
+            return self.scale
+        if reference.shape != depth.shape:
+            import cv2
+
+            reference = cv2.resize(reference, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_NEAREST)
+        ok = np.isfinite(depth) & (depth > 0) & np.isfinite(reference) & (reference > 0)
+        if ok.sum() < min_pixels:
+            self.status = f"only {int(ok.sum())} pixels with both depths (< {min_pixels}); keeping the last scale"
+            return self.scale
+        self._fold(float(np.median(reference[ok] / depth[ok])), f"median ratio over {int(ok.sum())} pixels")
+        return self.scale

@@ -1,0 +1,263 @@
+"""Monocular visual odometry: frame-to-frame motion estimators and the tracker that chains them.
+
+Estimators (``estimator`` parameter of the odometry node), each returning ``T_prev_cur`` (the
+current camera's pose in the previous camera's optical frame):
+
+- ``posenet``: the pose network (two frames -> 6-DoF), metric through the depth model's scale;
+- ``pnp``: ORB keypoints of the previous frame lifted to 3D with the *predicted depth*, matched
+  into the current frame, ``cv2.solvePnPRansac`` -> metric motion from one image;
+- ``essential`` (the classical OpenCV baseline): ORB + ``findEssentialMat`` (RANSAC) +
+  ``recoverPose``; the unit translation gets its length from the same scale source (the predicted
+  depth of the matched points against their triangulation).
+
+:class:`OdometryTracker` chains motions into ``T_odom_camera`` (odom = the first camera pose with
+REP-103 axes: x forward, z up), resets on a large time gap, skips frames whose motion failed
+(too few inliers, NaN, implausible speed) with the reason and an inflated covariance, and never
+raises on bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..backends import Backend
+from ..model_card import ModelCard
+from .preprocess import fit_image, to_nchw
+
+ESTIMATORS = ("posenet", "pnp", "essential")
+# optical frame (x right, y down, z forward) -> REP-103 body axes (x forward, y left, z up)
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+@dataclass
+class Motion:
+    T_prev_cur: np.ndarray | None   # 4x4, None when the estimate failed
+    inliers: int = 0
+    reason: str = ""                # why it failed ("" when it did not)
+    method: str = ""
+
+
+def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, np.asarray(t).reshape(3)
+    return T
+
+
+class PoseNetOdometry:
+    """``previous``/``current`` inputs from the pose model's card; its output is T_previous_current."""
+
+    method = "posenet"
+
+    def __init__(self, backend: Backend, card: ModelCard) -> None:
+        names = {s.name for s in backend.inputs}
+        if not {"previous", "current"} <= names:
+            raise ValueError(f"pose model needs inputs 'previous' and 'current'; it has {sorted(names)}")
+        if [s.name for s in backend.outputs] != ["T_previous_current"]:
+            raise ValueError(f"pose model must output 'T_previous_current'; it has {[s.name for s in backend.outputs]}")
+        self.backend, self.card = backend, card
+        self.mean, self.std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
+        self._prev: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def estimate(self, rgb: np.ndarray, scale: float = 1.0) -> Motion:
+        x = to_nchw(fit_image(rgb, self.card.input_width, self.card.input_height, "stretch")[0], self.mean, self.std)
+        prev, self._prev = self._prev, x
+        if prev is None:
+            return Motion(None, reason="first frame", method=self.method)
+        T = np.asarray(self.backend.infer({"previous": prev, "current": x})["T_previous_current"], np.float64).reshape(4, 4)
+        if not np.isfinite(T).all():
+            return Motion(None, reason="pose network returned NaN/inf", method=self.method)
+        T = T.copy()
+        T[:3, 3] *= scale
+        return Motion(T, method=self.method)
+
+
+class OrbMatcher:
+    def __init__(self, features: int = 1000, ratio: float = 0.8) -> None:
+        self.orb = cv2.ORB_create(nfeatures=features)
+        self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self.ratio = ratio
+        self._prev: tuple | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Matched pixel coordinates (prev (N, 2), cur (N, 2)) between the last frame and this one."""
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        kp, desc = self.orb.detectAndCompute(grey, None)
+        prev, self._prev = self._prev, (kp, desc)
+        if prev is None or desc is None or prev[1] is None or len(kp) < 2 or len(prev[0]) < 2:
+            return None
+        good = [m for m, n in (p for p in self.matcher.knnMatch(prev[1], desc, k=2) if len(p) == 2)
+                if m.distance < self.ratio * n.distance]
+        a = np.array([prev[0][m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
+        b = np.array([kp[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
+        return a, b
+
+
+class PnPOdometry:
+    method = "pnp"
+
+    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0) -> None:
+        self.matcher = OrbMatcher(features)
+        self.min_inliers, self.reprojection_px = min_inliers, reprojection_px
+        self._prev_depth: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.matcher.reset()
+        self._prev_depth = None
+
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
+        """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
+        pairs = self.matcher.step(rgb)
+        prev_depth, self._prev_depth = self._prev_depth, depth
+        if pairs is None or prev_depth is None:
+            return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
+        a, b = pairs
+        if len(a) < self.min_inliers:
+            return Motion(None, len(a), f"{len(a)} matches < {self.min_inliers}", self.method)
+        u = np.clip(np.round(a[:, 0]).astype(int), 0, prev_depth.shape[1] - 1)
+        v = np.clip(np.round(a[:, 1]).astype(int), 0, prev_depth.shape[0] - 1)
+        z = prev_depth[v, u]
+        ok = np.isfinite(z) & (z > 0)
+        if ok.sum() < self.min_inliers:
+            return Motion(None, int(ok.sum()), f"{int(ok.sum())} matches with depth < {self.min_inliers}", self.method)
+        K = np.asarray(K, np.float64).reshape(3, 3)
+        pts = np.stack([(a[ok, 0] - K[0, 2]) / K[0, 0] * z[ok], (a[ok, 1] - K[1, 2]) / K[1, 1] * z[ok], z[ok]], 1)
+        found, rvec, tvec, inl = cv2.solvePnPRansac(pts, b[ok], K, None, iterationsCount=200,
+                                                   reprojectionError=self.reprojection_px, confidence=0.999,
+                                                   flags=cv2.SOLVEPNP_EPNP)
+        n = 0 if inl is None else len(inl)
+        if not found or n < self.min_inliers:
+            return Motion(None, n, f"PnP RANSAC: {n} inliers < {self.min_inliers}", self.method)
+        T_cur_prev = _pose(cv2.Rodrigues(rvec)[0], tvec)
+        return Motion(np.linalg.inv(T_cur_prev), n, method=self.method)
+
+
+class EssentialOdometry:
+    """The classical baseline: 2D-2D essential matrix; translation length from the depth source."""
+
+    method = "essential"
+
+    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0) -> None:
+        self.matcher = OrbMatcher(features)
+        self.min_inliers, self.threshold_px = min_inliers, threshold_px
+        self._prev_depth: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.matcher.reset()
+        self._prev_depth = None
+
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> Motion:
+        pairs = self.matcher.step(rgb)
+        prev_depth, self._prev_depth = self._prev_depth, depth
+        if pairs is None:
+            return Motion(None, reason="first frame", method=self.method)
+        a, b = pairs
+        if len(a) < max(8, self.min_inliers):
+            return Motion(None, len(a), f"{len(a)} matches < {max(8, self.min_inliers)}", self.method)
+        K = np.asarray(K, np.float64).reshape(3, 3)
+        E, mask = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=self.threshold_px)
+        if E is None or E.shape != (3, 3):
+            return Motion(None, 0, "no essential matrix", self.method)
+        n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
+        if n < self.min_inliers:
+            return Motion(None, int(n), f"recoverPose: {n} inliers < {self.min_inliers}", self.method)
+        scale = 1.0
+        if prev_depth is not None:
+            inl = mask.ravel() > 0
+            P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
+            P1 = K @ np.hstack([R, t])
+            X = cv2.triangulatePoints(P0, P1, a[inl].T, b[inl].T)
+            z_tri = X[2] / X[3]
+            u = np.clip(np.round(a[inl, 0]).astype(int), 0, prev_depth.shape[1] - 1)
+            v = np.clip(np.round(a[inl, 1]).astype(int), 0, prev_depth.shape[0] - 1)
+            z_pred = prev_depth[v, u]
+            ok = np.isfinite(z_pred) & (z_pred > 0) & np.isfinite(z_tri) & (z_tri > 0)
+            if ok.sum() < 8:
+                return Motion(None, int(n), f"only {int(ok.sum())} triangulated points with depth for the scale", self.method)
+            scale = float(np.median(z_pred[ok] / z_tri[ok]))
+        T_cur_prev = _pose(R, t.ravel() * scale)
+        return Motion(np.linalg.inv(T_cur_prev), int(n), method=self.method)
+
+
+@dataclass
+class OdometryState:
+    T_odom_camera: np.ndarray
+    stamp_ns: int
+    ok: bool                      # this frame's motion was used
+    status: str                   # "" or why it was skipped / reset
+    pose_covariance: np.ndarray   # 6x6 (x y z roll pitch yaw) of T_odom_camera
+    twist: np.ndarray             # (6,) linear m/s, angular rad/s in the camera frame
+    twist_covariance: np.ndarray
+    frames: int = 0
+    resets: int = 0
+    skipped: int = 0
+    path: list = field(default_factory=list)
+
+
+class OdometryTracker:
+    def __init__(self, max_gap_s: float = 1.0, max_speed: float = 50.0, step_sigma_t: float = 0.02,
+                 step_sigma_r: float = 0.005, failure_inflation: float = 100.0,
+                 T_odom_camera0: np.ndarray | None = None) -> None:
+        if max_gap_s <= 0 or max_speed <= 0:
+            raise ValueError("max_gap_s and max_speed must be > 0")
+        self.max_gap_s, self.max_speed = max_gap_s, max_speed
+        self.step_cov = np.diag([step_sigma_t ** 2] * 3 + [step_sigma_r ** 2] * 3)
+        self.inflation = failure_inflation
+        self.T0 = _pose(R_BODY_OPTICAL, np.zeros(3)) if T_odom_camera0 is None else np.asarray(T_odom_camera0, np.float64)
+        self.state: OdometryState | None = None
+
+    def needs_reset(self, stamp_ns: int) -> str:
+        """Non-empty when the estimators should forget their previous frame before this one."""
+        if self.state is None:
+            return ""
+        dt = (stamp_ns - self.state.stamp_ns) * 1e-9
+        if dt <= 0:
+            return f"stamp not after the previous one (dt {dt:.3f} s)"
+        if dt > self.max_gap_s:
+            return f"time gap {dt:.2f} s > max_gap {self.max_gap_s:.2f} s"
+        return ""
+
+    def update(self, stamp_ns: int, motion: Motion | None) -> OdometryState:
+        s = self.state
+        if s is None:
+            self.state = OdometryState(self.T0.copy(), stamp_ns, True, "initialised", np.zeros((6, 6)), np.zeros(6),
+                                       self.step_cov.copy(), frames=1, path=[(stamp_ns, self.T0.copy())])
+            return self.state
+        dt = (stamp_ns - s.stamp_ns) * 1e-9
+        reason = self.needs_reset(stamp_ns)
+        T = None if motion is None else motion.T_prev_cur
+        if not reason:
+            if T is None:
+                reason = motion.reason if motion is not None and motion.reason else "no motion estimate"
+            elif not np.isfinite(T).all():
+                reason = "motion has NaN/inf"
+            elif np.linalg.norm(T[:3, 3]) > self.max_speed * dt:
+                reason = f"implausible motion {np.linalg.norm(T[:3, 3]):.2f} m in {dt:.3f} s (max_speed {self.max_speed} m/s)"
+        s.frames += 1
+        if reason:
+            if "gap" in reason or "stamp" in reason:
+                s.resets += 1
+            s.skipped += 1
+            s.ok, s.status = False, reason
+            s.pose_covariance = s.pose_covariance + self.inflation * self.step_cov
+            s.twist, s.twist_covariance = np.zeros(6), self.inflation * self.step_cov
+        else:
+            assert T is not None
+            s.T_odom_camera = s.T_odom_camera @ T
+            s.ok, s.status = True, ""
+            s.pose_covariance = s.pose_covariance + self.step_cov
+            rvec = cv2.Rodrigues(T[:3, :3])[0].ravel()
+            s.twist = np.concatenate([T[:3, 3], rvec]) / dt
+            s.twist_covariance = self.step_cov / dt ** 2
+        if dt > 0:
+            s.stamp_ns = stamp_ns
+        s.path.append((stamp_ns, s.T_odom_camera.copy()))
+        return s
