@@ -112,7 +112,7 @@ def _train_depth(args: argparse.Namespace) -> int:
                            lr=args.lr or 5e-4, input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
                            supervised=args.supervised, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                           frame_stride=args.frame_stride, init=args.init or "")
+                           frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "")
     try:
         result = train_depth(cfg, resume=args.resume)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supervised", type=float, default=1.0,
                    help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)")
     p.add_argument("--frame-stride", type=int, default=1, help="depth: frames between the target and its sources")
+    p.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], choices=[0, 1, 2, 3],
+                   help="depth: decoder scales the photometric loss uses (Monodepth2: all four; 0 alone is ~2x cheaper)")
     p.add_argument("--loss", choices=["focal", "ohem"], default="focal", help="detector classification loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")

@@ -40,6 +40,20 @@ class Motion:
     method: str = ""
 
 
+def sample_depth(depth: np.ndarray, uv: np.ndarray, window: int = 1) -> np.ndarray:
+    """Depth at keypoints: the nearest finite value in a (2 window + 1)^2 neighbourhood. Corners
+    sit on object outlines, where the pixel itself may already be the far background."""
+    h, w = depth.shape
+    u = np.clip(np.round(uv[:, 0]).astype(int), 0, w - 1)
+    v = np.clip(np.round(uv[:, 1]).astype(int), 0, h - 1)
+    best = np.full(len(uv), np.inf)
+    for dv in range(-window, window + 1):
+        for du in range(-window, window + 1):
+            z = depth[np.clip(v + dv, 0, h - 1), np.clip(u + du, 0, w - 1)]
+            best = np.where(np.isfinite(z) & (z > 0) & (z < best), z, best)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
 def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, np.asarray(t).reshape(3)
@@ -122,10 +136,8 @@ class PnPOdometry:
         a, b = pairs
         if len(a) < self.min_inliers:
             return Motion(None, len(a), f"{len(a)} matches < {self.min_inliers}", self.method)
-        u = np.clip(np.round(a[:, 0]).astype(int), 0, prev_depth.shape[1] - 1)
-        v = np.clip(np.round(a[:, 1]).astype(int), 0, prev_depth.shape[0] - 1)
-        z = prev_depth[v, u]
-        ok = np.isfinite(z) & (z > 0)
+        z = sample_depth(prev_depth, a)
+        ok = np.isfinite(z)
         if ok.sum() < self.min_inliers:
             return Motion(None, int(ok.sum()), f"{int(ok.sum())} matches with depth < {self.min_inliers}", self.method)
         K = np.asarray(K, np.float64).reshape(3, 3)
@@ -145,9 +157,10 @@ class EssentialOdometry:
 
     method = "essential"
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0) -> None:
+    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
+                 min_parallax_deg: float = 1.0) -> None:
         self.matcher = OrbMatcher(features)
-        self.min_inliers, self.threshold_px = min_inliers, threshold_px
+        self.min_inliers, self.threshold_px, self.min_parallax_deg = min_inliers, threshold_px, min_parallax_deg
         self._prev_depth: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -175,11 +188,16 @@ class EssentialOdometry:
             P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
             P1 = K @ np.hstack([R, t])
             X = cv2.triangulatePoints(P0, P1, a[inl].T, b[inl].T)
-            z_tri = X[2] / X[3]
-            u = np.clip(np.round(a[inl, 0]).astype(int), 0, prev_depth.shape[1] - 1)
-            v = np.clip(np.round(a[inl, 1]).astype(int), 0, prev_depth.shape[0] - 1)
-            z_pred = prev_depth[v, u]
-            ok = np.isfinite(z_pred) & (z_pred > 0) & np.isfinite(z_tri) & (z_tri > 0)
+            Xc = (X[:3] / X[3]).T                       # points in the previous camera, baseline 1
+            z_tri = Xc[:, 2]
+            # parallax: the angle between the two viewing rays; near the epipole (straight ahead
+            # when driving) depth from triangulation is noise and would bias the scale
+            c1 = -R.T @ t.ravel()
+            r0, r1 = Xc, Xc - c1
+            cosang = (r0 * r1).sum(1) / (np.linalg.norm(r0, axis=1) * np.linalg.norm(r1, axis=1) + 1e-12)
+            parallax = np.degrees(np.arccos(np.clip(cosang, -1, 1)))
+            z_pred = sample_depth(prev_depth, a[inl])
+            ok = np.isfinite(z_pred) & np.isfinite(z_tri) & (z_tri > 0) & (parallax > self.min_parallax_deg)
             if ok.sum() < 8:
                 return Motion(None, int(n), f"only {int(ok.sum())} triangulated points with depth for the scale", self.method)
             scale = float(np.median(z_pred[ok] / z_tri[ok]))
