@@ -10,6 +10,7 @@ NODES = [
     "detection_node",
     "segmentation_node",
     "depth_node",
+    "odometry_node",
 ]
 
 setup(
@@ -29,7 +30,6 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [f"{n} = perception_nodes.nodes.{n}:main" for n in NODES]
-        + ["odometry_node = perception_nodes.nodes.depth_node:main_odometry",
-           "perception = perception_nodes.cli:main"],
+        + ["perception = perception_nodes.cli:main"],
     },
 )

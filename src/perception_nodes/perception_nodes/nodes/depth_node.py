@@ -161,6 +161,10 @@ class DepthNode(ModelNode):
             self.get_logger().warn(f"{result.invalid_pixels} depth pixels NaN/inf/<= 0 (published as NaN)", throttle_duration_sec=5.0)
             if result.invalid_pixels == result.network_depth.size:
                 raise FrameError("depth model output is NaN/inf everywhere")
+        self.publish_result(msg, rgb, result)
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, result: DepthResult) -> None:
+        """Scale, then depth / colour / cloud, then odometry from the same depth."""
         K = self.K_for(rgb.shape[:2])
         if K is None and not self.warned_no_info:
             self.get_logger().warn("no CameraInfo on 'camera_info' yet: no point cloud, no PnP/essential odometry, "
@@ -256,16 +260,8 @@ class DepthNode(ModelNode):
             self.tf.sendTransform(t)
 
 
-class OdometryNode(DepthNode):
-    schema_name = "odometry_node"
-
-
 def main(args: list[str] | None = None) -> None:
     run_node(DepthNode, "depth_node", args)
-
-
-def main_odometry(args: list[str] | None = None) -> None:
-    run_node(OdometryNode, "odometry_node", args)
 
 
 if __name__ == "__main__":

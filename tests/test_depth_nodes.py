@@ -1,0 +1,103 @@
+"""depth_node and odometry_node as processes over real DDS: depth at the input's size with the
+input's header, the point cloud only once CameraInfo is known, one odometry message per frame in
+lockstep (a static camera stays at the origin), and a clear configure error for a wrong model."""
+
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from perception_nodes.cloud_conversion import cloud2_to_points
+from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
+from perception_nodes.launcher import StackProcesses
+from perception_nodes.profile import NodeSpec, Profile
+
+from const_models import H, W, const_model, write_card
+from rosgraph import Probe
+
+
+def _depth_model(tmp_path, value=5.0):
+    path = const_model(tmp_path / "depth.onnx", {"depth": np.full((1, 1, H, W), value, np.float32)})
+    write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised"})
+    text = (tmp_path / "depth.card.yaml").read_text().replace("resize: letterbox", "resize: stretch")
+    (tmp_path / "depth.card.yaml").write_text(text)
+    return path
+
+
+def _profile(name, exe, model, **params):
+    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep", "diagnostics_period": 0.2,
+         "onnxruntime_threads": 1, **params}
+    return Profile("test", "", [NodeSpec(name, exe, parameters=p,
+                                         remappings={"image": f"/{name}/in", "camera_info": f"/{name}/camera_info"})])
+
+
+def _image(arr, sec):
+    msg = numpy_to_image(arr, "rgb8")
+    msg.header.frame_id = "camera_optical_frame"
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 42
+    return msg
+
+
+def _info(width, height, f=300.0):
+    msg = CameraInfo()
+    msg.header.frame_id = "camera_optical_frame"
+    msg.width, msg.height = width, height
+    msg.k = [f, 0.0, (width - 1) / 2, 0.0, f, (height - 1) / 2, 0.0, 0.0, 1.0]
+    return msg
+
+
+def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path, rclpy_context):
+    model = _depth_model(tmp_path)
+    prof = _profile("vo", "odometry_node", model, publish_points=True, point_decimation=8)
+    with StackProcesses(prof, tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        depth = probe.collect(Image, "/vo/depth")
+        points = probe.collect(PointCloud2, "/vo/points")
+        odom = probe.collect(Odometry, "/vo/odometry")
+        path = probe.collect(Path, "/vo/path")
+        pub = probe.publisher(Image, "/vo/in")
+        info_pub = probe.publisher(CameraInfo, "/vo/camera_info")
+        assert pub is not None and info_pub is not None, stack.log_text("vo")
+        texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        pub.publish(_image(texture, 1))  # before any CameraInfo: depth and odometry, no cloud
+        assert probe.spin_until(lambda: depth and odom, 30), stack.log_text("vo")
+        assert not points
+        for _ in range(20):
+            info_pub.publish(_info(320, 240))
+            probe.spin_until(lambda: False, 0.05)
+        for sec in (2, 3):
+            pub.publish(_image(texture, sec))
+        assert probe.spin_until(lambda: len(depth) >= 3 and len(odom) >= 3 and points and len(path) >= 3, 30), stack.log_text("vo")
+        d = image_to_numpy(depth[0])
+        assert depth[0].encoding == "32FC1" and d.shape == (240, 320) and np.allclose(d, 5.0)
+        assert (depth[0].header.stamp.sec, depth[0].header.frame_id) == (1, "camera_optical_frame")
+        xyz, _rgb = cloud2_to_points(points[0])
+        assert len(xyz) == 30 * 40 and np.allclose(xyz[:, 2], 5.0)
+        assert points[0].header.frame_id == "camera_optical_frame"
+        by_sec = {m.header.stamp.sec: m for m in odom}
+        assert sorted(by_sec) == [1, 2, 3]
+        last = by_sec[3]
+        assert (last.header.frame_id, last.child_frame_id) == ("odom", "camera_optical_frame")
+        pos = last.pose.pose.position
+        assert abs(pos.x) < 0.05 and abs(pos.y) < 0.05 and abs(pos.z) < 0.05  # a static camera
+        # the optical frame in odom (x forward, z up): camera z axis -> odom x
+        q = last.pose.pose.orientation
+        assert abs(abs(q.w) - 0.5) < 0.05 and abs(abs(q.x) - 0.5) < 0.05
+        assert len(path[-1].poses) == 3
+        assert stack.alive()["vo"]
+        probe.close()
+
+
+def test_depth_node_rejects_a_pose_model_as_depth_model(tmp_path, rclpy_context):
+    path = const_model(tmp_path / "pose.onnx", {"T_previous_current": np.eye(4, dtype=np.float32)[None]})
+    write_card(path, "pose", classes=[])
+    with StackProcesses(_profile("dn", "depth_node", path), tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        errs = lambda: [s for d in diags for s in d.status if s.name == "/dn" and s.level == b"\x02"]  # noqa: E731
+        assert probe.spin_until(errs, 60), stack.log_text("dn")
+        assert "is a pose model" in errs()[0].message
+        assert stack.alive()["dn"]
+        probe.close()
