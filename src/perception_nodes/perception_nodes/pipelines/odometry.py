@@ -92,10 +92,14 @@ class PoseNetOdometry:
 
 
 class OrbMatcher:
-    def __init__(self, features: int = 1000, ratio: float = 0.8) -> None:
+    """ORB keypoints + Hamming kNN with Lowe's ratio test between consecutive frames. Images wider
+    than ``max_width`` are searched at that width (keypoints scaled back to full-image pixels):
+    most of the cost of ORB + matching goes with the pixel count."""
+
+    def __init__(self, features: int = 1000, ratio: float = 0.8, max_width: int = 640) -> None:
         self.orb = cv2.ORB_create(nfeatures=features)
         self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-        self.ratio = ratio
+        self.ratio, self.max_width = ratio, max_width
         self._prev: tuple | None = None
 
     def reset(self) -> None:
@@ -104,7 +108,12 @@ class OrbMatcher:
     def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Matched pixel coordinates (prev (N, 2), cur (N, 2)) between the last frame and this one."""
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+        s = min(1.0, self.max_width / grey.shape[1])
+        if s < 1.0:
+            grey = cv2.resize(grey, (int(round(grey.shape[1] * s)), int(round(grey.shape[0] * s))), interpolation=cv2.INTER_AREA)
         kp, desc = self.orb.detectAndCompute(grey, None)
+        if s < 1.0:  # keypoints in full-image pixels (OpenCV centres)
+            kp = [cv2.KeyPoint((k.pt[0] + 0.5) / s - 0.5, (k.pt[1] + 0.5) / s - 0.5, k.size / s) for k in kp]
         prev, self._prev = self._prev, (kp, desc)
         if prev is None or desc is None or prev[1] is None or len(kp) < 2 or len(prev[0]) < 2:
             return None
@@ -118,8 +127,9 @@ class OrbMatcher:
 class PnPOdometry:
     method = "pnp"
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0) -> None:
-        self.matcher = OrbMatcher(features)
+    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0,
+                 max_width: int = 640) -> None:
+        self.matcher = OrbMatcher(features, max_width=max_width)
         self.min_inliers, self.reprojection_px = min_inliers, reprojection_px
         self._prev_depth: np.ndarray | None = None
 
@@ -158,8 +168,8 @@ class EssentialOdometry:
     method = "essential"
 
     def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
-                 min_parallax_deg: float = 1.0) -> None:
-        self.matcher = OrbMatcher(features)
+                 min_parallax_deg: float = 1.0, max_width: int = 640) -> None:
+        self.matcher = OrbMatcher(features, max_width=max_width)
         self.min_inliers, self.threshold_px, self.min_parallax_deg = min_inliers, threshold_px, min_parallax_deg
         self._prev_depth: np.ndarray | None = None
 

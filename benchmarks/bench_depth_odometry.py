@@ -1,0 +1,69 @@
+"""Depth + odometry speed per frame on ONNX Runtime CPU (2 threads), 640x480, through the node's
+own pipelines: depth inference (resize, normalise, upsample to 640x480), metric scale, then each
+odometry estimator's update (pnp: ORB + PnP RANSAC; posenet: the pose network; essential: the
+OpenCV baseline). Frames are a real synthetic driving sequence so feature matching does real work.
+Target (issue 5): depth + pose + odometry update <= 70 ms median per frame."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perception_nodes.backends import OnnxRuntimeBackend
+from perception_nodes.model_card import load_card
+from perception_nodes.pipelines.depth import DepthPipeline, depth_to_points
+from perception_nodes.pipelines.odometry import EssentialOdometry, OdometryTracker, PnPOdometry, PoseNetOdometry
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 70.0
+
+
+def frames(n: int):
+    from perception_models.data.synth import SynthConfig, SyntheticSequence
+
+    seq = SyntheticSequence(SynthConfig(preset="driving", seed=901, frames=n))
+    return [f.rgb for f in seq.frames()], seq.K
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--depth", default=str(ROOT / "models" / "depth.onnx"))
+    ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    imgs, K = frames(args.frames)
+    depth_pipe = DepthPipeline(OnnxRuntimeBackend(Path(args.depth), threads=args.threads), load_card(args.depth, "depth"))
+    pose_backend = OnnxRuntimeBackend(Path(args.pose), threads=args.threads)
+    pose_card = load_card(args.pose, "pose")
+    print(f"benchmark: depth + odometry, ONNX Runtime CPU {args.threads} threads, {imgs[0].shape[1]}x{imgs[0].shape[0]} frames, "
+          f"depth net {depth_pipe.card.input_height}x{depth_pipe.card.input_width}, {len(imgs)} frames (first 5 warm-up)")
+    for name in ("pnp", "posenet", "essential"):
+        est = PoseNetOdometry(pose_backend, pose_card) if name == "posenet" else PnPOdometry() if name == "pnp" else EssentialOdometry()
+        tracker = OdometryTracker(T_odom_camera0=np.eye(4))
+        t_depth, t_odom, t_cloud, t_total = [], [], [], []
+        for i, rgb in enumerate(imgs):
+            t0 = time.perf_counter()
+            depth = depth_pipe.run(rgb).depth
+            t1 = time.perf_counter()
+            m = est.estimate(rgb) if name == "posenet" else est.estimate(rgb, depth, K)
+            tracker.update(int(i * 1e8), m)
+            t2 = time.perf_counter()
+            depth_to_points(depth, K, 4, rgb)
+            t3 = time.perf_counter()
+            if i >= 5:
+                t_depth.append(t1 - t0)
+                t_odom.append(t2 - t1)
+                t_cloud.append(t3 - t2)
+                t_total.append(t2 - t0)
+        med = 1e3 * float(np.median(t_total))
+        print(f"  {name:9s}: depth {1e3 * np.median(t_depth):6.1f} ms + odometry update {1e3 * np.median(t_odom):6.1f} ms "
+              f"= median {med:6.1f} ms (p95 {1e3 * np.percentile(t_total, 95):6.1f} ms)   target <= {TARGET_MS:.0f} ms  "
+              f"{'OK' if med <= TARGET_MS else 'MISS'}   [point cloud, decimation 4: {1e3 * np.median(t_cloud):.1f} ms]")
+
+
+if __name__ == "__main__":
+    main()
