@@ -101,3 +101,27 @@ def test_depth_node_rejects_a_pose_model_as_depth_model(tmp_path, rclpy_context)
         assert "is a pose model" in errs()[0].message
         assert stack.alive()["dn"]
         probe.close()
+
+
+def test_recorder_turns_odometry_into_tf_for_the_bag():
+    """tf2_msgs is not on PyPI, so the recorder writes /tf itself from the odometry topic."""
+    from perception_nodes.bag_io import typestore
+    from perception_nodes.nodes.bag_recorder import odometry_to_tf
+
+    store = typestore()
+    T = store.types
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=5, nanosec=7), frame_id="odom")
+    pose = T["geometry_msgs/msg/PoseWithCovariance"](
+        pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=1.0, y=2.0, z=3.0),
+                                         orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.6, w=0.8)),
+        covariance=np.zeros(36))
+    twist = T["geometry_msgs/msg/TwistWithCovariance"](
+        twist=T["geometry_msgs/msg/Twist"](linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                                           angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)), covariance=np.zeros(36))
+    odom = T["nav_msgs/msg/Odometry"](header=header, child_frame_id="base_link", pose=pose, twist=twist)
+    tf = odometry_to_tf(store, store.serialize_cdr(odom, "nav_msgs/msg/Odometry"))
+    (t,) = tf.transforms
+    assert (t.header.frame_id, t.child_frame_id, t.header.stamp.sec, t.header.stamp.nanosec) == ("odom", "base_link", 5, 7)
+    assert (t.transform.translation.x, t.transform.translation.y, t.transform.translation.z) == (1.0, 2.0, 3.0)
+    assert (t.transform.rotation.z, t.transform.rotation.w) == (0.6, 0.8)
+    store.serialize_cdr(tf, "tf2_msgs/msg/TFMessage")  # writable as is

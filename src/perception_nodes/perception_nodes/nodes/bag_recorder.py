@@ -23,6 +23,17 @@ from .bag_player import message_class
 from ..workspace import resolve_path
 
 
+def odometry_to_tf(store: Any, cdr: bytes) -> Any:
+    """tf2_msgs/TFMessage (rosbags) with the transform header.frame_id -> child_frame_id of an Odometry."""
+    T = store.types
+    odom = store.deserialize_cdr(bytes(cdr), "nav_msgs/msg/Odometry")
+    p, q = odom.pose.pose.position, odom.pose.pose.orientation
+    tf = T["geometry_msgs/msg/TransformStamped"](
+        header=odom.header, child_frame_id=odom.child_frame_id,
+        transform=T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=p.x, y=p.y, z=p.z), rotation=q))
+    return T["tf2_msgs/msg/TFMessage"](transforms=[tf])
+
+
 class BagRecorder(Node):
     def __init__(self, name: str = "bag_recorder") -> None:
         super().__init__(name)
@@ -75,8 +86,11 @@ class BagRecorder(Node):
             self.get_logger().info(f"recording {topic} [{msgtype}] ({'reliable' if reliable else 'best effort'})")
 
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        self.writer.write_raw(topic, msgtype, self.get_clock().now().nanoseconds, data)
+        now = self.get_clock().now().nanoseconds
+        self.writer.write_raw(topic, msgtype, now, data)
         self.last_message = time.monotonic()
+        if topic in self.params["tf_from_odometry"] and msgtype == "nav_msgs/msg/Odometry":
+            self.writer.write("/tf", odometry_to_tf(self.writer.store, data), now)
 
     def close(self) -> None:
         self.writer.close()
