@@ -5,6 +5,7 @@
     perception-models data preview DIR [--frame N] [--out preview.png]
     perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
     perception-models train --task depth [--data DIR...] [--bag BAG... --topic T] --val DIR... --out RUN
+    perception-models train --task matching --photos DIR... [--data DIR...] --val-photos DIR --val DIR... --out RUN
     perception-models plot RUN
     perception-models export --task T --checkpoint RUN/best.pt --out models/x.onnx [--eval DIR...]
     perception-models evaluate --task T --model models/x.onnx --data DIR...
@@ -83,6 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.task == "depth":
         return _train_depth(args)
+    if args.task == "matching":
+        return _train_matching(args)
     from .train.trainer import TrainConfig, train
 
     if not args.data or not args.val:
@@ -96,6 +99,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       class_weights=args.class_weights, init=args.init or "")
     try:
         result = train(cfg, resume=args.resume)
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"perception-models train: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: best validation metric {result.get('best', float('nan')):.4f}")
+    return 0
+
+
+def _train_matching(args: argparse.Namespace) -> int:
+    from .data.readers import DataFormatError
+    from .train.matching_trainer import MatchTrainConfig, train_matching
+
+    cfg = MatchTrainConfig(photos=args.photos or [], data=args.data or [], val_photos=args.val_photos or [], val=args.val or [],
+                           out=args.out, epochs=args.epochs, batch_size=args.batch_size or 8, lr=args.lr or 1e-3,
+                           input_size=tuple(args.input_size or (240, 320)),  # type: ignore[arg-type]
+                           descriptor_loss=args.descriptor_loss, mining=args.mining, seed=args.seed, workers=args.workers,
+                           max_steps_per_epoch=args.max_steps_per_epoch, init=args.init or "")
+    try:
+        result = train_matching(cfg, resume=args.resume)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
         print(f"perception-models train: {exc}", file=sys.stderr)
         return 2
@@ -130,11 +151,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_depth, export_model
+    from .export import ExportError, export_depth, export_matching, export_model
 
     try:
         if args.task == "depth":
             card = export_depth(args.checkpoint, args.out, args.pose_out, args.eval, args.eval_limit)
+        elif args.task == "matching":
+            card = export_matching(args.checkpoint, args.out, args.eval_photos, args.eval)
         else:
             card = export_model(args.task, args.checkpoint, args.out, args.eval, args.eval_limit)
     except (ExportError, FileNotFoundError, ValueError) as exc:
@@ -151,9 +174,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import evaluate_depth, evaluate_detection, evaluate_segmentation
+    from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
 
-    if args.task == "depth":
+    if not args.data and not (args.task == "matching" and args.photos):
+        print("perception-models evaluate: --data is required" + (" (or --photos)" if args.task == "matching" else ""), file=sys.stderr)
+        return 2
+    if args.task == "matching":
+        result = evaluate_matching(args.model, args.photos or [], args.data)
+    elif args.task == "depth":
         result = evaluate_depth(args.model, args.data, args.pose_model, tuple(args.estimators), args.limit)
     elif args.task == "detection":
         result = evaluate_detection(args.model, args.data, args.limit)
@@ -207,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bag_from_images)
 
     p = sub.add_parser("train", help="train a detector, a segmenter, or depth + pose networks")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
+    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
     p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
+    p.add_argument("--photos", nargs="+", help="matching: folders of real photos for homographic pairs")
+    p.add_argument("--val-photos", nargs="+", help="matching: held-out photos for homographic validation pairs")
+    p.add_argument("--descriptor-loss", choices=["triplet", "contrastive"], default="triplet", help="matching")
+    p.add_argument("--mining", choices=["hard", "spatial"], default="hard", help="matching: negative mining")
     p.add_argument("--val", nargs="+", help="validation sets (other seeds)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, last.pt, best.pt")
     p.add_argument("--epochs", type=int, default=20)
@@ -236,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
+    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
+    p.add_argument("--eval-photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-out", help="depth: where the pose network goes (default: pose.onnx next to --out)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="path of the .onnx; the card is written next to it")
@@ -245,12 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth"], required=True)
+    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
     p.add_argument("--model", required=True)
+    p.add_argument("--photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
     p.add_argument("--estimators", nargs="+", default=["posenet", "pnp", "essential"], choices=["posenet", "pnp", "essential"],
                    help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)")
-    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")
     p.set_defaults(func=_cmd_evaluate)

@@ -174,3 +174,23 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
             agg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "sequence"}
             out["odometry"][e] = {**agg, "skipped_frames": skipped[e], "sequences": rows}
     return out
+
+
+def evaluate_matching(model: Path | str, photos: list[str], data: list[str], pairs: int = 40,
+                      input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The exported keypoint model through the node's MatchingPipeline on held-out homographic pairs
+    (``photos``) and synthetic pose pairs (``data``), with the same estimators as SIFT/ORB."""
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.model_card import load_card
+    from perception_nodes.pipelines.matching import MatchingPipeline
+
+    from .matching_eval import evaluate_method, homography_eval_pairs, network_method, pose_eval_pairs
+    from .train.matching_trainer import image_files
+
+    card = load_card(model, "matching")
+    pipe = MatchingPipeline(OnnxRuntimeBackend(Path(model), threads=2), card)
+    size = input_size or (card.input_height, card.input_width)
+    hp = homography_eval_pairs(image_files(photos), pairs, size) if photos else []
+    pp = pose_eval_pairs([Path(d) for d in data], max(1, pairs // max(1, len(data))), size) if data else []
+    return {"pair_size": list(size), "photos": [str(p) for p in photos], "data": [str(d) for d in data],
+            **evaluate_method(network_method(pipe.run), hp, pp)}

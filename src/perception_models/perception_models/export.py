@@ -259,3 +259,75 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
         card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
         card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
     return depth_card
+
+
+MATCHING_TOLERANCE = {"keypoints_px": 0.05, "descriptors": 1e-3, "keypoint_agreement": 0.99}
+
+
+def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[str] | None = None,
+                    eval_data: list[str] | None = None, pairs: int = 40) -> dict[str, Any]:
+    """Keypoint network -> ``out`` (image -> keypoints, scores, descriptors; top-k fixed) + card."""
+    import onnxruntime as ort
+    from perception_nodes.model_card import card_path
+
+    from .models.matching import KeypointExport
+    from .train.matching_trainer import load_matching_checkpoint
+
+    net, cfg, train_metrics = load_matching_checkpoint(checkpoint)
+    h, w = cfg.input_size
+    wrap = KeypointExport(net).eval()
+    out = Path(out)
+    rng = np.random.default_rng(0)
+    examples = [torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))]
+    _export_onnx(wrap, (examples[0],), out, ["image"], ["keypoints", "scores", "descriptors"])
+    from .train.matching_data import normalise
+    from .train.matching_trainer import image_files
+
+    photos = image_files(eval_photos) if eval_photos else []
+    for p in photos[:2]:
+        from .data.readers.common import read_rgb
+        from .train.matching_data import _fit
+
+        examples.append(normalise(_fit(read_rgb(p), (h, w), None))[None])
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    worst = {"keypoints_px": 0.0, "descriptors": 0.0, "keypoint_agreement": 1.0}
+    for x in examples:
+        with torch.no_grad():
+            rk, rs, rd = (t[0].numpy() for t in wrap(x))
+        gk, gs, gd = (a[0] for a in sess.run(None, {"image": x.numpy()}))
+        # the same keypoints may come in another order where scores tie: compare as sets
+        keep = gs > 0
+        d = np.linalg.norm(gk[keep][:, None] - rk[rs > 0][None], axis=2) if keep.any() and (rs > 0).any() else np.zeros((0, 0))
+        if d.size:
+            j = d.argmin(1)
+            close = d[np.arange(len(j)), j] <= MATCHING_TOLERANCE["keypoints_px"]
+            worst["keypoint_agreement"] = min(worst["keypoint_agreement"], float(close.mean()))
+            worst["keypoints_px"] = max(worst["keypoints_px"], float(np.median(d[np.arange(len(j)), j])))
+            worst["descriptors"] = max(worst["descriptors"], float(np.abs(gd[keep][close] - rd[rs > 0][j[close]]).max()) if close.any() else 0.0)
+    if (worst["keypoint_agreement"] < MATCHING_TOLERANCE["keypoint_agreement"]
+            or worst["descriptors"] > MATCHING_TOLERANCE["descriptors"]):
+        raise ExportError(f"{out}: ONNX Runtime differs from torch beyond tolerance: {worst} (tolerance {MATCHING_TOLERANCE})")
+    report = trt_report(out)
+    card: dict[str, Any] = {
+        "task": "matching", "classes": [],
+        "input": {"name": "image", "height": h, "width": w, "layout": "NCHW RGB float32", "mean": [float(v) for v in MEAN],
+                  "std": [float(v) for v in STD], "scale": "1/255 before mean/std", "resize": "stretch"},
+        "outputs": {"keypoints": f"(1, {net.cfg.top_k}, 2) float32 x, y network-input pixels (sub-pixel)",
+                    "scores": f"(1, {net.cfg.top_k}) float32, 0 for empty slots",
+                    "descriptors": f"(1, {net.cfg.top_k}, {net.cfg.descriptor_dim}) float32 unit length"},
+        "matching": {"top_k": net.cfg.top_k, "nms_radius": net.cfg.nms_radius, "descriptor_dim": net.cfg.descriptor_dim,
+                     "matcher": "mutual nearest neighbour + ratio 0.9 (perception_nodes.pipelines.matching)"},
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
+        "training": {"photos": cfg.photos, "data": cfg.data, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                     "input_size": [h, w], "descriptor_loss": cfg.descriptor_loss, "mining": cfg.mining, "seed": cfg.seed,
+                     "checkpoint": str(checkpoint), "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
+        "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
+                   "onnxruntime_vs_torch": worst, "tolerance": MATCHING_TOLERANCE, "operators": report["operators"]},
+    }
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+    if photos or eval_data:
+        from .evaluate import evaluate_matching
+
+        card["metrics"] = json.loads(json.dumps(evaluate_matching(out, eval_photos or [], eval_data or [], pairs)))
+        card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+    return card

@@ -99,9 +99,8 @@ def extract(logits: torch.Tensor, desc: torch.Tensor, cfg: MatcherConfig) -> tup
     kept = nms(scores, cfg.nms_radius)
     # no keypoints on the outermost cells: their descriptors and refinement windows are clipped
     border = cfg.nms_radius
-    mask = torch.zeros_like(kept)
-    mask[:, :, border:h - border, border:w - border] = 1.0
-    flat = (kept * mask).reshape(b, -1)
+    inner = torch.ones(1, 1, h - 2 * border, w - 2 * border, dtype=kept.dtype, device=kept.device)
+    flat = (kept * F.pad(inner, (border, border, border, border))).reshape(b, -1)
     top, idx = torch.topk(flat, cfg.top_k, dim=1)
     xy = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=-1).to(scores.dtype)
     xy = soft_argmax_refine(scores, xy, cfg.refine_radius, cfg.softargmax_temperature)
