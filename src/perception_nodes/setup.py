@@ -11,6 +11,7 @@ NODES = [
     "segmentation_node",
     "depth_node",
     "odometry_node",
+    "matching_node",
 ]
 
 setup(

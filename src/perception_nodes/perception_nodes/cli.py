@@ -22,7 +22,7 @@ from typing import Any
 from .profile import ProfileError, load_profile, parse_set
 from .workspace import resolve_path, workspace_root
 
-PROCESSING_EXECUTABLES = {"generic_onnx_node", "detection_node", "segmentation_node", "depth_node", "odometry_node"}
+PROCESSING_EXECUTABLES = {"generic_onnx_node", "detection_node", "segmentation_node", "depth_node", "odometry_node", "matching_node"}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

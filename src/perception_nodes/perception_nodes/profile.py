@@ -26,7 +26,7 @@ import yaml
 from .workspace import workspace_root
 
 EXECUTABLES = ("generic_onnx_node", "bag_player", "bag_recorder", "camera_source", "detection_node",
-               "segmentation_node", "depth_node", "odometry_node")
+               "segmentation_node", "depth_node", "odometry_node", "matching_node")
 
 
 class ProfileError(ValueError):

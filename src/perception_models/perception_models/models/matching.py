@@ -29,7 +29,7 @@ class MatcherConfig:
     nms_radius: int = 4
     score_threshold: float = 0.005
     refine_radius: int = 2                     # soft-argmax window (2r + 1)^2
-    softargmax_temperature: float = 0.1
+    softargmax_temperature: float = 1.0       # 1: the heatmap's centroid in the window; < 1 sharper
 
 
 class KeypointNet(nn.Module):
@@ -63,14 +63,15 @@ def nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def soft_argmax_refine(scores: torch.Tensor, xy: torch.Tensor, radius: int, temperature: float) -> torch.Tensor:
-    """Sub-pixel keypoints: the softmax-weighted mean position of the heatmap in a (2r + 1)^2 window
-    around each integer keypoint. scores (B, 1, H, W), xy (B, K, 2) integer pixels -> (B, K, 2)."""
+    """Sub-pixel keypoints: the soft-argmax of the heatmap in a (2r + 1)^2 window around each integer
+    keypoint — the mean offset weighted by softmax(log(score) / temperature), i.e. score^(1/T)
+    normalised (T = 1: the window's centroid). scores (B, 1, H, W), xy (B, K, 2) integer pixels."""
     b, _, h, w = scores.shape
     k = 2 * radius + 1
     patches = F.unfold(F.pad(scores, (radius,) * 4), k)  # (B, k*k, H*W): window of every pixel
     idx = (xy[..., 1] * w + xy[..., 0]).long()  # (B, K)
     win = torch.gather(patches, 2, idx[:, None, :].expand(-1, k * k, -1)).transpose(1, 2)  # (B, K, k*k)
-    weights = torch.softmax(win / temperature, dim=-1)
+    weights = torch.softmax(torch.log(win.clamp(min=1e-12)) / temperature, dim=-1)
     r = torch.arange(-radius, radius + 1, dtype=scores.dtype, device=scores.device)
     dy, dx = torch.meshgrid(r, r, indexing="ij")
     offset = torch.stack([(weights * dx.reshape(-1)).sum(-1), (weights * dy.reshape(-1)).sum(-1)], dim=-1)

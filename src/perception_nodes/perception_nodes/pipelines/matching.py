@@ -44,7 +44,7 @@ def mutual_nn_match(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.9, 
     if ratio < 1.0 and sim.shape[1] > 1:
         second = np.partition(sim, -2, axis=1)[:, -2]
         d1, d2 = 2 - 2 * best, 2 - 2 * second
-        mutual &= d1 <= (ratio ** 2) * d2
+        mutual &= d1 < (ratio ** 2) * d2  # strict: two equally good candidates are ambiguous
     mutual &= best >= min_similarity
     idx = np.nonzero(mutual)[0]
     return np.stack([idx, nn_ab[idx]], axis=1), best[idx].astype(np.float32)
@@ -65,3 +65,111 @@ class MatchingPipeline(CardPipeline):
         ok = (sc > 0) & np.isfinite(kp).all(1) & np.isfinite(de).all(1)
         xy = lb.to_image(kp[ok] + 0.5) - 0.5  # network pixel centres -> input pixel centres
         return Features(xy.astype(np.float32), sc[ok], de[ok])
+
+
+@dataclass
+class Geometry:
+    model: str                       # "none" | "homography" | "essential"
+    matrix: np.ndarray               # 3x3 (zeros for none)
+    rotation: np.ndarray             # 3x3 (essential)
+    translation: np.ndarray          # (3,) unit (essential)
+    inlier: np.ndarray               # (M,) bool over the matches
+    reason: str = ""                 # why the model is "none"
+
+
+def estimate_geometry(pts_ref: np.ndarray, pts_cur: np.ndarray, model: str, K: np.ndarray | None = None,
+                      threshold_px: float = 1.0, min_matches: int = 8) -> Geometry:
+    """RANSAC homography (reference -> current pixels) or essential matrix + recoverPose (the
+    current camera's pose in the reference optical frame, unit translation)."""
+    import cv2
+
+    m = len(pts_ref)
+    none = Geometry("none", np.zeros((3, 3)), np.eye(3), np.zeros(3), np.zeros(m, bool))
+    if model == "none":
+        return none
+    need = 4 if model == "homography" else 5
+    if m < max(need, min_matches):
+        none.reason = f"{m} matches < {max(need, min_matches)}"
+        return none
+    a, b = pts_ref.astype(np.float64), pts_cur.astype(np.float64)
+    if model == "homography":
+        H, mask = cv2.findHomography(a, b, cv2.RANSAC, max(threshold_px, 0.5))
+        if H is None:
+            none.reason = "no homography"
+            return none
+        return Geometry("homography", H, np.eye(3), np.zeros(3), mask.ravel() > 0)
+    if model != "essential":
+        raise ValueError(f"geometry model '{model}' must be none, homography or essential")
+    if K is None:
+        none.reason = "no CameraInfo for the essential matrix"
+        return none
+    E, mask = cv2.findEssentialMat(a, b, K, cv2.RANSAC, 0.999, threshold_px)
+    if E is None or E.shape != (3, 3):
+        none.reason = "no essential matrix"
+        return none
+    _n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
+    # recoverPose gives x_cur = R x_ref + t; the current camera in the reference frame is the inverse
+    return Geometry("essential", E, R.T, (-R.T @ t).ravel(), mask.ravel() > 0)
+
+
+@dataclass
+class MatchResult:
+    reference: Features
+    current: Features
+    pairs: np.ndarray               # (M, 2) indices (reference, current)
+    scores: np.ndarray
+    geometry: Geometry
+    reference_id: object = None     # what the caller stored with the reference (e.g. its header)
+    keyframe_changed: bool = False
+
+
+class SequentialMatcher:
+    """Matches each frame against a reference: the previous frame (``keyframe_overlap`` 0), or a
+    keyframe kept while the share of its keypoints that still match as inliers stays at least
+    ``keyframe_overlap`` (then the current frame becomes the keyframe)."""
+
+    def __init__(self, ratio: float = 0.9, geometry: str = "essential", threshold_px: float = 1.0,
+                 keyframe_overlap: float = 0.0) -> None:
+        self.ratio, self.geometry, self.threshold = ratio, geometry, threshold_px
+        self.keyframe_overlap = keyframe_overlap
+        self.reference: Features | None = None
+        self.reference_id: object = None
+
+    def reset(self) -> None:
+        self.reference, self.reference_id = None, None
+
+    def step(self, feats: Features, frame_id: object, K: np.ndarray | None = None) -> MatchResult | None:
+        if self.reference is None:
+            self.reference, self.reference_id = feats, frame_id
+            return None
+        pairs, scores = mutual_nn_match(self.reference.descriptors, feats.descriptors, self.ratio)
+        geo = estimate_geometry(self.reference.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.geometry, K,
+                                self.threshold)
+        result = MatchResult(self.reference, feats, pairs, scores, geo, self.reference_id)
+        inliers = int(geo.inlier.sum()) if geo.model != "none" else len(pairs)
+        overlap = inliers / max(1, len(self.reference.keypoints))
+        if self.keyframe_overlap <= 0 or overlap < self.keyframe_overlap:
+            self.reference, self.reference_id = feats, frame_id
+            result.keyframe_changed = True
+        return result
+
+
+def draw_matches(ref_rgb: np.ndarray, cur_rgb: np.ndarray, result: MatchResult, max_lines: int = 300) -> np.ndarray:
+    """The two frames side by side (reference left), inlier matches green, outliers red."""
+    import cv2
+
+    h = max(ref_rgb.shape[0], cur_rgb.shape[0])
+    canvas = np.zeros((h, ref_rgb.shape[1] + cur_rgb.shape[1], 3), np.uint8)
+    canvas[:ref_rgb.shape[0], :ref_rgb.shape[1]] = ref_rgb
+    canvas[:cur_rgb.shape[0], ref_rgb.shape[1]:] = cur_rgb
+    off = ref_rgb.shape[1]
+    order = np.argsort(-result.scores)[:max_lines]
+    for k in order:
+        i, j = result.pairs[k]
+        p = tuple(int(round(v)) for v in result.reference.keypoints[i])
+        q = (int(round(result.current.keypoints[j][0])) + off, int(round(result.current.keypoints[j][1])))
+        colour = (0, 220, 0) if (result.geometry.model == "none" or result.geometry.inlier[k]) else (230, 40, 40)
+        cv2.line(canvas, p, q, colour, 1, cv2.LINE_AA)
+        cv2.circle(canvas, p, 2, colour, -1)
+        cv2.circle(canvas, q, 2, colour, -1)
+    return canvas

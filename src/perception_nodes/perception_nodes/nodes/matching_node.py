@@ -1,0 +1,142 @@
+"""matching_node: learned keypoints + descriptors on every frame (``~/keypoints``), matches against
+the previous frame / a keyframe (``mode: sequential``) or between two synchronized cameras
+(``mode: stereo``: ``image`` is the reference, ``image1`` the other), the relative geometry with
+its inliers (``~/matches``, perception_msgs/Matches) and a side-by-side picture (``~/matches_image``).
+A frame without texture gives zero keypoints and an empty match set, not an error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from perception_msgs.msg import Keypoints, Matches
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..image_conversion import image_to_rgb, numpy_to_image
+from ..node_base import run_node
+from ..pipelines.matching import Features, MatchingPipeline, MatchResult, SequentialMatcher, draw_matches, estimate_geometry, mutual_nn_match
+from ..qos import output_qos
+from ..sync import ApproximateTimeSynchronizer
+from .model_node import ModelNode
+
+
+class _Pair:
+    """Two synchronized images travelling through the node's queue as one frame."""
+
+    def __init__(self, ref: Any, cur: Any) -> None:
+        self.ref, self.cur = ref, cur
+        self.header = ref.header
+
+
+class MatchingNode(ModelNode):
+    schema_name = "matching_node"
+    task = "matching"
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
+        self.matcher = SequentialMatcher(params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"])
+        self.K: np.ndarray | None = None
+        self.K_size: tuple[int, int] | None = None
+        self.ref_rgb: np.ndarray | None = None
+        return MatchingPipeline(backend, card)
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        self.p = params
+        self.kp_pub = self.create_publisher(Keypoints, "~/keypoints", output_qos())
+        self.match_pub = self.create_publisher(Matches, "~/matches", output_qos())
+        self.image_pub = self.create_publisher(Image, "~/matches_image", output_qos(2)) if params["publish_image"] else None
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = [self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)]
+        if self.p["mode"] == "stereo":
+            self.sync = ApproximateTimeSynchronizer(2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.p["sync_slop"])
+            subs.append(self.create_subscription(Image, "image", lambda m: self.sync.add(0, m), qos))
+            subs.append(self.create_subscription(Image, "image1", lambda m: self.sync.add(1, m), qos))
+            return subs
+        return subs + super().subscribe_inputs(qos)
+
+    def _on_info(self, msg: Any) -> None:
+        K = np.array(msg.k, np.float64).reshape(3, 3)
+        if K[0, 0] > 0 and K[1, 1] > 0:
+            self.K, self.K_size = K, (int(msg.height), int(msg.width))
+
+    def K_for(self, shape: tuple[int, int]) -> np.ndarray | None:
+        if self.K is None or self.K_size is None or self.K_size == shape or 0 in self.K_size:
+            return self.K
+        from ..pipelines.depth import scale_K
+
+        return scale_K(self.K, shape[1] / self.K_size[1], shape[0] / self.K_size[0])
+
+    def _features(self, msg: Any) -> tuple[np.ndarray, Features]:
+        with self.timer.stage("convert"):
+            rgb = image_to_rgb(msg)
+        return rgb, self.pipeline.run(rgb, self.timer)
+
+    def process(self, msg: Any) -> None:
+        if isinstance(msg, _Pair):
+            ref_rgb, ref = self._features(msg.ref)
+            rgb, cur = self._features(msg.cur)
+            with self.timer.stage("match"):
+                pairs, scores = mutual_nn_match(ref.descriptors, cur.descriptors, self.p["ratio"])
+                geo = estimate_geometry(ref.keypoints[pairs[:, 0]], cur.keypoints[pairs[:, 1]], self.p["geometry"],
+                                        self.K_for(rgb.shape[:2]), self.p["ransac_threshold"])
+            result: MatchResult | None = MatchResult(ref, cur, pairs, scores, geo, msg.ref.header)
+            self._publish_keypoints(msg.cur.header, cur)
+            self.publish_result(msg.cur, rgb, (result, ref_rgb))
+            return
+        rgb, feats = self._features(msg)
+        with self.timer.stage("match"):
+            result = self.matcher.step(feats, msg.header, self.K_for(rgb.shape[:2]))
+        self._publish_keypoints(msg.header, feats)
+        ref_rgb = self.ref_rgb  # the reference frame's image, before this frame may replace it
+        if result is None or result.keyframe_changed:
+            self.ref_rgb = rgb
+        self.publish_result(msg, rgb, (result, ref_rgb))
+
+    def _publish_keypoints(self, header: Any, f: Features) -> None:
+        out = Keypoints()
+        out.header = header
+        out.x = f.keypoints[:, 0].astype(np.float32).tolist()
+        out.y = f.keypoints[:, 1].astype(np.float32).tolist()
+        out.scores = f.scores.astype(np.float32).tolist()
+        if self.p["publish_descriptors"]:
+            out.descriptor_dim = int(f.descriptors.shape[1]) if f.descriptors.ndim == 2 else 0
+            out.descriptors = f.descriptors.astype(np.float32).ravel().tolist()
+        self.kp_pub.publish(out)
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, result_and_ref: Any) -> None:
+        result, ref_rgb = result_and_ref
+        out = Matches()
+        out.header = msg.header
+        if result is None:  # the first frame: nothing to match yet
+            out.model = "none"
+            out.reference_stamp = msg.header.stamp
+            out.reference_frame_id = msg.header.frame_id
+            self.match_pub.publish(out)
+            return
+        ref_header = result.reference_id
+        out.reference_stamp = ref_header.stamp
+        out.reference_frame_id = ref_header.frame_id
+        out.reference_index = result.pairs[:, 0].astype(np.uint32).tolist()
+        out.current_index = result.pairs[:, 1].astype(np.uint32).tolist()
+        out.scores = result.scores.astype(np.float32).tolist()
+        g = result.geometry
+        out.inlier = [bool(v) for v in g.inlier]
+        out.model = g.model
+        out.matrix = [float(v) for v in g.matrix.ravel()]
+        out.rotation = [float(v) for v in g.rotation.ravel()]
+        out.translation = [float(v) for v in g.translation.ravel()]
+        out.inlier_count = int(g.inlier.sum())
+        if g.model == "none" and g.reason and self.p["geometry"] != "none":
+            self.get_logger().warn(f"no {self.p['geometry']} estimate: {g.reason}", throttle_duration_sec=5.0)
+        self.counters["last_matches"] = f"{len(result.pairs)} matches, {out.inlier_count} inliers ({g.model})"
+        self.match_pub.publish(out)
+        if self.image_pub is not None and ref_rgb is not None and self.image_pub.get_subscription_count() > 0:
+            self.image_pub.publish(numpy_to_image(draw_matches(ref_rgb, rgb, result, self.p["max_drawn_matches"]), "rgb8", msg.header))
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(MatchingNode, "matching_node", args)
+
+
+if __name__ == "__main__":
+    main()
