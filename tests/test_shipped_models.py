@@ -29,3 +29,32 @@ def test_shipped_model_reproduces_its_card(name, task, key, repro):
     got = (evaluate_detection if task == "detection" else evaluate_segmentation)(path, repro)
     assert abs(got[key] - rep[key]) <= rep["tolerance"], (got[key], rep[key])
     assert "metrics" in card.raw and card.raw["metrics"][key] > 0
+
+
+def test_shipped_depth_and_pose_models_reproduce_their_card(repro):
+    from perception_models.evaluate import evaluate_depth
+
+    depth, pose = MODELS / "depth.onnx", MODELS / "pose.onnx"
+    assert depth.is_file() and pose.is_file(), "models/depth.onnx and models/pose.onnx are the shipped depth + pose models"
+    assert depth.stat().st_size < 10e6 and pose.stat().st_size < 10e6
+    card = load_card(depth, "depth")
+    load_card(pose, "pose")
+    assert card.raw["depth"]["pose_model"] == "pose.onnx"
+    rep = card.raw["reproduction"]
+    got = evaluate_depth(depth, repro, pose, estimators=("pnp",))
+    tol = rep["tolerance"]
+    assert abs(got["depth"]["absolute"]["abs_rel"] - rep["abs_rel"]) <= tol["abs_rel"]
+    assert abs(got["depth"]["absolute"]["a1"] - rep["a1"]) <= tol["a1"]
+    assert abs(got["odometry"]["pnp"]["ate_se3_percent"] - rep["pnp_ate_se3_percent"]) <= tol["pnp_ate_se3_percent"]
+
+
+def test_shipped_matcher_reproduces_its_card(repro):
+    from perception_models.evaluate import evaluate_matching
+
+    path = MODELS / "matcher.onnx"
+    assert path.is_file(), "models/matcher.onnx is the shipped keypoint model"
+    assert path.stat().st_size < 10e6
+    rep = load_card(path, "matching").raw["reproduction"]
+    got = evaluate_matching(path, [str(d / "rgb") for d in repro], [str(d) for d in repro], pairs=12)
+    assert abs(got["homography_mma"][3] - rep["homography_mma3"]) <= rep["tolerance"]
+    assert abs(got["pose_auc"][10] - rep["pose_auc10"]) <= rep["tolerance"]

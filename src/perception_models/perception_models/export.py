@@ -250,9 +250,18 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
     }
     card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
     card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
-    if eval_data:
-        from .evaluate import evaluate_depth
+    import tempfile
 
+    from .evaluate import REPRODUCTION, evaluate_depth, reproduction_sets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = evaluate_depth(out, reproduction_sets(tmp), pose_out, estimators=("pnp",))
+    depth_card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets",
+                                  "abs_rel": rep["depth"]["absolute"]["abs_rel"], "a1": rep["depth"]["absolute"]["a1"],
+                                  "pnp_ate_se3_percent": rep["odometry"]["pnp"]["ate_se3_percent"],
+                                  "tolerance": {"abs_rel": 0.005, "a1": 0.01, "pnp_ate_se3_percent": 0.5}}
+    card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
+    if eval_data:
         m = json.loads(json.dumps(evaluate_depth(out, eval_data, pose_out, limit=eval_limit)))
         depth_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **m["depth"]}
         pose_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, "odometry": m["odometry"]}
@@ -324,9 +333,19 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
         "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
                    "onnxruntime_vs_torch": worst, "tolerance": MATCHING_TOLERANCE, "operators": report["operators"]},
     }
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipeline below reads it
+    import tempfile
+
+    from .evaluate import REPRODUCTION, evaluate_matching, reproduction_sets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = reproduction_sets(tmp)
+        rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
+    card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets: homographic "
+                            "pairs of their frames + their pose pairs", "homography_mma3": rep["homography_mma"][3],
+                            "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02}
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     if photos or eval_data:
-        from .evaluate import evaluate_matching
 
         card["metrics"] = json.loads(json.dumps(evaluate_matching(out, eval_photos or [], eval_data or [], pairs)))
         card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
