@@ -5,7 +5,6 @@ numbers test the geometry, not a network)."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from perception_models.metrics.matching import homography_corner_error, mma, pose_auc, relative_pose_error, warp_points
-from perception_models.models.matching import (KeypointExport, KeypointNet, MatcherConfig, extract, heatmap,
+from perception_models.models.matching import (MatcherConfig, extract, heatmap,
                                                sample_descriptors, soft_argmax_refine)
 from perception_models.models.matching_losses import descriptor_loss, detector_loss
 from perception_models.train.matching_data import HomographyPairs, cell_centres, random_homography
