@@ -44,16 +44,23 @@ def _cell_grid(h: int, w: int, device) -> torch.Tensor:
 def descriptor_loss(desc_a: torch.Tensor, desc_b: torch.Tensor, corr: torch.Tensor, valid: torch.Tensor,
                     loss: str = "triplet", mining: str = "hard", anchors: int = 256, exclusion: float = 1.5,
                     ring: tuple[float, float] = (2.0, 6.0), pos_margin: float = 1.0, neg_margin: float = 0.2,
-                    triplet_margin: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+                    triplet_margin: float = 0.5, generator: torch.Generator | None = None,
+                    prefer: torch.Tensor | None = None, min_preferred: int = 32) -> torch.Tensor:
     """desc_a/desc_b (B, D, h, w) unit descriptors; corr (B, h, w, 2): each A cell's position in B in
-    cell coordinates; valid (B, h, w) where that position is known (inside, not occluded)."""
+    cell coordinates; valid (B, h, w) where that position is known (inside, not occluded).
+    ``prefer`` (B, h, w): cells to draw anchors from when at least ``min_preferred`` of them are
+    valid (the cells holding keypoints: descriptors only matter there, and a featureless patch of
+    sky has no descriptor that could be told from its neighbours)."""
     if loss not in ("contrastive", "triplet") or mining not in ("hard", "spatial"):
         raise ValueError(f"descriptor loss '{loss}' / mining '{mining}': use contrastive|triplet and hard|spatial")
     b, d, h, w = desc_b.shape
     grid_b = _cell_grid(h, w, desc_b.device).reshape(-1, 2)  # (hw, 2)
     terms = []
     for i in range(b):
-        idx = torch.nonzero(valid[i].reshape(-1), as_tuple=False)[:, 0]
+        mask = valid[i].reshape(-1)
+        if prefer is not None and int((mask & prefer[i].reshape(-1)).sum()) >= min_preferred:
+            mask = mask & prefer[i].reshape(-1)
+        idx = torch.nonzero(mask, as_tuple=False)[:, 0]
         if idx.numel() == 0:
             continue
         if idx.numel() > anchors:

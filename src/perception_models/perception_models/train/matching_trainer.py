@@ -158,8 +158,9 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
                 logits_a, desc_a = net(batch["image_a"])
                 logits_b, desc_b = net(batch["image_b"])
                 det = detector_loss(logits_a, batch["kp_a"]) + detector_loss(logits_b, batch["kp_b"], batch["valid_b"])
+                keypoint_cells = torch.nn.functional.pixel_unshuffle(batch["kp_a"][:, None].float(), 8).sum(1) > 0
                 des = descriptor_loss(desc_a, desc_b, batch["corr"], batch["corr_valid"], cfg.descriptor_loss, cfg.mining,
-                                      generator=loss_gen)
+                                      generator=loss_gen, prefer=keypoint_cells)
                 total_loss = det + cfg.descriptor_weight * des
                 opt.zero_grad(set_to_none=True)
                 total_loss.backward()
