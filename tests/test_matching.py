@@ -208,3 +208,16 @@ def test_training_with_both_pair_sources_both_miners(tmp_path):
     assert c.mining == "spatial" and c.input_size == (H, W)
     with pytest.raises(ValueError, match="needs --photos"):
         train_matching(MatchTrainConfig(out=str(tmp_path / "x")), progress=False)
+
+
+def test_anchors_come_from_keypoint_cells_when_there_are_enough():
+    h, w = 6, 12
+    corr, valid = _identity_corr(h, w)
+    d = torch.eye(h * w).reshape(h * w, h, w)[None].clone()
+    d[0, :, 5, 6:] = d[0, :, 5, :6]  # the bottom row repeats itself: those cells have a far twin
+    top = torch.zeros(1, h, w, dtype=torch.bool)
+    top[0, :3] = True
+    assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000)) > 0.01
+    assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000, prefer=top)) < 1e-6
+    # fewer preferred cells than min_preferred: anchors from every valid cell again
+    assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000, prefer=top, min_preferred=100)) > 0.01
