@@ -274,7 +274,7 @@ MATCHING_TOLERANCE = {"keypoints_px": 0.05, "descriptors": 1e-3, "keypoint_agree
 
 
 def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[str] | None = None,
-                    eval_data: list[str] | None = None, pairs: int = 40) -> dict[str, Any]:
+                    eval_data: list[str] | None = None, pairs: int = 40, reproduce: bool = True) -> dict[str, Any]:
     """Keypoint network -> ``out`` (image -> keypoints, scores, descriptors; top-k fixed) + card."""
     import onnxruntime as ort
     from perception_nodes.model_card import card_path
@@ -338,12 +338,13 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
 
     from .evaluate import REPRODUCTION, evaluate_matching, reproduction_sets
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sets = reproduction_sets(tmp)
-        rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
-    card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets: homographic "
-                            "pairs of their frames + their pose pairs", "homography_mma3": rep["homography_mma"][3],
-                            "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02}
+    if reproduce:
+        with tempfile.TemporaryDirectory() as tmp:
+            sets = reproduction_sets(tmp)
+            rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
+        card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets: homographic "
+                                "pairs of their frames + their pose pairs", "homography_mma3": rep["homography_mma"][3],
+                                "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02}
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     if photos or eval_data:
 
