@@ -23,6 +23,10 @@ from .profile import ProfileError, load_profile, parse_set
 from .workspace import resolve_path, workspace_root
 
 PROCESSING_EXECUTABLES = {"generic_onnx_node", "detection_node", "segmentation_node", "depth_node", "odometry_node", "matching_node"}
+# outputs every input frame must get exactly one of (others are optional: drawn images while
+# nobody subscribes, a point cloud before CameraInfo arrived, a match picture for the first frame)
+PER_FRAME_OUTPUTS = {"detection_node": ("detections",), "segmentation_node": ("labels",), "depth_node": ("depth",),
+                     "odometry_node": ("depth", "odometry", "path"), "matching_node": ("keypoints", "matches")}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -56,13 +60,25 @@ def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: s
 
 def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate: float = 1.0,
            overrides: dict[str, dict[str, Any]] | None = None, frame_topic: str = "/camera/image_raw",
-           record_regex: str | None = None, timeout: float = 600.0, quiet: bool = False) -> dict[str, Any]:
+           record_regex: str | None = None, timeout: float = 600.0, quiet: bool = False,
+           skip_missing_models: bool = False) -> dict[str, Any]:
     """Start the profile's nodes + a recorder + a player; returns the replay summary."""
     from .launcher import StackProcesses
     from .profile import NodeSpec
 
     profile = load_profile(profile_name, overrides)
     processing = [n for n in profile.nodes if n.executable in PROCESSING_EXECUTABLES]
+    if skip_missing_models:
+        from .profile import effective_parameters
+
+        kept = []
+        for n in processing:
+            model = effective_parameters(n).get("model_path")
+            if model and not resolve_path(str(model)).is_file():
+                print(f"  (skipping node '{n.name}': its model {model} is not there)")
+                continue
+            kept.append(n)
+        processing = kept
     if not processing:
         raise ProfileError(f"profile '{profile.name}' has no processing node to replay into")
     for n in processing:
@@ -76,7 +92,8 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
     recorder = NodeSpec("perception_recorder", "bag_recorder", parameters={
         "output": str(recording), "topics": [frame_topic, "/perception/frame_status", "/diagnostics"],
-        "topic_regex": record_regex or ns_regex})
+        "topic_regex": record_regex or ns_regex,
+        "tf_from_odometry": [f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")]})
     summary_path = out / "player_summary.json"
     player = NodeSpec("perception_player", "bag_player", parameters={
         "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic,
@@ -113,10 +130,19 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
                          and not t.endswith("/transition_event")]
         summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
+        summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
     (out / "replay_summary.json").write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def _per_frame(topic: str, processing: list[Any]) -> bool:
+    for n in processing:
+        if topic.startswith(n.fqn + "/"):
+            outs = PER_FRAME_OUTPUTS.get(n.executable)
+            return outs is None or topic[len(n.fqn) + 1:] in outs
+    return False
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -223,7 +249,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if not args.bag and not bag.exists() and not _synthetic_demo_bag(bag, args.frames):
             tasks = False
     if tasks:
-        summary = replay(bag, "synthetic_replay", Path(args.out), "lockstep")
+        summary = replay(bag, "synthetic_replay", Path(args.out), "lockstep", skip_missing_models=True)
     else:
         model = cache / "demo_model.onnx"
         bag = Path(args.bag) if args.bag else cache / f"demo_bag_{args.frames}"
@@ -235,10 +261,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         summary = replay(bag, "generic_replay", Path(args.out), "lockstep",
                          overrides={"generic": {"model_path": str(model)}})
     res = summary.get("results", {})
-    ok = summary["player_exit_code"] == 0 and bool(res) and all(
-        r["frames_with_one_result"] == res["frames"] for t, r in res.items() if isinstance(r, dict))
+    per_frame = summary.get("per_frame_topics", [])
+    ok = summary["player_exit_code"] == 0 and bool(per_frame) and all(
+        res[t]["frames_with_one_result"] == res["frames"] for t in per_frame)
     if tasks and ok:
         _print_detection_summary(Path(summary["recording"]))
+        _print_depth_matching_summary(Path(summary["recording"]), bag)
     print(f"\ndemo {'OK' if ok else 'FAILED'}: summary in {Path(args.out) / 'replay_summary.json'}")
     return 0 if ok else 1
 
@@ -254,6 +282,72 @@ def _print_detection_summary(recording: Path) -> None:
         for d in store.deserialize_cdr(raw, msgtype).detections:
             counts[d.class_name] += 1
     print(f"  detections over {frames} frames: {dict(counts.most_common())}")
+
+
+def _print_depth_matching_summary(recording: Path, bag: Path) -> None:
+    """Depth against the bag's ground-truth depth, the odometry trajectory against its ground-truth
+    odometry, matches per frame (what the demo shows for issues 5 and 6)."""
+    import numpy as np
+
+    from .bag_io import bag_info, header_stamp_ns, read_messages, typestore
+    from .image_conversion import image_to_numpy
+    from .pipelines.odometry import R_BODY_OPTICAL
+
+    topics = bag_info(recording).topics
+    store = typestore()
+    if "/odometry/depth" in topics:
+        gt = {header_stamp_ns(c): c for _t, _m, _s, c in read_messages(bag, ["/ground_truth/depth"])}
+        rel = []
+        for _t, m, _s, c in read_messages(recording, ["/odometry/depth"]):
+            g = gt.get(header_stamp_ns(c))
+            if g is None:
+                continue
+            pred = np.asarray(image_to_numpy(store.deserialize_cdr(c, m)), np.float64)
+            ref = np.asarray(image_to_numpy(store.deserialize_cdr(g, "sensor_msgs/msg/Image")), np.float64)
+            ok = np.isfinite(ref) & (ref > 0.1) & (ref < 60) & np.isfinite(pred) & (pred > 0)
+            if ok.any():
+                rel.append(float(np.mean(np.abs(pred[ok] - ref[ok]) / ref[ok])))
+        if rel:
+            print(f"  depth: AbsRel {np.mean(rel):.3f} against the bag's ground truth over {len(rel)} frames (cap 60 m)")
+    if "/odometry/odometry" in topics:
+        def poses(path: Path, topic: str) -> dict[int, np.ndarray]:
+            out = {}
+            for _t, m, _s, c in read_messages(path, [topic]):
+                o = store.deserialize_cdr(c, m)
+                p, q = o.pose.pose.position, o.pose.pose.orientation
+                from scipy.spatial.transform import Rotation
+
+                T = np.eye(4)
+                T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+                T[:3, 3] = (p.x, p.y, p.z)
+                out[header_stamp_ns(c)] = T
+            return out
+
+        est, gt_body = poses(recording, "/odometry/odometry"), poses(bag, "/ground_truth/odometry")
+        stamps = sorted(set(est) & set(gt_body))
+        T_bo = np.eye(4)
+        T_bo[:3, :3] = R_BODY_OPTICAL
+        E = np.stack([est[s] for s in stamps])
+        G = np.stack([gt_body[s] @ T_bo for s in stamps])
+        length = float(np.linalg.norm(np.diff(G[:, :3, 3], axis=0), axis=1).sum())
+        line = f"  odometry: {len(stamps)} poses, ground-truth path {length:.1f} m, estimated {float(np.linalg.norm(np.diff(E[:, :3, 3], axis=0), axis=1).sum()):.1f} m"
+        try:
+            from perception_models.metrics.odometry import trajectory_errors
+
+            e = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3")
+            line += f", ATE {e['ate_rmse_m']:.2f} m = {e['ate_percent_of_path']:.1f} % of the path (SE(3) alignment)"
+        except (ImportError, ValueError):
+            pass
+        print(line)
+    if "/matcher/matches" in topics:
+        n, inl, frames = 0, 0, 0
+        for _t, m, _s, c in read_messages(recording, ["/matcher/matches"]):
+            msg = store.deserialize_cdr(c, m)
+            frames += 1
+            n += len(msg.current_index)
+            inl += int(msg.inlier_count)
+        if frames:
+            print(f"  matches: {n / frames:.0f} per frame, {inl / frames:.0f} inliers ({frames} frames)")
 
 
 def build_parser() -> argparse.ArgumentParser:
