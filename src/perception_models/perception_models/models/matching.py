@@ -27,7 +27,7 @@ class MatcherConfig:
     descriptor_dim: int = 64
     top_k: int = 512
     nms_radius: int = 4
-    score_threshold: float = 0.005
+    score_threshold: float = 0.02            # above 1/65: a cell with no opinion (uniform softmax) gives no keypoint
     refine_radius: int = 2                     # soft-argmax window (2r + 1)^2
     softargmax_temperature: float = 1.0       # 1: the heatmap's centroid in the window; < 1 sharper
 
