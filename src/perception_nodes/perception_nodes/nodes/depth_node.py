@@ -197,8 +197,8 @@ class DepthNode(ModelNode):
                 small = cv2.resize(np.nan_to_num(depth, nan=0.0), (depth.shape[1] // 2, depth.shape[0] // 2),
                                    interpolation=cv2.INTER_NEAREST)
                 small[small == 0] = np.nan
-                self.scale.update_from_ground(small, scale_K(K, 0.5 * (depth.shape[1] // 2) * 2 / depth.shape[1],
-                                                             0.5 * (depth.shape[0] // 2) * 2 / depth.shape[0]))
+                h, w = depth.shape
+                self.scale.update_from_ground(small, scale_K(K, (w // 2) / w, (h // 2) / h))
         elif self.scale.source == "depth_topic":
             match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
             if not match:
@@ -236,8 +236,12 @@ class DepthNode(ModelNode):
         p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = quaternion_xyzw(T[:3, :3])
         odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
         tw = odom.twist.twist
-        tw.linear.x, tw.linear.y, tw.linear.z = (float(v) for v in state.twist[:3])
-        tw.angular.x, tw.angular.y, tw.angular.z = (float(v) for v in state.twist[3:])
+        v, w = state.twist[:3], state.twist[3:]
+        if self.p["base_frame"]:  # the twist is expressed in the child frame (REP-105)
+            R = self.T_base_optical[:3, :3]
+            v, w = R @ v - np.cross(self.T_base_optical[:3, 3], R @ w), R @ w
+        tw.linear.x, tw.linear.y, tw.linear.z = (float(x) for x in v)
+        tw.angular.x, tw.angular.y, tw.angular.z = (float(x) for x in w)
         odom.twist.covariance = [float(v) for v in state.twist_covariance.reshape(-1)]
         self.odom_pub.publish(odom)
         from geometry_msgs.msg import PoseStamped
