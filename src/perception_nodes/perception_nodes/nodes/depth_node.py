@@ -239,7 +239,7 @@ class DepthNode(ModelNode):
         v, w = state.twist[:3], state.twist[3:]
         if self.p["base_frame"]:  # the twist is expressed in the child frame (REP-105)
             R = self.T_base_optical[:3, :3]
-            v, w = R @ v - np.cross(self.T_base_optical[:3, 3], R @ w), R @ w
+            v, w = R @ v + np.cross(self.T_base_optical[:3, 3], R @ w), R @ w  # v_base = v_cam + t x w
         tw.linear.x, tw.linear.y, tw.linear.z = (float(x) for x in v)
         tw.angular.x, tw.angular.y, tw.angular.z = (float(x) for x in w)
         odom.twist.covariance = [float(v) for v in state.twist_covariance.reshape(-1)]
