@@ -155,7 +155,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     try:
         if args.task == "depth":
-            card = export_depth(args.checkpoint, args.out, args.pose_out, args.eval, args.eval_limit)
+            card = export_depth(args.checkpoint, args.out, args.pose_out, args.eval, args.eval_limit, args.calibrate)
         elif args.task == "matching":
             card = export_matching(args.checkpoint, args.out, args.eval_photos, args.eval)
         else:
@@ -271,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
     p.add_argument("--eval-photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-out", help="depth: where the pose network goes (default: pose.onnx next to --out)")
+    p.add_argument("--calibrate", nargs="+", help="depth: training sequences to fit the metric scale factor on")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True, help="path of the .onnx; the card is written next to it")
     p.add_argument("--eval", nargs="*", default=None, help="held-out sets to measure the card's metrics on")

@@ -196,10 +196,39 @@ def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out:
 DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
 
 
+def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: list[str], every: int = 4) -> dict[str, Any]:
+    """Median over frames of median(ground truth / prediction): the factor that makes a depth
+    network trained with a scale-invariant loss metric on average. Use *training* sequences."""
+    from .data.readers.depth import read_nyu_depth
+    from .train.depth_data import TripletDataset, load_synthetic_sequence
+    from .train.depth_trainer import _norm
+
+    ratios = []
+    for f in folders:
+        seq = load_synthetic_sequence(Path(f))
+        ds = TripletDataset([seq], input_size, augment=False)
+        for t in range(0, len(seq.frames), every):
+            img = torch.from_numpy(ds._rgb(seq, t).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
+            with torch.no_grad():
+                pred = torch.nn.functional.interpolate(depth_net.depth(_norm(img)), size=seq.size, mode="bilinear",
+                                                       align_corners=False)[0, 0].numpy()
+            gt = read_nyu_depth(seq.depth[t])
+            ok = np.isfinite(gt) & (gt > depth_net.cfg.min_depth) & (gt < 60.0) & (pred > 0)
+            if ok.any():
+                ratios.append(float(np.median(gt[ok] / pred[ok])))
+    if not ratios:
+        raise ExportError(f"scale calibration: no frames with ground-truth depth in {folders}")
+    return {"scale": float(np.median(ratios)), "frames": len(ratios), "spread": float(np.std(ratios)),
+            "data": [str(f) for f in folders]}
+
+
 def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str | None = None,
-                 eval_data: list[str] | None = None, eval_limit: int = 0) -> dict[str, Any]:
+                 eval_data: list[str] | None = None, eval_limit: int = 0,
+                 calibrate: list[str] | None = None) -> dict[str, Any]:
     """Depth network -> ``out`` (image -> depth in metres) and the pose network -> ``pose_out``
-    ((previous, current) -> T_previous_current), each with its card; returns the depth card."""
+    ((previous, current) -> T_previous_current), each with its card; returns the depth card.
+    ``calibrate``: training sequences to fit the metric scale factor on (see
+    :func:`calibrate_depth_scale`); the factor multiplies depth and the pose translation alike."""
     import onnxruntime as ort
     from perception_nodes.model_card import card_path
 
@@ -208,6 +237,10 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
 
     depth_net, pose_net, cfg, train_metrics = load_depth_checkpoint(checkpoint)
     h, w = cfg.input_size
+    calibration = None
+    if calibrate:
+        calibration = calibrate_depth_scale(depth_net, (h, w), calibrate)
+        depth_net.cfg.scale = calibration["scale"]
     supervised = cfg.supervised > 0 and bool(cfg.data)
     out = Path(out)
     pose_out = Path(pose_out) if pose_out else out.with_name("pose.onnx")
@@ -237,7 +270,7 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
         "task": "depth", "classes": [], "input": {"name": "image", **common_input},
         "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
         "depth": {"min": cfg.min_depth, "max": cfg.max_depth, "scale_source": "supervised" if supervised else "self-supervised",
-                  "scale": depth_net.cfg.scale, "pose_model": pose_out.name},
+                  "scale": depth_net.cfg.scale, "scale_calibration": calibration, "pose_model": pose_out.name},
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
         "training": training, "export": {**export_info, "operators": trt_report(out)["operators"]},
     }
