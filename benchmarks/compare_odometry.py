@@ -1,5 +1,6 @@
 """Monocular odometry side by side on held-out synthetic driving sequences (ground truth from the
-renderer): our estimators — PnP on the predicted depth, the pose network — and the classical OpenCV
+renderer): our estimators — PnP on the predicted depth with ORB or with the learned keypoints, the pose
+network — and the classical OpenCV
 baseline (ORB + essential matrix + recoverPose, translation length from the same predicted depth),
 all through the node's own classes, plus the depth errors of the model on the same frames.
 
@@ -26,10 +27,13 @@ def main() -> int:
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--depth", default=str(ROOT / "models" / "depth.onnx"))
     ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
+    ap.add_argument("--matcher", default=str(ROOT / "models" / "matcher.onnx"), help="keypoint model for pnp_learned")
     ap.add_argument("--limit", type=int, default=0, help="frames per sequence (0 = all)")
     args = ap.parse_args()
     t0 = time.monotonic()
-    r = evaluate_depth(args.depth, args.data, args.pose, ("pnp", "posenet", "essential"), args.limit)
+    matcher = args.matcher if Path(args.matcher).is_file() else None
+    r = evaluate_depth(args.depth, args.data, args.pose, ("pnp", "pnp_learned", "posenet", "essential"), args.limit,
+                       matcher_model=matcher)
     d = r["depth"]
     print(f"benchmark: odometry on {len(args.data)} sequences ({d['images']} frames), depth model {args.depth}, "
           f"{time.monotonic() - t0:.0f} s")

@@ -182,7 +182,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.task == "matching":
         result = evaluate_matching(args.model, args.photos or [], args.data)
     elif args.task == "depth":
-        result = evaluate_depth(args.model, args.data, args.pose_model, tuple(args.estimators), args.limit)
+        result = evaluate_depth(args.model, args.data, args.pose_model, tuple(args.estimators), args.limit,
+                                matcher_model=args.matcher_model)
     elif args.task == "detection":
         result = evaluate_detection(args.model, args.data, args.limit)
     else:
@@ -283,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
-    p.add_argument("--estimators", nargs="+", default=["posenet", "pnp", "essential"], choices=["posenet", "pnp", "essential"],
+    p.add_argument("--matcher-model", help="depth: the keypoint model for the pnp_learned odometry estimator")
+    p.add_argument("--estimators", nargs="+", default=["posenet", "pnp", "pnp_learned", "essential"],
+                   choices=["posenet", "pnp", "pnp_learned", "essential"],
                    help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)")
     p.add_argument("--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)")
     p.add_argument("--limit", type=int, default=0)

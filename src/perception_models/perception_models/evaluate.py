@@ -106,14 +106,16 @@ def reproduction_sets(root: Path | str) -> list[Path]:
 
 def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: Path | str | None = None,
                    estimators: tuple[str, ...] = ("posenet", "pnp", "essential"), limit: int = 0,
-                   max_depth: float = 60.0, threads: int = 2, progress: bool = False) -> dict[str, Any]:
+                   max_depth: float = 60.0, threads: int = 2, progress: bool = False,
+                   matcher_model: Path | str | None = None) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
     the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.depth import DepthPipeline
-    from perception_nodes.pipelines.odometry import EssentialOdometry, OdometryTracker, PnPOdometry, PoseNetOdometry
+    from perception_nodes.pipelines.odometry import (EssentialOdometry, LearnedMatcher, OdometryTracker, PnPOdometry,
+                                                     PoseNetOdometry)
 
     from .data.readers.depth import read_nyu_depth
     from .data.readers.tum import read_tum_trajectory
@@ -126,7 +128,12 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     if pose_model is not None and "posenet" in estimators:
         pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
         pose_card = load_card(pose_model, "pose")
-    ests = [e for e in estimators if e != "posenet" or pose_backend is not None]
+    matcher_pipe = None
+    if matcher_model is not None and "pnp_learned" in estimators:
+        from perception_nodes.pipelines.matching import MatchingPipeline
+
+        matcher_pipe = MatchingPipeline(OnnxRuntimeBackend(Path(matcher_model), threads=threads), load_card(matcher_model, "matching"))
+    ests = [e for e in estimators if (e != "posenet" or pose_backend is not None) and (e != "pnp_learned" or matcher_pipe is not None)]
     ev = DepthEvaluator(pipe.min_depth, max_depth)
     per_est: dict[str, list[dict]] = {e: [] for e in ests}
     skipped: dict[str, int] = {e: 0 for e in ests}
@@ -136,7 +143,8 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         runners: dict[str, Any] = {}
         for e in ests:
             runners[e] = (PoseNetOdometry(pose_backend, pose_card) if e == "posenet" else
-                          PnPOdometry() if e == "pnp" else EssentialOdometry())
+                          PnPOdometry() if e == "pnp" else
+                          PnPOdometry(matcher=LearnedMatcher(matcher_pipe)) if e == "pnp_learned" else EssentialOdometry())
         trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
         stamps = [int(round(i * 1e8)) for i in range(n)]
         times = None

@@ -26,8 +26,8 @@ from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points, scale_K
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (R_BODY_OPTICAL, EssentialOdometry, Motion, OdometryTracker, PnPOdometry,
-                                  PoseNetOdometry)
+from ..pipelines.odometry import (R_BODY_OPTICAL, EssentialOdometry, LearnedMatcher, Motion, OdometryTracker,
+                                  PnPOdometry, PoseNetOdometry)
 from ..qos import output_qos
 from ..workspace import resolve_path
 from .model_node import ModelNode
@@ -81,6 +81,16 @@ class DepthNode(ModelNode):
                 self.estimator = PoseNetOdometry(make_backend(self, {**params, "model_path": str(pose_path)}), pose_card)
             elif params["estimator"] == "pnp":
                 self.estimator = PnPOdometry(params["min_inliers"])
+            elif params["estimator"] == "pnp_learned":
+                from ..model_card import load_card
+                from ..pipelines.matching import MatchingPipeline
+                from .generic_onnx_node import make_backend
+
+                path = resolve_path(params["matcher_model_path"]) if params["matcher_model_path"] else None
+                if path is None or not path.is_file():
+                    raise FileNotFoundError(f"estimator 'pnp_learned' needs an existing 'matcher_model_path' (got '{path}')")
+                pipe = MatchingPipeline(make_backend(self, {**params, "model_path": str(path)}), load_card(path, "matching"))
+                self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(pipe))
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
             self.T_base_optical = np.eye(4)
@@ -94,6 +104,8 @@ class DepthNode(ModelNode):
         est = getattr(self, "estimator", None)
         if isinstance(est, PoseNetOdometry):
             est.backend.close()
+        elif isinstance(est, PnPOdometry) and isinstance(est.matcher, LearnedMatcher):
+            est.matcher.pipeline.backend.close()  # type: ignore[attr-defined]
         self.estimator = None
         super().teardown()
 

@@ -6,6 +6,8 @@ current camera's pose in the previous camera's optical frame):
 - ``posenet``: the pose network (two frames -> 6-DoF), metric through the depth model's scale;
 - ``pnp``: ORB keypoints of the previous frame lifted to 3D with the *predicted depth*, matched
   into the current frame, ``cv2.solvePnPRansac`` -> metric motion from one image;
+- ``pnp_learned``: the same with the learned keypoints and descriptors of the matching model
+  (:class:`LearnedMatcher`, mutual nearest neighbours) instead of ORB;
 - ``essential`` (the classical OpenCV baseline): ORB + ``findEssentialMat`` (RANSAC) +
   ``recoverPose``; the unit translation gets its length from the same scale source (the predicted
   depth of the matched points against their triangulation).
@@ -27,7 +29,7 @@ from ..backends import Backend
 from ..model_card import ModelCard
 from .preprocess import fit_image, to_nchw
 
-ESTIMATORS = ("posenet", "pnp", "essential")
+ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential")
 # optical frame (x right, y down, z forward) -> REP-103 body axes (x forward, y left, z up)
 R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -124,12 +126,37 @@ class OrbMatcher:
         return a, b
 
 
+class LearnedMatcher:
+    """The matching model's keypoints + descriptors (``pipeline.run(rgb) -> Features``) matched
+    between consecutive frames with mutual nearest neighbours; same interface as OrbMatcher."""
+
+    def __init__(self, pipeline: object, ratio: float = 0.9) -> None:
+        self.pipeline, self.ratio = pipeline, ratio
+        self._prev: object | None = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        from .matching import mutual_nn_match
+
+        feats = self.pipeline.run(rgb)  # type: ignore[attr-defined]
+        prev, self._prev = self._prev, feats
+        if prev is None:
+            return None
+        idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)  # type: ignore[attr-defined]
+        return (prev.keypoints[idx[:, 0]].astype(np.float64),  # type: ignore[attr-defined]
+                feats.keypoints[idx[:, 1]].astype(np.float64))
+
+
 class PnPOdometry:
     method = "pnp"
 
     def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0,
-                 max_width: int = 640) -> None:
-        self.matcher = OrbMatcher(features, max_width=max_width)
+                 max_width: int = 640, matcher: object | None = None) -> None:
+        self.matcher: OrbMatcher | LearnedMatcher = matcher or OrbMatcher(features, max_width=max_width)  # type: ignore[assignment]
+        if matcher is not None:
+            self.method = "pnp_learned"
         self.min_inliers, self.reprojection_px = min_inliers, reprojection_px
         self._prev_depth: np.ndarray | None = None
 
