@@ -108,7 +108,7 @@ def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: 
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
         "training": {"data": cfg.data, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                      "input_size": [h, w], "seed": cfg.seed, "loss": cfg.loss if task == "detection" else "pixel cross-entropy",
-                     "camvid": cfg.camvid, "checkpoint": str(checkpoint),
+                     "camvid": cfg.camvid, "checkpoint": str(checkpoint), "init": cfg.init,
                      "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
         "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
                    "onnxruntime_vs_torch": diffs, "tolerance": TOLERANCE, "operators": report["operators"]},
