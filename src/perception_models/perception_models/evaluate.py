@@ -166,21 +166,28 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
             gt = np.linalg.inv(gt_poses[0]) @ gt_poses[:n]
             for e in ests:
                 est = np.stack([T for _s, T in trackers[e].state.path])
-                row = {"sequence": Path(root).name}
-                for align in ("se3", "sim3"):
-                    r = trajectory_errors(times[:n], est, gt, align=align)
-                    row[f"ate_{align}_m"] = r["ate_rmse_m"]
-                    row[f"ate_{align}_percent"] = r["ate_percent_of_path"]
-                    row[f"rpe_{align}_trans_m"] = r["rpe_trans_rmse_m"]
-                row["rpe_rot_deg"] = r["rpe_rot_rmse_deg"]
-                row["path_length_m"] = r["path_length_m"]
-                row["sim3_scale"] = r["scale"]
+                row: dict[str, Any] = {"sequence": Path(root).name}
+                try:
+                    for align in ("se3", "sim3"):
+                        r = trajectory_errors(times[:n], est, gt, align=align)
+                        row[f"ate_{align}_m"] = r["ate_rmse_m"]
+                        row[f"ate_{align}_percent"] = r["ate_percent_of_path"]
+                        row[f"rpe_{align}_trans_m"] = r["rpe_trans_rmse_m"]
+                    row["rpe_rot_deg"] = r["rpe_rot_rmse_deg"]
+                    row["path_length_m"] = r["path_length_m"]
+                    row["sim3_scale"] = r["scale"]
+                except ValueError as exc:  # a degenerate estimate: counted as failed, not averaged
+                    row["failed"] = str(exc)
                 per_est[e].append(row)
     out: dict[str, Any] = {"depth": ev.summary(), "odometry": {}}
     for e, rows in per_est.items():
+        good = [r for r in rows if "failed" not in r]
         if rows:
-            agg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "sequence"}
-            out["odometry"][e] = {**agg, "skipped_frames": skipped[e], "sequences": rows}
+            agg = {k: float(np.mean([r[k] for r in good])) if good else float("nan") for k in
+                   ("ate_se3_m", "ate_se3_percent", "rpe_se3_trans_m", "ate_sim3_m", "ate_sim3_percent", "rpe_sim3_trans_m",
+                    "rpe_rot_deg", "path_length_m", "sim3_scale")}
+            out["odometry"][e] = {**agg, "skipped_frames": skipped[e], "failed_sequences": len(rows) - len(good),
+                                  "sequences": rows}
     return out
 
 

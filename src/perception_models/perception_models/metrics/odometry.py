@@ -37,8 +37,13 @@ def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.
     est = _trajectory(times, estimate)
     scale = 1.0
     if align != "none":
+        from evo.core.geometry import GeometryException
+
         est = copy.deepcopy(est)
-        _r, _t, s = est.align(ref, correct_scale=align == "sim3")
+        try:
+            _r, _t, s = est.align(ref, correct_scale=align == "sim3")
+        except GeometryException as exc:  # e.g. an estimate that never moved
+            raise ValueError(f"{align} alignment impossible: {exc}") from None
         scale = float(s)
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((ref, est))
