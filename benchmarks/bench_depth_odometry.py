@@ -1,7 +1,7 @@
 """Depth + odometry speed per frame on ONNX Runtime CPU (2 threads), 640x480, through the node's
 own pipelines: depth inference (resize, normalise, upsample to 640x480), metric scale, then each
-odometry estimator's update (pnp: ORB + PnP RANSAC; posenet: the pose network; essential: the
-OpenCV baseline). Frames are a real synthetic driving sequence so feature matching does real work.
+odometry estimator's update (pnp: ORB + PnP RANSAC; pnp_learned: the matching model's keypoints +
+PnP RANSAC, its inference included; posenet: the pose network; essential: the OpenCV baseline). Frames are a real synthetic driving sequence so feature matching does real work.
 Target (issue 5): depth + pose + odometry update <= 70 ms median per frame."""
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--depth", default=str(ROOT / "models" / "depth.onnx"))
     ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
+    ap.add_argument("--matcher", default=str(ROOT / "models" / "matcher.onnx"), help="keypoint model (pnp_learned)")
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -41,8 +42,16 @@ def main() -> None:
     pose_card = load_card(args.pose, "pose")
     print(f"benchmark: depth + odometry, ONNX Runtime CPU {args.threads} threads, {imgs[0].shape[1]}x{imgs[0].shape[0]} frames, "
           f"depth net {depth_pipe.card.input_height}x{depth_pipe.card.input_width}, {len(imgs)} frames (first 5 warm-up)")
-    for name in ("pnp", "posenet", "essential"):
-        est = PoseNetOdometry(pose_backend, pose_card) if name == "posenet" else PnPOdometry() if name == "pnp" else EssentialOdometry()
+    names = ["pnp", "posenet", "essential"]
+    if Path(args.matcher).is_file():
+        from perception_nodes.pipelines.matching import MatchingPipeline
+        from perception_nodes.pipelines.odometry import LearnedMatcher
+
+        matcher = MatchingPipeline(OnnxRuntimeBackend(Path(args.matcher), threads=args.threads), load_card(args.matcher, "matching"))
+        names.insert(1, "pnp_learned")
+    for name in names:
+        est = (PoseNetOdometry(pose_backend, pose_card) if name == "posenet" else PnPOdometry() if name == "pnp" else
+               PnPOdometry(matcher=LearnedMatcher(matcher)) if name == "pnp_learned" else EssentialOdometry())
         tracker = OdometryTracker(T_odom_camera0=np.eye(4))
         t_depth, t_odom, t_cloud, t_total = [], [], [], []
         for i, rgb in enumerate(imgs):
