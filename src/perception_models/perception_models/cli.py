@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 from pathlib import Path
 
 from perception_models import __version__
@@ -79,9 +80,19 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _run_training(train_fn: Any, cfg: Any, args: argparse.Namespace, metric: str = "metric") -> int:
     from .data.readers import DataFormatError
 
+    try:
+        result = train_fn(cfg, resume=args.resume)
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"perception-models train: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: best validation {metric} {result.get('best', float('nan')):.4f}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
     if args.task == "depth":
         return _train_depth(args)
     if args.task == "matching":
@@ -97,17 +108,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                       class_weights=args.class_weights, init=args.init or "")
-    try:
-        result = train(cfg, resume=args.resume)
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"perception-models train: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: best validation metric {result.get('best', float('nan')):.4f}")
-    return 0
+    return _run_training(train, cfg, args)
 
 
 def _train_matching(args: argparse.Namespace) -> int:
-    from .data.readers import DataFormatError
     from .train.matching_trainer import MatchTrainConfig, train_matching
 
     cfg = MatchTrainConfig(photos=args.photos or [], data=args.data or [], val_photos=args.val_photos or [], val=args.val or [],
@@ -115,17 +119,10 @@ def _train_matching(args: argparse.Namespace) -> int:
                            input_size=tuple(args.input_size or (240, 320)),  # type: ignore[arg-type]
                            descriptor_loss=args.descriptor_loss, mining=args.mining, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, init=args.init or "")
-    try:
-        result = train_matching(cfg, resume=args.resume)
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"perception-models train: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: best validation metric {result.get('best', float('nan')):.4f}")
-    return 0
+    return _run_training(train_matching, cfg, args)
 
 
 def _train_depth(args: argparse.Namespace) -> int:
-    from .data.readers import DataFormatError
     from .train.depth_trainer import DepthTrainConfig, train_depth
 
     cfg = DepthTrainConfig(data=args.data or [], bags=args.bag or [], topic=args.topic, camera_info=args.camera_info or "",
@@ -134,13 +131,7 @@ def _train_depth(args: argparse.Namespace) -> int:
                            supervised=args.supervised, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                            frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "")
-    try:
-        result = train_depth(cfg, resume=args.resume)
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"perception-models train: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: best validation {cfg.metric_name} {result.get('best', float('nan')):.4f}")
-    return 0
+    return _run_training(train_depth, cfg, args, cfg.metric_name)
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -63,26 +63,21 @@ def _ratio_matches(kp_a, des_a, kp_b, des_b, norm: int, ratio: float) -> tuple[n
     return a, b
 
 
-def sift_method(features: int = 2000, ratio: float = 0.8) -> Method:
-    sift = cv2.SIFT_create(nfeatures=features)
-
+def _opencv_method(detector: Any, norm: int, ratio: float) -> Method:
     def run(a: np.ndarray, b: np.ndarray):
-        ka, da = sift.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
-        kb, db = sift.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
-        return _ratio_matches(ka, da, kb, db, cv2.NORM_L2, ratio)
+        ka, da = detector.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
+        kb, db = detector.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
+        return _ratio_matches(ka, da, kb, db, norm, ratio)
 
     return run
+
+
+def sift_method(features: int = 2000, ratio: float = 0.8) -> Method:
+    return _opencv_method(cv2.SIFT_create(nfeatures=features), cv2.NORM_L2, ratio)
 
 
 def orb_method(features: int = 2000, ratio: float = 0.8) -> Method:
-    orb = cv2.ORB_create(nfeatures=features)
-
-    def run(a: np.ndarray, b: np.ndarray):
-        ka, da = orb.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
-        kb, db = orb.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
-        return _ratio_matches(ka, da, kb, db, cv2.NORM_HAMMING, ratio)
-
-    return run
+    return _opencv_method(cv2.ORB_create(nfeatures=features), cv2.NORM_HAMMING, ratio)
 
 
 def network_method(extract: Callable[[np.ndarray], object], ratio: float = 0.9) -> Method:

@@ -32,7 +32,7 @@ from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
 from .depth_data import Sequence, TripletDataset, load_bag_sequence, load_synthetic_sequence
-from .trainer import _lr_at, _seed_everything
+from .trainer import _lr_at, _seed_everything, resume_from
 
 
 @dataclass
@@ -205,15 +205,7 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     start_epoch, step, best = 0, 0, float("inf")
     last = out / "last.pt"
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {last}")
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        depth_net.load_state_dict(ck["depth"])
-        pose_net.load_state_dict(ck["pose"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck.get("best", float("inf"))
-        torch.set_rng_state(ck["torch_rng"])
-        gen.set_state(ck["loader_rng"])
+        start_epoch, step, best = resume_from(last, {"depth": depth_net, "pose": pose_net}, opt, gen, float("inf"))
     elif cfg.init:
         ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
         if "depth" not in ck:

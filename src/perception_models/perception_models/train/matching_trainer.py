@@ -24,7 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss
-from .trainer import _lr_at, _seed_everything
+from .trainer import _lr_at, _seed_everything, resume_from
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -130,14 +130,7 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
     start_epoch, step, best = 0, 0, -1.0
     last = out / "last.pt"
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {last}")
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck.get("best", -1.0)
-        torch.set_rng_state(ck["torch_rng"])
-        gen.set_state(ck["loader_rng"])
+        start_epoch, step, best = resume_from(last, {"model": net}, opt, gen, -1.0)
     elif cfg.init:
         ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
         net.load_state_dict(ck["model"])

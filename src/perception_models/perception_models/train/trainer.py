@@ -119,6 +119,21 @@ def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, gen: torch.Generator,
+                default_best: float) -> tuple[int, int, float]:
+    """Load ``last.pt`` into ``models`` (checkpoint key -> module), the optimizer and the RNGs;
+    returns (first epoch to run, step, best metric so far). Shared by every trainer."""
+    if not last.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {last}")
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    for key, module in models.items():
+        module.load_state_dict(ck[key])
+    opt.load_state_dict(ck["optimizer"])
+    torch.set_rng_state(ck["torch_rng"])
+    gen.set_state(ck["loader_rng"])
+    return ck["epoch"] + 1, ck["step"], ck.get("best", default_best)
+
+
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -192,14 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     start_epoch, step, best = 0, 0, -1.0
     last = out / "last.pt"
     if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {last}")
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, step, best = ck["epoch"] + 1, ck["step"], ck.get("best", -1.0)
-        torch.set_rng_state(ck["torch_rng"])
-        gen.set_state(ck["loader_rng"])
+        start_epoch, step, best = resume_from(last, {"model": model}, opt, gen, -1.0)
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     result: dict[str, Any] = {}
     try:
