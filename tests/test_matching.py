@@ -5,6 +5,7 @@ pipeline, and the sequential / keyframe matcher with its geometry."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -204,6 +205,11 @@ def test_training_with_both_pair_sources_both_miners(tmp_path):
         m = r["metrics"]
         assert m["pairs"] == {"homography": 2, "pose": 2} and 0.0 <= m["metric"] <= 1.0
         assert {1, 3, 10} <= set(m["homography_mma"]) and {5, 10, 20} == set(m["pose_auc"])
+    # no photos given: homographic pairs still come from somewhere real or synthetic
+    from perception_models.train.matching_trainer import default_photos
+
+    fallback = default_photos([str(seq)])
+    assert fallback and all(Path(f).is_dir() for f in fallback)
     net, c, _ = load_matching_checkpoint(tmp_path / "spatial" / "best.pt")
     assert c.mining == "spatial" and c.input_size == (H, W)
     with pytest.raises(ValueError, match="needs --photos"):

@@ -62,6 +62,17 @@ def image_files(folders: list[str]) -> list[Path]:
     return out
 
 
+def default_photos(data: list[str]) -> list[str]:
+    """Photos for homographic pairs when none are given: CamVid train from ../shared/data when it is
+    there, else the synthetic sequences' own frames (synthetic textures)."""
+    from perception_nodes.workspace import workspace_root
+
+    camvid = workspace_root().parent / "shared" / "data" / "camvid" / "train"
+    if camvid.is_dir():
+        return [str(camvid)]
+    return [str(Path(d) / "rgb") for d in data if (Path(d) / "rgb").is_dir()]
+
+
 def build_net(cfg: MatchTrainConfig) -> KeypointNet:
     return KeypointNet(MatcherConfig(input_size=tuple(cfg.input_size), descriptor_dim=cfg.descriptor_dim))
 
@@ -111,6 +122,10 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     parts: list[Any] = []
+    if not cfg.photos:
+        cfg.photos = default_photos(cfg.data)
+        if progress:
+            print(f"homographic pairs from {cfg.photos}")
     if cfg.photos:
         photos = image_files(cfg.photos)
         parts.append(HomographyPairs(photos, cfg.input_size, cfg.seed, cfg.homography_pairs_per_epoch))
