@@ -266,7 +266,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         res[t]["frames_with_one_result"] == res["frames"] for t in per_frame)
     if tasks and ok:
         _print_detection_summary(Path(summary["recording"]))
-        _print_depth_matching_summary(Path(summary["recording"]), bag)
+        report = eval_report(summary, bag)
+        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
+        print_report(report)
     print(f"\ndemo {'OK' if ok else 'FAILED'}: summary in {Path(args.out) / 'replay_summary.json'}")
     return 0 if ok else 1
 
@@ -284,70 +286,49 @@ def _print_detection_summary(recording: Path) -> None:
     print(f"  detections over {frames} frames: {dict(counts.most_common())}")
 
 
-def _print_depth_matching_summary(recording: Path, bag: Path) -> None:
-    """Depth against the bag's ground-truth depth, the odometry trajectory against its ground-truth
-    odometry, matches per frame (what the demo shows for issues 5 and 6)."""
-    import numpy as np
+EVAL_OUTPUTS = {"detections": "detections", "labels": "labels", "depth": "depth", "odometry": "odometry", "matches": "matches"}
 
-    from .bag_io import bag_info, header_stamp_ns, read_messages, typestore
-    from .image_conversion import image_to_numpy
-    from .pipelines.odometry import R_BODY_OPTICAL
 
-    topics = bag_info(recording).topics
-    store = typestore()
-    if "/odometry/depth" in topics:
-        gt = {header_stamp_ns(c): c for _t, _m, _s, c in read_messages(bag, ["/ground_truth/depth"])}
-        rel = []
-        for _t, m, _s, c in read_messages(recording, ["/odometry/depth"]):
-            g = gt.get(header_stamp_ns(c))
-            if g is None:
-                continue
-            pred = np.asarray(image_to_numpy(store.deserialize_cdr(c, m)), np.float64)
-            ref = np.asarray(image_to_numpy(store.deserialize_cdr(g, "sensor_msgs/msg/Image")), np.float64)
-            ok = np.isfinite(ref) & (ref > 0.1) & (ref < 60) & np.isfinite(pred) & (pred > 0)
-            if ok.any():
-                rel.append(float(np.mean(np.abs(pred[ok] - ref[ok]) / ref[ok])))
-        if rel:
-            print(f"  depth: AbsRel {np.mean(rel):.3f} against the bag's ground truth over {len(rel)} frames (cap 60 m)")
-    if "/odometry/odometry" in topics:
-        def poses(path: Path, topic: str) -> dict[int, np.ndarray]:
-            out = {}
-            for _t, m, _s, c in read_messages(path, [topic]):
-                o = store.deserialize_cdr(c, m)
-                p, q = o.pose.pose.position, o.pose.pose.orientation
-                from scipy.spatial.transform import Rotation
+def _cmd_eval(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    summary = replay(resolve_path(args.bag), args.profile, out, args.mode, args.rate, skip_missing_models=True)
+    report = eval_report(summary, resolve_path(args.bag))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    print_report(report)
+    print(f"report: {out / 'report.json'}")
+    lost = summary.get("player", {}).get("frames_lost", 0)
+    return 0 if summary["player_exit_code"] == 0 and (args.mode != "lockstep" or not lost) else 1
 
-                T = np.eye(4)
-                T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-                T[:3, 3] = (p.x, p.y, p.z)
-                out[header_stamp_ns(c)] = T
-            return out
 
-        est, gt_body = poses(recording, "/odometry/odometry"), poses(bag, "/ground_truth/odometry")
-        stamps = sorted(set(est) & set(gt_body))
-        T_bo = np.eye(4)
-        T_bo[:3, :3] = R_BODY_OPTICAL
-        E = np.stack([est[s] for s in stamps])
-        G = np.stack([gt_body[s] @ T_bo for s in stamps])
-        length = float(np.linalg.norm(np.diff(G[:, :3, 3], axis=0), axis=1).sum())
-        line = f"  odometry: {len(stamps)} poses, ground-truth path {length:.1f} m, estimated {float(np.linalg.norm(np.diff(E[:, :3, 3], axis=0), axis=1).sum()):.1f} m"
-        try:
-            from perception_models.metrics.odometry import trajectory_errors
+def eval_report(summary: dict[str, Any], bag: Path) -> dict[str, Any]:
+    """Accuracy + latency of a replay (its summary) against the bag's ground truth."""
+    from .evaluation import evaluate_recording
 
-            e = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3")
-            line += f", ATE {e['ate_rmse_m']:.2f} m = {e['ate_percent_of_path']:.1f} % of the path (SE(3) alignment)"
-        except (ImportError, ValueError):
-            pass
-        print(line)
-    if "/matcher/matches" in topics:
-        n, inl, frames = 0, 0, 0
-        for _t, m, _s, c in read_messages(recording, ["/matcher/matches"]):
-            msg = store.deserialize_cdr(c, m)
-            frames += 1
-            n += len(msg.current_index)
-            inl += int(msg.inlier_count)
-        if frames:
-            print(f"  matches: {n / frames:.0f} per frame, {inl / frames:.0f} inliers ({frames} frames)")
+    per_frame = summary.get("per_frame_topics", [])
+    outputs = {task: t for t in per_frame for task, sfx in EVAL_OUTPUTS.items() if t.endswith("/" + sfx)}
+    return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"],
+            "player": summary.get("player", {}), "results": summary.get("results", {}),
+            **evaluate_recording(bag, Path(summary["recording"]), outputs, timed=per_frame)}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print("\naccuracy (outputs matched to the bag's ground truth by stamp):")
+    m = report.get("metrics", {})
+    if "detection" in m:
+        print(f"  detection     mAP@[.5:.95] {m['detection']['mAP']:.3f}  mAP@0.5 {m['detection']['mAP50']:.3f}")
+    if "segmentation" in m:
+        print(f"  segmentation  mIoU {m['segmentation']['mIoU']:.3f}  pixel accuracy {m['segmentation']['pixel_accuracy']:.3f}")
+    if "depth" in m:
+        a = m["depth"]["absolute"]
+        print(f"  depth         AbsRel {a['abs_rel']:.3f}  RMSE {a['rmse']:.2f} m  d1 {a['a1']:.3f}")
+    if "odometry" in m and "ate_rmse_m" in m["odometry"]:
+        o = m["odometry"]
+        print(f"  odometry      ATE {o['ate_rmse_m']:.2f} m = {o['ate_percent_of_path']:.1f} % of {o['path_length_m']:.1f} m (SE(3))")
+    if "matching" in m:
+        print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}")
+    print("latency (input frame received -> output received, recorder clock):")
+    for topic, st in report["latency"].items():
+        print(f"  {topic:28s} median {st['median_ms']:7.1f} ms  p95 {st['p95_ms']:7.1f}  p99 {st['p99_ms']:7.1f}  {st['fps']:5.1f} fps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
     p.add_argument("--log-dir", default="log/run")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("eval", help="replay a bag through a profile; accuracy against its ground truth and latency")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--profile", required=True)
+    p.add_argument("--mode", choices=["lockstep", "realtime"], default="lockstep")
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--out", default="out/eval")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")
     p.add_argument("--bag", required=True)
