@@ -43,6 +43,7 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str]) -> dict
     frame_time: dict[int, int] = {}
     times: dict[str, list[float]] = defaultdict(list)
     logs: dict[str, list[int]] = defaultdict(list)
+    untimed: dict[str, int] = defaultdict(int)
     for topic, _m, log_ns, raw in read_messages(recording, [frame_topic, *result_topics]):
         s = header_stamp_ns(raw)
         if topic == frame_topic:
@@ -50,13 +51,15 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str]) -> dict
         elif s in frame_time:
             times[topic].append((int(log_ns) - frame_time[s]) * 1e-6)
             logs[topic].append(int(log_ns))
+        else:  # the recorder missed that input frame (e.g. while it was still discovering the topic)
+            untimed[topic] += 1
     out = {}
     for topic in result_topics:
         t = np.array(times.get(topic, []))
         if t.size:
             span = (max(logs[topic]) - min(logs[topic])) * 1e-9
             out[topic] = {"median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
-                          "p99_ms": float(np.percentile(t, 99)), "results": int(t.size),
+                          "p99_ms": float(np.percentile(t, 99)), "results": int(t.size), "untimed": untimed[topic],
                           "fps": float((t.size - 1) / span) if span > 0 else float("nan")}
     return out
 
