@@ -200,18 +200,16 @@ def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: 
     """Median over frames of median(ground truth / prediction): the factor that makes a depth
     network trained with a scale-invariant loss metric on average. Use *training* sequences."""
     from .data.readers.depth import read_nyu_depth
-    from .train.depth_data import TripletDataset, load_synthetic_sequence
+    from .train.depth_data import frame_tensor, load_synthetic_sequence
     from .train.depth_trainer import _norm
 
     ratios = []
     for f in folders:
         seq = load_synthetic_sequence(Path(f))
-        ds = TripletDataset([seq], input_size, augment=False)
         for t in range(0, len(seq.frames), every):
-            img = torch.from_numpy(ds._rgb(seq, t).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
             with torch.no_grad():
-                pred = torch.nn.functional.interpolate(depth_net.depth(_norm(img)), size=seq.size, mode="bilinear",
-                                                       align_corners=False)[0, 0].numpy()
+                depth = depth_net.depth(_norm(frame_tensor(seq, t, input_size)))
+                pred = torch.nn.functional.interpolate(depth, size=seq.size, mode="bilinear", align_corners=False)[0, 0].numpy()
             gt = read_nyu_depth(seq.depth[t])
             ok = np.isfinite(gt) & (gt > depth_net.cfg.min_depth) & (gt < 60.0) & (pred > 0)
             if ok.any():

@@ -40,14 +40,7 @@ def pose_eval_pairs(folders: list[Path], per_sequence: int = 8, size: tuple[int,
     out = []
     for k, s in enumerate(ds.seqs):
         ts = np.linspace(0, len(s.frames) - 1 - gap, min(per_sequence, len(s.frames) - gap)).astype(int)
-        for t in ts:
-            i = ds.index.index((k, int(t)))
-
-            class _Fixed:  # always the full gap
-                def integers(self, lo, hi):
-                    return gap
-
-            out.append(ds.pair(i, _Fixed()))  # type: ignore[arg-type]
+        out += [ds.pair(k, int(t), gap) for t in ts]
     return out
 
 

@@ -19,6 +19,9 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from perception_nodes.pipelines.depth import scale_K
+from perception_nodes.pipelines.preprocess import fit_image
+
 from ..data.readers.common import DataFormatError, read_rgb
 from ..data.readers.depth import read_nyu_depth
 
@@ -34,7 +37,9 @@ class Sequence:
     stamps_ns: list[int] = field(default_factory=list)
 
 
-def _read_K(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+def read_camera_matrix(path: Path | str) -> tuple[np.ndarray, tuple[int, int]]:
+    """K and (height, width) of a ROS camera_info YAML."""
+    path = Path(path)
     data = yaml.safe_load(path.read_text())
     try:
         K = np.array(data["camera_matrix"]["data"], np.float64).reshape(3, 3)
@@ -47,7 +52,7 @@ def load_synthetic_sequence(root: Path) -> Sequence:
     root = Path(root)
     if not (root / "camera_info.yaml").is_file() or not (root / "rgb").is_dir():
         raise DataFormatError(f"{root}: not a synthetic sequence (needs rgb/ and camera_info.yaml)")
-    K, size = _read_K(root / "camera_info.yaml")
+    K, size = read_camera_matrix(root / "camera_info.yaml")
     frames = sorted((root / "rgb").glob("*.png"))
     depth = sorted((root / "depth").glob("*.png")) if (root / "depth").is_dir() else []
     dynamic = sorted((root / "dynamic").glob("*.png")) if (root / "dynamic").is_dir() else []
@@ -73,7 +78,7 @@ def load_bag_sequence(bag: Path, topic: str, K: np.ndarray | None = None, every:
             s = min(1.0, max_side / max(h, w))
             size = (int(round(h * s)), int(round(w * s)))
             if msg.K is not None:
-                K_bag = _scale_K(msg.K, size[1] / w, size[0] / h)
+                K_bag = scale_K(msg.K, size[1] / w, size[0] / h)
         elif (h, w) != original:
             raise DataFormatError(f"{bag} {topic}: image size changes from {original} to {(h, w)} at message {i}")
         if (h, w) != size:
@@ -87,14 +92,19 @@ def load_bag_sequence(bag: Path, topic: str, K: np.ndarray | None = None, every:
             raise DataFormatError(f"{bag}: no CameraInfo next to {topic}; give the intrinsics (--camera-info)")
         K = K_bag
     else:  # given for the recorded resolution
-        K = _scale_K(K, size[1] / original[1], size[0] / original[0])
+        K = scale_K(K, size[1] / original[1], size[0] / original[0])
     return Sequence(f"{Path(bag).name}:{topic}", np.asarray(K, np.float64), size, frames, [], [], stamps)
 
 
-def _scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """K for an image resized by (sx, sy), OpenCV pixel centres."""
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-    return S @ np.asarray(K, np.float64)
+def network_input(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame ``t`` resized to the network input (H, W) exactly as the depth node does it."""
+    img = seq.frames[t] if isinstance(seq.frames[t], np.ndarray) else read_rgb(seq.frames[t])
+    return fit_image(img, size[1], size[0], mode="stretch")[0]
+
+
+def frame_tensor(seq: Sequence, t: int, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] of :func:`network_input` (normalise before the network)."""
+    return torch.from_numpy(network_input(seq, t, size).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
 
 
 class TripletDataset(Dataset):
@@ -111,20 +121,14 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def _rgb(self, seq: Sequence, t: int) -> np.ndarray:
-        from perception_nodes.pipelines.preprocess import fit_image
-
-        img = seq.frames[t] if isinstance(seq.frames[t], np.ndarray) else read_rgb(seq.frames[t])
-        h, w = self.size
-        return fit_image(img, w, h, mode="stretch")[0]  # exactly as the depth node resizes
-
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s, t = self.index[i]
         seq = self.sequences[s]
         h, w = self.size
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        frames = np.stack([self._rgb(seq, t + d) for d in (-self.stride, 0, self.stride)]).astype(np.float32) / 255.0
-        K = _scale_K(seq.K, w / seq.size[1], h / seq.size[0])
+        frames = np.stack([network_input(seq, t + d, self.size) for d in (-self.stride, 0, self.stride)])
+        frames = frames.astype(np.float32) / 255.0
+        K = scale_K(seq.K, w / seq.size[1], h / seq.size[0])
         depth = np.full((h, w), np.nan, np.float32)
         if seq.depth:
             depth = cv2.resize(read_nyu_depth(seq.depth[t]), (w, h), interpolation=cv2.INTER_NEAREST)

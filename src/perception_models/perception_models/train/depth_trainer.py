@@ -31,7 +31,8 @@ from ..models.depth import DepthConfig, DepthNet, PoseNet, disp_to_depth
 from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
-from .depth_data import Sequence, TripletDataset, load_bag_sequence, load_synthetic_sequence
+from .depth_data import (Sequence, TripletDataset, frame_tensor, load_bag_sequence, load_synthetic_sequence,
+                         read_camera_matrix)
 from .trainer import _lr_at, _seed_everything, resume_from
 
 
@@ -78,11 +79,7 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
 def load_sequences(cfg: DepthTrainConfig, folders: list[str], with_bags: bool) -> list[Sequence]:
     seqs = [load_synthetic_sequence(Path(d)) for d in folders]
     if with_bags:
-        K = None
-        if cfg.camera_info:
-            import yaml
-
-            K = np.array(yaml.safe_load(Path(cfg.camera_info).read_text())["camera_matrix"]["data"], float).reshape(3, 3)
+        K = read_camera_matrix(cfg.camera_info)[0] if cfg.camera_info else None
         seqs += [load_bag_sequence(Path(b), cfg.topic, K) for b in cfg.bags]
     return seqs
 
@@ -139,12 +136,10 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
     traj: list[dict] = []
     for folder in folders:
         seq = load_synthetic_sequence(Path(folder))
-        ds = TripletDataset([seq], cfg.input_size, augment=False, stride=1)
         h, w = seq.size
         rel, prev_in = [], None
         for t in range(len(seq.frames)):
-            img = torch.from_numpy(ds._rgb(seq, t).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
-            x = _norm(img)
+            x = _norm(frame_tensor(seq, t, cfg.input_size))
             depth = depth_net.depth(x)
             if seq.depth:
                 pred = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()

@@ -179,15 +179,16 @@ class SequencePairs(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def pair(self, i: int, rng: np.random.Generator) -> dict:
-        from ..data.readers.depth import read_nyu_depth
-        from .depth_data import _scale_K
+    def pair(self, k: int, t: int, gap: int) -> dict:
+        """Frames t and t + gap (clipped to the sequence) of sequence k with depth, K and motion."""
+        from perception_nodes.pipelines.depth import scale_K
 
-        k, t = self.index[i]
+        from ..data.readers.depth import read_nyu_depth
+
         s = self.seqs[k]
-        t2 = min(len(s.frames) - 1, t + int(rng.integers(1, self.max_gap + 1)))
+        t2 = min(len(s.frames) - 1, t + gap)
         h, w = self.size
-        K = _scale_K(s.K, w / s.size[1], h / s.size[0])
+        K = scale_K(s.K, w / s.size[1], h / s.size[0])
         ims = [cv2.resize(read_rgb(s.frames[j]), (w, h), interpolation=cv2.INTER_AREA) for j in (t, t2)]
         deps = [cv2.resize(read_nyu_depth(s.depth[j]), (w, h), interpolation=cv2.INTER_NEAREST) for j in (t, t2)]
         static = None
@@ -199,7 +200,7 @@ class SequencePairs(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i, 7])
-        p = self.pair(i, rng)
+        p = self.pair(*self.index[i], int(rng.integers(1, self.max_gap + 1)))
         h, w = self.size
         a, b = (jitter(p["a"], rng, 0.5), jitter(p["b"], rng, 0.5)) if self.photometric else (p["a"], p["b"])
         pb, ok = sequence_correspondence(p["depth_a"], p["depth_b"], p["K"], p["T_b_a"], cell_centres(h, w), p["static_a"])

@@ -22,12 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from ..data.bag_from_images import IMAGE_SUFFIXES
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss
 from .trainer import _lr_at, _seed_everything, resume_from
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
 
 @dataclass
 class MatchTrainConfig:
