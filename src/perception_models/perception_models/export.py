@@ -62,6 +62,24 @@ def _git_commit() -> str:
         return ""
 
 
+def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, input_names: list[str],
+                 output_names: list[str]) -> dict[str, Any]:
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, inputs, str(out), input_names=input_names, output_names=output_names, dynamo=True)
+    # the dynamo exporter may keep weights in a side file; fold them into the one .onnx we ship
+    proto = onnx.load(str(out), load_external_data=True)
+    onnx.save(proto, str(out), save_as_external_data=False)
+    for extra in out.parent.glob(out.name + ".data"):
+        extra.unlink()
+    onnx.checker.check_model(str(out))
+    report = trt_report(out)
+    if report["trt_unfriendly"] or report["dynamic_io"]:
+        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
+    return report
+
+
 def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: list[str] | None = None,
                  eval_limit: int = 0, extra_card: dict | None = None, reproduce: bool = True) -> dict[str, Any]:
     """Write ``out`` (.onnx) and ``out``'s card; return the card."""
@@ -77,22 +95,8 @@ def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: 
     wrapper = (DetectorWithPostprocess(model) if task == "detection" else SegmenterWithPostprocess(model)).eval()
     names = ["boxes", "scores", "labels"] if task == "detection" else ["labels", "confidence"]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, 3, h, w)
-    torch.onnx.export(wrapper, (example,), str(out), input_names=["image"], output_names=names, dynamo=True)
-    # the dynamo exporter may keep weights in a side file; fold them into the one .onnx we ship
-    import onnx
-
-    proto = onnx.load(str(out), load_external_data=True)
-    onnx.save(proto, str(out), save_as_external_data=False)
-    for extra in out.parent.glob(out.name + ".data"):
-        extra.unlink()
-    onnx.checker.check_model(str(out))
-
+    report = _export_onnx(wrapper, (torch.zeros(1, 3, h, w),), out, ["image"], names)
     diffs = _compare(task, wrapper, out, h, w, eval_data)
-    report = trt_report(out)
-    if report["trt_unfriendly"] or report["dynamic_io"]:
-        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
 
     from .data.synth.scene import PALETTE
 
@@ -177,22 +181,6 @@ def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, ev
     return worst
 
 
-def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, input_names: list[str],
-                 output_names: list[str]) -> None:
-    import onnx
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(module, inputs, str(out), input_names=input_names, output_names=output_names, dynamo=True)
-    proto = onnx.load(str(out), load_external_data=True)
-    onnx.save(proto, str(out), save_as_external_data=False)
-    for extra in out.parent.glob(out.name + ".data"):
-        extra.unlink()
-    onnx.checker.check_model(str(out))
-    report = trt_report(out)
-    if report["trt_unfriendly"] or report["dynamic_io"]:
-        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
-
-
 DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
 
 
@@ -246,8 +234,8 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))
     y = torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))
-    _export_onnx(depth_wrap, (x,), out, ["image"], ["depth"])
-    _export_onnx(pose_wrap, (x, y), pose_out, ["previous", "current"], ["T_previous_current"])
+    depth_report = _export_onnx(depth_wrap, (x,), out, ["image"], ["depth"])
+    pose_report = _export_onnx(pose_wrap, (x, y), pose_out, ["previous", "current"], ["T_previous_current"])
     with torch.no_grad():
         d_ref, p_ref = depth_wrap(x).numpy(), pose_wrap(x, y).numpy()
     d = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
@@ -263,21 +251,21 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
                 "validation_at_checkpoint": {k: train_metrics.get(k) for k in ("abs_rel", "abs_rel_median_scaled", "a1",
                                                                               "ate_se3_percent", "ate_sim3_percent")}}
     export_info = {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(),
-                   "opset": trt_report(out)["opset"], "onnxruntime_vs_torch": diffs, "tolerance": DEPTH_TOLERANCE}
+                   "opset": depth_report["opset"], "onnxruntime_vs_torch": diffs, "tolerance": DEPTH_TOLERANCE}
     depth_card: dict[str, Any] = {
         "task": "depth", "classes": [], "input": {"name": "image", **common_input},
         "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
         "depth": {"min": cfg.min_depth, "max": cfg.max_depth, "scale_source": "supervised" if supervised else "self-supervised",
                   "scale": depth_net.cfg.scale, "scale_calibration": calibration, "pose_model": pose_out.name},
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
-        "training": training, "export": {**export_info, "operators": trt_report(out)["operators"]},
+        "training": training, "export": {**export_info, "operators": depth_report["operators"]},
     }
     pose_card: dict[str, Any] = {
         "task": "pose", "classes": [], "input": {"name": "current", **common_input}, "inputs": ["previous", "current"],
         "outputs": {"T_previous_current": "(1, 4, 4) float32: the current camera's pose in the previous camera's optical frame"},
         "pose": {"translation_units": "metres" if supervised else "depth model units", "depth_model": out.name},
         "sha256": hashlib.sha256(pose_out.read_bytes()).hexdigest(), "size_bytes": pose_out.stat().st_size,
-        "training": training, "export": {**export_info, "operators": trt_report(pose_out)["operators"]},
+        "training": training, "export": {**export_info, "operators": pose_report["operators"]},
     }
     card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
     card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
@@ -319,7 +307,7 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
     out = Path(out)
     rng = np.random.default_rng(0)
     examples = [torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))]
-    _export_onnx(wrap, (examples[0],), out, ["image"], ["keypoints", "scores", "descriptors"])
+    report = _export_onnx(wrap, (examples[0],), out, ["image"], ["keypoints", "scores", "descriptors"])
     from .train.matching_data import normalise
     from .train.matching_trainer import image_files
 
@@ -347,7 +335,6 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
     if (worst["keypoint_agreement"] < MATCHING_TOLERANCE["keypoint_agreement"]
             or worst["descriptors"] > MATCHING_TOLERANCE["descriptors"]):
         raise ExportError(f"{out}: ONNX Runtime differs from torch beyond tolerance: {worst} (tolerance {MATCHING_TOLERANCE})")
-    report = trt_report(out)
     card: dict[str, Any] = {
         "task": "matching", "classes": [],
         "input": {"name": "image", "height": h, "width": w, "layout": "NCHW RGB float32", "mean": [float(v) for v in MEAN],
