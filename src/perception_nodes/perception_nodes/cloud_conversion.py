@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .image_conversion import new_message
+
 CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
 
 
@@ -21,7 +23,7 @@ def points_to_cloud2(xyz: np.ndarray, rgb: np.ndarray | None, header: Any) -> An
         arr["rgb"] = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
     else:
         arr["rgb"] = 0xFFFFFF
-    msg = PointCloud2(check_fields=True) if _has_check_fields(PointCloud2) else PointCloud2()
+    msg = new_message(PointCloud2)
     msg.header = header
     msg.height, msg.width = 1, n
     msg.fields = [PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
@@ -48,10 +50,3 @@ def cloud2_to_points(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.stack([(c >> 16) & 255, (c >> 8) & 255, c & 255], axis=1).astype(np.uint8)
     return xyz, rgb
 
-
-def _has_check_fields(cls: Any) -> bool:
-    try:
-        cls(check_fields=True)
-        return True
-    except TypeError:
-        return False

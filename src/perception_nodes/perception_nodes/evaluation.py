@@ -16,13 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .sync import stamp_to_ns
+
 GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels", "depth": "/ground_truth/depth",
       "odometry": "/ground_truth/odometry"}
 MIN_HEIGHT = 16.0
-
-
-def _stamp(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
@@ -31,7 +29,7 @@ def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
     out = {}
     for _t, msgtype, log_ns, raw in read_messages(path, [topic]):
         msg = store.deserialize_cdr(raw, msgtype)
-        out[_stamp(msg)] = (int(log_ns), msg)
+        out[stamp_to_ns(msg.header.stamp)] = (int(log_ns), msg)
     return out
 
 
@@ -132,7 +130,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
         elif task == "odometry" and len(stamps) >= 3:
             from scipy.spatial.transform import Rotation
 
-            from .pipelines.odometry import R_BODY_OPTICAL
+            from .pipelines.odometry import T_BODY_OPTICAL
 
             def pose(m: Any) -> np.ndarray:
                 p, q = m.pose.pose.position, m.pose.pose.orientation
@@ -141,13 +139,11 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
                 T[:3, 3] = (p.x, p.y, p.z)
                 return T
 
-            T_bo = np.eye(4)
-            T_bo[:3, :3] = R_BODY_OPTICAL
             # the ground truth is the body's pose: compare the camera's optical frame when the
             # estimate is of another child frame than the ground truth's (the camera's own frame)
             optical = est[stamps[0]][1].child_frame_id != gt[stamps[0]][1].child_frame_id
             E = np.stack([pose(est[s][1]) for s in stamps])
-            G = np.stack([pose(gt[s][1]) @ (T_bo if optical else np.eye(4)) for s in stamps])
+            G = np.stack([pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
             try:
                 report["metrics"]["odometry"] = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3")
             except ValueError as exc:

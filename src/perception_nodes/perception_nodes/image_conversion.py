@@ -213,7 +213,7 @@ def _to_byte_array(arr: np.ndarray) -> array.array:
     return out
 
 
-def _new_msg(cls: Any) -> Any:
+def new_message(cls: Any) -> Any:
     """A message whose ``data`` setter keeps an ``array.array('B')`` as is.
 
     Jazzy's generated setters copy the value element by element (``array.array('B', value)``,
@@ -253,7 +253,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None) -> Any:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageConversionError(f"Array of shape {arr.shape} has zero size")
-    msg = _new_msg(Image)
+    msg = new_message(Image)
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
@@ -306,7 +306,7 @@ def numpy_to_compressed(arr: np.ndarray, encoding: str = "rgb8", fmt: str = "jpe
     ok, data = cv2.imencode("." + ("jpg" if fmt == "jpeg" else "png"), img, params)
     if not ok:
         raise ImageConversionError(f"OpenCV could not encode a {img.shape} image as {fmt}")
-    msg = _new_msg(CompressedImage)
+    msg = new_message(CompressedImage)
     if header is not None:
         msg.header = header
     msg.format = f"{encoding}; {fmt} compressed {encoding}"

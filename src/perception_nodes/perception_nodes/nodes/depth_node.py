@@ -19,15 +19,16 @@ from typing import Any
 import cv2
 import numpy as np
 from nav_msgs.msg import Odometry, Path
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 
 from ..cloud_conversion import points_to_cloud2
 from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points, scale_K
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (R_BODY_OPTICAL, EssentialOdometry, LearnedMatcher, Motion, OdometryTracker,
+from ..pipelines.odometry import (T_BODY_OPTICAL, EssentialOdometry, LearnedMatcher, Motion, OdometryTracker,
                                   PnPOdometry, PoseNetOdometry)
+from ..sync import stamp_to_ns
 from ..qos import output_qos
 from ..workspace import resolve_path
 from .model_node import ModelNode
@@ -61,8 +62,6 @@ class DepthNode(ModelNode):
         if params["scale_source"] == "model" and pipe.scale_source != "supervised":
             self.get_logger().warn(f"scale_source 'model' but the depth model's card says scale_source "
                                    f"'{pipe.scale_source}': depth may be up to scale (use camera_height or depth_topic)")
-        self.K: np.ndarray | None = None
-        self.K_size: tuple[int, int] | None = None
         self.reference: deque = deque(maxlen=10)
         self.warned_no_info = False
         self.estimator: Any = None
@@ -93,10 +92,9 @@ class DepthNode(ModelNode):
                 self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(pipe))
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
-            self.T_base_optical = np.eye(4)
-            self.T_base_optical[:3, :3] = R_BODY_OPTICAL
+            self.T_base_optical = T_BODY_OPTICAL
             if params["base_frame"]:
-                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ self.T_base_optical
+                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
             self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
         return pipe
 
@@ -131,17 +129,10 @@ class DepthNode(ModelNode):
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
-        subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_info, qos))
+        subs.append(self.subscribe_camera_info(qos))
         if self.p["scale_source"] == "depth_topic":
             subs.append(self.create_subscription(Image, "depth_reference", self._on_reference, qos))
         return subs
-
-    def _on_info(self, msg: Any) -> None:
-        K = np.array(msg.k, np.float64).reshape(3, 3)
-        if K[0, 0] <= 0 or K[1, 1] <= 0:
-            self.get_logger().warn(f"CameraInfo with invalid focal lengths {K[0, 0]}, {K[1, 1]} ignored", throttle_duration_sec=10.0)
-            return
-        self.K, self.K_size = K, (int(msg.height), int(msg.width))
 
     def _on_reference(self, msg: Any) -> None:
         try:
@@ -152,17 +143,7 @@ class DepthNode(ModelNode):
         if msg.encoding in ("16UC1", "mono16"):
             ref = ref / 1000.0  # REP-118: 16-bit depth in millimetres
             ref[ref == 0] = np.nan
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self.reference.append((stamp, ref))
-
-    def K_for(self, shape: tuple[int, int]) -> np.ndarray | None:
-        if self.K is None or self.K_size is None:
-            return None
-        h, w = shape
-        kh, kw = self.K_size
-        if (kh, kw) == (h, w) or kh == 0 or kw == 0:
-            return self.K
-        return scale_K(self.K, w / kw, h / kh)
+        self.reference.append((stamp_to_ns(msg.header.stamp), ref))
 
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
@@ -182,7 +163,7 @@ class DepthNode(ModelNode):
             self.get_logger().warn("no CameraInfo on 'camera_info' yet: no point cloud, no PnP/essential odometry, "
                                    "no ground-plane scale until it arrives")
             self.warned_no_info = True
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.timer.stage("scale"):
             self._update_scale(result.depth, K, stamp)
         s = self.scale.scale

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from perception_msgs.msg import Keypoints, Matches
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 
 from ..image_conversion import image_to_rgb, numpy_to_image
 from ..node_base import run_node
@@ -34,8 +34,6 @@ class MatchingNode(ModelNode):
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
         self.matcher = SequentialMatcher(params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"])
-        self.K: np.ndarray | None = None
-        self.K_size: tuple[int, int] | None = None
         self.ref_rgb: np.ndarray | None = None
         return MatchingPipeline(backend, card)
 
@@ -46,25 +44,13 @@ class MatchingNode(ModelNode):
         self.image_pub = self.create_publisher(Image, "~/matches_image", output_qos(2)) if params["publish_image"] else None
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
-        subs = [self.create_subscription(CameraInfo, "camera_info", self._on_info, qos)]
+        subs = [self.subscribe_camera_info(qos)]
         if self.p["mode"] == "stereo":
             self.sync = ApproximateTimeSynchronizer(2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.p["sync_slop"])
             subs.append(self.create_subscription(Image, "image", lambda m: self.sync.add(0, m), qos))
             subs.append(self.create_subscription(Image, "image1", lambda m: self.sync.add(1, m), qos))
             return subs
         return subs + super().subscribe_inputs(qos)
-
-    def _on_info(self, msg: Any) -> None:
-        K = np.array(msg.k, np.float64).reshape(3, 3)
-        if K[0, 0] > 0 and K[1, 1] > 0:
-            self.K, self.K_size = K, (int(msg.height), int(msg.width))
-
-    def K_for(self, shape: tuple[int, int]) -> np.ndarray | None:
-        if self.K is None or self.K_size is None or self.K_size == shape or 0 in self.K_size:
-            return self.K
-        from ..pipelines.depth import scale_K
-
-        return scale_K(self.K, shape[1] / self.K_size[1], shape[0] / self.K_size[0])
 
     def _features(self, msg: Any) -> tuple[np.ndarray, Features]:
         with self.timer.stage("convert"):

@@ -32,7 +32,36 @@ class ModelNode(PerceptionNode):
     def publish_result(self, msg: Any, rgb: np.ndarray, result: Any) -> None:
         """Publish one frame's result with the input's header."""
 
+    def subscribe_camera_info(self, qos: Any) -> Any:
+        """Keep the latest valid sensor_msgs/CameraInfo of the ``camera_info`` topic for :meth:`K_for`
+        (nodes that need intrinsics add this to their input subscriptions)."""
+        from sensor_msgs.msg import CameraInfo
+
+        def on_info(msg: Any) -> None:
+            K = np.array(msg.k, np.float64).reshape(3, 3)
+            if K[0, 0] <= 0 or K[1, 1] <= 0:
+                self.get_logger().warn(f"CameraInfo with invalid focal lengths {K[0, 0]}, {K[1, 1]} ignored",
+                                       throttle_duration_sec=10.0)
+                return
+            self._camera = (K, (int(msg.height), int(msg.width)))
+
+        return self.create_subscription(CameraInfo, "camera_info", on_info, qos)
+
+    def K_for(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The latest CameraInfo's K for an image of ``shape`` (scaled when the image was resized;
+        a CameraInfo without a size is taken as is); None before the first one."""
+        camera = getattr(self, "_camera", None)
+        if camera is None:
+            return None
+        K, size = camera
+        if size == tuple(shape) or 0 in size:
+            return K
+        from ..pipelines.depth import scale_K
+
+        return scale_K(K, shape[1] / size[1], shape[0] / size[0])
+
     def setup(self, params: dict[str, Any]) -> None:
+        self._camera = None  # intrinsics are forgotten at configure
         if not params["model_path"]:
             raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file with its card")
         model = resolve_path(params["model_path"])

@@ -26,11 +26,10 @@ class DepthResult:
 
 class DepthPipeline(CardPipeline):
     task = "depth"
+    required_resize = "stretch"
 
     def __init__(self, backend: Backend, card: ModelCard) -> None:
         super().__init__(backend, card, OUTPUTS)
-        if card.resize != "stretch":
-            raise ValueError(f"depth model card says resize '{card.resize}'; depth models are trained on stretched frames")
         depth = card.raw.get("depth") or {}
         self.min_depth = float(depth.get("min", 0.1))
         self.max_depth = float(depth.get("max", 100.0))

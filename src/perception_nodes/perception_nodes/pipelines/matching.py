@@ -52,11 +52,10 @@ def mutual_nn_match(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.9, 
 
 class MatchingPipeline(CardPipeline):
     task = "matching"
+    required_resize = "stretch"
 
     def __init__(self, backend: Backend, card: ModelCard) -> None:
         super().__init__(backend, card, OUTPUTS)
-        if card.resize != "stretch":
-            raise ValueError(f"matching model card says resize '{card.resize}'; keypoint models run on stretched frames")
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Features:
         kp = np.asarray(outputs["keypoints"], np.float32).reshape(-1, 2)

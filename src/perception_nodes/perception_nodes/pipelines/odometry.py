@@ -32,6 +32,8 @@ from .preprocess import fit_image, to_nchw
 ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential")
 # optical frame (x right, y down, z forward) -> REP-103 body axes (x forward, y left, z up)
 R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+T_BODY_OPTICAL = np.block([[R_BODY_OPTICAL, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
+T_BODY_OPTICAL.setflags(write=False)  # shared: nobody may change it in place
 
 
 @dataclass
@@ -266,7 +268,7 @@ class OdometryTracker:
         self.max_gap_s, self.max_speed = max_gap_s, max_speed
         self.step_cov = np.diag([step_sigma_t ** 2] * 3 + [step_sigma_r ** 2] * 3)
         self.inflation = failure_inflation
-        self.T0 = _pose(R_BODY_OPTICAL, np.zeros(3)) if T_odom_camera0 is None else np.asarray(T_odom_camera0, np.float64)
+        self.T0 = T_BODY_OPTICAL.copy() if T_odom_camera0 is None else np.asarray(T_odom_camera0, np.float64)
         self.state: OdometryState | None = None
 
     def needs_reset(self, stamp_ns: int) -> str:

@@ -16,6 +16,8 @@ from .preprocess import Letterbox, fit_image, to_nchw
 
 class CardPipeline(ABC):
     task = ""
+    #: the resize mode the task's models are trained with ("" = whatever the card says)
+    required_resize = ""
 
     def __init__(self, backend: Backend, card: ModelCard, required_outputs: tuple[str, ...]) -> None:
         names = {s.name: s for s in backend.inputs}
@@ -28,6 +30,9 @@ class CardPipeline(ABC):
         if missing:
             raise BackendError(f"{self.task} model must output {list(required_outputs)}; missing {sorted(missing)} "
                                f"(has {[s.name for s in backend.outputs]}) - is it a {self.task} model?")
+        if self.required_resize and card.resize != self.required_resize:
+            raise ValueError(f"{self.task} model card says resize '{card.resize}'; {self.task} models are trained on "
+                             f"{self.required_resize} frames")
         self.backend, self.card = backend, card
         self.mean = np.asarray(card.mean, np.float32)
         self.std = np.asarray(card.std, np.float32)
