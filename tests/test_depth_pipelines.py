@@ -13,8 +13,8 @@ from const_models import const_model, write_card
 from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.pipelines.depth import DepthPipeline, colorize_depth, depth_to_points, scale_K
 from perception_nodes.pipelines.metric_scale import ScaleEstimator, fit_ground_plane
-from perception_nodes.pipelines.odometry import (R_BODY_OPTICAL, EssentialOdometry, Motion, OdometryTracker,
-                                                 PnPOdometry)
+from perception_nodes.pipelines.odometry import EssentialOdometry, Motion, OdometryTracker, PnPOdometry
+from perception_nodes.transforms import R_BODY_OPTICAL
 
 H, W = 384, 512
 K640 = np.array([[300.0, 0, 319.5], [0, 300.0, 239.5], [0, 0, 1]])

@@ -128,14 +128,12 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
                 ev.add(_image(gt[s][1]).astype(np.float64), _image(est[s][1]).astype(np.float64))
             report["metrics"]["depth"] = ev.summary()
         elif task == "odometry" and len(stamps) >= 3:
-            from scipy.spatial.transform import Rotation
-
-            from .pipelines.odometry import T_BODY_OPTICAL
+            from .transforms import T_BODY_OPTICAL, quaternion_to_matrix
 
             def pose(m: Any) -> np.ndarray:
                 p, q = m.pose.pose.position, m.pose.pose.orientation
                 T = np.eye(4)
-                T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+                T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
                 T[:3, 3] = (p.x, p.y, p.z)
                 return T
 

@@ -26,9 +26,10 @@ from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points, scale_K
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (T_BODY_OPTICAL, EssentialOdometry, LearnedMatcher, Motion, OdometryTracker,
-                                  PnPOdometry, PoseNetOdometry)
+from ..pipelines.odometry import (EssentialOdometry, LearnedMatcher, Motion, OdometryTracker, PnPOdometry,
+                                  PoseNetOdometry)
 from ..sync import stamp_to_ns
+from ..transforms import T_BODY_OPTICAL, matrix_to_quaternion
 from ..qos import output_qos
 from ..workspace import resolve_path
 from .model_node import ModelNode
@@ -43,13 +44,6 @@ def pose_from_xyzrpy(v: list[float]) -> np.ndarray:
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, (x, y, z)
     return T
-
-
-def quaternion_xyzw(R: np.ndarray) -> tuple[float, float, float, float]:
-    from scipy.spatial.transform import Rotation
-
-    q = Rotation.from_matrix(R).as_quat()
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
 class DepthNode(ModelNode):
@@ -226,7 +220,7 @@ class DepthNode(ModelNode):
         odom.child_frame_id = child
         p = odom.pose.pose
         p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
-        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = quaternion_xyzw(T[:3, :3])
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in matrix_to_quaternion(T[:3, :3]))
         odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
         tw = odom.twist.twist
         v, w = state.twist[:3], state.twist[3:]

@@ -27,13 +27,10 @@ import numpy as np
 
 from ..backends import Backend
 from ..model_card import ModelCard
+from ..transforms import T_BODY_OPTICAL
 from .preprocess import fit_image, to_nchw
 
 ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential")
-# optical frame (x right, y down, z forward) -> REP-103 body axes (x forward, y left, z up)
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-T_BODY_OPTICAL = np.block([[R_BODY_OPTICAL, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
-T_BODY_OPTICAL.setflags(write=False)  # shared: nobody may change it in place
 
 
 @dataclass

@@ -1,0 +1,50 @@
+"""Frames and rotations shared by the nodes and the data code (numpy only: the nodes must not
+depend on scipy, which the runtime images do not have).
+
+- ``R_BODY_OPTICAL`` / ``T_BODY_OPTICAL``: the camera optical frame (x right, y down, z forward)
+  in the REP-103 camera body frame (x forward, y left, z up);
+- rotation matrix <-> unit quaternion (x, y, z, w), the order ROS messages use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# optical axes expressed in the body frame: columns are optical x (right), y (down), z (forward)
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0],
+                           [-1.0, 0.0, 0.0],
+                           [0.0, -1.0, 0.0]])
+R_BODY_OPTICAL.setflags(write=False)
+T_BODY_OPTICAL = np.block([[R_BODY_OPTICAL, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
+T_BODY_OPTICAL.setflags(write=False)  # shared: nobody may change it in place
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix -> unit quaternion (x, y, z, w) with w >= 0."""
+    m = R
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:
+        s = np.sqrt(tr + 1.0) * 2
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q = np.asarray(q, dtype=np.float64)
+    q /= np.linalg.norm(q)
+    return q if q[3] >= 0 else -q
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> rotation matrix."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
