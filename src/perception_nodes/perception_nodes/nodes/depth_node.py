@@ -31,7 +31,6 @@ from ..pipelines.odometry import (EssentialOdometry, LearnedMatcher, Motion, Odo
 from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, matrix_to_quaternion
 from ..qos import output_qos
-from ..workspace import resolve_path
 from .model_node import ModelNode
 
 
@@ -62,28 +61,14 @@ class DepthNode(ModelNode):
         self.tracker: OdometryTracker | None = None
         if params["odometry"]:
             if params["estimator"] == "posenet":
-                from ..model_card import load_card
-                from .generic_onnx_node import make_backend
-
-                if not params["pose_model_path"]:
-                    raise FileNotFoundError("estimator 'posenet' needs parameter 'pose_model_path'")
-                pose_path = resolve_path(params["pose_model_path"])
-                if not pose_path.is_file():
-                    raise FileNotFoundError(f"pose model '{pose_path}' does not exist (parameter pose_model_path)")
-                pose_card = load_card(pose_path, "pose")
-                self.estimator = PoseNetOdometry(make_backend(self, {**params, "model_path": str(pose_path)}), pose_card)
+                self.estimator = PoseNetOdometry(*self.load_model(params, "pose_model_path", "pose"))
             elif params["estimator"] == "pnp":
                 self.estimator = PnPOdometry(params["min_inliers"])
             elif params["estimator"] == "pnp_learned":
-                from ..model_card import load_card
                 from ..pipelines.matching import MatchingPipeline
-                from .generic_onnx_node import make_backend
 
-                path = resolve_path(params["matcher_model_path"]) if params["matcher_model_path"] else None
-                if path is None or not path.is_file():
-                    raise FileNotFoundError(f"estimator 'pnp_learned' needs an existing 'matcher_model_path' (got '{path}')")
-                pipe = MatchingPipeline(make_backend(self, {**params, "model_path": str(path)}), load_card(path, "matching"))
-                self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(pipe))
+                matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
+                self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(matcher))
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
             self.T_base_optical = T_BODY_OPTICAL

@@ -60,15 +60,20 @@ class ModelNode(PerceptionNode):
 
         return scale_K(K, shape[1] / size[1], shape[0] / size[0])
 
+    def load_model(self, params: dict[str, Any], key: str, task: str) -> tuple[Any, Any]:
+        """Backend and card of the model named by parameter ``key``, checked to be a ``task`` model
+        (the card first: a wrong model fails fast and clearly, before any engine build)."""
+        if not params[key]:
+            raise FileNotFoundError(f"parameter '{key}' is empty; set it to an ONNX file with its card")
+        model = resolve_path(params[key])
+        if not model.is_file():
+            raise FileNotFoundError(f"model '{model}' does not exist (parameter {key})")
+        card = load_card(model, task)
+        return make_backend(self, {**params, "model_path": str(model)}), card
+
     def setup(self, params: dict[str, Any]) -> None:
         self._camera = None  # intrinsics are forgotten at configure
-        if not params["model_path"]:
-            raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file with its card")
-        model = resolve_path(params["model_path"])
-        if not model.is_file():
-            raise FileNotFoundError(f"model '{model}' does not exist (parameter model_path)")
-        card = load_card(model, self.task)  # before the backend: a wrong model fails fast and clearly
-        backend = make_backend(self, params)
+        backend, card = self.load_model(params, "model_path", self.task)
         try:
             self.pipeline = self.build_pipeline(backend, card, params)
         except Exception:
