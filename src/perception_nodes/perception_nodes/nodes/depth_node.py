@@ -82,7 +82,7 @@ class DepthNode(ModelNode):
         if isinstance(est, PoseNetOdometry):
             est.backend.close()
         elif isinstance(est, PnPOdometry) and isinstance(est.matcher, LearnedMatcher):
-            est.matcher.pipeline.backend.close()  # type: ignore[attr-defined]
+            est.matcher.pipeline.backend.close()
         self.estimator = None
         super().teardown()
 

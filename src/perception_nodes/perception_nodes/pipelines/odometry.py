@@ -21,6 +21,7 @@ raises on bad input.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -129,9 +130,9 @@ class LearnedMatcher:
     """The matching model's keypoints + descriptors (``pipeline.run(rgb) -> Features``) matched
     between consecutive frames with mutual nearest neighbours; same interface as OrbMatcher."""
 
-    def __init__(self, pipeline: object, ratio: float = 0.9) -> None:
+    def __init__(self, pipeline: Any, ratio: float = 0.9) -> None:
         self.pipeline, self.ratio = pipeline, ratio
-        self._prev: object | None = None
+        self._prev: Any = None
 
     def reset(self) -> None:
         self._prev = None
@@ -139,34 +140,49 @@ class LearnedMatcher:
     def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         from .matching import mutual_nn_match
 
-        feats = self.pipeline.run(rgb)  # type: ignore[attr-defined]
+        feats = self.pipeline.run(rgb)
         prev, self._prev = self._prev, feats
         if prev is None:
             return None
-        idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)  # type: ignore[attr-defined]
-        return (prev.keypoints[idx[:, 0]].astype(np.float64),  # type: ignore[attr-defined]
+        idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)
+        return (prev.keypoints[idx[:, 0]].astype(np.float64),
                 feats.keypoints[idx[:, 1]].astype(np.float64))
 
 
-class PnPOdometry:
-    method = "pnp"
+class FeatureOdometry:
+    """What the feature-based estimators share: a matcher between consecutive frames and the
+    previous frame's depth (the metric scale of the motion between it and the current one)."""
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0,
-                 max_width: int = 640, matcher: object | None = None) -> None:
-        self.matcher: OrbMatcher | LearnedMatcher = matcher or OrbMatcher(features, max_width=max_width)  # type: ignore[assignment]
-        if matcher is not None:
-            self.method = "pnp_learned"
-        self.min_inliers, self.reprojection_px = min_inliers, reprojection_px
+    method = ""
+
+    def __init__(self, matcher: OrbMatcher | LearnedMatcher, min_inliers: int) -> None:
+        self.matcher, self.min_inliers = matcher, min_inliers
         self._prev_depth: np.ndarray | None = None
 
     def reset(self) -> None:
         self.matcher.reset()
         self._prev_depth = None
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
-        """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
+    def _advance(self, rgb: np.ndarray, depth: np.ndarray | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
+        """Matches previous -> this frame (None on the first), and the previous frame's depth."""
         pairs = self.matcher.step(rgb)
         prev_depth, self._prev_depth = self._prev_depth, depth
+        return pairs, prev_depth
+
+
+class PnPOdometry(FeatureOdometry):
+    method = "pnp"
+
+    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0,
+                 max_width: int = 640, matcher: LearnedMatcher | None = None) -> None:
+        super().__init__(matcher or OrbMatcher(features, max_width=max_width), min_inliers)
+        if matcher is not None:
+            self.method = "pnp_learned"
+        self.reprojection_px = reprojection_px
+
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
+        """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
+        pairs, prev_depth = self._advance(rgb, depth)
         if pairs is None or prev_depth is None:
             return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
         a, b = pairs
@@ -188,24 +204,18 @@ class PnPOdometry:
         return Motion(np.linalg.inv(T_cur_prev), n, method=self.method)
 
 
-class EssentialOdometry:
+class EssentialOdometry(FeatureOdometry):
     """The classical baseline: 2D-2D essential matrix; translation length from the depth source."""
 
     method = "essential"
 
     def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
                  min_parallax_deg: float = 1.0, max_width: int = 640) -> None:
-        self.matcher = OrbMatcher(features, max_width=max_width)
-        self.min_inliers, self.threshold_px, self.min_parallax_deg = min_inliers, threshold_px, min_parallax_deg
-        self._prev_depth: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self.matcher.reset()
-        self._prev_depth = None
+        super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
+        self.threshold_px, self.min_parallax_deg = threshold_px, min_parallax_deg
 
     def estimate(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> Motion:
-        pairs = self.matcher.step(rgb)
-        prev_depth, self._prev_depth = self._prev_depth, depth
+        pairs, prev_depth = self._advance(rgb, depth)
         if pairs is None:
             return Motion(None, reason="first frame", method=self.method)
         a, b = pairs
