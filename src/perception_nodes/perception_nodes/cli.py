@@ -286,7 +286,8 @@ def _print_detection_summary(recording: Path) -> None:
     print(f"  detections over {frames} frames: {dict(counts.most_common())}")
 
 
-EVAL_OUTPUTS = {"detections": "detections", "labels": "labels", "depth": "depth", "odometry": "odometry", "matches": "matches"}
+# outputs perception eval scores, by their topic's last name (the task keys of evaluate_recording)
+EVAL_OUTPUTS = ("detections", "labels", "depth", "odometry", "matches")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -305,7 +306,7 @@ def eval_report(summary: dict[str, Any], bag: Path) -> dict[str, Any]:
     from .evaluation import evaluate_recording
 
     per_frame = summary.get("per_frame_topics", [])
-    outputs = {task: t for t in per_frame for task, sfx in EVAL_OUTPUTS.items() if t.endswith("/" + sfx)}
+    outputs = {task: t for t in per_frame for task in EVAL_OUTPUTS if t.endswith("/" + task)}
     return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"],
             "player": summary.get("player", {}), "results": summary.get("results", {}),
             **evaluate_recording(bag, Path(summary["recording"]), outputs, timed=per_frame)}

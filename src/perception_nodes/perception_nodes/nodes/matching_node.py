@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 
 from ..image_conversion import image_to_rgb, numpy_to_image
 from ..node_base import run_node
-from ..pipelines.matching import Features, MatchingPipeline, MatchResult, SequentialMatcher, draw_matches, estimate_geometry, mutual_nn_match
+from ..pipelines.matching import Features, MatchingPipeline, MatchResult, SequentialMatcher, draw_matches
 from ..qos import output_qos
 from ..sync import ApproximateTimeSynchronizer
 from .model_node import ModelNode
@@ -62,10 +62,7 @@ class MatchingNode(ModelNode):
             ref_rgb, ref = self._features(msg.ref)
             rgb, cur = self._features(msg.cur)
             with self.timer.stage("match"):
-                pairs, scores = mutual_nn_match(ref.descriptors, cur.descriptors, self.p["ratio"])
-                geo = estimate_geometry(ref.keypoints[pairs[:, 0]], cur.keypoints[pairs[:, 1]], self.p["geometry"],
-                                        self.K_for(rgb.shape[:2]), self.p["ransac_threshold"])
-            result: MatchResult | None = MatchResult(ref, cur, pairs, scores, geo, msg.ref.header)
+                result: MatchResult | None = self.matcher.match(ref, cur, msg.ref.header, self.K_for(rgb.shape[:2]))
             self._publish_keypoints(msg.cur.header, cur)
             self.publish_result(msg.cur, rgb, (result, ref_rgb))
             return

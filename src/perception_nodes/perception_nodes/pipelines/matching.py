@@ -137,15 +137,22 @@ class SequentialMatcher:
     def reset(self) -> None:
         self.reference, self.reference_id = None, None
 
+    def match(self, reference: Features, current: Features, reference_id: object = None,
+              K: np.ndarray | None = None) -> MatchResult:
+        """Mutual-NN matches reference -> current and their geometry (no keyframe bookkeeping:
+        also what two synchronized cameras use)."""
+        pairs, scores = mutual_nn_match(reference.descriptors, current.descriptors, self.ratio)
+        geo = estimate_geometry(reference.keypoints[pairs[:, 0]], current.keypoints[pairs[:, 1]], self.geometry, K,
+                                self.threshold)
+        return MatchResult(reference, current, pairs, scores, geo, reference_id)
+
     def step(self, feats: Features, frame_id: object, K: np.ndarray | None = None) -> MatchResult | None:
         if self.reference is None:
             self.reference, self.reference_id = feats, frame_id
             return None
-        pairs, scores = mutual_nn_match(self.reference.descriptors, feats.descriptors, self.ratio)
-        geo = estimate_geometry(self.reference.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.geometry, K,
-                                self.threshold)
-        result = MatchResult(self.reference, feats, pairs, scores, geo, self.reference_id)
-        inliers = int(geo.inlier.sum()) if geo.model != "none" else len(pairs)
+        result = self.match(self.reference, feats, self.reference_id, K)
+        geo = result.geometry
+        inliers = int(geo.inlier.sum()) if geo.model != "none" else len(result.pairs)
         overlap = inliers / max(1, len(self.reference.keypoints))
         if self.keyframe_overlap <= 0 or overlap < self.keyframe_overlap:
             self.reference, self.reference_id = feats, frame_id
