@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..models.geometry import warp
 from .data import MEAN, STD
 from .depth_data import (Sequence, TripletDataset, frame_tensor, load_bag_sequence, load_synthetic_sequence,
                          read_camera_matrix)
-from .trainer import _lr_at, _seed_everything, resume_from
+from .trainer import _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resume_from
 
 
 @dataclass
@@ -219,13 +219,8 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch:
                     break
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(step, total, cfg)  # type: ignore[arg-type]
                 losses = depth_losses(cfg, depth_net, pose_net, batch)
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                torch.nn.utils.clip_grad_norm_(params, 10.0)
-                opt.step()
+                optimizer_step(opt, params, losses["total"], _lr_at(step, total, cfg))  # type: ignore[arg-type]
                 step += 1
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
@@ -235,14 +230,8 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
             metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val) if cfg.val else {"metric": float("nan")}
             log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
             log.flush()
-            improved = np.isfinite(metrics["metric"]) and metrics["metric"] < best
-            best = metrics["metric"] if improved else best
-            ck = {"depth": depth_net.state_dict(), "pose": pose_net.state_dict(), "optimizer": opt.state_dict(),
-                  "epoch": epoch, "step": step, "best": best, "config": asdict(cfg), "metrics": metrics,
-                  "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
-            torch.save(ck, last)
-            if improved or not cfg.val:
-                torch.save(ck, out / "best.pt")
+            best = checkpoint_epoch(out, {"depth": depth_net, "pose": pose_net}, opt, gen, cfg, epoch, step, metrics, best,
+                                    lower_is_better=True, best_without_validation=not cfg.val)
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
                 ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""

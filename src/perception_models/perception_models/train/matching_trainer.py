@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from ..data.bag_from_images import IMAGE_SUFFIXES
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss
-from .trainer import _lr_at, _seed_everything, resume_from
+from .trainer import _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resume_from
 
 @dataclass
 class MatchTrainConfig:
@@ -159,8 +159,6 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch:
                     break
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(step, total, cfg)  # type: ignore[arg-type]
                 logits_a, desc_a = net(batch["image_a"])
                 logits_b, desc_b = net(batch["image_b"])
                 det = detector_loss(logits_a, batch["kp_a"]) + detector_loss(logits_b, batch["kp_b"], batch["valid_b"])
@@ -168,10 +166,7 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
                 des = descriptor_loss(desc_a, desc_b, batch["corr"], batch["corr_valid"], cfg.descriptor_loss, cfg.mining,
                                       generator=loss_gen, prefer=keypoint_cells)
                 total_loss = det + cfg.descriptor_weight * des
-                opt.zero_grad(set_to_none=True)
-                total_loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-                opt.step()
+                optimizer_step(opt, net.parameters(), total_loss, _lr_at(step, total, cfg))  # type: ignore[arg-type]
                 step += 1
                 values = {"detector": float(det.detach()), "descriptor": float(des.detach()), "total": float(total_loss.detach())}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
@@ -181,13 +176,8 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
             metrics = validate(cfg, net, hpairs, ppairs) if (hpairs or ppairs) else {"metric": float("nan")}
             log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
             log.flush()
-            improved = bool(np.isfinite(metrics["metric"]) and metrics["metric"] > best)
-            best = metrics["metric"] if improved else best
-            ck = {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step, "best": best,
-                  "config": asdict(cfg), "metrics": metrics, "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
-            torch.save(ck, last)
-            if improved or not (hpairs or ppairs):
-                torch.save(ck, out / "best.pt")
+            best = checkpoint_epoch(out, {"model": net}, opt, gen, cfg, epoch, step, metrics, best,
+                                    best_without_validation=not (hpairs or ppairs))
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress and "homography_mma" in metrics:
                 print(f"epoch {epoch + 1}: MMA@3 {metrics['homography_mma'][3]:.3f}, H acc@3 {metrics['homography_accuracy'][3]:.3f}"

@@ -134,6 +134,33 @@ def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim
     return ck["epoch"] + 1, ck["step"], ck.get("best", default_best)
 
 
+def optimizer_step(opt: torch.optim.Optimizer, params: Any, loss: torch.Tensor, lr: float, clip: float = 10.0) -> None:
+    """One update at learning rate ``lr`` with gradient-norm clipping (every trainer's step)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
+def checkpoint_epoch(out: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, gen: torch.Generator,
+                     cfg: Any, epoch: int, step: int, metrics: dict[str, Any], best: float, lower_is_better: bool = False,
+                     best_without_validation: bool = False) -> float:
+    """Write ``last.pt`` (resumable: weights, optimizer, RNGs) and ``best.pt`` when the validation
+    metric improved (or every epoch when there is no validation); returns the best metric."""
+    m = metrics["metric"]
+    improved = bool(np.isfinite(m) and (m < best if lower_is_better else m > best))
+    best = m if improved else best
+    ck = {**{k: v.state_dict() for k, v in modules.items()}, "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+          "best": best, "config": asdict(cfg), "metrics": metrics, "torch_rng": torch.get_rng_state(),
+          "loader_rng": gen.get_state()}
+    torch.save(ck, out / "last.pt")
+    if improved or best_without_validation:
+        torch.save(ck, out / "best.pt")
+    return best
+
+
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -222,8 +249,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch:
                     break
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(step, total, cfg)
                 if cfg.task == "detection":
                     images, targets = batch
                     losses = model.loss(*net(images), targets)
@@ -231,10 +256,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     images, labels = batch
                     loss = pixel_cross_entropy(net(images), labels, class_weights=weights)
                     losses = {"total": loss}
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                opt.step()
+                optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, total, cfg))
                 step += 1
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
@@ -250,13 +272,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             assert log is not None
             log.write(json.dumps(entry) + "\n")
             log.flush()
-            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                  "best": max(best, metrics["metric"]), "config": asdict(cfg), "metrics": metrics,
-                  "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
-            torch.save(ck, last)
-            if metrics["metric"] > best:
-                best = metrics["metric"]
-                torch.save(ck, out / "best.pt")
+            best = checkpoint_epoch(out, {"model": model}, opt, gen, cfg, epoch, step, metrics, best)
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
                 print(f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} (best {best:.4f})")
