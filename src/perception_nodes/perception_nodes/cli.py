@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .profile import ProfileError, load_profile, parse_set
+from .resources import ResourceMonitor
 from .workspace import resolve_path, workspace_root
 
+GROUND_TRUTH_PREFIX = "/ground_truth/"
 PROCESSING_EXECUTABLES = {"generic_onnx_node", "detection_node", "segmentation_node", "depth_node", "odometry_node", "matching_node"}
 # outputs every input frame must get exactly one of (others are optional: drawn images while
 # nobody subscribes, a point cloud before CameraInfo arrived, a match picture for the first frame)
@@ -95,8 +97,12 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         "topic_regex": record_regex or ns_regex,
         "tf_from_odometry": [f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")]})
     summary_path = out / "player_summary.json"
+    from .bag_io import bag_info
+
+    # ground truth is read from the bag by the evaluation, not sent through DDS to nobody
+    played = [t for t in bag_info(bag).topics if not t.startswith(GROUND_TRUTH_PREFIX)]
     player = NodeSpec("perception_player", "bag_player", parameters={
-        "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic,
+        "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic, "topics": played,
         "lockstep_nodes": [n.fqn for n in processing], "summary_path": str(summary_path),
         "min_subscribers": len(processing) + 1,  # the nodes and the recorder
         "exit_when_done": True})
@@ -106,35 +112,50 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         # The recorder must see the output topics before the first frame.
         time.sleep(0.5)
         stack.start_node(player)
-        try:
-            rc = stack.wait("perception_player", timeout)
-        except Exception:
-            rc = -1
+        with ResourceMonitor({n.name: stack.procs[n.name].pid for n in processing}) as monitor:
+            try:
+                rc = stack.wait("perception_player", timeout)
+            except Exception:
+                rc = -1
         stack.stop(["perception_recorder"])
         died = [n for n, alive in stack.alive().items() if not alive and n != "perception_player"
                 and n != "perception_recorder"]
         player_log = stack.log_text("perception_player")
-    summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode,
+    summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode, "rate": rate,
                                "player_exit_code": rc, "wall_time_s": round(time.monotonic() - t0, 2),
-                               "nodes_died": died, "recording": str(recording)}
+                               "nodes_died": died, "recording": str(recording), "resources": monitor.summary()}
     if summary_path.exists():
         summary["player"] = json.loads(summary_path.read_text())
     else:
         summary["player_log_tail"] = player_log[-2000:]
     result_topics = []
     if recording.exists():
-        from .bag_io import bag_info
-
         info = bag_info(recording)
         summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
         result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
                          and not t.endswith("/transition_event")]
         summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
         summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
+        summary["drops"] = _drops(summary["results"], processing)
     (out / "replay_summary.json").write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def _drops(results: dict[str, Any], processing: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per node: input frames that got no result on its (first) per-frame output. A realtime node
+    drops frames it is too busy for; in lockstep this must be 0."""
+    out = {}
+    for n in processing:
+        outs = PER_FRAME_OUTPUTS.get(n.executable)
+        topics = [f"{n.fqn}/{o}" for o in outs] if outs else [t for t in results if t.startswith(n.fqn + "/")]
+        topic = next((t for t in topics if t in results), None)
+        frames = int(results.get("frames", 0))
+        missing = results[topic]["missing"] if topic else frames
+        out[n.name] = {"topic": topic, "frames": frames, "dropped": int(missing),
+                       "percent": 100.0 * missing / frames if frames else 0.0}
+    return out
 
 
 def _per_frame(topic: str, processing: list[Any]) -> bool:
@@ -266,9 +287,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         res[t]["frames_with_one_result"] == res["frames"] for t in per_frame)
     if tasks and ok:
         _print_detection_summary(Path(summary["recording"]))
-        report = eval_report(summary, bag)
-        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
-        print_report(report)
+        write_reports(summary, bag, Path(args.out))
     print(f"\ndemo {'OK' if ok else 'FAILED'}: summary in {Path(args.out) / 'replay_summary.json'}")
     return 0 if ok else 1
 
@@ -291,25 +310,48 @@ EVAL_OUTPUTS = ("detections", "labels", "depth", "odometry", "matches")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    summary = replay(resolve_path(args.bag), args.profile, out, args.mode, args.rate, skip_missing_models=True)
-    report = eval_report(summary, resolve_path(args.bag))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    print_report(report)
-    print(f"report: {out / 'report.json'}")
+    out, bag = Path(args.out), resolve_path(args.bag)
+    summary = replay(bag, args.profile, out, args.mode, args.rate, parse_set(args.set), args.frame_topic,
+                     skip_missing_models=True)
+    throughput = None
+    if args.throughput:
+        from .throughput import throughput as measure
+
+        print(f"\nthroughput: realtime replays at chosen input rates (< {args.max_drop:g} % dropped frames)")
+        throughput = measure(bag, args.profile, out / "throughput", args.fixed_rate, args.max_drop, args.frame_topic,
+                             overrides=parse_set(args.set))
+    write_reports(summary, bag, out, args.frame_topic, throughput)
     lost = summary.get("player", {}).get("frames_lost", 0)
     return 0 if summary["player_exit_code"] == 0 and (args.mode != "lockstep" or not lost) else 1
 
 
-def eval_report(summary: dict[str, Any], bag: Path) -> dict[str, Any]:
+def eval_report(summary: dict[str, Any], bag: Path, series: dict[str, Any] | None = None,
+                frame_topic: str = "/camera/image_raw") -> dict[str, Any]:
     """Accuracy + latency of a replay (its summary) against the bag's ground truth."""
     from .evaluation import evaluate_recording
 
     per_frame = summary.get("per_frame_topics", [])
     outputs = {task: t for t in per_frame for task in EVAL_OUTPUTS if t.endswith("/" + task)}
-    return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"],
-            "player": summary.get("player", {}), "results": summary.get("results", {}),
-            **evaluate_recording(bag, Path(summary["recording"]), outputs, timed=per_frame)}
+    return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"], "rate": summary.get("rate", 1.0),
+            "player": summary.get("player", {}), "results": summary.get("results", {}), "drops": summary.get("drops", {}),
+            "resources": summary.get("resources", {}),
+            **evaluate_recording(bag, Path(summary["recording"]), outputs, frame_topic, timed=per_frame, series=series)}
+
+
+def write_reports(summary: dict[str, Any], bag: Path, out: Path, frame_topic: str = "/camera/image_raw",
+                  throughput: dict[str, Any] | None = None) -> dict[str, Any]:
+    """report.json + report.html in ``out``; prints the summary table."""
+    from .report import write_report
+
+    series: dict[str, Any] = {}
+    report = eval_report(summary, bag, series, frame_topic)
+    if throughput is not None:
+        report["throughput"] = throughput
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_report(report, series, out / "report.html", Path(summary["recording"]), bag, frame_topic)
+    print_report(report)
+    print(f"report: {out / 'report.html'} (data: {out / 'report.json'})")
+    return report
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -327,9 +369,22 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  odometry      ATE {o['ate_rmse_m']:.2f} m = {o['ate_percent_of_path']:.1f} % of {o['path_length_m']:.1f} m (SE(3))")
     if "matching" in m:
         print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}")
-    print("latency (input frame received -> output received, recorder clock):")
+    print("nodes (latency: input frame received -> output received, recorder clock; CPU in % of one core):")
+    drops, res = report.get("drops", {}), report.get("resources", {})
+    print(f"  {'output':28s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'fps':>6s} {'dropped':>8s} {'CPU %':>6s} {'RSS MiB':>8s}")
     for topic, st in report["latency"].items():
-        print(f"  {topic:28s} median {st['median_ms']:7.1f} ms  p95 {st['p95_ms']:7.1f}  p99 {st['p99_ms']:7.1f}  {st['fps']:5.1f} fps")
+        node = next((n for n, d in drops.items() if d.get("topic") == topic), None)
+        d, r = drops.get(node or "", {}), res.get(node or "", {})
+        cpu, rss = (f"{r['cpu_percent_mean']:6.0f}", f"{r['rss_mib_peak']:8.0f}") if r else ("", "")
+        print(f"  {topic:28s} {st['median_ms']:8.1f} {st['p95_ms']:8.1f} {st['p99_ms']:8.1f} {st['fps']:6.1f} "
+              f"{d.get('dropped', ''):>8} {cpu:>6s} {rss:>8s}")
+    tp = report.get("throughput")
+    if tp:
+        f = tp["at_fixed_rate"]
+        print(f"throughput: {tp['max_rate_hz']:.1f} Hz with < {tp['max_drop_percent']:g} % dropped frames "
+              f"(first failing {tp['first_failing_rate_hz']} Hz, bottleneck {tp['bottleneck']}); at {tp['fixed_rate_hz']:g} Hz: "
+              + ", ".join(f"{n} drops {d['percent']:.0f} % latency {f['latency_ms'].get(n, float('nan')):.0f} ms"
+                          for n, d in f["drops"].items()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,8 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", required=True)
     p.add_argument("--profile", required=True)
     p.add_argument("--mode", choices=["lockstep", "realtime"], default="lockstep")
-    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--rate", type=float, default=1.0, help="realtime: replay speed (x the bag's timing)")
     p.add_argument("--out", default="out/eval")
+    p.add_argument("--frame-topic", default="/camera/image_raw")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument("--throughput", action="store_true",
+                   help="also search the highest input rate with < --max-drop %% dropped frames (realtime replays) "
+                   "and measure latency at --fixed-rate Hz")
+    p.add_argument("--fixed-rate", type=float, default=30.0, metavar="HZ")
+    p.add_argument("--max-drop", type=float, default=5.0, metavar="PERCENT")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")

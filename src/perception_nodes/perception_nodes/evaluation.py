@@ -33,7 +33,10 @@ def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
     return out
 
 
-def latency(recording: Path, frame_topic: str, result_topics: list[str]) -> dict[str, Any]:
+def latency(recording: Path, frame_topic: str, result_topics: list[str],
+            series: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per topic: median / p95 / p99 latency, results, untimed results and rate. ``series`` (when
+    given) gets each topic's timeline: receive time (s from the first frame) and latency (ms)."""
     from .bag_io import bag_info, header_stamp_ns, read_messages
 
     present = bag_info(recording).topics
@@ -59,6 +62,10 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str]) -> dict
             out[topic] = {"median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
                           "p99_ms": float(np.percentile(t, 99)), "results": int(t.size), "untimed": untimed[topic],
                           "fps": float((t.size - 1) / span) if span > 0 else float("nan")}
+            if series is not None:
+                t0 = min(frame_time.values())
+                series.setdefault("latency", {})[topic] = {
+                    "t_s": [round((x - t0) * 1e-9, 4) for x in logs[topic]], "latency_ms": t.round(3).tolist()}
     return out
 
 
@@ -69,15 +76,18 @@ def _image(msg: Any) -> np.ndarray:
 
 
 def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], frame_topic: str = "/camera/image_raw",
-                       timed: list[str] | None = None) -> dict[str, Any]:
+                       timed: list[str] | None = None, series: dict[str, Any] | None = None) -> dict[str, Any]:
     """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches").
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
-    outputs' topics) either way."""
+    outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
+    timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
     from .bag_io import bag_info, typestore
 
     store = typestore()
     gt_topics = bag_info(bag).topics
-    report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values())), "metrics": {}}
+    series = {} if series is None else series
+    report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series),
+                              "metrics": {}}
     try:
         from perception_models import metrics as pm
         from perception_models.metrics.odometry import trajectory_errors
@@ -87,13 +97,19 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     for task, topic in outputs.items():
         gt_topic = GT.get(task)
         if task == "matches":
-            rows = [m for _l, m in _by_stamp(recording, topic, store).values()]
+            by_stamp = _by_stamp(recording, topic, store)
+            rows = [by_stamp[s][1] for s in sorted(by_stamp)]
             with_ref = [m for m in rows if len(m.current_index)]
+            series["matching"] = {"stamps": sorted(by_stamp), "matches": [len(m.current_index) for m in rows],
+                                  "inliers": [int(m.inlier_count) for m in rows]}
             report["metrics"]["matching"] = {
                 "frames": len(rows), "matches_per_frame": float(np.mean([len(m.current_index) for m in rows])) if rows else 0.0,
                 "inlier_ratio": float(np.mean([m.inlier_count / len(m.current_index) for m in with_ref])) if with_ref else 0.0}
             continue
         if gt_topic is None or gt_topic not in gt_topics:
+            if task == "odometry":  # no ground truth: the report still shows where the camera went
+                est = _by_stamp(recording, topic, store)
+                series["trajectory"] = {"estimate": [[(p := est[s][1].pose.pose.position).x, p.y, p.z] for s in sorted(est)]}
             continue
         est, gt = _by_stamp(recording, topic, store), _by_stamp(bag, gt_topic, store)
         stamps = sorted(set(est) & set(gt))
@@ -111,6 +127,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
                 ev.add(gb, [index[x.class_name] for x in g], xyxy(d), [x.score for x in d], [index[x.class_name] for x in d],
                        gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT)
             r = ev.summary()
+            series["pr_curves"] = ev.pr_curves(0.5)
             r["protocol"] = f"COCO AP on the node's published detections (its score threshold applies); ground truth < {MIN_HEIGHT:g} px ignored"
             report["metrics"]["detection"] = r
         elif task == "labels":
@@ -120,13 +137,19 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             for s in stamps:
                 cm.add(_image(gt[s][1]), _image(est[s][1]))
             r = cm.summary()
+            r["images"] = len(stamps)
             r["confusion_matrix"] = cm.matrix.tolist()
             report["metrics"]["segmentation"] = r
         elif task == "depth":
             ev = pm.DepthEvaluator(0.1, 60.0)
+            per_frame = []
             for s in stamps:
-                ev.add(_image(gt[s][1]).astype(np.float64), _image(est[s][1]).astype(np.float64))
+                g, e = _image(gt[s][1]).astype(np.float64), _image(est[s][1]).astype(np.float64)
+                ev.add(g, e)
+                valid = (g > 0.1) & (g < 60.0) & np.isfinite(e) & (e > 0)
+                per_frame.append(float(np.mean(np.abs(e[valid] - g[valid]) / g[valid])) if valid.any() else float("nan"))
             report["metrics"]["depth"] = ev.summary()
+            series["depth"] = {"stamps": stamps, "abs_rel": per_frame, "gt_topic": gt_topic, "topic": topic}
         elif task == "odometry" and len(stamps) >= 3:
             from .transforms import T_BODY_OPTICAL, quaternion_to_matrix
 
@@ -143,7 +166,9 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             E = np.stack([pose(est[s][1]) for s in stamps])
             G = np.stack([pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
             try:
-                report["metrics"]["odometry"] = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3")
+                r = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3", positions=True)
+                series["trajectory"] = r.pop("positions")
+                report["metrics"]["odometry"] = r
             except ValueError as exc:
                 report["metrics"]["odometry"] = {"failed": str(exc)}
     return report

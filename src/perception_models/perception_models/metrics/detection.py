@@ -130,6 +130,17 @@ class DetectionEvaluator:
             out[t, valid] = precision[idx[valid]]
         return out
 
+    def pr_curves(self, iou: float = 0.5) -> dict[str, dict[str, list[float]]]:
+        """Per class with ground truth: the interpolated precision at the 101 COCO recall points at
+        IoU ``iou`` (the curve whose mean is that class's AP at that IoU)."""
+        t = int(np.argmin(np.abs(self.iou_thresholds - iou)))
+        out = {}
+        for c, rec in enumerate(self._records):
+            p = self._precision(rec)
+            if p is not None:
+                out[self.class_names[c]] = {"recall": RECALL_POINTS.tolist(), "precision": p[t].tolist()}
+        return out
+
     def summary(self) -> dict:
         """mAP@[.5:.95], mAP@0.5, mAP@0.75 and per-class AP (classes without ground truth: None)."""
         per_class: dict[str, dict[str, float] | None] = {}

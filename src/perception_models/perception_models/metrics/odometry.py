@@ -21,10 +21,12 @@ def path_length(poses: np.ndarray) -> float:
 
 
 def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.ndarray, align: str = "se3",
-                      delta: int = 1) -> dict:
+                      delta: int = 1, positions: bool = False) -> dict:
     """``estimate`` and ``ground_truth``: (N, 4, 4) poses (sensor -> world) at the same ``times``.
     Returns ATE RMSE/mean/max (m), ATE as % of the ground-truth path length, RPE translation RMSE
-    (m per ``delta`` frames) and rotation RMSE (deg), and the alignment's scale."""
+    (m per ``delta`` frames) and rotation RMSE (deg), and the alignment's scale; with
+    ``positions``, also the aligned estimate's and the ground truth's positions and the ATE of
+    each frame (for plots)."""
     import copy
 
     from evo.core import metrics
@@ -53,7 +55,9 @@ def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.
     rpe_r = metrics.RPE(metrics.PoseRelation.rotation_angle_deg, delta=delta, delta_unit=metrics.Unit.frames, all_pairs=False)
     rpe_r.process_data((ref, est))
     length = path_length(ground_truth)
-    return {
+    extra = {"positions": {"estimate": est.positions_xyz.tolist(), "reference": ref.positions_xyz.tolist(),
+                           "ate_m": np.asarray(ape.error).tolist()}} if positions else {}
+    return {**extra,
         "align": align,
         "scale": scale,
         "frames": len(times),
