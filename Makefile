@@ -19,6 +19,7 @@ typecheck: setup
 	@$(VENV)/bin/mypy src/perception_nodes/perception_nodes/backends
 
 test: setup typecheck
+	@bash scripts/ensure_chromium.sh
 	@echo "==> pytest"
 	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider
 

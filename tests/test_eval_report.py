@@ -47,6 +47,8 @@ def test_eval_scores_every_task_and_measures_every_node(evaluated):
     assert 0 < m["depth"]["absolute"]["abs_rel"] < 1 and 0 < m["segmentation"]["mIoU"] <= 1
     assert m["odometry"]["frames"] == FRAMES and m["odometry"]["path_length_m"] > 1
     assert m["matching"]["frames"] == FRAMES
+    g = m["matching"]["geometry"]  # the matches' essential-matrix pose against the ground-truth motion
+    assert g["pairs"] == FRAMES - 1 and g["rotation_error_deg_median"] < 5
     assert report["player"]["frames_lost"] == 0
     assert set(report["drops"]) == {"detector", "segmenter", "odometry", "matcher"}
     assert all(d["dropped"] == 0 and d["frames"] == FRAMES for d in report["drops"].values())  # lockstep

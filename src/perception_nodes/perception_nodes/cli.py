@@ -368,7 +368,10 @@ def print_report(report: dict[str, Any]) -> None:
         o = m["odometry"]
         print(f"  odometry      ATE {o['ate_rmse_m']:.2f} m = {o['ate_percent_of_path']:.1f} % of {o['path_length_m']:.1f} m (SE(3))")
     if "matching" in m:
-        print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}")
+        g = m["matching"].get("geometry")
+        print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}"
+              + (f", relative pose error R {g['rotation_error_deg_median']:.2f}° t {g['translation_direction_error_deg_median']:.1f}° "
+                 f"(median), AUC@10° {g['pose_auc']['@10deg']:.2f}" if g else ""))
     print("nodes (latency: input frame received -> output received, recorder clock; CPU in % of one core):")
     drops, res = report.get("drops", {}), report.get("resources", {})
     print(f"  {'output':28s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'fps':>6s} {'dropped':>8s} {'CPU %':>6s} {'RSS MiB':>8s}")

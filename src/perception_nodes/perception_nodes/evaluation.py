@@ -69,6 +69,46 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str],
     return out
 
 
+def _pose(m: Any) -> np.ndarray:
+    """nav_msgs/Odometry -> 4x4 pose of its child frame in its parent frame."""
+    from .transforms import quaternion_to_matrix
+
+    p, q = m.pose.pose.position, m.pose.pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
+    T[:3, 3] = (p.x, p.y, p.z)
+    return T
+
+
+def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -> dict[str, Any]:
+    """Relative pose from the matches ("essential": the current camera in the reference camera's
+    optical frame, unit translation) against the ground-truth body poses of both stamps: rotation
+    and translation-direction errors, and the pose AUC of max(both) (SuperGlue's protocol)."""
+    from perception_models.metrics.matching import pose_auc, relative_pose_error
+
+    from .transforms import T_BODY_OPTICAL
+
+    err_R, err_t, worst = [], [], []
+    for m in rows:
+        ref, cur = stamp_to_ns(m.reference_stamp), stamp_to_ns(m.header.stamp)
+        if m.model != "essential" or ref not in gt or cur not in gt:
+            continue
+        T_rel = np.linalg.inv(_pose(gt[ref][1]) @ T_BODY_OPTICAL) @ _pose(gt[cur][1]) @ T_BODY_OPTICAL
+        if np.linalg.norm(T_rel[:3, 3]) < 0.05:  # no baseline: the direction is undefined
+            continue
+        eR, et = relative_pose_error(np.asarray(m.rotation).reshape(3, 3), np.asarray(m.translation),
+                                     T_rel[:3, :3], T_rel[:3, 3])
+        err_R.append(eR)
+        err_t.append(et)
+        worst.append(max(eR, et))
+    if not worst:
+        return {}
+    return {"pairs": len(worst), "rotation_error_deg_median": float(np.median(err_R)),
+            "translation_direction_error_deg_median": float(np.median(err_t)),
+            "pose_auc": {f"@{k}deg": v for k, v in pose_auc(worst).items()},
+            "protocol": "essential-matrix pose of each match set vs the ground-truth relative pose of its two stamps"}
+
+
 def _image(msg: Any) -> np.ndarray:
     from .image_conversion import image_to_numpy
 
@@ -105,6 +145,10 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             report["metrics"]["matching"] = {
                 "frames": len(rows), "matches_per_frame": float(np.mean([len(m.current_index) for m in rows])) if rows else 0.0,
                 "inlier_ratio": float(np.mean([m.inlier_count / len(m.current_index) for m in with_ref])) if with_ref else 0.0}
+            if GT["odometry"] in gt_topics:
+                geometry = _matching_geometry_errors(rows, _by_stamp(bag, GT["odometry"], store))
+                if geometry:
+                    report["metrics"]["matching"]["geometry"] = geometry
             continue
         if gt_topic is None or gt_topic not in gt_topics:
             if task == "odometry":  # no ground truth: the report still shows where the camera went
@@ -151,20 +195,13 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             report["metrics"]["depth"] = ev.summary()
             series["depth"] = {"stamps": stamps, "abs_rel": per_frame, "gt_topic": gt_topic, "topic": topic}
         elif task == "odometry" and len(stamps) >= 3:
-            from .transforms import T_BODY_OPTICAL, quaternion_to_matrix
-
-            def pose(m: Any) -> np.ndarray:
-                p, q = m.pose.pose.position, m.pose.pose.orientation
-                T = np.eye(4)
-                T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
-                T[:3, 3] = (p.x, p.y, p.z)
-                return T
+            from .transforms import T_BODY_OPTICAL
 
             # the ground truth is the body's pose: compare the camera's optical frame when the
             # estimate is of another child frame than the ground truth's (the camera's own frame)
             optical = est[stamps[0]][1].child_frame_id != gt[stamps[0]][1].child_frame_id
-            E = np.stack([pose(est[s][1]) for s in stamps])
-            G = np.stack([pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
+            E = np.stack([_pose(est[s][1]) for s in stamps])
+            G = np.stack([_pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
             try:
                 r = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3", positions=True)
                 series["trajectory"] = r.pop("positions")

@@ -300,8 +300,12 @@ def _summary_rows(report: dict[str, Any]) -> tuple[str, str]:
                     f"{o['path_length_m']:.1f} m (SE(3)), RPE {o['rpe_trans_rmse_m']:.3f} m / {o['rpe_rot_rmse_deg']:.2f}°"
                     if "ate_rmse_m" in o else o.get("failed", ""), o.get("frames", "")])
     if "matching" in m:
+        g = m["matching"].get("geometry")
         acc.append(["matching", f"{m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio "
-                    f"{m['matching']['inlier_ratio']:.2f}", m["matching"]["frames"]])
+                    f"{m['matching']['inlier_ratio']:.2f}" + (
+                        f"; relative pose vs ground truth: rotation {g['rotation_error_deg_median']:.2f}°, translation "
+                        f"direction {g['translation_direction_error_deg_median']:.1f}° (medians), AUC@10° "
+                        f"{g['pose_auc']['@10deg']:.2f}" if g else ""), m["matching"]["frames"]])
     accuracy = _table(["task", "result", "frames"], acc) if acc else \
         '<p class="muted">No ground truth in this bag (or perception_models not installed): latency and samples only.</p>'
     res, drops = report.get("resources", {}), report.get("drops", {})
@@ -387,8 +391,9 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
                   f"<p>highest input rate with &lt; {tp['max_drop_percent']:g} % dropped frames: "
                   f"<b>{tp['max_rate_hz']:.1f} Hz</b> (limited by {html.escape(str(tp.get('bottleneck')))}).</p>",
                   _table(["input Hz", "worst node drop %", "median latency ms (per node)"],
-                         [[pr["rate_hz"], max(d["percent"] for d in pr["drops"].values()),
-                           ", ".join(f"{n} {v:.0f}" for n, v in pr["latency_ms"].items())] for pr in tp["probes"]])]
+                         [[f"{pr['rate_hz']:.2f}", f"{max(d['percent'] for d in pr['drops'].values()):.1f}",
+                           ", ".join(f"{n} {v:.0f}" for n, v in pr["latency_ms"].items())]
+                          for pr in sorted(tp["probes"], key=lambda p: p["rate_hz"])])]
         if plots:
             parts.append(_img(_plot_throughput(tp), "throughput"))
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>perception report: "
