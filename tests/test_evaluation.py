@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception_nodes.bag_io import BagWriter
-from perception_nodes.evaluation import evaluate_recording, latency
+from perception_nodes.evaluation import END_TO_END, evaluate_recording, latency
 
 MS = 1_000_000
 
@@ -44,5 +44,7 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
     assert abs(lat["/n/depth"]["median_ms"] - 30.0) < 1e-6 and lat["/n/depth"]["results"] == 3
     assert abs(lat["/n/detections"]["median_ms"] - 60.0) < 1e-6 and abs(lat["/n/detections"]["p99_ms"] - 69.8) < 1e-6
     assert abs(lat["/n/depth"]["fps"] - 10.0) < 1e-6
+    # end to end: until the last output of each frame (the detections here)
+    assert lat[END_TO_END]["results"] == 3 and abs(lat[END_TO_END]["median_ms"] - 60.0) < 1e-6
     # an output without a matching input frame is not timed
     assert latency(tmp_path / "rec", "/camera/image_raw", ["/nothing"]) == {}

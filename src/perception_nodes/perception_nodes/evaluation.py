@@ -21,6 +21,7 @@ from .sync import stamp_to_ns
 GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels", "depth": "/ground_truth/depth",
       "odometry": "/ground_truth/odometry"}
 MIN_HEIGHT = 16.0
+END_TO_END = "end to end (all outputs)"
 
 
 def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
@@ -35,8 +36,10 @@ def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
 
 def latency(recording: Path, frame_topic: str, result_topics: list[str],
             series: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per topic: median / p95 / p99 latency, results, untimed results and rate. ``series`` (when
-    given) gets each topic's timeline: receive time (s from the first frame) and latency (ms)."""
+    """Per topic: median / p95 / p99 latency, results, untimed results and rate; with several
+    topics also END_TO_END: per input frame, until the last of its results arrived (frames that got
+    all of them). ``series`` (when given) gets each timeline: receive time (s from the first frame)
+    and latency (ms)."""
     from .bag_io import bag_info, header_stamp_ns, read_messages
 
     present = bag_info(recording).topics
@@ -44,6 +47,7 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str],
     frame_time: dict[int, int] = {}
     times: dict[str, list[float]] = defaultdict(list)
     logs: dict[str, list[int]] = defaultdict(list)
+    last: dict[int, dict[str, int]] = defaultdict(dict)  # input stamp -> topic -> first receive time
     untimed: dict[str, int] = defaultdict(int)
     for topic, _m, log_ns, raw in read_messages(recording, [frame_topic, *result_topics]):
         s = header_stamp_ns(raw)
@@ -52,8 +56,14 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str],
         elif s in frame_time:
             times[topic].append((int(log_ns) - frame_time[s]) * 1e-6)
             logs[topic].append(int(log_ns))
+            last[s].setdefault(topic, int(log_ns))
         else:  # the recorder missed that input frame (e.g. while it was still discovering the topic)
             untimed[topic] += 1
+    if len(result_topics) > 1:
+        done = sorted((max(v.values()), s) for s, v in last.items() if len(v) == len(result_topics))
+        times[END_TO_END] = [(t - frame_time[s]) * 1e-6 for t, s in done]
+        logs[END_TO_END] = [t for t, _s in done]
+        result_topics = [*result_topics, END_TO_END]
     out = {}
     for topic in result_topics:
         t = np.array(times.get(topic, []))
