@@ -63,8 +63,10 @@ def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: s
 def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate: float = 1.0,
            overrides: dict[str, dict[str, Any]] | None = None, frame_topic: str = "/camera/image_raw",
            record_regex: str | None = None, timeout: float = 600.0, quiet: bool = False,
-           skip_missing_models: bool = False) -> dict[str, Any]:
-    """Start the profile's nodes + a recorder + a player; returns the replay summary."""
+           skip_missing_models: bool = False, per_frame_only: bool = False) -> dict[str, Any]:
+    """Start the profile's nodes + a recorder + a player; returns the replay summary.
+    ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
+    diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
     from .launcher import StackProcesses
     from .profile import NodeSpec
 
@@ -91,9 +93,13 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         import shutil
 
         shutil.rmtree(recording)
-    ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
+    if per_frame_only:
+        ns_regex = "|".join(f"^{n.fqn}/({'|'.join(PER_FRAME_OUTPUTS.get(n.executable, ('.*',)))})$" for n in processing)
+    else:
+        ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
     recorder = NodeSpec("perception_recorder", "bag_recorder", parameters={
-        "output": str(recording), "topics": [frame_topic, "/perception/frame_status", "/diagnostics"],
+        "output": str(recording),
+        "topics": [frame_topic] if per_frame_only else [frame_topic, "/perception/frame_status", "/diagnostics"],
         "topic_regex": record_regex or ns_regex,
         "tf_from_odometry": [f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")]})
     summary_path = out / "player_summary.json"
@@ -112,7 +118,9 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         # The recorder must see the output topics before the first frame.
         time.sleep(0.5)
         stack.start_node(player)
-        with ResourceMonitor({n.name: stack.procs[n.name].pid for n in processing}) as monitor:
+        watched = {n.name: stack.procs[n.name].pid for n in processing}
+        watched.update({"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid})
+        with ResourceMonitor(watched) as monitor:
             try:
                 rc = stack.wait("perception_player", timeout)
             except Exception:
@@ -319,7 +327,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         print(f"\nthroughput: realtime replays at chosen input rates (< {args.max_drop:g} % dropped frames)")
         throughput = measure(bag, args.profile, out / "throughput", args.fixed_rate, args.max_drop, args.frame_topic,
-                             overrides=parse_set(args.set))
+                             overrides=parse_set(args.set), visuals=args.throughput_visuals)
     write_reports(summary, bag, out, args.frame_topic, throughput)
     lost = summary.get("player", {}).get("frames_lost", 0)
     return 0 if summary["player_exit_code"] == 0 and (args.mode != "lockstep" or not lost) else 1
@@ -381,6 +389,9 @@ def print_report(report: dict[str, Any]) -> None:
         cpu, rss = (f"{r['cpu_percent_mean']:6.0f}", f"{r['rss_mib_peak']:8.0f}") if r else ("", "")
         print(f"  {topic:28s} {st['median_ms']:8.1f} {st['p95_ms']:8.1f} {st['p99_ms']:8.1f} {st['fps']:6.1f} "
               f"{d.get('dropped', ''):>8} {cpu:>6s} {rss:>8s}")
+    tools = [f"{n[1:-1]} CPU {r['cpu_percent_mean']:.0f} % RSS {r['rss_mib_peak']:.0f} MiB" for n, r in res.items() if n.startswith("(")]
+    if tools:
+        print(f"  replay tools: {', '.join(tools)}")
     tp = report.get("throughput")
     if tp:
         f = tp["at_fixed_rate"]
@@ -414,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and measure latency at --fixed-rate Hz")
     p.add_argument("--fixed-rate", type=float, default=30.0, metavar="HZ")
     p.add_argument("--max-drop", type=float, default=5.0, metavar="PERCENT")
+    p.add_argument("--throughput-visuals", action="store_true",
+                   help="throughput probes record (so the nodes draw) the annotated/overlay/depth/match images "
+                   "too; default: per-frame outputs only, as on a robot nobody watches")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")

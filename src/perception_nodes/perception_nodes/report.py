@@ -389,7 +389,8 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
     if tp:
         parts += ["<h2>Throughput</h2>",
                   f"<p>highest input rate with &lt; {tp['max_drop_percent']:g} % dropped frames: "
-                  f"<b>{tp['max_rate_hz']:.1f} Hz</b> (limited by {html.escape(str(tp.get('bottleneck')))}).</p>",
+                  f"<b>{tp['max_rate_hz']:.1f} Hz</b> (limited by {html.escape(str(tp.get('bottleneck')))}); probes "
+                  f"recorded {'every output (the nodes drew their pictures)' if tp.get('visual_outputs') else 'the per-frame outputs only (no drawn pictures)'}.</p>",
                   _table(["input Hz", "worst node drop %", "median latency ms (per node)"],
                          [[f"{pr['rate_hz']:.2f}", f"{max(d['percent'] for d in pr['drops'].values()):.1f}",
                            ", ".join(f"{n} {v:.0f}" for n, v in pr["latency_ms"].items())]

@@ -4,6 +4,9 @@ rates (the bag's frames re-timed), the highest rate at which every node drops fe
 
 A probe is a full realtime replay (``cli.replay``) at ``rate = probe_hz / bag_hz``: the search
 first runs the fixed rate, then doubles (or halves) until it brackets the limit, then bisects.
+Probes record only the per-frame outputs (detections, labels, depth, odometry, keypoints, matches),
+so the nodes draw no pictures, as on a robot nobody watches; ``visuals=True`` records (and so
+makes the nodes draw) everything, as when RViz shows it all.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ def frame_rate(bag: Path, frame_topic: str) -> float:
 
 
 def probe(bag: Path, profile: str, out: Path, rate_hz: float, bag_hz: float, frame_topic: str,
-          overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+          overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False) -> dict[str, Any]:
     from .cli import replay
     from .evaluation import latency
 
     summary = replay(bag, profile, out, "realtime", rate_hz / bag_hz, overrides, frame_topic, quiet=True,
-                     skip_missing_models=True)
+                     skip_missing_models=True, per_frame_only=not visuals)
     drops = summary.get("drops", {})
     lat = latency(Path(summary["recording"]), frame_topic, [d["topic"] for d in drops.values() if d["topic"]])
     return {"rate_hz": round(rate_hz, 2), "frames": summary.get("player", {}).get("frames"), "drops": drops,
@@ -48,12 +51,13 @@ def worst_drop(p: dict[str, Any]) -> float:
 
 def throughput(bag: Path, profile: str, out: Path, fixed_hz: float = 30.0, max_drop_percent: float = 5.0,
                frame_topic: str = "/camera/image_raw", bisections: int = 3,
-               overrides: dict[str, dict[str, Any]] | None = None, log: Any = print) -> dict[str, Any]:
+               overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False,
+               log: Any = print) -> dict[str, Any]:
     bag_hz = frame_rate(bag, frame_topic)
     probes: list[dict[str, Any]] = []
 
     def run(rate: float) -> bool:
-        p = probe(bag, profile, out / f"{rate:.2f}hz", rate, bag_hz, frame_topic, overrides)
+        p = probe(bag, profile, out / f"{rate:.2f}hz", rate, bag_hz, frame_topic, overrides, visuals)
         probes.append(p)
         ok = worst_drop(p) < max_drop_percent
         log(f"  throughput probe {rate:6.2f} Hz: worst drop {worst_drop(p):5.1f} %, median latency "
@@ -82,6 +86,6 @@ def throughput(bag: Path, profile: str, out: Path, fixed_hz: float = 30.0, max_d
             hi = mid
     over = [p for p in probes if hi is not None and abs(p["rate_hz"] - round(hi, 2)) < 1e-6]
     bottleneck = max(over[-1]["drops"], key=lambda n: over[-1]["drops"][n]["percent"]) if over else None
-    return {"bag_rate_hz": bag_hz, "max_drop_percent": max_drop_percent,
+    return {"bag_rate_hz": bag_hz, "max_drop_percent": max_drop_percent, "visual_outputs": visuals,
             "max_rate_hz": lo if lo is not None else 0.0, "first_failing_rate_hz": hi, "bottleneck": bottleneck,
             "fixed_rate_hz": fixed_hz, "at_fixed_rate": fixed, "probes": probes}
