@@ -2,6 +2,7 @@
 
     perception run --profile P [--set node.param=value ...]
     perception replay --bag B --profile P [--mode lockstep|realtime|fast] [--rate R] --out DIR
+    perception eval --bag B --profile P [--mode lockstep|realtime] [--rate R] [--throughput] --out DIR
     perception build-engine --onnx M.onnx [--precision fp16|fp32|int8] [--calib-images DIR | --calib-bag B --calib-topic T]
     perception start PROFILE [--camera /dev/videoN] [--allow-cpu] [--build-only|--check]
     perception bag-info B
@@ -67,6 +68,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     """Start the profile's nodes + a recorder + a player; returns the replay summary.
     ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
     diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
+    from .bag_io import bag_info
     from .launcher import StackProcesses
     from .profile import NodeSpec
 
@@ -103,8 +105,6 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         "topic_regex": record_regex or ns_regex,
         "tf_from_odometry": [f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")]})
     summary_path = out / "player_summary.json"
-    from .bag_io import bag_info
-
     # ground truth is read from the bag by the evaluation, not sent through DDS to nobody
     played = [t for t in bag_info(bag).topics if not t.startswith(GROUND_TRUTH_PREFIX)]
     player = NodeSpec("perception_player", "bag_player", parameters={
