@@ -31,20 +31,28 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
         for i, s in enumerate(stamps):
             h = w.header(s, "camera_optical_frame")
             t0 = 5_000 * MS + i * 100 * MS  # the recorder's clock
-            w.write("/camera/image_raw", w.image(h, np.zeros((4, 6, 3), np.uint8), "rgb8"), t0)
+            # frame 1 reaches the recorder after its depth result (a big message, a busy recorder):
+            # still timed, from its own receive time
+            w.write("/camera/image_raw", w.image(h, np.zeros((4, 6, 3), np.uint8), "rgb8"), t0 + (40 * MS if i == 1 else 0))
             # depth 10 % too far on frame 0, exact after; the detector finds the big car (the
             # 4 px one is below the 16 px minimum height: ignored, not a miss)
             w.write("/n/depth", w.image(h, truth * (1.1 if i == 0 else 1.0), "32FC1"), t0 + 30 * MS)
             w.write("/n/detections", _det(w, h, [("car", 0.9, 30, 40, 20, 20)]), t0 + (50 + 10 * i) * MS)
-    r = evaluate_recording(tmp_path / "gt", tmp_path / "rec", {"depth": "/n/depth", "detections": "/n/detections"})
+    series: dict = {}
+    r = evaluate_recording(tmp_path / "gt", tmp_path / "rec", {"depth": "/n/depth", "detections": "/n/detections"},
+                           series=series)
     d = r["metrics"]["depth"]
     assert d["images"] == 3 and abs(d["absolute"]["abs_rel"] - 0.1 / 3) < 1e-6 and d["median_scaled"]["abs_rel"] < 1e-6
     assert r["metrics"]["detection"]["mAP"] == 1.0
     lat = r["latency"]
-    assert abs(lat["/n/depth"]["median_ms"] - 30.0) < 1e-6 and lat["/n/depth"]["results"] == 3
-    assert abs(lat["/n/detections"]["median_ms"] - 60.0) < 1e-6 and abs(lat["/n/detections"]["p99_ms"] - 69.8) < 1e-6
+    assert lat["/n/depth"]["results"] == 3 and sorted(np.round(series["latency"]["/n/depth"]["latency_ms"], 6)) == [-10.0, 30.0, 30.0]
+    assert abs(lat["/n/detections"]["median_ms"] - 50.0) < 1e-6 and abs(lat["/n/detections"]["p99_ms"] - 69.6) < 1e-6
     assert abs(lat["/n/depth"]["fps"] - 10.0) < 1e-6
     # end to end: until the last output of each frame (the detections here)
-    assert lat[END_TO_END]["results"] == 3 and abs(lat[END_TO_END]["median_ms"] - 60.0) < 1e-6
+    assert lat[END_TO_END]["results"] == 3 and abs(lat[END_TO_END]["median_ms"] - 50.0) < 1e-6
+    # with the player's publish times (what `perception eval` passes) latency starts there instead
+    published = {s: 5_000 * MS + i * 100 * MS - 5 * MS for i, s in enumerate(stamps)}
+    lat = latency(tmp_path / "rec", "/camera/image_raw", ["/n/depth"], frame_published=published)
+    assert abs(lat["/n/depth"]["median_ms"] - 35.0) < 1e-6 and lat["/n/depth"]["untimed"] == 0
     # an output without a matching input frame is not timed
     assert latency(tmp_path / "rec", "/camera/image_raw", ["/nothing"]) == {}

@@ -29,8 +29,8 @@ def test_lockstep_replay_gives_exactly_one_result_per_frame(tmp_path, demo_bag, 
     # a bag without ground truth still gets latency: one entry per result topic, every frame timed
     report = eval_report(summary, demo_bag)
     lat = report["latency"]["/generic/result"]
-    # every output is timed unless the recorder missed its input frame (a discovery race under load)
-    assert report["metrics"] == {} and lat["results"] + lat["untimed"] == 20 and lat["results"] >= 15
+    # every output is timed: from the player's publish time of its frame
+    assert report["metrics"] == {} and lat["results"] == 20 and lat["untimed"] == 0
     assert 0 < lat["median_ms"] < 10_000
 
 

@@ -111,6 +111,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic, "topics": played,
         "lockstep_nodes": [n.fqn for n in processing], "summary_path": str(summary_path),
         "min_subscribers": len(processing) + 1,  # the nodes and the recorder
+        "wait_for_subscribers": ["/perception_recorder"],  # it finds topics by polling: wait until it has the frames
         "exit_when_done": True})
     profile.nodes = processing + [recorder]
     t0 = time.monotonic()
@@ -343,7 +344,13 @@ def eval_report(summary: dict[str, Any], bag: Path, series: dict[str, Any] | Non
     return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"], "rate": summary.get("rate", 1.0),
             "player": summary.get("player", {}), "results": summary.get("results", {}), "drops": summary.get("drops", {}),
             "resources": summary.get("resources", {}),
-            **evaluate_recording(bag, Path(summary["recording"]), outputs, frame_topic, timed=per_frame, series=series)}
+            **evaluate_recording(bag, Path(summary["recording"]), outputs, frame_topic, timed=per_frame, series=series,
+                                 frame_published=frame_publish_times(summary))}
+
+
+def frame_publish_times(summary: dict[str, Any]) -> dict[int, int]:
+    """Input stamp -> the player's wall time of publishing that frame (from its summary)."""
+    return {int(s): int(t) for s, t in summary.get("player", {}).get("frame_publish_ns", [])}
 
 
 def write_reports(summary: dict[str, Any], bag: Path, out: Path, frame_topic: str = "/camera/image_raw",
@@ -380,7 +387,7 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}"
               + (f", relative pose error R {g['rotation_error_deg_median']:.2f}° t {g['translation_direction_error_deg_median']:.1f}° "
                  f"(median), AUC@10° {g['pose_auc']['@10deg']:.2f}" if g else ""))
-    print("nodes (latency: input frame received -> output received, recorder clock; CPU in % of one core):")
+    print("nodes (latency: input frame published -> output received; CPU in % of one core):")
     drops, res = report.get("drops", {}), report.get("resources", {})
     print(f"  {'output':28s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'fps':>6s} {'dropped':>8s} {'CPU %':>6s} {'RSS MiB':>8s}")
     for topic, st in report["latency"].items():

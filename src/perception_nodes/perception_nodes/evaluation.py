@@ -3,9 +3,11 @@
 Outputs are matched to the bag's ground-truth topics by header stamp and scored with the models
 package's metric code (numpy only; imported when installed): detection COCO AP (ground truth lower
 than 16 px ignored, as in ``perception_models.evaluate``), segmentation mIoU + confusion matrix,
-depth AbsRel/δ (cap 60 m), odometry ATE/RPE through evo (SE(3)), matching inliers. Latency per
-result topic: the recorder's receive time of the output minus that of the input frame with the
-same stamp (one clock, one process), median / p95 / p99, and the output rate.
+depth AbsRel/δ (cap 60 m), odometry ATE/RPE through evo (SE(3)), matching inliers and relative
+pose error. Latency per result topic: the recorder's receive time of the output minus the
+player's publish time of the input frame with the same stamp (both the system clock of one
+machine; without the player's times, the recorder's receive time of the input), median / p95 /
+p99, and the output rate.
 """
 
 from __future__ import annotations
@@ -34,30 +36,33 @@ def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
     return out
 
 
-def latency(recording: Path, frame_topic: str, result_topics: list[str],
-            series: dict[str, Any] | None = None) -> dict[str, Any]:
+def latency(recording: Path, frame_topic: str, result_topics: list[str], series: dict[str, Any] | None = None,
+            frame_published: dict[int, int] | None = None) -> dict[str, Any]:
     """Per topic: median / p95 / p99 latency, results, untimed results and rate; with several
     topics also END_TO_END: per input frame, until the last of its results arrived (frames that got
-    all of them). ``series`` (when given) gets each timeline: receive time (s from the first frame)
-    and latency (ms)."""
+    all of them). Latency runs from ``frame_published`` (input stamp -> the player's wall time of
+    publishing it) when given, else from the recorder's receive time of the input frame, to the
+    recorder's receive time of the output. ``series`` (when given) gets each timeline: receive
+    time (s from the first frame) and latency (ms)."""
     from .bag_io import bag_info, header_stamp_ns, read_messages
 
     present = bag_info(recording).topics
     result_topics = [t for t in result_topics if t in present]  # a node that published nothing has no latency
-    frame_time: dict[int, int] = {}
+    frame_time: dict[int, int] = dict(frame_published or {})
+    if not frame_time:  # a first pass: a big frame can reach the recorder after a small result of it
+        for _t, _m, log_ns, raw in read_messages(recording, [frame_topic]):
+            frame_time.setdefault(header_stamp_ns(raw), int(log_ns))
     times: dict[str, list[float]] = defaultdict(list)
     logs: dict[str, list[int]] = defaultdict(list)
     last: dict[int, dict[str, int]] = defaultdict(dict)  # input stamp -> topic -> first receive time
     untimed: dict[str, int] = defaultdict(int)
-    for topic, _m, log_ns, raw in read_messages(recording, [frame_topic, *result_topics]):
+    for topic, _m, log_ns, raw in read_messages(recording, result_topics):
         s = header_stamp_ns(raw)
-        if topic == frame_topic:
-            frame_time.setdefault(s, int(log_ns))
-        elif s in frame_time:
+        if s in frame_time:
             times[topic].append((int(log_ns) - frame_time[s]) * 1e-6)
             logs[topic].append(int(log_ns))
             last[s].setdefault(topic, int(log_ns))
-        else:  # the recorder missed that input frame (e.g. while it was still discovering the topic)
+        else:  # an output whose input frame neither the player nor the recorder reported
             untimed[topic] += 1
     if len(result_topics) > 1:
         done = sorted((max(v.values()), s) for s, v in last.items() if len(v) == len(result_topics))
@@ -126,7 +131,8 @@ def _image(msg: Any) -> np.ndarray:
 
 
 def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], frame_topic: str = "/camera/image_raw",
-                       timed: list[str] | None = None, series: dict[str, Any] | None = None) -> dict[str, Any]:
+                       timed: list[str] | None = None, series: dict[str, Any] | None = None,
+                       frame_published: dict[int, int] | None = None) -> dict[str, Any]:
     """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches").
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
@@ -136,7 +142,8 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     store = typestore()
     gt_topics = bag_info(bag).topics
     series = {} if series is None else series
-    report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series),
+    report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series,
+                                                 frame_published),
                               "metrics": {}}
     try:
         from perception_models import metrics as pm

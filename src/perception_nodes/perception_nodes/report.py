@@ -341,7 +341,7 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
         parts.append('<p class="bad">matplotlib is not installed: plots left out (pip install matplotlib).</p>')
     accuracy, nodes = _summary_rows(report)
     parts += ["<h2>Accuracy</h2>", accuracy, "<h2>Nodes: latency, drops, CPU, memory</h2>",
-              '<p class="muted">latency: input frame received → output received (recorder clock); CPU in % of one core; '
+              '<p class="muted">latency: input frame published (player) → output received (recorder), one system clock; CPU in % of one core; '
               'dropped: input frames without a result (0 in lockstep).</p>', nodes]
     if recording is not None:
         samples = _sample_views(recording, frame_topic)

@@ -30,13 +30,14 @@ def frame_rate(bag: Path, frame_topic: str) -> float:
 
 def probe(bag: Path, profile: str, out: Path, rate_hz: float, bag_hz: float, frame_topic: str,
           overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False) -> dict[str, Any]:
-    from .cli import replay
+    from .cli import frame_publish_times, replay
     from .evaluation import latency
 
     summary = replay(bag, profile, out, "realtime", rate_hz / bag_hz, overrides, frame_topic, quiet=True,
                      skip_missing_models=True, per_frame_only=not visuals)
     drops = summary.get("drops", {})
-    lat = latency(Path(summary["recording"]), frame_topic, [d["topic"] for d in drops.values() if d["topic"]])
+    lat = latency(Path(summary["recording"]), frame_topic, [d["topic"] for d in drops.values() if d["topic"]],
+                  frame_published=frame_publish_times(summary))
     return {"rate_hz": round(rate_hz, 2), "frames": summary.get("player", {}).get("frames"), "drops": drops,
             "latency_ms": {n: lat[d["topic"]]["median_ms"] for n, d in drops.items() if d["topic"] in lat},
             "latency_p95_ms": {n: lat[d["topic"]]["p95_ms"] for n, d in drops.items() if d["topic"] in lat},

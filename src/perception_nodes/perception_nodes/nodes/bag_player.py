@@ -100,11 +100,18 @@ class BagPlayer(Node):
         return True
 
     # ------------------------------------------------------------------ playback
+    def _subscribers(self, topic: str) -> set[str]:
+        """Fully qualified names of the nodes subscribed to ``topic``."""
+        return {f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in self.get_subscriptions_info_by_topic(topic)}
+
     def _wait_for_graph(self) -> None:
         p = self.params
+        required = {n if n.startswith("/") else "/" + n for n in p["wait_for_subscribers"]}
         deadline = time.monotonic() + p["wait_for_nodes_timeout"]
         while rclpy.ok() and time.monotonic() < deadline:
-            if p["mode"] == "lockstep":
+            if required and p["lockstep_topic"] in self.pubs and not required <= self._subscribers(p["lockstep_topic"]):
+                pass  # e.g. the recorder has not subscribed yet: it would miss the first frames
+            elif p["mode"] == "lockstep":
                 sub_count = self.pubs[p["lockstep_topic"]].get_subscription_count()
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
                 if self.lockstep_nodes <= names and sub_count >= max(len(self.lockstep_nodes), p["min_subscribers"]):
@@ -114,6 +121,10 @@ class BagPlayer(Node):
                 break
             time.sleep(0.05)
         else:
+            missing = required - self._subscribers(p["lockstep_topic"]) if p["lockstep_topic"] in self.pubs else set()
+            if missing:
+                raise BagError(f"{sorted(missing)} did not subscribe to {p['lockstep_topic']} within "
+                               f"{p['wait_for_nodes_timeout']} s")
             if p["mode"] == "lockstep":
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
                 raise BagError(f"lockstep: nodes {sorted(self.lockstep_nodes - names)} did not appear "
@@ -139,6 +150,7 @@ class BagPlayer(Node):
         total = sum(c for t, (_, c) in self.info.topics.items() if t in self.pubs)
         frames = published = retries = lost = rejected = 0
         lost_stamps: list[int] = []
+        frame_published: dict[int, int] = {}
         t_start = time.monotonic()
         self.get_logger().info(
             f"playing {self.bag} ({total} messages, {self.info.duration_s:.1f} s) mode={mode}"
@@ -162,6 +174,8 @@ class BagPlayer(Node):
                     clk = Clock()
                     clk.clock.sec, clk.clock.nanosec = divmod(t_ns, 1_000_000_000)
                     self.clock_pub.publish(clk)
+                if topic == lock_topic:  # wall (system) time of the first publication, for latency
+                    frame_published.setdefault(header_stamp_ns(cdr), time.time_ns())
                 self.pubs[topic].publish(cdr)
                 published += 1
                 bar.update(1)
@@ -198,6 +212,7 @@ class BagPlayer(Node):
             "lost_stamps": lost_stamps, "frames_rejected_by_nodes": rejected, "retries": retries,
             "wall_time_s": round(wall, 3), "skipped_topics": self.skipped,
             "processing_ms": self._processing_stats(),
+            "frame_publish_ns": [[s, t] for s, t in frame_published.items()],
         })
         self.get_logger().info(
             f"done: {published} messages, {frames} frames, lost {lost}, retries {retries}, "
