@@ -29,14 +29,16 @@ def main() -> int:
     ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
     ap.add_argument("--matcher", default=str(ROOT / "models" / "matcher.onnx"), help="keypoint model for pnp_learned")
     ap.add_argument("--limit", type=int, default=0, help="frames per sequence (0 = all)")
+    ap.add_argument("--scale-source", choices=["model", "camera_height"], default="model",
+                    help="camera_height: the node's ground-plane scale with the camera's known mounting height")
     args = ap.parse_args()
     t0 = time.monotonic()
     matcher = args.matcher if Path(args.matcher).is_file() else None
     r = evaluate_depth(args.depth, args.data, args.pose, ("pnp", "pnp_learned", "posenet", "essential"), args.limit,
-                       matcher_model=matcher)
+                       matcher_model=matcher, scale_source=args.scale_source)
     d = r["depth"]
     print(f"benchmark: odometry on {len(args.data)} sequences ({d['images']} frames), depth model {args.depth}, "
-          f"{time.monotonic() - t0:.0f} s")
+          f"scale source {args.scale_source}, {time.monotonic() - t0:.0f} s")
     a, m = d["absolute"], d["median_scaled"]
     print(f"  depth (cap {d['depth_range'][1]:.0f} m)  absolute: AbsRel {a['abs_rel']:.3f} SqRel {a['sq_rel']:.3f} RMSE {a['rmse']:.2f} "
           f"RMSElog {a['rmse_log']:.3f} d1 {a['a1']:.3f} d2 {a['a2']:.3f} d3 {a['a3']:.3f}")

@@ -107,13 +107,17 @@ def reproduction_sets(root: Path | str) -> list[Path]:
 def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: Path | str | None = None,
                    estimators: tuple[str, ...] = ("posenet", "pnp", "essential"), limit: int = 0,
                    max_depth: float = 60.0, threads: int = 2, progress: bool = False,
-                   matcher_model: Path | str | None = None) -> dict[str, Any]:
+                   matcher_model: Path | str | None = None, scale_source: str = "model") -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
-    the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE."""
+    the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE.
+    ``scale_source``: ``model`` (the network's own scale) or ``camera_height`` (the node's
+    ground-plane scale, the camera's height being the first ground-truth pose's height above the
+    ground, as a robot knows its camera's mounting height); depth and odometry both use it."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.depth import DepthPipeline
+    from perception_nodes.pipelines.metric_scale import ScaleEstimator
     from perception_nodes.pipelines.odometry import (EssentialOdometry, LearnedMatcher, OdometryTracker, PnPOdometry,
                                                      PoseNetOdometry)
 
@@ -152,9 +156,18 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         if traj_file.is_file():
             times, gt_poses = read_tum_trajectory(traj_file)
             stamps = [int(round(t * 1e9)) for t in times[:n]]
+        scale = None
+        if scale_source == "camera_height":
+            if times is None:
+                raise ValueError(f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)")
+            scale = ScaleEstimator("camera_height", float(gt_poses[0][2, 3]))
+        elif scale_source != "model":
+            raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")
         for i in range(n):
             rgb = read_rgb(seq.frames[i])
             depth = pipe.run(rgb).depth
+            if scale is not None:
+                depth = depth * np.float32(scale.update_from_ground(depth, seq.K) or 1.0)
             if seq.depth:
                 ev.add(read_nyu_depth(seq.depth[i]), depth)
             for e in ests:
@@ -179,7 +192,7 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
                 except ValueError as exc:  # a degenerate estimate: counted as failed, not averaged
                     row["failed"] = str(exc)
                 per_est[e].append(row)
-    out: dict[str, Any] = {"depth": ev.summary(), "odometry": {}}
+    out: dict[str, Any] = {"depth": ev.summary(), "scale_source": scale_source, "odometry": {}}
     for e, rows in per_est.items():
         good = [r for r in rows if "failed" not in r]
         if rows:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-import cv2
 import numpy as np
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image, PointCloud2
@@ -24,7 +23,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from ..cloud_conversion import points_to_cloud2
 from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
-from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points, scale_K
+from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
 from ..pipelines.odometry import (EssentialOdometry, LearnedMatcher, Motion, OdometryTracker, PnPOdometry,
                                   PoseNetOdometry)
@@ -166,11 +165,7 @@ class DepthNode(ModelNode):
             if K is None:
                 self.scale.status = "waiting for CameraInfo"
             else:
-                small = cv2.resize(np.nan_to_num(depth, nan=0.0), (depth.shape[1] // 2, depth.shape[0] // 2),
-                                   interpolation=cv2.INTER_NEAREST)
-                small[small == 0] = np.nan
-                h, w = depth.shape
-                self.scale.update_from_ground(small, scale_K(K, (w // 2) / w, (h // 2) / h))
+                self.scale.update_from_ground(depth, K)
         elif self.scale.source == "depth_topic":
             match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
             if not match:

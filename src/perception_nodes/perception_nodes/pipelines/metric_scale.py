@@ -100,9 +100,21 @@ class ScaleEstimator:
         self.log_scale = ls if self.log_scale is None else (1 - self.smoothing) * self.log_scale + self.smoothing * ls
         self.status = why
 
-    def update_from_ground(self, depth: np.ndarray, K: np.ndarray) -> float | None:
+    def update_from_ground(self, depth: np.ndarray, K: np.ndarray, downsample: int = 2) -> float | None:
+        """Fold in the ground plane of ``depth`` (fitted at 1/``downsample`` resolution: the
+        RANSAC needs thousands of points, not a whole VGA frame)."""
         if self.source != "camera_height":
             return self.scale
+        if downsample > 1:
+            import cv2
+
+            from .depth import scale_K
+
+            h, w = depth.shape
+            small = cv2.resize(np.nan_to_num(depth, nan=0.0), (w // downsample, h // downsample),
+                               interpolation=cv2.INTER_NEAREST)
+            small[small == 0] = np.nan
+            depth, K = small, scale_K(K, (w // downsample) / w, (h // downsample) / h)
         fit = fit_ground_plane(depth, K)
         if fit is None or fit.distance <= 0:
             self.status = "no ground plane found in the lower image; keeping the last scale"
