@@ -14,7 +14,8 @@ MS = 1_000_000
 def _det(w: BagWriter, header, boxes):
     T = w.store.types
     dets = [T["perception_msgs/msg/Detection2D"](class_id=0, class_name=name, score=score, center_x=cx, center_y=cy,
-                                                 size_x=sx, size_y=sy, id=-1) for name, score, cx, cy, sx, sy in boxes]
+                                                 size_x=sx, size_y=sy, id=-1, ground_valid=False, ground_x=0.0,
+                                                 ground_y=0.0, ground_z=0.0) for name, score, cx, cy, sx, sy in boxes]
     return T["perception_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 
@@ -56,3 +57,25 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
     assert abs(lat["/n/depth"]["median_ms"] - 35.0) < 1e-6 and lat["/n/depth"]["untimed"] == 0
     # an output without a matching input frame is not timed
     assert latency(tmp_path / "rec", "/camera/image_raw", ["/nothing"]) == {}
+
+
+def test_ground_position_error_matches_same_class_boxes_and_measures_distance_along_the_ground():
+    from types import SimpleNamespace as D
+
+    from perception_models.metrics import box_iou
+    from perception_nodes.evaluation import _ground_position_errors
+
+    def det(name, cx, x, z, valid=True):
+        return D(class_name=name, center_x=cx, center_y=50.0, size_x=20.0, size_y=40.0, ground_valid=valid,
+                 ground_x=x, ground_y=1.5, ground_z=z)
+
+    gt = [det("person", 100, 0.0, 10.0), det("car", 300, 3.0, 4.0)]
+    est = [det("person", 102, 0.0, 11.0),  # 10 % too far
+           det("cone", 300, 3.0, 8.0),     # same place, other class: not matched
+           det("car", 301, 0.0, 4.5),      # 5 m away along the ground in truth (3-4-5), 4.5 m estimated
+           det("person", 500, 0.0, 1.0)]   # nothing there
+    r = _ground_position_errors([(gt, est), (gt, [det("car", 300, 3.0, 4.0, valid=False)])], box_iou)
+    assert r["pairs"] == 2
+    assert abs(r["median_relative_error"] - 0.1) < 1e-9 and abs(r["median_distance_error_m"] - 0.75) < 1e-9
+    assert r["within_10_percent"] == 1.0
+    assert _ground_position_errors([(gt, [])], box_iou) == {}

@@ -66,6 +66,36 @@ def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context)
         probe.close()
 
 
+def test_detection_node_places_detections_on_the_ground_once_camera_info_arrives(tmp_path, rclpy_context):
+    from sensor_msgs.msg import CameraInfo
+
+    model = _detector(tmp_path)
+    prof = _profile("det", "detection_node", model, score_threshold=0.5, use_camera_info=True, camera_height=1.5)
+    with StackProcesses(prof, tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        dets = probe.collect(Detection2DArray, "/det/detections")
+        pub = probe.publisher(Image, "/det/in")
+        info_pub = probe.publisher(CameraInfo, "/camera_info")
+        assert pub is not None and info_pub is not None, stack.log_text("det")
+        pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", 1))  # no CameraInfo yet
+        assert probe.spin_until(lambda: len(dets) >= 1, 30), stack.log_text("det")
+        info = CameraInfo()
+        info.width, info.height = 800, 400
+        info.k = [500.0, 0.0, 400.0, 0.0, 500.0, 100.0, 0.0, 0.0, 1.0]
+        for _ in range(20):  # until the node has it (its subscription may still be matching)
+            info_pub.publish(info)
+            probe.spin_until(lambda: False, 0.05)
+        pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", 2))
+        assert probe.spin_until(lambda: len(dets) >= 2, 30), stack.log_text("det")
+        before, after = (m.detections[0] for m in sorted(dets, key=lambda m: m.header.stamp.sec))
+        assert not before.ground_valid
+        # box bottom-centre (150 / 0.64, 150) -> ray ((u - 400) / 500, 0.1, 1) meets y = 1.5 m at 15 m
+        assert after.ground_valid
+        np.testing.assert_allclose([after.ground_x, after.ground_y, after.ground_z],
+                                   [15 * (150 / 0.64 - 400) / 500, 1.5, 15.0], rtol=1e-9)
+        probe.close()
+
+
 def _error_status(diags, name):
     return [s for d in diags for s in d.status if s.name == name and s.level == b"\x02"]
 

@@ -80,3 +80,21 @@ def test_segmentation_labels_come_back_at_the_input_size(tmp_path):
     assert seg.invalid_pixels == 64 * W
     over = pipe.overlay(np.full((400, 800, 3), 200, np.uint8), seg.labels, 0.5)
     assert over[0, 799].tolist() == [100, 100, 171]
+
+
+def test_ground_points_recover_where_objects_stand_for_a_pitched_camera():
+    from perception_nodes.pipelines.detection import ground_points
+
+    K = np.array([[520.0, 0, 320], [0, 520.0, 240], [0, 0, 1]])
+    h, pitch = 1.4, 8.0
+    c, s = np.cos(np.radians(pitch)), np.sin(np.radians(pitch))
+    R_level_optical = np.array([[1.0, 0, 0], [0, c, s], [0, -s, c]])
+    feet_level = np.array([[-2.0, h, 6.0], [0.5, h, 15.0], [3.0, h, 40.0]])  # on the ground, level frame
+    feet = feet_level @ R_level_optical  # the camera's optical frame
+    uv = feet @ K.T
+    uv = uv[:, :2] / uv[:, 2:]
+    boxes = np.stack([uv[:, 0] - 10, uv[:, 1] - 50, uv[:, 0] + 10, uv[:, 1]], axis=1)
+    sky = np.array([[300, 10, 340, 50]])  # bottom edge above the horizon (8 deg above the centre): no ground
+    pts, valid = ground_points(np.vstack([boxes, sky]), K, h, pitch, max_range=30.0)
+    np.testing.assert_allclose(pts[:2], feet[:2], atol=1e-9)
+    assert valid.tolist() == [True, True, False, False]  # 40 m is past max_range

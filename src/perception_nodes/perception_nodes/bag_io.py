@@ -24,13 +24,43 @@ class BagError(RuntimeError):
     """A bag that cannot be opened or read; the text names the file and the problem."""
 
 
-def typestore() -> Any:
-    """A rosbags typestore for ROS 2 Jazzy plus every .msg found in the ament prefixes."""
+OWN_PACKAGES = ("perception_msgs",)
+
+
+def typestore(bag: str | os.PathLike[str] | None = None) -> Any:
+    """A rosbags typestore for ROS 2 Jazzy plus the installed perception_msgs. With ``bag``, the
+    perception_msgs definitions that bag stores (MCAP embeds them) come first, so a bag recorded
+    with an older perception_msgs still reads as it was written."""
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_JAZZY)
-    register_installed_msgs(store, ("perception_msgs",))
+    stored = _stored_msg_types(Path(bag), OWN_PACKAGES) if bag is not None else {}
+    if stored:
+        store.register(stored)
+    register_installed_msgs(store, OWN_PACKAGES, skip=set(stored))
     return store
+
+
+def _stored_msg_types(path: Path, packages: Sequence[str]) -> dict[str, Any]:
+    """The definitions of ``packages``' types that a bag's connections carry (ros2msg format)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_msg
+
+    reader = _reader(path)
+    types: dict[str, Any] = {}
+    try:
+        for c in reader.connections:
+            msgdef = getattr(c, "msgdef", None)
+            if msgdef is None or msgdef.format != MessageDefinitionFormat.MSG or not msgdef.data:
+                continue
+            try:
+                parsed = get_types_from_msg(msgdef.data, c.msgtype)
+            except Exception:  # an unparsable stored definition: fall back to the installed one
+                continue
+            types.update({k: v for k, v in parsed.items() if k.split("/")[0] in packages})
+    finally:
+        reader.close()
+    return types
 
 
 def _ament_prefixes() -> list[Path]:
@@ -41,8 +71,9 @@ def _ament_prefixes() -> list[Path]:
     return prefixes
 
 
-def register_installed_msgs(store: Any, packages: Sequence[str]) -> list[str]:
-    """Register ``share/<pkg>/msg/*.msg`` of each package into ``store``; returns type names."""
+def register_installed_msgs(store: Any, packages: Sequence[str], skip: set[str] | None = None) -> list[str]:
+    """Register ``share/<pkg>/msg/*.msg`` of each package into ``store`` (except the type names in
+    ``skip``); returns the names registered."""
     from rosbags.typesys import get_types_from_msg
 
     types: dict[str, Any] = {}
@@ -51,7 +82,10 @@ def register_installed_msgs(store: Any, packages: Sequence[str]) -> list[str]:
             msg_dir = prefix / "share" / pkg / "msg"
             if msg_dir.is_dir():
                 for f in sorted(msg_dir.glob("*.msg")):
-                    types.update(get_types_from_msg(f.read_text(), f"{pkg}/msg/{f.stem}"))
+                    name = f"{pkg}/msg/{f.stem}"
+                    if name not in (skip or ()):
+                        types.update({k: v for k, v in get_types_from_msg(f.read_text(), name).items()
+                                      if k not in (skip or ())})
                 break
     if types:
         store.register(types)

@@ -279,7 +279,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if not args.bag and not bag.exists() and not _synthetic_demo_bag(bag, args.frames):
             tasks = False
     if tasks:
-        summary = replay(bag, "synthetic_replay", Path(args.out), "lockstep", skip_missing_models=True)
+        mount = camera_mount_from_ground_truth(bag)
+        if mount:
+            print(f"  detector: camera {mount['camera_height']:.2f} m above the ground, pitch {mount['camera_pitch_deg']:.1f}° "
+                  "(the scene's ground truth at its first frame, as a robot knows its camera mount): ground positions on")
+        summary = replay(bag, "synthetic_replay", Path(args.out), "lockstep", skip_missing_models=True,
+                         overrides={"detector": {"use_camera_info": True, **mount}} if mount else None)
     else:
         model = cache / "demo_model.onnx"
         bag = Path(args.bag) if args.bag else cache / f"demo_bag_{args.frames}"
@@ -301,10 +306,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def camera_mount_from_ground_truth(bag: Path) -> dict[str, float] | None:
+    """Camera height above the ground (z of the odom frame, REP-103: z up, ground at 0) and pitch
+    below the horizon of the bag's first /ground_truth/odometry pose; None without one."""
+    import numpy as np
+
+    from .bag_io import bag_info, read_messages, typestore
+    from .transforms import quaternion_to_matrix
+
+    topic = GROUND_TRUTH_PREFIX + "odometry"
+    if topic not in bag_info(bag).topics:
+        return None
+    _t, msgtype, _l, raw = next(read_messages(bag, [topic]))
+    pose = typestore(bag).deserialize_cdr(raw, msgtype).pose.pose
+    q = pose.orientation
+    forward = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))[:, 0]  # the body's x axis in odom
+    return {"camera_height": float(pose.position.z), "camera_pitch_deg": float(np.degrees(np.arcsin(-forward[2])))}
+
+
 def _print_detection_summary(recording: Path) -> None:
     from .bag_io import read_messages, typestore
 
-    store = typestore()
+    store = typestore(recording)
     counts: Counter[str] = Counter()
     frames = 0
     for _t, msgtype, _ts, raw in read_messages(recording, ["/detector/detections"]):
@@ -373,7 +396,10 @@ def print_report(report: dict[str, Any]) -> None:
     print("\naccuracy (outputs matched to the bag's ground truth by stamp):")
     m = report.get("metrics", {})
     if "detection" in m:
-        print(f"  detection     mAP@[.5:.95] {m['detection']['mAP']:.3f}  mAP@0.5 {m['detection']['mAP50']:.3f}")
+        gp = m["detection"].get("ground_position")
+        print(f"  detection     mAP@[.5:.95] {m['detection']['mAP']:.3f}  mAP@0.5 {m['detection']['mAP50']:.3f}"
+              + (f"; ground distance error median {gp['median_distance_error_m']:.2f} m ({100 * gp['median_relative_error']:.0f} %), "
+                 f"{100 * gp['within_10_percent']:.0f} % within 10 % ({gp['pairs']} detections)" if gp else ""))
     if "segmentation" in m:
         print(f"  segmentation  mIoU {m['segmentation']['mIoU']:.3f}  pixel accuracy {m['segmentation']['pixel_accuracy']:.3f}")
     if "depth" in m:

@@ -26,9 +26,14 @@ MIN_HEIGHT = 16.0
 END_TO_END = "end to end (all outputs)"
 
 
-def _by_stamp(path: Path, topic: str, store: Any) -> dict[int, tuple[int, Any]]:
-    from .bag_io import read_messages
+def _by_stamp(path: Path, topic: str, stores: dict[Path, Any]) -> dict[int, tuple[int, Any]]:
+    """``topic``'s messages by stamp, read with ``path``'s own typestore (made once into ``stores``:
+    a bag keeps the message definitions it was written with)."""
+    from .bag_io import read_messages, typestore
 
+    if path not in stores:
+        stores[path] = typestore(path)
+    store = stores[path]
     out = {}
     for _t, msgtype, log_ns, raw in read_messages(path, [topic]):
         msg = store.deserialize_cdr(raw, msgtype)
@@ -95,6 +100,40 @@ def _pose(m: Any) -> np.ndarray:
     return T
 
 
+def _ground_position_errors(frames: list[tuple[Any, Any]], box_iou: Any, min_iou: float = 0.5) -> dict[str, Any]:
+    """Where detections stand (``ground_*``, detection_node with CameraInfo + camera_height) against
+    the ground truth's (the rendered depth at the box's bottom centre): each published detection is
+    matched to the same-class ground-truth box of highest IoU (>= ``min_iou``, greedily), then the
+    error of the distance along the ground, sqrt(x² + z²)."""
+    def xyxy(ds: Any) -> np.ndarray:
+        return np.array([[d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2,
+                          d.center_y + d.size_y / 2] for d in ds]).reshape(-1, 4)
+
+    abs_err, rel_err = [], []
+    for gts, dets in frames:
+        dets = [d for d in dets if getattr(d, "ground_valid", False)]
+        gts = [g for g in gts if getattr(g, "ground_valid", False)]
+        if not dets or not gts:
+            continue
+        iou = box_iou(xyxy(dets), xyxy(gts))
+        iou[np.array([[d.class_name != g.class_name for g in gts] for d in dets])] = 0.0
+        while iou.size and iou.max() >= min_iou:
+            i, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
+            d, g = dets[i], gts[j]
+            est, ref = np.hypot(d.ground_x, d.ground_z), np.hypot(g.ground_x, g.ground_z)
+            abs_err.append(abs(est - ref))
+            rel_err.append(abs(est - ref) / ref)
+            iou[i, :] = 0.0
+            iou[:, j] = 0.0
+    if not rel_err:
+        return {}
+    rel = np.array(rel_err)
+    return {"pairs": len(rel), "median_distance_error_m": float(np.median(abs_err)),
+            "median_relative_error": float(np.median(rel)), "within_10_percent": float(np.mean(rel <= 0.1)),
+            "protocol": f"published detections with a ground position, matched to ground truth (same class, IoU >= {min_iou}); "
+                        "error of the distance along the ground"}
+
+
 def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -> dict[str, Any]:
     """Relative pose from the matches ("essential": the current camera in the reference camera's
     optical frame, unit translation) against the ground-truth body poses of both stamps: rotation
@@ -137,9 +176,9 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
     timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
-    from .bag_io import bag_info, typestore
+    from .bag_io import bag_info
 
-    store = typestore()
+    store: dict[Path, Any] = {}  # typestores per bag
     gt_topics = bag_info(bag).topics
     series = {} if series is None else series
     report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series,
@@ -188,6 +227,9 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
                 ev.add(gb, [index[x.class_name] for x in g], xyxy(d), [x.score for x in d], [index[x.class_name] for x in d],
                        gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT)
             r = ev.summary()
+            ground = _ground_position_errors([(gt[s][1].detections, est[s][1].detections) for s in stamps], pm.box_iou)
+            if ground:
+                r["ground_position"] = ground
             series["pr_curves"] = ev.pr_curves(0.5)
             r["protocol"] = f"COCO AP on the node's published detections (its score threshold applies); ground truth < {MIN_HEIGHT:g} px ignored"
             report["metrics"]["detection"] = r

@@ -86,7 +86,7 @@ def _sample_views(recording: Path, frame_topic: str) -> list[tuple[int, float, l
     index = np.unique(np.linspace(0, len(stamps) - 1, SAMPLE_FRAMES).round().astype(int))
     chosen = [stamps[i] for i in index]
     wanted = set(chosen)
-    store = typestore()
+    store = typestore(recording)
     got: dict[int, dict[str, np.ndarray]] = {s: {} for s in chosen}
     for topic, msgtype, _l, raw in read_messages(recording, [frame_topic, *views]):
         s = header_stamp_ns(raw)
@@ -105,9 +105,8 @@ def _depth_maps(recording: Path, bag: Path, depth: dict[str, Any], count: int = 
 
     stamps = depth["stamps"]
     chosen = {stamps[i] for i in np.unique(np.linspace(0, len(stamps) - 1, count).round().astype(int))}
-    store = typestore()
-
     def read(path: Path, topic: str) -> dict[int, np.ndarray]:
+        store = typestore(path)
         out = {}
         for _t, msgtype, _l, raw in read_messages(path, [topic]):
             s = header_stamp_ns(raw)
@@ -285,8 +284,11 @@ def _summary_rows(report: dict[str, Any]) -> tuple[str, str]:
     m = report.get("metrics", {})
     acc = []
     if "detection" in m:
-        acc.append(["detection", f"mAP@[.5:.95] {m['detection']['mAP']:.3f}, mAP@0.5 {m['detection']['mAP50']:.3f}",
-                    m["detection"]["images"]])
+        gp = m["detection"].get("ground_position")
+        acc.append(["detection", f"mAP@[.5:.95] {m['detection']['mAP']:.3f}, mAP@0.5 {m['detection']['mAP50']:.3f}" + (
+            f"; where they stand: distance error median {gp['median_distance_error_m']:.2f} m "
+            f"({100 * gp['median_relative_error']:.0f} %), {100 * gp['within_10_percent']:.0f} % within 10 %" if gp else ""),
+            m["detection"]["images"]])
     if "segmentation" in m:
         acc.append(["segmentation", f"mIoU {m['segmentation']['mIoU']:.3f}, pixel accuracy "
                     f"{m['segmentation']['pixel_accuracy']:.3f}", m["segmentation"].get("images", "")])

@@ -99,6 +99,17 @@ def encode_frame_files(frame: Frame, depth_format: str = "png") -> None:
     enc["dynamic"] = png(frame.dynamic.astype(np.uint8) * 255)
 
 
+
+def _bottom_point(depth: np.ndarray, K: np.ndarray, box: Any) -> dict[str, Any]:
+    """Ground truth for a detection's ``ground_*`` fields: the 3D point (optical frame) of the box's
+    bottom-centre pixel from the rendered depth — where the object meets the ground."""
+    u, v = int(round((box.x0 + box.x1) / 2)), int(box.y1)
+    z = float(depth[v, u]) if 0 <= v < depth.shape[0] and 0 <= u < depth.shape[1] else float("nan")
+    if not (np.isfinite(z) and z > 0):
+        return {"ground_valid": False, "ground_x": 0.0, "ground_y": 0.0, "ground_z": 0.0}
+    x, y, _ = np.linalg.inv(np.asarray(K, np.float64)) @ np.array([u, v, 1.0]) * z
+    return {"ground_valid": True, "ground_x": float(x), "ground_y": float(y), "ground_z": z}
+
 class DatasetWriter:
     """Writes one sequence folder; call :meth:`add` per frame in order, then :meth:`close`."""
 
@@ -218,7 +229,8 @@ class BagSequenceWriter:
         dets = [T["perception_msgs/msg/Detection2D"](
             class_id=THING_CLASSES.index(b.class_name), class_name=b.class_name, score=1.0,
             center_x=(b.x0 + b.x1 + 1) / 2.0, center_y=(b.y0 + b.y1 + 1) / 2.0,
-            size_x=float(b.x1 - b.x0 + 1), size_y=float(b.y1 - b.y0 + 1), id=b.instance)
+            size_x=float(b.x1 - b.x0 + 1), size_y=float(b.y1 - b.y0 + 1), id=b.instance,
+            **_bottom_point(frame.depth, self.K, b))
             for b in frame.boxes if b.class_name in THING_CLASSES]
         self.bag.write("/ground_truth/detections", T["perception_msgs/msg/Detection2DArray"](header=cam, detections=dets), t)
         body = frame.T_world_body

@@ -28,7 +28,7 @@ def iter_rgb_images(images: str | None = None, bag: str | None = None,
         from ..bag_io import read_messages, typestore
         from ..image_conversion import image_to_rgb
 
-        store = typestore()
+        store = typestore(bag)
         for _t, msgtype, _ts, cdr in read_messages(bag, [topic]):
             yield image_to_rgb(store.deserialize_cdr(cdr, msgtype))
     else:

@@ -1,5 +1,7 @@
-"""detection_node: Image in; perception_msgs/Detection2DArray on ``~/detections`` (boxes in the
-input image's pixels, the input's header) and an annotated image on ``~/image_annotated``."""
+"""detection_node: Image (+ optional CameraInfo) in; perception_msgs/Detection2DArray on
+``~/detections`` (boxes in the input image's pixels, the input's header) and an annotated image on
+``~/image_annotated``. With ``use_camera_info`` and ``camera_height``, each detection also says
+where it stands on a flat ground (metres, optical frame): the distance to a person or a cone."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sensor_msgs.msg import Image
 
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
-from ..pipelines.detection import DetectionPipeline, Detections
+from ..pipelines.detection import DetectionPipeline, Detections, ground_points
 from ..qos import output_qos
 from .model_node import ModelNode
 
@@ -40,14 +42,36 @@ class DetectionNode(ModelNode):
         self.annotated_pub = (self.create_publisher(Image, "~/image_annotated", output_qos(2))
                               if params["publish_annotated"] else None)
 
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = super().subscribe_inputs(qos)
+        if self.params["use_camera_info"]:
+            subs.append(self.subscribe_camera_info(qos))
+        return subs
+
+    def _ground(self, rgb: np.ndarray, det: Detections) -> tuple[np.ndarray, np.ndarray] | None:
+        if not (self.params["use_camera_info"] and self.params["camera_height"] > 0 and len(det.boxes)):
+            return None
+        K = self.K_for(rgb.shape[:2])
+        if K is None:
+            self.counters["ground_positions"] = "waiting for CameraInfo on 'camera_info'"
+            return None
+        self.counters["ground_positions"] = (f"camera {self.params['camera_height']:.2f} m above the ground, "
+                                             f"pitch {self.params['camera_pitch_deg']:.1f} deg")
+        return ground_points(det.boxes, K, self.params["camera_height"], self.params["camera_pitch_deg"],
+                             self.params["max_ground_range"])
+
     def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
         out = Detection2DArray()
         out.header = msg.header
-        for (x0, y0, x1, y1), cid, name, score in zip(det.boxes, det.class_ids, det.class_names, det.scores):
+        ground = self._ground(rgb, det)
+        for i, ((x0, y0, x1, y1), cid, name, score) in enumerate(zip(det.boxes, det.class_ids, det.class_names, det.scores)):
             d = Detection2D()
             d.class_id, d.class_name, d.score = int(cid), name, float(score)
             d.center_x, d.center_y = float((x0 + x1) / 2), float((y0 + y1) / 2)
             d.size_x, d.size_y = float(x1 - x0), float(y1 - y0)
+            if ground is not None and ground[1][i]:
+                d.ground_valid = True
+                d.ground_x, d.ground_y, d.ground_z = (float(v) for v in ground[0][i])
             out.detections.append(d)
         self.det_pub.publish(out)
         if self.annotated_pub is not None and self.annotated_pub.get_subscription_count() > 0:

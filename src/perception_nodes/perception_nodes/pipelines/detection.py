@@ -57,3 +57,23 @@ class DetectionPipeline(CardPipeline):
         corners[:, 1::2] = corners[:, 1::2].clip(0, h)
         ids = labels[idx]
         return Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)
+
+
+def ground_points(boxes: np.ndarray, K: np.ndarray, camera_height: float, pitch_deg: float = 0.0,
+                  max_range: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+    """Where each box's bottom-centre pixel ray meets a flat ground ``camera_height`` metres below
+    the camera, which looks ``pitch_deg`` below the horizon (no roll). Returns (N, 3) points in the
+    optical frame (x right, y down, z forward) and (N,) validity: false for rays at or above the
+    horizon and for points further than ``max_range``."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    pix = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3], np.ones(len(boxes))], axis=1)
+    rays = pix @ np.linalg.inv(np.asarray(K, np.float64).reshape(3, 3)).T
+    c, s = np.cos(np.radians(pitch_deg)), np.sin(np.radians(pitch_deg))
+    R_level_optical = np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])  # optical -> level (y down)
+    level = rays @ R_level_optical.T
+    down = level[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(down > 1e-9, camera_height / down, np.nan)
+    points = (level * t[:, None]) @ R_level_optical  # back to the optical frame
+    valid = np.isfinite(t) & (np.linalg.norm(points, axis=1) <= max_range)
+    return np.where(valid[:, None], points, 0.0), valid

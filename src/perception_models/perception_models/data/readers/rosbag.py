@@ -35,7 +35,7 @@ def read_images(bag: Path | str, topic: str = "/camera/image_raw", camera_info_t
     info_topic = camera_info_topic or _camera_info_topic(topic)
     K = D = None
     found = False
-    store = typestore()
+    store = typestore(bag)
     try:
         topics = bag_info(bag).topics
         if topic not in topics:
