@@ -351,7 +351,7 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
             parts.append("<h2>Sample frames</h2>")
             for i, t, views in samples:
                 parts.append(f"<h3>frame {i} (t = {t:.2f} s)</h3><div class='grid'>"
-                             + "".join(_img(_jpeg(img), t) for t, img in views) + "</div>")
+                             + "".join(_img(_jpeg(img), topic) for topic, img in views) + "</div>")
     m = report.get("metrics", {})
     if "detection" in m:
         per = m["detection"]["per_class"]
