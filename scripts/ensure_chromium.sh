@@ -14,8 +14,9 @@ if [[ -n "${PERCEPTION_NO_APT:-}" || "$(id -u)" != "0" ]] || ! command -v apt-ge
 fi
 echo "==> installing Debian's chromium for the report render check (PERCEPTION_NO_APT=1 skips this)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends chromium >/tmp/perception-chromium-install.log 2>&1 \
-  || { apt-get update -q >>/tmp/perception-chromium-install.log 2>&1 \
-       && apt-get install -y -q --no-install-recommends chromium >>/tmp/perception-chromium-install.log 2>&1; } \
+apt_get() { timeout 300 apt-get -q -o Acquire::http::Timeout=20 -o Acquire::Retries=1 "$@"; }
+apt_get install -y --no-install-recommends chromium >/tmp/perception-chromium-install.log 2>&1 \
+  || { apt_get update >>/tmp/perception-chromium-install.log 2>&1 \
+       && apt_get install -y --no-install-recommends chromium >>/tmp/perception-chromium-install.log 2>&1; } \
   || echo "    could not install chromium (see /tmp/perception-chromium-install.log): the render check will be skipped"
 exit 0
