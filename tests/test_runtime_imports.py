@@ -15,8 +15,9 @@ MODULE_OF = {"opencv-python-headless": "cv2", "pyyaml": "yaml", "mcap-ros2-suppo
 ROS = {"rclpy", "launch", "launch_ros", "ament_index_python", "tf2_ros", "rcl_interfaces", "lifecycle_msgs",
        "builtin_interfaces"}
 # perception_models (torch) is only ever imported inside functions that the demo / evaluation run
-# on a desktop, after an ``except ImportError`` guard
-OPTIONAL = {"perception_models"}
+# on a desktop, after an ``except ImportError`` guard; so is matplotlib, for report.html's plots
+# (without it the report has tables and sample frames: tests/test_eval_report.py)
+OPTIONAL = {"perception_models", "matplotlib"}
 
 
 def _requirements() -> set[str]:
