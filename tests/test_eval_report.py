@@ -50,6 +50,9 @@ def test_eval_scores_every_task_and_measures_every_node(evaluated):
     g = m["matching"]["geometry"]  # the matches' essential-matrix pose against the ground-truth motion
     assert g["pairs"] == FRAMES - 1 and g["rotation_error_deg_median"] < 5
     assert report["player"]["frames_lost"] == 0
+    assert {n: m["task"] for n, m in report["models"].items()} == {
+        "detector": "detection", "segmenter": "segmentation", "odometry": "depth", "matcher": "matching"}
+    assert all(m["card_metrics"] for m in report["models"].values())  # the cards' held-out numbers, for context
     assert set(report["drops"]) == {"detector", "segmenter", "odometry", "matcher"}
     assert all(d["dropped"] == 0 and d["frames"] == FRAMES for d in report["drops"].values())  # lockstep
     for name, r in report["resources"].items():  # every node process sampled: python + onnxruntime + a model

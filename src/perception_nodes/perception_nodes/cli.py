@@ -146,10 +146,51 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
         summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
         summary["drops"] = _drops(summary["results"], processing)
+    summary["models"] = _models(processing)
     (out / "replay_summary.json").write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def card_headline(card: dict[str, Any]) -> str:
+    """The held-out numbers a model card reports, in one line (what this replay can be held against)."""
+    m = card.get("metrics") or {}
+    task = card.get("task")
+    try:
+        if task == "detection":
+            return f"mAP@[.5:.95] {m['mAP']:.3f}, mAP@0.5 {m['mAP50']:.3f}"
+        if task == "segmentation":
+            return f"mIoU {m['mIoU']:.3f}"
+        if task == "depth":
+            return f"AbsRel {m['absolute']['abs_rel']:.3f}, δ<1.25 {m['absolute']['a1']:.3f}"
+        if task == "matching":
+            return f"homography MMA@3 {m['homography_mma']['3']:.3f}, pose AUC@10 {m['pose_auc']['10']:.3f}"
+    except (KeyError, TypeError):
+        pass
+    return ""
+
+
+def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per node: its model file, the card's task, sha256 and held-out headline (report context)."""
+    import yaml
+
+    from .model_card import card_path
+    from .profile import effective_parameters
+
+    out = {}
+    for n in processing:
+        model = effective_parameters(n).get("model_path")
+        if not model:
+            continue
+        path = resolve_path(str(model))
+        try:
+            card = yaml.safe_load(card_path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            card = {}
+        out[n.name] = {"model": str(path), "task": card.get("task", "?"), "sha256": str(card.get("sha256", ""))[:12],
+                       "card_metrics": card_headline(card)}
+    return out
 
 
 def _drops(results: dict[str, Any], processing: list[Any]) -> dict[str, dict[str, Any]]:
@@ -366,7 +407,7 @@ def eval_report(summary: dict[str, Any], bag: Path, series: dict[str, Any] | Non
     outputs = {task: t for t in per_frame for task in EVAL_OUTPUTS if t.endswith("/" + task)}
     return {"bag": summary["bag"], "profile": summary["profile"], "mode": summary["mode"], "rate": summary.get("rate", 1.0),
             "player": summary.get("player", {}), "results": summary.get("results", {}), "drops": summary.get("drops", {}),
-            "resources": summary.get("resources", {}),
+            "resources": summary.get("resources", {}), "models": summary.get("models", {}),
             **evaluate_recording(bag, Path(summary["recording"]), outputs, frame_topic, timed=per_frame, series=series,
                                  frame_published=frame_publish_times(summary))}
 
@@ -413,6 +454,9 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  matching      {m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio {m['matching']['inlier_ratio']:.2f}"
               + (f", relative pose error R {g['rotation_error_deg_median']:.2f}° t {g['translation_direction_error_deg_median']:.1f}° "
                  f"(median), AUC@10° {g['pose_auc']['@10deg']:.2f}" if g else ""))
+    for node, mdl in report.get("models", {}).items():
+        if mdl["card_metrics"]:
+            print(f"  ({node}: {Path(mdl['model']).name}, its card's held-out result: {mdl['card_metrics']})")
     print("nodes (latency: input frame published -> output received; CPU in % of one core):")
     drops, res = report.get("drops", {}), report.get("resources", {})
     print(f"  {'output':28s} {'median':>8s} {'p95':>8s} {'p99':>8s} {'fps':>6s} {'dropped':>8s} {'CPU %':>6s} {'RSS MiB':>8s}")

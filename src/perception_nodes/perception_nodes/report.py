@@ -342,6 +342,12 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
     if not plots:
         parts.append('<p class="bad">matplotlib is not installed: plots left out (pip install matplotlib).</p>')
     accuracy, nodes = _summary_rows(report)
+    models = report.get("models", {})
+    if models:
+        accuracy += ("<p class='muted'>The models' own held-out numbers (their cards), to hold this replay against:</p>"
+                     + _table(["node", "model", "task", "card: held-out", "sha256"],
+                              [[n, Path(v["model"]).name, v["task"], v["card_metrics"] or "-", v["sha256"]]
+                               for n, v in models.items()]))
     parts += ["<h2>Accuracy</h2>", accuracy, "<h2>Nodes: latency, drops, CPU, memory</h2>",
               '<p class="muted">latency: input frame published (player) → output received (recorder), one system clock; CPU in % of one core; '
               'dropped: input frames without a result (0 in lockstep).</p>', nodes]
