@@ -1,8 +1,8 @@
 """Monocular odometry side by side on held-out synthetic driving sequences (ground truth from the
-renderer): our estimators — PnP on the predicted depth with ORB or with the learned keypoints, the pose
-network — and the classical OpenCV
-baseline (ORB + essential matrix + recoverPose, translation length from the same predicted depth),
-all through the node's own classes, plus the depth errors of the model on the same frames.
+renderer): our estimators — PnP on the predicted depth with ORB or with the learned keypoints, the
+hybrid (essential matrix, PnP where it fails), the pose network — and the classical OpenCV baseline
+(ORB + essential matrix + recoverPose, translation length from the same predicted depth), all
+through the node's own classes, plus the depth errors of the model on the same frames.
 
     perception-models data synth --preset driving --sequences 2 --frames 300 --seed 9100 --out data/vo300 --no-flow
     python benchmarks/compare_odometry.py --data data/vo300/*
@@ -34,7 +34,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.monotonic()
     matcher = args.matcher if Path(args.matcher).is_file() else None
-    r = evaluate_depth(args.depth, args.data, args.pose, ("pnp", "pnp_learned", "posenet", "essential"), args.limit,
+    r = evaluate_depth(args.depth, args.data, args.pose, ("pnp", "pnp_learned", "hybrid", "posenet", "essential"), args.limit,
                        matcher_model=matcher, scale_source=args.scale_source)
     d = r["depth"]
     print(f"benchmark: odometry on {len(args.data)} sequences ({d['images']} frames), depth model {args.depth}, "

@@ -6,6 +6,7 @@ numbers test the geometry, not a network)."""
 from __future__ import annotations
 
 
+import cv2
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from const_models import const_model, write_card
 from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.pipelines.depth import DepthPipeline, colorize_depth, depth_to_points, scale_K
 from perception_nodes.pipelines.metric_scale import ScaleEstimator, fit_ground_plane
-from perception_nodes.pipelines.odometry import EssentialOdometry, Motion, OdometryTracker, PnPOdometry
+from perception_nodes.pipelines.odometry import EssentialOdometry, HybridOdometry, Motion, OdometryTracker, PnPOdometry
 from perception_nodes.transforms import R_BODY_OPTICAL
 
 H, W = 384, 512
@@ -133,7 +134,8 @@ def _run(est, seq, times, use_depth=True):
     return tracker, np.stack([T for _s, T in st.path])
 
 
-@pytest.mark.parametrize("estimator,max_ate,max_length_error", [(PnPOdometry, 3.0, 0.08), (EssentialOdometry, 8.0, 0.25)])
+@pytest.mark.parametrize("estimator,max_ate,max_length_error", [(PnPOdometry, 3.0, 0.08), (EssentialOdometry, 8.0, 0.25),
+                                                                 (HybridOdometry, 8.0, 0.25)])
 def test_odometry_with_true_depth_tracks_the_ground_truth(driving, estimator, max_ate, max_length_error):
     """12 frames, 9.4 m of driving; measured: PnP 1.5 % ATE (SE(3)), essential 4.2 % (its
     translation length comes from triangulated points, which is noisier)."""
@@ -180,6 +182,23 @@ def _translation(z):
     T = np.zeros((4, 4))
     T[2, 3] = z
     return T
+
+
+def test_hybrid_falls_back_to_pnp_where_the_essential_matrix_has_no_parallax():
+    """A camera that did not move: no baseline for the essential matrix (its scale needs parallax),
+    PnP on the same matches finds the identity."""
+    tex = cv2.resize(np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8), (320, 240),
+                     interpolation=cv2.INTER_NEAREST)
+    depth = np.full((240, 320), 6.0, np.float32)
+    K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    est = HybridOdometry()
+    assert est.estimate(tex, depth, K).reason == "first frame"
+    essential_alone = EssentialOdometry()
+    essential_alone.estimate(tex, depth, K)
+    assert essential_alone.estimate(tex, depth, K).T_prev_cur is None  # what the baseline does here
+    m = est.estimate(tex, depth, K)
+    assert m.method == "hybrid (pnp)" and m.inliers >= 20
+    np.testing.assert_allclose(m.T_prev_cur, np.eye(4), atol=1e-3)
 
 
 def test_pnp_reports_too_few_matches_on_a_blank_image():

@@ -118,8 +118,8 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.depth import DepthPipeline
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
-    from perception_nodes.pipelines.odometry import (EssentialOdometry, LearnedMatcher, OdometryTracker, PnPOdometry,
-                                                     PoseNetOdometry)
+    from perception_nodes.pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, OdometryTracker,
+                                                     PnPOdometry, PoseNetOdometry)
 
     from .data.readers.depth import read_nyu_depth
     from .data.readers.tum import read_tum_trajectory
@@ -148,7 +148,8 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         for e in ests:
             runners[e] = (PoseNetOdometry(pose_backend, pose_card) if e == "posenet" else
                           PnPOdometry() if e == "pnp" else
-                          PnPOdometry(matcher=LearnedMatcher(matcher_pipe)) if e == "pnp_learned" else EssentialOdometry())
+                          PnPOdometry(matcher=LearnedMatcher(matcher_pipe)) if e == "pnp_learned" else
+                          HybridOdometry() if e == "hybrid" else EssentialOdometry())
         trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
         stamps = [int(round(i * 1e8)) for i in range(n)]
         times = None

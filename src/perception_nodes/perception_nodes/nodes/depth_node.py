@@ -25,8 +25,8 @@ from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (EssentialOdometry, LearnedMatcher, Motion, OdometryTracker, PnPOdometry,
-                                  PoseNetOdometry)
+from ..pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, Motion, OdometryTracker,
+                                  PnPOdometry, PoseNetOdometry)
 from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, matrix_to_quaternion
 from ..qos import output_qos
@@ -68,6 +68,8 @@ class DepthNode(ModelNode):
 
                 matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
                 self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(matcher))
+            elif params["estimator"] == "hybrid":
+                self.estimator = HybridOdometry(params["min_inliers"])
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
             self.T_base_optical = T_BODY_OPTICAL

@@ -31,7 +31,7 @@ from ..model_card import ModelCard
 from ..transforms import T_BODY_OPTICAL
 from .preprocess import fit_image, to_nchw
 
-ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential")
+ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential", "hybrid")
 
 
 @dataclass
@@ -170,6 +170,60 @@ class FeatureOdometry:
         return pairs, prev_depth
 
 
+def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarray, min_inliers: int,
+               reprojection_px: float, method: str) -> Motion:
+    """Matches ``a`` (previous frame) -> ``b`` (this frame): ``a`` lifted to 3D with the previous
+    frame's metric depth, then PnP RANSAC -> metric motion."""
+    z = sample_depth(prev_depth, a)
+    ok = np.isfinite(z)
+    if ok.sum() < min_inliers:
+        return Motion(None, int(ok.sum()), f"{int(ok.sum())} matches with depth < {min_inliers}", method)
+    pts = np.stack([(a[ok, 0] - K[0, 2]) / K[0, 0] * z[ok], (a[ok, 1] - K[1, 2]) / K[1, 1] * z[ok], z[ok]], 1)
+    found, rvec, tvec, inl = cv2.solvePnPRansac(pts, b[ok], K, None, iterationsCount=200,
+                                               reprojectionError=reprojection_px, confidence=0.999,
+                                               flags=cv2.SOLVEPNP_EPNP)
+    n = 0 if inl is None else len(inl)
+    if not found or n < min_inliers:
+        return Motion(None, n, f"PnP RANSAC: {n} inliers < {min_inliers}", method)
+    T_cur_prev = _pose(cv2.Rodrigues(rvec)[0], tvec)
+    return Motion(np.linalg.inv(T_cur_prev), n, method=method)
+
+
+def essential_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray | None, K: np.ndarray, min_inliers: int,
+                     threshold_px: float, min_parallax_deg: float, method: str) -> Motion:
+    """2D-2D: essential matrix (RANSAC) + recoverPose; the unit translation's length is the median
+    ratio of the previous frame's depth to the triangulated depth of the inliers with parallax."""
+    if len(a) < max(8, min_inliers):
+        return Motion(None, len(a), f"{len(a)} matches < {max(8, min_inliers)}", method)
+    E, mask = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=threshold_px)
+    if E is None or E.shape != (3, 3):
+        return Motion(None, 0, "no essential matrix", method)
+    n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
+    if n < min_inliers:
+        return Motion(None, int(n), f"recoverPose: {n} inliers < {min_inliers}", method)
+    scale = 1.0
+    if prev_depth is not None:
+        inl = mask.ravel() > 0
+        P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
+        P1 = K @ np.hstack([R, t])
+        X = cv2.triangulatePoints(P0, P1, a[inl].T, b[inl].T)
+        Xc = (X[:3] / X[3]).T                       # points in the previous camera, baseline 1
+        z_tri = Xc[:, 2]
+        # parallax: the angle between the two viewing rays; near the epipole (straight ahead
+        # when driving) depth from triangulation is noise and would bias the scale
+        c1 = -R.T @ t.ravel()
+        r0, r1 = Xc, Xc - c1
+        cosang = (r0 * r1).sum(1) / (np.linalg.norm(r0, axis=1) * np.linalg.norm(r1, axis=1) + 1e-12)
+        parallax = np.degrees(np.arccos(np.clip(cosang, -1, 1)))
+        z_pred = sample_depth(prev_depth, a[inl])
+        ok = np.isfinite(z_pred) & np.isfinite(z_tri) & (z_tri > 0) & (parallax > min_parallax_deg)
+        if ok.sum() < 8:
+            return Motion(None, int(n), f"only {int(ok.sum())} triangulated points with depth for the scale", method)
+        scale = float(np.median(z_pred[ok] / z_tri[ok]))
+    T_cur_prev = _pose(R, t.ravel() * scale)
+    return Motion(np.linalg.inv(T_cur_prev), int(n), method=method)
+
+
 class PnPOdometry(FeatureOdometry):
     method = "pnp"
 
@@ -188,20 +242,8 @@ class PnPOdometry(FeatureOdometry):
         a, b = pairs
         if len(a) < self.min_inliers:
             return Motion(None, len(a), f"{len(a)} matches < {self.min_inliers}", self.method)
-        z = sample_depth(prev_depth, a)
-        ok = np.isfinite(z)
-        if ok.sum() < self.min_inliers:
-            return Motion(None, int(ok.sum()), f"{int(ok.sum())} matches with depth < {self.min_inliers}", self.method)
-        K = np.asarray(K, np.float64).reshape(3, 3)
-        pts = np.stack([(a[ok, 0] - K[0, 2]) / K[0, 0] * z[ok], (a[ok, 1] - K[1, 2]) / K[1, 1] * z[ok], z[ok]], 1)
-        found, rvec, tvec, inl = cv2.solvePnPRansac(pts, b[ok], K, None, iterationsCount=200,
-                                                   reprojectionError=self.reprojection_px, confidence=0.999,
-                                                   flags=cv2.SOLVEPNP_EPNP)
-        n = 0 if inl is None else len(inl)
-        if not found or n < self.min_inliers:
-            return Motion(None, n, f"PnP RANSAC: {n} inliers < {self.min_inliers}", self.method)
-        T_cur_prev = _pose(cv2.Rodrigues(rvec)[0], tvec)
-        return Motion(np.linalg.inv(T_cur_prev), n, method=self.method)
+        return pnp_motion(a, b, prev_depth, np.asarray(K, np.float64).reshape(3, 3), self.min_inliers,
+                          self.reprojection_px, self.method)
 
 
 class EssentialOdometry(FeatureOdometry):
@@ -219,36 +261,35 @@ class EssentialOdometry(FeatureOdometry):
         if pairs is None:
             return Motion(None, reason="first frame", method=self.method)
         a, b = pairs
-        if len(a) < max(8, self.min_inliers):
-            return Motion(None, len(a), f"{len(a)} matches < {max(8, self.min_inliers)}", self.method)
+        return essential_motion(a, b, prev_depth, np.asarray(K, np.float64).reshape(3, 3), self.min_inliers,
+                                self.threshold_px, self.min_parallax_deg, self.method)
+
+
+class HybridOdometry(FeatureOdometry):
+    """Essential matrix first (rotation and direction from 2D-2D geometry, which does not inherit
+    the depth network's per-pixel errors; length from its depth), and PnP on the same matches where
+    that fails (little parallax, a near pure rotation, too few inliers), so no frame is skipped
+    that either could solve."""
+
+    method = "hybrid"
+
+    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
+                 min_parallax_deg: float = 1.0, reprojection_px: float = 2.0, max_width: int = 640) -> None:
+        super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
+        self.threshold_px, self.min_parallax_deg, self.reprojection_px = threshold_px, min_parallax_deg, reprojection_px
+
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
+        pairs, prev_depth = self._advance(rgb, depth)
+        if pairs is None or prev_depth is None:
+            return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
+        a, b = pairs
         K = np.asarray(K, np.float64).reshape(3, 3)
-        E, mask = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=self.threshold_px)
-        if E is None or E.shape != (3, 3):
-            return Motion(None, 0, "no essential matrix", self.method)
-        n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
-        if n < self.min_inliers:
-            return Motion(None, int(n), f"recoverPose: {n} inliers < {self.min_inliers}", self.method)
-        scale = 1.0
-        if prev_depth is not None:
-            inl = mask.ravel() > 0
-            P0 = K @ np.hstack([np.eye(3), np.zeros((3, 1))])
-            P1 = K @ np.hstack([R, t])
-            X = cv2.triangulatePoints(P0, P1, a[inl].T, b[inl].T)
-            Xc = (X[:3] / X[3]).T                       # points in the previous camera, baseline 1
-            z_tri = Xc[:, 2]
-            # parallax: the angle between the two viewing rays; near the epipole (straight ahead
-            # when driving) depth from triangulation is noise and would bias the scale
-            c1 = -R.T @ t.ravel()
-            r0, r1 = Xc, Xc - c1
-            cosang = (r0 * r1).sum(1) / (np.linalg.norm(r0, axis=1) * np.linalg.norm(r1, axis=1) + 1e-12)
-            parallax = np.degrees(np.arccos(np.clip(cosang, -1, 1)))
-            z_pred = sample_depth(prev_depth, a[inl])
-            ok = np.isfinite(z_pred) & np.isfinite(z_tri) & (z_tri > 0) & (parallax > self.min_parallax_deg)
-            if ok.sum() < 8:
-                return Motion(None, int(n), f"only {int(ok.sum())} triangulated points with depth for the scale", self.method)
-            scale = float(np.median(z_pred[ok] / z_tri[ok]))
-        T_cur_prev = _pose(R, t.ravel() * scale)
-        return Motion(np.linalg.inv(T_cur_prev), int(n), method=self.method)
+        m = essential_motion(a, b, prev_depth, K, self.min_inliers, self.threshold_px, self.min_parallax_deg,
+                             "hybrid (essential)")
+        if m.T_prev_cur is not None or len(a) < self.min_inliers:
+            return m
+        p = pnp_motion(a, b, prev_depth, K, self.min_inliers, self.reprojection_px, "hybrid (pnp)")
+        return p if p.T_prev_cur is not None else Motion(None, p.inliers, f"{m.reason}; then {p.reason}", self.method)
 
 
 @dataclass
