@@ -26,7 +26,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222}
 h1{font-size:24px;margin-bottom:4px} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
 table{border-collapse:collapse;margin:8px 0 16px} td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
+th{background:#f2f2f2} td:first-child,th:first-child,td.t{text-align:left}
 .ok{color:#17803d;font-weight:600} .bad{color:#b42318;font-weight:600} .muted{color:#777}
 .grid{display:flex;flex-wrap:wrap;gap:8px} figure{margin:0} figcaption{font-size:12px;color:#555}
 img{max-width:100%;border:1px solid #ddd}
@@ -62,8 +62,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
         if isinstance(v, float):
             return "n/a" if not np.isfinite(v) else f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
         return str(v) if str(v).startswith("<span") else html.escape(str(v))
+    def td(v: Any) -> str:  # numbers right-aligned, text left
+        return f"<td>{cell(v)}</td>" if isinstance(v, (int, float)) else f"<td class='t'>{cell(v)}</td>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(td(v) for v in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
