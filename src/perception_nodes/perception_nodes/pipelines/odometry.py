@@ -190,12 +190,13 @@ def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarr
 
 
 def essential_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray | None, K: np.ndarray, min_inliers: int,
-                     threshold_px: float, min_parallax_deg: float, method: str) -> Motion:
-    """2D-2D: essential matrix (RANSAC) + recoverPose; the unit translation's length is the median
-    ratio of the previous frame's depth to the triangulated depth of the inliers with parallax."""
+                     threshold_px: float, min_parallax_deg: float, method: str, robust: int = cv2.RANSAC) -> Motion:
+    """2D-2D: essential matrix (``robust``: cv2.RANSAC, the classical baseline, or cv2.USAC_MAGSAC)
+    + recoverPose; the unit translation's length is the median ratio of the previous frame's depth
+    to the triangulated depth of the inliers with parallax."""
     if len(a) < max(8, min_inliers):
         return Motion(None, len(a), f"{len(a)} matches < {max(8, min_inliers)}", method)
-    E, mask = cv2.findEssentialMat(a, b, K, method=cv2.RANSAC, prob=0.999, threshold=threshold_px)
+    E, mask = cv2.findEssentialMat(a, b, K, method=robust, prob=0.999, threshold=threshold_px)
     if E is None or E.shape != (3, 3):
         return Motion(None, 0, "no essential matrix", method)
     n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
@@ -285,7 +286,7 @@ class HybridOdometry(FeatureOdometry):
         a, b = pairs
         K = np.asarray(K, np.float64).reshape(3, 3)
         m = essential_motion(a, b, prev_depth, K, self.min_inliers, self.threshold_px, self.min_parallax_deg,
-                             "hybrid (essential)")
+                             "hybrid (essential)", cv2.USAC_MAGSAC)
         if m.T_prev_cur is not None or len(a) < self.min_inliers:
             return m
         p = pnp_motion(a, b, prev_depth, K, self.min_inliers, self.reprojection_px, "hybrid (pnp)")
