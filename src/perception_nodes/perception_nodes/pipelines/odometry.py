@@ -10,7 +10,9 @@ current camera's pose in the previous camera's optical frame):
   (:class:`LearnedMatcher`, mutual nearest neighbours) instead of ORB;
 - ``essential`` (the classical OpenCV baseline): ORB + ``findEssentialMat`` (RANSAC) +
   ``recoverPose``; the unit translation gets its length from the same scale source (the predicted
-  depth of the matched points against their triangulation).
+  depth of the matched points against their triangulation);
+- ``hybrid`` (the default): the same essential matrix with MAGSAC++ instead of RANSAC, and PnP on
+  the same matches for the frames where it fails (too little parallax, too few inliers).
 
 :class:`OdometryTracker` chains motions into ``T_odom_camera`` (odom = the first camera pose with
 REP-103 axes: x forward, z up), resets on a large time gap, skips frames whose motion failed
@@ -267,8 +269,8 @@ class EssentialOdometry(FeatureOdometry):
 
 
 class HybridOdometry(FeatureOdometry):
-    """Essential matrix first (rotation and direction from 2D-2D geometry, which does not inherit
-    the depth network's per-pixel errors; length from its depth), and PnP on the same matches where
+    """Essential matrix first (MAGSAC++; rotation and direction from 2D-2D geometry, which does not
+    inherit the depth network's per-pixel errors; length from its depth), and PnP on the same matches where
     that fails (little parallax, a near pure rotation, too few inliers), so no frame is skipped
     that either could solve."""
 
