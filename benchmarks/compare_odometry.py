@@ -49,6 +49,11 @@ def main() -> int:
     for name, o in r["odometry"].items():
         print(f"  {name:10s} {o['ate_se3_m']:9.3f} {o['ate_se3_percent']:7.2f} {o['ate_sim3_m']:10.3f} {o['ate_sim3_percent']:7.2f} "
               f"{o['sim3_scale']:6.3f} {o['rpe_se3_trans_m']:11.3f} {o['rpe_rot_deg']:8.3f} {o['skipped_frames']:7d}")
+    print("  per sequence (ATE SE3 % / Sim3 % / Sim3 scale): a mean scale near 1 can hide opposite errors")
+    for name, o in r["odometry"].items():
+        rows = ", ".join(f"{q['sequence']} {q['ate_se3_percent']:.2f} / {q['ate_sim3_percent']:.2f} / {q['sim3_scale']:.2f}"
+                         for q in o["sequences"] if "failed" not in q)
+        print(f"    {name:11s} {rows}")
     odo = r["odometry"]
     best = min((n for n in odo if n != "essential"), key=lambda n: odo[n]["ate_se3_percent"])
     checks = [(f"ATE <= 2 % of path ({best}: {odo[best]['ate_se3_percent']:.2f} %)", odo[best]["ate_se3_percent"] <= 2.0),
