@@ -353,16 +353,15 @@ def camera_mount_from_ground_truth(bag: Path) -> dict[str, float] | None:
     import numpy as np
 
     from .bag_io import bag_info, read_messages, typestore
-    from .transforms import quaternion_to_matrix
+    from .evaluation import odometry_pose
 
     topic = GROUND_TRUTH_PREFIX + "odometry"
     if topic not in bag_info(bag).topics:
         return None
     _t, msgtype, _l, raw = next(read_messages(bag, [topic]))
-    pose = typestore(bag).deserialize_cdr(raw, msgtype).pose.pose
-    q = pose.orientation
-    forward = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))[:, 0]  # the body's x axis in odom
-    return {"camera_height": float(pose.position.z), "camera_pitch_deg": float(np.degrees(np.arcsin(-forward[2])))}
+    T = odometry_pose(typestore(bag).deserialize_cdr(raw, msgtype))
+    forward = T[:3, 0]  # the body's x axis in odom
+    return {"camera_height": float(T[2, 3]), "camera_pitch_deg": float(np.degrees(np.arcsin(-forward[2])))}
 
 
 def _print_detection_summary(recording: Path) -> None:
@@ -427,7 +426,7 @@ def write_reports(summary: dict[str, Any], bag: Path, out: Path, frame_topic: st
     if throughput is not None:
         report["throughput"] = throughput
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    write_report(report, series, out / "report.html", Path(summary["recording"]), bag, frame_topic)
+    write_report(report, series, out / "report.html", Path(summary["recording"]), frame_topic)
     print_report(report)
     print(f"report: {out / 'report.html'} (data: {out / 'report.json'})")
     return report

@@ -24,6 +24,7 @@ GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels"
       "odometry": "/ground_truth/odometry"}
 MIN_HEIGHT = 16.0
 END_TO_END = "end to end (all outputs)"
+DEPTH_SAMPLES = 2  # depth maps the report shows against ground truth
 
 
 def _by_stamp(path: Path, topic: str, stores: dict[Path, Any]) -> dict[int, tuple[int, Any]]:
@@ -75,6 +76,7 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str], series:
         logs[END_TO_END] = [t for t, _s in done]
         result_topics = [*result_topics, END_TO_END]
     out = {}
+    t0 = min(frame_time.values(), default=0)
     for topic in result_topics:
         t = np.array(times.get(topic, []))
         if t.size:
@@ -83,13 +85,18 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str], series:
                           "p99_ms": float(np.percentile(t, 99)), "results": int(t.size), "untimed": untimed[topic],
                           "fps": float((t.size - 1) / span) if span > 0 else float("nan")}
             if series is not None:
-                t0 = min(frame_time.values())
                 series.setdefault("latency", {})[topic] = {
                     "t_s": [round((x - t0) * 1e-9, 4) for x in logs[topic]], "latency_ms": t.round(3).tolist()}
     return out
 
 
-def _pose(m: Any) -> np.ndarray:
+def _xyxy(detections: Any) -> np.ndarray:
+    """perception_msgs/Detection2D list -> (N, 4) corner boxes x0, y0, x1, y1."""
+    return np.array([[d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2,
+                      d.center_y + d.size_y / 2] for d in detections]).reshape(-1, 4)
+
+
+def odometry_pose(m: Any) -> np.ndarray:
     """nav_msgs/Odometry -> 4x4 pose of its child frame in its parent frame."""
     from .transforms import quaternion_to_matrix
 
@@ -105,17 +112,13 @@ def _ground_position_errors(frames: list[tuple[Any, Any]], box_iou: Any, min_iou
     the ground truth's (the rendered depth at the box's bottom centre): each published detection is
     matched to the same-class ground-truth box of highest IoU (>= ``min_iou``, greedily), then the
     error of the distance along the ground, sqrt(x² + z²)."""
-    def xyxy(ds: Any) -> np.ndarray:
-        return np.array([[d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2,
-                          d.center_y + d.size_y / 2] for d in ds]).reshape(-1, 4)
-
     abs_err, rel_err = [], []
     for gts, dets in frames:
         dets = [d for d in dets if getattr(d, "ground_valid", False)]
         gts = [g for g in gts if getattr(g, "ground_valid", False)]
         if not dets or not gts:
             continue
-        iou = box_iou(xyxy(dets), xyxy(gts))
+        iou = box_iou(_xyxy(dets), _xyxy(gts))
         iou[np.array([[d.class_name != g.class_name for g in gts] for d in dets])] = 0.0
         while iou.size and iou.max() >= min_iou:
             i, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
@@ -147,7 +150,7 @@ def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -
         ref, cur = stamp_to_ns(m.reference_stamp), stamp_to_ns(m.header.stamp)
         if m.model != "essential" or ref not in gt or cur not in gt:
             continue
-        T_rel = np.linalg.inv(_pose(gt[ref][1]) @ T_BODY_OPTICAL) @ _pose(gt[cur][1]) @ T_BODY_OPTICAL
+        T_rel = np.linalg.inv(odometry_pose(gt[ref][1]) @ T_BODY_OPTICAL) @ odometry_pose(gt[cur][1]) @ T_BODY_OPTICAL
         if np.linalg.norm(T_rel[:3, 3]) < 0.05:  # no baseline: the direction is undefined
             continue
         eR, et = relative_pose_error(np.asarray(m.rotation).reshape(3, 3), np.asarray(m.translation),
@@ -178,7 +181,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
     from .bag_io import bag_info
 
-    store: dict[Path, Any] = {}  # typestores per bag
+    stores: dict[Path, Any] = {}  # a typestore per bag
     gt_topics = bag_info(bag).topics
     series = {} if series is None else series
     report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series,
@@ -193,7 +196,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     for task, topic in outputs.items():
         gt_topic = GT.get(task)
         if task == "matches":
-            by_stamp = _by_stamp(recording, topic, store)
+            by_stamp = _by_stamp(recording, topic, stores)
             rows = [by_stamp[s][1] for s in sorted(by_stamp)]
             with_ref = [m for m in rows if len(m.current_index)]
             series["matching"] = {"stamps": sorted(by_stamp), "matches": [len(m.current_index) for m in rows],
@@ -202,16 +205,16 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
                 "frames": len(rows), "matches_per_frame": float(np.mean([len(m.current_index) for m in rows])) if rows else 0.0,
                 "inlier_ratio": float(np.mean([m.inlier_count / len(m.current_index) for m in with_ref])) if with_ref else 0.0}
             if GT["odometry"] in gt_topics:
-                geometry = _matching_geometry_errors(rows, _by_stamp(bag, GT["odometry"], store))
+                geometry = _matching_geometry_errors(rows, _by_stamp(bag, GT["odometry"], stores))
                 if geometry:
                     report["metrics"]["matching"]["geometry"] = geometry
             continue
         if gt_topic is None or gt_topic not in gt_topics:
             if task == "odometry":  # no ground truth: the report still shows where the camera went
-                est = _by_stamp(recording, topic, store)
-                series["trajectory"] = {"estimate": [[(p := est[s][1].pose.pose.position).x, p.y, p.z] for s in sorted(est)]}
+                est = _by_stamp(recording, topic, stores)
+                series["trajectory"] = {"estimate": [odometry_pose(est[s][1])[:3, 3].tolist() for s in sorted(est)]}
             continue
-        est, gt = _by_stamp(recording, topic, store), _by_stamp(bag, gt_topic, store)
+        est, gt = _by_stamp(recording, topic, stores), _by_stamp(bag, gt_topic, stores)
         stamps = sorted(set(est) & set(gt))
         if task == "detections":
             names = sorted({d.class_name for _l, m in gt.values() for d in m.detections})
@@ -219,12 +222,8 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             ev = pm.DetectionEvaluator(len(names), names)
             for s in stamps:
                 g, d = gt[s][1].detections, [x for x in est[s][1].detections if x.class_name in index]
-
-                def xyxy(ds):
-                    return np.array([[x.center_x - x.size_x / 2, x.center_y - x.size_y / 2,
-                                      x.center_x + x.size_x / 2, x.center_y + x.size_y / 2] for x in ds]).reshape(-1, 4)
-                gb = xyxy(g)
-                ev.add(gb, [index[x.class_name] for x in g], xyxy(d), [x.score for x in d], [index[x.class_name] for x in d],
+                gb = _xyxy(g)
+                ev.add(gb, [index[x.class_name] for x in g], _xyxy(d), [x.score for x in d], [index[x.class_name] for x in d],
                        gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT)
             r = ev.summary()
             ground = _ground_position_errors([(gt[s][1].detections, est[s][1].detections) for s in stamps], pm.box_iou)
@@ -245,22 +244,24 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             report["metrics"]["segmentation"] = r
         elif task == "depth":
             ev = pm.DepthEvaluator(0.1, 60.0)
-            per_frame = []
+            samples = set(stamps[i] for i in np.unique(np.linspace(0, len(stamps) - 1, DEPTH_SAMPLES).round().astype(int)))
+            per_frame, maps = [], []
             for s in stamps:
                 g, e = _image(gt[s][1]).astype(np.float64), _image(est[s][1]).astype(np.float64)
-                ev.add(g, e)
-                valid = (g > 0.1) & (g < 60.0) & np.isfinite(e) & (e > 0)
-                per_frame.append(float(np.mean(np.abs(e[valid] - g[valid]) / g[valid])) if valid.any() else float("nan"))
+                errors = ev.add(g, e)
+                per_frame.append(errors["abs_rel"] if errors else float("nan"))
+                if s in samples:
+                    maps.append((s, e.astype(np.float32), g.astype(np.float32)))
             report["metrics"]["depth"] = ev.summary()
-            series["depth"] = {"stamps": stamps, "abs_rel": per_frame, "gt_topic": gt_topic, "topic": topic}
+            series["depth"] = {"stamps": stamps, "abs_rel": per_frame, "maps": maps}
         elif task == "odometry" and len(stamps) >= 3:
             from .transforms import T_BODY_OPTICAL
 
             # the ground truth is the body's pose: compare the camera's optical frame when the
             # estimate is of another child frame than the ground truth's (the camera's own frame)
             optical = est[stamps[0]][1].child_frame_id != gt[stamps[0]][1].child_frame_id
-            E = np.stack([_pose(est[s][1]) for s in stamps])
-            G = np.stack([_pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
+            E = np.stack([odometry_pose(est[s][1]) for s in stamps])
+            G = np.stack([odometry_pose(gt[s][1]) @ (T_BODY_OPTICAL if optical else np.eye(4)) for s in stamps])
             try:
                 r = trajectory_errors(np.array(stamps) * 1e-9, E, G, align="se3", positions=True)
                 series["trajectory"] = r.pop("positions")

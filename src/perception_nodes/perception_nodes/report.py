@@ -101,24 +101,6 @@ def _sample_views(recording: Path, frame_topic: str) -> list[tuple[int, float, l
             for i, s in zip(index, chosen)]
 
 
-def _depth_maps(recording: Path, bag: Path, depth: dict[str, Any], count: int = 2) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    from .bag_io import header_stamp_ns, read_messages, typestore
-    from .image_conversion import image_to_numpy
-
-    stamps = depth["stamps"]
-    chosen = {stamps[i] for i in np.unique(np.linspace(0, len(stamps) - 1, count).round().astype(int))}
-    def read(path: Path, topic: str) -> dict[int, np.ndarray]:
-        store = typestore(path)
-        out = {}
-        for _t, msgtype, _l, raw in read_messages(path, [topic]):
-            s = header_stamp_ns(raw)
-            if s in chosen and s not in out:
-                out[s] = np.array(image_to_numpy(store.deserialize_cdr(raw, msgtype)), np.float32)
-        return out
-    est, gt = read(recording, depth["topic"]), read(bag, depth["gt_topic"])
-    return [(s, est[s], gt[s]) for s in sorted(chosen) if s in est and s in gt]
-
-
 # ----------------------------------------------------------------------------- plots
 def _plot_latency(series: dict[str, Any]) -> str:
     import matplotlib.pyplot as plt
@@ -326,7 +308,7 @@ def _summary_rows(report: dict[str, Any]) -> tuple[str, str]:
 
 
 def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, recording: Path | None = None,
-                 bag: Path | None = None, frame_topic: str = "/camera/image_raw") -> Path:
+                 frame_topic: str = "/camera/image_raw") -> Path:
     try:
         import matplotlib
 
@@ -377,9 +359,8 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
         parts += ["<h2>Depth</h2>", _table(["scaling", "AbsRel", "SqRel", "RMSE", "RMSE log", "δ<1.25", "δ<1.25²", "δ<1.25³"],
                   [[k, d[k]["abs_rel"], d[k]["sq_rel"], d[k]["rmse"], d[k]["rmse_log"], d[k]["a1"], d[k]["a2"], d[k]["a3"]]
                    for k in ("absolute", "median_scaled") if k in d])]
-        if plots and series.get("depth") and recording is not None and bag is not None:
-            parts.append(_img(_plot_depth(_depth_maps(recording, bag, series["depth"]), series["depth"]),
-                              "depth against ground truth"))
+        if plots and series.get("depth"):
+            parts.append(_img(_plot_depth(series["depth"]["maps"], series["depth"]), "depth against ground truth"))
     if "odometry" in m or series.get("trajectory"):
         parts.append("<h2>Odometry</h2>")
         if "odometry" in m:

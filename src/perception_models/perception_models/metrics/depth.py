@@ -46,12 +46,15 @@ class DepthEvaluator:
         self.absolute: list[dict[str, float]] = []
         self.median_scaled: list[dict[str, float]] = []
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
+    def add(self, gt: np.ndarray, pred: np.ndarray) -> dict[str, float] | None:
+        """Adds one image; returns its absolute errors (None when it has no valid ground truth)."""
         a = depth_errors(gt, pred, self.min_depth, self.max_depth, median_scaling=False)
         m = depth_errors(gt, pred, self.min_depth, self.max_depth, median_scaling=True)
-        if a is not None and m is not None:
-            self.absolute.append(a)
-            self.median_scaled.append(m)
+        if a is None or m is None:
+            return None
+        self.absolute.append(a)
+        self.median_scaled.append(m)
+        return a
 
     def summary(self) -> dict:
         def mean(rows: list[dict[str, float]]) -> dict[str, float]:
