@@ -151,6 +151,129 @@ def test_odometry_with_true_depth_tracks_the_ground_truth(driving, estimator, ma
     assert abs(np.linalg.norm(est[-1, :3, 3]) / np.linalg.norm(gt[-1, :3, 3]) - 1) < max_length_error
 
 
+def test_hybrid_takes_its_length_from_the_ground_when_the_camera_height_is_known(driving):
+    """scale_source camera_height: the essential motion's length comes from aligning the ground
+    of consecutive frames (GroundScale), so a depth map at half the true scale does not halve
+    the trajectory as it does without the height."""
+    from perception_models.metrics.odometry import trajectory_errors
+
+    seq, times, poses = driving
+    gt = np.linalg.inv(poses[0]) @ poses
+    height = float(poses[0][2, 3])
+
+    class HalfDepth(HybridOdometry):
+        def estimate(self, rgb, depth, K):
+            m = super().estimate(rgb, depth * 0.5, K)
+            self.methods.append(m.method)
+            return m
+
+    lengths = {}
+    for h in (0.0, height):
+        est = HalfDepth(camera_height=h)
+        est.methods = []
+        tracker, traj = _run(est, seq, times)
+        assert tracker.state.skipped == 0, tracker.state.status
+        lengths[h] = np.linalg.norm(traj[-1, :3, 3]) / np.linalg.norm(gt[-1, :3, 3])
+        if h:
+            assert sum("ground scale" in m for m in est.methods) >= len(seq.frames) - 3, est.methods
+            e = trajectory_errors(times, traj, gt, align="se3")
+    assert abs(lengths[0.0] - 0.5) < 0.15, lengths  # the depth's scale, wrong by 2x
+    assert abs(lengths[height] - 1.0) < 0.1, lengths
+    assert e["ate_percent_of_path"] < 8.0, e
+
+
+def _ground_frames(step_m, height=1.5, size=(240, 320), seed=0):
+    """Two frames of a textured flat ground under a grey sky, the camera ``height`` above it
+    moving ``step_m`` forward, and the first frame's depth (NaN in the sky)."""
+    import cv2
+
+    H, W = size
+    K = np.array([[250.0, 0, (W - 1) / 2], [0, 250.0, (H - 1) / 2], [0, 0, 1]])
+    rng = np.random.default_rng(seed)
+    tex = cv2.GaussianBlur(rng.uniform(0, 255, (H, W)).astype(np.float32), (0, 0), 1.5)
+    tex = np.clip((tex - tex.mean()) * 4 + 128, 0, 255)
+    v = np.arange(H)[:, None] * np.ones((1, W))
+    y = (v - K[1, 2]) / K[1, 1]
+    ground = y > 0.05
+    prev = np.where(ground, tex, 170.0).astype(np.uint8)
+    depth = np.where(ground, height / np.maximum(y, 1e-6), np.nan).astype(np.float32)
+    n, t = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])   # x_cur = x_prev + step * t
+    Hpix = K @ (np.eye(3) + step_m / height * np.outer(t, n)) @ np.linalg.inv(K)
+    cur = cv2.warpPerspective(prev, Hpix, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.dstack([prev] * 3), np.dstack([cur] * 3), depth, K, t
+
+
+@pytest.mark.parametrize("step_m", [0.3, 1.1])
+def test_ground_scale_measures_the_step_from_the_ground_alone(step_m):
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    prev, cur, depth, K, t = _ground_frames(step_m)
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    gs = GroundScale(1.5, smoothing=1.0)
+    gs.step(prev)
+    gs.step(cur)
+    s = gs.scale(g, K, depth * 3.0)   # the depth's own scale does not matter, only its plane
+    assert s is not None and abs(s / step_m - 1) < 0.03, (s, gs.status)
+    assert gs.status.startswith("ground:"), gs.status
+
+
+def test_ground_scale_takes_the_normal_from_the_mounting_over_the_depths_plane():
+    """A depth network's ground plane a few degrees off biases the length; the camera's mounting
+    (the normal a rigidly mounted camera sees the ground under) does not."""
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    prev, cur, depth, K, t = _ground_frames(0.8)
+    H, W = depth.shape
+    y = (np.arange(H)[:, None] * np.ones((1, W)) - K[1, 2]) / K[1, 1]
+    a = np.radians(4.0)
+    yn = y * np.cos(a) + np.sin(a)                      # rays . normal tilted 4 degrees down
+    tilted = np.where(np.isfinite(depth) & (yn > 0.02), 1.5 / np.maximum(yn, 1e-6), np.nan).astype(np.float32)
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    lengths = {}
+    for name, normal in (("depth", None), ("mounting", np.array([0.0, 1.0, 0.0]))):
+        gs = GroundScale(1.5, smoothing=1.0, normal=normal)
+        gs.step(prev)
+        gs.step(cur)
+        lengths[name] = gs.scale(g, K, tilted) / 0.8
+    assert abs(lengths["mounting"] - 1) < 0.03 and abs(lengths["depth"] - 1) > 0.1, lengths
+    with pytest.raises(ValueError, match="point down"):
+        GroundScale(1.5, normal=np.array([0.0, 0.0, 1.0]))
+
+
+def test_ground_scale_validates_gates_and_holds_the_last_length():
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    with pytest.raises(ValueError, match="camera_height"):
+        GroundScale(0.0)
+    with pytest.raises(ValueError, match="smoothing"):
+        GroundScale(1.5, smoothing=0.0)
+    with pytest.raises(ValueError, match="min_step"):
+        GroundScale(1.5, min_step=2.0, max_step=1.0)
+    prev, cur, depth, K, t = _ground_frames(0.5)
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    gs = GroundScale(1.5, smoothing=1.0, hold=2)
+    gs.step(prev)
+    gs.step(cur)
+    assert abs(gs.scale(g, K, depth) - 0.5) < 0.02, gs.status
+    # a step 2.2x the running one is an outlier twice, then the new speed
+    prev2, cur2, depth2, _, _ = _ground_frames(1.1, seed=1)
+    for i in range(3):
+        gs.step(prev2)
+        gs.step(cur2)
+        s = gs.scale(g, K, depth2)
+        if i < 2:
+            assert abs(s - 0.5) < 0.02 and gs.measured is None and "rejected" in gs.status, gs.status
+    assert abs(s - 1.1) < 0.04, gs.status
+    # no ground in the depth (a wall ahead): the last length is held for `hold` frames
+    wall = np.full_like(depth, 4.0)
+    for _ in range(2):
+        gs.step(prev)
+        gs.step(cur)
+        assert abs(gs.scale(g, K, wall) - s) < 1e-9 and "no ground plane" in gs.status, gs.status
+    gs.step(prev)
+    assert gs.scale(g, K, wall) is None
+
+
 def test_tracker_skips_resets_and_inflates_covariance():
     tr = OdometryTracker(max_gap_s=0.5, max_speed=10.0)
     s = tr.update(0, None)

@@ -113,7 +113,9 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE.
     ``scale_source``: ``model`` (the network's own scale) or ``camera_height`` (the node's
     ground-plane scale, the camera's height being the first ground-truth pose's height above the
-    ground, as a robot knows its camera's mounting height); depth and odometry both use it."""
+    ground and its normal that of the ground in the first frame, as a robot knows its camera's
+    mounting); depth and odometry both use it (the hybrid estimator by aligning the ground of
+    consecutive frames, GroundScale)."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.depth import DepthPipeline
@@ -144,26 +146,27 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     for root in data:
         seq = load_synthetic_sequence(Path(root))
         n = len(seq.frames) if not limit else min(limit, len(seq.frames))
+        traj_file = Path(root) / "trajectory_tum.txt"
+        times = None
+        if traj_file.is_file():
+            times, gt_poses = read_tum_trajectory(traj_file)
+        scale, height, normal = None, 0.0, None
+        if scale_source == "camera_height":
+            if times is None:
+                raise ValueError(f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)")
+            # the camera's mounting: its height and the ground's normal (world z up) in its frame
+            height, normal = float(gt_poses[0][2, 3]), gt_poses[0][:3, :3].T @ np.array([0.0, 0.0, -1.0])
+            scale = ScaleEstimator("camera_height", height)
+        elif scale_source != "model":
+            raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")
         runners: dict[str, Any] = {}
         for e in ests:
             runners[e] = (PoseNetOdometry(pose_backend, pose_card) if e == "posenet" else
                           PnPOdometry() if e == "pnp" else
                           PnPOdometry(matcher=LearnedMatcher(matcher_pipe)) if e == "pnp_learned" else
-                          HybridOdometry() if e == "hybrid" else EssentialOdometry())
+                          HybridOdometry(camera_height=height, ground_normal=normal) if e == "hybrid" else EssentialOdometry())
         trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
-        stamps = [int(round(i * 1e8)) for i in range(n)]
-        times = None
-        traj_file = Path(root) / "trajectory_tum.txt"
-        if traj_file.is_file():
-            times, gt_poses = read_tum_trajectory(traj_file)
-            stamps = [int(round(t * 1e9)) for t in times[:n]]
-        scale = None
-        if scale_source == "camera_height":
-            if times is None:
-                raise ValueError(f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)")
-            scale = ScaleEstimator("camera_height", float(gt_poses[0][2, 3]))
-        elif scale_source != "model":
-            raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")
+        stamps = [int(round(i * 1e8)) for i in range(n)] if times is None else [int(round(t * 1e9)) for t in times[:n]]
         for i in range(n):
             rgb = read_rgb(seq.frames[i])
             depth = pipe.run(rgb).depth

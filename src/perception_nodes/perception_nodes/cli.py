@@ -322,10 +322,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if tasks:
         mount = camera_mount_from_ground_truth(bag)
         if mount:
-            print(f"  detector: camera {mount['camera_height']:.2f} m above the ground, pitch {mount['camera_pitch_deg']:.1f}° "
-                  "(the scene's ground truth at its first frame, as a robot knows its camera mount): ground positions on")
+            print(f"  camera {mount['camera_height']:.2f} m above the ground, pitch {mount['camera_pitch_deg']:.1f}° (the scene's "
+                  "ground truth at its first frame, as a robot knows its camera mount): detector ground positions on, "
+                  "depth + odometry scale from the camera height")
         summary = replay(bag, "synthetic_replay", Path(args.out), "lockstep", skip_missing_models=True,
-                         overrides={"detector": {"use_camera_info": True, **mount}} if mount else None)
+                         overrides={"detector": {"use_camera_info": True, **mount},
+                                    "odometry": {"scale_source": "camera_height", **mount}} if mount else None)
     else:
         model = cache / "demo_model.onnx"
         bag = Path(args.bag) if args.bag else cache / f"demo_bag_{args.frames}"

@@ -59,6 +59,9 @@ class DepthNode(ModelNode):
         self.estimator: Any = None
         self.tracker: OdometryTracker | None = None
         if params["odometry"]:
+            self.T_base_optical = T_BODY_OPTICAL
+            if params["base_frame"]:
+                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
             if params["estimator"] == "posenet":
                 self.estimator = PoseNetOdometry(*self.load_model(params, "pose_model_path", "pose"))
             elif params["estimator"] == "pnp":
@@ -69,12 +72,16 @@ class DepthNode(ModelNode):
                 matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
                 self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(matcher))
             elif params["estimator"] == "hybrid":
-                self.estimator = HybridOdometry(params["min_inliers"])
+                # with the camera's height known, its essential motion takes its length from the
+                # ground's motion between frames (GroundScale), not from the depth network; the
+                # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
+                height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
+                pitch = np.radians(params["camera_pitch_deg"])
+                normal = (self.T_base_optical[:3, :3].T @ np.array([0.0, 0.0, -1.0]) if params["base_frame"] else
+                          np.array([0.0, np.cos(pitch), np.sin(pitch)]))
+                self.estimator = HybridOdometry(params["min_inliers"], camera_height=height, ground_normal=normal)
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
-            self.T_base_optical = T_BODY_OPTICAL
-            if params["base_frame"]:
-                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
             self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
         return pipe
 
@@ -188,6 +195,9 @@ class DepthNode(ModelNode):
             motion = Motion(None, reason="no CameraInfo")
         else:
             motion = self.estimator.estimate(rgb, depth, K)
+            ground = getattr(self.estimator, "ground", None)
+            if ground is not None:
+                self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
         state = self.tracker.update(stamp, motion)
         if not state.ok and state.status not in ("initialised", "first frame"):
             self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)

@@ -30,11 +30,48 @@ class PlaneFit:
     inliers: int
 
 
+def fit_plane_ransac(pts: np.ndarray, threshold: float, max_tilt_deg: float = 30.0, iterations: int = 100,
+                     min_inliers: int = 30, seed: int = 0) -> PlaneFit | None:
+    """RANSAC plane through 3D points in the optical frame whose normal is within ``max_tilt_deg``
+    of the camera's up (-y), refined by least squares on its inliers (``threshold``: distance, in
+    the points' units). None when no such plane has ``min_inliers``."""
+    if len(pts) < max(3, min_inliers):
+        return None
+    rng = np.random.default_rng(seed)
+    pts = np.asarray(pts, np.float64)
+    up = np.array([0.0, -1.0, 0.0])
+    cos_max = math.cos(math.radians(max_tilt_deg))
+    best: tuple[int, np.ndarray, float] | None = None
+    for _ in range(iterations):
+        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-12:
+            continue
+        n /= norm
+        if n @ up < 0:
+            n = -n
+        if n @ up < cos_max:
+            continue
+        d = -float(n @ a)  # plane n.x + d = 0
+        count = int((np.abs(pts @ n + d) < threshold).sum())
+        if best is None or count > best[0]:
+            best = (count, n, d)
+    if best is None or best[0] < min_inliers:
+        return None
+    count, n, d = best
+    inl = pts[np.abs(pts @ n + d) < threshold]
+    centre = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - centre, full_matrices=False)
+    n = vt[-1] if vt[-1] @ up > 0 else -vt[-1]
+    return PlaneFit(n, abs(float(n @ centre)), len(inl))
+
+
 def fit_ground_plane(depth: np.ndarray, K: np.ndarray, rows: tuple[float, float] = (0.6, 1.0), max_tilt_deg: float = 30.0,
                      iterations: int = 100, threshold: float = 0.03, seed: int = 0, max_points: int = 4000) -> PlaneFit | None:
-    """RANSAC plane through points back-projected from the image rows ``rows`` (fractions of the
-    height), whose normal is within ``max_tilt_deg`` of the optical frame's up (-y). ``threshold``
-    is relative to the points' median depth."""
+    """The ground plane of a depth map: :func:`fit_plane_ransac` on the points back-projected from
+    the image rows ``rows`` (fractions of the height); ``threshold`` is relative to the points'
+    median depth."""
     from .depth import depth_to_points
 
     h = depth.shape[0]
@@ -48,35 +85,7 @@ def fit_ground_plane(depth: np.ndarray, K: np.ndarray, rows: tuple[float, float]
     if len(pts) > max_points:
         pts = pts[rng.choice(len(pts), max_points, replace=False)]
     pts = pts.astype(np.float64)
-    tol = threshold * float(np.median(pts[:, 2]))
-    up = np.array([0.0, -1.0, 0.0])
-    cos_max = math.cos(math.radians(max_tilt_deg))
-    best: tuple[int, np.ndarray, float] | None = None
-    for _ in range(iterations):
-        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        norm = np.linalg.norm(n)
-        if norm < 1e-9:
-            continue
-        n /= norm
-        if n @ up < 0:
-            n = -n
-        if n @ up < cos_max:
-            continue
-        d = -float(n @ a)  # plane n.x + d = 0
-        count = int((np.abs(pts @ n + d) < tol).sum())
-        if best is None or count > best[0]:
-            best = (count, n, d)
-    if best is None or best[0] < 30:
-        return None
-    # least-squares refinement on the inliers
-    count, n, d = best
-    inl = pts[np.abs(pts @ n + d) < tol]
-    centre = inl.mean(axis=0)
-    _, _, vt = np.linalg.svd(inl - centre)
-    n = vt[-1] if vt[-1] @ up > 0 else -vt[-1]
-    d = -float(n @ centre)
-    return PlaneFit(n, abs(d), len(inl))
+    return fit_plane_ransac(pts, threshold * float(np.median(pts[:, 2])), max_tilt_deg, iterations, 30, seed)
 
 
 class ScaleEstimator:
