@@ -48,6 +48,13 @@ def _info(width, height, f=300.0):
     return msg
 
 
+def _send_info(probe, info_pub):
+    """CameraInfo a few times over ~1 s (latched-like: the node may subscribe late)."""
+    for _ in range(20):
+        info_pub.publish(_info(320, 240))
+        probe.spin_until(lambda: False, 0.05)
+
+
 def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path, rclpy_context):
     model = _depth_model(tmp_path)
     prof = _profile("vo", "odometry_node", model, publish_points=True, point_decimation=8)
@@ -64,9 +71,7 @@ def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path
         pub.publish(_image(texture, 1))  # before any CameraInfo: depth and odometry, no cloud
         assert probe.spin_until(lambda: depth and odom, 30), stack.log_text("vo")
         assert not points
-        for _ in range(20):
-            info_pub.publish(_info(320, 240))
-            probe.spin_until(lambda: False, 0.05)
+        _send_info(probe, info_pub)
         for sec in (2, 3):
             pub.publish(_image(texture, sec))
         assert probe.spin_until(lambda: len(depth) >= 3 and len(odom) >= 3 and points and len(path) >= 3, 30), stack.log_text("vo")
@@ -105,9 +110,7 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         pub = probe.publisher(Image, "/vg/in")
         info_pub = probe.publisher(CameraInfo, "/vg/camera_info")
         assert pub is not None and info_pub is not None, stack.log_text("vg")
-        for _ in range(20):
-            info_pub.publish(_info(320, 240))
-            probe.spin_until(lambda: False, 0.05)
+        _send_info(probe, info_pub)
         texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         for sec in (1, 2, 3, 4):   # the camera slides sideways along the wall
             pub.publish(_image(np.roll(texture, 4 * sec, axis=1), sec))
