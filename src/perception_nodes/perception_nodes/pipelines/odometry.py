@@ -220,14 +220,14 @@ def essential_geometry(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_inliers:
     return TwoViewGeometry(R, t.ravel() / np.linalg.norm(t), a[inl], b[inl], int(n))
 
 
-def triangulate(g: TwoViewGeometry, a: np.ndarray, b: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points (N, 3) in the previous camera's frame, in units of the (unit) baseline, and the angle
-    in degrees between their two viewing rays (parallax: near the epipole, straight ahead when
-    driving, triangulated depth is noise)."""
-    if len(a) == 0:
+def triangulate(g: TwoViewGeometry, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``g``'s inliers as points (N, 3) in the previous camera's frame, in units of the (unit)
+    baseline, and the angle in degrees between their two viewing rays (parallax: near the epipole,
+    straight ahead when driving, triangulated depth is noise)."""
+    if len(g.a) == 0:
         return np.zeros((0, 3)), np.zeros(0)
     X = cv2.triangulatePoints(K @ np.hstack([np.eye(3), np.zeros((3, 1))]), K @ np.hstack([g.R, g.t.reshape(3, 1)]),
-                              a.T.astype(np.float64), b.T.astype(np.float64))
+                              g.a.T.astype(np.float64), g.b.T.astype(np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         Xc = (X[:3] / X[3]).T
     c1 = -g.R.T @ g.t
@@ -239,7 +239,7 @@ def triangulate(g: TwoViewGeometry, a: np.ndarray, b: np.ndarray, K: np.ndarray)
 def depth_scale(g: TwoViewGeometry, prev_depth: np.ndarray, K: np.ndarray, min_parallax_deg: float) -> tuple[float | None, str]:
     """The unit translation's length from metric depth: the median ratio of the previous frame's
     depth to the triangulated depth of the inliers with parallax."""
-    Xc, parallax = triangulate(g, g.a, g.b, K)
+    Xc, parallax = triangulate(g, K)
     z_pred = sample_depth(prev_depth, g.a)
     z_tri = Xc[:, 2]
     ok = np.isfinite(z_pred) & np.isfinite(z_tri) & (z_tri > 0) & (parallax > min_parallax_deg)
@@ -278,8 +278,8 @@ class GroundScale:
     ground under a nearly fixed normal, and a few degrees of error in it bias the length (on six
     held-out driving sequences the median measured length was 0.74-1.03 of the true one with the
     depth network's plane, 0.99-1.03 with the mounting's normal); without it, the depth's plane
-    normal is used each frame. The length
-    ``s`` is the one that best warps this frame's ground onto the previous one (mean absolute
+    normal is used each frame. The length ``s`` is the one that best warps this frame's ground
+    onto the previous one (mean absolute
     difference of band-passed grey images at ``max_width``, a log-spaced search over
     ``[min_step, max_step]`` metres refined by a parabola). Every ground pixel takes part, so it
     holds on weakly textured road where corner tracks stick (they underestimate the motion).
