@@ -21,6 +21,7 @@ from perception_nodes.pipelines.depth import DepthPipeline, depth_to_points
 from perception_nodes.pipelines.metric_scale import ScaleEstimator
 from perception_nodes.pipelines.odometry import (EssentialOdometry, HybridOdometry, OdometryTracker, PnPOdometry,
                                                 PoseNetOdometry)
+from perception_nodes.transforms import ground_normal_in_optical
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 70.0
@@ -32,7 +33,7 @@ def frames(n: int):
     seq = SyntheticSequence(SynthConfig(preset="driving", seed=901, frames=n))
     fr = list(seq.frames())
     T0 = fr[0].T_world_cam   # the camera's mounting: height above the ground and the ground's normal
-    return [f.rgb for f in fr], seq.K, float(T0[2, 3]), T0[:3, :3].T @ np.array([0.0, 0.0, -1.0])
+    return [f.rgb for f in fr], seq.K, float(T0[2, 3]), ground_normal_in_optical(T0)
 
 
 def main() -> None:

@@ -360,3 +360,15 @@ def test_learned_matcher_feeds_pnp_with_the_matching_models_keypoints(driving):
     est_poses = np.stack([T for _s, T in st.path])
     e = trajectory_errors(times, est_poses, np.linalg.inv(poses[0]) @ poses, align="se3")
     assert st.skipped == 0 and e["ate_percent_of_path"] < 3.0, e
+
+
+def test_ground_normal_from_the_camera_mount():
+    """A level camera sees the ground straight down its optical y; pitched down by p, the normal
+    tilts towards its optical z (the same normal the node builds from camera_pitch_deg)."""
+    from perception_nodes.nodes.depth_node import pose_from_xyzrpy
+    from perception_nodes.transforms import T_BODY_OPTICAL, ground_normal_in_optical
+
+    assert np.allclose(ground_normal_in_optical(T_BODY_OPTICAL), [0.0, 1.0, 0.0])
+    p = np.radians(7.0)
+    mount = pose_from_xyzrpy([0.3, 0.0, 1.2, 0.0, p, 0.0]) @ T_BODY_OPTICAL
+    assert np.allclose(ground_normal_in_optical(mount), [0.0, np.cos(p), np.sin(p)])

@@ -122,6 +122,7 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
     from perception_nodes.pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, OdometryTracker,
                                                      PnPOdometry, PoseNetOdometry)
+    from perception_nodes.transforms import ground_normal_in_optical
 
     from .data.readers.depth import read_nyu_depth
     from .data.readers.tum import read_tum_trajectory
@@ -155,7 +156,7 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
             if times is None:
                 raise ValueError(f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)")
             # the camera's mounting: its height and the ground's normal (world z up) in its frame
-            height, normal = float(gt_poses[0][2, 3]), gt_poses[0][:3, :3].T @ np.array([0.0, 0.0, -1.0])
+            height, normal = float(gt_poses[0][2, 3]), ground_normal_in_optical(gt_poses[0])
             scale = ScaleEstimator("camera_height", height)
         elif scale_source != "model":
             raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")

@@ -3,7 +3,8 @@ depend on scipy, which the runtime images do not have).
 
 - ``R_BODY_OPTICAL`` / ``T_BODY_OPTICAL``: the camera optical frame (x right, y down, z forward)
   in the REP-103 camera body frame (x forward, y left, z up);
-- rotation matrix <-> unit quaternion (x, y, z, w), the order ROS messages use.
+- rotation matrix <-> unit quaternion (x, y, z, w), the order ROS messages use;
+- ``ground_normal_in_optical``: the ground's downward normal as a mounted camera sees it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0],
 R_BODY_OPTICAL.setflags(write=False)
 T_BODY_OPTICAL = np.block([[R_BODY_OPTICAL, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
 T_BODY_OPTICAL.setflags(write=False)  # shared: nobody may change it in place
+
+
+def ground_normal_in_optical(T_up_optical: np.ndarray) -> np.ndarray:
+    """The flat ground's unit normal pointing down (-z of a z-up frame: REP-103 odom/world or a
+    REP-105 base), in the optical frame of a camera whose pose in that frame is ``T_up_optical``."""
+    return np.asarray(T_up_optical, np.float64)[:3, :3].T @ np.array([0.0, 0.0, -1.0])
 
 
 def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:

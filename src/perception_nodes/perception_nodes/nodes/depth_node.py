@@ -28,7 +28,7 @@ from ..pipelines.metric_scale import ScaleEstimator
 from ..pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, Motion, OdometryTracker,
                                   PnPOdometry, PoseNetOdometry)
 from ..sync import stamp_to_ns
-from ..transforms import T_BODY_OPTICAL, matrix_to_quaternion
+from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, matrix_to_quaternion
 from ..qos import output_qos
 from .model_node import ModelNode
 
@@ -76,10 +76,10 @@ class DepthNode(ModelNode):
                 # ground's motion between frames (GroundScale), not from the depth network; the
                 # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
                 height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
-                pitch = np.radians(params["camera_pitch_deg"])
-                normal = (self.T_base_optical[:3, :3].T @ np.array([0.0, 0.0, -1.0]) if params["base_frame"] else
-                          np.array([0.0, np.cos(pitch), np.sin(pitch)]))
-                self.estimator = HybridOdometry(params["min_inliers"], camera_height=height, ground_normal=normal)
+                mount = (self.T_base_optical if params["base_frame"] else
+                         pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL)
+                self.estimator = HybridOdometry(params["min_inliers"], camera_height=height,
+                                                ground_normal=ground_normal_in_optical(mount))
             else:
                 self.estimator = EssentialOdometry(params["min_inliers"])
             self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
