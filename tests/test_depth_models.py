@@ -285,3 +285,27 @@ def test_train_rejects_bad_configs(tmp_path):
         train_depth(DepthTrainConfig(out=str(tmp_path)), progress=False)
     with pytest.raises(ValueError, match="multiples of 32"):
         train_depth(DepthTrainConfig(data=["x"], input_size=(100, 128), out=str(tmp_path)), progress=False)
+
+
+def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
+    """--init models/depth.onnx: both networks read back from the shipped pair (the pose network is
+    the file the depth card names); the first epoch at a learning rate of ~0 scores what the shipped
+    depth network scores (its metric scale is a constant of the export, so compare median-scaled)."""
+    from pathlib import Path
+
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.depth_trainer import evaluate_depth
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], val=[str(seq_dirs[1])], out=str(tmp_path / "ft"), epochs=1,
+                           batch_size=2, input_size=(192, 256), lr=1e-12, scales=(0,), augment=False,
+                           init=str(models / "depth.onnx"), log_every=1)
+    r = train_depth(cfg, progress=False)
+    ref_depth, ref_pose = DepthNet(DepthConfig((192, 256), cfg.min_depth, cfg.max_depth)), PoseNet()
+    assert load_onnx_weights(ref_depth, models / "depth.onnx", strict=False)["missing"] == [
+        "decoder.heads.3", "decoder.heads.2", "decoder.heads.1"]
+    load_onnx_weights(ref_pose, models / "pose.onnx")
+    direct = evaluate_depth(cfg, ref_depth, ref_pose, cfg.val)
+    assert r["metrics"]["abs_rel_median_scaled"] == pytest.approx(direct["abs_rel_median_scaled"], abs=0.01)
+    with pytest.raises(ValueError, match="not exported from this architecture"):
+        load_onnx_weights(PoseNet(), models / "depth.onnx")

@@ -149,3 +149,103 @@ def test_median_frequency_weights_favour_rare_classes(sets):
     # ground covers far more of each image it appears in than any object does
     present = [c for c in range(4, 10) if w[c] > 0]
     assert present and all(w[c] > w[1] for c in present)
+
+
+def _shipped(task):
+    from perception_models.models.detection import Detector, DetectorConfig, DetectorWithPostprocess
+    from perception_models.models.segmentation import Segmenter, SegmenterConfig, SegmenterWithPostprocess
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    if task == "detection":
+        return root / "detector.onnx", Detector(DetectorConfig(num_classes=6, input_size=(288, 384))), DetectorWithPostprocess
+    return root / "segmenter.onnx", Segmenter(SegmenterConfig(num_classes=10, input_size=(288, 384))), SegmenterWithPostprocess
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_weights_back_from_a_shipped_onnx_model_give_its_outputs_and_survive_calibration(sets, task):
+    """Fine-tuning a shipped model needs its weights: BatchNorms folded by the exporter are
+    unfolded (the detector's shared head keeps real ones), and the re-calibration that makes
+    train-mode BatchNorm start from the exported function leaves the eval function unchanged."""
+    import onnxruntime as ort
+    from perception_models.onnx_weights import calibrate_batchnorm, load_onnx_weights
+
+    path, model, wrap = _shipped(task)
+    counts = load_onnx_weights(model, path)
+    assert counts["convs"] == 32 and counts["missing"] == []
+    assert counts["batchnorms"] == (4 if task == "detection" else 0)
+    ds = SegmentationDataset([sets[0], sets[1]], (288, 384))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"image": x[:1].numpy()})
+
+    def close_to_onnx():
+        with torch.no_grad():
+            out = [t.numpy() for t in wrap(model.eval())(x[:1])]
+        if task == "segmentation":
+            assert (out[0] == ref[0]).mean() > 0.999
+            np.testing.assert_allclose(out[1], ref[1], atol=2e-3)
+            return
+        # all scores alike; boxes and labels of the confident ones (near-equal low scores may swap rows)
+        np.testing.assert_allclose(np.sort(out[1][0]), np.sort(ref[1][0]), atol=2e-3)
+        sure = ref[1][0] > 0.3
+        assert sure.sum() >= 5
+        np.testing.assert_allclose(out[0][0][sure], ref[0][0][sure], atol=0.05)
+        np.testing.assert_array_equal(out[2][0][sure], ref[2][0][sure])
+
+    close_to_onnx()
+    calibrate_batchnorm(model, [x[:4], x[4:]])
+    close_to_onnx()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert float(bn.running_var.mean()) != pytest.approx(1.0, abs=1e-3)   # really re-parameterised
+    with torch.no_grad():   # train mode (batch statistics) now computes nearly the same function
+        first = model.eval()(x)
+        train_mode = model.train()(x)
+    first, train_mode = (first[0], train_mode[0]) if task == "detection" else (first, train_mode)
+    # exact for the segmenter (its batch is the calibration data); the detector's head shares its
+    # BatchNorms between pyramid levels, whose statistics differ: 0.06 (0.35 uncalibrated)
+    assert float((train_mode - first).norm() / first.norm()) < (0.1 if task == "detection" else 1e-4)
+    other = _shipped("segmentation" if task == "detection" else "detection")[1]
+    with pytest.raises(ValueError, match="shape|no weight|not exported"):
+        load_onnx_weights(other, path)
+
+
+def test_training_starts_from_an_exported_model(sets, tmp_path):
+    """--init model.onnx: the first validation (learning rate ~0) scores what the shipped model scores."""
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.trainer import build_datasets, evaluate
+
+    path, model, _ = _shipped("segmentation")
+    cfg = _cfg("segmentation", sets, tmp_path / "s", epochs=1, input_size=(288, 384), lr=1e-12, init=str(path), augment=False)
+    res = train(cfg, progress=False)
+    load_onnx_weights(model, path)
+    _, val, names = build_datasets(cfg)
+    direct = evaluate(cfg, model, torch.utils.data.DataLoader(val, 2), names)
+    assert res["metric"] == pytest.approx(direct["metric"], abs=0.02)
+    with pytest.raises(FileNotFoundError):
+        train(_cfg("segmentation", sets, tmp_path / "t", init=str(tmp_path / "missing.onnx")), progress=False)
+
+
+def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):
+    import perception_models.train.trainer as T
+
+    clock = [100.0]
+    monkeypatch.setattr(T.time, "monotonic", lambda: clock[0])
+    plan = T.StepPlan(steps_per_epoch=50, epochs=1000, budget_min=2.0)     # 120 s
+    assert not plan.decided and plan.total == 50_000
+    decided = None
+    for step in range(1, T.PROBE_STEPS[1] + 1):
+        clock[0] += 0.5                                                      # 2 steps/s
+        decided = plan.after_step(step) or decided
+    # 30 s spent, 90 s left at 2 steps/s, 15 % kept for validation
+    assert decided["steps_per_second"] == pytest.approx(2.0)
+    assert plan.total == T.PROBE_STEPS[1] + int(2.0 * 90 * 0.85) and plan.epochs() == -(-plan.total // 50)
+    assert not plan.out_of_time()
+    clock[0] += 91
+    assert plan.out_of_time()
+    unlimited = T.StepPlan(steps_per_epoch=50, epochs=3, budget_min=0)
+    assert unlimited.decided and unlimited.total == 150 and not unlimited.out_of_time()
+    assert T.resolve_device("cpu").type == "cpu"
+    assert T.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            T.resolve_device("cuda")

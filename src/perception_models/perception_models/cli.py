@@ -107,7 +107,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                      class_weights=args.class_weights, init=args.init or "")
+                      class_weights=args.class_weights, init=args.init or "", device=args.device,
+                      time_budget_min=args.time_budget_min)
     return _run_training(train, cfg, args)
 
 
@@ -130,7 +131,8 @@ def _train_depth(args: argparse.Namespace) -> int:
                            lr=args.lr or 5e-4, input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
                            supervised=args.supervised, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                           frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "")
+                           frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "",
+                           device=args.device, time_budget_min=args.time_budget_min)
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
 
@@ -256,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
                    help="segmentation: weight rare classes (SegNet's median frequency balancing)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning)")
+    p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning); "
+                   "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmenter.onnx)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--time-budget-min", type=float, default=0.0,
+                   help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
+                        "minutes from the rate of the first steps; --epochs is then an upper bound")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")

@@ -62,16 +62,16 @@ def match(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float = 0.5, n
     Every ground truth also gets its best anchor (so small objects are not left without one)."""
     n = anchors.shape[0]
     if gt_boxes.numel() == 0:
-        return torch.full((n,), -1, dtype=torch.long)
+        return torch.full((n,), -1, dtype=torch.long, device=anchors.device)
     iou = box_iou(anchors, gt_boxes)  # (N, G)
     best_iou, best_gt = iou.max(dim=1)
-    out = torch.full((n,), -2, dtype=torch.long)
+    out = torch.full((n,), -2, dtype=torch.long, device=anchors.device)
     out[best_iou < neg_iou] = -1
     pos = best_iou >= pos_iou
     out[pos] = best_gt[pos]
     best_per_gt, best_anchor = iou.max(dim=0)
     has = best_per_gt > 0  # a ground truth overlapping no anchor at all gets none
-    out[best_anchor[has]] = torch.arange(gt_boxes.shape[0])[has]
+    out[best_anchor[has]] = torch.arange(gt_boxes.shape[0], device=anchors.device)[has]
     return out
 
 

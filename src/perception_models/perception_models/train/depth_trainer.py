@@ -33,7 +33,8 @@ from ..models.geometry import warp
 from .data import MEAN, STD
 from .depth_data import (Sequence, TripletDataset, frame_tensor, load_bag_sequence, load_synthetic_sequence,
                          read_camera_matrix)
-from .trainer import _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resume_from
+from .trainer import (StepPlan, _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resolve_device, resume_from,
+                      to_device)
 
 
 @dataclass
@@ -65,7 +66,9 @@ class DepthTrainConfig:
     log_every: int = 10
     max_steps_per_epoch: int = 0
     augment: bool = True
-    init: str = ""
+    init: str = ""                      # checkpoint, or the exported depth .onnx (its pose .onnx beside it)
+    device: str = "auto"
+    time_budget_min: float = 0.0
 
     @property
     def metric_name(self) -> str:
@@ -73,7 +76,7 @@ class DepthTrainConfig:
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - x.new_tensor(MEAN).view(1, 3, 1, 1)) / x.new_tensor(STD).view(1, 3, 1, 1)
 
 
 def load_sequences(cfg: DepthTrainConfig, folders: list[str], with_bags: bool) -> list[Sequence]:
@@ -124,7 +127,8 @@ def chain(relative: list[np.ndarray]) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, folders: list[str]) -> dict[str, Any]:
+def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, folders: list[str],
+                   device: torch.device | None = None) -> dict[str, Any]:
     """Depth errors on every frame of ``folders`` and the pose network's trajectory per sequence."""
     from ..data.readers.depth import read_nyu_depth
     from ..data.readers.tum import read_tum_trajectory
@@ -139,13 +143,13 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
         h, w = seq.size
         rel, prev_in = [], None
         for t in range(len(seq.frames)):
-            x = _norm(frame_tensor(seq, t, cfg.input_size))
-            depth = depth_net.depth(x)
+            x = _norm(frame_tensor(seq, t, cfg.input_size).to(device or "cpu"))
+            depth = depth_net.depth(x).cpu()
             if seq.depth:
                 pred = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
                 ev.add(read_nyu_depth(seq.depth[t]), pred)
             if prev_in is not None:
-                rel.append(pose_net(prev_in, x)[0].double().numpy())
+                rel.append(pose_net(prev_in, x)[0].double().cpu().numpy())
             prev_in = x
         traj_file = Path(folder) / "trajectory_tum.txt"
         if traj_file.is_file() and len(rel) >= 2:
@@ -185,22 +189,35 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
         raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
     if any(s % 32 for s in cfg.input_size):
         raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
+    if cfg.val:   # the validation's trajectory errors need evo: fail now, not after the first epoch
+        import importlib.util
+
+        if importlib.util.find_spec("evo") is None:
+            raise ValueError("--val needs the evo package for the trajectory errors (pip install evo), "
+                             "or train without --val")
     _seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_set = TripletDataset(load_sequences(cfg, cfg.data, with_bags=True), cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
     depth_net, pose_net = build_depth_models(cfg)
+    depth_net.to(device)
+    pose_net.to(device)
     params = list(depth_net.parameters()) + list(pose_net.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
-                        drop_last=len(train_set) > cfg.batch_size)
+                        drop_last=len(train_set) > cfg.batch_size, pin_memory=device.type == "cuda",
+                        persistent_workers=cfg.workers > 0)
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
-    total = steps_per_epoch * cfg.epochs
+    plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min)
     start_epoch, step, best = 0, 0, float("inf")
     last = out / "last.pt"
     if resume:
         start_epoch, step, best = resume_from(last, {"depth": depth_net, "pose": pose_net}, opt, gen, float("inf"))
+        plan.decided = True
+    elif cfg.init.endswith(".onnx"):
+        print(init_from_onnx(cfg, depth_net, pose_net, train_set, device))
     elif cfg.init:
         ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
         if "depth" not in ck:
@@ -209,25 +226,37 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
         pose_net.load_state_dict(ck["pose"])
         print(f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})")
     result: dict[str, Any] = {}
+    run_steps = 0
     with open(out / "log.jsonl", "a") as log:
-        for epoch in range(start_epoch, cfg.epochs):
+        epoch = start_epoch
+        while epoch < plan.epochs() and step < plan.total:
             train_set.epoch = epoch
             depth_net.train()
             pose_net.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"depth epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="batch")
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"depth epoch {epoch + 1}/{plan.epochs()}", disable=not progress, unit="batch")
             t0 = time.monotonic()
             for b, batch in enumerate(bar):
-                if b >= steps_per_epoch:
+                if b >= steps_per_epoch or step >= plan.total:
                     break
-                losses = depth_losses(cfg, depth_net, pose_net, batch)
-                optimizer_step(opt, params, losses["total"], _lr_at(step, total, cfg))  # type: ignore[arg-type]
+                losses = depth_losses(cfg, depth_net, pose_net, to_device(batch, device))
+                optimizer_step(opt, params, losses["total"], _lr_at(step, plan.total, cfg))  # type: ignore[arg-type]
                 step += 1
+                run_steps += 1
+                decided = plan.after_step(run_steps)
+                if plan.decided and plan.out_of_time():
+                    plan.total = step
+                    cfg.epochs = epoch + 1
+                if decided is not None:
+                    cfg.epochs = plan.epochs()
+                    log.write(json.dumps({**decided, "step": step}) + "\n")
+                    if progress:
+                        print(f"time budget: {decided['steps_per_second']:.2f} steps/s -> {decided['planned_steps']} steps")
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
                 if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
                     log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}) + "\n")
                     log.flush()
-            metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val) if cfg.val else {"metric": float("nan")}
+            metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val, device) if cfg.val else {"metric": float("nan")}
             log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
             log.flush()
             best = checkpoint_epoch(out, {"depth": depth_net, "pose": pose_net}, opt, gen, cfg, epoch, step, metrics, best,
@@ -236,7 +265,36 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
             if progress:
                 ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""
                 print(f"epoch {epoch + 1}: {cfg.metric_name} {metrics['metric']:.4f} (best {best:.4f}){ate}")
+            epoch += 1
     return result
+
+
+def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, train_set: TripletDataset,
+                   device: torch.device) -> str:
+    """Both networks from an exported pair (``cfg.init`` = the depth .onnx; the pose network is the
+    file its card names, else ``pose.onnx`` beside it), BatchNorms calibrated on training triplets.
+    The export's metric scale factor is a constant outside the weights: supervision re-learns it."""
+    import yaml
+    from perception_nodes.model_card import card_path
+
+    from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
+
+    depth_path = Path(cfg.init)
+    card = card_path(depth_path)
+    pose_name = (yaml.safe_load(card.read_text()) or {}).get("depth", {}).get("pose_model") if card.is_file() else None
+    pose_path = depth_path.with_name(pose_name or "pose.onnx")
+    loaded = load_onnx_weights(depth_net, depth_path, strict=False)   # the export keeps the finest head only
+    n_depth, missing = loaded["convs"], loaded["missing"]
+    if any(not m.startswith("decoder.heads.") for m in missing):
+        raise ValueError(f"--init {depth_path}: no weights for {missing}")
+    n_pose = load_onnx_weights(pose_net, pose_path)["convs"]
+    batches = [to_device(train_set[i]["color"], device) for i in range(min(len(train_set), 64))]
+    calibrate_batchnorm(depth_net, [_norm(torch.stack([c[1] for c in batches[k:k + 8]])) for k in range(0, len(batches), 8)])
+    calibrate_batchnorm(pose_net, [(_norm(torch.stack([c[0] for c in batches[k:k + 8]])),
+                                    _norm(torch.stack([c[1] for c in batches[k:k + 8]]))) for k in range(0, len(batches), 8)],
+                        forward=lambda m, b: m(*b))
+    return (f"initialised from {depth_path} ({n_depth} convolutions; not in the export, left as initialised: {missing}) "
+            f"and {pose_path} ({n_pose}); BatchNorms calibrated on {len(batches)} triplets")
 
 
 def load_depth_checkpoint(path: Path | str) -> tuple[DepthNet, PoseNet, DepthTrainConfig, dict]:

@@ -9,8 +9,14 @@
   (``perception-models plot runs/det`` draws the curves);
 - checkpoints ``last.pt`` (every epoch, resumable with ``--resume``) and ``best.pt`` (best
   validation metric: mAP@[.5:.95] for detection, mIoU for segmentation);
-- several GPUs: launch with ``torchrun --nproc_per_node N -m perception_models.cli train ...``;
-  DistributedDataParallel and a distributed sampler are used when ``WORLD_SIZE`` > 1.
+- runs on a GPU when one is there (``--device auto``); several GPUs: launch with
+  ``torchrun --nproc_per_node N -m perception_models.cli train ...``; DistributedDataParallel and a
+  distributed sampler are used when ``WORLD_SIZE`` > 1;
+- ``--init`` takes a checkpoint or an exported ONNX model (a shipped model whose checkpoint is gone:
+  ``onnx_weights``), to fine-tune;
+- ``--time-budget-min M``: the number of steps is fitted to M minutes of wall time from the rate
+  measured over the first steps (logged as ``planned_steps``); the cosine schedule then runs to
+  that step, so a run on a lent GPU ends its schedule before the machine goes back.
 """
 
 from __future__ import annotations
@@ -59,7 +65,90 @@ class TrainConfig:
     camvid: bool = False                     # segmentation data in CamVid layout (train/, trainannot/)
     augment: bool = True
     class_weights: str = "none"              # segmentation: none | median_frequency (SegNet)
-    init: str = ""                           # checkpoint whose model weights start this run (fine-tuning)
+    init: str = ""                           # checkpoint (or exported .onnx) whose weights start this run
+    device: str = "auto"                     # auto | cpu | cuda | cuda:N
+    time_budget_min: float = 0.0             # > 0: fit the number of steps to this many minutes
+
+
+PROBE_STEPS = (20, 60)                       # steps between which the time budget measures the rate
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU of this process (``LOCAL_RANK`` under torchrun) when CUDA works, else the CPU."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}': CUDA is not available here (use --device cpu or auto)")
+    return dev
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a batch (tensors, lists, dicts of them) onto ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
+    """Load ``path`` (a checkpoint, or an exported .onnx) into ``model``; returns a line saying what was
+    loaded. ONNX weights have their BatchNorms re-calibrated on ``calibration_batches`` (see
+    ``onnx_weights``) so that training starts from the exported function."""
+    if path.endswith(".onnx"):
+        from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
+
+        counts = load_onnx_weights(model, path)
+        n = calibrate_batchnorm(model, calibration_batches) if calibration_batches is not None else 0
+        return f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if ck.get("config", {}).get("task", expected_task) != expected_task:
+        raise ValueError(f"--init {path}: a {ck['config']['task']} checkpoint, not {expected_task}")
+    if "model" not in ck:
+        raise ValueError(f"--init {path}: not a {expected_task} checkpoint (no 'model' weights)")
+    model.load_state_dict(ck["model"])
+    return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})"
+
+
+class StepPlan:
+    """How many steps a run makes: ``epochs * steps_per_epoch``, or, with a time budget, as many as
+    the rate measured between ``PROBE_STEPS`` fits in the budget (decided once, then fixed)."""
+
+    def __init__(self, steps_per_epoch: int, epochs: int, budget_min: float) -> None:
+        self.steps_per_epoch, self.budget_s = steps_per_epoch, budget_min * 60.0
+        self.total = steps_per_epoch * epochs
+        self.t_start = time.monotonic()
+        self._t_probe: float | None = None
+        self.decided = budget_min <= 0
+
+    def after_step(self, run_step: int) -> dict[str, Any] | None:
+        """Called with the number of steps this run has made; returns the plan once it is decided."""
+        if self.decided:
+            return None
+        if run_step == PROBE_STEPS[0]:
+            self._t_probe = time.monotonic()
+        if run_step == PROBE_STEPS[1] and self._t_probe is not None:
+            now = time.monotonic()
+            rate = (PROBE_STEPS[1] - PROBE_STEPS[0]) / max(now - self._t_probe, 1e-6)
+            left = self.budget_s - (now - self.t_start)
+            # validation passes cost time too: keep 15 % of the remaining budget for them
+            self.total = min(self.total, max(run_step + 1, run_step + int(rate * left * 0.85)))
+            self.decided = True
+            return {"kind": "plan", "steps_per_second": rate, "planned_steps": self.total,
+                    "budget_minutes": self.budget_s / 60.0}
+        return None
+
+    def out_of_time(self) -> bool:
+        """Past the budget (the measured rate was too optimistic): the run ends at this step."""
+        return self.budget_s > 0 and time.monotonic() - self.t_start > self.budget_s
+
+    def epochs(self) -> int:
+        return max(1, math.ceil(self.total / self.steps_per_epoch))
 
 
 def _seed_everything(seed: int) -> None:
@@ -169,13 +258,15 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class_names: list[str]) -> dict[str, Any]:
+def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class_names: list[str],
+             device: torch.device | None = None) -> dict[str, Any]:
     model.eval()
+    device = device or torch.device("cpu")
     if cfg.task == "detection":
         post = DetectorWithPostprocess(model)
         ev = DetectionEvaluator(len(class_names), class_names)
         for images, targets in loader:
-            boxes, scores, labels = post(images)
+            boxes, scores, labels = (t.cpu() for t in post(images.to(device)))
             for b, s, lab, t in zip(boxes, scores, labels, targets):
                 k = s > 0
                 ev.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy())
@@ -184,7 +275,7 @@ def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class
     else:
         cm = ConfusionMatrix(len(class_names), class_names)
         for images, labels in loader:
-            cm.add(labels.numpy(), model(images).argmax(dim=1).numpy())
+            cm.add(labels.numpy(), model(images.to(device)).argmax(dim=1).cpu().numpy())
         out = cm.summary()
         out["metric"] = out["mIoU"]
         out["confusion_matrix"] = cm.matrix.tolist()
@@ -199,65 +290,89 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         raise ValueError(f"task '{cfg.task}' must be one of {TASKS}")
     rank, world = _distributed()
     _seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train_set, val_set, class_names = build_datasets(cfg)
     cfg.class_names = list(class_names)
     cfg.num_classes = cfg.num_classes or len(class_names)
-    model = build_model(cfg, cfg.num_classes)
+    model = build_model(cfg, cfg.num_classes).to(device)
+    collate = detection_collate if cfg.task == "detection" else None
     if cfg.init and not resume:
-        ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
-        if ck.get("config", {}).get("task", cfg.task) != cfg.task:
-            raise ValueError(f"--init {cfg.init}: a {ck['config']['task']} checkpoint, not {cfg.task}")
-        model.load_state_dict(ck["model"])
+        calib = None
+        if cfg.init.endswith(".onnx"):   # BatchNorm statistics from un-augmented training images
+            calib_set = torch.utils.data.Subset(build_datasets(TrainConfig(**{**asdict(cfg), "augment": False}))[0],
+                                                range(min(len(train_set), 16 * cfg.batch_size)))
+            calib = (to_device(b[0], device) for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate,
+                                                                 num_workers=cfg.workers))
+        line = init_weights(model, cfg.init, cfg.task, calib)
         if rank == 0:
-            print(f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})")
+            print(line)
     weights = None
     if cfg.task == "segmentation" and cfg.class_weights == "median_frequency":
         weights = median_frequency_weights(train_set, cfg.num_classes)
         if rank == 0:
             print("class weights (median frequency): " + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist())))
+        weights = weights.to(device)
     elif cfg.class_weights not in ("none", "median_frequency"):
         raise ValueError(f"class_weights '{cfg.class_weights}' must be none or median_frequency")
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
-    collate = detection_collate if cfg.task == "detection" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=cfg.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(cfg.seed)
+    pin = device.type == "cuda"
     loader = DataLoader(train_set, cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-                        num_workers=cfg.workers, collate_fn=collate, drop_last=len(train_set) > cfg.batch_size)
-    val_loader = DataLoader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate)
+                        num_workers=cfg.workers, collate_fn=collate, drop_last=len(train_set) > cfg.batch_size,
+                        pin_memory=pin, persistent_workers=cfg.workers > 0)
+    val_loader = DataLoader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate,
+                            pin_memory=pin)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
-    total = steps_per_epoch * cfg.epochs
+    plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min if world == 1 else 0.0)
     start_epoch, step, best = 0, 0, -1.0
     last = out / "last.pt"
     if resume:
         start_epoch, step, best = resume_from(last, {"model": model}, opt, gen, -1.0)
+        plan.decided = True
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     result: dict[str, Any] = {}
+    run_steps = 0
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        epoch = start_epoch
+        while epoch < plan.epochs() and step < plan.total:
             train_set.epoch = epoch
             if sampler is not None:
                 sampler.set_epoch(epoch)
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"{cfg.task} epoch {epoch + 1}/{cfg.epochs}",
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"{cfg.task} epoch {epoch + 1}/{plan.epochs()}",
                        disable=not progress or rank != 0, unit="batch")
             t0 = time.monotonic()
             for b, batch in enumerate(bar):
-                if b >= steps_per_epoch:
+                if b >= steps_per_epoch or step >= plan.total:
                     break
                 if cfg.task == "detection":
-                    images, targets = batch
+                    images, targets = to_device(batch, device)
                     losses = model.loss(*net(images), targets)
                 else:
-                    images, labels = batch
+                    images, labels = to_device(batch, device)
                     loss = pixel_cross_entropy(net(images), labels, class_weights=weights)
                     losses = {"total": loss}
-                optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, total, cfg))
+                optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, plan.total, cfg))
                 step += 1
+                run_steps += 1
+                decided = plan.after_step(run_steps)
+                if plan.decided and plan.out_of_time() and world == 1:
+                    plan.total = step
+                    cfg.epochs = epoch + 1
+                if decided is not None:
+                    cfg.epochs = plan.epochs()      # what the checkpoints and the card record
+                    if log is not None:
+                        log.write(json.dumps({**decided, "step": step}) + "\n")
+                    if progress and rank == 0:
+                        print(f"time budget: {decided['steps_per_second']:.2f} steps/s -> {decided['planned_steps']} steps")
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
                 if log is not None and (step % cfg.log_every == 0 or b == steps_per_epoch - 1):
@@ -266,7 +381,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     log.flush()
             if rank != 0:
                 continue
-            metrics = evaluate(cfg, model, val_loader, class_names)
+            metrics = evaluate(cfg, model, val_loader, class_names, device)
             entry = {"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0,
                      "metric": metrics["metric"], **{k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}}
             assert log is not None
@@ -276,6 +391,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
                 print(f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} (best {best:.4f})")
+            epoch += 1
     finally:
         if log is not None:
             log.close()

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Render synthetic data on every core, then fine-tune the shipped detector, segmenter and depth
+network together on one GPU within a wall-clock budget. Needs torch, numpy, opencv, onnx,
+pyyaml, tqdm and (for the depth run's validation) evo; run from the repository root:
+
+    python scripts/train_gpu.py --work /tmp/gpu --minutes 20 --sync /path/kept [--photos DIR]
+
+- data: ``--driving`` + ``--indoor`` sequences of ``--frames`` frames (new seeds), rendered by
+  parallel ``perception-models data synth`` processes, and the held-out validation scenes the
+  model cards are measured on (seeds 9000 and 9500, 6 sequences x 10 frames each);
+- training: ``perception-models train`` per task, each ``--init`` from the shipped ONNX model
+  (``perception_models.onnx_weights``), ``--time-budget-min`` so that each cosine schedule ends
+  inside the budget, data-loader workers split between the tasks;
+- ``--sync``: every time a run's ``best.pt`` improves, a slim copy (weights, config, metrics; no
+  optimizer state) goes there as ``<task>.pt``, with the logs, so that what is kept survives the
+  machine; ``status.txt`` says where each run is.
+
+Export and measure locally afterwards (``perception-models export --task ... --checkpoint <task>.pt
+--eval ...``) and replace a shipped model only when it beats its card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src/perception_models"), str(ROOT / "src/perception_nodes"),
+                                                    os.environ.get("PYTHONPATH", "")]),
+       "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+CLI = [sys.executable, "-m", "perception_models.cli"]
+VAL = [("driving", 9000, 6), ("indoor", 9500, 6)]
+
+
+def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Training and validation sequence folders, rendered by ``--procs`` processes."""
+    jobs = []
+    for preset, seed0, count in (("driving", args.seed_driving, args.driving), ("indoor", args.seed_indoor, args.indoor)):
+        chunk = max(1, count // args.procs)
+        for s in range(0, count, chunk):
+            jobs.append((preset, seed0 + s, min(chunk, count - s), args.frames, work / "train"))
+    for preset, seed, count in VAL:
+        jobs.append((preset, seed, count, 10, work / "val"))
+    photos = ["--photos", args.photos] if args.photos else []
+
+    def run(job):
+        preset, seed, count, frames, out = job
+        cmd = CLI + ["data", "synth", "--preset", preset, "--sequences", str(count), "--frames", str(frames),
+                     "--seed", str(seed), "--out", str(out / f"{preset}_{seed}"), "--no-flow", "--workers", "1"] + photos
+        r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"{' '.join(cmd)}: {r.stderr[-2000:]}")
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(args.procs) as pool:
+        list(pool.map(run, jobs))
+    train = sorted(str(p) for p in (work / "train").glob("*/*") if (p / "manifest.json").is_file())
+    val = sorted(str(p) for p in (work / "val").glob("*/*") if (p / "manifest.json").is_file())
+    print(f"rendered {len(train)} training and {len(val)} validation sequences in {time.monotonic() - t0:.0f} s", flush=True)
+    return train, val
+
+
+def commands(work: Path, train: list[str], val: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
+    budget = ["--time-budget-min", f"{args.minutes:.2f}", "--epochs", "1000", "--max-steps-per-epoch", str(args.steps_per_epoch)]
+    common = ["--data", *train, "--val", *val, "--seed", "0"]
+    cmds = {
+        "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), "--input-size", "288", "384",
+                            "--batch-size", "32", "--lr", "1e-3", "--workers", str(args.workers["detection"]),
+                            "--init", str(ROOT / "models/detector.onnx"), *budget],
+        "segmentation": CLI + ["train", "--task", "segmentation", *common, "--out", str(work / "runs/segmentation"),
+                               "--input-size", "288", "384", "--batch-size", "32", "--lr", "1e-3",
+                               "--workers", str(args.workers["segmentation"]), "--class-weights", "median_frequency",
+                               "--init", str(ROOT / "models/segmenter.onnx"), *budget],
+        "depth": CLI + ["train", "--task", "depth", "--data", *train, "--val", *[v for v in val if "driving" in v][:2],
+                        *[v for v in val if "indoor" in v][:2], "--seed", "0", "--out", str(work / "runs/depth"),
+                        "--batch-size", "24", "--lr", "5e-4", "--scales", "0", "--workers", str(args.workers["depth"]),
+                        "--init", str(ROOT / "models/depth.onnx"), *budget],
+    }
+    return {t: cmds[t] for t in args.tasks}
+
+
+def slim(src: Path, dst: Path) -> None:
+    import torch
+
+    ck = torch.load(src, map_location="cpu", weights_only=False)
+    for k in ("optimizer", "torch_rng", "loader_rng"):
+        ck.pop(k, None)
+    tmp = dst.with_suffix(".tmp")
+    torch.save(ck, tmp)
+    tmp.replace(dst)
+
+
+def status_line(task: str, run: Path, proc: subprocess.Popen) -> str:
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()] if (run / "log.jsonl").is_file() else []
+    val = [r for r in rows if r.get("kind") == "val"]
+    plan = next((r for r in rows if r.get("kind") == "plan"), {})
+    train = [r for r in rows if r.get("kind") == "train"]
+    state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+    metric = ", ".join(f"{r['metric']:.4f}" for r in val[-6:])
+    return (f"{task}: {state}; step {train[-1]['step'] if train else 0}/{plan.get('planned_steps', '?')} "
+            f"({plan.get('steps_per_second', 0):.1f}/s); validation {metric}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/gpu"))
+    ap.add_argument("--sync", type=Path, required=True, help="folder for slim best checkpoints and logs")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training budget per task (after rendering)")
+    ap.add_argument("--tasks", nargs="+", default=["detection", "segmentation", "depth"])
+    ap.add_argument("--driving", type=int, default=600)
+    ap.add_argument("--indoor", type=int, default=400)
+    ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--seed-driving", type=int, default=10000)
+    ap.add_argument("--seed-indoor", type=int, default=20000)
+    ap.add_argument("--photos", help="folder of photos for textures (default: ../shared/data/camvid when present)")
+    ap.add_argument("--procs", type=int, default=os.cpu_count() or 4)
+    ap.add_argument("--steps-per-epoch", type=int, default=800)
+    args = ap.parse_args()
+    cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
+    share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
+    total = sum(share[t] for t in args.tasks)
+    args.workers = {t: max(1, int(cores * share[t] / total)) for t in args.tasks}
+    needs = ["torch", "cv2", "onnx", "yaml", "tqdm"] + (["evo"] if "depth" in args.tasks else [])
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:   # before minutes of rendering, not after them
+        print(f"train_gpu.py: missing Python packages {missing} (depth validation needs evo)", file=sys.stderr)
+        return 2
+    args.sync.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    train, val = render(args.work, args)
+    procs: dict[str, subprocess.Popen] = {}
+    for task, cmd in commands(args.work, train, val, args).items():
+        (args.work / "runs").mkdir(exist_ok=True)
+        log = open(args.work / f"{task}.out", "w")
+        procs[task] = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    seen: dict[str, float] = {}
+    while True:
+        lines = [time.strftime("%H:%M:%S")]
+        for task, proc in procs.items():
+            run = args.work / "runs" / task
+            best = run / "best.pt"
+            if best.is_file() and best.stat().st_mtime != seen.get(task):
+                seen[task] = best.stat().st_mtime
+                try:
+                    slim(best, args.sync / f"{task}.pt")
+                except Exception as exc:       # a checkpoint being written: next round
+                    seen.pop(task, None)
+                    print(f"{task}: {exc}", flush=True)
+            if (run / "log.jsonl").is_file():
+                shutil.copy(run / "log.jsonl", args.sync / f"{task}.log.jsonl")
+            lines.append(status_line(task, run, proc))
+        (args.sync / "status.txt").write_text("\n".join(lines) + "\n")
+        if all(p.poll() is not None for p in procs.values()):
+            break
+        time.sleep(15)
+    for task in procs:
+        out = args.work / f"{task}.out"
+        (args.sync / f"{task}.out.txt").write_text(out.read_text()[-20000:])
+    print((args.sync / "status.txt").read_text(), flush=True)
+    return max(p.returncode for p in procs.values())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
