@@ -89,6 +89,8 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path | str, strict: bool = Tr
         done.add(name)
         counts["convs"] += 1
         if conv.bias is not None:
+            if key + ".bias" not in init:
+                raise ValueError(f"{path}: no bias for {name}")
             _copy(conv.bias, init[key + ".bias"], name + ".bias")
         after = _batchnorm_after(model, name)
         if after is None:
