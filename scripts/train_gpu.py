@@ -70,7 +70,7 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def commands(work: Path, train: list[str], val: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
     budget = ["--time-budget-min", f"{args.minutes:.2f}", "--epochs", "1000", "--max-steps-per-epoch", str(args.steps_per_epoch)]
-    common = ["--data", *train, "--val", *val, "--seed", "0"]
+    common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images"]
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), "--input-size", "288", "384",
                             "--batch-size", "32", "--lr", "1e-3", "--workers", str(args.workers["detection"]),

@@ -249,3 +249,24 @@ def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             T.resolve_device("cuda")
+
+
+def test_cached_images_give_the_same_samples_and_augmentation_keeps_the_padding(sets):
+    """--cache-images changes where pixels come from, not what a sample is; the photometric
+    augmentation (applied after the letterbox) leaves the padding at the nodes' grey."""
+    pad = torch.from_numpy((np.float32(114 / 255.0) - MEAN) / STD)
+    for cls, kw in ((SegmentationDataset, {}), (DetectionDataset, {"class_names": None})):
+        a = cls([sets[0]], (128, 128), augment=Augment(p_zoom=0.0), seed=3, **kw)
+        b = cls([sets[0]], (128, 128), augment=Augment(p_zoom=0.0), seed=3, cache_images=True, **kw)
+        assert len(b.read.images) == len(a) and b.read.nbytes == len(a) * 120 * 160 * 3
+        changed = 0
+        for i in range(len(a)):
+            (xa, ta), (xb, tb) = a[i], b[i]
+            assert torch.equal(xa, xb)
+            assert torch.equal(ta, tb) if cls is SegmentationDataset else torch.equal(ta["boxes"], tb["boxes"])
+            # 160x120 -> 128x96 content with 16 rows of padding above and below
+            assert torch.allclose(xa[:, :16], pad.view(3, 1, 1).expand(3, 16, 128), atol=1e-6)
+            assert torch.allclose(xa[:, -16:], pad.view(3, 1, 1).expand(3, 16, 128), atol=1e-6)
+            plain = cls([sets[0]], (128, 128), augment=None, **kw)[i][0]
+            changed += int(not torch.allclose(xa[:, 16:-16], plain[:, 16:-16]) and not torch.allclose(xa, plain.flip(-1)))
+        assert changed == len(a)     # the content did get the photometric change

@@ -68,6 +68,7 @@ class TrainConfig:
     init: str = ""                           # checkpoint (or exported .onnx) whose weights start this run
     device: str = "auto"                     # auto | cpu | cuda | cuda:N
     time_budget_min: float = 0.0             # > 0: fit the number of steps to this many minutes
+    cache_images: bool = False               # decode the training images once, shared by the loader's workers
 
 
 PROBE_STEPS = (20, 60)                       # steps between which the time budget measures the rate
@@ -169,7 +170,8 @@ def _distributed() -> tuple[int, int]:
 def build_datasets(cfg: TrainConfig):
     aug = Augment() if cfg.augment else None
     if cfg.task == "detection":
-        train = DetectionDataset([Path(d) for d in cfg.data], cfg.input_size, cfg.class_names or None, aug, cfg.seed)
+        train = DetectionDataset([Path(d) for d in cfg.data], cfg.input_size, cfg.class_names or None, aug, cfg.seed,
+                                 cache_images=cfg.cache_images)
         val = DetectionDataset([Path(d) for d in cfg.val], cfg.input_size, train.class_names, None, cfg.seed)
         return train, val, train.class_names
     from ..data.readers.labels import CAMVID11, CAMVID_LUT
@@ -177,7 +179,8 @@ def build_datasets(cfg: TrainConfig):
 
     kw = dict(image_dir="train", label_dir="trainannot", lut=CAMVID_LUT) if cfg.camvid else {}
     vkw = dict(image_dir="val", label_dir="valannot", lut=CAMVID_LUT) if cfg.camvid else {}
-    train = SegmentationDataset([Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, **kw)
+    train = SegmentationDataset([Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed,
+                                cache_images=cfg.cache_images, **kw)
     val = SegmentationDataset([Path(d) for d in cfg.val], cfg.input_size, None, seed=cfg.seed, **vkw)
     names = cfg.class_names or list(CAMVID11 if cfg.camvid else CLASSES)
     return train, val, names
@@ -303,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.init and not resume:
         calib = None
         if cfg.init.endswith(".onnx"):   # BatchNorm statistics from un-augmented training images
-            calib_set = torch.utils.data.Subset(build_datasets(TrainConfig(**{**asdict(cfg), "augment": False}))[0],
+            calib_set = torch.utils.data.Subset(build_datasets(TrainConfig(**{**asdict(cfg), "augment": False, "cache_images": False}))[0],
                                                 range(min(len(train_set), 16 * cfg.batch_size)))
             calib = (to_device(b[0], device) for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate,
                                                                  num_workers=cfg.workers))
