@@ -235,13 +235,17 @@ def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):
     decided = None
     for step in range(1, T.PROBE_STEPS[1] + 1):
         clock[0] += 0.5                                                      # 2 steps/s
-        decided = plan.after_step(step) or decided
+        decided = plan.after_step(step, step) or decided
     # 30 s spent, 90 s left at 2 steps/s, 15 % kept for validation
     assert decided["steps_per_second"] == pytest.approx(2.0)
     assert plan.total == T.PROBE_STEPS[1] + int(2.0 * 90 * 0.85) and plan.epochs() == -(-plan.total // 50)
     assert not plan.out_of_time()
     clock[0] += 91
     assert plan.out_of_time()
+    plan.after_step(T.PROBE_STEPS[1] + 5, 75)                 # past the budget: the run ends at this step
+    assert plan.total == 75 and plan.epochs() == 2
+    plan.resumed()
+    assert not plan.out_of_time()
     unlimited = T.StepPlan(steps_per_epoch=50, epochs=3, budget_min=0)
     assert unlimited.decided and unlimited.total == 150 and not unlimited.out_of_time()
     assert T.resolve_device("cpu").type == "cpu"

@@ -215,7 +215,7 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     last = out / "last.pt"
     if resume:
         start_epoch, step, best = resume_from(last, {"depth": depth_net, "pose": pose_net}, opt, gen, float("inf"))
-        plan.decided = True
+        plan.resumed()
     elif cfg.init.endswith(".onnx"):
         print(init_from_onnx(cfg, depth_net, pose_net, train_set, device))
     elif cfg.init:
@@ -242,12 +242,9 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
                 optimizer_step(opt, params, losses["total"], _lr_at(step, plan.total, cfg))  # type: ignore[arg-type]
                 step += 1
                 run_steps += 1
-                decided = plan.after_step(run_steps)
-                if plan.decided and plan.out_of_time():
-                    plan.total = step
-                    cfg.epochs = epoch + 1
+                decided = plan.after_step(run_steps, step)
+                cfg.epochs = plan.epochs()
                 if decided is not None:
-                    cfg.epochs = plan.epochs()
                     log.write(json.dumps({**decided, "step": step}) + "\n")
                     if progress:
                         print(f"time budget: {decided['steps_per_second']:.2f} steps/s -> {decided['planned_steps']} steps")

@@ -127,9 +127,12 @@ class StepPlan:
         self._t_probe: float | None = None
         self.decided = budget_min <= 0
 
-    def after_step(self, run_step: int) -> dict[str, Any] | None:
-        """Called with the number of steps this run has made; returns the plan once it is decided."""
+    def after_step(self, run_step: int, step: int) -> dict[str, Any] | None:
+        """Called after each step with the steps this run has made and the global step; returns the
+        plan when it is decided; past the budget, ends the run at ``step``."""
         if self.decided:
+            if self.out_of_time():
+                self.total = min(self.total, step)
             return None
         if run_step == PROBE_STEPS[0]:
             self._t_probe = time.monotonic()
@@ -143,6 +146,10 @@ class StepPlan:
             return {"kind": "plan", "steps_per_second": rate, "planned_steps": self.total,
                     "budget_minutes": self.budget_s / 60.0}
         return None
+
+    def resumed(self) -> None:
+        """A resumed run makes the steps its ``--epochs`` say; the budget was the first run's."""
+        self.decided, self.budget_s = True, 0.0
 
     def out_of_time(self) -> bool:
         """Past the budget (the measured rate was too optimistic): the run ends at this step."""
@@ -339,7 +346,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     last = out / "last.pt"
     if resume:
         start_epoch, step, best = resume_from(last, {"model": model}, opt, gen, -1.0)
-        plan.decided = True
+        plan.resumed()
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     result: dict[str, Any] = {}
     run_steps = 0
@@ -366,12 +373,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, plan.total, cfg))
                 step += 1
                 run_steps += 1
-                decided = plan.after_step(run_steps)
-                if plan.decided and plan.out_of_time() and world == 1:
-                    plan.total = step
-                    cfg.epochs = epoch + 1
+                decided = plan.after_step(run_steps, step)
+                cfg.epochs = plan.epochs()          # what the checkpoints and the card record
                 if decided is not None:
-                    cfg.epochs = plan.epochs()      # what the checkpoints and the card record
                     if log is not None:
                         log.write(json.dumps({**decided, "step": step}) + "\n")
                     if progress and rank == 0:
