@@ -73,16 +73,16 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
     common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images"]
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), "--input-size", "288", "384",
-                            "--batch-size", "32", "--lr", "1e-3", "--workers", str(args.workers["detection"]),
+                            "--batch-size", str(args.batch_size), "--lr", "1e-3", "--workers", str(args.workers["detection"]),
                             "--init", str(ROOT / "models/detector.onnx"), *budget],
         "segmentation": CLI + ["train", "--task", "segmentation", *common, "--out", str(work / "runs/segmentation"),
-                               "--input-size", "288", "384", "--batch-size", "32", "--lr", "1e-3",
+                               "--input-size", "288", "384", "--batch-size", str(args.batch_size), "--lr", "1e-3",
                                "--workers", str(args.workers["segmentation"]), "--class-weights", "median_frequency",
                                "--init", str(ROOT / "models/segmenter.onnx"), *budget],
         "depth": CLI + ["train", "--task", "depth", "--data", *train, "--val", *[v for v in val if "driving" in v][:2],
                         *[v for v in val if "indoor" in v][:2], "--seed", "0", "--out", str(work / "runs/depth"),
-                        "--batch-size", "24", "--lr", "5e-4", "--scales", "0", "--workers", str(args.workers["depth"]),
-                        "--init", str(ROOT / "models/depth.onnx"), *budget],
+                        "--batch-size", str(max(1, args.batch_size * 3 // 4)), "--lr", "5e-4", "--scales", "0", "--workers", str(args.workers["depth"]),
+                        "--init", str(ROOT / "models/depth.onnx"), "--cache-images", *budget],
     }
     return {t: cmds[t] for t in args.tasks}
 
@@ -123,6 +123,7 @@ def main() -> int:
     ap.add_argument("--photos", help="folder of photos for textures (default: ../shared/data/camvid when present)")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 4)
     ap.add_argument("--steps-per-epoch", type=int, default=800)
+    ap.add_argument("--batch-size", type=int, default=32, help="detection and segmentation (depth: 3/4 of it)")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}

@@ -309,3 +309,20 @@ def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
     assert r["metrics"]["abs_rel_median_scaled"] == pytest.approx(direct["abs_rel_median_scaled"], abs=0.01)
     with pytest.raises(ValueError, match="not exported from this architecture"):
         load_onnx_weights(PoseNet(), models / "depth.onnx")
+
+
+def test_cached_inputs_give_the_same_triplets(seq_dirs):
+    """--cache-images for depth: frames, depth and moving masks decoded once at the network size
+    (in place of their paths) give exactly the items the PNGs give."""
+    from perception_models.train.depth_data import cache_inputs
+
+    plain = TripletDataset([load_synthetic_sequence(seq_dirs[0])], IN, augment=True, seed=5)
+    seqs = [load_synthetic_sequence(seq_dirs[0])]
+    held = cache_inputs(seqs, IN, threads=2)
+    cached = TripletDataset(seqs, IN, augment=True, seed=5)
+    assert all(isinstance(f, np.ndarray) and f.shape == (*IN, 3) for f in seqs[0].frames)
+    assert held == 5 * (IN[0] * IN[1] * (3 + 4 + 1))          # rgb uint8 + depth float32 + mask uint8 per frame
+    for i in range(len(plain)):
+        a, b = plain[i], cached[i]
+        for k in a:
+            assert torch.equal(torch.nan_to_num(a[k], nan=-1.0), torch.nan_to_num(b[k], nan=-1.0)), k

@@ -132,7 +132,7 @@ def _train_depth(args: argparse.Namespace) -> int:
                            supervised=args.supervised, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                            frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "",
-                           device=args.device, time_budget_min=args.time_budget_min)
+                           device=args.device, time_budget_min=args.time_budget_min, cache_images=args.cache_images)
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
 
@@ -262,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmenter.onnx)")
     p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--cache-images", action="store_true",
-                   help="detection/segmentation: decode every training image once up front (RAM: ~0.9 MB per 640x480 "
-                        "frame), shared by the data loader's workers; a GPU run is otherwise bound by PNG decoding")
+                   help="decode every training image once up front, shared by the data loader's workers (detection/"
+                        "segmentation: ~0.9 MB per 640x480 frame; depth: frames and ground truth at the network size); "
+                        "a GPU run is otherwise bound by PNG decoding")
     p.add_argument("--time-budget-min", type=float, default=0.0,
                    help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
                         "minutes from the rate of the first steps; --epochs is then an upper bound")

@@ -31,9 +31,9 @@ class Sequence:
     name: str
     K: np.ndarray                          # 3x3 at the stored resolution
     size: tuple[int, int]                  # stored (H, W)
-    frames: list = field(default_factory=list)       # paths, or (H, W, 3) uint8 arrays (bags)
-    depth: list = field(default_factory=list)        # paths or empty
-    dynamic: list = field(default_factory=list)      # paths or empty
+    frames: list = field(default_factory=list)       # paths, or (H, W, 3) uint8 arrays (bags, cache_inputs)
+    depth: list = field(default_factory=list)        # paths, arrays at the network size (cache_inputs), or empty
+    dynamic: list = field(default_factory=list)      # the same for the moving-object masks
     stamps_ns: list[int] = field(default_factory=list)
 
 
@@ -102,6 +102,45 @@ def network_input(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
     return fit_image(img, size[1], size[0], mode="stretch")[0]
 
 
+def depth_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
+    """Ground-truth depth of frame ``t`` at the network size (H, W), nearest neighbour."""
+    d = seq.depth[t] if isinstance(seq.depth[t], np.ndarray) else read_nyu_depth(seq.depth[t])
+    return d if d.shape == tuple(size) else cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def moving_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
+    """Moving-object mask (uint8, non-zero = moving) of frame ``t`` at the network size."""
+    m = seq.dynamic[t] if isinstance(seq.dynamic[t], np.ndarray) else cv2.imread(str(seq.dynamic[t]), cv2.IMREAD_GRAYSCALE)
+    return m if m.shape == tuple(size) else cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def cache_inputs(sequences: list[Sequence], size: tuple[int, int], threads: int = 8) -> int:
+    """Decode every frame (and its ground truth) once, at the network size, in place of its path:
+    a GPU run's data-loader workers then share them instead of decoding PNGs. Returns bytes held."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(seq, t) for seq in sequences for t in range(len(seq.frames))]
+
+    def one(job):
+        seq, t = job
+        return (network_input(seq, t, size), depth_at(seq, t, size) if seq.depth else None,
+                moving_at(seq, t, size) if seq.dynamic else None)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        done = list(pool.map(one, jobs))
+    held = 0
+    for (seq, t), (img, depth, moving) in zip(jobs, done):
+        seq.frames[t] = img
+        held += img.nbytes
+        if depth is not None:
+            seq.depth[t] = depth
+            held += depth.nbytes
+        if moving is not None:
+            seq.dynamic[t] = moving
+            held += moving.nbytes
+    return held
+
+
 def frame_tensor(seq: Sequence, t: int, size: tuple[int, int]) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1] of :func:`network_input` (normalise before the network)."""
     return torch.from_numpy(network_input(seq, t, size).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
@@ -131,11 +170,10 @@ class TripletDataset(Dataset):
         K = scale_K(seq.K, w / seq.size[1], h / seq.size[0])
         depth = np.full((h, w), np.nan, np.float32)
         if seq.depth:
-            depth = cv2.resize(read_nyu_depth(seq.depth[t]), (w, h), interpolation=cv2.INTER_NEAREST)
+            depth = depth_at(seq, t, self.size)
         static = np.ones((h, w), np.float32)
         if seq.dynamic:
-            dyn = cv2.imread(str(seq.dynamic[t]), cv2.IMREAD_GRAYSCALE)
-            static = (cv2.resize(dyn, (w, h), interpolation=cv2.INTER_NEAREST) == 0).astype(np.float32)
+            static = (moving_at(seq, t, self.size) == 0).astype(np.float32)
         aug = frames
         if self.augment:
             if rng.random() < 0.5:  # horizontal flip of every frame; the principal point moves with it

@@ -31,7 +31,7 @@ from ..models.depth import DepthConfig, DepthNet, PoseNet, disp_to_depth
 from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
-from .depth_data import (Sequence, TripletDataset, frame_tensor, load_bag_sequence, load_synthetic_sequence,
+from .depth_data import (Sequence, TripletDataset, cache_inputs, frame_tensor, load_bag_sequence, load_synthetic_sequence,
                          read_camera_matrix)
 from .trainer import (StepPlan, _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resolve_device, resume_from,
                       to_device)
@@ -67,6 +67,7 @@ class DepthTrainConfig:
     max_steps_per_epoch: int = 0
     augment: bool = True
     init: str = ""                      # checkpoint, or the exported depth .onnx (its pose .onnx beside it)
+    cache_images: bool = False          # decode every training frame once, at the network size
     device: str = "auto"
     time_budget_min: float = 0.0
 
@@ -199,7 +200,10 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = TripletDataset(load_sequences(cfg, cfg.data, with_bags=True), cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
+    sequences = load_sequences(cfg, cfg.data, with_bags=True)
+    if cfg.cache_images:
+        print(f"cached the training frames at the network size: {cache_inputs(sequences, cfg.input_size) / 2**20:.0f} MiB")
+    train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
     depth_net, pose_net = build_depth_models(cfg)
     depth_net.to(device)
     pose_net.to(device)
