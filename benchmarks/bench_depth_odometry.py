@@ -19,8 +19,7 @@ from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.model_card import load_card
 from perception_nodes.pipelines.depth import DepthPipeline, depth_to_points
 from perception_nodes.pipelines.metric_scale import ScaleEstimator
-from perception_nodes.pipelines.odometry import (EssentialOdometry, HybridOdometry, OdometryTracker, PnPOdometry,
-                                                PoseNetOdometry)
+from perception_nodes.pipelines.odometry import OdometryTracker, make_estimator
 from perception_nodes.transforms import ground_normal_in_optical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,17 +50,16 @@ def main() -> None:
     print(f"benchmark: depth + odometry, ONNX Runtime CPU {args.threads} threads, {imgs[0].shape[1]}x{imgs[0].shape[0]} frames, "
           f"depth net {depth_pipe.card.input_height}x{depth_pipe.card.input_width}, {len(imgs)} frames (first 5 warm-up)")
     names = ["pnp", "posenet", "essential", "hybrid", "hybrid+ground"]
+    matcher = None
     if Path(args.matcher).is_file():
         from perception_nodes.pipelines.matching import MatchingPipeline
-        from perception_nodes.pipelines.odometry import LearnedMatcher
 
         matcher = MatchingPipeline(OnnxRuntimeBackend(Path(args.matcher), threads=args.threads), load_card(args.matcher, "matching"))
         names.insert(1, "pnp_learned")
     for name in names:
-        est = (PoseNetOdometry(pose_backend, pose_card) if name == "posenet" else PnPOdometry() if name == "pnp" else
-               PnPOdometry(matcher=LearnedMatcher(matcher)) if name == "pnp_learned" else
-               HybridOdometry() if name == "hybrid" else
-               HybridOdometry(camera_height=height, ground_normal=normal) if name == "hybrid+ground" else EssentialOdometry())
+        ground = name == "hybrid+ground"
+        est = make_estimator("hybrid" if ground else name, pose=(pose_backend, pose_card), matcher=matcher,
+                             camera_height=height if ground else 0.0, ground_normal=normal if ground else None)
         scale = ScaleEstimator("camera_height", height) if name == "hybrid+ground" else None
         tracker = OdometryTracker(T_odom_camera0=np.eye(4))
         t_depth, t_odom, t_cloud, t_total = [], [], [], []

@@ -19,7 +19,7 @@ from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.model_card import load_card
 from perception_nodes.pipelines.depth import DepthPipeline, colorize_depth
 from perception_nodes.pipelines.metric_scale import ScaleEstimator
-from perception_nodes.pipelines.odometry import EssentialOdometry, OdometryTracker, PnPOdometry, PoseNetOdometry
+from perception_nodes.pipelines.odometry import OdometryTracker, make_estimator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,9 @@ def main() -> int:
     K = np.array([[args.K[0], 0, args.K[2]], [0, args.K[1], args.K[3]], [0, 0, 1]])
     pipe = DepthPipeline(OnnxRuntimeBackend(Path(args.depth), threads=2), load_card(args.depth, "depth"))
     scale = ScaleEstimator(args.scale_source, args.camera_height)
-    est = (PoseNetOdometry(OnnxRuntimeBackend(Path(args.pose), threads=2), load_card(args.pose, "pose"))
-           if args.estimator == "posenet" else PnPOdometry() if args.estimator == "pnp" else EssentialOdometry())
+    pose = ((OnnxRuntimeBackend(Path(args.pose), threads=2), load_card(args.pose, "pose"))
+            if args.estimator == "posenet" else None)
+    est = make_estimator(args.estimator, pose=pose)
     tracker = OdometryTracker(max_gap_s=args.max_gap)
     shown = []
     print(f"{len(files)} frames from {args.images}; depth model {args.depth} (card scale_source {pipe.scale_source}), "

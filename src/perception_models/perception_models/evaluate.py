@@ -120,8 +120,7 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.depth import DepthPipeline
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
-    from perception_nodes.pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, OdometryTracker,
-                                                     PnPOdometry, PoseNetOdometry)
+    from perception_nodes.pipelines.odometry import OdometryTracker, make_estimator
     from perception_nodes.transforms import ground_normal_in_optical
 
     from .data.readers.depth import read_nyu_depth
@@ -160,12 +159,8 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
             scale = ScaleEstimator("camera_height", height)
         elif scale_source != "model":
             raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")
-        runners: dict[str, Any] = {}
-        for e in ests:
-            runners[e] = (PoseNetOdometry(pose_backend, pose_card) if e == "posenet" else
-                          PnPOdometry() if e == "pnp" else
-                          PnPOdometry(matcher=LearnedMatcher(matcher_pipe)) if e == "pnp_learned" else
-                          HybridOdometry(camera_height=height, ground_normal=normal) if e == "hybrid" else EssentialOdometry())
+        runners = {e: make_estimator(e, pose=(pose_backend, pose_card) if pose_backend is not None else None,
+                                     matcher=matcher_pipe, camera_height=height, ground_normal=normal) for e in ests}
         trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
         stamps = [int(round(i * 1e8)) for i in range(n)] if times is None else [int(round(t * 1e9)) for t in times[:n]]
         for i in range(n):

@@ -25,8 +25,7 @@ from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (EssentialOdometry, HybridOdometry, LearnedMatcher, Motion, OdometryTracker,
-                                  PnPOdometry, PoseNetOdometry)
+from ..pipelines.odometry import LearnedMatcher, Motion, OdometryTracker, PnPOdometry, PoseNetOdometry, make_estimator
 from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, matrix_to_quaternion
 from ..qos import output_qos
@@ -62,26 +61,20 @@ class DepthNode(ModelNode):
             self.T_base_optical = T_BODY_OPTICAL
             if params["base_frame"]:
                 self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
-            if params["estimator"] == "posenet":
-                self.estimator = PoseNetOdometry(*self.load_model(params, "pose_model_path", "pose"))
-            elif params["estimator"] == "pnp":
-                self.estimator = PnPOdometry(params["min_inliers"])
-            elif params["estimator"] == "pnp_learned":
+            name = params["estimator"]
+            pose = self.load_model(params, "pose_model_path", "pose") if name == "posenet" else None
+            matcher = None
+            if name == "pnp_learned":
                 from ..pipelines.matching import MatchingPipeline
 
                 matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
-                self.estimator = PnPOdometry(params["min_inliers"], matcher=LearnedMatcher(matcher))
-            elif params["estimator"] == "hybrid":
-                # with the camera's height known, its essential motion takes its length from the
-                # ground's motion between frames (GroundScale), not from the depth network; the
-                # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
-                height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
-                mount = (self.T_base_optical if params["base_frame"] else
-                         pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL)
-                self.estimator = HybridOdometry(params["min_inliers"], camera_height=height,
-                                                ground_normal=ground_normal_in_optical(mount))
-            else:
-                self.estimator = EssentialOdometry(params["min_inliers"])
+            # hybrid: with the camera's height known, its essential motion takes its length from the
+            # ground's motion between frames (GroundScale), not from the depth network; the
+            # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
+            height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
+            mount = (self.T_base_optical if params["base_frame"] else
+                     pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL)
+            self.estimator = make_estimator(name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount))
             self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
         return pipe
 

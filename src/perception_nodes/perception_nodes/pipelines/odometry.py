@@ -500,6 +500,29 @@ class HybridOdometry(FeatureOdometry):
         return p if p.T_prev_cur is not None else Motion(None, p.inliers, f"{m.reason}; then {p.reason}", self.method)
 
 
+def make_estimator(name: str, min_inliers: int = 20, pose: tuple[Backend, ModelCard] | None = None,
+                   matcher: Any = None, camera_height: float = 0.0, ground_normal: np.ndarray | None = None) -> Any:
+    """One of ``ESTIMATORS`` by name, as the node, the evaluation and the benchmarks build them:
+    ``posenet`` needs ``pose`` (the pose network's backend and card), ``pnp_learned`` ``matcher``
+    (a ``MatchingPipeline``); ``hybrid`` takes its length from the ground with ``camera_height`` > 0
+    (``ground_normal``: the camera's mounting, see :class:`GroundScale`)."""
+    if name == "posenet":
+        if pose is None:
+            raise ValueError("estimator posenet needs the pose network (pose_model_path)")
+        return PoseNetOdometry(*pose)
+    if name == "pnp":
+        return PnPOdometry(min_inliers)
+    if name == "pnp_learned":
+        if matcher is None:
+            raise ValueError("estimator pnp_learned needs the keypoint model (matcher_model_path)")
+        return PnPOdometry(min_inliers, matcher=LearnedMatcher(matcher))
+    if name == "hybrid":
+        return HybridOdometry(min_inliers, camera_height=camera_height, ground_normal=ground_normal)
+    if name == "essential":
+        return EssentialOdometry(min_inliers)
+    raise ValueError(f"estimator '{name}' must be one of {ESTIMATORS}")
+
+
 @dataclass
 class OdometryState:
     T_odom_camera: np.ndarray
