@@ -44,13 +44,13 @@ def _prefix(names: set[str], model: nn.Module) -> str:
     raise ValueError(f"no initializer named '*{first}.weight': the ONNX file was not exported from this architecture")
 
 
-def _batchnorm_after(model: nn.Module, conv_name: str) -> tuple[str, nn.BatchNorm2d] | None:
+def _batchnorm_after(modules: dict[str, nn.Module], conv_name: str) -> tuple[str, nn.BatchNorm2d] | None:
     """The BatchNorm that follows ``conv_name`` in its Sequential (ConvBNAct: conv at 0, BN at 1)."""
     parent, _, idx = conv_name.rpartition(".")
     if not idx.isdigit():
         return None
     name = f"{parent}.{int(idx) + 1}" if parent else str(int(idx) + 1)
-    bn = dict(model.named_modules()).get(name)
+    bn = modules.get(name)
     return (name, bn) if isinstance(bn, nn.BatchNorm2d) else None
 
 
@@ -82,7 +82,7 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path | str, strict: bool = Tr
             if strict:
                 raise ValueError(f"{path}: no weight for {name}")
             counts["missing"].append(name)
-            after = _batchnorm_after(model, name)
+            after = _batchnorm_after(modules, name)
             done.update([name] + ([after[0]] if after else []))
             continue
         _copy(conv.weight, init[key + ".weight"], name)
@@ -92,7 +92,7 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path | str, strict: bool = Tr
             if key + ".bias" not in init:
                 raise ValueError(f"{path}: no bias for {name}")
             _copy(conv.bias, init[key + ".bias"], name + ".bias")
-        after = _batchnorm_after(model, name)
+        after = _batchnorm_after(modules, name)
         if after is None:
             continue
         bn_name, bn = after

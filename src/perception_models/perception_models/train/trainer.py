@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -313,8 +314,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.init and not resume:
         calib = None
         if cfg.init.endswith(".onnx"):   # BatchNorm statistics from un-augmented training images
-            calib_set = torch.utils.data.Subset(build_datasets(TrainConfig(**{**asdict(cfg), "augment": False, "cache_images": False}))[0],
-                                                range(min(len(train_set), 16 * cfg.batch_size)))
+            plain = copy.copy(train_set)    # same samples (and decoded images), no augmentation
+            plain.augment = None
+            calib_set = torch.utils.data.Subset(plain, range(min(len(train_set), 16 * cfg.batch_size)))
             calib = (to_device(b[0], device) for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate,
                                                                  num_workers=cfg.workers))
         line = init_weights(model, cfg.init, cfg.task, calib)
