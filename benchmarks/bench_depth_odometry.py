@@ -66,11 +66,13 @@ def main() -> None:
         for i, rgb in enumerate(imgs):
             t0 = time.perf_counter()
             depth = depth_pipe.run(rgb).depth
+            plane = None
             if scale is not None:
                 s = scale.update_from_ground(depth, K)
                 depth = depth * np.float32(s) if s is not None else depth
+                plane = scale.ground_plane(s)
             t1 = time.perf_counter()
-            m = est.estimate(rgb) if name == "posenet" else est.estimate(rgb, depth, K)
+            m = est.estimate(rgb) if name == "posenet" else est.estimate(rgb, depth, K, ground_plane=plane)
             tracker.update(int(i * 1e8), m)
             t2 = time.perf_counter()
             depth_to_points(depth, K, 4, rgb)

@@ -240,6 +240,37 @@ def test_ground_scale_takes_the_normal_from_the_mounting_over_the_depths_plane()
         GroundScale(1.5, normal=np.array([0.0, 0.0, 1.0]))
 
 
+def test_the_camera_height_scale_hands_its_ground_plane_to_the_ground_scale():
+    """The camera_height scale fits the ground plane of every depth map; the hybrid's GroundScale
+    takes that fit (in the scaled depth's units) instead of fitting the same plane again."""
+    from perception_nodes.pipelines.metric_scale import PlaneFit
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    prev, cur, depth, K, t = _ground_frames(0.8)
+    raw = depth * 0.25                                  # a network 4x too small
+    scale = ScaleEstimator("camera_height", camera_height=1.5, smoothing=1.0)
+    s = scale.update_from_ground(raw, K)
+    plane = scale.ground_plane(s)
+    assert plane is not None and abs(plane.distance - 1.5) < 0.02 and plane.normal[1] < -0.99
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+
+    def length(given):
+        gs = GroundScale(1.5, smoothing=1.0)
+        gs.step(prev)
+        gs.step(cur)
+        return gs.scale(g, K, raw * np.float32(s), given), gs.status
+
+    (own, _), (shared, _) = length(None), length(plane)
+    assert own is not None and shared is not None and abs(shared / own - 1) < 0.01, (own, shared)
+    # the plane given is the one used: at twice the ground's distance no pixel lies on it
+    wrong, status = length(PlaneFit(plane.normal, plane.distance * 2, plane.inliers))
+    assert wrong is None and "too little ground" in status, status
+    # a frame without ground has no plane to hand on (not the last frame's)
+    scale.update_from_ground(np.full_like(raw, np.nan), K)
+    assert scale.ground_plane(s) is None
+    assert ScaleEstimator("model").ground_plane(1.0) is None
+
+
 def test_ground_scale_validates_gates_and_holds_the_last_length():
     from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
 

@@ -166,13 +166,15 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         for i in range(n):
             rgb = read_rgb(seq.frames[i])
             depth = pipe.run(rgb).depth
+            plane = None
             if scale is not None:
-                depth = depth * np.float32(scale.update_from_ground(depth, seq.K) or 1.0)
+                s = scale.update_from_ground(depth, seq.K) or 1.0
+                depth, plane = depth * np.float32(s), scale.ground_plane(s)
             if seq.depth:
                 ev.add(read_nyu_depth(seq.depth[i]), depth)
             for e in ests:
                 r = runners[e]
-                m = r.estimate(rgb) if e == "posenet" else r.estimate(rgb, depth, seq.K)
+                m = r.estimate(rgb) if e == "posenet" else r.estimate(rgb, depth, seq.K, ground_plane=plane)
                 st = trackers[e].update(stamps[i], m)
                 skipped[e] += int(not st.ok and i > 0)
         if times is not None and n >= 3:

@@ -187,7 +187,8 @@ class DepthNode(ModelNode):
         elif K is None:
             motion = Motion(None, reason="no CameraInfo")
         else:
-            motion = self.estimator.estimate(rgb, depth, K)
+            # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
+            motion = self.estimator.estimate(rgb, depth, K, ground_plane=self.scale.ground_plane(scale))
             ground = getattr(self.estimator, "ground", None)
             if ground is not None:
                 self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"

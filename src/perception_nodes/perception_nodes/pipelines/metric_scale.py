@@ -29,6 +29,10 @@ class PlaneFit:
     distance: float       # camera centre -> plane, in the depth map's units
     inliers: int
 
+    def scaled(self, factor: float) -> PlaneFit:
+        """The same plane in the units of a depth map multiplied by ``factor``."""
+        return PlaneFit(self.normal, self.distance * factor, self.inliers)
+
 
 def fit_plane_ransac(pts: np.ndarray, threshold: float, max_tilt_deg: float = 30.0, iterations: int = 100,
                      min_inliers: int = 30, seed: int = 0) -> PlaneFit | None:
@@ -98,6 +102,7 @@ class ScaleEstimator:
             raise ValueError(f"scale smoothing must be in (0, 1], got {smoothing}")
         self.source, self.camera_height, self.smoothing = source, float(camera_height), float(smoothing)
         self.log_scale: float | None = 0.0 if source == "model" else None
+        self.plane: PlaneFit | None = None   # the last update_from_ground's fit (None: none this frame)
         self.status = "model is metric (scale 1)" if source == "model" else "no scale yet"
 
     @property
@@ -112,6 +117,7 @@ class ScaleEstimator:
     def update_from_ground(self, depth: np.ndarray, K: np.ndarray, downsample: int = 2) -> float | None:
         """Fold in the ground plane of ``depth`` (fitted at 1/``downsample`` resolution: the
         RANSAC needs thousands of points, not a whole VGA frame)."""
+        self.plane = None
         if self.source != "camera_height":
             return self.scale
         if downsample > 1:
@@ -128,8 +134,15 @@ class ScaleEstimator:
         if fit is None or fit.distance <= 0:
             self.status = "no ground plane found in the lower image; keeping the last scale"
             return self.scale
+        self.plane = fit
         self._fold(self.camera_height / fit.distance, f"ground plane: {fit.inliers} inliers, camera height {fit.distance:.3f} (model units)")
         return self.scale
+
+    def ground_plane(self, factor: float | None) -> PlaneFit | None:
+        """The ground plane this frame's :meth:`update_from_ground` fitted, in the units of the
+        depth map times ``factor`` (the scale the caller applied; None: 1), for the hybrid
+        odometry's ground scale, which then does not fit it a second time."""
+        return None if self.plane is None else self.plane.scaled(1.0 if factor is None else factor)
 
     def update_from_reference(self, depth: np.ndarray, reference: np.ndarray, min_pixels: int = 100) -> float | None:
         if self.source != "depth_topic":

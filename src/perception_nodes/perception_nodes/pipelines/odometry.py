@@ -33,7 +33,7 @@ from ..backends import Backend
 from ..model_card import ModelCard
 from ..transforms import T_BODY_OPTICAL
 from .depth import scale_K
-from .metric_scale import fit_ground_plane
+from .metric_scale import PlaneFit, fit_ground_plane
 from .preprocess import fit_image, to_nchw
 
 ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential", "hybrid")
@@ -156,23 +156,33 @@ class LearnedMatcher:
 
 class FeatureOdometry:
     """What the feature-based estimators share: a matcher between consecutive frames and the
-    previous frame's depth (the metric scale of the motion between it and the current one)."""
+    previous frame's depth (the metric scale of the motion between it and the current one).
+
+    Their ``estimate(rgb, depth, K, ground_plane=None)`` all take ``ground_plane``: the ground
+    plane of ``depth`` in its units when the caller has fitted it already (the ``camera_height``
+    scale does, :meth:`.metric_scale.ScaleEstimator.ground_plane`); the hybrid's
+    :class:`GroundScale` then uses it for the next frame instead of fitting it again."""
 
     method = ""
 
     def __init__(self, matcher: OrbMatcher | LearnedMatcher, min_inliers: int) -> None:
         self.matcher, self.min_inliers = matcher, min_inliers
         self._prev_depth: np.ndarray | None = None
+        self._prev_plane: PlaneFit | None = None
 
     def reset(self) -> None:
         self.matcher.reset()
         self._prev_depth = None
+        self._prev_plane = None
 
-    def _advance(self, rgb: np.ndarray, depth: np.ndarray | None) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
-        """Matches previous -> this frame (None on the first), and the previous frame's depth."""
+    def _advance(self, rgb: np.ndarray, depth: np.ndarray | None, plane: PlaneFit | None = None
+                 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, PlaneFit | None]:
+        """Matches previous -> this frame (None on the first), the previous frame's depth and its
+        ground plane (None when the caller gave none)."""
         pairs = self.matcher.step(rgb)
         prev_depth, self._prev_depth = self._prev_depth, depth
-        return pairs, prev_depth
+        prev_plane, self._prev_plane = self._prev_plane, plane
+        return pairs, prev_depth, prev_plane
 
 
 def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarray, min_inliers: int,
@@ -327,7 +337,7 @@ class GroundScale:
         g = cv2.GaussianBlur(g, (0, 0), 1.0)
         self._prev, self._cur = self._cur, g - cv2.GaussianBlur(g, (0, 0), 4.0)   # band-pass: no shading
 
-    def _measure(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray) -> float | None:
+    def _measure(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None) -> float | None:
         prev, cur = self._prev, self._cur
         if prev is None or cur is None or prev.shape != cur.shape:
             self.status = "no previous frame"
@@ -336,7 +346,7 @@ class GroundScale:
         Ks = scale_K(K, W / prev_depth.shape[1], H / prev_depth.shape[0])
         depth = cv2.resize(np.nan_to_num(prev_depth, nan=0.0, posinf=0.0), (W, H), interpolation=cv2.INTER_NEAREST)
         depth[~(depth > 0)] = np.nan
-        fit = fit_ground_plane(depth, Ks)
+        fit = plane if plane is not None else fit_ground_plane(depth, Ks)
         if fit is None:
             self.status = "no ground plane in the depth"
             return None
@@ -380,10 +390,11 @@ class GroundScale:
         self.status = f"ground: {int(mask.sum())} px, best/median cost {contrast:.2f}"
         return math.exp(fine[k] + off * (fine[1] - fine[0]))
 
-    def scale(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray) -> float | None:
+    def scale(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None = None) -> float | None:
         """The smoothed translation length for this frame's unit-baseline geometry ``g``, or None
-        (no measurement for more than ``hold`` frames)."""
-        s = self._measure(g, np.asarray(K, np.float64).reshape(3, 3), prev_depth)
+        (no measurement for more than ``hold`` frames). ``plane``: the ground plane of
+        ``prev_depth`` (its units) when already fitted; else it is fitted here."""
+        s = self._measure(g, np.asarray(K, np.float64).reshape(3, 3), prev_depth, plane)
         if s is not None and self.log_scale is not None and abs(math.log(s) - self.log_scale) > self.gate:
             self._rejected += 1
             if self._rejected < 3:
@@ -418,9 +429,9 @@ class PnPOdometry(FeatureOdometry):
             self.method = "pnp_learned"
         self.reprojection_px = reprojection_px
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
         """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
-        pairs, prev_depth = self._advance(rgb, depth)
+        pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None or prev_depth is None:
             return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
         a, b = pairs
@@ -440,8 +451,8 @@ class EssentialOdometry(FeatureOdometry):
         super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
         self.threshold_px, self.min_parallax_deg = threshold_px, min_parallax_deg
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> Motion:
-        pairs, prev_depth = self._advance(rgb, depth)
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
+        pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None:
             return Motion(None, reason="first frame", method=self.method)
         a, b = pairs
@@ -471,8 +482,8 @@ class HybridOdometry(FeatureOdometry):
         if self.ground is not None:
             self.ground.reset()
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> Motion:
-        pairs, prev_depth = self._advance(rgb, depth)
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
+        pairs, prev_depth, prev_plane = self._advance(rgb, depth, ground_plane)
         if self.ground is not None:
             self.ground.step(rgb)
         if pairs is None or prev_depth is None:
@@ -481,7 +492,7 @@ class HybridOdometry(FeatureOdometry):
         K = np.asarray(K, np.float64).reshape(3, 3)
         g = essential_geometry(a, b, K, self.min_inliers, self.threshold_px, "hybrid (essential)", cv2.USAC_MAGSAC)
         if not isinstance(g, Motion):
-            scale = None if self.ground is None else self.ground.scale(g, K, prev_depth)
+            scale = None if self.ground is None else self.ground.scale(g, K, prev_depth, prev_plane)
             method = "hybrid (essential, ground scale)"
             why = ""
             if scale is None:
