@@ -20,7 +20,7 @@ from perception_models.models.depth import DepthConfig, DepthExport, DepthNet, P
 from perception_models.models.depth_losses import photometric_error, reprojection_loss, silog_loss, ssim
 from perception_models.models.geometry import axis_angle_to_matrix, backproject, pose_vec_to_matrix, project, scale_intrinsics, warp
 from perception_models.train.depth_data import TripletDataset, load_bag_sequence, load_synthetic_sequence
-from perception_models.train.depth_trainer import DepthTrainConfig, chain, load_depth_checkpoint, train_depth
+from perception_models.train.depth_trainer import DepthTrainConfig, build_depth_models, chain, load_depth_checkpoint, train_depth
 
 IN = (96, 128)
 
@@ -285,6 +285,24 @@ def test_train_rejects_bad_configs(tmp_path):
         train_depth(DepthTrainConfig(out=str(tmp_path)), progress=False)
     with pytest.raises(ValueError, match="multiples of 32"):
         train_depth(DepthTrainConfig(data=["x"], input_size=(100, 128), out=str(tmp_path)), progress=False)
+    with pytest.raises(ValueError, match="both 0"):
+        train_depth(DepthTrainConfig(data=["x"], supervised=0.0, photometric=0.0, out=str(tmp_path)), progress=False)
+
+
+def test_supervised_only_training_leaves_the_pose_network_as_it_was(seq_dirs, tmp_path):
+    """--photometric 0: the depth network learns from the ground truth alone; the pose network,
+    which only serves the reprojection, is neither run nor changed."""
+    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], out=str(tmp_path / "sup"), epochs=1, batch_size=2, input_size=IN,
+                           photometric=0.0, log_every=1, seed=3)
+    torch.manual_seed(3)
+    start_depth, start_pose = build_depth_models(cfg)
+    train_depth(cfg, progress=False)
+    depth_net, pose_net, _, _ = load_depth_checkpoint(tmp_path / "sup" / "last.pt")
+    rows = [json.loads(line) for line in (tmp_path / "sup" / "log.jsonl").read_text().splitlines() if '"train"' in line]
+    assert rows and all(r["photometric"] == 0 and r["supervised"] > 0 for r in rows)
+    for name, t in pose_net.state_dict().items():
+        assert torch.equal(t, start_pose.state_dict()[name]), name
+    assert any(not torch.equal(t, start_depth.state_dict()[k]) for k, t in depth_net.state_dict().items())
 
 
 def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):

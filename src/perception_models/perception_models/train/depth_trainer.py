@@ -93,9 +93,9 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
     color, aug, K = batch["color"], batch["color_aug"], batch["K"]
     prev, target, nxt = color[:, 0], color[:, 1], color[:, 2]
     disps = depth_net(_norm(aug[:, 1]))
-    T_prev_target = pose_net(_norm(aug[:, 0]), _norm(aug[:, 1]))
-    T_target_next = pose_net(_norm(aug[:, 1]), _norm(aug[:, 2]))
-    T_next_target = torch.linalg.inv(T_target_next)
+    if cfg.photometric > 0:  # the pose network only serves the reprojection
+        T_prev_target = pose_net(_norm(aug[:, 0]), _norm(aug[:, 1]))
+        T_next_target = torch.linalg.inv(pose_net(_norm(aug[:, 1]), _norm(aug[:, 2])))
     h, w = target.shape[-2:]
     static = batch["static"] if cfg.mask_moving else None
     photo = target.new_zeros(())
@@ -188,6 +188,8 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
 
     if not cfg.data and not cfg.bags:
         raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
+    if cfg.supervised <= 0 and cfg.photometric <= 0:
+        raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
     if any(s % 32 for s in cfg.input_size):
         raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
     if cfg.val:   # the validation's trajectory errors need evo: fail now, not after the first epoch
