@@ -65,7 +65,7 @@ def main() -> None:
         t_depth, t_odom, t_cloud, t_total = [], [], [], []
         for i, rgb in enumerate(imgs):
             t0 = time.perf_counter()
-            depth = depth_pipe.run(rgb).depth
+            depth = depth_pipe.run(rgb, K=K).depth
             plane = None
             if scale is not None:
                 s = scale.update_from_ground(depth, K)

@@ -61,7 +61,7 @@ def main() -> int:
     prev = None
     for i, (path, stamp) in enumerate(zip(files, stamps)):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        depth = pipe.run(rgb).depth
+        depth = pipe.run(rgb, K=K).depth
         if args.scale_source == "camera_height":
             scale.update_from_ground(depth, K)
         depth = depth * np.float32(scale.scale or 1.0)

@@ -4,6 +4,7 @@ and the trainer on synthetic sequences and on a rosbag with no labels."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
@@ -226,6 +228,62 @@ def test_depth_and_pose_export_run_in_onnxruntime(tmp_path):
         raw = pose.net(x, y).numpy()
     np.testing.assert_allclose(p[0, :3, 3], 2.0 * raw[0, :3, 3], atol=1e-6)
     np.testing.assert_allclose(p[0, :3, :3], raw[0, :3, :3], atol=1e-6)
+
+
+def test_canonical_depth_in_torch_matches_the_pipeline(tmp_path):
+    """DepthNet.depth(x, K) (training, validation, calibration) and the exported graph followed
+    by DepthPipeline.run(rgb, K) (the nodes) convert a canonical camera's depth alike."""
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.model_card import load_card
+    from perception_nodes.pipelines.depth import DepthPipeline, scale_K
+
+    from perception_models.train.data import MEAN, STD
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthConfig(input_size=IN, canonical_focal=100.0)).eval()
+    rgb = np.random.default_rng(0).integers(0, 255, (IN[0] * 2, IN[1] * 2, 3), dtype=np.uint8)
+    K = np.array([[150.0, 0, IN[1] - 0.5], [0, 170.0, IN[0] - 0.5], [0, 0, 1]])
+    x = (torch.from_numpy(cv2.resize(rgb, (IN[1], IN[0]), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)[None].float() / 255
+         - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    K_in = torch.as_tensor(scale_K(K, 0.5, 0.5), dtype=torch.float32)[None]
+    with torch.no_grad():
+        canonical, seen = net.depth(x), net.depth(x, K_in)
+    np.testing.assert_allclose((seen / canonical).numpy(), np.sqrt(75.0 * 85.0) / 100.0, rtol=1e-5)
+    path = tmp_path / "depth.onnx"
+    torch.onnx.export(DepthExport(net), (x,), path, input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False)
+    card = {"task": "depth", "classes": [], "input": {"name": "image", "height": IN[0], "width": IN[1], "mean": [float(v) for v in MEAN],
+                                                       "std": [float(v) for v in STD], "resize": "stretch"},
+            "depth": {"min": 0.1, "max": 100.0, "scale_source": "supervised", "canonical_focal": 100.0},
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    (tmp_path / "depth.card.yaml").write_text(yaml.safe_dump(card))
+    pipe = DepthPipeline(OnnxRuntimeBackend(path), load_card(path, "depth"))
+    res = pipe.run(rgb, K=K)
+    np.testing.assert_allclose(res.network_depth, seen[0, 0].numpy(), rtol=0.05)
+    assert res.focal_factor == pytest.approx(np.sqrt(75.0 * 85.0) / 100.0)
+
+
+def test_supervised_loss_of_a_canonical_camera_model_sees_the_cameras_depth():
+    """Training with canonical_focal multiplies the network's depth by focal / canonical_focal
+    before comparing with the ground truth: a camera of twice the canonical focal length and
+    ground truth twice as far gives the loss of the canonical camera itself."""
+    from perception_models.train.depth_trainer import depth_losses
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthConfig(input_size=IN)).eval()
+    color = torch.rand(2, 3, 3, *IN)
+    gt = torch.rand(2, 1, *IN) * 20 + 1
+    K = torch.tensor([[80.0, 0, 31.5], [0, 80.0, 31.5], [0, 0, 1]]).expand(2, 3, 3)
+
+    def sup(canonical, K, gt):
+        cfg = DepthTrainConfig(input_size=IN, photometric=0.0, canonical_focal=canonical)
+        batch = {"color": color, "color_aug": color, "K": K, "depth": gt, "static": torch.ones(2, 1, *IN)}
+        with torch.no_grad():
+            return float(depth_losses(cfg, net, PoseNet(), batch)["supervised"])
+
+    plain = sup(0.0, K, gt)
+    assert sup(80.0, K, gt) == pytest.approx(plain, rel=1e-5)            # the canonical camera itself
+    assert sup(40.0, K, gt * 2) == pytest.approx(plain, rel=1e-4)        # twice its focal, twice as far
+    assert abs(sup(40.0, K, gt) - plain) > 0.05 * plain                  # not if the depth were left as it is
 
 
 # --- data and training ------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from const_models import H, W, const_model, write_card
 from rosgraph import Probe
 
 
-def _depth_model(tmp_path, value=5.0):
+def _depth_model(tmp_path, value=5.0, **depth):
     path = const_model(tmp_path / "depth.onnx", {"depth": np.full((1, 1, H, W), value, np.float32)})
-    write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised"})
+    write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised", **depth})
     text = (tmp_path / "depth.card.yaml").read_text().replace("resize: letterbox", "resize: stretch")
     (tmp_path / "depth.card.yaml").write_text(text)
     return path
@@ -124,6 +124,36 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         assert probe.spin_until(lambda: ground_status() and ground_status()[-1].startswith(expected), 10), ground_status()
         assert odom[-1].child_frame_id == "base_link"
         assert stack.alive()["vg"]
+        probe.close()
+
+
+def test_depth_node_converts_a_canonical_camera_model_with_the_camera_info(tmp_path, rclpy_context):
+    """A canonical-camera depth model: before CameraInfo the node publishes the canonical lens's
+    depth and says so on /diagnostics; with it, depth times the camera's focal length (at the
+    network's input) over the canonical one."""
+    f_in = np.sqrt(300.0 * W / 320 * 300.0 * H / 240)         # _info's focal at the model's input
+    model = _depth_model(tmp_path, 5.0, canonical_focal=float(f_in / 2))
+    with StackProcesses(_profile("dc", "depth_node", model), tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        depth = probe.collect(Image, "/dc/depth")
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        pub = probe.publisher(Image, "/dc/in")
+        info_pub = probe.publisher(CameraInfo, "/dc/camera_info")
+        assert pub is not None and info_pub is not None, stack.log_text("dc")
+        texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        pub.publish(_image(texture, 1))
+
+        def focal_status():
+            return [kv.value for d in diags for st in d.status if st.name == "/dc" for kv in st.values if kv.key == "focal"]
+        assert probe.spin_until(lambda: depth and focal_status(), 30), stack.log_text("dc")
+        assert np.allclose(image_to_numpy(depth[0]), 5.0) and focal_status()[-1].startswith("no CameraInfo"), focal_status()
+        _send_info(probe, info_pub)
+        pub.publish(_image(texture, 2))
+        assert probe.spin_until(lambda: len(depth) >= 2, 30), stack.log_text("dc")
+        assert depth[1].header.stamp.sec == 2 and np.allclose(image_to_numpy(depth[1]), 10.0, rtol=1e-4)
+        assert probe.spin_until(lambda: focal_status() and focal_status()[-1].startswith("camera focal / canonical focal 2.000"),
+                                10), focal_status()
+        assert stack.alive()["dc"]
         probe.close()
 
 

@@ -21,9 +21,9 @@ H, W = 384, 512
 K640 = np.array([[300.0, 0, 319.5], [0, 300.0, 239.5], [0, 0, 1]])
 
 
-def _depth_model(tmp_path, value: np.ndarray, resize="stretch"):
+def _depth_model(tmp_path, value: np.ndarray, resize="stretch", **depth):
     path = const_model(tmp_path / "depth.onnx", {"depth": value.astype(np.float32).reshape(1, 1, H, W)})
-    card = write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised"})
+    card = write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised", **depth})
     card.resize = resize
     return DepthPipeline(OnnxRuntimeBackend(path), card)
 
@@ -39,6 +39,38 @@ def test_depth_pipeline_resizes_to_the_input_and_marks_bad_pixels(tmp_path):
     assert np.isnan(res.depth[0, 0]) and np.isnan(res.depth[-1, -1])
     row = res.depth[240]
     assert np.all(np.diff(row[20:-20]) >= 0) and abs(row[320] - 5.5) < 0.05  # the ramp, stretched
+
+
+def test_canonical_camera_depth_is_converted_with_the_cameras_focal_length(tmp_path):
+    """A canonical-camera model (card depth.canonical_focal, pixels at its input) predicts depth
+    for that focal length; the pipeline multiplies by the camera's own focal at the network's
+    input over it: a lens of twice the focal length sees the same picture twice as far away."""
+    from perception_nodes.model_card import ModelCardError
+    from perception_nodes.pipelines.depth import network_focal
+
+    pipe = _depth_model(tmp_path, np.full((H, W), 4.0), canonical_focal=200.0)
+    img = np.zeros((480, 640, 3), np.uint8)
+    # 640x480 stretched to 512x384: fx 300 -> 240 at the input, fy 300 -> 240
+    assert network_focal(K640, (480, 640), (H, W)) == pytest.approx(240.0)
+    res = pipe.run(img, K=K640)
+    assert res.focal_factor == pytest.approx(1.2)
+    np.testing.assert_allclose(res.depth, 4.8, rtol=1e-5)
+    np.testing.assert_allclose(res.network_depth, 4.8, rtol=1e-5)
+    tele = K640.copy()
+    tele[0, 0] = tele[1, 1] = 600.0
+    assert pipe.run(img, K=tele).depth[240, 320] == pytest.approx(9.6, rel=1e-5)
+    # anisotropic pixels: the geometric mean of the two scaled focal lengths
+    assert network_focal(np.diag([400.0, 100.0, 1.0]), (480, 640), (H, W)) == pytest.approx(np.sqrt(320.0 * 80.0))
+    # no intrinsics: the canonical camera's depth, and the result says so
+    res = pipe.run(img)
+    assert res.focal_factor is None and res.depth[240, 320] == pytest.approx(4.0)
+    # a model without it is left as it is, with or without K
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "bad").mkdir()
+    plain = _depth_model(tmp_path / "plain", np.full((H, W), 4.0))
+    assert plain.run(img, K=tele).depth[240, 320] == pytest.approx(4.0) and plain.canonical_focal == 0.0
+    with pytest.raises(ModelCardError, match="canonical_focal"):
+        _depth_model(tmp_path / "bad", np.full((H, W), 4.0), canonical_focal=-1.0)
 
 
 def test_depth_pipeline_refuses_a_letterbox_card(tmp_path):

@@ -129,7 +129,7 @@ def _train_depth(args: argparse.Namespace) -> int:
     cfg = DepthTrainConfig(data=args.data or [], bags=args.bag or [], topic=args.topic, camera_info=args.camera_info or "",
                            val=args.val or [], out=args.out, epochs=args.epochs, batch_size=args.batch_size or 6,
                            lr=args.lr or 5e-4, input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
-                           supervised=args.supervised, photometric=args.photometric, seed=args.seed, workers=args.workers,
+                           supervised=args.supervised, photometric=args.photometric, canonical_focal=args.canonical_focal, seed=args.seed, workers=args.workers,
                            max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                            frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "",
                            device=args.device, time_budget_min=args.time_budget_min, cache_images=args.cache_images)
@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)")
     p.add_argument("--photometric", type=float, default=1.0,
                    help="depth: weight of the photometric reprojection loss (0: supervised only; the pose network is then not trained)")
+    p.add_argument("--canonical-focal", type=float, default=0.0,
+                   help="depth: predict depth for a canonical camera of this focal length (pixels at the input size; "
+                        "e.g. 152 = 80 degrees across 256 px) and convert with each camera's intrinsics, so that metric "
+                        "depth holds across lenses (Metric3D); 0: off")
     p.add_argument("--frame-stride", type=int, default=1, help="depth: frames between the target and its sources")
     p.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], choices=[0, 1, 2, 3],
                    help="depth: decoder scales the photometric loss uses (Monodepth2: all four; 0 alone is ~2x cheaper)")

@@ -165,7 +165,7 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         stamps = [int(round(i * 1e8)) for i in range(n)] if times is None else [int(round(t * 1e9)) for t in times[:n]]
         for i in range(n):
             rgb = read_rgb(seq.frames[i])
-            depth = pipe.run(rgb).depth
+            depth = pipe.run(rgb, K=seq.K).depth
             plane = None
             if scale is not None:
                 s = scale.update_from_ground(depth, seq.K) or 1.0

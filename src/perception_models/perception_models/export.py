@@ -187,6 +187,8 @@ DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
 def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: list[str], every: int = 4) -> dict[str, Any]:
     """Median over frames of median(ground truth / prediction): the factor that makes a depth
     network trained with a scale-invariant loss metric on average. Use *training* sequences."""
+    from perception_nodes.pipelines.depth import scale_K
+
     from .data.readers.depth import read_nyu_depth
     from .train.depth_data import frame_tensor, load_synthetic_sequence
     from .train.depth_trainer import _norm
@@ -194,9 +196,10 @@ def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: 
     ratios = []
     for f in folders:
         seq = load_synthetic_sequence(Path(f))
+        K_in = torch.as_tensor(scale_K(seq.K, input_size[1] / seq.size[1], input_size[0] / seq.size[0]), dtype=torch.float32)[None]
         for t in range(0, len(seq.frames), every):
             with torch.no_grad():
-                depth = depth_net.depth(_norm(frame_tensor(seq, t, input_size)))
+                depth = depth_net.depth(_norm(frame_tensor(seq, t, input_size)), K_in)
                 pred = torch.nn.functional.interpolate(depth, size=seq.size, mode="bilinear", align_corners=False)[0, 0].numpy()
             gt = read_nyu_depth(seq.depth[t])
             ok = np.isfinite(gt) & (gt > depth_net.cfg.min_depth) & (gt < 60.0) & (pred > 0)
@@ -248,6 +251,7 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
     training = {"data": cfg.data, "bags": cfg.bags, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                 "lr": cfg.lr, "input_size": [h, w], "seed": cfg.seed, "supervised_weight": cfg.supervised,
                 "photometric_weight": cfg.photometric, "smoothness_weight": cfg.smoothness, "checkpoint": str(checkpoint),
+                "init": cfg.init,
                 "validation_at_checkpoint": {k: train_metrics.get(k) for k in ("abs_rel", "abs_rel_median_scaled", "a1",
                                                                               "ate_se3_percent", "ate_sim3_percent")}}
     export_info = {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(),
@@ -256,7 +260,8 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
         "task": "depth", "classes": [], "input": {"name": "image", **common_input},
         "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
         "depth": {"min": cfg.min_depth, "max": cfg.max_depth, "scale_source": "supervised" if supervised else "self-supervised",
-                  "scale": depth_net.cfg.scale, "scale_calibration": calibration, "pose_model": pose_out.name},
+                  "scale": depth_net.cfg.scale, "scale_calibration": calibration, "pose_model": pose_out.name,
+                  "canonical_focal": cfg.canonical_focal},
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
         "training": training, "export": {**export_info, "operators": depth_report["operators"]},
     }

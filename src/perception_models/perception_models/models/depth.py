@@ -28,12 +28,23 @@ class DepthConfig:
     max_depth: float = 100.0
     decoder_widths: tuple[int, ...] = (96, 64, 48, 32, 16)  # at strides 32(in), 16, 8, 4, 2, 1
     scale: float = 1.0  # metric scale applied by DepthExport (1 for supervised / metric training)
+    canonical_focal: float = 0.0  # > 0: depth is for this focal length (pixels at input_size), see canonical_factor
 
 
 def disp_to_depth(disp: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
     """Sigmoid output -> depth; inverse depth is linear in ``disp`` between 1/max and 1/min."""
     lo, hi = 1.0 / max_depth, 1.0 / min_depth
     return 1.0 / (lo + (hi - lo) * disp)
+
+
+def canonical_factor(K: torch.Tensor, canonical_focal: float) -> torch.Tensor:
+    """(B, 1, 1, 1) factors from a canonical camera's depth to that of the cameras ``K`` (B, 3, 3),
+    intrinsics at the network's input size: the focal length (geometric mean of fx, fy) over
+    ``canonical_focal`` (Metric3D's canonical camera; see perception_nodes.pipelines.depth).
+    Ones when ``canonical_focal`` is 0."""
+    if canonical_focal <= 0:
+        return K.new_ones(K.shape[0], 1, 1, 1)
+    return (torch.sqrt(K[:, 0, 0] * K[:, 1, 1]) / canonical_focal).view(-1, 1, 1, 1)
 
 
 class DepthDecoder(nn.Module):
@@ -80,8 +91,11 @@ class DepthNet(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
         return self.decoder(self.backbone(images))
 
-    def depth(self, images: torch.Tensor) -> torch.Tensor:
-        return disp_to_depth(self.forward(images)[0], self.cfg.min_depth, self.cfg.max_depth)
+    def depth(self, images: torch.Tensor, K: torch.Tensor | None = None) -> torch.Tensor:
+        """Full-resolution depth; with ``K`` (intrinsics at the input size) that of those cameras
+        when the network predicts for a canonical one (``cfg.canonical_focal``)."""
+        d = disp_to_depth(self.forward(images)[0], self.cfg.min_depth, self.cfg.max_depth)
+        return d if K is None else d * canonical_factor(K, self.cfg.canonical_focal)
 
 
 class PoseNet(nn.Module):
@@ -104,7 +118,8 @@ class PoseNet(nn.Module):
 
 
 class DepthExport(nn.Module):
-    """Exported graph: image -> depth (B, 1, H, W) in metres (``cfg.scale`` times the network's)."""
+    """Exported graph: image -> depth (B, 1, H, W) in metres (``cfg.scale`` times the network's;
+    for the canonical camera when ``cfg.canonical_focal`` is set: the pipeline converts with K)."""
 
     def __init__(self, net: DepthNet) -> None:
         super().__init__()

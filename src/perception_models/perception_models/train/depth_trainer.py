@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from perception_nodes.pipelines.depth import scale_K
 from torch.utils.data import DataLoader
 
 from ..metrics.depth import DepthEvaluator
-from ..models.depth import DepthConfig, DepthNet, PoseNet, disp_to_depth
+from ..models.depth import DepthConfig, DepthNet, PoseNet, canonical_factor, disp_to_depth
 from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
@@ -57,6 +58,7 @@ class DepthTrainConfig:
     supervised: float = 1.0             # weight of the scale-invariant log loss where ground truth exists (0: none)
     photometric: float = 1.0            # weight of the reprojection loss (0: supervised only)
     smoothness: float = 1e-3
+    canonical_focal: float = 0.0        # > 0: predict depth for this focal length (pixels at input_size); 0: as seen
     scales: tuple[int, ...] = (0, 1, 2, 3)
     automask: bool = True
     mask_moving: bool = True            # drop pixels on objects flagged as moving (synthetic sets)
@@ -97,6 +99,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
         T_prev_target = pose_net(_norm(aug[:, 0]), _norm(aug[:, 1]))
         T_next_target = torch.linalg.inv(pose_net(_norm(aug[:, 1]), _norm(aug[:, 2])))
     h, w = target.shape[-2:]
+    focal = canonical_factor(K, cfg.canonical_focal)   # canonical camera -> this one (ones when off)
     static = batch["static"] if cfg.mask_moving else None
     photo = target.new_zeros(())
     smooth = target.new_zeros(())
@@ -104,7 +107,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
     for s in cfg.scales:
         disp = disps[s]
         if cfg.photometric > 0:
-            depth = disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth)
+            depth = disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
             warped = [warp(prev, depth, T_prev_target, K)[0], warp(nxt, depth, T_next_target, K)[0]]
             loss, _used = reprojection_loss(target, warped, [prev, nxt], cfg.automask, static)
             photo = photo + loss / len(cfg.scales)
@@ -112,7 +115,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
             smooth = smooth + smoothness_loss(disp, small) / (2 ** s) / len(cfg.scales)
     has_gt = torch.isfinite(batch["depth"]).flatten(1).any(1)
     if cfg.supervised > 0 and bool(has_gt.any()):
-        depth0 = disp_to_depth(F.interpolate(disps[0], size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth)
+        depth0 = disp_to_depth(F.interpolate(disps[0], size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
         gt = batch["depth"][has_gt]
         sup = silog_loss(depth0[has_gt], torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan"))))
     total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup
@@ -142,10 +145,12 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
     for folder in folders:
         seq = load_synthetic_sequence(Path(folder))
         h, w = seq.size
+        K_in = torch.as_tensor(scale_K(seq.K, cfg.input_size[1] / w, cfg.input_size[0] / h), dtype=torch.float32,
+                               device=device or "cpu")[None]
         rel, prev_in = [], None
         for t in range(len(seq.frames)):
             x = _norm(frame_tensor(seq, t, cfg.input_size).to(device or "cpu"))
-            depth = depth_net.depth(x).cpu()
+            depth = depth_net.depth(x, K_in).cpu()
             if seq.depth:
                 pred = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
                 ev.add(read_nyu_depth(seq.depth[t]), pred)
@@ -180,7 +185,8 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
 
 
 def build_depth_models(cfg: DepthTrainConfig) -> tuple[DepthNet, PoseNet]:
-    return DepthNet(DepthConfig(tuple(cfg.input_size), cfg.min_depth, cfg.max_depth)), PoseNet()
+    return DepthNet(DepthConfig(tuple(cfg.input_size), cfg.min_depth, cfg.max_depth,
+                                canonical_focal=cfg.canonical_focal)), PoseNet()
 
 
 def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -190,6 +196,8 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
         raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
     if cfg.supervised <= 0 and cfg.photometric <= 0:
         raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
+    if not cfg.canonical_focal >= 0:
+        raise ValueError(f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}")
     if any(s % 32 for s in cfg.input_size):
         raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
     if cfg.val:   # the validation's trajectory errors need evo: fail now, not after the first epoch

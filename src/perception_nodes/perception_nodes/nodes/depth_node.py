@@ -128,7 +128,13 @@ class DepthNode(ModelNode):
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
             rgb = image_to_rgb(msg)
-        result: DepthResult = self.pipeline.run(rgb, self.timer)
+        result: DepthResult = self.pipeline.run(rgb, self.timer, K=self.K_for(rgb.shape[:2]))
+        if result.focal_factor is None:
+            self.counters["focal"] = (f"no CameraInfo: depth is for the model's canonical focal length "
+                                      f"({self.pipeline.canonical_focal:.1f} px at its input), not this camera's")
+            self.get_logger().warn(self.counters["focal"], throttle_duration_sec=5.0)
+        elif self.pipeline.canonical_focal > 0:
+            self.counters["focal"] = f"camera focal / canonical focal {result.focal_factor:.3f}"
         if result.invalid_pixels:
             self.counters["invalid_depth_pixels"] = self.counters.get("invalid_depth_pixels", 0) + result.invalid_pixels
             self.get_logger().warn(f"{result.invalid_pixels} depth pixels NaN/inf/<= 0 (published as NaN)", throttle_duration_sec=5.0)

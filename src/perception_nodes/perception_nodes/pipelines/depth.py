@@ -1,16 +1,24 @@
 """DepthPipeline: image -> depth in metres at the *input image's* size (bilinear), from a depth
 model whose card says how it was scaled; plus the pinhole helpers the depth node needs (point
-cloud in the camera optical frame, colour map for viewing)."""
+cloud in the camera optical frame, colour map for viewing).
+
+A model whose card gives ``depth.canonical_focal`` predicts depth for a *canonical camera* (the
+idea of Metric3D, Yin et al. 2023): an object of size S at depth Z spans f S / Z pixels, so one
+image is consistent with any (f, Z) of the same ratio, and a network that does not know f cannot
+tell a wide lens near from a narrow lens far. It predicts the depth the scene would have for
+the focal length ``canonical_focal`` (pixels of its input), and the pipeline converts with the
+camera's own: Z = Z_canonical f / canonical_focal (:func:`network_focal`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ..backends import Backend
-from ..model_card import ModelCard
+from ..model_card import ModelCard, ModelCardError
 from .preprocess import Letterbox
 from .task_base import CardPipeline
 
@@ -22,6 +30,7 @@ class DepthResult:
     depth: np.ndarray          # (H, W) float32 metres of the input image; NaN where the network gave no valid value
     network_depth: np.ndarray  # (h, w) at the network's input size (what odometry uses)
     invalid_pixels: int = 0    # non-finite or non-positive network outputs
+    focal_factor: float | None = 1.0  # camera focal / canonical focal applied; None: canonical model without intrinsics
 
 
 class DepthPipeline(CardPipeline):
@@ -34,6 +43,24 @@ class DepthPipeline(CardPipeline):
         self.min_depth = float(depth.get("min", 0.1))
         self.max_depth = float(depth.get("max", 100.0))
         self.scale_source = str(depth.get("scale_source", "unknown"))  # supervised | self-supervised
+        self.canonical_focal = float(depth.get("canonical_focal", 0.0))  # 0: depth as the network gives it
+        if not (self.canonical_focal >= 0 and np.isfinite(self.canonical_focal)):
+            raise ModelCardError(f"depth model card: depth.canonical_focal must be >= 0 (0: none), got {self.canonical_focal}")
+
+    def run(self, rgb: np.ndarray, timer: Any = None, K: np.ndarray | None = None) -> DepthResult:
+        """Depth of ``rgb`` in metres; ``K`` (its intrinsics) converts a canonical-camera model's
+        depth to this camera's (without it such depth is for the canonical focal length, and
+        ``focal_factor`` is None)."""
+        result: DepthResult = super().run(rgb, timer)
+        if self.canonical_focal > 0:
+            if K is None:
+                result.focal_factor = None
+            else:
+                f = network_focal(K, rgb.shape[:2], (self.card.input_height, self.card.input_width)) / self.canonical_focal
+                result.depth *= np.float32(f)
+                result.network_depth *= np.float32(f)
+                result.focal_factor = f
+        return result
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> DepthResult:
         net = np.asarray(outputs["depth"], np.float32).reshape(self.card.input_height, self.card.input_width)
@@ -45,6 +72,13 @@ class DepthPipeline(CardPipeline):
             holes = cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
             full = np.where(holes, np.nan, full)
         return DepthResult(np.ascontiguousarray(full, np.float32), net, int(bad.sum()))
+
+
+def network_focal(K: np.ndarray, image_size: tuple[int, int], input_size: tuple[int, int]) -> float:
+    """The camera's focal length in pixels of the network's input (an image of ``image_size``
+    (H, W) stretched to ``input_size``): the geometric mean of fx and fy, each scaled."""
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    return float(np.sqrt(K[0, 0] * input_size[1] / image_size[1] * K[1, 1] * input_size[0] / image_size[0]))
 
 
 def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
