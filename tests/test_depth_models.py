@@ -381,6 +381,9 @@ def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
     assert load_onnx_weights(ref_depth, models / "depth.onnx", strict=False)["missing"] == [
         "decoder.heads.3", "decoder.heads.2", "decoder.heads.1"]
     load_onnx_weights(ref_pose, models / "pose.onnx")
+    card = yaml.safe_load((models / "depth.card.yaml").read_text())["depth"]
+    assert cfg.canonical_focal == float(card.get("canonical_focal") or 0.0)   # the output keeps its meaning
+    ref_depth.cfg.canonical_focal = cfg.canonical_focal
     direct = evaluate_depth(cfg, ref_depth, ref_pose, cfg.val)
     assert r["metrics"]["abs_rel_median_scaled"] == pytest.approx(direct["abs_rel_median_scaled"], abs=0.01)
     with pytest.raises(ValueError, match="not exported from this architecture"):

@@ -284,6 +284,7 @@ def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
                    device: torch.device) -> str:
     """Both networks from an exported pair (``cfg.init`` = the depth .onnx; the pose network is the
     file its card names, else ``pose.onnx`` beside it), BatchNorms calibrated on training triplets.
+    A canonical-camera model's ``canonical_focal`` is kept unless the configuration sets one.
     The export's metric scale factor is a constant outside the weights: supervision re-learns it."""
     import yaml
     from perception_nodes.model_card import card_path
@@ -292,7 +293,13 @@ def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
 
     depth_path = Path(cfg.init)
     card = card_path(depth_path)
-    pose_name = (yaml.safe_load(card.read_text()) or {}).get("depth", {}).get("pose_model") if card.is_file() else None
+    depth_card = ((yaml.safe_load(card.read_text()) or {}).get("depth") or {}) if card.is_file() else {}
+    pose_name = depth_card.get("pose_model")
+    canonical = float(depth_card.get("canonical_focal") or 0.0)
+    adopted = ""
+    if canonical > 0 and cfg.canonical_focal == 0:   # keep what the model's output means
+        cfg.canonical_focal = depth_net.cfg.canonical_focal = canonical
+        adopted = f"; depth for its card's canonical focal length {canonical} px"
     pose_path = depth_path.with_name(pose_name or "pose.onnx")
     loaded = load_onnx_weights(depth_net, depth_path, strict=False)   # the export keeps the finest head only
     n_depth, missing = loaded["convs"], loaded["missing"]
@@ -305,7 +312,7 @@ def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
                                     _norm(torch.stack([c[1] for c in batches[k:k + 8]]))) for k in range(0, len(batches), 8)],
                         forward=lambda m, b: m(*b))
     return (f"initialised from {depth_path} ({n_depth} convolutions; not in the export, left as initialised: {missing}) "
-            f"and {pose_path} ({n_pose}); BatchNorms calibrated on {len(batches)} triplets")
+            f"and {pose_path} ({n_pose}); BatchNorms calibrated on {len(batches)} triplets{adopted}")
 
 
 def load_depth_checkpoint(path: Path | str) -> tuple[DepthNet, PoseNet, DepthTrainConfig, dict]:
