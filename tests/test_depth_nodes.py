@@ -55,6 +55,14 @@ def _send_info(probe, info_pub):
         probe.spin_until(lambda: False, 0.05)
 
 
+def _publishers(probe, stack, name):
+    """The node's image and CameraInfo inputs, once it subscribes to them."""
+    pub = probe.publisher(Image, f"/{name}/in")
+    info_pub = probe.publisher(CameraInfo, f"/{name}/camera_info")
+    assert pub is not None and info_pub is not None, stack.log_text(name)
+    return pub, info_pub
+
+
 def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path, rclpy_context):
     model = _depth_model(tmp_path)
     prof = _profile("vo", "odometry_node", model, publish_points=True, point_decimation=8)
@@ -64,9 +72,7 @@ def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path
         points = probe.collect(PointCloud2, "/vo/points")
         odom = probe.collect(Odometry, "/vo/odometry")
         path = probe.collect(Path, "/vo/path")
-        pub = probe.publisher(Image, "/vo/in")
-        info_pub = probe.publisher(CameraInfo, "/vo/camera_info")
-        assert pub is not None and info_pub is not None, stack.log_text("vo")
+        pub, info_pub = _publishers(probe, stack, "vo")
         texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         pub.publish(_image(texture, 1))  # before any CameraInfo: depth and odometry, no cloud
         assert probe.spin_until(lambda: depth and odom, 30), stack.log_text("vo")
@@ -107,9 +113,7 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         probe = Probe(rclpy_context)
         odom = probe.collect(Odometry, "/vg/odometry")
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        pub = probe.publisher(Image, "/vg/in")
-        info_pub = probe.publisher(CameraInfo, "/vg/camera_info")
-        assert pub is not None and info_pub is not None, stack.log_text("vg")
+        pub, info_pub = _publishers(probe, stack, "vg")
         _send_info(probe, info_pub)
         texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         for sec in (1, 2, 3, 4):   # the camera slides sideways along the wall
@@ -137,9 +141,7 @@ def test_depth_node_converts_a_canonical_camera_model_with_the_camera_info(tmp_p
         probe = Probe(rclpy_context)
         depth = probe.collect(Image, "/dc/depth")
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        pub = probe.publisher(Image, "/dc/in")
-        info_pub = probe.publisher(CameraInfo, "/dc/camera_info")
-        assert pub is not None and info_pub is not None, stack.log_text("dc")
+        pub, info_pub = _publishers(probe, stack, "dc")
         texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
         pub.publish(_image(texture, 1))
 
