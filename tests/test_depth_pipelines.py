@@ -337,6 +337,43 @@ def test_ground_scale_validates_gates_and_holds_the_last_length():
     assert gs.scale(g, K, wall) is None
 
 
+def test_ground_scale_starts_over_from_a_new_speed_only_when_three_recent_lengths_agree():
+    """A wrong first length (the alignment locked onto a repeated pattern) is left for the true
+    one as soon as three recent lengths agree on it, at their median rather than smoothed slowly
+    towards it; rejected lengths that disagree with each other, or come too far apart, are
+    outliers and the running length stays."""
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    with pytest.raises(ValueError, match="switch_frames"):
+        GroundScale(1.5, switch_frames=2)
+    frames = {m: _ground_frames(m, seed=i) for i, m in enumerate((0.3, 0.6, 1.1))}
+    K, t = frames[0.3][3], frames[0.3][4]
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+
+    def measure(gs, m):
+        prev, cur, depth = frames[m][:3]
+        gs.step(prev)
+        gs.step(cur)
+        return gs.scale(g, K, depth)
+
+    gs = GroundScale(1.5)                      # smoothing 0.3
+    assert abs(measure(gs, 0.3) - 0.3) < 0.02, gs.status
+    lengths = [measure(gs, 1.1) for _ in range(3)]
+    assert all(abs(s - 0.3) < 0.02 for s in lengths[:2]), lengths   # outliers twice: the running length holds
+    assert abs(lengths[2] - 1.1) < 0.04 and gs.status.startswith("ground: new speed"), (lengths, gs.status)
+    # three outliers that disagree (0.3, 0.6 m against 1.1 m running: 0.69 apart in log) do not switch
+    for m in (0.3, 0.6, 0.3):
+        s = measure(gs, m)
+        assert abs(s - 1.1) < 0.04 and "rejected" in gs.status, gs.status
+    # nor do three agreeing ones spread over more than switch_frames frames (each measurement
+    # here steps two frames, so three span five)
+    gs = GroundScale(1.5, switch_frames=4)
+    measure(gs, 1.1)
+    for _ in range(3):
+        s = measure(gs, 0.3)
+        assert abs(s - 1.1) < 0.04 and "rejected" in gs.status, gs.status
+
+
 def test_tracker_skips_resets_and_inflates_covariance():
     tr = OdometryTracker(max_gap_s=0.5, max_speed=10.0)
     s = tr.update(0, None)

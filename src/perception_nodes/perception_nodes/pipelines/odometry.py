@@ -294,22 +294,29 @@ class GroundScale:
     ``[min_step, max_step]`` metres refined by a parabola). Every ground pixel takes part, so it
     holds on weakly textured road where corner tracks stick (they underestimate the motion).
     A search whose best cost is not clearly below its median (``min_contrast``), or a length
-    more than ``gate`` (log) away from the running one (three in a row are accepted: the speed
-    changed), gives no measurement; lengths are smoothed (EMA of the log, ``smoothing``) and the
-    last one is kept for ``hold`` frames. :attr:`status` says what happened."""
+    more than ``gate`` (log) away from the running one, gives no measurement; three such lengths
+    within ``switch_frames`` frames that agree with each other (within ``gate``) are a new speed,
+    and the running length starts over from their median (lengths that disagree, or come far
+    apart, are outliers: the alignment can lock onto a repeated road pattern). Lengths are smoothed
+    (EMA of the log, ``smoothing``) and the last one is kept for ``hold`` frames. :attr:`status`
+    says what happened."""
 
     def __init__(self, camera_height: float, max_width: int = 320, min_step: float = 0.02, max_step: float = 4.0,
                  samples: int = 40, min_contrast: float = 0.8, gate: float = 0.4, smoothing: float = 0.3, hold: int = 10,
-                 plane_threshold: float = 0.05, min_pixels: int = 500, normal: np.ndarray | None = None) -> None:
+                 plane_threshold: float = 0.05, min_pixels: int = 500, normal: np.ndarray | None = None,
+                 switch_frames: int = 5) -> None:
         if not camera_height > 0:
             raise ValueError(f"camera_height must be > 0 m, got {camera_height}")
         if not 0 < smoothing <= 1:
             raise ValueError(f"ground scale smoothing must be in (0, 1], got {smoothing}")
         if not 0 < min_step < max_step:
             raise ValueError(f"ground scale search needs 0 < min_step < max_step, got {min_step}, {max_step}")
+        if switch_frames < 3:
+            raise ValueError(f"ground scale switch_frames must be >= 3 (three agreeing lengths), got {switch_frames}")
         self.camera_height, self.max_width = float(camera_height), max_width
         self.grid = np.exp(np.linspace(math.log(min_step), math.log(max_step), samples))
         self.min_contrast, self.gate, self.smoothing, self.hold = min_contrast, gate, smoothing, hold
+        self.switch_frames = switch_frames
         self.plane_threshold, self.min_pixels = plane_threshold, min_pixels
         self.normal: np.ndarray | None = None
         if normal is not None:
@@ -325,11 +332,13 @@ class GroundScale:
         self.log_scale: float | None = None
         self.measured: float | None = None    # this frame's length before smoothing (None: none)
         self.age = 0
-        self._rejected = 0
+        self._frame = 0                                   # frames stepped since the reset
+        self._outliers: list[tuple[int, float]] = []      # (frame, log length) of the recent rejected lengths
         self.status = "no ground yet"
 
     def step(self, rgb: np.ndarray) -> None:
         """Every frame, before :meth:`scale` (which aligns the previous frame with this one)."""
+        self._frame += 1
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
         w = min(grey.shape[1], self.max_width)
         h = max(1, int(round(grey.shape[0] * w / grey.shape[1])))
@@ -396,13 +405,18 @@ class GroundScale:
         ``prev_depth`` (its units) when already fitted; else it is fitted here."""
         s = self._measure(g, np.asarray(K, np.float64).reshape(3, 3), prev_depth, plane)
         if s is not None and self.log_scale is not None and abs(math.log(s) - self.log_scale) > self.gate:
-            self._rejected += 1
-            if self._rejected < 3:
-                self.status = f"ground length {s:.3f} m rejected (running {math.exp(self.log_scale):.3f} m)"
-                s = None
+            self._outliers = [(f, v) for f, v in self._outliers if self._frame - f < self.switch_frames]
+            self._outliers.append((self._frame, math.log(s)))
+            logs = [v for _, v in self._outliers[-3:]]
+            if len(logs) == 3 and max(logs) - min(logs) <= self.gate:   # a new speed: start over from it
+                self.log_scale, self._outliers, self.measured, self.age = float(np.median(logs)), [], s, 0
+                self.status = f"ground: new speed, 3 lengths agree on {math.exp(self.log_scale):.3f} m"
+                return math.exp(self.log_scale)
+            self.status = f"ground length {s:.3f} m rejected (running {math.exp(self.log_scale):.3f} m)"
+            s = None
         if s is None:
             return self.skip()
-        self.measured, self._rejected, self.age = s, 0, 0
+        self.measured, self._outliers, self.age = s, [], 0
         ls = math.log(s)
         self.log_scale = ls if self.log_scale is None else (1 - self.smoothing) * self.log_scale + self.smoothing * ls
         return math.exp(self.log_scale)
