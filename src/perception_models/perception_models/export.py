@@ -187,16 +187,14 @@ DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
 def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: list[str], every: int = 4) -> dict[str, Any]:
     """Median over frames of median(ground truth / prediction): the factor that makes a depth
     network trained with a scale-invariant loss metric on average. Use *training* sequences."""
-    from perception_nodes.pipelines.depth import scale_K
-
     from .data.readers.depth import read_nyu_depth
-    from .train.depth_data import frame_tensor, load_synthetic_sequence
+    from .train.depth_data import frame_tensor, input_K, load_synthetic_sequence
     from .train.depth_trainer import _norm
 
     ratios = []
     for f in folders:
         seq = load_synthetic_sequence(Path(f))
-        K_in = torch.as_tensor(scale_K(seq.K, input_size[1] / seq.size[1], input_size[0] / seq.size[0]), dtype=torch.float32)[None]
+        K_in = torch.as_tensor(input_K(seq, input_size), dtype=torch.float32)[None]
         for t in range(0, len(seq.frames), every):
             with torch.no_grad():
                 depth = depth_net.depth(_norm(frame_tensor(seq, t, input_size)), K_in)

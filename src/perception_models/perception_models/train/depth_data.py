@@ -102,6 +102,11 @@ def network_input(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
     return fit_image(img, size[1], size[0], mode="stretch")[0]
 
 
+def input_K(seq: Sequence, size: tuple[int, int]) -> np.ndarray:
+    """The sequence's intrinsics for its frames stretched to the network input (H, W)."""
+    return scale_K(seq.K, size[1] / seq.size[1], size[0] / seq.size[0])
+
+
 def depth_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
     """Ground-truth depth of frame ``t`` at the network size (H, W), nearest neighbour."""
     d = seq.depth[t] if isinstance(seq.depth[t], np.ndarray) else read_nyu_depth(seq.depth[t])
@@ -167,7 +172,7 @@ class TripletDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         frames = np.stack([network_input(seq, t + d, self.size) for d in (-self.stride, 0, self.stride)])
         frames = frames.astype(np.float32) / 255.0
-        K = scale_K(seq.K, w / seq.size[1], h / seq.size[0])
+        K = input_K(seq, self.size)
         depth = np.full((h, w), np.nan, np.float32)
         if seq.depth:
             depth = depth_at(seq, t, self.size)

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from perception_nodes.pipelines.depth import scale_K
 from torch.utils.data import DataLoader
 
 from ..metrics.depth import DepthEvaluator
@@ -32,8 +31,8 @@ from ..models.depth import DepthConfig, DepthNet, PoseNet, canonical_factor, dis
 from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
-from .depth_data import (Sequence, TripletDataset, cache_inputs, frame_tensor, load_bag_sequence, load_synthetic_sequence,
-                         read_camera_matrix)
+from .depth_data import (Sequence, TripletDataset, cache_inputs, frame_tensor, input_K, load_bag_sequence,
+                         load_synthetic_sequence, read_camera_matrix)
 from .trainer import (StepPlan, _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resolve_device, resume_from,
                       to_device)
 
@@ -100,6 +99,10 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
         T_next_target = torch.linalg.inv(pose_net(_norm(aug[:, 1]), _norm(aug[:, 2])))
     h, w = target.shape[-2:]
     focal = canonical_factor(K, cfg.canonical_focal)   # canonical camera -> this one (ones when off)
+
+    def full_depth(disp: torch.Tensor) -> torch.Tensor:   # metric depth of these cameras at the input size
+        return disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
+
     static = batch["static"] if cfg.mask_moving else None
     photo = target.new_zeros(())
     smooth = target.new_zeros(())
@@ -107,7 +110,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
     for s in cfg.scales:
         disp = disps[s]
         if cfg.photometric > 0:
-            depth = disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
+            depth = full_depth(disp)
             warped = [warp(prev, depth, T_prev_target, K)[0], warp(nxt, depth, T_next_target, K)[0]]
             loss, _used = reprojection_loss(target, warped, [prev, nxt], cfg.automask, static)
             photo = photo + loss / len(cfg.scales)
@@ -115,7 +118,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
             smooth = smooth + smoothness_loss(disp, small) / (2 ** s) / len(cfg.scales)
     has_gt = torch.isfinite(batch["depth"]).flatten(1).any(1)
     if cfg.supervised > 0 and bool(has_gt.any()):
-        depth0 = disp_to_depth(F.interpolate(disps[0], size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
+        depth0 = full_depth(disps[0])
         gt = batch["depth"][has_gt]
         sup = silog_loss(depth0[has_gt], torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan"))))
     total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup
@@ -145,8 +148,7 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
     for folder in folders:
         seq = load_synthetic_sequence(Path(folder))
         h, w = seq.size
-        K_in = torch.as_tensor(scale_K(seq.K, cfg.input_size[1] / w, cfg.input_size[0] / h), dtype=torch.float32,
-                               device=device or "cpu")[None]
+        K_in = torch.as_tensor(input_K(seq, cfg.input_size), dtype=torch.float32, device=device or "cpu")[None]
         rel, prev_in = [], None
         for t in range(len(seq.frames)):
             x = _norm(frame_tensor(seq, t, cfg.input_size).to(device or "cpu"))
