@@ -14,6 +14,7 @@ import torch
 
 from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
+from perception_models.evaluate import MIN_HEIGHT, MIN_PIXELS
 from perception_models.train.data import MEAN, STD, Augment, DetectionDataset, SegmentationDataset
 from perception_models.train.trainer import TrainConfig, load_checkpoint, plot_log, train
 
@@ -39,6 +40,14 @@ def test_detection_dataset_letterboxes_boxes_like_the_nodes(sets):
     # 160x120 -> 128x96 is a uniform 0.8 scale, no padding
     kept = [b for b in s.boxes if (b[2] - b[0]) * 0.8 >= 2 and (b[3] - b[1]) * 0.8 >= 2]
     np.testing.assert_allclose(tgt["boxes"].numpy(), np.array(kept).reshape(-1, 4) * 0.8, atol=1e-4)
+    # the boxes the evaluation protocol ignores, judged in the stored image's pixels (not the network's)
+    flags: list[bool] = []
+    for k, sample in enumerate(ds.samples):
+        kept_i = [i for i, b in enumerate(sample.boxes) if (b[2] - b[0]) * 0.8 >= 2 and (b[3] - b[1]) * 0.8 >= 2]
+        small = [bool((sample.boxes[i, 3] - sample.boxes[i, 1]) < MIN_HEIGHT or sample.areas[i] < MIN_PIXELS) for i in kept_i]
+        assert ds[k][1]["ignore"].tolist() == small
+        flags += small
+    assert 0 < sum(flags) < len(flags)
     # pixels are normalised with the card's mean/std
     raw = s.read_rgb()
     assert torch.allclose(img[:, 0, 0], torch.from_numpy((raw[0, 0] / 255.0 - MEAN) / STD).float(), atol=0.05)

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from ..data.readers.coco import load_coco
 from ..data.readers.common import DataFormatError, read_rgb
 from ..data.readers.labels import IGNORE, read_label_png
+from ..evaluate import MIN_HEIGHT, MIN_PIXELS
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # normalisation recorded in the model card
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -96,7 +97,11 @@ def _fit(rgb: np.ndarray, size: tuple[int, int]):
 
 class DetectionDataset(Dataset):
     """COCO-annotated images (synthetic sets: ``<dir>/annotations_coco.json`` + ``rgb/``) ->
-    (image (3, H, W), {"boxes": (G, 4) xyxy in network pixels, "labels": (G,) class index})."""
+    (image (3, H, W), {"boxes": (G, 4) xyxy in network pixels, "labels": (G,) class index,
+    "ignore": (G,) bool}). ``ignore`` marks the boxes the evaluation protocol ignores (lower than
+    :data:`~perception_models.evaluate.MIN_HEIGHT` or under ``MIN_PIXELS`` visible pixels in the
+    image as stored), so that validation during training scores what the model cards score; the
+    training loss still learns from them."""
 
     def __init__(self, roots: list[Path], input_size: tuple[int, int], class_names: list[str] | None = None,
                  augment: Augment | None = None, seed: int = 0, min_box: float = 2.0, cache_images: bool = False) -> None:
@@ -127,6 +132,8 @@ class DetectionDataset(Dataset):
         keep = [k for k, n in enumerate(s.labels) if n in self.index and not s.difficult[k]]
         boxes = s.boxes[keep].astype(np.float32)
         labels = np.array([self.index[s.labels[k]] for k in keep], np.int64)
+        area = s.areas[keep] if s.areas is not None else np.full(len(keep), np.nan)
+        small = ((boxes[:, 3] - boxes[:, 1]) < MIN_HEIGHT) | (area < MIN_PIXELS)  # NaN (unknown) is not small
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             crop = self.augment.crop(*rgb.shape[:2], rng)
@@ -146,7 +153,8 @@ class DetectionDataset(Dataset):
         boxes = boxes * np.array([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], np.float32) + np.array(
             [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32)
         ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_box)
-        return to_tensor(net), {"boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4), "labels": torch.from_numpy(labels[ok])}
+        return to_tensor(net), {"boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4), "labels": torch.from_numpy(labels[ok]),
+                                "ignore": torch.from_numpy(small[ok])}
 
 
 class SegmentationDataset(Dataset):

@@ -280,7 +280,8 @@ def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class
             boxes, scores, labels = (t.cpu() for t in post(images.to(device)))
             for b, s, lab, t in zip(boxes, scores, labels, targets):
                 k = s > 0
-                ev.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy())
+                ev.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy(),
+                       gt_crowd=t["ignore"].numpy())
         out = ev.summary()
         out["metric"] = out["mAP"]
     else:
