@@ -164,10 +164,15 @@ def _shipped(task):
     from perception_models.models.detection import Detector, DetectorConfig, DetectorWithPostprocess
     from perception_models.models.segmentation import Segmenter, SegmenterConfig, SegmenterWithPostprocess
 
+    import yaml
+
     root = Path(__file__).resolve().parents[1] / "models"
+    name = "detector" if task == "detection" else "segmenter"
+    card = yaml.safe_load((root / f"{name}.card.yaml").read_text())
+    size = (card["input"]["height"], card["input"]["width"])
     if task == "detection":
-        return root / "detector.onnx", Detector(DetectorConfig(num_classes=6, input_size=(288, 384))), DetectorWithPostprocess
-    return root / "segmenter.onnx", Segmenter(SegmenterConfig(num_classes=10, input_size=(288, 384))), SegmenterWithPostprocess
+        return root / "detector.onnx", Detector(DetectorConfig(num_classes=6, input_size=size)), DetectorWithPostprocess, size
+    return root / "segmenter.onnx", Segmenter(SegmenterConfig(num_classes=10, input_size=size)), SegmenterWithPostprocess, size
 
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
@@ -178,11 +183,11 @@ def test_weights_back_from_a_shipped_onnx_model_give_its_outputs_and_survive_cal
     import onnxruntime as ort
     from perception_models.onnx_weights import calibrate_batchnorm, load_onnx_weights
 
-    path, model, wrap = _shipped(task)
+    path, model, wrap, size = _shipped(task)
     counts = load_onnx_weights(model, path)
     assert counts["convs"] == 32 and counts["missing"] == []
     assert counts["batchnorms"] == (4 if task == "detection" else 0)
-    ds = SegmentationDataset([sets[0], sets[1]], (288, 384))
+    ds = SegmentationDataset([sets[0], sets[1]], size)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"image": x[:1].numpy()})
@@ -223,8 +228,8 @@ def test_training_starts_from_an_exported_model(sets, tmp_path):
     from perception_models.onnx_weights import load_onnx_weights
     from perception_models.train.trainer import build_datasets, evaluate
 
-    path, model, _ = _shipped("segmentation")
-    cfg = _cfg("segmentation", sets, tmp_path / "s", epochs=1, input_size=(288, 384), lr=1e-12, init=str(path), augment=False)
+    path, model, _, size = _shipped("segmentation")
+    cfg = _cfg("segmentation", sets, tmp_path / "s", epochs=1, input_size=size, lr=1e-12, init=str(path), augment=False)
     res = train(cfg, progress=False)
     load_onnx_weights(model, path)
     _, val, names = build_datasets(cfg)
