@@ -164,12 +164,11 @@ def _shipped(task):
     from perception_models.models.detection import Detector, DetectorConfig, DetectorWithPostprocess
     from perception_models.models.segmentation import Segmenter, SegmenterConfig, SegmenterWithPostprocess
 
-    import yaml
+    from perception_nodes.model_card import load_card
 
     root = Path(__file__).resolve().parents[1] / "models"
-    name = "detector" if task == "detection" else "segmenter"
-    card = yaml.safe_load((root / f"{name}.card.yaml").read_text())
-    size = (card["input"]["height"], card["input"]["width"])
+    card = load_card(root / ("detector.onnx" if task == "detection" else "segmenter.onnx"), task)
+    size = (card.input_height, card.input_width)
     if task == "detection":
         return root / "detector.onnx", Detector(DetectorConfig(num_classes=6, input_size=size)), DetectorWithPostprocess, size
     return root / "segmenter.onnx", Segmenter(SegmenterConfig(num_classes=10, input_size=size)), SegmenterWithPostprocess, size

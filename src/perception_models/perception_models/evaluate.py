@@ -24,6 +24,14 @@ MIN_HEIGHT = 16.0
 MIN_PIXELS = 64
 
 
+def ignored_ground_truth(boxes: np.ndarray, areas: np.ndarray | None, min_height: float = MIN_HEIGHT,
+                         min_pixels: int = MIN_PIXELS) -> np.ndarray:
+    """(G,) bool: the boxes (G, 4) xyxy, in the stored image's pixels, that the protocol ignores;
+    ``areas`` are their visible pixels (None or NaN: unknown, which is not small)."""
+    area = areas if areas is not None else np.full(len(boxes), np.nan)
+    return ((boxes[:, 3] - boxes[:, 1]) < min_height) | (area < min_pixels)
+
+
 def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
@@ -52,8 +60,7 @@ def evaluate_detection(model: Path | str, data: list[Path | str], limit: int = 0
                 break
             keep = [k for k, name in enumerate(s.labels) if name in index]
             gt = s.boxes[keep]
-            area = s.areas[keep] if s.areas is not None else np.full(len(keep), np.nan)
-            small = ((gt[:, 3] - gt[:, 1]) < min_height) | (area < min_pixels)  # NaN (unknown) is not small
+            small = ignored_ground_truth(gt, s.areas[keep] if s.areas is not None else None, min_height, min_pixels)
             det = pipe.run(read_rgb(s.image_path))
             ev.add(gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids,
                    gt_crowd=small | s.difficult[keep])

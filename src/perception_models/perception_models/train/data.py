@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from ..data.readers.coco import load_coco
 from ..data.readers.common import DataFormatError, read_rgb
 from ..data.readers.labels import IGNORE, read_label_png
-from ..evaluate import MIN_HEIGHT, MIN_PIXELS
+from ..evaluate import ignored_ground_truth
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # normalisation recorded in the model card
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -98,10 +98,10 @@ def _fit(rgb: np.ndarray, size: tuple[int, int]):
 class DetectionDataset(Dataset):
     """COCO-annotated images (synthetic sets: ``<dir>/annotations_coco.json`` + ``rgb/``) ->
     (image (3, H, W), {"boxes": (G, 4) xyxy in network pixels, "labels": (G,) class index,
-    "ignore": (G,) bool}). ``ignore`` marks the boxes the evaluation protocol ignores (lower than
-    :data:`~perception_models.evaluate.MIN_HEIGHT` or under ``MIN_PIXELS`` visible pixels in the
-    image as stored), so that validation during training scores what the model cards score; the
-    training loss still learns from them."""
+    "ignore": (G,) bool}). ``ignore`` marks the boxes the evaluation protocol ignores
+    (:func:`~perception_models.evaluate.ignored_ground_truth`, judged in the image as stored), so
+    that validation during training scores what the model cards score; the training loss still
+    learns from them."""
 
     def __init__(self, roots: list[Path], input_size: tuple[int, int], class_names: list[str] | None = None,
                  augment: Augment | None = None, seed: int = 0, min_box: float = 2.0, cache_images: bool = False) -> None:
@@ -132,8 +132,7 @@ class DetectionDataset(Dataset):
         keep = [k for k, n in enumerate(s.labels) if n in self.index and not s.difficult[k]]
         boxes = s.boxes[keep].astype(np.float32)
         labels = np.array([self.index[s.labels[k]] for k in keep], np.int64)
-        area = s.areas[keep] if s.areas is not None else np.full(len(keep), np.nan)
-        small = ((boxes[:, 3] - boxes[:, 1]) < MIN_HEIGHT) | (area < MIN_PIXELS)  # NaN (unknown) is not small
+        small = ignored_ground_truth(boxes, s.areas[keep] if s.areas is not None else None)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             crop = self.augment.crop(*rgb.shape[:2], rng)
