@@ -166,12 +166,12 @@ def _shipped(task):
 
     from perception_nodes.model_card import load_card
 
-    root = Path(__file__).resolve().parents[1] / "models"
-    card = load_card(root / ("detector.onnx" if task == "detection" else "segmenter.onnx"), task)
+    path = Path(__file__).resolve().parents[1] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
+    card = load_card(path, task)
     size = (card.input_height, card.input_width)
     if task == "detection":
-        return root / "detector.onnx", Detector(DetectorConfig(num_classes=6, input_size=size)), DetectorWithPostprocess, size
-    return root / "segmenter.onnx", Segmenter(SegmenterConfig(num_classes=10, input_size=size)), SegmenterWithPostprocess, size
+        return path, Detector(DetectorConfig(num_classes=6, input_size=size)), DetectorWithPostprocess, size
+    return path, Segmenter(SegmenterConfig(num_classes=10, input_size=size)), SegmenterWithPostprocess, size
 
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
