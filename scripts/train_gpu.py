@@ -84,10 +84,10 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
     common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images"]
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), *card_input_size("detector"),
-                            "--batch-size", str(args.batch_size), "--lr", "1e-3", "--workers", str(args.workers["detection"]),
+                            "--batch-size", str(args.batch_size), "--lr", str(args.lr_detection), "--workers", str(args.workers["detection"]),
                             "--init", str(ROOT / "models/detector.onnx"), *budget],
         "segmentation": CLI + ["train", "--task", "segmentation", *common, "--out", str(work / "runs/segmentation"),
-                               *card_input_size("segmenter"), "--batch-size", str(args.batch_size), "--lr", "1e-3",
+                               *card_input_size("segmenter"), "--batch-size", str(args.batch_size), "--lr", str(args.lr_segmentation),
                                "--workers", str(args.workers["segmentation"]), "--class-weights", "median_frequency",
                                "--init", str(ROOT / "models/segmenter.onnx"), *budget],
         "depth": CLI + ["train", "--task", "depth", "--data", *train, "--val", *[v for v in val if "driving" in v][:2],
@@ -135,11 +135,13 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 4)
     ap.add_argument("--steps-per-epoch", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=32, help="detection and segmentation (depth: 3/4 of it)")
+    ap.add_argument("--lr-detection", type=float, default=1e-3)
+    ap.add_argument("--lr-segmentation", type=float, default=1e-3)
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
     total = sum(share[t] for t in args.tasks)
-    args.workers = {t: max(1, int(cores * share[t] / total)) for t in args.tasks}
+    args.workers = {t: max(1, int(cores * share[t] / total)) for t in share}   # every command is built, the chosen ones run
     needs = ["torch", "cv2", "onnx", "yaml", "tqdm"] + (["evo"] if "depth" in args.tasks else [])
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:   # before minutes of rendering, not after them
