@@ -51,8 +51,20 @@ def card_input_size(model: str) -> list[str]:
     return ["--input-size", str(card["input"]["height"]), str(card["input"]["width"])]
 
 
+def rendered(work: Path) -> tuple[list[str], list[str]]:
+    train = sorted(str(p) for p in (work / "train").glob("*/*") if (p / "manifest.json").is_file())
+    val = sorted(str(p) for p in (work / "val").glob("*/*") if (p / "manifest.json").is_file())
+    return train, val
+
+
 def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """Training and validation sequence folders, rendered by ``--procs`` processes."""
+    """Training and validation sequence folders, rendered by ``--procs`` processes (``--reuse``: those
+    that an earlier call on the same machine left in ``--work``)."""
+    if args.reuse:
+        train, val = rendered(work)
+        if train and val:
+            print(f"reusing {len(train)} training and {len(val)} validation sequences in {work}", flush=True)
+            return train, val
     jobs = []
     for preset, seed0, count in (("driving", args.seed_driving, args.driving), ("indoor", args.seed_indoor, args.indoor)):
         chunk = max(1, count // args.procs)
@@ -73,8 +85,7 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     t0 = time.monotonic()
     with ThreadPoolExecutor(args.procs) as pool:
         list(pool.map(run, jobs))
-    train = sorted(str(p) for p in (work / "train").glob("*/*") if (p / "manifest.json").is_file())
-    val = sorted(str(p) for p in (work / "val").glob("*/*") if (p / "manifest.json").is_file())
+    train, val = rendered(work)
     print(f"rendered {len(train)} training and {len(val)} validation sequences in {time.monotonic() - t0:.0f} s", flush=True)
     return train, val
 
@@ -85,11 +96,11 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), *card_input_size("detector"),
                             "--batch-size", str(args.batch_size), "--lr", str(args.lr_detection), "--workers", str(args.workers["detection"]),
-                            "--init", str(ROOT / "models/detector.onnx"), *budget],
+                            "--init", args.init_detection, *budget],
         "segmentation": CLI + ["train", "--task", "segmentation", *common, "--out", str(work / "runs/segmentation"),
                                *card_input_size("segmenter"), "--batch-size", str(args.batch_size), "--lr", str(args.lr_segmentation),
-                               "--workers", str(args.workers["segmentation"]), "--class-weights", "median_frequency",
-                               "--init", str(ROOT / "models/segmenter.onnx"), *budget],
+                               "--workers", str(args.workers["segmentation"]), "--class-weights", args.class_weights,
+                               "--init", args.init_segmentation, *budget],
         "depth": CLI + ["train", "--task", "depth", "--data", *train, "--val", *[v for v in val if "driving" in v][:2],
                         *[v for v in val if "indoor" in v][:2], "--seed", "0", "--out", str(work / "runs/depth"),
                         "--batch-size", str(max(1, args.batch_size * 3 // 4)), "--lr", "5e-4", "--scales", "0", "--workers", str(args.workers["depth"]),
@@ -137,6 +148,12 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="detection and segmentation (depth: 3/4 of it)")
     ap.add_argument("--lr-detection", type=float, default=1e-3)
     ap.add_argument("--lr-segmentation", type=float, default=1e-3)
+    ap.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
+                    help="segmentation (median_frequency cost the shipped segmenter clutter and cone IoU)")
+    ap.add_argument("--init-detection", default=str(ROOT / "models/detector.onnx"),
+                    help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune")
+    ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"))
+    ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
@@ -153,6 +170,7 @@ def main() -> int:
     procs: dict[str, subprocess.Popen] = {}
     for task, cmd in commands(args.work, train, val, args).items():
         (args.work / "runs").mkdir(exist_ok=True)
+        shutil.rmtree(args.work / "runs" / task, ignore_errors=True)   # an earlier call's run: its best is in --sync
         log = open(args.work / f"{task}.out", "w")
         procs[task] = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     seen: dict[str, float] = {}
