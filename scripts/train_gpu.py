@@ -11,8 +11,11 @@ pyyaml, tqdm and (for the depth run's validation) evo; run from the repository r
   choose on, their metric swung by +-0.05 between neighbouring epochs; the model cards are measured
   on seeds 9000 and 9500, the third held-out set on 9400 and 9700, which no run sees);
 - training: ``perception-models train`` per task, each ``--init`` from the shipped ONNX model
-  (``perception_models.onnx_weights``) at its card's input size, ``--time-budget-min`` so that
-  each cosine schedule ends inside the budget, data-loader workers split between the tasks;
+  (``perception_models.onnx_weights``; ``--init-detection`` / ``--init-segmentation``: an earlier
+  call's ``--sync`` copy instead) at its card's input size, ``--time-budget-min`` so that each cosine
+  schedule ends inside the budget, data-loader workers split between the tasks; segmentation without
+  class weights unless ``--class-weights median_frequency``;
+- ``--reuse``: a later call on the same (still warm) machine trains on the sequences already rendered;
 - ``--sync``: every time a run's ``best.pt`` improves, a slim copy (weights, config, metrics; no
   optimizer state) goes there as ``<task>.pt``, with the logs, so that what is kept survives the
   machine; ``status.txt`` says where each run is.
