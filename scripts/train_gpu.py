@@ -152,10 +152,10 @@ def main() -> int:
     ap.add_argument("--lr-detection", type=float, default=1e-3)
     ap.add_argument("--lr-segmentation", type=float, default=1e-3)
     ap.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
-                    help="segmentation (median_frequency cost the shipped segmenter clutter and cone IoU)")
+                    help="segmentation (weighted runs lost clutter and cone IoU on validation, models/README.md)")
     ap.add_argument("--init-detection", default=str(ROOT / "models/detector.onnx"),
                     help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune")
-    ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"))
+    ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"), help="likewise")
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
