@@ -16,8 +16,8 @@ pyyaml, tqdm and (for the depth run's validation) evo; run from the repository r
   schedule ends inside the budget, data-loader workers split between the tasks; segmentation without
   class weights unless ``--class-weights median_frequency``;
 - ``--reuse``: a later call on the same (still warm) machine trains on the sequences already rendered;
-- ``--sync``: every time a run's ``best.pt`` improves, a slim copy (weights, config, metrics; no
-  optimizer state) goes there as ``<task>.pt``, with the logs, so that what is kept survives the
+- ``--sync``: every time a run's ``best.pt`` improves, a slim copy (the validated weights, config,
+  metrics; no optimizer state, nor ``--ema``'s raw weights) goes there as ``<task>.pt``, with the logs, so that what is kept survives the
   machine; ``status.txt`` says where each run is.
 
 Export and measure locally afterwards (``perception-models export --task ... --checkpoint <task>.pt
@@ -95,7 +95,7 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def commands(work: Path, train: list[str], val: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
     budget = ["--time-budget-min", f"{args.minutes:.2f}", "--epochs", "1000", "--max-steps-per-epoch", str(args.steps_per_epoch)]
-    common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images"]
+    common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images", "--ema", str(args.ema)]
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), *card_input_size("detector"),
                             "--batch-size", str(args.batch_size), "--lr", str(args.lr_detection), "--workers", str(args.workers["detection"]),
@@ -116,7 +116,7 @@ def slim(src: Path, dst: Path) -> None:
     import torch
 
     ck = torch.load(src, map_location="cpu", weights_only=False)
-    for k in ("optimizer", "torch_rng", "loader_rng"):
+    for k in ("optimizer", "torch_rng", "loader_rng", "train_model"):
         ck.pop(k, None)
     tmp = dst.with_suffix(".tmp")
     torch.save(ck, tmp)
@@ -156,6 +156,7 @@ def main() -> int:
     ap.add_argument("--init-detection", default=str(ROOT / "models/detector.onnx"),
                     help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune")
     ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"), help="likewise")
+    ap.add_argument("--ema", type=float, default=0.0, help="detection and segmentation: train's --ema (e.g. 0.999)")
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))

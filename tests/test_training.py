@@ -97,6 +97,52 @@ def test_detection_training_logs_checkpoints_and_resumes(sets, tmp_path):
     assert plot_log(tmp_path / "a").is_file()
 
 
+def test_weight_average_follows_its_recurrence():
+    from perception_models.train.trainer import WeightAverage
+
+    m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    avg = WeightAverage(m, 0.5)
+    expect = m[0].weight.detach().clone()
+    for step in range(1, 13):
+        with torch.no_grad():
+            m[0].weight.add_(1.0)
+        m[1].num_batches_tracked += 1
+        avg.update(m, step)
+        d = min(0.5, (1 + step) / (10 + step))           # 0.18 at the first step, 0.5 from the eighth
+        expect = d * expect + (1 - d) * m[0].weight.detach()
+    torch.testing.assert_close(avg.module[0].weight, expect)
+    assert not torch.allclose(avg.module[0].weight, m[0].weight)
+    assert int(avg.module[1].num_batches_tracked) == 12      # integer buffers are copied, not averaged
+    assert not any(p.requires_grad for p in avg.module.parameters()) and m[0].weight.requires_grad
+
+
+def test_training_with_ema_validates_keeps_and_resumes_the_average(sets, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from perception_models.train.trainer import build_datasets, evaluate
+
+    res = train(_cfg("segmentation", sets, tmp_path / "a", epochs=1, ema=0.9), progress=False)
+    ck = torch.load(tmp_path / "a" / "best.pt", map_location="cpu", weights_only=False)
+    assert ck["modules"] == ["model", "train_model"]
+    assert any(not torch.equal(v, ck["train_model"][k]) for k, v in ck["model"].items() if v.is_floating_point())
+    # best.pt's (and so export's and --init's) weights are the average that validation measured
+    model, cfg, _ = load_checkpoint(tmp_path / "a" / "best.pt")
+    _, val_set, names = build_datasets(cfg)
+    assert evaluate(cfg, model, DataLoader(val_set, 2), names)["mIoU"] == pytest.approx(res["metric"], abs=1e-9)
+    # resuming carries both the raw weights and the average: the same as two uninterrupted epochs
+    train(_cfg("segmentation", sets, tmp_path / "a", epochs=2, ema=0.9), resume=True, progress=False)
+    train(_cfg("segmentation", sets, tmp_path / "b", epochs=2, ema=0.9), progress=False)
+    ra, rb = (torch.load(tmp_path / r / "last.pt", map_location="cpu", weights_only=False) for r in "ab")
+    for key in ("model", "train_model"):
+        for k, v in ra[key].items():
+            torch.testing.assert_close(v, rb[key][k], rtol=1e-4, atol=1e-5)
+    # a run started with --ema does not resume without it (nor the other way round)
+    with pytest.raises(ValueError, match=r"holds the weights \['model', 'train_model'\].*--ema"):
+        train(_cfg("segmentation", sets, tmp_path / "a", epochs=3), resume=True, progress=False)
+    with pytest.raises(ValueError, match="must be 0 .off. or a decay in"):
+        train(_cfg("segmentation", sets, tmp_path / "c", ema=1.0), progress=False)
+
+
 def test_segmentation_training_and_cli(sets, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "perception_models.cli", "train", "--task", "segmentation", "--data",
                            str(sets[0]), "--val", str(sets[1]), "--out", str(tmp_path / "seg"), "--epochs", "1",

@@ -108,7 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                       class_weights=args.class_weights, init=args.init or "", device=args.device,
-                      time_budget_min=args.time_budget_min, cache_images=args.cache_images)
+                      time_budget_min=args.time_budget_min, cache_images=args.cache_images, ema=args.ema)
     return _run_training(train, cfg, args)
 
 
@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget-min", type=float, default=0.0,
                    help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
                         "minutes from the rate of the first steps; --epochs is then an upper bound")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="detection/segmentation: validate, keep and export a moving average of the weights with this "
+                        "decay per step (e.g. 0.999: the last ~1000 steps) instead of the last step's weights")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")

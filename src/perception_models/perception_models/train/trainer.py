@@ -16,7 +16,10 @@
   ``onnx_weights``), to fine-tune;
 - ``--time-budget-min M``: the number of steps is fitted to M minutes of wall time from the rate
   measured over the first steps (logged as ``planned_steps``); the cosine schedule then runs to
-  that step, so a run on a lent GPU ends its schedule before the machine goes back.
+  that step, so a run on a lent GPU ends its schedule before the machine goes back;
+- ``--ema D``: validate, keep (``best.pt``) and export an exponential moving average of the
+  weights instead of the last step's weights (``WeightAverage``); the raw weights stay in the
+  checkpoints (``train_model``) for ``--resume``.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class TrainConfig:
     device: str = "auto"                     # auto | cpu | cuda | cuda:N
     time_budget_min: float = 0.0             # > 0: fit the number of steps to this many minutes
     cache_images: bool = False               # decode the training images once, shared by the loader's workers
+    ema: float = 0.0                         # > 0: decay of the weights' moving average (WeightAverage)
 
 
 PROBE_STEPS = (20, 60)                       # steps between which the time budget measures the rate
@@ -115,6 +119,31 @@ def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibrat
         raise ValueError(f"--init {path}: not a {expected_task} checkpoint (no 'model' weights)")
     model.load_state_dict(ck["model"])
     return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})"
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights and BatchNorm statistics (Polyak averaging,
+    as YOLOv5's ModelEMA): after step n, ``avg = d * avg + (1 - d) * weights`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` (TensorFlow's ``num_updates``), so the average spans about
+    the last n / 9 steps until that reaches ``1 / (1 - decay)`` (0.999: 1000 steps, after ~9000).
+    One epoch's weights differ from the next by the noise of its last batches; the average much
+    less, so checkpoints chosen by validation are less a draw of that noise. Integer buffers
+    (BatchNorm's batch counts) are copied."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for avg, w in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.mul_(d).add_(w.detach(), alpha=1.0 - d)
+            else:
+                avg.copy_(w)
 
 
 class StepPlan:
@@ -226,6 +255,10 @@ def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim
     if not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {last}")
     ck = torch.load(last, map_location="cpu", weights_only=False)
+    saved = ck.get("modules", [k for k in models if k in ck])
+    if sorted(saved) != sorted(models):
+        raise ValueError(f"--resume: {last} holds the weights {sorted(saved)}, this run trains {sorted(models)} "
+                         "(resume with the options it was started with, e.g. --ema)")
     for key, module in models.items():
         module.load_state_dict(ck[key])
     opt.load_state_dict(ck["optimizer"])
@@ -252,7 +285,8 @@ def checkpoint_epoch(out: Path, modules: dict[str, torch.nn.Module], opt: torch.
     m = metrics["metric"]
     improved = bool(np.isfinite(m) and (m < best if lower_is_better else m > best))
     best = m if improved else best
-    ck = {**{k: v.state_dict() for k, v in modules.items()}, "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+    ck = {**{k: v.state_dict() for k, v in modules.items()}, "modules": list(modules), "optimizer": opt.state_dict(),
+          "epoch": epoch, "step": step,
           "best": best, "config": asdict(cfg), "metrics": metrics, "torch_rng": torch.get_rng_state(),
           "loader_rng": gen.get_state()}
     torch.save(ck, out / "last.pt")
@@ -271,6 +305,7 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 @torch.no_grad()
 def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class_names: list[str],
              device: torch.device | None = None) -> dict[str, Any]:
+    was_training = model.training
     model.eval()
     device = device or torch.device("cpu")
     if cfg.task == "detection":
@@ -291,7 +326,7 @@ def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class
         out = cm.summary()
         out["metric"] = out["mIoU"]
         out["confusion_matrix"] = cm.matrix.tolist()
-    model.train()
+    model.train(was_training)
     return out
 
 
@@ -300,6 +335,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     if cfg.task not in TASKS:
         raise ValueError(f"task '{cfg.task}' must be one of {TASKS}")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError(f"ema {cfg.ema} must be 0 (off) or a decay in (0, 1), e.g. 0.999")
     rank, world = _distributed()
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -331,6 +368,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         weights = weights.to(device)
     elif cfg.class_weights not in ("none", "median_frequency"):
         raise ValueError(f"class_weights '{cfg.class_weights}' must be none or median_frequency")
+    ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
+    # the weights that are validated, kept as best.pt and exported: the average when there is one
+    modules = {"model": ema.module, "train_model": model} if ema is not None else {"model": model}
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -348,7 +388,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     start_epoch, step, best = 0, 0, -1.0
     last = out / "last.pt"
     if resume:
-        start_epoch, step, best = resume_from(last, {"model": model}, opt, gen, -1.0)
+        start_epoch, step, best = resume_from(last, modules, opt, gen, -1.0)
         plan.resumed()
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     result: dict[str, Any] = {}
@@ -375,6 +415,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     losses = {"total": loss}
                 optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, plan.total, cfg))
                 step += 1
+                if ema is not None:
+                    ema.update(model, step)
                 run_steps += 1
                 decided = plan.after_step(run_steps, step)
                 cfg.epochs = plan.epochs()          # what the checkpoints and the card record
@@ -391,13 +433,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     log.flush()
             if rank != 0:
                 continue
-            metrics = evaluate(cfg, model, val_loader, class_names, device)
+            metrics = evaluate(cfg, modules["model"], val_loader, class_names, device)
             entry = {"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0,
                      "metric": metrics["metric"], **{k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}}
             assert log is not None
             log.write(json.dumps(entry) + "\n")
             log.flush()
-            best = checkpoint_epoch(out, {"model": model}, opt, gen, cfg, epoch, step, metrics, best)
+            best = checkpoint_epoch(out, modules, opt, gen, cfg, epoch, step, metrics, best)
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
                 print(f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} (best {best:.4f})")
