@@ -17,8 +17,8 @@ pyyaml, tqdm and (for the depth run's validation) evo; run from the repository r
   class weights unless ``--class-weights median_frequency``;
 - ``--reuse``: a later call on the same (still warm) machine trains on the sequences already rendered;
 - ``--sync``: every time a run's ``best.pt`` improves, a slim copy (the validated weights, config,
-  metrics; no optimizer state, nor ``--ema``'s raw weights) goes there as ``<task>.pt``, with the logs, so that what is kept survives the
-  machine; ``status.txt`` says where each run is.
+  metrics; no optimizer state, nor ``--ema``'s raw weights) goes there as ``<task>.pt``, with the
+  logs, so that what is kept survives the machine; ``status.txt`` says where each run is.
 
 Export and measure locally afterwards (``perception-models export --task ... --checkpoint <task>.pt
 --eval ...``) and replace a shipped model only when it beats its card.

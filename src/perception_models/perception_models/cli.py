@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "minutes from the rate of the first steps; --epochs is then an upper bound")
     p.add_argument("--ema", type=float, default=0.0,
                    help="detection/segmentation: validate, keep and export a moving average of the weights with this "
-                        "decay per step (e.g. 0.999: the last ~1000 steps) instead of the last step's weights")
+                        "decay per step instead of the last step's weights (e.g. 0.999: after n steps it spans the "
+                        "last ~n/9, at most 1000)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")

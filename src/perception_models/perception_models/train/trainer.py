@@ -286,9 +286,8 @@ def checkpoint_epoch(out: Path, modules: dict[str, torch.nn.Module], opt: torch.
     improved = bool(np.isfinite(m) and (m < best if lower_is_better else m > best))
     best = m if improved else best
     ck = {**{k: v.state_dict() for k, v in modules.items()}, "modules": list(modules), "optimizer": opt.state_dict(),
-          "epoch": epoch, "step": step,
-          "best": best, "config": asdict(cfg), "metrics": metrics, "torch_rng": torch.get_rng_state(),
-          "loader_rng": gen.get_state()}
+          "epoch": epoch, "step": step, "best": best, "config": asdict(cfg), "metrics": metrics,
+          "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
     torch.save(ck, out / "last.pt")
     if improved or best_without_validation:
         torch.save(ck, out / "best.pt")
