@@ -136,7 +136,7 @@ def test_training_with_ema_validates_keeps_and_resumes_the_average(sets, tmp_pat
     for key in ("model", "train_model"):
         for k, v in ra[key].items():
             torch.testing.assert_close(v, rb[key][k], rtol=1e-4, atol=1e-5)
-    # a run started with --ema does not resume without it (nor the other way round)
+    # a run started with --ema is not resumed without it: the message names the weights it holds
     with pytest.raises(ValueError, match=r"holds the weights \['model', 'train_model'\].*--ema"):
         train(_cfg("segmentation", sets, tmp_path / "a", epochs=3), resume=True, progress=False)
     with pytest.raises(ValueError, match="must be 0 .off. or a decay in"):
