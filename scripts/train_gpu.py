@@ -96,6 +96,8 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def commands(work: Path, train: list[str], val: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
     budget = ["--time-budget-min", f"{args.minutes:.2f}", "--epochs", "1000", "--max-steps-per-epoch", str(args.steps_per_epoch)]
     common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images", "--ema", str(args.ema)]
+    if args.backbone_blocks:
+        common += ["--backbone-blocks", *map(str, args.backbone_blocks)]
     cmds = {
         "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), *card_input_size("detector"),
                             "--batch-size", str(args.batch_size), "--lr", str(args.lr_detection), "--workers", str(args.workers["detection"]),
@@ -157,6 +159,8 @@ def main() -> int:
                     help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune")
     ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"), help="likewise")
     ap.add_argument("--ema", type=float, default=0.0, help="detection and segmentation: train's --ema (e.g. 0.999)")
+    ap.add_argument("--backbone-blocks", type=int, nargs=4, metavar="N",
+                    help="detection and segmentation: train's --backbone-blocks (deeper, grown from the --init models)")
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))

@@ -175,11 +175,12 @@ def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evalu
     from perception_models.export import export_model, trt_report
     from perception_nodes.model_card import load_card
 
-    for task in ("detection", "segmentation"):
+    for task, blocks in (("detection", ()), ("segmentation", (1, 2, 3, 3))):   # the default and a deeper backbone
         run = tmp_path / task
-        train(_cfg(task, sets, run, epochs=1), progress=False)
+        train(_cfg(task, sets, run, epochs=1, backbone_blocks=blocks), progress=False)
         onnx_path = tmp_path / f"{task}.onnx"
         card = export_model(task, run / "best.pt", onnx_path, [str(sets[1])], eval_limit=2, reproduce=False)
+        assert card["training"]["backbone_blocks"] == list(blocks or (1, 2, 2, 2))
         loaded = load_card(onnx_path, task)  # sha256 matches, task right
         assert loaded.input_height == IN[0] and loaded.input_width == IN[1] and loaded.mean == pytest.approx(list(MEAN))
         report = trt_report(onnx_path)
@@ -282,6 +283,52 @@ def test_training_starts_from_an_exported_model(sets, tmp_path):
     assert res["metric"] == pytest.approx(direct["metric"], abs=0.02)
     with pytest.raises(FileNotFoundError):
         train(_cfg("segmentation", sets, tmp_path / "t", init=str(tmp_path / "missing.onnx")), progress=False)
+
+
+def test_a_deeper_backbone_starts_from_a_shallower_model_as_the_same_function(sets, tmp_path):
+    """--backbone-blocks with --init: the blocks the loaded model lacks start as identities, so the
+    deeper model computes exactly what the shipped one does (from its .onnx or a checkpoint), then
+    learns through them; weights that fit nowhere, or a missing module that is not an added block,
+    are refused."""
+    from perception_models.models.backbone import Backbone
+    from perception_models.models.segmentation import Segmenter, SegmenterConfig
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.trainer import grow_blocks, init_weights
+
+    path, shallow, _, size = _shipped("segmentation")
+    load_onnx_weights(shallow, path)
+    x = torch.stack([SegmentationDataset([sets[0]], size)[i][0] for i in range(2)])
+    with torch.no_grad():
+        ref = shallow.eval()(x)
+
+    def deep():
+        return Segmenter(SegmenterConfig(num_classes=10, input_size=size), Backbone(blocks=(1, 2, 4, 4)))
+
+    from_onnx = deep()
+    line = init_weights(from_onnx, str(path), "segmentation")
+    assert "4 added residual blocks start as identities" in line and "backbone.stages.3.3" in line
+    ck = tmp_path / "shallow.pt"
+    torch.save({"config": {"task": "segmentation"}, "model": shallow.state_dict()}, ck)
+    from_pt = deep()
+    assert "4 added residual blocks" in init_weights(from_pt, str(ck), "segmentation")
+    for model in (from_onnx, from_pt):
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x), ref, atol=1e-5, rtol=0)
+    from_pt.train()(x).logsumexp(1).mean().backward()
+    added = from_pt.backbone.stages[3][3].conv2[1].weight
+    assert float(added.detach().abs().sum()) == 0.0 and float(added.grad.abs().sum()) > 0   # it learns from here
+    torch.save({"config": {"task": "segmentation"}, "model": from_pt.state_dict()}, tmp_path / "deep.pt")
+    with pytest.raises(ValueError, match="no place for"):
+        init_weights(shallow, str(tmp_path / "deep.pt"), "segmentation")
+    with pytest.raises(ValueError, match="another architecture"):
+        grow_blocks(deep(), ["backbone.stages.3.3.conv1.0", "head.aspp.project.0"], "x.pt")
+    with pytest.raises(ValueError, match="another architecture"):   # a first, strided block is never added
+        grow_blocks(deep(), ["backbone.stages.1.0.conv1.0"], "x.pt")
+    cfg = _cfg("segmentation", sets, tmp_path / "run", epochs=1, backbone_blocks=(1, 2, 3, 3), init=str(ck),
+               input_size=size, max_steps_per_epoch=2)
+    train(cfg, progress=False)
+    model, loaded_cfg, _ = load_checkpoint(tmp_path / "run" / "best.pt")   # what export rebuilds
+    assert tuple(loaded_cfg.backbone_blocks) == (1, 2, 3, 3) and len(model.backbone.stages[3]) == 3
 
 
 def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):

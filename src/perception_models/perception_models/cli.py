@@ -108,7 +108,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
                       max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
                       class_weights=args.class_weights, init=args.init or "", device=args.device,
-                      time_budget_min=args.time_budget_min, cache_images=args.cache_images, ema=args.ema)
+                      time_budget_min=args.time_budget_min, cache_images=args.cache_images, ema=args.ema,
+                      backbone_blocks=tuple(args.backbone_blocks or ()))
     return _run_training(train, cfg, args)
 
 
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detection/segmentation: validate, keep and export a moving average of the weights with this "
                         "decay per step instead of the last step's weights (e.g. 0.999: after n steps it spans the "
                         "last ~n/9, at most 1000)")
+    p.add_argument("--backbone-blocks", type=int, nargs=4, metavar="N",
+                   help="detection/segmentation: residual blocks in each of the backbone's four stages (default "
+                        "1 2 2 2); with --init from a model with fewer, the added blocks start as identities")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")

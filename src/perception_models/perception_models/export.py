@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from .models.backbone import Backbone
 from .train.data import MEAN, STD
 from .train.trainer import load_checkpoint
 
@@ -113,6 +114,7 @@ def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: 
         "training": {"data": cfg.data, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                      "input_size": [h, w], "seed": cfg.seed, "loss": cfg.loss if task == "detection" else "pixel cross-entropy",
                      "camvid": cfg.camvid, "checkpoint": str(checkpoint), "init": cfg.init,
+                     "backbone_blocks": list(cfg.backbone_blocks or Backbone.default_conf["blocks"]),
                      "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
         "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
                    "onnxruntime_vs_torch": diffs, "tolerance": TOLERANCE, "operators": report["operators"]},

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..metrics import ConfusionMatrix, DetectionEvaluator
+from ..models.backbone import Backbone, BasicBlock
 from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
 from ..models.losses import pixel_cross_entropy
 from ..models.segmentation import Segmenter, SegmenterConfig
@@ -74,6 +76,7 @@ class TrainConfig:
     time_budget_min: float = 0.0             # > 0: fit the number of steps to this many minutes
     cache_images: bool = False               # decode the training images once, shared by the loader's workers
     ema: float = 0.0                         # > 0: decay of the weights' moving average (WeightAverage)
+    backbone_blocks: tuple[int, ...] = ()    # residual blocks per backbone stage; () = Backbone's default
 
 
 PROBE_STEPS = (20, 60)                       # steps between which the time budget measures the rate
@@ -109,16 +112,52 @@ def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibrat
     if path.endswith(".onnx"):
         from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
 
-        counts = load_onnx_weights(model, path)
+        counts = load_onnx_weights(model, path, strict=False)
+        grown = grow_blocks(model, counts["missing"], path)
         n = calibrate_batchnorm(model, calibration_batches) if calibration_batches is not None else 0
-        return f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
+        return (f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
+                + _grown_line(grown))
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if ck.get("config", {}).get("task", expected_task) != expected_task:
         raise ValueError(f"--init {path}: a {ck['config']['task']} checkpoint, not {expected_task}")
     if "model" not in ck:
         raise ValueError(f"--init {path}: not a {expected_task} checkpoint (no 'model' weights)")
-    model.load_state_dict(ck["model"])
-    return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})"
+    missing, unexpected = model.load_state_dict(ck["model"], strict=False)
+    if unexpected:
+        raise ValueError(f"--init {path}: weights this model has no place for ({len(unexpected)}, e.g. {unexpected[0]}): "
+                         "a larger model than --backbone-blocks builds")
+    grown = grow_blocks(model, sorted({k.rsplit(".", 1)[0] for k in missing}), path)
+    return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})" + _grown_line(grown)
+
+
+_BLOCK = re.compile(r"^backbone\.stages\.(\d+)\.(\d+)\.")
+
+
+def grow_blocks(model: torch.nn.Module, missing: list[str], path: str) -> list[str]:
+    """Start the backbone's residual blocks that ``path`` has no weights for (``missing``: module
+    names) as identities: their last BatchNorm's scale and shift are zero, so each block returns its
+    input (already non-negative after the previous ReLU) and the deeper model computes exactly what
+    the loaded one did, then learns to use the new blocks. Any other missing weight is an error
+    (another architecture, not a deeper one). Returns the grown blocks' names."""
+    blocks = sorted({m.group(0)[:-1] for m in map(_BLOCK.match, missing) if m and int(m.group(2)) >= 1})
+    stray = [name for name in missing if not any(name.startswith(b + ".") for b in blocks)]
+    if stray:
+        raise ValueError(f"--init {path}: no weights for {len(stray)} modules of this model (e.g. {stray[0]}): "
+                         "another architecture (only backbone blocks added by --backbone-blocks may be missing)")
+    modules = dict(model.named_modules())
+    for name in blocks:
+        block = modules[name]
+        if not isinstance(block, BasicBlock) or not isinstance(block.skip, torch.nn.Identity):
+            raise ValueError(f"--init {path}: {name} is missing but is not a stride-1 residual block")
+        bn = block.conv2[1]
+        with torch.no_grad():
+            bn.weight.zero_()
+            bn.bias.zero_()
+    return blocks
+
+
+def _grown_line(grown: list[str]) -> str:
+    return f"; {len(grown)} added residual blocks start as identities ({', '.join(grown)})" if grown else ""
 
 
 class WeightAverage:
@@ -224,9 +263,10 @@ def build_datasets(cfg: TrainConfig):
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    backbone = Backbone(blocks=tuple(cfg.backbone_blocks)) if cfg.backbone_blocks else None
     if cfg.task == "detection":
-        return Detector(DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss))
-    return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)))
+        return Detector(DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss), backbone)
+    return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)), backbone)
 
 
 def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max_weight: float = 20.0) -> torch.Tensor:
