@@ -324,6 +324,8 @@ def test_a_deeper_backbone_starts_from_a_shallower_model_as_the_same_function(se
         grow_blocks(deep(), ["backbone.stages.3.3.conv1.0", "head.aspp.project.0"], "x.pt")
     with pytest.raises(ValueError, match="another architecture"):   # a first, strided block is never added
         grow_blocks(deep(), ["backbone.stages.1.0.conv1.0"], "x.pt")
+    with pytest.raises(ValueError, match="another architecture"):   # nor one whose other weights were loaded
+        grow_blocks(deep(), ["backbone.stages.3.1.conv2.1"], "x.pt")
     cfg = _cfg("segmentation", sets, tmp_path / "run", epochs=1, backbone_blocks=(1, 2, 3, 3), init=str(ck),
                input_size=size, max_steps_per_epoch=2)
     train(cfg, progress=False)

@@ -139,12 +139,16 @@ def grow_blocks(model: torch.nn.Module, missing: list[str], path: str) -> list[s
     input (already non-negative after the previous ReLU) and the deeper model computes exactly what
     the loaded one did, then learns to use the new blocks. Any other missing weight is an error
     (another architecture, not a deeper one). Returns the grown blocks' names."""
-    blocks = sorted({m.group(0)[:-1] for m in map(_BLOCK.match, missing) if m and int(m.group(2)) >= 1})
+    modules = dict(model.named_modules())
+    lacking = set(missing)
+    candidates = {m.group(0)[:-1] for m in map(_BLOCK.match, missing) if m and int(m.group(2)) >= 1}
+    # a block is added only when none of its convolutions was loaded (a partly loaded one is not ours to reset)
+    blocks = sorted(b for b in candidates if all(n in lacking for n, mod in modules.items()
+                                                 if n.startswith(b + ".") and isinstance(mod, torch.nn.Conv2d)))
     stray = [name for name in missing if not any(name.startswith(b + ".") for b in blocks)]
     if stray:
         raise ValueError(f"--init {path}: no weights for {len(stray)} modules of this model (e.g. {stray[0]}): "
                          "another architecture (only backbone blocks added by --backbone-blocks may be missing)")
-    modules = dict(model.named_modules())
     for name in blocks:
         block = modules[name]
         if not isinstance(block, BasicBlock) or not isinstance(block.skip, torch.nn.Identity):
