@@ -21,36 +21,24 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from perception_models.data.readers.coco import load_coco
-from perception_models.data.readers.common import read_rgb
-from perception_models.data.readers.labels import read_label_png
-from perception_models.evaluate import _pipeline, ignored_ground_truth
+from perception_models.evaluate import _pipeline, detection_frames, segmentation_frames
 from perception_models.metrics import ConfusionMatrix, DetectionEvaluator
 
 
 def per_scene(task: str, model: str, scenes: list[str]) -> tuple[list[str], dict]:
     """Class names and, per scene, what its metric needs: a confusion matrix (segmentation) or the
-    frames' ground truth and detections (detection)."""
+    frames' ``DetectionEvaluator.add`` arguments (detection), read as ``perception-models evaluate`` reads them."""
     kw = {"score_threshold": 0.05} if task == "detection" else {}
     pipe, card = _pipeline(Path(model), task, **kw)
-    index = {n: i for i, n in enumerate(card.classes)}
     out: dict = {}
     for scene in tqdm(scenes, desc=Path(model).name, unit="scene"):
-        root = Path(scene)
-        if task == "segmentation":
-            cm = ConfusionMatrix(card.num_classes, card.classes)
-            for img in sorted((root / "rgb").glob("*.png")):
-                cm.add(read_label_png(root / "labels" / img.name), pipe.run(read_rgb(img)).labels)
-            out[scene] = cm.matrix
+        if task == "detection":
+            out[scene] = list(detection_frames(pipe, card.classes, scene))
             continue
-        rows = []
-        for s in load_coco(root / "annotations_coco.json")[0]:
-            keep = [k for k, name in enumerate(s.labels) if name in index]
-            gt = s.boxes[keep]
-            crowd = ignored_ground_truth(gt, s.areas[keep] if s.areas is not None else None) | s.difficult[keep]
-            det = pipe.run(read_rgb(s.image_path))
-            rows.append((gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids, crowd))
-        out[scene] = rows
+        cm = ConfusionMatrix(card.num_classes, card.classes)
+        for target, prediction in segmentation_frames(pipe, scene):
+            cm.add(target, prediction)
+        out[scene] = cm.matrix
     return list(card.classes), out
 
 
@@ -62,10 +50,15 @@ def metric(task: str, classes: list[str], scored: dict, scenes: list[str]) -> np
         return np.array([cm.summary()["mIoU"]])
     ev = DetectionEvaluator(len(classes), classes)
     for s in scenes:
-        for gt, labels, boxes, scores, ids, crowd in scored[s]:
-            ev.add(gt, labels, boxes, scores, ids, gt_crowd=crowd)
+        for frame in scored[s]:
+            ev.add(*frame)
     r = ev.summary()
     return np.array([r["mAP"], r["mAP50"]])
+
+
+def f(v: np.ndarray, digits: int = 4) -> str:
+    """A metric vector as "0.1234 / 0.5678"."""
+    return " / ".join(f"{x:.{digits}f}" for x in v)
 
 
 def main() -> None:
@@ -91,9 +84,6 @@ def main() -> None:
     res = np.array([[metric(args.task, c, sc, x) for c, sc in scored] for x in tqdm(resampled, desc="resamplings")])
     print(f"{args.task} ({names}), {len(scenes)} scenes; subsets of {args.subset[0]} driving + {args.subset[1]} "
           f"indoor, {args.draws} draws")
-    def f(v: np.ndarray, digits: int = 4) -> str:
-        return " / ".join(f"{x:.{digits}f}" for x in v)
-
     for i, (model, (classes, sc)) in enumerate(zip(args.models, scored)):
         line = (f"{model}: all {f(metric(args.task, classes, sc, scenes))}; subsets {f(sub[:, i].mean(0))} "
                 f"± {f(sub[:, i].std(0))}")

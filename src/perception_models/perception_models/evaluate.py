@@ -10,6 +10,8 @@ detecting them is neither rewarded nor punished).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +47,36 @@ def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
     return SegmentationPipeline(backend, card), card
 
 
+def detection_frames(pipe: Any, classes: list[str], root: Path | str, min_height: float = MIN_HEIGHT,
+                     min_pixels: int = MIN_PIXELS) -> Iterator[tuple]:
+    """Per frame of a sequence folder (or its COCO file), lazily: ``DetectionEvaluator.add``'s
+    arguments (ground truth of the ``classes``, the pipeline's detections, the ignored boxes)."""
+    root = Path(root)
+    index = {n: i for i, n in enumerate(classes)}
+    for s in load_coco(root / "annotations_coco.json" if root.is_dir() else root)[0]:
+        keep = [k for k, name in enumerate(s.labels) if name in index]
+        gt = s.boxes[keep]
+        small = ignored_ground_truth(gt, s.areas[keep] if s.areas is not None else None, min_height, min_pixels)
+        det = pipe.run(read_rgb(s.image_path))
+        yield (gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids, small | s.difficult[keep])
+
+
+def segmentation_frames(pipe: Any, root: Path | str, image_dir: str = "rgb", label_dir: str = "labels",
+                        lut: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per labelled frame of a folder, lazily: (ground-truth class ids, the pipeline's class ids)."""
+    for img in sorted((Path(root) / image_dir).glob("*.png")):
+        lab = Path(root) / label_dir / img.name
+        if lab.is_file():
+            yield read_label_png(lab, lut), pipe.run(read_rgb(img)).labels
+
+
 def evaluate_detection(model: Path | str, data: list[Path | str], limit: int = 0, score_threshold: float = 0.05,
                        min_height: float = MIN_HEIGHT, min_pixels: int = MIN_PIXELS) -> dict[str, Any]:
     pipe, card = _pipeline(Path(model), "detection", score_threshold=score_threshold)
     ev = DetectionEvaluator(card.num_classes, card.classes)
-    index = {n: i for i, n in enumerate(card.classes)}
-    n = 0
-    for root in data:
-        root = Path(root)
-        ann = root / "annotations_coco.json" if root.is_dir() else root
-        samples, _ = load_coco(ann)
-        for s in samples:
-            if limit and n >= limit:
-                break
-            keep = [k for k, name in enumerate(s.labels) if name in index]
-            gt = s.boxes[keep]
-            small = ignored_ground_truth(gt, s.areas[keep] if s.areas is not None else None, min_height, min_pixels)
-            det = pipe.run(read_rgb(s.image_path))
-            ev.add(gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids,
-                   gt_crowd=small | s.difficult[keep])
-            n += 1
+    frames = chain.from_iterable(detection_frames(pipe, card.classes, r, min_height, min_pixels) for r in data)
+    for frame in islice(frames, limit or None):
+        ev.add(*frame)
     out = ev.summary()
     out["protocol"] = (f"COCO AP, ONNX Runtime through DetectionPipeline; ground truth lower than {min_height:g} px "
                        f"or under {min_pixels} visible pixels ignored")
@@ -76,15 +88,10 @@ def evaluate_segmentation(model: Path | str, data: list[Path | str], limit: int 
     pipe, card = _pipeline(Path(model), "segmentation")
     cm = ConfusionMatrix(card.num_classes, card.classes)
     n = 0
-    for root in data:
-        for img in sorted((Path(root) / image_dir).glob("*.png")):
-            if limit and n >= limit:
-                break
-            lab = Path(root) / label_dir / img.name
-            if not lab.is_file():
-                continue
-            cm.add(read_label_png(lab, lut), pipe.run(read_rgb(img)).labels)
-            n += 1
+    frames = chain.from_iterable(segmentation_frames(pipe, r, image_dir, label_dir, lut) for r in data)
+    for target, prediction in islice(frames, limit or None):
+        cm.add(target, prediction)
+        n += 1
     out = cm.summary()
     out["protocol"] = "mIoU at the input image's resolution, ONNX Runtime through SegmentationPipeline"
     out["images"] = n
