@@ -6,10 +6,15 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BAG   ?=
 
-.PHONY: setup demo test typecheck lint-params docs benchmarks clean
+.PHONY: setup lock demo test typecheck lint-params docs benchmarks clean
 
 setup:
 	@bash scripts/setup_venv.sh
+
+# Re-resolve requirements/*.txt into the hash-pinned lock files, then run `make test` against
+# them; the previous locks are restored if it fails.
+lock:
+	@bash scripts/lock.sh
 
 demo: setup
 	@source scripts/env.sh && perception demo $(if $(BAG),--bag $(BAG),)

@@ -50,8 +50,8 @@ RUN apt-get update \
 
 WORKDIR /opt/perception
 COPY requirements/runtime.txt requirements/runtime.txt
-COPY docker/requirements.txt docker/requirements.txt
-RUN pip3 install --no-cache-dir -r docker/requirements.txt
+COPY docker/requirements.txt docker/requirements.lock docker/
+RUN pip3 install --no-cache-dir --require-hashes -r docker/requirements.lock
 
 COPY colcon.meta colcon_defaults.yaml ./
 COPY src/ src/

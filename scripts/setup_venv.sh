@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install path (a): no ROS on the machine. Creates .venv with ROS 2 Jazzy from PyPI wheels,
 # the runtime/test/model dependencies, then builds the workspace into the venv with colcon.
-# Idempotent: the pip step is skipped while requirements/* and this script are unchanged;
-# colcon builds incrementally.
+# Installs exactly requirements/lock.txt (every package pinned with its sha256; pip refuses
+# anything unlisted or with another hash): `make lock` refreshes the lock from the ranges in
+# requirements/*.txt. Idempotent: the pip step is skipped while the lock files and this script
+# are unchanged; colcon builds incrementally.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,21 +19,24 @@ if [[ "$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1
   exit 1
 fi
 
-stamp_src="$(cat requirements/*.txt scripts/setup_venv.sh | sha256sum | cut -c1-16)"
+PIP_VERSION=26.3
+stamp_src="$(cat requirements/lock.txt requirements/lock-stubs.txt scripts/setup_venv.sh | sha256sum | cut -c1-16)"
 stamp_file="$VENV/.perception-setup-stamp"
 
 if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; then
   echo "==> creating $VENV and installing dependencies (ROS 2 Jazzy wheels, ONNX Runtime, torch CPU)"
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -m pip install -q \
-    -r requirements/ros.txt -r requirements/runtime.txt -r requirements/dev.txt -r requirements/models.txt
+  "$VENV/bin/python" -m pip install -q "pip==$PIP_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
+  # A venv made before the lock may hold packages the lock does not list: start it afresh then.
+  "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/lock.txt 2>&1 \
+    | { grep -v '^WARNING: Location' || true; }
+  "$VENV/bin/python" scripts/check_lock.py requirements/lock.txt
   # TensorRT 10.13 type stubs, for mypy only: installed into their own folder (--no-deps: their
   # declared dependency is the real tensorrt, a download stub off NVIDIA hardware). In
   # site-packages their bare tensorrt/ folder would import as an empty namespace package.
   rm -rf "$VENV/trt-stubs" "$VENV/typings"
-  "$VENV/bin/python" -m pip install -q --no-deps --target "$VENV/trt-stubs" "tensorrt-stubs==10.13.0.35.1" \
-    2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -m pip install -q --no-deps --require-hashes --target "$VENV/trt-stubs" \
+    -r requirements/lock-stubs.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
   # mypy reads a patched copy (mypy.ini: mypy_path): no PEP 561 marker in the wheel, and a few
   # signatures are not valid Python (scripts/patch_trt_stubs.py says which).
   "$VENV/bin/python" scripts/patch_trt_stubs.py "$VENV/trt-stubs" "$VENV/typings"

@@ -18,6 +18,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from perception_nodes.pipelines.cv_geometry import find_essential, find_homography
+
 from .metrics.matching import homography_corner_error, mma, pose_auc, relative_pose_error, warp_points
 from .train.matching_data import SequencePairs, homography_pair, sequence_correspondence
 
@@ -99,9 +101,8 @@ def evaluate_method(method: Method, hpairs: list[dict], ppairs: list[dict]) -> d
         times.append(time.perf_counter() - t0)
         n_matches.append(len(a))
         errs_h.append(np.linalg.norm(warp_points(p["H"], a) - b, axis=1) if len(a) else np.zeros(0))
-        H_est = None
-        if len(a) >= 4:
-            H_est, _ = cv2.findHomography(a, b, cv2.RANSAC, 3.0)
+        est_h = find_homography(a, b, 3.0) if len(a) >= 4 else None
+        H_est = est_h.value if est_h is not None and est_h.ok else None
         h, w = p["a"].shape[:2]
         corner.append(homography_corner_error(H_est, p["H"], w, h))
     errs_p, pose_err = [], []
@@ -117,10 +118,9 @@ def evaluate_method(method: Method, hpairs: list[dict], ppairs: list[dict]) -> d
             errs_p.append(np.zeros(0))
         err = 180.0
         if len(a) >= 8:
-            E, mask = cv2.findEssentialMat(a, b, p["K"], cv2.RANSAC, 0.999, 1.0)
-            if E is not None and E.shape == (3, 3):
-                _n, R, t, _ = cv2.recoverPose(E, a, b, p["K"], mask=mask)
-                eR, et = relative_pose_error(R, t, p["T_b_a"][:3, :3], p["T_b_a"][:3, 3])
+            est = find_essential(a, b, p["K"], cv2.RANSAC, 1.0)
+            if est.ok:
+                eR, et = relative_pose_error(est.extra["R"], est.extra["t"], p["T_b_a"][:3, :3], p["T_b_a"][:3, 3])
                 err = max(eR, et)
         pose_err.append(err)
     corner_arr = np.array(corner) if corner else np.zeros(0)

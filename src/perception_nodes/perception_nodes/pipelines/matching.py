@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backends import Backend
 from ..model_card import ModelCard
+from .cv_geometry import find_essential, find_homography
 from .preprocess import Letterbox
 from .task_base import CardPipeline
 
@@ -92,11 +93,11 @@ def estimate_geometry(pts_ref: np.ndarray, pts_cur: np.ndarray, model: str, K: n
         return none
     a, b = pts_ref.astype(np.float64), pts_cur.astype(np.float64)
     if model == "homography":
-        H, mask = cv2.findHomography(a, b, cv2.RANSAC, max(threshold_px, 0.5))
-        if H is None:
-            none.reason = "no homography"
+        est = find_homography(a, b, max(threshold_px, 0.5))
+        if not est.ok:
+            none.reason = est.reason
             return none
-        return Geometry("homography", H, np.eye(3), np.zeros(3), mask.ravel() > 0)
+        return Geometry("homography", est.value, np.eye(3), np.zeros(3), est.mask)
     if model != "essential":
         raise ValueError(f"geometry model '{model}' must be none, homography or essential")
     if K is None:
@@ -105,13 +106,13 @@ def estimate_geometry(pts_ref: np.ndarray, pts_cur: np.ndarray, model: str, K: n
     # MAGSAC++ (OpenCV's USAC): on 120 held-out synthetic driving pairs with the shipped keypoints,
     # pose AUC@5/10/20 0.271/0.363/0.449 against RANSAC's 0.196/0.330/0.436, in 8 ms instead of 57
     # (on the TUM frames, with ~40 % inliers: 9 ms instead of 81)
-    E, mask = cv2.findEssentialMat(a, b, K, cv2.USAC_MAGSAC, 0.999, threshold_px)
-    if E is None or E.shape != (3, 3):
-        none.reason = "no essential matrix"
+    est = find_essential(a, b, K, cv2.USAC_MAGSAC, threshold_px)
+    if not est.ok:
+        none.reason = est.reason
         return none
-    _n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
+    R, t = est.extra["R"], est.extra["t"]
     # recoverPose gives x_cur = R x_ref + t; the current camera in the reference frame is the inverse
-    return Geometry("essential", E, R.T, (-R.T @ t).ravel(), mask.ravel() > 0)
+    return Geometry("essential", est.value, R.T, (-R.T @ t).ravel(), est.mask)
 
 
 @dataclass

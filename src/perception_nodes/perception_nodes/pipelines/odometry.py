@@ -32,6 +32,8 @@ import numpy as np
 from ..backends import Backend
 from ..model_card import ModelCard
 from ..transforms import T_BODY_OPTICAL
+from .cv_geometry import find_essential, solve_pnp_ransac
+from .cv_geometry import triangulate as cv_triangulate
 from .depth import scale_K
 from .metric_scale import PlaneFit, fit_ground_plane
 from .preprocess import fit_image, to_nchw
@@ -194,13 +196,11 @@ def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarr
     if ok.sum() < min_inliers:
         return Motion(None, int(ok.sum()), f"{int(ok.sum())} matches with depth < {min_inliers}", method)
     pts = np.stack([(a[ok, 0] - K[0, 2]) / K[0, 0] * z[ok], (a[ok, 1] - K[1, 2]) / K[1, 1] * z[ok], z[ok]], 1)
-    found, rvec, tvec, inl = cv2.solvePnPRansac(pts, b[ok], K, None, iterationsCount=200,
-                                               reprojectionError=reprojection_px, confidence=0.999,
-                                               flags=cv2.SOLVEPNP_EPNP)
-    n = 0 if inl is None else len(inl)
-    if not found or n < min_inliers:
-        return Motion(None, n, f"PnP RANSAC: {n} inliers < {min_inliers}", method)
-    T_cur_prev = _pose(cv2.Rodrigues(rvec)[0], tvec)
+    est = solve_pnp_ransac(pts, b[ok], K, reprojection_px)
+    n = est.inliers
+    if not est.ok or n < min_inliers:
+        return Motion(None, n, f"PnP RANSAC: {n} inliers < {min_inliers}" if est.ok else f"PnP: {est.reason}", method)
+    T_cur_prev = est.value
     return Motion(np.linalg.inv(T_cur_prev), n, method=method)
 
 
@@ -220,14 +220,14 @@ def essential_geometry(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_inliers:
     ``recoverPose``; a failed :class:`Motion` with the reason when it does not hold."""
     if len(a) < max(8, min_inliers):
         return Motion(None, len(a), f"{len(a)} matches < {max(8, min_inliers)}", method)
-    E, mask = cv2.findEssentialMat(a, b, K, method=robust, prob=0.999, threshold=threshold_px)
-    if E is None or E.shape != (3, 3):
-        return Motion(None, 0, "no essential matrix", method)
-    n, R, t, mask = cv2.recoverPose(E, a, b, K, mask=mask)
+    est = find_essential(a, b, K, robust, threshold_px)
+    if not est.ok:
+        return Motion(None, 0, est.reason, method)
+    n = est.extra["pose_inliers"]
     if n < min_inliers:
         return Motion(None, int(n), f"recoverPose: {n} inliers < {min_inliers}", method)
-    inl = mask.ravel() > 0
-    return TwoViewGeometry(R, t.ravel() / np.linalg.norm(t), a[inl], b[inl], int(n))
+    inl = est.mask
+    return TwoViewGeometry(est.extra["R"], est.extra["t"], a[inl], b[inl], int(n))
 
 
 def triangulate(g: TwoViewGeometry, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,10 +236,7 @@ def triangulate(g: TwoViewGeometry, K: np.ndarray) -> tuple[np.ndarray, np.ndarr
     straight ahead when driving, triangulated depth is noise)."""
     if len(g.a) == 0:
         return np.zeros((0, 3)), np.zeros(0)
-    X = cv2.triangulatePoints(K @ np.hstack([np.eye(3), np.zeros((3, 1))]), K @ np.hstack([g.R, g.t.reshape(3, 1)]),
-                              g.a.T.astype(np.float64), g.b.T.astype(np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        Xc = (X[:3] / X[3]).T
+    Xc = cv_triangulate(K @ np.hstack([np.eye(3), np.zeros((3, 1))]), K @ np.hstack([g.R, g.t.reshape(3, 1)]), g.a, g.b)
     c1 = -g.R.T @ g.t
     r1 = Xc - c1
     cosang = (Xc * r1).sum(1) / (np.linalg.norm(Xc, axis=1) * np.linalg.norm(r1, axis=1) + 1e-12)
