@@ -34,6 +34,18 @@ class Probe:
     def wait_for_publisher(self, topic: str, timeout: float = 10.0) -> bool:
         return self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout)
 
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        """Call a service and return its response (None when it did not answer in time)."""
+        client = self._clients.get(name) if hasattr(self, "_clients") else None
+        if client is None:
+            self._clients = getattr(self, "_clients", {})
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not self.spin_until(client.service_is_ready, timeout):
+            return None
+        future = client.call_async(request)
+        self.spin_until(future.done, timeout)
+        return future.result() if future.done() else None
+
     def spin_until(self, cond: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -81,6 +81,10 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
         self._worker.start()
 
+        self.last_request_error = ""
+        self._guard_change_state()
+        guard_services(self, self._note_request_error)
+
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.status_pub = self.create_publisher(
             FrameStatus, self.get_parameter("status_topic").value, output_qos(100))
@@ -107,6 +111,38 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         return [self.create_subscription(self.input_type, "image", self.enqueue, qos)]
 
     # ------------------------------------------------------------------ lifecycle
+    def _guard_change_state(self) -> None:
+        """Answer a lifecycle request that is not available in the current state (configure while
+        active, an unknown id or label) with success=false and a logged reason. rclpy raises
+        'Transition is not registered' inside the service callback there, which ends spin() and
+        the process: anyone on the ROS graph could stop a node with one request."""
+        service = self._service_change_state
+        original = service.callback
+
+        def change_state(req: Any, resp: Any) -> Any:
+            _sid, state = self._state_machine.current_state
+            available = {tid: label for tid, label, *_ in self._state_machine.available_transitions}
+            tid, label = int(req.transition.id), str(req.transition.label)
+            if label:
+                ids = [i for i, lab in available.items() if lab == label]
+                ok = bool(ids)
+            else:
+                ok = tid in available
+            if not ok:
+                names = ", ".join(f"{lab} ({i})" for i, lab in sorted(available.items()))
+                self._note_request_error(
+                    f"lifecycle request '{label or tid}' refused: not available in state '{state}' "
+                    f"(available: {names})")
+                resp.success = False
+                return resp
+            return original(req, resp)
+
+        service.callback = change_state
+
+    def _note_request_error(self, reason: str) -> None:
+        self.last_request_error = reason
+        self.get_logger().warn(reason)
+
     def _autostart(self) -> None:
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
@@ -253,6 +289,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             "fps_out": f"{self.rate_out.rate():.2f}",
             **{k: str(v) for k, v in self.counters.items()},
             "last_error": self.last_error,
+            "last_refused_request": self.last_request_error,
         }
         for stage, stats in [*self.timer.stats.items(), ("total", self.timer.total)]:
             s = stats.summary()
@@ -264,6 +301,52 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [status]
         self.diag_pub.publish(arr)
+
+
+def guard_services(node: Any, report: Any) -> None:
+    """Wrap every service callback the node has now (lifecycle, parameters) so that an exception
+    inside one (a malformed parameter message, a request rclpy does not expect) answers a failed
+    response and is reported through ``report(reason)`` instead of ending the process."""
+    for service in list(getattr(node, "_services", [])):
+        callback = service.callback
+        if getattr(callback, "_perception_guarded", False):
+            continue
+
+        def guarded(req: Any, resp: Any, _cb: Any = callback, _name: str = service.srv_name) -> Any:
+            try:
+                return _cb(req, resp)
+            except Exception as exc:  # any request must leave the node running
+                report(f"request to {_name} refused: {type(exc).__name__}: {exc}")
+                for field in ("success", "successful"):
+                    if hasattr(resp, field):
+                        setattr(resp, field, False)
+                reason = f"{type(exc).__name__}: {exc}"
+                result = getattr(resp, "result", None)
+                if result is not None and hasattr(result, "successful"):
+                    result.successful, result.reason = False, reason
+                if hasattr(resp, "results") and hasattr(req, "parameters"):  # SetParameters: one per parameter
+                    from rcl_interfaces.msg import SetParametersResult
+
+                    resp.results = [SetParametersResult(successful=False, reason=reason) for _ in req.parameters]
+                return resp
+
+        guarded._perception_guarded = True  # type: ignore[attr-defined]
+        service.callback = guarded
+
+
+def spin_guarded(executor: Any, node: Any) -> None:
+    """Spin until shutdown; a callback that raises is logged (with its traceback) and the node
+    goes on, where ``executor.spin()`` would end and take the process down."""
+    from rclpy.executors import ExternalShutdownException
+
+    while rclpy.ok(context=executor.context):
+        try:
+            executor.spin_once(timeout_sec=0.5)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception:
+            node.get_logger().error(f"callback failed, node keeps running:\n{traceback.format_exc()}",
+                                    throttle_duration_sec=5.0)
 
 
 def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
@@ -278,7 +361,7 @@ def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        spin_guarded(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -303,8 +386,13 @@ def run_plain_node(node_cls: type, prog: str, startup_errors: tuple[type[BaseExc
         print(f"{prog}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         raise SystemExit(2)
+    from rclpy.executors import SingleThreadedExecutor
+
+    guard_services(node, lambda reason: node.get_logger().warn(reason))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        spin_guarded(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
