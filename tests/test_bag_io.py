@@ -39,10 +39,11 @@ def test_missing_truncated_and_wrong_topic(tmp_path, demo_bag):
         bag_info(tmp_path / "nothing")
     with pytest.raises(BagError, match=r"has no topic\(s\) \['/nope'\]"):
         list(read_messages(demo_bag, ["/nope"]))
-    # A truncated MCAP file: a clear error, not a traceback from deep inside the reader.
+    # An MCAP cut before its first complete message: a clear error, not a traceback from deep
+    # inside the reader.
     src = next(demo_bag.glob("*.mcap"))
     broken = tmp_path / "broken.mcap"
-    broken.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    broken.write_bytes(src.read_bytes()[:200])
     with pytest.raises(BagError, match="broken.mcap"):
         list(read_messages(broken))
     with pytest.raises(BagError, match="already exists"):
@@ -76,3 +77,46 @@ def test_a_bag_reads_with_the_message_definitions_it_was_written_with(tmp_path):
     assert [(d.class_name, d.id, d.size_y) for d in back.detections] == [("car", 7, 4.0)] * 2
     with pytest.raises(Exception):  # the installed definition misreads the old layout
         typestore().deserialize_cdr(cdr, msgtype)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.99])
+def test_a_truncated_mcap_reads_up_to_the_cut(tmp_path, demo_bag, fraction):
+    """A crash or a killed recorder leaves an MCAP without footer (and a bag folder without
+    metadata.yaml): every message before the cut is read, and bag_info says how many."""
+    src = next(demo_bag.glob("*.mcap"))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "cut.mcap").write_bytes(src.read_bytes()[: int(src.stat().st_size * fraction)])
+    full = [(t, ts) for t, _m, ts, _c in read_messages(demo_bag)]
+    info = bag_info(cut)
+    msgs = list(read_messages(cut))
+    assert 0 < len(msgs) <= len(full) and info.recovered == len(msgs)
+    assert set((t, ts) for t, _m, ts, _c in msgs) <= set(full)
+    assert f"recovered {len(msgs)} messages" in info.note
+    images = list(read_messages(cut, ["/camera/image_raw"]))
+    assert images and all(header_stamp_ns(c) == ts for _t, _m, ts, c in images)
+    if fraction == 0.99:
+        assert len(images) >= 18  # all but the last one or two frames of 20
+    assert bag_info(demo_bag).recovered is None and bag_info(demo_bag).note == ""
+
+
+def test_a_flushed_writer_that_is_killed_leaves_a_readable_bag(tmp_path):
+    """What the recorder does every flush_period: after flush(), the file on disk holds complete
+    chunks, so a SIGKILL later loses only what came after."""
+    import shutil
+
+    import numpy as np
+
+    w = BagWriter(tmp_path / "live", typestore())
+    hdr = w.header(1_000_000_000, "cam")
+    for i in range(5):
+        w.write("/camera/image_raw", w.image(w.header(1_000_000_000 + i, "cam"), np.zeros((4, 6, 3), np.uint8), "rgb8"),
+                1_000_000_000 + i)
+    w.flush()
+    w.write("/camera/image_raw", w.image(hdr, np.zeros((4, 6, 3), np.uint8), "rgb8"), 2_000_000_000)  # not flushed
+    shutil.copytree(tmp_path / "live", tmp_path / "killed")  # the files as a kill would leave them
+    w.close()
+    info = bag_info(tmp_path / "killed")
+    assert info.recovered == 5 and info.topics["/camera/image_raw"] == ("sensor_msgs/msg/Image", 5)
+    assert [ts for *_x, ts, _c in read_messages(tmp_path / "killed")] == [10**9 + i for i in range(5)]
+    assert bag_info(tmp_path / "live").recovered is None  # closed normally: the complete bag

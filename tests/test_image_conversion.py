@@ -209,3 +209,26 @@ def test_compressed_garbage_and_unknown_format():
     msg.format = "tiff"
     with pytest.raises(ImageConversionError, match="'format'='tiff'"):
         compressed_to_numpy(msg)
+
+
+def test_rgb_models_refuse_raw_encodings_unless_told_to_take_them_as_grey():
+    depth16 = np.full((12, 16), 1500, np.uint16)  # a 16UC1 depth image in millimetres
+    with pytest.raises(ImageConversionError, match="'16UC1' is a raw OpenCV type.*accept_raw_encodings"):
+        image_to_rgb(make_msg(depth16, "16UC1"))
+    grey = image_to_rgb(make_msg(depth16, "16UC1"), raw_as_colour=True)
+    assert grey.shape == (12, 16, 3) and grey.dtype == np.uint8 and (grey == 1500 * 255 // 65535).all()
+    rgb = np.random.default_rng(0).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(image_to_rgb(make_msg(rgb, "8UC3"), raw_as_colour=True), rgb)
+    for enc, arr in (("32FC1", np.ones((12, 16), np.float32)), ("16SC1", np.ones((12, 16), np.int16))):
+        with pytest.raises(ImageConversionError, match="raw OpenCV type"):
+            image_to_rgb(make_msg(arr, enc), raw_as_colour=True)  # never colour, even when allowed
+
+
+def test_odd_width_yuv422_and_degenerate_sizes_get_their_own_error():
+    odd = np.zeros((4, 7, 2), np.uint8)  # OpenCV raised from inside cvtColor
+    with pytest.raises(ImageConversionError, match="YUV 4:2:2 needs an even width"):
+        image_to_rgb(make_msg(odd, "yuv422"))
+    with pytest.raises(ImageConversionError, match="1x1 pixels is too small"):
+        image_to_rgb(make_msg(np.zeros((1, 1, 3), np.uint8), "rgb8"))
+    with pytest.raises(ImageConversionError, match="640x1 pixels is too small"):
+        image_to_rgb(make_msg(np.zeros((1, 640, 3), np.uint8), "rgb8"))

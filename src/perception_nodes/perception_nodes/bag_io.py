@@ -7,6 +7,9 @@
   and ``ros2 bag`` both open them); perception_msgs types are registered from their installed
   .msg files, so custom messages are readable anywhere.
 - :func:`header_stamp_ns` reads ``header.stamp`` straight from CDR bytes (no deserialisation).
+- A truncated MCAP (a recorder that crashed or was killed: no footer, no summary, perhaps no
+  metadata.yaml) is read up to the cut with the ``mcap`` stream reader; :class:`BagInfo` then
+  says how many messages were recovered (``recovered``), and every tool prints it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ def _stored_msg_types(path: Path, packages: Sequence[str]) -> dict[str, Any]:
     from rosbags.interfaces import MessageDefinitionFormat
     from rosbags.typesys import get_types_from_msg
 
-    reader = _reader(path)
+    try:
+        reader = _reader(path)
+    except BagError:  # a truncated bag: the installed definitions
+        return {}
     types: dict[str, Any] = {}
     try:
         for c in reader.connections:
@@ -101,6 +107,21 @@ def header_stamp_ns(cdr: bytes | memoryview) -> int:
     return int(sec) * 1_000_000_000 + int(nsec)
 
 
+def duplicate_stamps(path: str | os.PathLike[str], topic: str) -> str:
+    """'' when every message of ``topic`` has its own header stamp, else what is shared (lockstep
+    matches answers to frames by stamp, so such frames cannot be replayed in lockstep)."""
+    from collections import Counter
+
+    counts = Counter(header_stamp_ns(cdr) for _t, _m, _ts, cdr in read_messages(path, [topic]))
+    shared = {s: c for s, c in counts.items() if c > 1}
+    if not shared:
+        return ""
+    first = min(shared)
+    return (f"{sum(shared.values())} of the {sum(counts.values())} messages on {topic} share "
+            f"{len(shared)} header stamp(s) (e.g. {shared[first]} frames at {first} ns): lockstep tells "
+            "answers apart by stamp; give each frame its own stamp (or replay in realtime mode)")
+
+
 @dataclass
 class BagInfo:
     path: Path
@@ -108,6 +129,16 @@ class BagInfo:
     topics: dict[str, tuple[str, int]]  # topic -> (msgtype, count)
     start_ns: int
     end_ns: int
+    recovered: int | None = None        # messages read from a truncated MCAP up to its cut
+    problem: str = ""                   # why the bag could not be opened normally
+
+    @property
+    def note(self) -> str:
+        """One line for a truncated bag ('' for a complete one)."""
+        if self.recovered is None:
+            return ""
+        return (f"bag '{self.path}' is truncated or was not closed ({self.problem}); recovered "
+                f"{self.recovered} messages up to the cut")
 
     @property
     def duration_s(self) -> float:
@@ -128,8 +159,71 @@ def _reader(path: Path) -> Any:
                        "metadata.yaml, or an .mcap/.db3 file that is complete?)") from None
 
 
+def _mcap_file(path: Path) -> Path | None:
+    """The MCAP file of a bag path (the file itself, or the single .mcap in a bag directory)."""
+    if path.is_file() and path.suffix == ".mcap":
+        return path
+    if path.is_dir():
+        files = sorted(path.glob("*.mcap"))
+        return files[0] if len(files) == 1 else None
+    return None
+
+
+def _recover_mcap(path: Path, topics: Sequence[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, log_time_ns, cdr) of every complete message before the point where the
+    file ends or stops parsing, in file order (a recorder writes in receive order)."""
+    from mcap.records import Channel, Message, Schema
+    from mcap.stream_reader import StreamReader
+
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    with open(path, "rb") as f:
+        records = StreamReader(f, skip_magic=False).records
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            except Exception:  # the cut: a partial record, chunk or missing magic
+                return
+            if isinstance(rec, Schema):
+                schemas[rec.id] = rec.name
+            elif isinstance(rec, Channel):
+                channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+            elif isinstance(rec, Message) and rec.channel_id in channels:
+                topic, msgtype = channels[rec.channel_id]
+                if not topics or topic in topics:
+                    yield topic, msgtype, int(rec.log_time), bytes(rec.data)
+
+
+def _recovered_info(path: Path, problem: str) -> BagInfo | None:
+    mcap = _mcap_file(path)
+    if mcap is None:
+        return None
+    counts: dict[str, list[Any]] = {}
+    start, end, n = None, None, 0
+    for topic, msgtype, t, _cdr in _recover_mcap(mcap):
+        entry = counts.setdefault(topic, [msgtype, 0])
+        entry[1] += 1
+        n += 1
+        start = t if start is None else min(start, t)
+        end = t if end is None else max(end, t)
+    if not n:
+        return None
+    return BagInfo(path, "mcap", {t: (m, c) for t, (m, c) in counts.items()}, int(start or 0), int(end or 0),
+                   recovered=n, problem=problem)
+
+
 def bag_info(path: str | os.PathLike[str]) -> BagInfo:
-    reader = _reader(Path(path))
+    """Topics, types, counts and time span of a bag; a truncated MCAP is read up to its cut
+    (``recovered`` set). Raises BagError when neither works."""
+    try:
+        reader = _reader(Path(path))
+    except BagError as exc:
+        info = _recovered_info(Path(path), str(exc).split(": ", 1)[-1].split(" (is it")[0])
+        if info is None:
+            raise
+        return info
     try:
         topics = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
         return BagInfo(Path(path), str(getattr(reader, "storage_plugin", "")) or "?", topics,
@@ -140,8 +234,20 @@ def bag_info(path: str | os.PathLike[str]) -> BagInfo:
 
 def read_messages(path: str | os.PathLike[str], topics: Sequence[str] | None = None
                   ) -> Iterator[tuple[str, str, int, bytes]]:
-    """Yield (topic, msgtype, log_time_ns, cdr) in time order; raise BagError on corruption."""
-    reader = _reader(Path(path))
+    """Yield (topic, msgtype, log_time_ns, cdr) in time order; raise BagError on corruption. A
+    truncated MCAP yields its messages up to the cut (see :func:`bag_info`)."""
+    try:
+        reader = _reader(Path(path))
+    except BagError:
+        info = _recovered_info(Path(path), "")
+        if info is None:
+            raise
+        missing = set(topics or ()) - set(info.topics)
+        if missing:
+            raise BagError(f"bag '{path}' (truncated) has no topic(s) {sorted(missing)}; "
+                           f"it has {sorted(info.topics)}") from None
+        yield from _recover_mcap(_mcap_file(Path(path)), topics)  # type: ignore[arg-type]
+        return
     try:
         conns = [c for c in reader.connections if not topics or c.topic in topics]
         missing = set(topics or ()) - {c.topic for c in reader.connections}
@@ -222,6 +328,17 @@ class BagWriter:
             p=np.hstack([K, np.zeros((3, 1))]).reshape(-1) if P is None else np.asarray(P, float).reshape(-1),
             binning_x=0, binning_y=0,
             roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+    def flush(self) -> None:
+        """Write the messages buffered so far to disk as a complete MCAP chunk, so a writer that
+        is killed later leaves a file readable up to here (see :func:`bag_info`)."""
+        storage = getattr(self._writer, "storage", None) if self._writer is not None else None
+        chunk = getattr(storage, "chunk", None)
+        if chunk is not None and chunk.bio.tell() and hasattr(storage, "close_chunk"):
+            storage.close_chunk()
+        bio = getattr(storage, "bio", None)
+        if bio is not None:
+            bio.flush()
 
     def close(self) -> None:
         if self._writer is not None:

@@ -20,6 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .bag_io import BagError
+from .exit_codes import (ERROR_KINDS, EXIT_BAD_INPUT, EXIT_DUPLICATE_STAMPS, EXIT_EMPTY_INPUT, EXIT_FAILED,
+                         EXIT_FRAMES_LOST, EXIT_FRAMES_REJECTED, EXIT_INTERRUPTED, EXIT_NODE_DIED, EXIT_OK)
 from .profile import ProfileError, load_profile, parse_set
 from .resources import ResourceMonitor
 from .workspace import resolve_path, workspace_root
@@ -35,7 +38,8 @@ PER_FRAME_OUTPUTS = {"detection_node": ("detections",), "segmentation_node": ("l
 def _cmd_run(args: argparse.Namespace) -> int:
     from .launcher import run_until_stopped
 
-    return run_until_stopped(load_profile(args.profile, parse_set(args.set)), args.log_dir)
+    return run_until_stopped(load_profile(args.profile, parse_set(args.set)), args.log_dir, restart=args.restart,
+                             summary_path=args.summary)
 
 
 def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: str,
@@ -68,10 +72,11 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     """Start the profile's nodes + a recorder + a player; returns the replay summary.
     ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
     diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
-    from .bag_io import bag_info
-    from .launcher import StackProcesses
+    from .bag_io import BagError, bag_info
+    from .launcher import StackProcesses, stop_on_signals
     from .profile import NodeSpec
 
+    check_replay_input(bag, frame_topic, mode)
     profile = load_profile(profile_name, overrides)
     processing = [n for n in profile.nodes if n.executable in PROCESSING_EXECUTABLES]
     if skip_missing_models:
@@ -115,42 +120,126 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         "exit_when_done": True})
     profile.nodes = processing + [recorder]
     t0 = time.monotonic()
-    with StackProcesses(profile, out / "logs") as stack:
-        # The recorder must see the output topics before the first frame.
-        time.sleep(0.5)
-        stack.start_node(player)
-        watched = {n.name: stack.procs[n.name].pid for n in processing}
-        watched.update({"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid})
-        with ResourceMonitor(watched) as monitor:
-            try:
-                rc = stack.wait("perception_player", timeout)
-            except Exception:
-                rc = -1
-        stack.stop(["perception_recorder"])
-        died = [n for n, alive in stack.alive().items() if not alive and n != "perception_player"
-                and n != "perception_recorder"]
-        player_log = stack.log_text("perception_player")
+    interrupted = ""
+    deaths: list[Any] = []
+    rc: int | None = None
+    monitor = None
+    stack = StackProcesses(profile, out / "logs")
+    try:
+        with stop_on_signals(), stack:
+            # The recorder must see the output topics before the first frame.
+            time.sleep(0.5)
+            stack.start_node(player)
+            watched = {n.name: stack.procs[n.name].pid for n in processing}
+            watched.update({"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid})
+            with ResourceMonitor(watched) as monitor:
+                rc, deaths = _supervise_replay(stack, timeout, quiet)
+            stack.stop(["perception_player"])  # after a death: the player writes its summary and exits
+            stack.stop(["perception_recorder"])
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the children are stopped; summarise
+        interrupted = exc.args[0] if exc.args else "SIGINT"
+    died = [d.name for d in deaths]
+    player_log = stack.log_text("perception_player")
     summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode, "rate": rate,
                                "player_exit_code": rc, "wall_time_s": round(time.monotonic() - t0, 2),
-                               "nodes_died": died, "recording": str(recording), "resources": monitor.summary()}
+                               "nodes_died": died, "deaths": [d.describe() for d in deaths],
+                               "interrupted": interrupted, "recording": str(recording),
+                               "resources": monitor.summary() if monitor is not None else {}}
     if summary_path.exists():
         summary["player"] = json.loads(summary_path.read_text())
     else:
         summary["player_log_tail"] = player_log[-2000:]
     result_topics = []
     if recording.exists():
-        info = bag_info(recording)
-        summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
-        result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
-                         and not t.endswith("/transition_event")]
-        summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
-        summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
-        summary["drops"] = _drops(summary["results"], processing)
+        try:
+            info = bag_info(recording)
+        except BagError as exc:  # a recorder that died before writing anything
+            summary["recording_error"] = str(exc)
+        else:
+            if info.note:
+                summary["recording_note"] = info.note
+            summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
+            result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
+                             and not t.endswith("/transition_event")]
+            summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
+            summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
+            summary["drops"] = _drops(summary["results"], processing)
     summary["models"] = _models(processing)
+    summary["exit_code"], summary["verdict"] = replay_verdict(summary)
     (out / "replay_summary.json").write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def _supervise_replay(stack: Any, timeout: float, quiet: bool, poll_s: float = 0.1) -> tuple[int | None, list[Any]]:
+    """Wait for the player; a node or the recorder dying ends the replay at once (its name, exit
+    code and last log lines in the summary), instead of every later frame waiting out its
+    retries. Returns (the player's exit code or None, the deaths)."""
+    player = stack.procs["perception_player"]
+    deadline = time.monotonic() + timeout
+    while True:
+        rc = player.poll()
+        if rc is not None:
+            stack.deaths()  # the player's own exit is not a death
+            return rc, []
+        deaths = [d for d in stack.deaths() if d.name != "perception_player"]
+        if deaths:
+            for d in deaths:
+                print(f"perception: {d.describe()}", file=sys.stderr, flush=True)
+            return None, deaths
+        if time.monotonic() > deadline:
+            print(f"perception: the replay did not finish within {timeout:g} s; stopping it", file=sys.stderr)
+            return None, []
+        time.sleep(poll_s)
+
+
+def replay_verdict(summary: dict[str, Any]) -> tuple[int, str]:
+    """The replay's exit code and one line saying why (exit_codes: 0 only when every frame got
+    an ok answer from every node)."""
+    p = summary.get("player", {})
+    if summary.get("interrupted"):
+        return EXIT_INTERRUPTED, f"stopped by {summary['interrupted']} before the end"
+    if summary.get("nodes_died"):
+        return EXIT_NODE_DIED, f"node(s) {summary['nodes_died']} died during the replay (see the logs)"
+    if p.get("error"):
+        return ERROR_KINDS.get(p.get("error_kind", ""), EXIT_FAILED), p["error"]
+    if not p or summary.get("player_exit_code") not in (0, None) and not p.get("frames"):
+        return EXIT_FAILED, f"the player failed (exit {summary.get('player_exit_code')}); see its log"
+    if summary.get("player_exit_code") is None:
+        return EXIT_FAILED, "the replay timed out"
+    if not p.get("frames"):
+        return EXIT_EMPTY_INPUT, "no frames were played"
+    if p.get("frames_lost"):
+        return EXIT_FRAMES_LOST, f"{p['frames_lost']} of {p['frames']} frames got no answer from every node"
+    if p.get("frames_rejected_by_nodes"):
+        return EXIT_FRAMES_REJECTED, (f"nodes rejected {p['frames_rejected_by_nodes']} frame answers "
+                                      f"(of {p['frames']} frames); see FrameStatus.detail in the recording")
+    return EXIT_OK, "every frame got an ok answer from every node"
+
+
+def check_replay_input(bag: Path, frame_topic: str, mode: str) -> None:
+    """Refuse before starting any node: an unreadable bag (BagError), a frame topic with no
+    messages, frames sharing a stamp in lockstep (ReplayInputError with its exit code)."""
+    from .bag_io import bag_info, duplicate_stamps
+
+    info = bag_info(bag)
+    if info.note:
+        print(f"perception: {info.note}", file=sys.stderr)
+    if frame_topic not in info.topics or info.topics[frame_topic][1] == 0:
+        have = {t: c for t, (_m, c) in info.topics.items()}
+        raise ReplayInputError(EXIT_EMPTY_INPUT, f"bag '{bag}' has no messages on the frame topic {frame_topic} "
+                               f"(topics: {have}); choose it with --frame-topic")
+    if mode == "lockstep":
+        dup = duplicate_stamps(bag, frame_topic)
+        if dup:
+            raise ReplayInputError(EXIT_DUPLICATE_STAMPS, f"bag '{bag}': {dup}")
+
+
+class ReplayInputError(RuntimeError):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def card_headline(card: dict[str, Any]) -> str:
@@ -228,16 +317,19 @@ def print_summary(summary: dict[str, Any]) -> None:
         if isinstance(r, dict):
             print(f"  {topic}: {r['results']} results, {r['frames_with_one_result']}/{res['frames']} "
                   f"frames with exactly one, missing {r['missing']}, duplicated {r['duplicated']}")
-    if summary.get("nodes_died"):
-        print(f"  nodes that died: {summary['nodes_died']} (see logs)")
+    for death in summary.get("deaths", []):
+        print("  " + death.replace("\n", "\n  "))
+    if summary.get("recording_note"):
+        print(f"  recording: {summary['recording_note']}")
     print(f"  recording: {summary.get('recording')}")
+    if "exit_code" in summary:
+        print(f"  result: {summary['verdict']} (exit {summary['exit_code']})")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     summary = replay(resolve_path(args.bag), args.profile, Path(args.out), args.mode, args.rate,
                      parse_set(args.set), args.frame_topic, timeout=args.timeout)
-    lost = summary.get("player", {}).get("frames_lost", 1)
-    return 0 if summary["player_exit_code"] == 0 and lost == 0 else 1
+    return int(summary["exit_code"])
 
 
 def _cmd_build_engine(args: argparse.Namespace) -> int:
@@ -286,6 +378,8 @@ def _cmd_bag_info(args: argparse.Namespace) -> int:
         print(f"perception bag-info: {exc}", file=sys.stderr)
         return 2
     print(f"{info.path}: {info.duration_s:.2f} s")
+    if info.note:
+        print(f"  {info.note}")
     for topic, (msgtype, count) in sorted(info.topics.items()):
         print(f"  {topic:40s} {msgtype:40s} {count}")
     return 0
@@ -387,6 +481,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out, bag = Path(args.out), resolve_path(args.bag)
     summary = replay(bag, args.profile, out, args.mode, args.rate, parse_set(args.set), args.frame_topic,
                      skip_missing_models=True)
+    if summary["exit_code"] not in (EXIT_OK, EXIT_FRAMES_REJECTED) or not summary.get("per_frame_topics"):
+        print(f"perception eval: no report: {summary['verdict']}", file=sys.stderr)
+        return int(summary["exit_code"]) or EXIT_FAILED
     throughput = None
     if args.throughput:
         from .throughput import throughput as measure
@@ -395,8 +492,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         throughput = measure(bag, args.profile, out / "throughput", args.fixed_rate, args.max_drop, args.frame_topic,
                              overrides=parse_set(args.set), visuals=args.throughput_visuals)
     write_reports(summary, bag, out, args.frame_topic, throughput)
-    lost = summary.get("player", {}).get("frames_lost", 0)
-    return 0 if summary["player_exit_code"] == 0 and (args.mode != "lockstep" or not lost) else 1
+    if args.mode != "lockstep" and summary["exit_code"] == EXIT_FRAMES_LOST:
+        return EXIT_OK  # realtime drops frames by design; the report counts them
+    return int(summary["exit_code"])
 
 
 def eval_report(summary: dict[str, Any], bag: Path, series: dict[str, Any] | None = None,
@@ -488,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True)
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
     p.add_argument("--log-dir", default="log/run")
+    p.add_argument("--restart", type=int, default=0, metavar="N",
+                   help="restart a node that dies up to N times; after that (default: at once) stop the "
+                   "stack and exit 10")
+    p.add_argument("--summary", help="summary JSON (default: LOG_DIR/run_summary.json), written also after "
+                   "Ctrl-C, SIGTERM/SIGHUP or a node's death")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("eval", help="replay a bag through a profile; accuracy against its ground truth and latency")
@@ -548,6 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build-only", action="store_true", help="check and build engines, then exit")
     p.add_argument("--check", action="store_true", help="run the checks only, then exit")
     p.add_argument("--launcher", choices=["auto", "ros2", "processes"], default="auto")
+    p.add_argument("--restart", type=int, default=0, metavar="N",
+                   help="processes launcher: restart a node that dies up to N times, then stop the stack (exit 10)")
     p.add_argument("--log-dir", default="log/start")
     p.set_defaults(func=_cmd_start)
 
@@ -569,9 +674,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ProfileError as exc:
-        print(f"perception: {exc}", file=sys.stderr)
-        return 2
+    except ReplayInputError as exc:
+        print(f"perception {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except (ProfileError, BagError) as exc:
+        print(f"perception {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

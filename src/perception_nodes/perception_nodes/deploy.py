@@ -305,5 +305,5 @@ def start_main(args: Any) -> int:
         os.execvp(cmd[0], cmd)
     from .launcher import run_until_stopped  # no ROS launch here: plain processes, same graph
 
-    run_until_stopped(plan.profile, args.log_dir, banner="perception start: ")
-    return EXIT_OK
+    return run_until_stopped(plan.profile, args.log_dir, banner="perception start: ",
+                             restart=getattr(args, "restart", 0))

@@ -127,6 +127,11 @@ def image_to_numpy(msg: Any) -> np.ndarray:
             f"Image has zero size (height={height}, width={width}); both must be > 0"
         )
     info = encoding_info(encoding)
+    if info.kind == "yuv422" and width % 2:
+        raise ImageConversionError(
+            f"Image of width {width} in '{encoding}': YUV 4:2:2 needs an even width (two pixels share "
+            "one U/V pair); the camera driver's format does not match the message"
+        )
     itemsize = info.dtype.itemsize
     row_bytes = width * info.channels * itemsize
     if step < row_bytes:
@@ -164,16 +169,34 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return arr
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+#: the smallest side an image must have to be a frame (a 1x1 frame crashed the odometry's resize)
+MIN_MODEL_SIDE = 2
+
+
+def image_to_rgb(msg: Any, raw_as_colour: bool = False) -> np.ndarray:
     """Decode any supported colour or grey encoding to an (H, W, 3) uint8 RGB array.
 
     mono is replicated, bgr/bgra reordered, alpha dropped, YUV 4:2:2 and Bayer demosaiced,
-    16-bit scaled by 1/257. This is what the RGB models consume.
+    16-bit scaled by 1/257. This is what the RGB models consume. Raw OpenCV-type encodings
+    (16UC1, 32FC1, 8UC3 ...) carry depth or other data, not colour, and are refused unless
+    ``raw_as_colour`` (the nodes' ``accept_raw_encodings``): then 8U/16U with 1, 3 or 4 channels
+    are taken as grey, RGB or RGBA. Images with a side under MIN_MODEL_SIDE are refused.
     """
     import cv2  # local: only pipelines that need colour pay the import
 
-    arr = image_to_numpy(msg)
     enc = str(msg.encoding)
+    h, w = int(msg.height), int(msg.width)
+    if 0 < min(h, w) < MIN_MODEL_SIDE:
+        raise ImageConversionError(
+            f"Image of {w}x{h} pixels is too small for a model input (each side at least {MIN_MODEL_SIDE})")
+    raw = _CV_TYPE.match(enc)
+    if raw and not (raw_as_colour and raw.group(1) in ("8U", "16U") and raw.group(2) in ("1", "3", "4")):
+        why = ("is a raw OpenCV type (depth, disparity or other data), not a colour image; a camera "
+               "publishes rgb8, bgr8, mono8, yuv422 or bayer_*8")
+        if raw.group(1) in ("8U", "16U") and raw.group(2) in ("1", "3", "4"):
+            why += "; set the node's parameter accept_raw_encodings:=true to take it as grey/RGB(A)"
+        raise ImageConversionError(f"Image encoding '{enc}' {why}")
+    arr = image_to_numpy(msg)
     info = encoding_info(enc)
     if info.kind == "yuv422":
         code = cv2.COLOR_YUV2RGB_UYVY if enc in ("yuv422", "uyvy") else cv2.COLOR_YUV2RGB_YUY2

@@ -1,22 +1,36 @@
-"""Start a profile's nodes as plain processes (no launch package needed).
+"""Start a profile's nodes as plain processes (no launch package needed), and supervise them.
 
 Each node runs as ``python -m perception_nodes.nodes.<executable> --ros-args ...`` with its
 parameter files, then a generated file for the profile's overrides, and its remappings — the
 same arguments launch_ros builds from the same profile.
+
+Supervision: every child runs in its own process group and gets SIGTERM from the kernel when
+the launcher dies (``PR_SET_PDEATHSIG``), so even a SIGKILLed ``perception run``/``replay``
+leaves no orphan holding a camera or an open bag. SIGINT, SIGTERM and SIGHUP of the launcher
+stop the children cleanly (SIGINT, then SIGKILL after a timeout). :meth:`StackProcesses.deaths`
+reports a child that exited on its own with its exit code and last log lines;
+:func:`run_until_stopped` restarts it (``restart`` times at most) or stops the stack, and always
+writes a summary JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 import yaml
+
+from .exit_codes import EXIT_NODE_DIED, EXIT_OK
 
 from .profile import NodeSpec, Profile
 from .workspace import workspace_root
@@ -49,6 +63,55 @@ def node_command(spec: NodeSpec, override_file: Path | None) -> list[str]:
     return cmd
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    os.setsid()  # own process group: a terminal's Ctrl-C reaches the launcher only
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:  # not Linux/glibc: no parent-death signal
+        pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached the launcher (SIGINT arrives as a plain KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Interrupted` (a KeyboardInterrupt) for the duration,
+    so the ``with StackProcesses`` blocks stop their children as they do on Ctrl-C."""
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class ChildExit:
+    """A child that exited while it should have been running."""
+    name: str
+    returncode: int
+    log_tail: str
+
+    def describe(self) -> str:
+        how = (f"killed by {signal.Signals(-self.returncode).name}" if self.returncode < 0
+               else f"exit code {self.returncode}")
+        tail = "\n".join("    " + line for line in self.log_tail.splitlines())
+        return f"node '{self.name}' died ({how}); last log lines:\n{tail}"
+
+
 class StackProcesses:
     """Context manager running every node of a profile; logs go to ``log_dir/<node>.log``."""
 
@@ -59,6 +122,10 @@ class StackProcesses:
         self.env = ros_environment(env)
         self.only = only
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.specs: dict[str, NodeSpec] = {}
+        self.restarts: dict[str, int] = {}
+        self.exits: dict[str, list[int]] = {}
+        self._reported: set[int] = set()   # pids whose exit was already reported or expected
         self._logs: list[IO[Any]] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="perception-params-")
 
@@ -75,12 +142,33 @@ class StackProcesses:
         if spec.parameters:
             override = Path(self._tmp.name) / f"{spec.name}.yaml"
             override.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
-        log = open(self.log_dir / f"{spec.name}.log", "wb")
+        log = open(self.log_dir / f"{spec.name}.log", "ab")
         self._logs.append(log)
         proc = subprocess.Popen(node_command(spec, override), stdout=log, stderr=subprocess.STDOUT,
-                                env=self.env, start_new_session=True)
+                                env=self.env, preexec_fn=_child_setup)
         self.procs[spec.name] = proc
+        self.specs[spec.name] = spec
         return proc
+
+    def deaths(self) -> list[ChildExit]:
+        """Children that exited since the last call without being stopped by :meth:`stop`."""
+        out = []
+        for name, proc in self.procs.items():
+            rc = proc.poll()
+            if rc is not None and proc.pid not in self._reported:
+                self._reported.add(proc.pid)
+                self.exits.setdefault(name, []).append(rc)
+                out.append(ChildExit(name, rc, self.log_tail(name)))
+        return out
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            log.write(f"\n==== restarted by the launcher (restart {self.restarts[name]}) ====\n".encode())
+        return self.start_node(self.specs[name])
+
+    def log_tail(self, name: str, lines: int = 12) -> str:
+        return "\n".join(self.log_text(name).rstrip().splitlines()[-lines:])
 
     def wait(self, name: str, timeout: float | None = None) -> int:
         return self.procs[name].wait(timeout)
@@ -93,6 +181,7 @@ class StackProcesses:
         targets = {n: p for n, p in self.procs.items() if names is None or n in names}
         for p in targets.values():
             if p.poll() is None:
+                self._reported.add(p.pid)  # an exit we asked for, not a death
                 p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + timeout
         for p in targets.values():
@@ -117,13 +206,48 @@ class StackProcesses:
         self._tmp.cleanup()
 
 
-def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner: str = "") -> int:
-    """Start a profile's nodes as processes and wait until they all exit or Ctrl-C."""
-    with StackProcesses(profile, log_dir) as stack:
-        print(f"{banner}started {[n.fqn for n in profile.nodes]}; logs in {log_dir}; Ctrl-C stops", flush=True)
-        try:
-            while any(stack.alive().values()):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-    return 0
+def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner: str = "", restart: int = 0,
+                      summary_path: str | os.PathLike[str] | None = None, poll_s: float = 0.2) -> int:
+    """Start a profile's nodes as processes and supervise them until Ctrl-C/SIGTERM/SIGHUP.
+
+    A node that dies is reported (name, exit code, last log lines) and restarted while it has
+    restarts left (``restart`` per node); after that the whole stack is stopped and this returns
+    EXIT_NODE_DIED. A signal stops the stack and returns EXIT_OK (a requested stop). The summary
+    (``summary_path``, default ``log_dir/run_summary.json``) is written in every case."""
+    summary_file = Path(summary_path) if summary_path else Path(log_dir) / "run_summary.json"
+    t0 = time.time()
+    summary: dict[str, Any] = {"profile": profile.name, "started_unix": t0, "restart_limit": restart,
+                               "deaths": [], "stopped_by": None}
+    code = EXIT_OK
+    stack = StackProcesses(profile, log_dir)
+    try:
+        with stop_on_signals(), stack:
+            print(f"{banner}started {[n.fqn for n in profile.nodes]}; logs in {log_dir}; Ctrl-C stops", flush=True)
+            while True:
+                for death in stack.deaths():
+                    summary["deaths"].append(asdict(death))
+                    print(f"{banner}{death.describe()}", file=sys.stderr, flush=True)
+                    if stack.restarts.get(death.name, 0) < restart:
+                        stack.restart(death.name)
+                        print(f"{banner}restarted '{death.name}' ({stack.restarts[death.name]}/{restart})",
+                              file=sys.stderr, flush=True)
+                    else:
+                        summary["stopped_by"] = f"node '{death.name}' died"
+                        code = EXIT_NODE_DIED
+                if code != EXIT_OK or not any(stack.alive().values()):
+                    break
+                time.sleep(poll_s)
+    except KeyboardInterrupt as exc:
+        summary["stopped_by"] = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
+    finally:
+        summary.update({
+            "wall_time_s": round(time.time() - t0, 2), "exit_code": code,
+            "nodes": {n: {"pid": p.pid, "restarts": stack.restarts.get(n, 0), "exit_codes": stack.exits.get(n, []),
+                          "final_returncode": p.returncode} for n, p in stack.procs.items()}})
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(json.dumps(summary, indent=2))
+    if code == EXIT_NODE_DIED:
+        print(f"{banner}stopped the stack: {summary['stopped_by']} (restarts used up; summary in {summary_file})",
+              file=sys.stderr)
+    return code
+

@@ -29,7 +29,7 @@ import threading
 from abc import ABCMeta, abstractmethod
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
@@ -76,12 +76,15 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self.backend_description = "not configured"
         self._subscriptions_active: list[Any] = []
         self._queue: deque[Any] = deque()
+        # lockstep: the FrameStatus of the last answered stamps, re-sent for a re-published frame
+        self._answered: OrderedDict[int, FrameStatus] = OrderedDict()
         self._cv = threading.Condition()
         self._stop = False
         self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
         self._worker.start()
 
         self.last_request_error = ""
+        self.last_input_warning, self.last_input_warning_time = "", 0.0
         self._guard_change_state()
         guard_services(self, self._note_request_error)
 
@@ -139,6 +142,12 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
 
         service.callback = change_state
 
+    def warn_input(self, text: str) -> None:
+        """A side input (CameraInfo, a reference) was refused or does not fit: throttled log and a
+        WARN on /diagnostics for 5 s; the frames go on."""
+        self.last_input_warning, self.last_input_warning_time = text, time.monotonic()
+        self.get_logger().warn(text, throttle_duration_sec=5.0)
+
     def _note_request_error(self, reason: str) -> None:
         self.last_request_error = reason
         self.get_logger().warn(reason)
@@ -185,6 +194,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._cv:
             self._queue.clear()
+        self._answered.clear()
         self.teardown()
         self.backend_description = "not configured"
         return TransitionCallbackReturn.SUCCESS
@@ -223,8 +233,20 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
                 msg = self._queue.popleft()
             self.handle_frame(msg)
 
+    ANSWERED_MEMORY = 64
+
     def handle_frame(self, msg: Any) -> bool:
-        """Process one frame, publish its FrameStatus; returns True when it succeeded."""
+        """Process one frame, publish its FrameStatus; returns True when it succeeded. In lockstep,
+        a frame whose stamp was already answered (the player re-published it because an answer
+        was lost, or another node was slow) gets the same FrameStatus again without being
+        processed or published twice."""
+        header = self.header_of(msg)
+        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        lockstep = self.params.get("input_policy") == "lockstep" and stamp != 0
+        if lockstep and stamp in self._answered:
+            self.counters["repeats_answered"] = self.counters.get("repeats_answered", 0) + 1
+            self.status_pub.publish(self._answered[stamp])
+            return bool(self._answered[stamp].ok)
         t_recv = time.perf_counter()
         self.timer.start_frame()
         ok, detail = True, ""
@@ -250,6 +272,10 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         status.detail = detail
         status.processing_ms = float((time.perf_counter() - t_recv) * 1e3)
         self.status_pub.publish(status)
+        if lockstep:
+            self._answered[stamp] = status
+            while len(self._answered) > self.ANSWERED_MEMORY:
+                self._answered.popitem(last=False)
         return ok
 
     @staticmethod
@@ -279,6 +305,8 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             status.level, status.message = DiagnosticStatus.ERROR, f"not configured: {self.config_error}"
         elif recent_error:
             status.level, status.message = DiagnosticStatus.WARN, f"rejecting frames: {self.last_error}"
+        elif self.last_input_warning and time.monotonic() - self.last_input_warning_time < 5.0:
+            status.level, status.message = DiagnosticStatus.WARN, self.last_input_warning
         else:
             status.level, status.message = DiagnosticStatus.OK, "ok"
         values = {
@@ -290,6 +318,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             **{k: str(v) for k, v in self.counters.items()},
             "last_error": self.last_error,
             "last_refused_request": self.last_request_error,
+            "last_input_warning": self.last_input_warning,
         }
         for stage, stats in [*self.timer.stats.items(), ("total", self.timer.total)]:
             s = stats.summary()

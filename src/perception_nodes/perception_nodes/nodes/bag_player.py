@@ -4,7 +4,14 @@ Modes: ``realtime`` (bag timing x ``rate``), ``fast`` (as fast as possible) and 
 each message on ``lockstep_topic`` is published and then the player waits until every node in
 ``lockstep_nodes`` has published a ``perception_msgs/FrameStatus`` with that frame's stamp,
 re-publishing after ``lockstep_timeout`` (a frame lost in transport is sent again), so evaluation
-never drops a frame. ``/clock`` carries bag time for ``use_sim_time``.
+never drops a frame. A node that already answered a stamp answers a re-published frame again
+without processing it (node_base), so retries never duplicate results. Before each retry the
+player checks that every lockstep node is still on the ROS graph: a node that left ends the
+replay at once, named (error_kind ``node_died``), instead of waiting out every frame's retries.
+Frames that share a header stamp are refused before the first message (``duplicate_stamps``):
+their answers could not be told apart. ``/clock`` carries bag time for ``use_sim_time``.
+
+Exit codes: :mod:`perception_nodes.exit_codes` (0 only when every frame got every answer).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
-from ..bag_io import BagError, bag_info, header_stamp_ns, read_messages
+from ..bag_io import BagError, bag_info, duplicate_stamps, header_stamp_ns, read_messages
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..workspace import resolve_path
 
@@ -36,6 +43,14 @@ def message_class(msgtype: str) -> Any:
         return getattr(importlib.import_module(f"{pkg}.msg"), name)
     except (ImportError, AttributeError):
         return None
+
+
+class ReplayError(BagError):
+    """The replay cannot go on; ``kind`` is a key of exit_codes.ERROR_KINDS."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class BagPlayer(Node):
@@ -51,6 +66,8 @@ class BagPlayer(Node):
             raise ParameterError("lockstep mode needs 'lockstep_topic' and 'lockstep_nodes'")
         self.bag = resolve_path(p["bag_path"])
         self.info = bag_info(self.bag)
+        if self.info.note:
+            self.get_logger().warn(self.info.note)
         self.lockstep_nodes = {n if n.startswith("/") else "/" + n for n in p["lockstep_nodes"]}
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
         self.pubs: dict[str, Any] = {}
@@ -131,13 +148,31 @@ class BagPlayer(Node):
                                f"within {p['wait_for_nodes_timeout']} s (running: {sorted(names)})")
         time.sleep(p["start_delay"])
 
+    def _graph_nodes(self) -> set[str]:
+        return {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
+
+    def _check_lockstep_input(self) -> None:
+        """Refuse up front what lockstep cannot replay: no frames, or frames sharing a stamp."""
+        topic = self.params["lockstep_topic"]
+        count = self.info.topics[topic][1]
+        if count == 0:
+            raise ReplayError("empty_input", f"lockstep topic {topic} of {self.bag} has no messages")
+        dup = duplicate_stamps(self.bag, topic)
+        if dup:
+            raise ReplayError("duplicate_stamps", dup)
+
     def _run_safely(self) -> None:
         try:
             self._run()
+        except ReplayError as exc:
+            self.get_logger().error(str(exc))
+            self.summary.update({"error": str(exc), "error_kind": exc.kind})
         except (BagError, ParameterError) as exc:
             self.get_logger().error(str(exc))
-            self.summary["error"] = str(exc)
+            self.summary.update({"error": str(exc), "error_kind": "bag"})
         finally:
+            if "frames" not in self.summary and "error" not in self.summary:
+                self.summary.update({"error": "stopped before the end of the bag", "error_kind": "interrupted"})
             self._write_summary()
             self.done.set()
             if self.params["exit_when_done"]:
@@ -145,6 +180,8 @@ class BagPlayer(Node):
 
     def _run(self) -> None:
         p = self.params
+        if p["mode"] == "lockstep":
+            self._check_lockstep_input()
         self._wait_for_graph()
         mode, lock_topic = p["mode"], p["lockstep_topic"]
         total = sum(c for t, (_, c) in self.info.topics.items() if t in self.pubs)
@@ -194,6 +231,10 @@ class BagPlayer(Node):
                                 f"lockstep: frame {stamp} unanswered by {sorted(missing)} after "
                                 f"{attempt + 1} tries; continuing")
                             break
+                        gone = sorted(self.lockstep_nodes - self._graph_nodes())
+                        if gone:
+                            raise ReplayError("node_died", f"lockstep: node(s) {gone} left the ROS graph; frame "
+                                              f"{stamp} ({frames} of the bag) cannot be answered")
                         attempt += 1
                         retries += 1
                         self.get_logger().warn(f"lockstep: frame {stamp} unanswered after "
@@ -240,9 +281,14 @@ class BagPlayer(Node):
 def main(args: list[str] | None = None) -> None:
     from ..node_base import run_plain_node
 
+    from ..exit_codes import ERROR_KINDS, EXIT_FAILED, EXIT_FRAMES_LOST
+
     node = run_plain_node(BagPlayer, "bag_player", (BagError, ParameterError), args)
-    if node.summary.get("error") or node.summary.get("frames_lost"):
-        raise SystemExit(1)
+    node.done.wait(5.0)  # the playback thread writes the summary after spin ends (Ctrl-C)
+    if node.summary.get("error"):
+        raise SystemExit(ERROR_KINDS.get(node.summary.get("error_kind", ""), EXIT_FAILED))
+    if node.summary.get("frames_lost"):
+        raise SystemExit(EXIT_FRAMES_LOST)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,9 @@
 Subscribes raw (serialised CDR, no deserialisation) to every topic that is listed in ``topics``
 or matches ``topic_regex``, as soon as it appears; reliability follows the publishers (a
 reliable subscriber would not match a best-effort publisher). On SIGINT/SIGTERM it drains what
-is still arriving, then closes the bag.
+is still arriving, then closes the bag. Every ``flush_period`` seconds the buffered messages are
+written out as a complete MCAP chunk, so a recorder that is killed (SIGKILL, power loss) leaves
+a bag that every tool reads up to the last flush.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class BagRecorder(Node):
         self.subs: dict[str, Any] = {}
         self.last_message = time.monotonic()
         self.create_timer(p["discovery_period"], self.discover)
+        self.create_timer(p["flush_period"], self.writer.flush)
         self.discover()
         self.get_logger().info(f"recording to {self.writer.path}")
 

@@ -127,7 +127,7 @@ class DepthNode(ModelNode):
 
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         result: DepthResult = self.pipeline.run(rgb, self.timer, K=self.K_for(rgb.shape[:2]))
         if result.focal_factor is None:
             self.counters["focal"] = (f"no CameraInfo: depth is for the model's canonical focal length "

@@ -63,7 +63,11 @@ class DetectionNode(ModelNode):
     def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
         out = Detection2DArray()
         out.header = msg.header
-        ground = self._ground(rgb, det)
+        try:
+            ground = self._ground(rgb, det)
+        except Exception as exc:  # optional geometry: never costs the frame its detections
+            ground = None
+            self.warn_input(f"ground positions: {type(exc).__name__}: {exc}")
         for i, ((x0, y0, x1, y1), cid, name, score) in enumerate(zip(det.boxes, det.class_ids, det.class_names, det.scores)):
             d = Detection2D()
             d.class_id, d.class_name, d.score = int(cid), name, float(score)

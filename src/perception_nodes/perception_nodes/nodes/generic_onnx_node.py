@@ -48,7 +48,7 @@ class GenericOnnxNode(PerceptionNode):
 
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         outputs = self.pipeline.run(rgb, self.timer)
         self.check_finite(outputs)
         with self.timer.stage("publish"):

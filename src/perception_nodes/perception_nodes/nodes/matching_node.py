@@ -54,7 +54,7 @@ class MatchingNode(ModelNode):
 
     def _features(self, msg: Any) -> tuple[np.ndarray, Features]:
         with self.timer.stage("convert"):
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         return rgb, self.pipeline.run(rgb, self.timer)
 
     def process(self, msg: Any) -> None:

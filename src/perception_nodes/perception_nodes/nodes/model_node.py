@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..camera_info import camera_info_problem
 from ..image_conversion import image_to_rgb
 from ..model_card import load_card
 from ..node_base import FrameError, PerceptionNode
@@ -38,12 +39,14 @@ class ModelNode(PerceptionNode):
         from sensor_msgs.msg import CameraInfo
 
         def on_info(msg: Any) -> None:
-            K = np.array(msg.k, np.float64).reshape(3, 3)
-            if K[0, 0] <= 0 or K[1, 1] <= 0:
-                self.get_logger().warn(f"CameraInfo with invalid focal lengths {K[0, 0]}, {K[1, 1]} ignored",
-                                       throttle_duration_sec=10.0)
+            problem = camera_info_problem(msg)
+            if problem:
+                self.counters["camera_info_rejected"] = self.counters.get("camera_info_rejected", 0) + 1
+                self.warn_input(f"CameraInfo rejected ({problem}); "
+                                + ("keeping the last good one" if getattr(self, "_camera", None) else
+                                   "no intrinsics until a valid one arrives"))
                 return
-            self._camera = (K, (int(msg.height), int(msg.width)))
+            self._camera = (np.array(msg.k, np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
 
         return self.create_subscription(CameraInfo, "camera_info", on_info, qos)
 
@@ -56,6 +59,10 @@ class ModelNode(PerceptionNode):
         K, size = camera
         if size == tuple(shape) or 0 in size:
             return K
+        if abs(shape[1] / shape[0] - size[1] / size[0]) > 0.02 * size[1] / size[0]:
+            self.warn_input(f"CameraInfo is for {size[1]}x{size[0]} images but this one is {shape[1]}x{shape[0]} "
+                            "(another aspect ratio): no intrinsics for it")
+            return None
         from ..pipelines.depth import scale_K
 
         return scale_K(K, shape[1] / size[1], shape[0] / size[0])
@@ -86,7 +93,7 @@ class ModelNode(PerceptionNode):
 
     def process(self, msg: Any) -> None:
         with self.timer.stage("convert"):
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         result = self.pipeline.run(rgb, self.timer)
         dropped = getattr(result, "dropped_nonfinite", 0)
         if dropped:
