@@ -72,7 +72,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     """Start the profile's nodes + a recorder + a player; returns the replay summary.
     ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
     diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
-    from .bag_io import BagError, bag_info
+    from .bag_io import BagError, bag_info, read_messages
     from .launcher import StackProcesses, stop_on_signals
     from .profile import NodeSpec
 
@@ -124,7 +124,10 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     deaths: list[Any] = []
     rc: int | None = None
     monitor = None
-    stack = StackProcesses(profile, out / "logs")
+    # Replay tools talk on this host only; the shared-memory segment holds 4 of the bag's frames.
+    first = next(read_messages(bag, [frame_topic]), None)
+    stack = StackProcesses(profile, out / "logs", frame_bytes=len(first[3]) if first else None,
+                           interfaces=["127.0.0.1"])
     try:
         with stop_on_signals(), stack:
             # The recorder must see the output topics before the first frame.

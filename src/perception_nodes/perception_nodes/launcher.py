@@ -30,6 +30,7 @@ from typing import IO, Any, Iterator
 
 import yaml
 
+from .dds_profile import BYTES_PER_PIXEL, apply_profile, segment_bytes_for
 from .exit_codes import EXIT_NODE_DIED, EXIT_OK
 
 from .profile import NodeSpec, Profile
@@ -47,6 +48,22 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("PERCEPTION_ROOT", str(workspace_root()))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def profile_frame_bytes(profile: Profile) -> int | None:
+    """The largest frame a profile's camera_source nodes ask for (width x height x bytes per pixel
+    of their encoding); None when no camera sets a resolution."""
+    sizes = []
+    for spec in profile.nodes:
+        if spec.executable != "camera_source":
+            continue
+        from .profile import effective_parameters
+
+        p = effective_parameters(spec)
+        w, h = int(p.get("width") or 0), int(p.get("height") or 0)
+        if w and h:
+            sizes.append(w * h * BYTES_PER_PIXEL.get(str(p.get("encoding", "rgb8")), 3))
+    return max(sizes) if sizes else None
 
 
 def node_command(spec: NodeSpec, override_file: Path | None) -> list[str]:
@@ -116,10 +133,17 @@ class StackProcesses:
     """Context manager running every node of a profile; logs go to ``log_dir/<node>.log``."""
 
     def __init__(self, profile: Profile, log_dir: str | os.PathLike[str], env: dict[str, str] | None = None,
-                 only: list[str] | None = None) -> None:
+                 only: list[str] | None = None, frame_bytes: int | None = None,
+                 interfaces: list[str] | None = None) -> None:
+        """``frame_bytes``: the largest frame that will travel (default: from the profile's
+        camera_source resolution, if set); ``interfaces``: bind UDP to these addresses only
+        (see :mod:`dds_profile`)."""
         self.profile = profile
         self.log_dir = Path(log_dir)
-        self.env = ros_environment(env)
+        self._tmp = tempfile.TemporaryDirectory(prefix="perception-params-")
+        frame_bytes = frame_bytes or profile_frame_bytes(profile)
+        self.env = apply_profile(ros_environment(env), workspace_root() / "config" / "fastdds_shm.xml", self._tmp.name,
+                                 segment_bytes_for(frame_bytes) if frame_bytes else None, interfaces)
         self.only = only
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.specs: dict[str, NodeSpec] = {}
@@ -127,7 +151,6 @@ class StackProcesses:
         self.exits: dict[str, list[int]] = {}
         self._reported: set[int] = set()   # pids whose exit was already reported or expected
         self._logs: list[IO[Any]] = []
-        self._tmp = tempfile.TemporaryDirectory(prefix="perception-params-")
 
     def start(self) -> "StackProcesses":
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
+from ..dds_profile import SEGMENT_ENV, segment_limit
 from ..bag_io import BagError, bag_info, duplicate_stamps, header_stamp_ns, read_messages
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..workspace import resolve_path
@@ -185,7 +186,8 @@ class BagPlayer(Node):
         self._wait_for_graph()
         mode, lock_topic = p["mode"], p["lockstep_topic"]
         total = sum(c for t, (_, c) in self.info.topics.items() if t in self.pubs)
-        frames = published = retries = lost = rejected = 0
+        frames = published = retries = lost = rejected = oversize = 0
+        segment = segment_limit()
         lost_stamps: list[int] = []
         frame_published: dict[int, int] = {}
         t_start = time.monotonic()
@@ -213,6 +215,12 @@ class BagPlayer(Node):
                     self.clock_pub.publish(clk)
                 if topic == lock_topic:  # wall (system) time of the first publication, for latency
                     frame_published.setdefault(header_stamp_ns(cdr), time.time_ns())
+                if len(cdr) > segment:
+                    oversize += 1
+                    self.get_logger().warn(
+                        f"{topic}: a {len(cdr)} byte message is larger than the {segment} byte shared-memory "
+                        f"segment ({SEGMENT_ENV}); best-effort subscribers may not get it "
+                        f"({oversize} so far)", throttle_duration_sec=5.0)
                 self.pubs[topic].publish(cdr)
                 published += 1
                 bar.update(1)
@@ -251,6 +259,7 @@ class BagPlayer(Node):
             "bag": str(self.bag), "mode": mode, "messages_published": published,
             "frames": frames, "frames_answered": frames - lost, "frames_lost": lost,
             "lost_stamps": lost_stamps, "frames_rejected_by_nodes": rejected, "retries": retries,
+            "messages_over_transport_limit": oversize,
             "wall_time_s": round(wall, 3), "skipped_topics": self.skipped,
             "processing_ms": self._processing_stats(),
             "frame_publish_ns": [[s, t] for s, t in frame_published.items()],

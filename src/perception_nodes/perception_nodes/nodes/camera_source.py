@@ -12,6 +12,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera_info import load_camera_info
+from ..dds_profile import SEGMENT_ENV, segment_limit
 from ..image_conversion import numpy_to_image
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..qos import output_qos
@@ -78,6 +79,8 @@ class CameraSource(Node):
         self.image_pub = self.create_publisher(Image, "image_raw", output_qos(5))
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", output_qos(5))
         self.count = 0
+        self.oversize = 0
+        self.segment = segment_limit()
         self.create_timer(1.0 / p["rate"] if p["rate"] > 0 else 0.0, self.tick)
 
     def tick(self) -> None:
@@ -95,6 +98,14 @@ class CameraSource(Node):
         if self.info is not None:
             self.info.header = msg.header
             self.info_pub.publish(self.info)
+        size = len(msg.data) + 64  # the serialised header and fields
+        if size > self.segment:
+            self.oversize += 1
+            self.get_logger().warn(
+                f"a {msg.width}x{msg.height} {enc} frame ({size} bytes) is larger than the {self.segment} byte "
+                f"shared-memory segment ({SEGMENT_ENV}; perception run sizes it from this node's width/height): "
+                f"best-effort subscribers on this host may lose it ({self.oversize} frames so far)",
+                throttle_duration_sec=5.0)
         self.image_pub.publish(msg)
         self.count += 1
 
