@@ -472,3 +472,18 @@ def test_ground_normal_from_the_camera_mount():
     p = np.radians(7.0)
     mount = pose_from_xyzrpy([0.3, 0.0, 1.2, 0.0, p, 0.0]) @ T_BODY_OPTICAL
     assert np.allclose(ground_normal_in_optical(mount), [0.0, np.cos(p), np.sin(p)])
+
+
+def test_the_trackers_history_is_bounded_for_a_node_that_runs_for_days():
+    """OdometryTracker kept every pose (~360 B a frame, ~0.9 GB a day at 30 Hz)."""
+
+    tr = OdometryTracker(T_odom_camera0=np.eye(4), history=5)
+    step = np.eye(4)
+    step[2, 3] = 0.1
+    for i in range(1000):
+        st = tr.update(i * 33_000_000, Motion(step, 50))
+    assert len(st.path) == 5 and st.frames == 1000
+    assert st.path[-1][0] == 999 * 33_000_000 and np.isclose(st.T_odom_camera[2, 3], 99.9)
+    assert len(OdometryTracker(T_odom_camera0=np.eye(4)).update(0, None).path) == 1  # None: keep all
+    with pytest.raises(ValueError, match="history"):
+        OdometryTracker(history=0)

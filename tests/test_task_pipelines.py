@@ -98,3 +98,25 @@ def test_ground_points_recover_where_objects_stand_for_a_pitched_camera():
     pts, valid = ground_points(np.vstack([boxes, sky]), K, h, pitch, max_range=30.0)
     np.testing.assert_allclose(pts[:2], feet[:2], atol=1e-9)
     assert valid.tolist() == [True, True, False, False]  # 40 m is past max_range
+
+
+def test_cards_with_unusable_values_or_no_checksum_are_refused(tmp_path):
+    """`std: 0` gave an 'ok' node with 0 detections (every input inf); a card without sha256 was
+    trusted without any check that it belongs to the file."""
+    import yaml
+
+    path, _ = _detector(tmp_path, [[0, 0, 1, 1]], [0.5], [0])
+    good = yaml.safe_load(card_path(path).read_text())
+    for change, text in (({"input": {**good["input"], "std": [0.25, 0.0, 0.25]}}, "std .* must be finite and > 0"),
+                         ({"input": {**good["input"], "mean": [0.5, 0.5]}}, "need 1 or 3 values"),
+                         ({"input": {**good["input"], "height": 0}}, "must be positive"),
+                         ({"classes": []}, "needs its class names"),
+                         ({"classes": ["car", "car", "cone"]}, "class names repeat"),
+                         ({"colors": [[1, 2, 3]]}, "1 colours for 3 classes")):
+        card_path(path).write_text(yaml.safe_dump({**good, **change}))
+        with pytest.raises(ModelCardError, match=text):
+            load_card(path, "detection")
+    card_path(path).write_text(yaml.safe_dump({k: v for k, v in good.items() if k != "sha256"}))
+    with pytest.raises(ModelCardError, match="has no sha256.*allow_unverified_model"):
+        load_card(path, "detection")
+    assert load_card(path, "detection", allow_unverified=True).sha256 == ""

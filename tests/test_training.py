@@ -382,3 +382,19 @@ def test_cached_images_give_the_same_samples_and_augmentation_keeps_the_padding(
             plain = cls([sets[0]], (128, 128), augment=None, **kw)[i][0]
             changed += int(not torch.allclose(xa[:, 16:-16], plain[:, 16:-16]) and not torch.allclose(xa, plain.flip(-1)))
         assert changed == len(a)     # the content did get the photometric change
+
+
+def test_ranks_other_than_zero_advance_the_sampler_epoch(sets, tmp_path, monkeypatch):
+    """Under torchrun, ranks > 0 skip validation; they used to skip the epoch counter with it, so
+    their DistributedSampler shuffled every epoch the same way (set_epoch(0) forever)."""
+    import perception_models.train.trainer as trainer
+
+    epochs: list[int] = []
+    real = torch.utils.data.DistributedSampler.set_epoch
+    monkeypatch.setattr(trainer, "_distributed", lambda: (1, 2))  # rank 1 of 2, no process group
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: m)
+    monkeypatch.setattr(torch.utils.data.DistributedSampler, "set_epoch",
+                        lambda self, e: (epochs.append(e), real(self, e))[1])
+    train(_cfg("segmentation", sets, tmp_path / "r1", epochs=3, max_steps_per_epoch=1), progress=False)
+    assert epochs == [0, 1, 2]
+    assert not (tmp_path / "r1" / "last.pt").exists()  # checkpoints stay rank 0's

@@ -8,6 +8,7 @@ the file is refused). ``perception_models`` writes cards at export; see models/R
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,34 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_card(model_path: str | Path, task: str | None = None, check_sha: bool = True) -> ModelCard:
-    """The card of ``model_path``; raises ModelCardError naming the problem."""
+def card_problems(card: ModelCard) -> list[str]:
+    """What makes a card's values unusable (a card with ``std: 0`` made an "ok" node that found
+    nothing: every input became inf)."""
+    out = []
+    if card.input_height <= 0 or card.input_width <= 0:
+        out.append(f"input size {card.input_height}x{card.input_width} must be positive")
+    if len(card.mean) not in (1, 3) or len(card.std) != len(card.mean):
+        out.append(f"input mean {card.mean} and std {card.std} need 1 or 3 values each, as many of both")
+    if not all(math.isfinite(m) for m in card.mean):
+        out.append(f"input mean {card.mean} is not finite")
+    if not all(math.isfinite(v) and v > 0 for v in card.std):
+        out.append(f"input std {card.std} must be finite and > 0 (the input is divided by it)")
+    if card.task in ("detection", "segmentation") and not card.classes:
+        out.append(f"a {card.task} card needs its class names (classes: [...])")
+    if len(set(card.classes)) != len(card.classes):
+        out.append(f"class names repeat: {card.classes}")
+    if card.colors and len(card.colors) != len(card.classes):
+        out.append(f"{len(card.colors)} colours for {len(card.classes)} classes")
+    if card.resize not in ("letterbox", "stretch"):
+        out.append(f"input resize '{card.resize}' must be letterbox or stretch")
+    return out
+
+
+def load_card(model_path: str | Path, task: str | None = None, check_sha: bool = True,
+              allow_unverified: bool = False) -> ModelCard:
+    """The card of ``model_path``; raises ModelCardError naming the problem. A card without a
+    ``sha256`` cannot show that it belongs to the file and is refused unless ``allow_unverified``
+    (the nodes' ``allow_unverified_model``)."""
     model_path = Path(model_path)
     path = card_path(model_path)
     if not path.is_file():
@@ -79,6 +106,13 @@ def load_card(model_path: str | Path, task: str | None = None, check_sha: bool =
         raise ModelCardError(f"model card {path}: task '{card.task}' is not one of {TASKS}")
     if task is not None and card.task != task:
         raise ModelCardError(f"{model_path} is a {card.task} model (card {path}); this node needs a {task} model")
+    problems = card_problems(card)
+    if problems:
+        raise ModelCardError(f"model card {path}: " + "; ".join(problems))
+    if check_sha and not card.sha256 and not allow_unverified:
+        raise ModelCardError(f"model card {path} has no sha256, so nothing shows it belongs to {model_path.name}: "
+                             "add 'sha256: <hex>' (perception-models export writes it), or set the node's "
+                             "allow_unverified_model:=true to run it anyway")
     if check_sha and card.sha256 and model_path.is_file() and _sha256(model_path) != card.sha256:
         raise ModelCardError(f"model card {path} does not belong to {model_path} (sha256 differs): "
                              "re-export the model or restore its card")

@@ -41,7 +41,7 @@ from sensor_msgs.msg import Image
 
 from .backends import BackendError
 from .image_conversion import ImageConversionError
-from .params import ParameterError, declare_from_schema, load_schema, make_set_callback, read_parameters
+from .params import ParameterError, declare_from_schema, load_schema, read_parameters, validate
 from .qos import input_qos, output_qos
 from .timing import RateMeter, StageTimer
 
@@ -65,7 +65,10 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self.schema = load_schema(self.schema_name)
         declare_from_schema(self, self.schema)
         self.params: dict[str, Any] = {}
-        self.add_on_set_parameters_callback(make_set_callback(self.schema, self.params))
+        self._frame_lock = threading.Lock()   # held while a frame is processed or the pipeline rebuilt
+        self._setup_publishers: list[Any] = []
+        self._in_setup = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.timer = StageTimer()
         self.rate_in = RateMeter()
         self.rate_out = RateMeter()
@@ -112,6 +115,106 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         """Create the input subscriptions (default: one ``image`` topic of ``input_type``)."""
         return [self.create_subscription(self.input_type, "image", self.enqueue, qos)]
+
+    # ------------------------------------------------------------------ runtime parameters
+    #: writable parameters that take effect on the next frame without a rebuild: the node reads
+    #: them per frame, or :meth:`apply_live` pushes them into the pipeline
+    LIVE_PARAMETERS: frozenset[str] = frozenset({"accept_raw_encodings", "warmup_iterations"})
+    #: writable only while the node is unconfigured (cleanup, set, configure)
+    CONFIGURE_ONLY: frozenset[str] = frozenset({"input_policy", "max_queue"})
+
+    def check_parameters(self, values: dict[str, Any]) -> None:
+        """Model-aware checks of a configured node's new values (raise ParameterError)."""
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        """Push changed LIVE_PARAMETERS into the pipeline (those read per frame need nothing)."""
+
+    def _state(self) -> str:
+        return self._state_machine.current_state[1] if hasattr(self, "_state_machine") else "unconfigured"
+
+    def _on_set_parameters(self, params: list) -> Any:
+        """Every writable parameter means what it says at once: validated against the schema (and,
+        when configured, the model: :meth:`check_parameters`), then applied on the next frame
+        (LIVE_PARAMETERS) or by rebuilding the pipeline and outputs; CONFIGURE_ONLY ones are
+        refused while configured. A change that cannot be applied is refused and nothing changes."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        trial, changed = dict(self.params), {}
+        for p in params:
+            if p.name in self.schema["properties"]:
+                v = p.value
+                v = list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else v
+                trial[p.name] = v
+                if self.params.get(p.name, object()) != v:
+                    changed[p.name] = v
+        try:
+            validate(self.schema, {k: v for k, v in trial.items() if v is not None})
+            configured = self._state() in ("inactive", "active") and bool(self.params)
+            if configured and changed:
+                fixed = sorted(set(changed) & self.CONFIGURE_ONLY)
+                if fixed:
+                    raise ParameterError(f"{fixed} cannot change while the node is configured: deactivate, "
+                                         "cleanup, set them, then configure and activate")
+                self.check_parameters(trial)
+                self._apply(trial, changed)
+            else:
+                self.params.update(trial)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if changed and configured:
+            self.get_logger().info(f"parameters applied: {changed}")
+        return SetParametersResult(successful=True)
+
+    def _apply(self, trial: dict[str, Any], changed: dict[str, Any]) -> None:
+        old = dict(self.params)
+        with self._frame_lock:
+            self.params.update(trial)
+            try:
+                if set(changed) <= self.LIVE_PARAMETERS:
+                    self.apply_live(changed)
+                else:
+                    self._rebuild()
+            except Exception as exc:
+                self.params.clear()
+                self.params.update(old)
+                if not set(changed) <= self.LIVE_PARAMETERS:
+                    try:
+                        self._rebuild()
+                    except Exception as again:  # the old configuration no longer builds either
+                        self.config_error = f"{type(again).__name__}: {again}"
+                raise ParameterError(f"cannot apply {changed}: {type(exc).__name__}: {exc}") from None
+
+    def _rebuild(self) -> None:
+        """Teardown and setup with the current parameters; resubscribe when active (input QoS)."""
+        active = self._state() == "active"
+        if active:
+            self._unsubscribe()
+        self.teardown()
+        self._destroy_outputs()
+        self._setup()
+        if active:
+            self._subscribe()
+        self.get_logger().info(f"pipeline rebuilt: {self.backend_description}")
+
+    def create_publisher(self, *args: Any, **kwargs: Any) -> Any:
+        pub = super().create_publisher(*args, **kwargs)
+        if getattr(self, "_in_setup", False):  # rclpy creates publishers before our __init__ runs
+            self._setup_publishers.append(pub)
+        return pub
+
+    def _setup(self) -> None:
+        self._in_setup = True
+        try:
+            self.setup(self.params)
+        finally:
+            self._in_setup = False
+
+    def _destroy_outputs(self) -> None:
+        """Destroy the publishers setup() created (a rebuild or a cleanup/configure cycle makes
+        them again; before, each cycle left the old ones behind)."""
+        for pub in self._setup_publishers:
+            self.destroy_publisher(pub)
+        self._setup_publishers = []
 
     # ------------------------------------------------------------------ lifecycle
     def _guard_change_state(self) -> None:
@@ -163,7 +266,8 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             self.params.clear()
             self.params.update(read_parameters(self, self.schema))
             t0 = time.monotonic()
-            self.setup(self.params)
+            self._destroy_outputs()
+            self._setup()
             self.config_error = ""
             self.get_logger().info(
                 f"configured in {time.monotonic() - t0:.2f} s: {self.backend_description}")
@@ -177,25 +281,33 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self.publish_diagnostics()
         return TransitionCallbackReturn.FAILURE
 
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _subscribe(self) -> None:
         qos = input_qos(self.params["input_qos"], self.params["input_policy"], self.params["input_depth"])
         self._subscriptions_active = self.subscribe_inputs(qos)
         self.get_logger().info(
             f"active: policy={self.params['input_policy']} qos={self.params['input_qos']} "
             f"inputs={[s.topic_name for s in self._subscriptions_active]}")
-        return super().on_activate(state)
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+    def _unsubscribe(self) -> None:
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active = []
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._subscribe()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._cv:
             self._queue.clear()
         self._answered.clear()
-        self.teardown()
+        with self._frame_lock:
+            self.teardown()
+            self._destroy_outputs()
         self.backend_description = "not configured"
         return TransitionCallbackReturn.SUCCESS
 
@@ -220,6 +332,14 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             if self.params.get("input_policy") == "realtime" and self._queue:
                 self.counters["dropped"] += len(self._queue)
                 self._queue.clear()
+            elif len(self._queue) >= int(self.params.get("max_queue") or 1):
+                # lockstep on an input faster than the node: bounded, the oldest frame goes
+                self._queue.popleft()
+                self.counters["dropped"] += 1
+                self.counters["queue_full"] = self.counters.get("queue_full", 0) + 1
+                self.warn_input(f"lockstep queue full ({len(self._queue) + 1} frames, max_queue): the input is "
+                                "faster than this node, dropping the oldest frame; use input_policy realtime on a "
+                                "live camera (a lockstep replay waits for each answer and never fills it)")
             self._queue.append(msg)
             self._cv.notify()
 
@@ -251,7 +371,8 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self.timer.start_frame()
         ok, detail = True, ""
         try:
-            self.process(msg)
+            with self._frame_lock:
+                self.process(msg)
             self.counters["frames_out"] += 1
             self.rate_out.tick()
         except FRAME_ERRORS as exc:

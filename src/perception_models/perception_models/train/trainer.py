@@ -474,7 +474,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
                                           **values}) + "\n")
                     log.flush()
-            if rank != 0:
+            if rank != 0:  # validation and checkpoints are rank 0's; every rank moves on an epoch
+                epoch += 1
                 continue
             metrics = evaluate(cfg, modules["model"], val_loader, class_names, device)
             entry = {"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0,

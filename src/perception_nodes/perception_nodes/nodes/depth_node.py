@@ -75,7 +75,8 @@ class DepthNode(ModelNode):
             mount = (self.T_base_optical if params["base_frame"] else
                      pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL)
             self.estimator = make_estimator(name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount))
-            self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical)
+            self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical,
+                                           history=1)  # ~/path keeps its own path_length poses
         return pipe
 
     def teardown(self) -> None:

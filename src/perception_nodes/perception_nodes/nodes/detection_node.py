@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image
 
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
+from ..params import ParameterError
 from ..pipelines.detection import DetectionPipeline, Detections, ground_points
 from ..qos import output_qos
 from .model_node import ModelNode
@@ -41,6 +42,20 @@ class DetectionNode(ModelNode):
         self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
         self.annotated_pub = (self.create_publisher(Image, "~/image_annotated", output_qos(2))
                               if params["publish_annotated"] else None)
+
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"score_threshold", "class_filter", "max_detections",
+                                                   "camera_height", "camera_pitch_deg", "max_ground_range"}
+
+    def check_parameters(self, values: dict[str, Any]) -> None:
+        unknown = sorted(set(values.get("class_filter") or []) - set(self.card.classes))
+        if unknown:
+            raise ParameterError(f"class_filter names {unknown}; the model's classes are {self.card.classes}")
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        p = self.pipeline
+        p.score_threshold, p.max_detections = float(self.params["score_threshold"]), int(self.params["max_detections"])
+        names = list(self.params["class_filter"])
+        p.allowed = None if not names else np.array([self.card.classes.index(c) for c in names])
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)

@@ -32,6 +32,14 @@ class MatchingNode(ModelNode):
     schema_name = "matching_node"
     task = "matching"
 
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"ratio", "geometry", "ransac_threshold", "keyframe_overlap",
+                                                   "publish_descriptors", "max_drawn_matches"}
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        m, p = self.matcher, self.params
+        m.ratio, m.geometry, m.threshold = p["ratio"], p["geometry"], p["ransac_threshold"]
+        m.keyframe_overlap = p["keyframe_overlap"]
+
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
         self.matcher = SequentialMatcher(params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"])
         self.ref_rgb: np.ndarray | None = None

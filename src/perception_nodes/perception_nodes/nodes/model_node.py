@@ -75,7 +75,7 @@ class ModelNode(PerceptionNode):
         model = resolve_path(params[key])
         if not model.is_file():
             raise FileNotFoundError(f"model '{model}' does not exist (parameter {key})")
-        card = load_card(model, task)
+        card = load_card(model, task, allow_unverified=bool(params.get("allow_unverified_model")))
         return make_backend(self, {**params, "model_path": str(model)}), card
 
     def setup(self, params: dict[str, Any]) -> None:

@@ -19,6 +19,11 @@ class SegmentationNode(ModelNode):
     schema_name = "segmentation_node"
     task = "segmentation"
 
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"overlay_alpha"}
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        self.alpha = float(self.params["overlay_alpha"])
+
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> SegmentationPipeline:
         return SegmentationPipeline(backend, card)
 

@@ -23,6 +23,7 @@ raises on bad input.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -557,15 +558,20 @@ class OdometryState:
     frames: int = 0
     resets: int = 0
     skipped: int = 0
-    path: list = field(default_factory=list)
+    path: deque = field(default_factory=deque)   # (stamp_ns, T_odom_camera), the last ``history``
 
 
 class OdometryTracker:
     def __init__(self, max_gap_s: float = 1.0, max_speed: float = 50.0, step_sigma_t: float = 0.02,
                  step_sigma_r: float = 0.005, failure_inflation: float = 100.0,
-                 T_odom_camera0: np.ndarray | None = None) -> None:
+                 T_odom_camera0: np.ndarray | None = None, history: int | None = None) -> None:
+        """``history``: how many (stamp, pose) pairs ``state.path`` keeps (None: all, for
+        evaluating a whole sequence; a node that runs for days keeps a few: ~360 B a pose)."""
         if max_gap_s <= 0 or max_speed <= 0:
             raise ValueError("max_gap_s and max_speed must be > 0")
+        if history is not None and history < 1:
+            raise ValueError("history must be >= 1 (or None to keep every pose)")
+        self.history = history
         self.max_gap_s, self.max_speed = max_gap_s, max_speed
         self.step_cov = np.diag([step_sigma_t ** 2] * 3 + [step_sigma_r ** 2] * 3)
         self.inflation = failure_inflation
@@ -587,7 +593,8 @@ class OdometryTracker:
         s = self.state
         if s is None:
             self.state = OdometryState(self.T0.copy(), stamp_ns, True, "initialised", np.zeros((6, 6)), np.zeros(6),
-                                       self.step_cov.copy(), frames=1, path=[(stamp_ns, self.T0.copy())])
+                                       self.step_cov.copy(), frames=1,
+                                       path=deque([(stamp_ns, self.T0.copy())], maxlen=self.history))
             return self.state
         dt = (stamp_ns - s.stamp_ns) * 1e-9
         reason = self.needs_reset(stamp_ns)

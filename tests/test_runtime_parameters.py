@@ -1,0 +1,72 @@
+"""Parameters mean what they say at runtime: a set that succeeds takes effect on the next frame
+(pushed into the pipeline, or by rebuilding it), a value the model cannot take is refused at set
+time, and what cannot change while configured is refused (it used to answer successful=true and
+change nothing until the next configure; class_filter=['unicorn'] broke the next configure;
+input_policy=lockstep on a live camera grew a queue without bound)."""
+
+from __future__ import annotations
+
+import numpy as np
+from perception_msgs.msg import Detection2DArray
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image
+
+from perception_nodes.launcher import StackProcesses
+from rosgraph import Probe
+from test_task_nodes import _detector, _image, _profile
+
+
+def _set(probe, node, name, value):
+    if isinstance(value, float):
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    elif isinstance(value, bool):
+        pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    elif isinstance(value, list):
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=value)
+    else:
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    resp = probe.call(SetParameters, f"/{node}/set_parameters", SetParameters.Request(
+        parameters=[Parameter(name=name, value=pv)]))
+    assert resp is not None
+    return resp.results[0]
+
+
+def test_detector_parameters_apply_on_the_next_frame_or_are_refused(tmp_path, rclpy_context):
+    model = _detector(tmp_path)  # one car at score 0.9
+    with StackProcesses(_profile("rt", "detection_node", model, score_threshold=0.5), tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        dets = probe.collect(Detection2DArray, "/rt/detections")
+        pub = probe.publisher(Image, "/rt/in")
+        assert pub is not None, stack.log_text("rt")
+        frame = np.zeros((400, 800, 3), np.uint8)
+
+        def send(sec):
+            pub.publish(_image(frame, "rgb8", sec))
+            assert probe.spin_until(lambda: any(d.header.stamp.sec == sec for d in dets), 30), stack.log_text("rt")
+            return next(d for d in dets if d.header.stamp.sec == sec)
+
+        assert len(send(1).detections) == 1
+        assert _set(probe, "rt", "score_threshold", 0.95).successful
+        assert len(send(2).detections) == 0  # took effect at once, no reconfigure
+        assert _set(probe, "rt", "score_threshold", 0.5).successful
+        r = _set(probe, "rt", "class_filter", ["unicorn"])
+        assert not r.successful and "unicorn" in r.reason and "car" in r.reason
+        assert _set(probe, "rt", "class_filter", ["person"]).successful
+        assert len(send(3).detections) == 0
+        assert _set(probe, "rt", "class_filter", ["car"]).successful
+        assert len(send(4).detections) == 1
+        r = _set(probe, "rt", "input_policy", "realtime")
+        assert not r.successful and "cannot change while the node is configured" in r.reason
+        r = _set(probe, "rt", "max_queue", 100000)
+        assert not r.successful  # over the schema's maximum
+        # A parameter that needs a rebuild: the annotated output goes away, nothing is left behind.
+        assert probe.node.count_publishers("/rt/detections") == 1
+        assert _set(probe, "rt", "publish_annotated", False).successful
+        assert probe.spin_until(lambda: probe.node.count_publishers("/rt/image_annotated") == 0, 10)
+        assert len(send(5).detections) == 1
+        assert probe.spin_until(lambda: probe.node.count_publishers("/rt/detections") == 1, 10)
+        assert "pipeline rebuilt" in stack.log_text("rt") and stack.alive()["rt"]
+        probe.close()
