@@ -117,7 +117,7 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
 def slim(src: Path, dst: Path) -> None:
     import torch
 
-    ck = torch.load(src, map_location="cpu", weights_only=False)
+    ck = torch.load(src, map_location="cpu", weights_only=True)
     for k in ("optimizer", "torch_rng", "loader_rng", "train_model"):
         ck.pop(k, None)
     tmp = dst.with_suffix(".tmp")

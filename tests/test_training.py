@@ -398,3 +398,24 @@ def test_ranks_other_than_zero_advance_the_sampler_epoch(sets, tmp_path, monkeyp
     train(_cfg("segmentation", sets, tmp_path / "r1", epochs=3, max_steps_per_epoch=1), progress=False)
     assert epochs == [0, 1, 2]
     assert not (tmp_path / "r1" / "last.pt").exists()  # checkpoints stay rank 0's
+
+
+class _Payload:
+    """A pickle that runs code when loaded (what a hostile checkpoint carries)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    from perception_models.train.trainer import load_checkpoint
+
+    marker = tmp_path / "code_ran"
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": {}, "config": {}, "payload": _Payload(marker)}, bad)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
+        load_checkpoint(bad)
+    assert not marker.exists()

@@ -1,11 +1,12 @@
 """``perception``: start a stack profile, replay bags through it, build engines, run the demo.
 
-    perception run --profile P [--set node.param=value ...]
+    perception run --profile P [--set node.param=value ...] [--restart N] [--interface ADDR] [--keystore DIR]
     perception replay --bag B --profile P [--mode lockstep|realtime|fast] [--rate R] --out DIR
     perception eval --bag B --profile P [--mode lockstep|realtime] [--rate R] [--throughput] --out DIR
     perception build-engine --onnx M.onnx [--precision fp16|fp32|int8] [--calib-images DIR | --calib-bag B --calib-topic T]
     perception start PROFILE [--camera /dev/videoN] [--allow-cpu] [--build-only|--check]
     perception bag-info B
+    perception security keystore --profile P --keystore DIR
     perception demo [--out DIR]
 """
 
@@ -39,7 +40,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .launcher import run_until_stopped
 
     return run_until_stopped(load_profile(args.profile, parse_set(args.set)), args.log_dir, restart=args.restart,
-                             summary_path=args.summary)
+                             summary_path=args.summary, interfaces=args.interface or None, keystore=args.keystore)
+
+
+def _cmd_security(args: argparse.Namespace) -> int:
+    from .security import SecurityError, create_keystore
+
+    try:
+        enclaves = create_keystore(args.keystore, load_profile(args.profile))
+    except SecurityError as exc:
+        print(f"perception security: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"keystore {args.keystore}: enclaves {enclaves}")
+    print(f"start the stack with DDS security enforced: perception run --profile {args.profile} --keystore {args.keystore}")
+    return EXIT_OK
 
 
 def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: str,
@@ -594,7 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "stack and exit 10")
     p.add_argument("--summary", help="summary JSON (default: LOG_DIR/run_summary.json), written also after "
                    "Ctrl-C, SIGTERM/SIGHUP or a node's death")
+    p.add_argument("--interface", action="append", default=[], metavar="ADDRESS",
+                   help="bind the nodes' UDP transport to this address only (repeatable; e.g. 127.0.0.1, or the "
+                   "robot's internal network); default: every interface")
+    p.add_argument("--keystore", help="enforce DDS security (SROS2): each node runs in its enclave of this keystore "
+                   "(`perception security keystore`); needs a security-enabled middleware (the ROS install path)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("security", help="SROS2 keystore for a profile: one enclave per node, permissions "
+                       "granting only the stack's topics and services")
+    p.add_argument("action", choices=["keystore"])
+    p.add_argument("--profile", required=True)
+    p.add_argument("--keystore", required=True, metavar="DIR")
+    p.set_defaults(func=_cmd_security)
 
     p = sub.add_parser("eval", help="replay a bag through a profile; accuracy against its ground truth and latency")
     p.add_argument("--bag", required=True)

@@ -66,9 +66,11 @@ def profile_frame_bytes(profile: Profile) -> int | None:
     return max(sizes) if sizes else None
 
 
-def node_command(spec: NodeSpec, override_file: Path | None) -> list[str]:
+def node_command(spec: NodeSpec, override_file: Path | None, enclave: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", f"perception_nodes.nodes.{spec.executable}", "--ros-args",
            "-r", f"__node:={spec.name}"]
+    if enclave:
+        cmd += ["--enclave", enclave]
     if spec.namespace:
         cmd += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
     for f in spec.param_files:
@@ -134,16 +136,22 @@ class StackProcesses:
 
     def __init__(self, profile: Profile, log_dir: str | os.PathLike[str], env: dict[str, str] | None = None,
                  only: list[str] | None = None, frame_bytes: int | None = None,
-                 interfaces: list[str] | None = None) -> None:
+                 interfaces: list[str] | None = None, keystore: str | os.PathLike[str] | None = None) -> None:
         """``frame_bytes``: the largest frame that will travel (default: from the profile's
         camera_source resolution, if set); ``interfaces``: bind UDP to these addresses only
-        (see :mod:`dds_profile`)."""
+        (see :mod:`dds_profile`); ``keystore``: DDS security enforced, each node in its enclave
+        (see :mod:`security`)."""
         self.profile = profile
         self.log_dir = Path(log_dir)
         self._tmp = tempfile.TemporaryDirectory(prefix="perception-params-")
         frame_bytes = frame_bytes or profile_frame_bytes(profile)
         self.env = apply_profile(ros_environment(env), workspace_root() / "config" / "fastdds_shm.xml", self._tmp.name,
                                  segment_bytes_for(frame_bytes) if frame_bytes else None, interfaces)
+        self.keystore = keystore
+        if keystore is not None:
+            from .security import secure_environment
+
+            self.env = secure_environment(self.env, keystore)
         self.only = only
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.specs: dict[str, NodeSpec] = {}
@@ -167,7 +175,12 @@ class StackProcesses:
             override.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
         log = open(self.log_dir / f"{spec.name}.log", "ab")
         self._logs.append(log)
-        proc = subprocess.Popen(node_command(spec, override), stdout=log, stderr=subprocess.STDOUT,
+        enclave = None
+        if self.keystore is not None:
+            from .security import enclave_of
+
+            enclave = enclave_of(spec)
+        proc = subprocess.Popen(node_command(spec, override, enclave), stdout=log, stderr=subprocess.STDOUT,
                                 env=self.env, preexec_fn=_child_setup)
         self.procs[spec.name] = proc
         self.specs[spec.name] = spec
@@ -230,7 +243,8 @@ class StackProcesses:
 
 
 def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner: str = "", restart: int = 0,
-                      summary_path: str | os.PathLike[str] | None = None, poll_s: float = 0.2) -> int:
+                      summary_path: str | os.PathLike[str] | None = None, poll_s: float = 0.2,
+                      interfaces: list[str] | None = None, keystore: str | os.PathLike[str] | None = None) -> int:
     """Start a profile's nodes as processes and supervise them until Ctrl-C/SIGTERM/SIGHUP.
 
     A node that dies is reported (name, exit code, last log lines) and restarted while it has
@@ -242,7 +256,7 @@ def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner:
     summary: dict[str, Any] = {"profile": profile.name, "started_unix": t0, "restart_limit": restart,
                                "deaths": [], "stopped_by": None}
     code = EXIT_OK
-    stack = StackProcesses(profile, log_dir)
+    stack = StackProcesses(profile, log_dir, interfaces=interfaces, keystore=keystore)
     try:
         with stop_on_signals(), stack:
             print(f"{banner}started {[n.fqn for n in profile.nodes]}; logs in {log_dir}; Ctrl-C stops", flush=True)

@@ -499,14 +499,37 @@ def spin_guarded(executor: Any, node: Any) -> None:
                                     throttle_duration_sec=5.0)
 
 
+def start_or_exit(node_cls: type, name: str | None, args: list[str] | None,
+                  startup_errors: tuple[type[BaseException], ...], prog: str = "") -> Any:
+    """rclpy.init + the node; a start-up failure (an invalid parameter of a plain node, DDS
+    security that cannot be enforced, a missing enclave) prints one line and exits 2."""
+    import sys
+
+    from rclpy._rclpy_pybind11 import RCLError
+
+    prog = prog or name or node_cls.__name__
+    try:
+        rclpy.init(args=args)
+        return node_cls(name) if name is not None else node_cls()
+    except RCLError as exc:
+        text = str(exc).replace("\n", " ")
+        if "security" in text.lower():
+            text += (" (DDS security is enforced: ROS_SECURITY_ENABLE/ROS_SECURITY_STRATEGY=Enforce; the PyPI ROS 2 "
+                     "wheels' Fast DDS has no security plugins, see docs/security.md)")
+        print(f"{prog}: cannot start: {text}", file=sys.stderr)
+    except startup_errors as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+    rclpy.try_shutdown()
+    raise SystemExit(2)
+
+
 def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
     """Entry point shared by every node executable: init, spin, clean shutdown on Ctrl-C/SIGTERM."""
     import signal
 
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args)
-    node = node_cls(name)
+    node = start_or_exit(node_cls, name, args, ())
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -525,18 +548,9 @@ def run_plain_node(node_cls: type, prog: str, startup_errors: tuple[type[BaseExc
                    args: list[str] | None = None) -> Any:
     """Entry point of the non-lifecycle nodes (player, camera): a construction error prints one
     clear line and exits 2; otherwise spin until shutdown. Returns the node."""
-    import sys
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=args)
-    try:
-        node = node_cls()
-    except startup_errors as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        raise SystemExit(2)
-    from rclpy.executors import SingleThreadedExecutor
+    node = start_or_exit(node_cls, None, args, startup_errors, prog)
 
     guard_services(node, lambda reason: node.get_logger().warn(reason))
     executor = SingleThreadedExecutor()

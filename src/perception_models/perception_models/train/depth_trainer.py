@@ -235,7 +235,7 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     elif cfg.init.endswith(".onnx"):
         print(init_from_onnx(cfg, depth_net, pose_net, train_set, device))
     elif cfg.init:
-        ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        ck = torch.load(cfg.init, map_location="cpu", weights_only=True)
         if "depth" not in ck:
             raise ValueError(f"--init {cfg.init}: not a depth checkpoint (no 'depth' weights)")
         depth_net.load_state_dict(ck["depth"])
@@ -318,7 +318,7 @@ def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
 
 
 def load_depth_checkpoint(path: Path | str) -> tuple[DepthNet, PoseNet, DepthTrainConfig, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     if "depth" not in ck:
         raise ValueError(f"{path}: not a depth checkpoint")
     c = dict(ck["config"])

@@ -145,7 +145,7 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
     if resume:
         start_epoch, step, best = resume_from(last, {"model": net}, opt, gen, -1.0)
     elif cfg.init:
-        ck = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        ck = torch.load(cfg.init, map_location="cpu", weights_only=True)
         net.load_state_dict(ck["model"])
     loss_gen = torch.Generator().manual_seed(cfg.seed + 1)
     result: dict[str, Any] = {}
@@ -186,7 +186,7 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
 
 
 def load_matching_checkpoint(path: Path | str) -> tuple[KeypointNet, MatchTrainConfig, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     c = dict(ck["config"])
     c["input_size"] = tuple(c["input_size"])
     cfg = MatchTrainConfig(**c)

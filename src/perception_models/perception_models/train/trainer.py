@@ -117,7 +117,7 @@ def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibrat
         n = calibrate_batchnorm(model, calibration_batches) if calibration_batches is not None else 0
         return (f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
                 + _grown_line(grown))
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     if ck.get("config", {}).get("task", expected_task) != expected_task:
         raise ValueError(f"--init {path}: a {ck['config']['task']} checkpoint, not {expected_task}")
     if "model" not in ck:
@@ -298,7 +298,7 @@ def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim
     returns (first epoch to run, step, best metric so far). Shared by every trainer."""
     if not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {last}")
-    ck = torch.load(last, map_location="cpu", weights_only=False)
+    ck = torch.load(last, map_location="cpu", weights_only=True)
     saved = ck.get("modules", [k for k in models if k in ck])
     if sorted(saved) != sorted(models):
         raise ValueError(f"--resume: {last} holds the weights {sorted(saved)}, this run trains {sorted(models)} "
@@ -496,7 +496,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
 def load_checkpoint(path: Path | str) -> tuple[torch.nn.Module, TrainConfig, dict]:
     """Model (eval mode), its training config and the checkpoint's metrics."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
     c = ck["config"]
     c["input_size"] = tuple(c["input_size"])
     cfg = TrainConfig(**c)
