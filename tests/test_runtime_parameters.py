@@ -70,3 +70,26 @@ def test_detector_parameters_apply_on_the_next_frame_or_are_refused(tmp_path, rc
         assert probe.spin_until(lambda: probe.node.count_publishers("/rt/detections") == 1, 10)
         assert "pipeline rebuilt" in stack.log_text("rt") and stack.alive()["rt"]
         probe.close()
+
+
+def test_the_lockstep_queue_is_bounded_and_says_when_it_drops(tmp_path, demo_model, rclpy_context):
+    """input_policy=lockstep on a live 30 Hz camera grew memory by 1.6 GB in 30 s: the queue now
+    holds max_queue frames, drops the oldest and counts it."""
+    from rclpy.parameter import Parameter as RclpyParameter
+
+    from perception_nodes.nodes.generic_onnx_node import GenericOnnxNode
+    from test_nodes_integration import image
+
+    node = GenericOnnxNode("bounded", context=rclpy_context, parameter_overrides=[
+        RclpyParameter("model_path", value=str(demo_model)), RclpyParameter("input_policy", value="lockstep"),
+        RclpyParameter("max_queue", value=3), RclpyParameter("autostart", value=False)])
+    try:
+        node.params.update({"input_policy": "lockstep", "max_queue": 3})
+        node.stop_worker()  # nothing drains the queue: a node far slower than its input
+        for i in range(10):
+            node.enqueue(image(i))
+        assert len(node._queue) == 3 and [m.header.stamp.sec for m in node._queue] == [107, 108, 109]
+        assert node.counters["dropped"] == 7 and node.counters["queue_full"] == 7
+        assert "lockstep queue full" in node.last_input_warning
+    finally:
+        node.destroy_node()

@@ -125,7 +125,10 @@ def test_a_killed_launcher_leaves_no_orphan(tmp_path, demo_model):
         "node orphaned after SIGKILL of perception run"
 
 
-def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_path, demo_model):
+@pytest.mark.parametrize("victim,name", [("generic_onnx_node", "generic"), ("bag_recorder", "perception_recorder")])
+def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_path, demo_model, victim, name):
+    """A dead node ended each remaining frame only after 4 x 10 s; a killed recorder ended in a
+    traceback with no summary and a recording without metadata."""
     bag = make_demo_bag(tmp_path / "bag", frames=300, width=320, height=240)
     out = tmp_path / "replay"
     rep = _perception("replay", "--bag", str(bag), "--profile", "generic_replay", "--out", str(out),
@@ -133,9 +136,9 @@ def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_pa
     player_log = out / "logs" / "perception_player.log"
     try:
         assert _wait(lambda: player_log.exists() and "playing" in player_log.read_text(), 60)
-        time.sleep(0.3)  # a few frames in
+        time.sleep(1.0 if victim == "bag_recorder" else 0.3)  # a few frames in (the recorder: a flush too)
         killed_at = time.monotonic()
-        for p in _node_procs(rep.pid):
+        for p in _node_procs(rep.pid, victim):
             p.kill()
         _out, err = rep.communicate(timeout=60)
         to_error = time.monotonic() - killed_at
@@ -144,12 +147,29 @@ def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_pa
             rep.kill()
     assert rep.returncode == EXIT_NODE_DIED, err
     assert to_error < 10, f"{to_error:.1f} s from the kill to the error"
-    assert "node 'generic' died (killed by SIGKILL)" in err
+    assert f"node '{name}' died (killed by SIGKILL)" in err and "Traceback" not in err
     s = json.loads((out / "replay_summary.json").read_text())
-    assert s["nodes_died"] == ["generic"] and s["exit_code"] == EXIT_NODE_DIED
+    assert s["nodes_died"] == [name] and s["exit_code"] == EXIT_NODE_DIED
     res = s["results"]["/generic/result"]
-    assert res["duplicated"] == 0 and res["results"] < 300  # what was answered, once each
-    assert bag_info(out / "recording").topics  # the recorder was stopped cleanly: a readable bag
+    assert res["duplicated"] == 0 and 0 < res["results"] < 300  # what was answered, once each
+    info = bag_info(out / "recording")  # readable: closed cleanly, or up to the killed recorder's last flush
+    assert (info.recovered is not None) == (victim == "bag_recorder")
+
+
+def test_a_killed_replay_leaves_no_orphan(tmp_path, demo_model):
+    """SIGKILL of `perception replay` left the nodes and the recorder (holding its MCAP open)
+    orphaned to PID 1."""
+    bag = make_demo_bag(tmp_path / "bag", frames=300, width=320, height=240)
+    rep = _perception("replay", "--bag", str(bag), "--profile", "generic_replay", "--out", str(tmp_path / "o"),
+                      "--set", f"generic.model_path={demo_model}")
+    log = tmp_path / "o" / "logs" / "perception_player.log"
+    assert _wait(lambda: log.exists() and "playing" in log.read_text(), 60)
+    kids = [k for k in psutil.Process(rep.pid).children(recursive=True)]
+    assert len(kids) >= 3  # node, recorder, player
+    rep.kill()
+    rep.communicate(timeout=10)
+    assert _wait(lambda: all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids), 15), \
+        [k.pid for k in kids if k.is_running()]
 
 
 def _bag(path: Path, frames: list[tuple[int, np.ndarray, str]]) -> Path:
