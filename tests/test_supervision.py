@@ -239,3 +239,21 @@ def test_a_lockstep_node_answers_a_republished_frame_without_processing_it_again
         assert [s.header.stamp.sec for s in statuses] == [101, 101, 101, 102] and all(s.ok for s in statuses)
         assert sorted(r.header.stamp.sec for r in results) == [101, 102]
         probe.close()
+
+
+def test_replay_verdict_orders_the_failures():
+    from perception_nodes.cli import replay_verdict
+    from perception_nodes.exit_codes import EXIT_FAILED, EXIT_FRAMES_LOST, EXIT_INTERRUPTED
+
+    ok = {"player_exit_code": 0, "player": {"frames": 5, "frames_lost": 0, "frames_rejected_by_nodes": 0}}
+    assert replay_verdict(ok)[0] == EXIT_OK
+    assert replay_verdict({**ok, "player": {**ok["player"], "frames_rejected_by_nodes": 2}})[0] == EXIT_FRAMES_REJECTED
+    assert replay_verdict({**ok, "player": {**ok["player"], "frames_lost": 1}})[0] == EXIT_FRAMES_LOST
+    assert replay_verdict({**ok, "player": {"frames": 0}})[0] == EXIT_EMPTY_INPUT
+    assert replay_verdict({**ok, "nodes_died": ["det"], "player_exit_code": None})[0] == EXIT_NODE_DIED
+    assert replay_verdict({**ok, "timed_out": True, "player_exit_code": None,
+                           "player": {"error": "stopped", "error_kind": "interrupted"}})[0] == EXIT_FAILED
+    assert replay_verdict({**ok, "interrupted": "SIGTERM", "nodes_died": ["det"]})[0] == EXIT_INTERRUPTED
+    assert replay_verdict({"player_exit_code": 1, "player": {"error": "x", "error_kind": "duplicate_stamps"}})[0] \
+        == EXIT_DUPLICATE_STAMPS
+    assert replay_verdict({"player_exit_code": 1})[0] == EXIT_FAILED  # no player summary at all

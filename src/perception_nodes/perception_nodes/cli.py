@@ -86,7 +86,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     """Start the profile's nodes + a recorder + a player; returns the replay summary.
     ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
     diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
-    from .bag_io import BagError, bag_info, read_messages
+    from .bag_io import bag_info, read_messages
     from .launcher import StackProcesses, stop_on_signals
     from .profile import NodeSpec
 
@@ -137,6 +137,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     interrupted = ""
     deaths: list[Any] = []
     rc: int | None = None
+    timed_out = False
     monitor = None
     # Replay tools talk on this host only; the shared-memory segment holds 4 of the bag's frames.
     first = next(read_messages(bag, [frame_topic]), None)
@@ -150,7 +151,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
             watched = {n.name: stack.procs[n.name].pid for n in processing}
             watched.update({"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid})
             with ResourceMonitor(watched) as monitor:
-                rc, deaths = _supervise_replay(stack, timeout, quiet)
+                rc, deaths, timed_out = _supervise_replay(stack, timeout)
             stack.stop(["perception_player"])  # after a death: the player writes its summary and exits
             stack.stop(["perception_recorder"])
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the children are stopped; summarise
@@ -160,7 +161,7 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode, "rate": rate,
                                "player_exit_code": rc, "wall_time_s": round(time.monotonic() - t0, 2),
                                "nodes_died": died, "deaths": [d.describe() for d in deaths],
-                               "interrupted": interrupted, "recording": str(recording),
+                               "interrupted": interrupted, "timed_out": timed_out, "recording": str(recording),
                                "resources": monitor.summary() if monitor is not None else {}}
     if summary_path.exists():
         summary["player"] = json.loads(summary_path.read_text())
@@ -189,25 +190,25 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     return summary
 
 
-def _supervise_replay(stack: Any, timeout: float, quiet: bool, poll_s: float = 0.1) -> tuple[int | None, list[Any]]:
+def _supervise_replay(stack: Any, timeout: float, poll_s: float = 0.1) -> tuple[int | None, list[Any], bool]:
     """Wait for the player; a node or the recorder dying ends the replay at once (its name, exit
     code and last log lines in the summary), instead of every later frame waiting out its
-    retries. Returns (the player's exit code or None, the deaths)."""
+    retries. Returns (the player's exit code or None, the deaths, whether ``timeout`` ran out)."""
     player = stack.procs["perception_player"]
     deadline = time.monotonic() + timeout
     while True:
         rc = player.poll()
         if rc is not None:
             stack.deaths()  # the player's own exit is not a death
-            return rc, []
+            return rc, [], False
         deaths = [d for d in stack.deaths() if d.name != "perception_player"]
         if deaths:
             for d in deaths:
                 print(f"perception: {d.describe()}", file=sys.stderr, flush=True)
-            return None, deaths
+            return None, deaths, False
         if time.monotonic() > deadline:
             print(f"perception: the replay did not finish within {timeout:g} s; stopping it", file=sys.stderr)
-            return None, []
+            return None, [], True
         time.sleep(poll_s)
 
 
@@ -219,12 +220,14 @@ def replay_verdict(summary: dict[str, Any]) -> tuple[int, str]:
         return EXIT_INTERRUPTED, f"stopped by {summary['interrupted']} before the end"
     if summary.get("nodes_died"):
         return EXIT_NODE_DIED, f"node(s) {summary['nodes_died']} died during the replay (see the logs)"
+    if summary.get("timed_out"):
+        return EXIT_FAILED, "the replay did not finish within its --timeout"
     if p.get("error"):
         return ERROR_KINDS.get(p.get("error_kind", ""), EXIT_FAILED), p["error"]
     if not p or summary.get("player_exit_code") not in (0, None) and not p.get("frames"):
         return EXIT_FAILED, f"the player failed (exit {summary.get('player_exit_code')}); see its log"
     if summary.get("player_exit_code") is None:
-        return EXIT_FAILED, "the replay timed out"
+        return EXIT_FAILED, "the player did not finish"
     if not p.get("frames"):
         return EXIT_EMPTY_INPUT, "no frames were played"
     if p.get("frames_lost"):

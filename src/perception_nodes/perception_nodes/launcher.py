@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,13 +87,15 @@ def node_command(spec: NodeSpec, override_file: Path | None, enclave: str | None
 PR_SET_PDEATHSIG = 1
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
+def _child_setup(parent: int) -> None:  # runs in the child between fork and exec
     os.setsid()  # own process group: a terminal's Ctrl-C reaches the launcher only
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:  # not Linux/glibc: no parent-death signal
-        pass
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -109,6 +113,9 @@ def stop_on_signals() -> Iterator[None]:
     def handler(signum: int, _frame: Any) -> None:
         raise Interrupted(signum)
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may
+        yield
+        return
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
@@ -181,7 +188,7 @@ class StackProcesses:
 
             enclave = enclave_of(spec)
         proc = subprocess.Popen(node_command(spec, override, enclave), stdout=log, stderr=subprocess.STDOUT,
-                                env=self.env, preexec_fn=_child_setup)
+                                env=self.env, preexec_fn=functools.partial(_child_setup, os.getpid()))
         self.procs[spec.name] = proc
         self.specs[spec.name] = spec
         return proc
