@@ -333,6 +333,8 @@ class BagWriter:
         """Write the messages buffered so far to disk as a complete MCAP chunk, so a writer that
         is killed later leaves a file readable up to here (see :func:`bag_info`)."""
         storage = getattr(self._writer, "storage", None) if self._writer is not None else None
+        if storage is None:  # closed, or a storage plugin without the MCAP writer's buffers
+            return
         chunk = getattr(storage, "chunk", None)
         if chunk is not None and chunk.bio.tell() and hasattr(storage, "close_chunk"):
             storage.close_chunk()
