@@ -4,6 +4,7 @@ node's start."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ SCHEMAS = sorted(p.name for p in (ROOT / "src/perception_nodes/perception_nodes/
 
 def test_a_copied_install_carries_every_schema(tmp_path):
     target = tmp_path / "site"
+    src = tmp_path / "src"  # a copy: an in-tree build would leave build/ and egg-info in the checkout
+    shutil.copytree(ROOT / "src/perception_nodes", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "--target", str(target), str(ROOT / "src/perception_nodes")],
+                            "--no-index", "--target", str(target), str(src)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert build.returncode == 0, build.stderr
     installed = target / "perception_nodes" / "schema"
