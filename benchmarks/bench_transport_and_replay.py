@@ -84,8 +84,8 @@ def main():
               f"(target median <= 4, p99 <= 10)  {'OK' if ok else 'MISS'}")
 
     from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.cli import replay
-    from perception_nodes.demo_assets import make_demo_bag, make_demo_model
+    from perception_nodes.tools.replay import replay
+    from perception_nodes.tools.demo_assets import make_demo_bag, make_demo_model
     from perception_nodes.pipelines.generic import GenericPipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))

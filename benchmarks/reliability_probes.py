@@ -37,7 +37,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.bag_io import BagWriter
-from perception_nodes.demo_assets import make_demo_bag, make_demo_model
+from perception_nodes.tools.demo_assets import make_demo_bag, make_demo_model
 from perception_nodes.image_conversion import numpy_to_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPol
 def cli(*args: str, timeout: float = 120) -> tuple[int | None, str, float]:
     t0 = time.monotonic()
     try:
-        r = subprocess.run([sys.executable, "-m", "perception_nodes.cli", *args], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", *args], capture_output=True, text=True,
                            timeout=timeout, cwd=ROOT)
         return r.returncode, r.stdout + r.stderr, time.monotonic() - t0
     except subprocess.TimeoutExpired as exc:
@@ -106,7 +106,7 @@ class Probe:
 
 
 def start_nodes(profile: Path, tmp: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "perception_nodes.cli", "run", "--profile", str(profile),
+    return subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "run", "--profile", str(profile),
                              "--log-dir", str(tmp / f"logs_{time.monotonic_ns()}")], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -182,7 +182,7 @@ def probe_replay_kill(tmp: Path, model: Path) -> str:
     if not bag.exists():
         make_demo_bag(bag, frames=300, width=320, height=240)
     out = tmp / "replay_kill"
-    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.cli", "replay", "--bag", str(bag), "--profile",
+    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "replay", "--bag", str(bag), "--profile",
                             "generic_replay", "--out", str(out), "--set", f"generic.model_path={model}"],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "logs" / "perception_player.log"
@@ -317,7 +317,7 @@ def probe_node_inputs(tmp: Path, model: Path, probe: Probe) -> list[tuple[str, s
 
 
 def make_demo_frame() -> np.ndarray:
-    from perception_nodes.demo_assets import synthetic_frame
+    from perception_nodes.tools.demo_assets import synthetic_frame
 
     return synthetic_frame(3, 640, 480)
 

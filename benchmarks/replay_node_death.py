@@ -25,7 +25,7 @@ from perception_msgs.msg import FrameStatus
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from perception_nodes.demo_assets import make_demo_bag, make_demo_model
+from perception_nodes.tools.demo_assets import make_demo_bag, make_demo_model
 from perception_nodes.workspace import workspace_root
 
 
@@ -61,7 +61,7 @@ def main() -> int:
                              lambda m: answered.append(m.header.stamp.sec) if m.node == "/generic" else None,
                              QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000))
     t0 = time.monotonic()
-    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.cli", "replay", "--bag", str(bag), "--profile",
+    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "replay", "--bag", str(bag), "--profile",
                             "generic_replay", "--out", str(out), "--set", f"generic.model_path={model}"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed_at = None

@@ -33,7 +33,7 @@ from perception_nodes.workspace import workspace_root
 
 def frames(cache: Path) -> list[tuple[bytes, bytes]]:
     """(image CDR, camera_info CDR) pairs of a 60-frame synthetic driving scene (made once)."""
-    from perception_nodes.cli import _synthetic_demo_bag
+    from perception_nodes.tools.cli import _synthetic_demo_bag
 
     bag = cache / "soak_bag"
     if not bag.exists():

@@ -64,7 +64,7 @@ COPY launch/ launch/
 COPY models/ models/
 # The generic node's smoke-test model (what camera_generic runs until a task profile is chosen).
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" && source install/setup.bash \
- && python3 -c "from perception_nodes.demo_assets import make_demo_model; make_demo_model('cache/demo/demo_model.onnx')"
+ && python3 -c "from perception_nodes.tools.demo_assets import make_demo_model; make_demo_model('cache/demo/demo_model.onnx')"
 COPY docker/entrypoint.sh /usr/local/bin/perception-entrypoint
 
 VOLUME ["/cache/engines"]

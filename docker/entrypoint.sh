@@ -20,7 +20,7 @@ for f in "$ros_setup" "$ws_setup"; do
   source "$f"
 done
 
-start=(python3 -m perception_nodes.cli start)
+start=(python3 -m perception_nodes.tools.cli start)
 case "${1:-}" in
   build-engines) shift; exec "${start[@]}" --build-only "$@" ;;
   check)         shift; exec "${start[@]}" --check "$@" ;;

@@ -27,14 +27,14 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> Path:
-    from perception_nodes.demo_assets import make_demo_model
+    from perception_nodes.tools.demo_assets import make_demo_model
 
     return make_demo_model(tmp_path_factory.mktemp("models") / "demo_model.onnx")
 
 
 @pytest.fixture(scope="session")
 def demo_bag(tmp_path_factory) -> Path:
-    from perception_nodes.demo_assets import make_demo_bag
+    from perception_nodes.tools.demo_assets import make_demo_bag
 
     return make_demo_bag(tmp_path_factory.mktemp("bags") / "demo", frames=20)
 

@@ -18,7 +18,7 @@ from perception_nodes.backends.tensorrt_backend import (
     resolve_input_shapes,
     tensorrt_available,
 )
-from perception_nodes.demo_assets import DEMO_INPUT
+from perception_nodes.tools.demo_assets import DEMO_INPUT
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -147,7 +147,7 @@ def test_bag_has_every_topic_and_reads_back(written):
 
 
 def test_foundation_player_replays_the_synthetic_bag(written, demo_model, tmp_path):
-    from perception_nodes.cli import replay
+    from perception_nodes.tools.replay import replay
 
     _, _, out, _ = written
     summary = replay(out / "bag", "generic_replay", tmp_path / "replay", "lockstep",

@@ -133,10 +133,10 @@ def fake_image_root(tmp_path):
 
 
 @pytest.mark.parametrize("args,expect", [
-    ([], "python3 -m perception_nodes.cli start ros=1 ws=1"),
-    (["camera_generic", "--allow-cpu"], "python3 -m perception_nodes.cli start camera_generic --allow-cpu ros=1 ws=1"),
-    (["build-engines", "camera_generic"], "python3 -m perception_nodes.cli start --build-only camera_generic ros=1 ws=1"),
-    (["check"], "python3 -m perception_nodes.cli start --check ros=1 ws=1"),
+    ([], "python3 -m perception_nodes.tools.cli start ros=1 ws=1"),
+    (["camera_generic", "--allow-cpu"], "python3 -m perception_nodes.tools.cli start camera_generic --allow-cpu ros=1 ws=1"),
+    (["build-engines", "camera_generic"], "python3 -m perception_nodes.tools.cli start --build-only camera_generic ros=1 ws=1"),
+    (["check"], "python3 -m perception_nodes.tools.cli start --check ros=1 ws=1"),
     (["bash", "-c", "echo hello $SOURCED_WS"], "hello 1"),
 ])
 def test_entrypoint_dispatch(fake_image_root, args, expect):
@@ -319,7 +319,7 @@ def test_overrides_file_round_trips_into_the_profile(profile_file, tmp_path):
 
 
 def _start(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perception_nodes.cli", "start", *args],
+    return subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "start", *args],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 

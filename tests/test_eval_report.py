@@ -16,10 +16,11 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from perception_nodes import throughput as tp
-from perception_nodes.cli import main
-from perception_nodes.report import find_chromium, rendered_content, screenshot, write_report
-from perception_nodes.resources import ResourceMonitor
+from perception_nodes.tools import throughput as tp
+from perception_nodes.tools.cli import main
+from chromium import find_chromium, rendered_content, screenshot
+from perception_nodes.tools.report import write_report
+from perception_nodes.tools.resources import ResourceMonitor
 
 FRAMES = 8
 

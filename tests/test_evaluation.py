@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception_nodes.bag_io import BagWriter
-from perception_nodes.evaluation import END_TO_END, evaluate_recording, latency
+from perception_nodes.tools.evaluation import END_TO_END, evaluate_recording, latency
 
 MS = 1_000_000
 
@@ -63,7 +63,7 @@ def test_ground_position_error_matches_same_class_boxes_and_measures_distance_al
     from types import SimpleNamespace as D
 
     from perception_models.metrics import box_iou
-    from perception_nodes.evaluation import _ground_position_errors
+    from perception_nodes.tools.evaluation import _ground_position_errors
 
     def det(name, cx, x, z, valid=True):
         return D(class_name=name, center_x=cx, center_y=50.0, size_x=20.0, size_y=40.0, ground_valid=valid,

@@ -7,7 +7,8 @@ import json
 from mcap.reader import make_reader
 
 from perception_nodes.bag_io import bag_info, header_stamp_ns, read_messages
-from perception_nodes.cli import eval_report, replay
+from perception_nodes.tools.cli import eval_report
+from perception_nodes.tools.replay import replay
 
 
 def test_lockstep_replay_gives_exactly_one_result_per_frame(tmp_path, demo_bag, demo_model):

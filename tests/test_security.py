@@ -107,10 +107,10 @@ def test_an_enforced_stack_does_not_run_open_where_the_middleware_has_no_securit
     profile.write_text(json.dumps({"nodes": {"gen": {
         "executable": "generic_onnx_node", "parameters": {"model_path": str(demo_model), "backend": "onnxruntime"}}}}))
     ks = tmp_path / "ks"
-    made = subprocess.run([sys.executable, "-m", "perception_nodes.cli", "security", "keystore", "--profile",
+    made = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "security", "keystore", "--profile",
                            str(profile), "--keystore", str(ks)], capture_output=True, text=True, cwd=ROOT)
     assert made.returncode == 0, made.stderr
-    run = subprocess.run([sys.executable, "-m", "perception_nodes.cli", "run", "--profile", str(profile),
+    run = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "run", "--profile", str(profile),
                           "--keystore", str(ks), "--log-dir", str(tmp_path / "logs")],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 10, run.stderr

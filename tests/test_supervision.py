@@ -21,7 +21,7 @@ from perception_msgs.msg import FrameStatus, InferenceResult
 from sensor_msgs.msg import Image
 
 from perception_nodes.bag_io import BagWriter, bag_info
-from perception_nodes.demo_assets import make_demo_bag
+from perception_nodes.tools.demo_assets import make_demo_bag
 from perception_nodes.exit_codes import (EXIT_BAD_INPUT, EXIT_DUPLICATE_STAMPS, EXIT_EMPTY_INPUT,
                                          EXIT_FRAMES_REJECTED, EXIT_NODE_DIED, EXIT_OK)
 from perception_nodes.launcher import StackProcesses
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _perception(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "perception_nodes.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -242,7 +242,7 @@ def test_a_lockstep_node_answers_a_republished_frame_without_processing_it_again
 
 
 def test_replay_verdict_orders_the_failures():
-    from perception_nodes.cli import replay_verdict
+    from perception_nodes.tools.replay import replay_verdict
     from perception_nodes.exit_codes import EXIT_FAILED, EXIT_FRAMES_LOST, EXIT_INTERRUPTED
 
     ok = {"player_exit_code": 0, "player": {"frames": 5, "frames_lost": 0, "frames_rejected_by_nodes": 0}}

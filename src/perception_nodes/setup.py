@@ -35,6 +35,6 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [f"{n} = perception_nodes.nodes.{n}:main" for n in NODES]
-        + ["perception = perception_nodes.cli:main"],
+        + ["perception = perception_nodes.tools.cli:main"],
     },
 )

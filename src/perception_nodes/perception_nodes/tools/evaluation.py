@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .sync import stamp_to_ns
+from ..sync import stamp_to_ns
 
 GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels", "depth": "/ground_truth/depth",
       "odometry": "/ground_truth/odometry"}
@@ -30,7 +30,7 @@ DEPTH_SAMPLES = 2  # depth maps the report shows against ground truth
 def _by_stamp(path: Path, topic: str, stores: dict[Path, Any]) -> dict[int, tuple[int, Any]]:
     """``topic``'s messages by stamp, read with ``path``'s own typestore (made once into ``stores``:
     a bag keeps the message definitions it was written with)."""
-    from .bag_io import read_messages, typestore
+    from ..bag_io import read_messages, typestore
 
     if path not in stores:
         stores[path] = typestore(path)
@@ -50,7 +50,7 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str], series:
     publishing it) when given, else from the recorder's receive time of the input frame, to the
     recorder's receive time of the output. ``series`` (when given) gets each timeline: receive
     time (s from the first frame) and latency (ms)."""
-    from .bag_io import bag_info, header_stamp_ns, read_messages
+    from ..bag_io import bag_info, header_stamp_ns, read_messages
 
     present = bag_info(recording).topics
     result_topics = [t for t in result_topics if t in present]  # a node that published nothing has no latency
@@ -98,7 +98,7 @@ def _xyxy(detections: Any) -> np.ndarray:
 
 def odometry_pose(m: Any) -> np.ndarray:
     """nav_msgs/Odometry -> 4x4 pose of its child frame in its parent frame."""
-    from .transforms import quaternion_to_matrix
+    from ..transforms import quaternion_to_matrix
 
     p, q = m.pose.pose.position, m.pose.pose.orientation
     T = np.eye(4)
@@ -143,7 +143,7 @@ def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -
     and translation-direction errors, and the pose AUC of max(both) (SuperGlue's protocol)."""
     from perception_models.metrics.matching import pose_auc, relative_pose_error
 
-    from .transforms import T_BODY_OPTICAL
+    from ..transforms import T_BODY_OPTICAL
 
     err_R, err_t, worst = [], [], []
     for m in rows:
@@ -167,7 +167,7 @@ def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -
 
 
 def _image(msg: Any) -> np.ndarray:
-    from .image_conversion import image_to_numpy
+    from ..image_conversion import image_to_numpy
 
     return np.asarray(image_to_numpy(msg))
 
@@ -179,7 +179,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
     timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
-    from .bag_io import bag_info
+    from ..bag_io import bag_info
 
     stores: dict[Path, Any] = {}  # a typestore per bag
     gt_topics = bag_info(bag).topics
@@ -255,7 +255,7 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             report["metrics"]["depth"] = ev.summary()
             series["depth"] = {"stamps": stamps, "abs_rel": per_frame, "maps": maps}
         elif task == "odometry" and len(stamps) >= 3:
-            from .transforms import T_BODY_OPTICAL
+            from ..transforms import T_BODY_OPTICAL
 
             # the ground truth is the body's pose: compare the camera's optical frame when the
             # estimate is of another child frame than the ground truth's (the camera's own frame)

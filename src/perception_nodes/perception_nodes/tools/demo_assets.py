@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bag_io import BagWriter
+from ..bag_io import BagWriter
 
 DEMO_INPUT = (1, 3, 240, 320)
 
@@ -44,7 +44,7 @@ def make_demo_model(path: str | os.PathLike[str], seed: int = 0) -> Path:
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="perception_nodes.demo_assets")
+                              producer_name="perception_nodes.tools.demo_assets")
     model.ir_version = 8
     onnx.checker.check_model(model)
     out = Path(path)

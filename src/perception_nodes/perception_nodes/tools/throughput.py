@@ -20,7 +20,7 @@ MAX_RATE_HZ = 480.0
 
 def frame_rate(bag: Path, frame_topic: str) -> float:
     """The bag's mean frame rate on ``frame_topic`` (from the frames' receive times)."""
-    from .bag_io import BagError, read_messages
+    from ..bag_io import BagError, read_messages
 
     times = [t for _topic, _m, t, _raw in read_messages(bag, [frame_topic])]
     if len(times) < 2 or times[-1] <= times[0]:
@@ -30,7 +30,7 @@ def frame_rate(bag: Path, frame_topic: str) -> float:
 
 def probe(bag: Path, profile: str, out: Path, rate_hz: float, bag_hz: float, frame_topic: str,
           overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False) -> dict[str, Any]:
-    from .cli import frame_publish_times, replay
+    from .replay import frame_publish_times, replay
     from .evaluation import latency
 
     summary = replay(bag, profile, out, "realtime", rate_hz / bag_hz, overrides, frame_topic, quiet=True,
