@@ -14,7 +14,7 @@ import torch
 
 from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
-from perception_models.evaluate import MIN_HEIGHT, MIN_PIXELS
+from perception_nodes.tools.protocol import MIN_HEIGHT, MIN_PIXELS
 from perception_models.train.data import MEAN, STD, Augment, DetectionDataset, SegmentationDataset
 from perception_models.train.trainer import TrainConfig, load_checkpoint, plot_log, train
 

@@ -17,21 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from perception_nodes.tools.protocol import MIN_HEIGHT, MIN_PIXELS, ignored_ground_truth
+
 from .data.readers.coco import load_coco
 from .data.readers.common import read_rgb
 from .data.readers.labels import read_label_png
 from .metrics import ConfusionMatrix, DetectionEvaluator
-
-MIN_HEIGHT = 16.0
-MIN_PIXELS = 64
-
-
-def ignored_ground_truth(boxes: np.ndarray, areas: np.ndarray | None, min_height: float = MIN_HEIGHT,
-                         min_pixels: int = MIN_PIXELS) -> np.ndarray:
-    """(G,) bool: the boxes (G, 4) xyxy, in the stored image's pixels, that the protocol ignores;
-    ``areas`` are their visible pixels (None or NaN: unknown, which is not small)."""
-    area = areas if areas is not None else np.full(len(boxes), np.nan)
-    return ((boxes[:, 3] - boxes[:, 1]) < min_height) | (area < min_pixels)
 
 
 def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "ImageConversionError",
     "SUPPORTED_ENCODINGS",
     "encoding_info",
@@ -33,6 +34,11 @@ __all__ = [
     "compressed_to_numpy",
     "numpy_to_compressed",
 ]
+
+
+#: file suffixes read as images (cv2.imread) by every tool that takes a folder of images: the
+#: camera source, INT8 calibration, bag-from-images, the matcher's photo sets
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"})
 
 
 class ImageConversionError(ValueError):

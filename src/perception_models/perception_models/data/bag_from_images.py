@@ -8,7 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
+from perception_nodes.image_conversion import IMAGE_SUFFIXES
+
 START_NS = 1_700_000_000_000_000_000
 
 
@@ -16,7 +17,7 @@ def _frames(source: Path, max_frames: int):
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"image folder '{source}' has no {list(IMAGE_SUFFIXES)} files")
+            raise ValueError(f"image folder '{source}' has no {sorted(IMAGE_SUFFIXES)} files")
         for n, f in enumerate(files):
             if max_frames and n >= max_frames:
                 return

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from perception_nodes.tools.protocol import ignored_ground_truth
+
 from ..data.readers.coco import load_coco
 from ..data.readers.common import DataFormatError, read_rgb
 from ..data.readers.labels import IGNORE, read_label_png
-from ..evaluate import ignored_ground_truth
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # normalisation recorded in the model card
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -99,7 +100,7 @@ class DetectionDataset(Dataset):
     """COCO-annotated images (synthetic sets: ``<dir>/annotations_coco.json`` + ``rgb/``) ->
     (image (3, H, W), {"boxes": (G, 4) xyxy in network pixels, "labels": (G,) class index,
     "ignore": (G,) bool}). ``ignore`` marks the boxes the evaluation protocol ignores
-    (:func:`~perception_models.evaluate.ignored_ground_truth`, judged in the image as stored), so
+    (:func:`~perception_nodes.tools.protocol.ignored_ground_truth`, judged in the image as stored), so
     that validation during training scores what the model cards score; the training loss still
     learns from them."""
 

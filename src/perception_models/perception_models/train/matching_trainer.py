@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from ..data.bag_from_images import IMAGE_SUFFIXES
+from perception_nodes.image_conversion import IMAGE_SUFFIXES
+
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss
 from .trainer import _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resume_from

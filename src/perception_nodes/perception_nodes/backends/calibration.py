@@ -8,10 +8,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..image_conversion import IMAGE_SUFFIXES
 from ..pipelines.preprocess import fit_image, to_nchw
 from .base import BackendError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm"}
 
 
 def iter_rgb_images(images: str | None = None, bag: str | None = None,

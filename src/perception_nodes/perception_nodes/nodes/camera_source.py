@@ -13,12 +13,10 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera_info import load_camera_info
 from ..dds_profile import SEGMENT_ENV, segment_limit
-from ..image_conversion import numpy_to_image
+from ..image_conversion import IMAGE_SUFFIXES, numpy_to_image
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..qos import output_qos
 from ..workspace import resolve_path
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff"}
 
 
 class FrameSource:

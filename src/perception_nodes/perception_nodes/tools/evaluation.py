@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..sync import stamp_to_ns
+from .protocol import MIN_HEIGHT
 
 GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels", "depth": "/ground_truth/depth",
       "odometry": "/ground_truth/odometry"}
-MIN_HEIGHT = 16.0
 END_TO_END = "end to end (all outputs)"
 DEPTH_SAMPLES = 2  # depth maps the report shows against ground truth
 
