@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BAG   ?=
 
-.PHONY: setup lock demo test typecheck lint-params docs benchmarks clean
+.PHONY: setup lock demo test test-fast lint typecheck lint-params docs benchmarks clean
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -27,6 +27,11 @@ test: setup typecheck
 	@bash scripts/ensure_chromium.sh
 	@echo "==> pytest"
 	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider
+
+# The quick loop: the unit tests only (~20 s; no node processes, torch or shipped models).
+# Markers (tests/conftest.py): unit, ros, train, shipped; e.g. pytest -m "unit or train".
+test-fast: setup
+	@source scripts/env.sh && $(PY) -m pytest tests -q -p no:cacheprovider -m unit
 
 docs: setup
 	@$(PY) scripts/gen_param_docs.py --write

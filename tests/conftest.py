@@ -47,3 +47,54 @@ def rclpy_context():
     rclpy.init(context=ctx)
     yield ctx
     rclpy.try_shutdown(context=ctx)
+
+
+# ---------------------------------------------------------------- markers (make test-fast)
+# Every test gets one kind, from what it touches, so the quick loop can leave out the slow ones:
+#   ros      starts node processes or talks over DDS (StackProcesses, the CLI, rclpy)
+#   train    runs torch (models, training, export)
+#   shipped  checks the models in models/ against their cards
+#   unit     the rest: pure Python/numpy, a second or less each
+# `make test` runs all of them; `make test-fast` runs -m unit.
+_ROS_SIGNS = ("rclpy_context", "StackProcesses(", "_perception(", "_replay(", "replay(", "Probe(", "main([\"",
+              "subprocess.run([sys.executable, \"-m\", \"perception_nodes")
+KINDS = ("unit", "ros", "train", "shipped")
+
+
+def pytest_configure(config):
+    for kind, text in (("unit", "pure Python/numpy, fast"), ("ros", "node processes or DDS"),
+                       ("train", "torch: models, training, export"), ("shipped", "the shipped models in models/")):
+        config.addinivalue_line("markers", f"{kind}: {text}")
+
+
+def _kind(item) -> str:
+    import inspect
+
+    module = item.module.__name__
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        source = ""
+    if module == "test_shipped_models":
+        return "shipped"
+    # the test's own fixtures count too (a module fixture that replays a bag makes its tests "ros")
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}) or {}
+    for name, fixture_defs in defs.items():
+        func = getattr(fixture_defs[-1], "func", None)
+        if func is not None and getattr(func, "__module__", "") == module:
+            try:
+                source += inspect.getsource(func)
+            except (OSError, TypeError):
+                pass
+    if "rclpy_context" in getattr(item, "fixturenames", ()) or any(s in source for s in _ROS_SIGNS):
+        return "ros"
+    module_source = inspect.getsource(item.module)
+    if "import torch" in module_source or "from perception_models.train" in module_source:
+        return "train"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not any(item.get_closest_marker(k) for k in KINDS):
+            item.add_marker(getattr(pytest.mark, _kind(item)))
