@@ -23,7 +23,11 @@ typecheck: setup
 	@echo "==> mypy: backends against the TensorRT 10.13 stubs"
 	@$(VENV)/bin/mypy src/perception_nodes/perception_nodes/backends
 
-test: setup typecheck
+lint: setup
+	@echo "==> ruff: format check and lint (ruff.toml; \`.venv/bin/ruff format .\` applies the format)"
+	@$(VENV)/bin/ruff format --check --quiet . && $(VENV)/bin/ruff check --quiet .
+
+test: setup typecheck lint
 	@bash scripts/ensure_chromium.sh
 	@echo "==> pytest"
 	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider

@@ -31,7 +31,7 @@ def frames(n: int):
 
     seq = SyntheticSequence(SynthConfig(preset="driving", seed=901, frames=n))
     fr = list(seq.frames())
-    T0 = fr[0].T_world_cam   # the camera's mounting: height above the ground and the ground's normal
+    T0 = fr[0].T_world_cam  # the camera's mounting: height above the ground and the ground's normal
     return [f.rgb for f in fr], seq.K, float(T0[2, 3]), ground_normal_in_optical(T0)
 
 
@@ -44,22 +44,34 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     imgs, K, height, normal = frames(args.frames)
-    depth_pipe = DepthPipeline(OnnxRuntimeBackend(Path(args.depth), threads=args.threads), load_card(args.depth, "depth"))
+    depth_pipe = DepthPipeline(
+        OnnxRuntimeBackend(Path(args.depth), threads=args.threads), load_card(args.depth, "depth")
+    )
     pose_backend = OnnxRuntimeBackend(Path(args.pose), threads=args.threads)
     pose_card = load_card(args.pose, "pose")
-    print(f"benchmark: depth + odometry, ONNX Runtime CPU {args.threads} threads, {imgs[0].shape[1]}x{imgs[0].shape[0]} frames, "
-          f"depth net {depth_pipe.card.input_height}x{depth_pipe.card.input_width}, {len(imgs)} frames (first 5 warm-up)")
+    print(
+        f"benchmark: depth + odometry, ONNX Runtime CPU {args.threads} threads, "
+        f"{imgs[0].shape[1]}x{imgs[0].shape[0]} frames, "
+        f"depth net {depth_pipe.card.input_height}x{depth_pipe.card.input_width}, {len(imgs)} frames (first 5 warm-up)"
+    )
     names = ["pnp", "posenet", "essential", "hybrid", "hybrid+ground"]
     matcher = None
     if Path(args.matcher).is_file():
         from perception_nodes.pipelines.matching import MatchingPipeline
 
-        matcher = MatchingPipeline(OnnxRuntimeBackend(Path(args.matcher), threads=args.threads), load_card(args.matcher, "matching"))
+        matcher = MatchingPipeline(
+            OnnxRuntimeBackend(Path(args.matcher), threads=args.threads), load_card(args.matcher, "matching")
+        )
         names.insert(1, "pnp_learned")
     for name in names:
         ground = name == "hybrid+ground"
-        est = make_estimator("hybrid" if ground else name, pose=(pose_backend, pose_card), matcher=matcher,
-                             camera_height=height if ground else 0.0, ground_normal=normal if ground else None)
+        est = make_estimator(
+            "hybrid" if ground else name,
+            pose=(pose_backend, pose_card),
+            matcher=matcher,
+            camera_height=height if ground else 0.0,
+            ground_normal=normal if ground else None,
+        )
         scale = ScaleEstimator("camera_height", height) if name == "hybrid+ground" else None
         tracker = OdometryTracker(T_odom_camera0=np.eye(4))
         t_depth, t_odom, t_cloud, t_total = [], [], [], []
@@ -83,9 +95,12 @@ def main() -> None:
                 t_cloud.append(t3 - t2)
                 t_total.append(t2 - t0)
         med = 1e3 * float(np.median(t_total))
-        print(f"  {name:13s}: depth {1e3 * np.median(t_depth):6.1f} ms + odometry update {1e3 * np.median(t_odom):6.1f} ms "
-              f"= median {med:6.1f} ms (p95 {1e3 * np.percentile(t_total, 95):6.1f} ms)   target <= {TARGET_MS:.0f} ms  "
-              f"{'OK' if med <= TARGET_MS else 'MISS'}   [point cloud, decimation 4: {1e3 * np.median(t_cloud):.1f} ms]")
+        print(
+            f"  {name:13s}: depth {1e3 * np.median(t_depth):6.1f} ms + odometry update "
+            f"{1e3 * np.median(t_odom):6.1f} ms "
+            f"= median {med:6.1f} ms (p95 {1e3 * np.percentile(t_total, 95):6.1f} ms)   target <= {TARGET_MS:.0f} ms  "
+            f"{'OK' if med <= TARGET_MS else 'MISS'}   [point cloud, decimation 4: {1e3 * np.median(t_cloud):.1f} ms]"
+        )
 
 
 if __name__ == "__main__":

@@ -26,12 +26,18 @@ def main():
     memcpy = median_ms(lambda: np.copyto(dst, arr))
     fresh = median_ms(lambda: arr.copy())  # a new message needs new memory: page faults included
     print("benchmark: image conversion, 640x480 rgb8 (median of 300)")
-    print(f"  decode image_to_numpy (zero-copy view): {decode:.4f} ms   target < 0.05 ms  {'OK' if decode < 0.05 else 'MISS'}")
+    print(
+        f"  decode image_to_numpy (zero-copy view): {decode:.4f} ms   target < 0.05 ms  "
+        f"{'OK' if decode < 0.05 else 'MISS'}"
+    )
     print(f"  image_to_rgb (rgb8 passthrough):        {to_rgb:.4f} ms")
     print(f"  encode numpy_to_image:                  {encode:.4f} ms")
     print(f"  plain memcpy of the same bytes:         {memcpy:.4f} ms")
     print(f"  copy into freshly allocated memory:     {fresh:.4f} ms")
-    print(f"  encode / memcpy:                        {encode / memcpy:.2f}x  target <= 2x  {'OK' if encode <= 2 * memcpy else 'MISS'}")
+    print(
+        f"  encode / memcpy:                        {encode / memcpy:.2f}x  target <= 2x  "
+        f"{'OK' if encode <= 2 * memcpy else 'MISS'}"
+    )
     print(f"  encode / fresh copy:                    {encode / fresh:.2f}x")
 
 

@@ -23,8 +23,14 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def main() -> int:
-    from perception_models.matching_eval import (evaluate_method, homography_eval_pairs, network_method, orb_method,
-                                                 pose_eval_pairs, sift_method)
+    from perception_models.matching_eval import (
+        evaluate_method,
+        homography_eval_pairs,
+        network_method,
+        orb_method,
+        pose_eval_pairs,
+        sift_method,
+    )
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.matching import MatchingPipeline
@@ -32,7 +38,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "models" / "matcher.onnx"))
     ap.add_argument("--photos", default=str(SHARED / "camvid" / "val"))
-    ap.add_argument("--sequences", nargs="*", help="synthetic sequences with depth + poses (default: generated, seeds 9700/9800)")
+    ap.add_argument(
+        "--sequences", nargs="*", help="synthetic sequences with depth + poses (default: generated, seeds 9700/9800)"
+    )
     ap.add_argument("--pairs", type=int, default=100)
     ap.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"), help="pair image size")
     args = ap.parse_args()
@@ -47,36 +55,53 @@ def main() -> int:
 
         tmp = Path(tempfile.mkdtemp(prefix="bench-matching-"))
         for preset, seed in (("driving", 9700), ("indoor", 9800)):
-            write_sequence(SyntheticSequence(SynthConfig(preset=preset, seed=seed, frames=30, width=size[1], height=size[0])),
-                           tmp / f"{preset}_{seed}", flow=False, workers=1, progress=False)
+            write_sequence(
+                SyntheticSequence(SynthConfig(preset=preset, seed=seed, frames=30, width=size[1], height=size[0])),
+                tmp / f"{preset}_{seed}",
+                flow=False,
+                workers=1,
+                progress=False,
+            )
             seqs.append(tmp / f"{preset}_{seed}")
     hp = homography_eval_pairs(photos, args.pairs, size) if photos else []
     pp = pose_eval_pairs(seqs, max(1, args.pairs // len(seqs)), size)
     card = load_card(args.model, "matching")
     pipe = MatchingPipeline(OnnxRuntimeBackend(Path(args.model), threads=2), card)
     methods = {"ours": network_method(pipe.run), "SIFT": sift_method(), "ORB": orb_method()}
-    print(f"benchmark: matching, {len(hp)} homographic pairs from {args.photos if photos else '(no photos)'}, "
-          f"{len(pp)} synthetic pose pairs, {size[1]}x{size[0]}, our model {args.model} ({card.input_height}x{card.input_width} net)")
+    print(
+        f"benchmark: matching, {len(hp)} homographic pairs from {args.photos if photos else '(no photos)'}, "
+        f"{len(pp)} synthetic pose pairs, {size[1]}x{size[0]}, our model {args.model} "
+        f"({card.input_height}x{card.input_width} net)"
+    )
     rows = {name: evaluate_method(m, hp, pp) for name, m in methods.items()}
-    head = f"{'method':6s} | {'MMA@1':>6s} {'MMA@3':>6s} {'MMA@5':>6s} | {'H@1':>5s} {'H@3':>5s} {'H@5':>5s} | " \
-           f"{'poseMMA@3':>9s} | {'AUC@5':>6s} {'AUC@10':>6s} {'AUC@20':>6s} | {'matches':>7s} {'ms/pair':>8s}"
+    head = (
+        f"{'method':6s} | {'MMA@1':>6s} {'MMA@3':>6s} {'MMA@5':>6s} | {'H@1':>5s} {'H@3':>5s} {'H@5':>5s} | "
+        f"{'poseMMA@3':>9s} | {'AUC@5':>6s} {'AUC@10':>6s} {'AUC@20':>6s} | {'matches':>7s} {'ms/pair':>8s}"
+    )
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         hm = r.get("homography_mma", {1: np.nan, 3: np.nan, 5: np.nan})
         ha = r.get("homography_accuracy", {1: np.nan, 3: np.nan, 5: np.nan})
-        print(f"{name:6s} | {hm[1]:6.3f} {hm[3]:6.3f} {hm[5]:6.3f} | {ha[1]:5.2f} {ha[3]:5.2f} {ha[5]:5.2f} | "
-              f"{r['pose_mma'][3]:9.3f} | {r['pose_auc'][5]:6.3f} {r['pose_auc'][10]:6.3f} {r['pose_auc'][20]:6.3f} | "
-              f"{r['matches_per_pair']:7.0f} {r['ms_per_pair']:8.1f}")
+        print(
+            f"{name:6s} | {hm[1]:6.3f} {hm[3]:6.3f} {hm[5]:6.3f} | {ha[1]:5.2f} {ha[3]:5.2f} {ha[5]:5.2f} | "
+            f"{r['pose_mma'][3]:9.3f} | {r['pose_auc'][5]:6.3f} {r['pose_auc'][10]:6.3f} {r['pose_auc'][20]:6.3f} | "
+            f"{r['matches_per_pair']:7.0f} {r['ms_per_pair']:8.1f}"
+        )
     ours, sift, orb = rows["ours"], rows["SIFT"], rows["ORB"]
     checks = []
     if hp:
-        checks += [("MMA@3 >= SIFT (homographic)", ours["homography_mma"][3] >= sift["homography_mma"][3]),
-                   ("H acc@3 >= SIFT (homographic)", ours["homography_accuracy"][3] >= sift["homography_accuracy"][3])]
+        checks += [
+            ("MMA@3 >= SIFT (homographic)", ours["homography_mma"][3] >= sift["homography_mma"][3]),
+            ("H acc@3 >= SIFT (homographic)", ours["homography_accuracy"][3] >= sift["homography_accuracy"][3]),
+        ]
     checks += [("pose AUC@10 >= SIFT (synthetic)", ours["pose_auc"][10] >= sift["pose_auc"][10])]
     beats_orb = ours["pose_auc"][10] >= orb["pose_auc"][10] and ours["pose_mma"][3] >= orb["pose_mma"][3]
     if hp:
-        beats_orb &= ours["homography_mma"][3] >= orb["homography_mma"][3] and ours["homography_accuracy"][3] >= orb["homography_accuracy"][3]
+        beats_orb &= (
+            ours["homography_mma"][3] >= orb["homography_mma"][3]
+            and ours["homography_accuracy"][3] >= orb["homography_accuracy"][3]
+        )
     checks.append(("ORB beaten everywhere", beats_orb))
     rgb = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     for _ in range(3):

@@ -51,14 +51,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--skip-write", action="store_true")
     args = ap.parse_args()
-    print(f"benchmark: synthetic sequences, {args.frames} frames 640x480, {args.workers} workers, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"benchmark: synthetic sequences, {args.frames} frames 640x480, {args.workers} workers, {os.cpu_count()} cores"
+    )
     for preset in ("driving", "indoor"):
         cfg = SynthConfig(preset=preset, seed=0, frames=args.frames)
         dt, boxes = generate(cfg, args.workers)
         ok = "OK" if dt <= 60 * args.frames / 300 else "MISS"
-        print(f"  {preset:8s} generate (all ground truth, in memory): {dt:6.1f} s  "
-              f"({1000 * dt / args.frames:.0f} ms/frame, {boxes} boxes)  target <= 60 s / 300 frames  {ok}")
+        print(
+            f"  {preset:8s} generate (all ground truth, in memory): {dt:6.1f} s  "
+            f"({1000 * dt / args.frames:.0f} ms/frame, {boxes} boxes)  target <= 60 s / 300 frames  {ok}"
+        )
         if args.skip_write:
             continue
         dt, size = write(cfg, args.workers, bag=False)

@@ -41,8 +41,12 @@ def bench(model: Path, task: str, rgb: np.ndarray, runs: int, threads: int) -> d
         pipe.postprocess(out, lb, rgb.shape[:2])
         total.append(time.perf_counter() - t0)
         infer.append(t2 - t1)
-    return {"median_ms": 1e3 * float(np.median(total)), "p95_ms": 1e3 * float(np.percentile(total, 95)),
-            "infer_median_ms": 1e3 * float(np.median(infer)), "input": f"{card.input_height}x{card.input_width}"}
+    return {
+        "median_ms": 1e3 * float(np.median(total)),
+        "p95_ms": 1e3 * float(np.percentile(total, 95)),
+        "infer_median_ms": 1e3 * float(np.median(infer)),
+        "input": f"{card.input_height}x{card.input_width}",
+    }
 
 
 def main() -> None:
@@ -57,8 +61,10 @@ def main() -> None:
     for task, path in (("detection", args.detector), ("segmentation", args.segmenter)):
         r = bench(Path(path), task, rgb, args.runs, args.threads)
         ok = "OK" if r["median_ms"] <= TARGETS[task] else "MISS"
-        print(f"  {task:12s} ({r['input']} net): median {r['median_ms']:6.1f} ms, p95 {r['p95_ms']:6.1f} ms, "
-              f"inference alone {r['infer_median_ms']:6.1f} ms   target <= {TARGETS[task]:.0f} ms  {ok}")
+        print(
+            f"  {task:12s} ({r['input']} net): median {r['median_ms']:6.1f} ms, p95 {r['p95_ms']:6.1f} ms, "
+            f"inference alone {r['infer_median_ms']:6.1f} ms   target <= {TARGETS[task]:.0f} ms  {ok}"
+        )
 
 
 if __name__ == "__main__":

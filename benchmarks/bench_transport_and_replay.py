@@ -48,12 +48,16 @@ def latency(reliability: str, frames: int = 300):
     from perception_nodes.launcher import ros_environment
 
     out = Path(tempfile.mkdtemp()) / "lat.npy"
-    sink = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(out), reliability, "40", str(frames)],
-                            env=ros_environment())
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SUBSCRIBER, str(out), reliability, "40", str(frames)], env=ros_environment()
+    )
     rclpy.init()
     node = rclpy.create_node("latency_source")
-    pub = node.create_publisher(Image, "/bench/image", QoSProfile(
-        reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5))
+    pub = node.create_publisher(
+        Image,
+        "/bench/image",
+        QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5),
+    )
     while pub.get_subscription_count() == 0:
         time.sleep(0.05)
     time.sleep(0.5)
@@ -80,8 +84,10 @@ def main():
     for rel in ("RELIABLE", "BEST_EFFORT"):
         n, med, p99 = latency(rel)
         ok = med <= 4 and p99 <= 10 and n == 300
-        print(f"  {rel.lower():12s} subscriber: received {n}/300, median {med:.2f} ms, p99 {p99:.2f} ms  "
-              f"(target median <= 4, p99 <= 10)  {'OK' if ok else 'MISS'}")
+        print(
+            f"  {rel.lower():12s} subscriber: received {n}/300, median {med:.2f} ms, p99 {p99:.2f} ms  "
+            f"(target median <= 4, p99 <= 10)  {'OK' if ok else 'MISS'}"
+        )
 
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.tools.replay import replay
@@ -92,14 +98,20 @@ def main():
     model = make_demo_model(work / "model.onnx")
     bag = make_demo_bag(work / "bag300", frames=300)
     t = time.monotonic()
-    summary = replay(bag, "generic_replay", work / "out", "lockstep",
-                     overrides={"generic": {"model_path": str(model)}}, quiet=True)
+    summary = replay(
+        bag, "generic_replay", work / "out", "lockstep", overrides={"generic": {"model_path": str(model)}}, quiet=True
+    )
     p = summary["player"]
     r = summary["results"]["/generic/result"]
-    print(f"benchmark: lockstep replay of 300 frames 640x480 through generic_onnx_node ({time.monotonic() - t:.1f} s incl. start-up)")
-    print(f"  frames {p['frames']}, lost {p['frames_lost']}, retries {p['retries']}, "
-          f"exactly one result for {r['frames_with_one_result']}/300  (target: 0 lost)  "
-          f"{'OK' if p['frames_lost'] == 0 and r['frames_with_one_result'] == 300 else 'MISS'}")
+    print(
+        "benchmark: lockstep replay of 300 frames 640x480 through generic_onnx_node "
+        f"({time.monotonic() - t:.1f} s incl. start-up)"
+    )
+    print(
+        f"  frames {p['frames']}, lost {p['frames_lost']}, retries {p['retries']}, "
+        f"exactly one result for {r['frames_with_one_result']}/300  (target: 0 lost)  "
+        f"{'OK' if p['frames_lost'] == 0 and r['frames_with_one_result'] == 300 else 'MISS'}"
+    )
     print(f"  replay wall time {p['wall_time_s']:.2f} s = {300 / p['wall_time_s']:.1f} frames/s")
     node_ms = p["processing_ms"]["/generic"]["median"]
 
@@ -114,8 +126,10 @@ def main():
         ts.append((time.perf_counter() - t) * 1e3)
     infer_ms = float(np.median(ts))
     print(f"  node receive->publish median {node_ms:.2f} ms; preprocess+inference alone {infer_ms:.2f} ms")
-    print(f"  node overhead outside inference (convert, postprocess, publish, status): {node_ms - infer_ms:.2f} ms  "
-          f"(target <= 2 ms)  {'OK' if node_ms - infer_ms <= 2 else 'MISS'}")
+    print(
+        f"  node overhead outside inference (convert, postprocess, publish, status): {node_ms - infer_ms:.2f} ms  "
+        f"(target <= 2 ms)  {'OK' if node_ms - infer_ms <= 2 else 'MISS'}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,18 @@ def main() -> None:
     rows = {}
     for mining in ("hard", "spatial"):
         out = Path(args.out) / mining
-        cfg = MatchTrainConfig(photos=args.photos, data=args.data, val_photos=args.val_photos, val=args.val, out=str(out),
-                               epochs=args.epochs, descriptor_loss=args.loss, mining=mining, seed=0,
-                               max_steps_per_epoch=args.max_steps_per_epoch)
+        cfg = MatchTrainConfig(
+            photos=args.photos,
+            data=args.data,
+            val_photos=args.val_photos,
+            val=args.val,
+            out=str(out),
+            epochs=args.epochs,
+            descriptor_loss=args.loss,
+            mining=mining,
+            seed=0,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+        )
         t0 = time.monotonic()
         train_matching(cfg, progress=False)
         vals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"val"' in line]
@@ -42,8 +51,11 @@ def main() -> None:
     print(f"  {'mining':8s} {'epoch':>5s} {'MMA@3':>7s} {'H acc@3':>8s} {'pose AUC@10':>12s}")
     for mining, (vals, secs) in rows.items():
         for v in vals:
-            print(f"  {mining:8s} {v['epoch'] + 1:5d} {v.get('homography_mma', {}).get('3', float('nan')):7.3f} "
-                  f"{v.get('homography_accuracy', {}).get('3', float('nan')):8.3f} {v.get('pose_auc', {}).get('10', float('nan')):12.3f}")
+            print(
+                f"  {mining:8s} {v['epoch'] + 1:5d} {v.get('homography_mma', {}).get('3', float('nan')):7.3f} "
+                f"{v.get('homography_accuracy', {}).get('3', float('nan')):8.3f} "
+                f"{v.get('pose_auc', {}).get('10', float('nan')):12.3f}"
+            )
         print(f"  {mining:8s} training time {secs:.0f} s")
 
 

@@ -29,14 +29,26 @@ def main() -> None:
     rows = {}
     for loss in ("focal", "ohem"):
         out = Path(args.out) / loss
-        cfg = TrainConfig(task="detection", data=args.data, val=args.val, out=str(out), epochs=args.epochs,
-                          batch_size=args.batch_size, input_size=tuple(args.input_size), loss=loss, seed=0)
+        cfg = TrainConfig(
+            task="detection",
+            data=args.data,
+            val=args.val,
+            out=str(out),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            input_size=tuple(args.input_size),
+            loss=loss,
+            seed=0,
+        )
         t0 = time.monotonic()
         train(cfg, progress=False)
-        vals = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"val"' in l]
+        vals = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines() if '"val"' in ln]
         rows[loss] = (vals, time.monotonic() - t0)
-    print(f"benchmark: detector classification loss, {args.epochs} epochs, input {args.input_size}, same seed/data/schedule")
-    print(f"  {'loss':6s} " + " ".join(f"ep{v['epoch'] + 1:<2d} mAP/mAP50   " for v in rows['focal'][0]) + "  train s")
+    print(
+        f"benchmark: detector classification loss, {args.epochs} epochs, input {args.input_size}, same "
+        "seed/data/schedule"
+    )
+    print(f"  {'loss':6s} " + " ".join(f"ep{v['epoch'] + 1:<2d} mAP/mAP50   " for v in rows["focal"][0]) + "  train s")
     for loss, (vals, secs) in rows.items():
         print(f"  {loss:6s} " + " ".join(f"{v['mAP']:.3f}/{v['mAP50']:.3f}     " for v in vals) + f"  {secs:.0f}")
 

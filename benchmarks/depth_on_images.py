@@ -50,13 +50,18 @@ def main() -> int:
     K = np.array([[args.K[0], 0, args.K[2]], [0, args.K[1], args.K[3]], [0, 0, 1]])
     pipe = DepthPipeline(OnnxRuntimeBackend(Path(args.depth), threads=2), load_card(args.depth, "depth"))
     scale = ScaleEstimator(args.scale_source, args.camera_height)
-    pose = ((OnnxRuntimeBackend(Path(args.pose), threads=2), load_card(args.pose, "pose"))
-            if args.estimator == "posenet" else None)
+    pose = (
+        (OnnxRuntimeBackend(Path(args.pose), threads=2), load_card(args.pose, "pose"))
+        if args.estimator == "posenet"
+        else None
+    )
     est = make_estimator(args.estimator, pose=pose)
     tracker = OdometryTracker(max_gap_s=args.max_gap)
     shown = []
-    print(f"{len(files)} frames from {args.images}; depth model {args.depth} (card scale_source {pipe.scale_source}), "
-          f"estimator {args.estimator}, scale source {args.scale_source}")
+    print(
+        f"{len(files)} frames from {args.images}; depth model {args.depth} (card scale_source {pipe.scale_source}), "
+        f"estimator {args.estimator}, scale source {args.scale_source}"
+    )
     print(f"{'frame':>5} {'dt s':>6} {'depth p5..p95 m':>17} {'inliers':>7}  {'position odom x y z (m)':>26}  status")
     prev = None
     for i, (path, stamp) in enumerate(zip(files, stamps)):
@@ -73,12 +78,16 @@ def main() -> int:
         lo, hi = np.nanpercentile(depth, [5, 95])
         dt = (stamp - prev) * 1e-9 if prev is not None else 0.0
         prev = stamp
-        print(f"{i:5d} {dt:6.2f} {lo:7.2f} .. {hi:6.2f} {m.inliers:7d}  {p[0]:8.3f} {p[1]:8.3f} {p[2]:8.3f}  "
-              f"{'ok' if st.ok else st.status}")
+        print(
+            f"{i:5d} {dt:6.2f} {lo:7.2f} .. {hi:6.2f} {m.inliers:7d}  {p[0]:8.3f} {p[1]:8.3f} {p[2]:8.3f}  "
+            f"{'ok' if st.ok else st.status}"
+        )
         if i % max(1, len(files) // 4) == 0 and len(shown) < 4:
             shown.append((rgb, depth))
-    print(f"frames {st.frames}, skipped {st.skipped}, resets {st.resets}; path length "
-          f"{sum(np.linalg.norm(np.diff(np.stack([T[:3, 3] for _s, T in st.path]), axis=0), axis=1)):.2f} m")
+    print(
+        f"frames {st.frames}, skipped {st.skipped}, resets {st.resets}; path length "
+        f"{sum(np.linalg.norm(np.diff(np.stack([T[:3, 3] for _s, T in st.path]), axis=0), axis=1)):.2f} m"
+    )
     import matplotlib
 
     matplotlib.use("Agg")

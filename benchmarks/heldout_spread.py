@@ -66,8 +66,14 @@ def main() -> None:
     ap.add_argument("--task", choices=["detection", "segmentation"], required=True)
     ap.add_argument("--models", nargs="+", required=True, help="ONNX models; the first is the reference")
     ap.add_argument("--data", nargs="+", required=True, help="scene folders (synthetic sequences)")
-    ap.add_argument("--subset", type=int, nargs=2, default=(6, 6), metavar=("DRIVING", "INDOOR"),
-                    help="scenes per subset whose folder name contains driving / indoor")
+    ap.add_argument(
+        "--subset",
+        type=int,
+        nargs=2,
+        default=(6, 6),
+        metavar=("DRIVING", "INDOOR"),
+        help="scenes per subset whose folder name contains driving / indoor",
+    )
     ap.add_argument("--draws", type=int, default=200, help="random subsets (and full resamplings)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -78,19 +84,27 @@ def main() -> None:
     names = "mIoU" if args.task == "segmentation" else "mAP, mAP50"
     scored = [per_scene(args.task, m, scenes) for m in args.models]
     rng = np.random.default_rng(args.seed)
-    subsets = [[s for g, n in zip(groups, args.subset) for s in rng.choice(g, n, replace=False)] for _ in range(args.draws)]
+    subsets = [
+        [s for g, n in zip(groups, args.subset) for s in rng.choice(g, n, replace=False)] for _ in range(args.draws)
+    ]
     resampled = [[s for g in groups for s in rng.choice(g, len(g), replace=True)] for _ in range(args.draws)]
     sub = np.array([[metric(args.task, c, sc, x) for c, sc in scored] for x in tqdm(subsets, desc="subsets")])
     res = np.array([[metric(args.task, c, sc, x) for c, sc in scored] for x in tqdm(resampled, desc="resamplings")])
-    print(f"{args.task} ({names}), {len(scenes)} scenes; subsets of {args.subset[0]} driving + {args.subset[1]} "
-          f"indoor, {args.draws} draws")
+    print(
+        f"{args.task} ({names}), {len(scenes)} scenes; subsets of {args.subset[0]} driving + {args.subset[1]} "
+        f"indoor, {args.draws} draws"
+    )
     for i, (model, (classes, sc)) in enumerate(zip(args.models, scored)):
-        line = (f"{model}: all {f(metric(args.task, classes, sc, scenes))}; subsets {f(sub[:, i].mean(0))} "
-                f"± {f(sub[:, i].std(0))}")
+        line = (
+            f"{model}: all {f(metric(args.task, classes, sc, scenes))}; subsets {f(sub[:, i].mean(0))} "
+            f"± {f(sub[:, i].std(0))}"
+        )
         if i:
             d, r = sub[:, i] - sub[:, 0], res[:, i] - res[:, 0]
-            line += (f"; minus the first: subsets {f(d.mean(0))} ± {f(d.std(0))} (positive in {f((d > 0).mean(0), 2)}), "
-                     f"all scenes 95 % from {f(np.percentile(r, 2.5, 0))} to {f(np.percentile(r, 97.5, 0))}")
+            line += (
+                f"; minus the first: subsets {f(d.mean(0))} ± {f(d.std(0))} (positive in {f((d > 0).mean(0), 2)}), "
+                f"all scenes 95 % from {f(np.percentile(r, 2.5, 0))} to {f(np.percentile(r, 97.5, 0))}"
+            )
         print(line)
 
 

@@ -47,8 +47,13 @@ RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPol
 def cli(*args: str, timeout: float = 120) -> tuple[int | None, str, float]:
     t0 = time.monotonic()
     try:
-        r = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", *args], capture_output=True, text=True,
-                           timeout=timeout, cwd=ROOT)
+        r = subprocess.run(
+            [sys.executable, "-m", "perception_nodes.tools.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
         return r.returncode, r.stdout + r.stderr, time.monotonic() - t0
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -106,9 +111,22 @@ class Probe:
 
 
 def start_nodes(profile: Path, tmp: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "run", "--profile", str(profile),
-                             "--log-dir", str(tmp / f"logs_{time.monotonic_ns()}")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.cli",
+            "run",
+            "--profile",
+            str(profile),
+            "--log-dir",
+            str(tmp / f"logs_{time.monotonic_ns()}"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> str:
@@ -123,9 +141,11 @@ def stop(proc: subprocess.Popen) -> str:
 
 
 def generic(model: Path, name: str, **params: Any) -> dict[str, Any]:
-    return {"executable": "generic_onnx_node", "parameters": {"model_path": str(model), "backend": "onnxruntime",
-                                                              "onnxruntime_threads": 1, **params},
-            "remappings": {"image": f"/{name}/in"}}
+    return {
+        "executable": "generic_onnx_node",
+        "parameters": {"model_path": str(model), "backend": "onnxruntime", "onnxruntime_threads": 1, **params},
+        "remappings": {"image": f"/{name}/in"},
+    }
 
 
 def probe_lifecycle(tmp: Path, model: Path, probe: Probe) -> str:
@@ -134,8 +154,9 @@ def probe_lifecycle(tmp: Path, model: Path, probe: Probe) -> str:
     try:
         assert wait(lambda: len(children(run.pid, "generic_onnx_node")) == 4, 30)
         time.sleep(3)
-        for n, tid in zip(names, (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_CLEANUP,
-                                  Transition.TRANSITION_ACTIVATE, 99)):
+        for n, tid in zip(
+            names, (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_CLEANUP, Transition.TRANSITION_ACTIVATE, 99)
+        ):
             req = ChangeState.Request()
             req.transition = Transition(id=tid)
             probe.call(ChangeState, f"/{n}/change_state", req, timeout=5)
@@ -173,8 +194,9 @@ def probe_dead_node_reported(tmp: Path, model: Path) -> str:
     ended = wait(lambda: run.poll() is not None, 15)
     out = stop(run)
     said = "reported" if "died" in out else "not reported"
-    return f"node SIGKILLed: {said}; run " + (f"exited {run.returncode} after {time.monotonic() - t0:.1f} s"
-                                              if ended else "kept running with the node dead")
+    return f"node SIGKILLed: {said}; run " + (
+        f"exited {run.returncode} after {time.monotonic() - t0:.1f} s" if ended else "kept running with the node dead"
+    )
 
 
 def probe_replay_kill(tmp: Path, model: Path) -> str:
@@ -182,9 +204,26 @@ def probe_replay_kill(tmp: Path, model: Path) -> str:
     if not bag.exists():
         make_demo_bag(bag, frames=300, width=320, height=240)
     out = tmp / "replay_kill"
-    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "replay", "--bag", str(bag), "--profile",
-                            "generic_replay", "--out", str(out), "--set", f"generic.model_path={model}"],
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.cli",
+            "replay",
+            "--bag",
+            str(bag),
+            "--profile",
+            "generic_replay",
+            "--out",
+            str(out),
+            "--set",
+            f"generic.model_path={model}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = out / "logs" / "perception_player.log"
     wait(lambda: log.exists() and "playing" in log.read_text(), 60)
     time.sleep(0.3)
@@ -219,12 +258,23 @@ def probe_exit_codes(tmp: Path, model: Path) -> list[tuple[str, str]]:
     dup = _bag(tmp / "dup", [(10**9, np.zeros((48, 64, 3), np.uint8), "rgb8")] * 10)
     junk = tmp / "junk.mcap"
     junk.write_bytes(b"not a bag")
-    for label, args in (("every frame rejected", ["--bag", str(bad)]),
-                        ("10 frames sharing one stamp", ["--bag", str(dup)]),
-                        ("frame topic with 0 messages", ["--bag", str(dup), "--frame-topic", "/camera/other"]),
-                        ("unreadable bag", ["--bag", str(junk)])):
-        rc, out, took = cli("replay", *args, "--profile", "generic_replay", "--out", str(tmp / f"o_{len(rows)}"),
-                            "--set", f"generic.model_path={model}", timeout=120)
+    for label, args in (
+        ("every frame rejected", ["--bag", str(bad)]),
+        ("10 frames sharing one stamp", ["--bag", str(dup)]),
+        ("frame topic with 0 messages", ["--bag", str(dup), "--frame-topic", "/camera/other"]),
+        ("unreadable bag", ["--bag", str(junk)]),
+    ):
+        rc, out, took = cli(
+            "replay",
+            *args,
+            "--profile",
+            "generic_replay",
+            "--out",
+            str(tmp / f"o_{len(rows)}"),
+            "--set",
+            f"generic.model_path={model}",
+            timeout=120,
+        )
         tb = "traceback" if "Traceback" in out else "one line" if out.strip().count("\n") == 0 else "message"
         rows.append((f"replay: {label}", f"exit {rc} ({tb}, {took:.0f} s)"))
     return rows
@@ -239,8 +289,17 @@ def probe_truncated(tmp: Path, model: Path) -> list[tuple[str, str]]:
     for frac in (0.5, 0.99):
         cut = tmp / f"cut{int(frac * 100)}.mcap"
         cut.write_bytes(src.read_bytes()[: int(src.stat().st_size * frac)])
-        rc, out, _t = cli("replay", "--bag", str(cut), "--profile", "generic_replay", "--out", str(tmp / f"t{frac}"),
-                          "--set", f"generic.model_path={model}")
+        rc, out, _t = cli(
+            "replay",
+            "--bag",
+            str(cut),
+            "--profile",
+            "generic_replay",
+            "--out",
+            str(tmp / f"t{frac}"),
+            "--set",
+            f"generic.model_path={model}",
+        )
         try:
             s = json.loads((tmp / f"t{frac}" / "replay_summary.json").read_text())
             got = f"{s['player']['frames']} of 60 frames replayed"
@@ -253,13 +312,26 @@ def probe_truncated(tmp: Path, model: Path) -> list[tuple[str, str]]:
 def probe_node_inputs(tmp: Path, model: Path, probe: Probe) -> list[tuple[str, str]]:
     det_model = ROOT / "models" / "detector.onnx"
     rows = []
-    prof = node_profile(tmp, {
-        "pdet": {"executable": "detection_node", "param_files": ["detection_node.param.yaml"],
-                 "parameters": {"model_path": str(det_model), "backend": "onnxruntime", "onnxruntime_threads": 1,
-                                "input_policy": "lockstep", "use_camera_info": True, "camera_height": 1.5,
-                                "score_threshold": 0.0},
-                 "remappings": {"image": "/pdet/in", "camera_info": "/pdet/camera_info"}},
-        "pgen": generic(model, "pgen", input_policy="lockstep")})
+    prof = node_profile(
+        tmp,
+        {
+            "pdet": {
+                "executable": "detection_node",
+                "param_files": ["detection_node.param.yaml"],
+                "parameters": {
+                    "model_path": str(det_model),
+                    "backend": "onnxruntime",
+                    "onnxruntime_threads": 1,
+                    "input_policy": "lockstep",
+                    "use_camera_info": True,
+                    "camera_height": 1.5,
+                    "score_threshold": 0.0,
+                },
+                "remappings": {"image": "/pdet/in", "camera_info": "/pdet/camera_info"},
+            },
+            "pgen": generic(model, "pgen", input_policy="lockstep"),
+        },
+    )
     run = start_nodes(prof, tmp)
     statuses: list[FrameStatus] = []
     dets: list[Detection2DArray] = []
@@ -276,8 +348,13 @@ def probe_node_inputs(tmp: Path, model: Path, probe: Probe) -> list[tuple[str, s
             msg = numpy_to_image(arr, enc)
             msg.header.stamp.sec, msg.header.frame_id = sec, "camera_optical_frame"
             pub.publish(msg)
-            probe.spin_until(lambda: any(s.header.stamp.sec == sec and s.node == node for s in statuses)
-                             and (node != "/pdet" or any(d.header.stamp.sec == sec for d in dets)), 20)
+            probe.spin_until(
+                lambda: (
+                    any(s.header.stamp.sec == sec and s.node == node for s in statuses)
+                    and (node != "/pdet" or any(d.header.stamp.sec == sec for d in dets))
+                ),
+                20,
+            )
             return next((s for s in statuses if s.header.stamp.sec == sec and s.node == node), None)
 
         info = CameraInfo()
@@ -286,27 +363,46 @@ def probe_node_inputs(tmp: Path, model: Path, probe: Probe) -> list[tuple[str, s
         info_pub.publish(info)
         probe.spin_until(lambda: False, 0.5)
         st = send(det_in, frame, "rgb8", 1, "/pdet")
-        rows.append(("detector with a singular CameraInfo", "frame ok" if st and st.ok else
-                     f"frame rejected: {st.detail[:70] if st else 'no answer'}"))
+        rows.append(
+            (
+                "detector with a singular CameraInfo",
+                "frame ok" if st and st.ok else f"frame rejected: {st.detail[:70] if st else 'no answer'}",
+            )
+        )
         n_before = len(next((d.detections for d in dets if d.header.stamp.sec == 1), []))
         pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.99)
-        r = probe.call(SetParameters, "/pdet/set_parameters", SetParameters.Request(
-            parameters=[Parameter(name="score_threshold", value=pv)]))
+        r = probe.call(
+            SetParameters,
+            "/pdet/set_parameters",
+            SetParameters.Request(parameters=[Parameter(name="score_threshold", value=pv)]),
+        )
         send(det_in, frame, "rgb8", 2, "/pdet")
         n_after = len(next((d.detections for d in dets if d.header.stamp.sec == 2), []))
-        rows.append(("score_threshold 0.0 -> 0.99 at runtime",
-                     f"successful={r.results[0].successful if r else None}; detections {n_before} -> {n_after}"))
+        rows.append(
+            (
+                "score_threshold 0.0 -> 0.99 at runtime",
+                f"successful={r.results[0].successful if r else None}; detections {n_before} -> {n_after}",
+            )
+        )
         pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=["unicorn"])
-        r = probe.call(SetParameters, "/pdet/set_parameters", SetParameters.Request(
-            parameters=[Parameter(name="class_filter", value=pv)]))
+        r = probe.call(
+            SetParameters,
+            "/pdet/set_parameters",
+            SetParameters.Request(parameters=[Parameter(name="class_filter", value=pv)]),
+        )
         rows.append(("class_filter=['unicorn']", f"successful={r.results[0].successful if r else None}"))
         pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="realtime")
-        r = probe.call(SetParameters, "/pgen/set_parameters", SetParameters.Request(
-            parameters=[Parameter(name="input_policy", value=pv)]))
+        r = probe.call(
+            SetParameters,
+            "/pgen/set_parameters",
+            SetParameters.Request(parameters=[Parameter(name="input_policy", value=pv)]),
+        )
         rows.append(("input_policy switched while active", f"successful={r.results[0].successful if r else None}"))
-        for sec, arr, enc, label in ((10, np.full((48, 64), 1500, np.uint16), "16UC1", "16UC1 depth image at an RGB node"),
-                                     (11, np.zeros((4, 7, 2), np.uint8), "yuv422", "odd-width yuv422"),
-                                     (12, np.zeros((1, 1, 3), np.uint8), "rgb8", "1x1 rgb8 frame")):
+        for sec, arr, enc, label in (
+            (10, np.full((48, 64), 1500, np.uint16), "16UC1", "16UC1 depth image at an RGB node"),
+            (11, np.zeros((4, 7, 2), np.uint8), "yuv422", "odd-width yuv422"),
+            (12, np.zeros((1, 1, 3), np.uint8), "rgb8", "1x1 rgb8 frame"),
+        ):
             st = send(gen_in, arr, enc, sec, "/pgen")
             rows.append((label, "no answer" if st is None else "accepted" if st.ok else f"rejected: {st.detail[:60]}"))
         alive = len(children(run.pid, "_node"))
@@ -326,8 +422,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/probes")
     ap.add_argument("--json")
-    ap.add_argument("--only", nargs="*", default=None, metavar="GROUP",
-                    help="run these groups only: lifecycle signals death replay exits truncated inputs")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        metavar="GROUP",
+        help="run these groups only: lifecycle signals death replay exits truncated inputs",
+    )
     args = ap.parse_args()
     groups = set(args.only or ["lifecycle", "signals", "death", "replay", "exits", "truncated", "inputs"])
     tmp = Path(args.out).resolve()
@@ -338,11 +439,15 @@ def main() -> int:
     probe = Probe()
     rows: list[tuple[str, str]] = []
     for group, label, fn in (
-            ("lifecycle", "lifecycle: configure/cleanup/activate while active, id 99",
-             lambda: probe_lifecycle(tmp, model, probe)),
-            ("signals", "perception run: SIGTERM / SIGHUP / SIGKILL", lambda: probe_run_signals(tmp, model)),
-            ("death", "perception run: a node dies", lambda: probe_dead_node_reported(tmp, model)),
-            ("replay", "lockstep replay (300 frames), node killed", lambda: probe_replay_kill(tmp, model))):
+        (
+            "lifecycle",
+            "lifecycle: configure/cleanup/activate while active, id 99",
+            lambda: probe_lifecycle(tmp, model, probe),
+        ),
+        ("signals", "perception run: SIGTERM / SIGHUP / SIGKILL", lambda: probe_run_signals(tmp, model)),
+        ("death", "perception run: a node dies", lambda: probe_dead_node_reported(tmp, model)),
+        ("replay", "lockstep replay (300 frames), node killed", lambda: probe_replay_kill(tmp, model)),
+    ):
         if group not in groups:
             continue
         try:
@@ -350,8 +455,11 @@ def main() -> int:
         except Exception as exc:  # a probe that breaks is an outcome too
             rows.append((label, f"probe failed: {type(exc).__name__}: {exc}"))
         print(f"{rows[-1][0]:60s} {rows[-1][1]}", flush=True)
-    for group, fn in (("exits", lambda: probe_exit_codes(tmp, model)), ("truncated", lambda: probe_truncated(tmp, model)),
-                      ("inputs", lambda: probe_node_inputs(tmp, model, probe))):
+    for group, fn in (
+        ("exits", lambda: probe_exit_codes(tmp, model)),
+        ("truncated", lambda: probe_truncated(tmp, model)),
+        ("inputs", lambda: probe_node_inputs(tmp, model, probe)),
+    ):
         if group not in groups:
             continue
         try:

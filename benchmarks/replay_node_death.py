@@ -41,7 +41,11 @@ def main() -> int:
     bag = cache / f"bag_{args.frames}"
     if not bag.exists():
         make_demo_bag(bag, frames=args.frames)
-    model = make_demo_model(cache / "demo_model.onnx") if not (cache / "demo_model.onnx").exists() else cache / "demo_model.onnx"
+    model = (
+        make_demo_model(cache / "demo_model.onnx")
+        if not (cache / "demo_model.onnx").exists()
+        else cache / "demo_model.onnx"
+    )
     # the replay's nodes talk on loopback (a 127.0.0.1 whitelist, SUBNET discovery): listen the
     # same way, so this probe discovers the node at once and counts its answers as they come
     import tempfile
@@ -51,19 +55,39 @@ def main() -> int:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
     os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-    env = apply_profile(dict(os.environ), workspace_root() / "config" / "fastdds_shm.xml", tempfile.mkdtemp(),
-                        None, ["127.0.0.1"])
+    env = apply_profile(
+        dict(os.environ), workspace_root() / "config" / "fastdds_shm.xml", tempfile.mkdtemp(), None, ["127.0.0.1"]
+    )
     os.environ.update(env)
     rclpy.init()
     node = Node("death_probe")
     answered: list[int] = []
-    node.create_subscription(FrameStatus, "/perception/frame_status",
-                             lambda m: answered.append(m.header.stamp.sec) if m.node == "/generic" else None,
-                             QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000))
+    node.create_subscription(
+        FrameStatus,
+        "/perception/frame_status",
+        lambda m: answered.append(m.header.stamp.sec) if m.node == "/generic" else None,
+        QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000),
+    )
     t0 = time.monotonic()
-    rep = subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", "replay", "--bag", str(bag), "--profile",
-                            "generic_replay", "--out", str(out), "--set", f"generic.model_path={model}"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.cli",
+            "replay",
+            "--bag",
+            str(bag),
+            "--profile",
+            "generic_replay",
+            "--out",
+            str(out),
+            "--set",
+            f"generic.model_path={model}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed_at = None
     while rep.poll() is None:
         rclpy.spin_once(node, timeout_sec=0.01)
@@ -81,12 +105,15 @@ def main() -> int:
     rclpy.shutdown()
     summary = json.loads((out / "replay_summary.json").read_text())
     res = summary.get("results", {}).get("/generic/result", {})
-    line = next((l for l in err.splitlines() if "died" in l), err.strip().splitlines()[-1] if err.strip() else "")
+    line = next((ln for ln in err.splitlines() if "died" in ln), err.strip().splitlines()[-1] if err.strip() else "")
     print(f"replay of {args.frames} frames, node killed after {len(answered)} answers (--kill-at {args.kill_at})")
     print(f"  exit code {rep.returncode}; {line}")
     if killed_at is not None:
         print(f"  kill -> replay ended: {end - killed_at:.2f} s; whole replay {end - t0:.2f} s")
-    print(f"  results recorded {res.get('results')}, duplicated {res.get('duplicated')}, verdict: {summary.get('verdict')}")
+    print(
+        f"  results recorded {res.get('results')}, duplicated {res.get('duplicated')}, verdict: "
+        f"{summary.get('verdict')}"
+    )
     return 0 if rep.returncode == 10 and killed_at is not None else 1
 
 

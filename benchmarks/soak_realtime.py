@@ -65,8 +65,12 @@ def main() -> int:
     from nav_msgs.msg import Odometry
 
     odom: list[tuple[float, float, float]] = []
-    node.create_subscription(Odometry, "/odometry/odometry", lambda m: odom.append(
-        (m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z)), output_qos(10))
+    node.create_subscription(
+        Odometry,
+        "/odometry/odometry",
+        lambda m: odom.append((m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z)),
+        output_qos(10),
+    )
     img_pub = node.create_publisher(Image, "/camera/image_raw", output_qos(5))
     info_pub = node.create_publisher(CameraInfo, "/camera/camera_info", output_qos(5))
     samples: dict[str, list[tuple[float, float]]] = {n.name: [] for n in profile.nodes}
@@ -84,8 +88,14 @@ def main() -> int:
             msg, cam = Image(), CameraInfo()
             msg.height, msg.width, msg.encoding, msg.step = img.height, img.width, img.encoding, img.step
             msg.data = np.asarray(img.data).tobytes()
-            cam.height, cam.width, cam.k, cam.d, cam.p, cam.r = info.height, info.width, info.k.tolist(), \
-                info.d.tolist(), info.p.tolist(), info.r.tolist()
+            cam.height, cam.width, cam.k, cam.d, cam.p, cam.r = (
+                info.height,
+                info.width,
+                info.k.tolist(),
+                info.d.tolist(),
+                info.p.tolist(),
+                info.r.tolist(),
+            )
             cam.distortion_model = info.distortion_model
             for m in (msg, cam):
                 m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
@@ -118,20 +128,38 @@ def main() -> int:
 
     xyz = np.array(odom) if odom else np.zeros((0, 3))
     travelled = float(np.linalg.norm(np.diff(xyz, axis=0), axis=1).sum()) if len(xyz) > 1 else 0.0
-    report = {"minutes": args.minutes, "rate_hz": args.rate, "frames_sent": sent, "profile": args.profile,
-              "alive_at_end": alive, "odometry_messages": len(odom), "odometry_path_m": travelled, "nodes": {}}
-    print(f"soak: {sent} frames at {args.rate:g} Hz over {args.minutes:g} min (+{args.warmup:g} s warm-up); "
-          f"{len(odom)} odometry messages, {travelled:.1f} m travelled")
+    report = {
+        "minutes": args.minutes,
+        "rate_hz": args.rate,
+        "frames_sent": sent,
+        "profile": args.profile,
+        "alive_at_end": alive,
+        "odometry_messages": len(odom),
+        "odometry_path_m": travelled,
+        "nodes": {},
+    }
+    print(
+        f"soak: {sent} frames at {args.rate:g} Hz over {args.minutes:g} min (+{args.warmup:g} s warm-up); "
+        f"{len(odom)} odometry messages, {travelled:.1f} m travelled"
+    )
     print(f"  {'node':12s} {'start':>8s} {'3 min':>8s} {'6 min':>8s} {'9 min':>8s} {'slope MiB/h':>12s}")
     for name, series in samples.items():
         t = np.array([s[0] for s in series])
         r = np.array([s[1] for s in series])
         ok = np.isfinite(r)
         slope = float(np.polyfit(t[ok], r[ok], 1)[0] * 60.0) if ok.sum() > 2 else float("nan")
-        row = {"start": at(series, 0.0), "3min": at(series, 3.0), "6min": at(series, 6.0), "9min": at(series, 9.0),
-               "slope_mib_per_hour": slope, "samples": series}
+        row = {
+            "start": at(series, 0.0),
+            "3min": at(series, 3.0),
+            "6min": at(series, 6.0),
+            "9min": at(series, 9.0),
+            "slope_mib_per_hour": slope,
+            "samples": series,
+        }
         report["nodes"][name] = row
-        print(f"  {name:12s} {row['start']:8.1f} {row['3min']:8.1f} {row['6min']:8.1f} {row['9min']:8.1f} {slope:12.2f}")
+        print(
+            f"  {name:12s} {row['start']:8.1f} {row['3min']:8.1f} {row['6min']:8.1f} {row['9min']:8.1f} {slope:12.2f}"
+        )
     (out / "soak.json").write_text(json.dumps(report, indent=2))
     print(f"written {out / 'soak.json'}")
     return 0 if all(alive.values()) else 1

@@ -30,26 +30,36 @@ def _nodes(context, *args, **kwargs):
             overrides = yaml.safe_load(f) or {}
     profile = load_profile(LaunchConfiguration("profile").perform(context), overrides)
     env = ros_environment()
-    actions = [SetEnvironmentVariable(k, env[k]) for k in
-               ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE", "PERCEPTION_ROOT")]
+    actions = [
+        SetEnvironmentVariable(k, env[k])
+        for k in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE", "PERCEPTION_ROOT")
+    ]
     for spec in profile.nodes:
-        actions.append(Node(
-            package="perception_nodes",
-            executable=spec.executable,
-            name=spec.name,
-            namespace=spec.namespace or "",
-            parameters=[str(f) for f in spec.param_files] + ([spec.parameters] if spec.parameters else []),
-            remappings=list(spec.remappings.items()),
-            output="screen",
-        ))
+        actions.append(
+            Node(
+                package="perception_nodes",
+                executable=spec.executable,
+                name=spec.name,
+                namespace=spec.namespace or "",
+                parameters=[str(f) for f in spec.param_files] + ([spec.parameters] if spec.parameters else []),
+                remappings=list(spec.remappings.items()),
+                output="screen",
+            )
+        )
     return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("profile", default_value="generic_replay",
-                              description="stack profile: a name in config/profiles/ or a YAML path"),
-        DeclareLaunchArgument("overrides", default_value="",
-                              description="YAML file {node: {parameter: value}} applied last"),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "profile",
+                default_value="generic_replay",
+                description="stack profile: a name in config/profiles/ or a YAML path",
+            ),
+            DeclareLaunchArgument(
+                "overrides", default_value="", description="YAML file {node: {parameter: value}} applied last"
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

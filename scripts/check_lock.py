@@ -4,8 +4,9 @@
 
 Exit 1 listing each locked package that is missing or at another version, and each installed
 distribution the lock does not name (the workspace's own colcon-built packages, pip itself and
-the egg-info folders inside the ROS wheels excepted). Run by scripts/setup_venv.sh after installing the lock, so a venv that drifted (a
-package installed by hand, a lock refreshed without reinstalling) is caught before the tests.
+the egg-info folders inside the ROS wheels excepted). Run by scripts/setup_venv.sh after
+installing the lock, so a venv that drifted (a package installed by hand, a lock refreshed
+without reinstalling) is caught before the tests.
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def main(argv: list[str]) -> int:
     lock = Path(argv[1] if len(argv) > 1 else "requirements/lock.txt")
     # Distributions a package manager installed (they carry an INSTALLER file); the ROS wheels
     # also ship egg-info folders of their own components (rclpy, rcutils ...), which are not.
-    installed = {normalise(d.metadata["Name"]): d.version for d in metadata.distributions()
-                 if d.metadata["Name"] and d.read_text("INSTALLER") is not None}
+    installed = {
+        normalise(d.metadata["Name"]): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"] and d.read_text("INSTALLER") is not None
+    }
     problems = compare(read_lock(lock), installed)
     if problems:
         print(f"check_lock: this environment does not match {lock}:", file=sys.stderr)

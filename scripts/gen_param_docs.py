@@ -18,8 +18,7 @@ def table(name: str) -> str:
     lines = [f"#### `{name}`", "", schema.get("title", ""), ""]
     if schema.get("x-include"):
         lines += [f"Also every parameter of {', '.join('`' + i + '`' for i in schema['x-include'])}.", ""]
-    lines += ["| parameter | type | default | range / values | read-only | description |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| parameter | type | default | range / values | read-only | description |", "|---|---|---|---|---|---|"]
     for key, p in schema["properties"].items():
         t = p["type"] if p["type"] != "array" else f"{p['items']['type']}[]"
         rng = ""
@@ -27,14 +26,17 @@ def table(name: str) -> str:
             rng = " / ".join(p["enum"])
         elif "minimum" in p or "maximum" in p:
             rng = f"{p.get('minimum', '')} .. {p.get('maximum', '')}"
-        lines.append(f"| `{key}` | {t} | `{json.dumps(p.get('default'))}` | {rng} | "
-                     f"{'yes' if p.get('readOnly') else ''} | {p.get('description', '')} |")
+        lines.append(
+            f"| `{key}` | {t} | `{json.dumps(p.get('default'))}` | {rng} | "
+            f"{'yes' if p.get('readOnly') else ''} | {p.get('description', '')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def render() -> str:
-    names = ["common"] + sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json")
-                                if p.name != "common.schema.json")
+    names = ["common"] + sorted(
+        p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json") if p.name != "common.schema.json"
+    )
     return "\n".join(table(n) for n in names)
 
 

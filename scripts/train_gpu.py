@@ -38,9 +38,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src/perception_models"), str(ROOT / "src/perception_nodes"),
-                                                    os.environ.get("PYTHONPATH", "")]),
-       "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src/perception_models"), str(ROOT / "src/perception_nodes"), os.environ.get("PYTHONPATH", "")]
+    ),
+    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 CLI = [sys.executable, "-m", "perception_models.cli"]
 # validation (best.pt) on scenes of their own: the cards' held-out scenes (seeds 9000 and 9500) stay unseen
 VAL = [("driving", 9200, 15), ("indoor", 9800, 15)]
@@ -69,7 +75,10 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
             print(f"reusing {len(train)} training and {len(val)} validation sequences in {work}", flush=True)
             return train, val
     jobs = []
-    for preset, seed0, count in (("driving", args.seed_driving, args.driving), ("indoor", args.seed_indoor, args.indoor)):
+    for preset, seed0, count in (
+        ("driving", args.seed_driving, args.driving),
+        ("indoor", args.seed_indoor, args.indoor),
+    ):
         chunk = max(1, count // args.procs)
         for s in range(0, count, chunk):
             jobs.append((preset, seed0 + s, min(chunk, count - s), args.frames, work / "train"))
@@ -79,8 +88,27 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
     def run(job):
         preset, seed, count, frames, out = job
-        cmd = CLI + ["data", "synth", "--preset", preset, "--sequences", str(count), "--frames", str(frames),
-                     "--seed", str(seed), "--out", str(out / f"{preset}_{seed}"), "--no-flow", "--workers", "1"] + photos
+        cmd = (
+            CLI
+            + [
+                "data",
+                "synth",
+                "--preset",
+                preset,
+                "--sequences",
+                str(count),
+                "--frames",
+                str(frames),
+                "--seed",
+                str(seed),
+                "--out",
+                str(out / f"{preset}_{seed}"),
+                "--no-flow",
+                "--workers",
+                "1",
+            ]
+            + photos
+        )
         r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(f"{' '.join(cmd)}: {r.stderr[-2000:]}")
@@ -89,27 +117,93 @@ def render(work: Path, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     with ThreadPoolExecutor(args.procs) as pool:
         list(pool.map(run, jobs))
     train, val = rendered(work)
-    print(f"rendered {len(train)} training and {len(val)} validation sequences in {time.monotonic() - t0:.0f} s", flush=True)
+    print(
+        f"rendered {len(train)} training and {len(val)} validation sequences in {time.monotonic() - t0:.0f} s",
+        flush=True,
+    )
     return train, val
 
 
 def commands(work: Path, train: list[str], val: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
-    budget = ["--time-budget-min", f"{args.minutes:.2f}", "--epochs", "1000", "--max-steps-per-epoch", str(args.steps_per_epoch)]
+    budget = [
+        "--time-budget-min",
+        f"{args.minutes:.2f}",
+        "--epochs",
+        "1000",
+        "--max-steps-per-epoch",
+        str(args.steps_per_epoch),
+    ]
     common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images", "--ema", str(args.ema)]
     if args.backbone_blocks:
         common += ["--backbone-blocks", *map(str, args.backbone_blocks)]
     cmds = {
-        "detection": CLI + ["train", "--task", "detection", *common, "--out", str(work / "runs/detection"), *card_input_size("detector"),
-                            "--batch-size", str(args.batch_size), "--lr", str(args.lr_detection), "--workers", str(args.workers["detection"]),
-                            "--init", args.init_detection, *budget],
-        "segmentation": CLI + ["train", "--task", "segmentation", *common, "--out", str(work / "runs/segmentation"),
-                               *card_input_size("segmenter"), "--batch-size", str(args.batch_size), "--lr", str(args.lr_segmentation),
-                               "--workers", str(args.workers["segmentation"]), "--class-weights", args.class_weights,
-                               "--init", args.init_segmentation, *budget],
-        "depth": CLI + ["train", "--task", "depth", "--data", *train, "--val", *[v for v in val if "driving" in v][:2],
-                        *[v for v in val if "indoor" in v][:2], "--seed", "0", "--out", str(work / "runs/depth"),
-                        "--batch-size", str(max(1, args.batch_size * 3 // 4)), "--lr", "5e-4", "--scales", "0", "--workers", str(args.workers["depth"]),
-                        "--init", str(ROOT / "models/depth.onnx"), "--cache-images", *budget],
+        "detection": CLI
+        + [
+            "train",
+            "--task",
+            "detection",
+            *common,
+            "--out",
+            str(work / "runs/detection"),
+            *card_input_size("detector"),
+            "--batch-size",
+            str(args.batch_size),
+            "--lr",
+            str(args.lr_detection),
+            "--workers",
+            str(args.workers["detection"]),
+            "--init",
+            args.init_detection,
+            *budget,
+        ],
+        "segmentation": CLI
+        + [
+            "train",
+            "--task",
+            "segmentation",
+            *common,
+            "--out",
+            str(work / "runs/segmentation"),
+            *card_input_size("segmenter"),
+            "--batch-size",
+            str(args.batch_size),
+            "--lr",
+            str(args.lr_segmentation),
+            "--workers",
+            str(args.workers["segmentation"]),
+            "--class-weights",
+            args.class_weights,
+            "--init",
+            args.init_segmentation,
+            *budget,
+        ],
+        "depth": CLI
+        + [
+            "train",
+            "--task",
+            "depth",
+            "--data",
+            *train,
+            "--val",
+            *[v for v in val if "driving" in v][:2],
+            *[v for v in val if "indoor" in v][:2],
+            "--seed",
+            "0",
+            "--out",
+            str(work / "runs/depth"),
+            "--batch-size",
+            str(max(1, args.batch_size * 3 // 4)),
+            "--lr",
+            "5e-4",
+            "--scales",
+            "0",
+            "--workers",
+            str(args.workers["depth"]),
+            "--init",
+            str(ROOT / "models/depth.onnx"),
+            "--cache-images",
+            *budget,
+        ],
     }
     return {t: cmds[t] for t in args.tasks}
 
@@ -126,14 +220,20 @@ def slim(src: Path, dst: Path) -> None:
 
 
 def status_line(task: str, run: Path, proc: subprocess.Popen) -> str:
-    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()] if (run / "log.jsonl").is_file() else []
+    rows = (
+        [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()]
+        if (run / "log.jsonl").is_file()
+        else []
+    )
     val = [r for r in rows if r.get("kind") == "val"]
     plan = next((r for r in rows if r.get("kind") == "plan"), {})
     train = [r for r in rows if r.get("kind") == "train"]
     state = "running" if proc.poll() is None else f"exited {proc.returncode}"
     metric = ", ".join(f"{r['metric']:.4f}" for r in val[-6:])
-    return (f"{task}: {state}; step {train[-1]['step'] if train else 0}/{plan.get('planned_steps', '?')} "
-            f"({plan.get('steps_per_second', 0):.1f}/s); validation {metric}")
+    return (
+        f"{task}: {state}; step {train[-1]['step'] if train else 0}/{plan.get('planned_steps', '?')} "
+        f"({plan.get('steps_per_second', 0):.1f}/s); validation {metric}"
+    )
 
 
 def main() -> int:
@@ -153,23 +253,37 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="detection and segmentation (depth: 3/4 of it)")
     ap.add_argument("--lr-detection", type=float, default=1e-3)
     ap.add_argument("--lr-segmentation", type=float, default=1e-3)
-    ap.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
-                    help="segmentation (weighted runs lost clutter and cone IoU on validation, models/README.md)")
-    ap.add_argument("--init-detection", default=str(ROOT / "models/detector.onnx"),
-                    help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune")
+    ap.add_argument(
+        "--class-weights",
+        choices=["none", "median_frequency"],
+        default="none",
+        help="segmentation (weighted runs lost clutter and cone IoU on validation, models/README.md)",
+    )
+    ap.add_argument(
+        "--init-detection",
+        default=str(ROOT / "models/detector.onnx"),
+        help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune",
+    )
     ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"), help="likewise")
     ap.add_argument("--ema", type=float, default=0.0, help="detection and segmentation: train's --ema (e.g. 0.999)")
-    ap.add_argument("--backbone-blocks", type=int, nargs=4, metavar="N",
-                    help="detection and segmentation: train's --backbone-blocks (deeper, grown from the --init models)")
+    ap.add_argument(
+        "--backbone-blocks",
+        type=int,
+        nargs=4,
+        metavar="N",
+        help="detection and segmentation: train's --backbone-blocks (deeper, grown from the --init models)",
+    )
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
     args = ap.parse_args()
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
     total = sum(share[t] for t in args.tasks)
-    args.workers = {t: max(1, int(cores * share[t] / total)) for t in share}   # every command is built, the chosen ones run
+    args.workers = {
+        t: max(1, int(cores * share[t] / total)) for t in share
+    }  # every command is built, the chosen ones run
     needs = ["torch", "cv2", "onnx", "yaml", "tqdm"] + (["evo"] if "depth" in args.tasks else [])
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
-    if missing:   # before minutes of rendering, not after them
+    if missing:  # before minutes of rendering, not after them
         print(f"train_gpu.py: missing Python packages {missing} (depth validation needs evo)", file=sys.stderr)
         return 2
     args.sync.mkdir(parents=True, exist_ok=True)
@@ -178,7 +292,7 @@ def main() -> int:
     procs: dict[str, subprocess.Popen] = {}
     for task, cmd in commands(args.work, train, val, args).items():
         (args.work / "runs").mkdir(exist_ok=True)
-        shutil.rmtree(args.work / "runs" / task, ignore_errors=True)   # an earlier call's run: its best is in --sync
+        shutil.rmtree(args.work / "runs" / task, ignore_errors=True)  # an earlier call's run: its best is in --sync
         log = open(args.work / f"{task}.out", "w")
         procs[task] = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     seen: dict[str, float] = {}
@@ -191,7 +305,7 @@ def main() -> int:
                 seen[task] = best.stat().st_mtime
                 try:
                     slim(best, args.sync / f"{task}.pt")
-                except Exception as exc:       # a checkpoint being written: next round
+                except Exception as exc:  # a checkpoint being written: next round
                     seen.pop(task, None)
                     print(f"{task}: {exc}", flush=True)
             if (run / "log.jsonl").is_file():

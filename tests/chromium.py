@@ -26,9 +26,18 @@ def screenshot(page: Path, png: Path, width: int = 1300, height: int = 8000, tim
     if exe is None:
         raise FileNotFoundError("no Chromium found (apt-get install chromium, or set PERCEPTION_CHROMIUM)")
     with tempfile.TemporaryDirectory(prefix="perception-chromium-") as profile:
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-               f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={png}",
-               Path(page).resolve().as_uri()]
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            Path(page).resolve().as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0 or not Path(png).is_file():
         raise RuntimeError(f"chromium failed ({proc.returncode}): {proc.stderr[-1000:]}")
@@ -44,5 +53,9 @@ def rendered_content(png: Path) -> dict[str, float]:
     if img is None:
         raise ValueError(f"{png} is not an image")
     spread = img.max(axis=2).astype(np.int16) - img.min(axis=2)
-    return {"height": float(img.shape[0]), "width": float(img.shape[1]),
-            "non_white": float(np.mean(img.min(axis=2) < 240)), "colourful": float(np.mean(spread > 60))}
+    return {
+        "height": float(img.shape[0]),
+        "width": float(img.shape[1]),
+        "non_white": float(np.mean(img.min(axis=2) < 240)),
+        "colourful": float(np.mean(spread > 60)),
+    }

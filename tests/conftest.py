@@ -21,8 +21,9 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 
 def pytest_report_header(config):
-    return (f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST "
-            f"python={sys.executable}")
+    return (
+        f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST python={sys.executable}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +57,26 @@ def rclpy_context():
 #   shipped  checks the models in models/ against their cards
 #   unit     the rest: pure Python/numpy, a second or less each
 # `make test` runs all of them; `make test-fast` runs -m unit.
-_ROS_SIGNS = ("rclpy_context", "StackProcesses(", "_perception(", "_replay(", "replay(", "Probe(", "main([\"",
-              "subprocess.run([sys.executable, \"-m\", \"perception_nodes")
+_ROS_SIGNS = (
+    "rclpy_context",
+    "StackProcesses(",
+    "_perception(",
+    "_replay(",
+    "replay(",
+    "Probe(",
+    'main(["',
+    'subprocess.run([sys.executable, "-m", "perception_nodes',
+)
 KINDS = ("unit", "ros", "train", "shipped")
 
 
 def pytest_configure(config):
-    for kind, text in (("unit", "pure Python/numpy, fast"), ("ros", "node processes or DDS"),
-                       ("train", "torch: models, training, export"), ("shipped", "the shipped models in models/")):
+    for kind, text in (
+        ("unit", "pure Python/numpy, fast"),
+        ("ros", "node processes or DDS"),
+        ("train", "torch: models, training, export"),
+        ("shipped", "the shipped models in models/"),
+    ):
         config.addinivalue_line("markers", f"{kind}: {text}")
 
 

@@ -24,7 +24,9 @@ def const_model(path, outputs: dict[str, np.ndarray]):
         outs.append(helper.make_tensor_value_info(name, dtype, list(value.shape)))
     nodes.append(helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0))
     outs.append(helper.make_tensor_value_info("mean", TensorProto.FLOAT, []))
-    graph = helper.make_graph(nodes, "const", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])], outs)
+    graph = helper.make_graph(
+        nodes, "const", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])], outs
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -32,9 +34,20 @@ def const_model(path, outputs: dict[str, np.ndarray]):
 
 
 def write_card(path, task, classes=CLASSES, **extra):
-    card = {"task": task, "classes": classes,
-            "input": {"name": "image", "height": H, "width": W, "mean": [0.5] * 3, "std": [0.25] * 3,
-                      "resize": "letterbox", "pad_value": 114},
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **extra}
+    card = {
+        "task": task,
+        "classes": classes,
+        "input": {
+            "name": "image",
+            "height": H,
+            "width": W,
+            "mean": [0.5] * 3,
+            "std": [0.25] * 3,
+            "resize": "letterbox",
+            "pad_value": 114,
+        },
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        **extra,
+    }
     card_path(path).write_text(yaml.safe_dump(card))
     return load_card(path, task)

@@ -57,8 +57,13 @@ def test_unavailable_providers_are_skipped_and_reported(demo_model):
 
 
 def key(**kw):
-    base = dict(onnx_sha256="a" * 64, gpu_name="NVIDIA Orin", tensorrt_version="10.3.0",
-                precision="fp16", input_shapes={"image": (1, 3, 240, 320)})
+    base = dict(
+        onnx_sha256="a" * 64,
+        gpu_name="NVIDIA Orin",
+        tensorrt_version="10.3.0",
+        precision="fp16",
+        input_shapes={"image": (1, 3, 240, 320)},
+    )
     base.update(kw)
     return EngineKey(**base)
 
@@ -66,9 +71,14 @@ def key(**kw):
 def test_engine_key_changes_with_every_field_and_is_stable():
     k = key()
     assert k.digest == key().digest
-    variants = [key(onnx_sha256="b" * 64), key(gpu_name="RTX 4090"), key(tensorrt_version="10.7.0"),
-                key(precision="int8"), key(input_shapes={"image": (1, 3, 480, 640)}),
-                key(calibration_sha256="c" * 64)]
+    variants = [
+        key(onnx_sha256="b" * 64),
+        key(gpu_name="RTX 4090"),
+        key(tensorrt_version="10.7.0"),
+        key(precision="int8"),
+        key(input_shapes={"image": (1, 3, 480, 640)}),
+        key(calibration_sha256="c" * 64),
+    ]
     assert len({v.digest for v in variants} | {k.digest}) == len(variants) + 1
     assert EngineKey.from_json(json.loads(json.dumps(k.to_json()))) == k
     with pytest.raises(ValueError, match="precision"):
@@ -140,10 +150,16 @@ def test_mypy_checks_tensorrt_calls_against_the_stubs(tmp_path):
         "def f(network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:\n"
         "    builder = trt.Builder(trt.Logger())\n"
         "    builder.build_serialized_network(network)\n"
-        "    config.set_flag('FP16')\n")
+        "    config.set_flag('FP16')\n"
+    )
     env = dict(os.environ, MYPYPATH=str(ROOT / ".venv" / "typings"))
-    r = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"),
-                        "--no-incremental", str(bad)], capture_output=True, text=True, cwd=ROOT, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"), "--no-incremental", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'Missing positional argument "config"' in r.stdout
     assert 'incompatible type "str"; expected "BuilderFlag"' in r.stdout

@@ -21,16 +21,29 @@ def test_demo_bag_topics_and_raw_stamps(demo_bag):
 def test_perception_msgs_round_trip_through_a_bag(tmp_path):
     store = typestore()
     T = store.types
-    det = T["perception_msgs/msg/Detection2D"](class_id=2, class_name="cone", score=0.9, center_x=10.0,
-                                               center_y=20.0, size_x=5.0, size_y=6.0, id=-1, ground_valid=True,
-                                               ground_x=1.0, ground_y=1.5, ground_z=12.0)
+    det = T["perception_msgs/msg/Detection2D"](
+        class_id=2,
+        class_name="cone",
+        score=0.9,
+        center_x=10.0,
+        center_y=20.0,
+        size_x=5.0,
+        size_y=6.0,
+        id=-1,
+        ground_valid=True,
+        ground_x=1.0,
+        ground_y=1.5,
+        ground_z=12.0,
+    )
     hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=3, nanosec=4), frame_id="cam")
     arr = T["perception_msgs/msg/Detection2DArray"](header=hdr, detections=[det])
     with BagWriter(tmp_path / "b", store) as w:
         w.write("/det", arr, 3_000_000_004)
-    (_t, msgtype, _ts, cdr), = read_messages(tmp_path / "b")
+    ((_t, msgtype, _ts, cdr),) = read_messages(tmp_path / "b")
     back = store.deserialize_cdr(cdr, msgtype)
-    assert back.detections[0].class_name == "cone" and back.detections[0].id == -1 and back.detections[0].ground_z == 12.0
+    assert (
+        back.detections[0].class_name == "cone" and back.detections[0].id == -1 and back.detections[0].ground_z == 12.0
+    )
     assert header_stamp_ns(cdr) == 3_000_000_004
 
 
@@ -61,18 +74,26 @@ def test_a_bag_reads_with_the_message_definitions_it_was_written_with(tmp_path):
     from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
     old = get_typestore(Stores.ROS2_JAZZY)
-    old.register(get_types_from_msg("int32 class_id\nstring class_name\nfloat32 score\nfloat64 center_x\n"
-                                    "float64 center_y\nfloat64 size_x\nfloat64 size_y\nint64 id -1\n",
-                                    "perception_msgs/msg/Detection2D"))
-    old.register(get_types_from_msg("std_msgs/Header header\nperception_msgs/Detection2D[] detections\n",
-                                    "perception_msgs/msg/Detection2DArray"))
+    old.register(
+        get_types_from_msg(
+            "int32 class_id\nstring class_name\nfloat32 score\nfloat64 center_x\n"
+            "float64 center_y\nfloat64 size_x\nfloat64 size_y\nint64 id -1\n",
+            "perception_msgs/msg/Detection2D",
+        )
+    )
+    old.register(
+        get_types_from_msg(
+            "std_msgs/Header header\nperception_msgs/Detection2D[] detections\n", "perception_msgs/msg/Detection2DArray"
+        )
+    )
     T = old.types
-    det = T["perception_msgs/msg/Detection2D"](class_id=1, class_name="car", score=0.5, center_x=1.0, center_y=2.0,
-                                               size_x=3.0, size_y=4.0, id=7)
+    det = T["perception_msgs/msg/Detection2D"](
+        class_id=1, class_name="car", score=0.5, center_x=1.0, center_y=2.0, size_x=3.0, size_y=4.0, id=7
+    )
     hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="cam")
     with BagWriter(tmp_path / "old", old) as w:
         w.write("/det", T["perception_msgs/msg/Detection2DArray"](header=hdr, detections=[det, det]), 1_000_000_000)
-    (_t, msgtype, _ts, cdr), = read_messages(tmp_path / "old")
+    ((_t, msgtype, _ts, cdr),) = read_messages(tmp_path / "old")
     back = typestore(tmp_path / "old").deserialize_cdr(cdr, msgtype)
     assert [(d.class_name, d.id, d.size_y) for d in back.detections] == [("car", 7, 4.0)] * 2
     with pytest.raises(Exception):  # the installed definition misreads the old layout
@@ -110,8 +131,11 @@ def test_a_flushed_writer_that_is_killed_leaves_a_readable_bag(tmp_path):
     w = BagWriter(tmp_path / "live", typestore())
     hdr = w.header(1_000_000_000, "cam")
     for i in range(5):
-        w.write("/camera/image_raw", w.image(w.header(1_000_000_000 + i, "cam"), np.zeros((4, 6, 3), np.uint8), "rgb8"),
-                1_000_000_000 + i)
+        w.write(
+            "/camera/image_raw",
+            w.image(w.header(1_000_000_000 + i, "cam"), np.zeros((4, 6, 3), np.uint8), "rgb8"),
+            1_000_000_000 + i,
+        )
     w.flush()
     w.write("/camera/image_raw", w.image(hdr, np.zeros((4, 6, 3), np.uint8), "rgb8"), 2_000_000_000)  # not flushed
     shutil.copytree(tmp_path / "live", tmp_path / "killed")  # the files as a kill would leave them

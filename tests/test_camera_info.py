@@ -23,19 +23,22 @@ def test_a_good_camera_info_passes():
     assert camera_info_problem(_info(w=0, h=0)) == ""  # size unknown: taken as is
 
 
-@pytest.mark.parametrize("kw,why", [
-    ({"cx": math.nan}, "not finite"),
-    ({"cy": math.nan}, "not finite"),
-    ({"fx": math.nan}, "not finite"),
-    ({"fy": math.inf}, "not finite"),
-    ({"fx": 1e300}, "below"),
-    ({"fx": 0.0}, "positive"),
-    ({"fy": -500.0}, "positive"),
-    ({"cx": 700.0}, "outside the 640x480 image"),
-    ({"cy": -1.0}, "outside"),
-    ({"w": 640, "h": 0}, "both width and height"),
-    ({"d": (0.0, math.nan, 0.0, 0.0, 0.0)}, "distortion"),
-])
+@pytest.mark.parametrize(
+    "kw,why",
+    [
+        ({"cx": math.nan}, "not finite"),
+        ({"cy": math.nan}, "not finite"),
+        ({"fx": math.nan}, "not finite"),
+        ({"fy": math.inf}, "not finite"),
+        ({"fx": 1e300}, "below"),
+        ({"fx": 0.0}, "positive"),
+        ({"fy": -500.0}, "positive"),
+        ({"cx": 700.0}, "outside the 640x480 image"),
+        ({"cy": -1.0}, "outside"),
+        ({"w": 640, "h": 0}, "both width and height"),
+        ({"d": (0.0, math.nan, 0.0, 0.0, 0.0)}, "distortion"),
+    ],
+)
 def test_bad_camera_info_is_refused_with_the_reason(kw, why):
     assert why in camera_info_problem(_info(**kw))
 
@@ -50,7 +53,10 @@ def test_singular_and_malformed_k():
 
 def test_camera_info_file_with_a_bad_matrix_is_refused(tmp_path):
     f = tmp_path / "cam.yaml"
-    f.write_text("image_width: 640\nimage_height: 480\ncamera_matrix: {rows: 3, cols: 3, data: [.nan, 0, 320, 0, 500, 240, 0, 0, 1]}\n")
+    f.write_text(
+        "image_width: 640\nimage_height: 480\ncamera_matrix: {rows: 3, cols: 3, data: [.nan, 0, 320, 0, 500, "
+        "240, 0, 0, 1]}\n"
+    )
     with pytest.raises(ValueError, match="not finite"):
         load_camera_info(f)
 
@@ -85,8 +91,12 @@ def test_the_detector_refuses_a_bad_camera_info_says_so_and_keeps_the_last_good_
 
         def frame(sec):
             pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", sec))
-            assert probe.spin_until(lambda: any(d.header.stamp.sec == sec for d in dets)
-                                    and any(st.header.stamp.sec == sec for st in statuses), 30), stack.log_text("cam")
+            assert probe.spin_until(
+                lambda: (
+                    any(d.header.stamp.sec == sec for d in dets) and any(st.header.stamp.sec == sec for st in statuses)
+                ),
+                30,
+            ), stack.log_text("cam")
             return next(d for d in dets if d.header.stamp.sec == sec).detections[0]
 
         send_info(_info(fx=0.0, fy=0.0, cx=0.0, cy=0.0, w=800, h=400))  # singular: refused, none yet
@@ -98,7 +108,14 @@ def test_the_detector_refuses_a_bad_camera_info_says_so_and_keeps_the_last_good_
         send_info(_info(cx=math.nan, cy=100.0, w=800, h=400))  # refused: the last good one stays
         d = frame(3)
         assert d.ground_valid and (d.ground_x, d.ground_z) == (good.ground_x, good.ground_z)
-        assert probe.spin_until(lambda: any("CameraInfo rejected (k is not finite" in s.message and s.level == b"\x01"
-                                            for a in diags for s in a.status if s.name == "/cam"), 10)
+        assert probe.spin_until(
+            lambda: any(
+                "CameraInfo rejected (k is not finite" in s.message and s.level == b"\x01"
+                for a in diags
+                for s in a.status
+                if s.name == "/cam"
+            ),
+            10,
+        )
         assert all(s.ok for s in statuses if s.node == "/cam")
         probe.close()

@@ -30,7 +30,12 @@ def test_camera_info_yaml(tmp_path):
     f = tmp_path / "cam.yaml"
     f.write_text(CAMERA_YAML)
     info = load_camera_info(f)
-    assert (info.width, info.height, list(info.k)[:3], list(info.p)[:4]) == (64, 48, [50.0, 0.0, 32.0], [50.0, 0.0, 32.0, 0.0])
+    assert (info.width, info.height, list(info.k)[:3], list(info.p)[:4]) == (
+        64,
+        48,
+        [50.0, 0.0, 32.0],
+        [50.0, 0.0, 32.0, 0.0],
+    )
     f.write_text("image_width: 64\n")
     with pytest.raises(ValueError, match="camera_info YAML format"):
         load_camera_info(f)
@@ -45,8 +50,11 @@ def test_camera_source_publishes_an_image_folder_with_camera_info(tmp_path, rclp
         img[0, 0] = (i, i, i)
         cv2.imwrite(str(folder / f"{i:03d}.png"), img)
     (tmp_path / "cam.yaml").write_text(CAMERA_YAML)
-    spec = NodeSpec("cam", "camera_source", parameters={
-        "source": str(folder), "rate": 20.0, "loop": True, "camera_info_url": str(tmp_path / "cam.yaml")})
+    spec = NodeSpec(
+        "cam",
+        "camera_source",
+        parameters={"source": str(folder), "rate": 20.0, "loop": True, "camera_info_url": str(tmp_path / "cam.yaml")},
+    )
     with StackProcesses(Profile("t", "", [spec]), tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         images = probe.collect(Image, "/image_raw")

@@ -6,8 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from perception_nodes.pipelines.cv_geometry import (check_intrinsics, find_essential, find_homography,
-                                                    solve_pnp_ransac, triangulate)
+from perception_nodes.pipelines.cv_geometry import (
+    check_intrinsics,
+    find_essential,
+    find_homography,
+    solve_pnp_ransac,
+    triangulate,
+)
 
 K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
 
@@ -44,15 +49,28 @@ def test_essential_on_a_pair_without_parallax_is_a_failed_estimate(method):
         assert est.reason and est.value is None and est.inliers == 0
 
 
-@pytest.mark.parametrize("case,a,b,k,why", [
-    ("too few", np.zeros((3, 2)), np.zeros((3, 2)), K, "points <"),
-    ("nan", np.full((20, 2), np.nan), np.zeros((20, 2)), K, "non-finite"),
-    ("mismatched", np.zeros((20, 2)), np.zeros((19, 2)), K, "against"),
-    ("singular K", np.random.default_rng(1).uniform(0, 300, (20, 2)), np.random.default_rng(2).uniform(0, 300, (20, 2)),
-     np.zeros((3, 3)), "focal"),
-    ("nan K", np.random.default_rng(1).uniform(0, 300, (20, 2)), np.random.default_rng(2).uniform(0, 300, (20, 2)),
-     np.full((3, 3), np.nan), "finite"),
-])
+@pytest.mark.parametrize(
+    "case,a,b,k,why",
+    [
+        ("too few", np.zeros((3, 2)), np.zeros((3, 2)), K, "points <"),
+        ("nan", np.full((20, 2), np.nan), np.zeros((20, 2)), K, "non-finite"),
+        ("mismatched", np.zeros((20, 2)), np.zeros((19, 2)), K, "against"),
+        (
+            "singular K",
+            np.random.default_rng(1).uniform(0, 300, (20, 2)),
+            np.random.default_rng(2).uniform(0, 300, (20, 2)),
+            np.zeros((3, 3)),
+            "focal",
+        ),
+        (
+            "nan K",
+            np.random.default_rng(1).uniform(0, 300, (20, 2)),
+            np.random.default_rng(2).uniform(0, 300, (20, 2)),
+            np.full((3, 3), np.nan),
+            "finite",
+        ),
+    ],
+)
 def test_degenerate_inputs_give_reasons_not_exceptions(case, a, b, k, why):
     est = find_essential(a, b, k, cv2.RANSAC, 1.0)
     assert not est.ok and why in est.reason, (case, est.reason)

@@ -107,14 +107,33 @@ def test_flow_png_and_trajectory_and_camera_info(written):
 
 def test_preview_picture(written, tmp_path):
     seq, frames, out, _ = written
-    proc = subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "preview", str(out), "--frame", "1",
-                           "--out", str(tmp_path / "p.png")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_models.cli",
+            "data",
+            "preview",
+            str(out),
+            "--frame",
+            "1",
+            "--out",
+            str(tmp_path / "p.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     img = cv2.imread(str(tmp_path / "p.png"))
     assert img.shape == (2 * H, 2 * W, 3)
     assert img[H:, W:].any(), "flow panel is empty"
-    missing = subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "preview", str(out), "--frame", "99"],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "perception_models.cli", "data", "preview", str(out), "--frame", "99"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "000099.png does not exist" in missing.stderr
 
 
@@ -123,8 +142,15 @@ def test_bag_has_every_topic_and_reads_back(written):
 
     seq, frames, out, _ = written
     topics = bag_info(out / "bag").topics
-    for t in ("/camera/image_raw", "/camera/camera_info", "/ground_truth/depth", "/ground_truth/labels",
-              "/ground_truth/detections", "/ground_truth/odometry", "/tf"):
+    for t in (
+        "/camera/image_raw",
+        "/camera/camera_info",
+        "/ground_truth/depth",
+        "/ground_truth/labels",
+        "/ground_truth/detections",
+        "/ground_truth/odometry",
+        "/tf",
+    ):
         assert topics[t][1] == N, t
     assert topics["/tf_static"][1] == 1
     assert topics["/ground_truth/detections"][0] == "perception_msgs/msg/Detection2DArray"
@@ -150,8 +176,14 @@ def test_foundation_player_replays_the_synthetic_bag(written, demo_model, tmp_pa
     from perception_nodes.tools.replay import replay
 
     _, _, out, _ = written
-    summary = replay(out / "bag", "generic_replay", tmp_path / "replay", "lockstep",
-                     overrides={"generic": {"model_path": str(demo_model)}}, timeout=120)
+    summary = replay(
+        out / "bag",
+        "generic_replay",
+        tmp_path / "replay",
+        "lockstep",
+        overrides={"generic": {"model_path": str(demo_model)}},
+        timeout=120,
+    )
     assert summary["player_exit_code"] == 0
     res = summary["results"]
     assert res["frames"] == N and res["/generic/result"]["frames_with_one_result"] == N
@@ -159,9 +191,34 @@ def test_foundation_player_replays_the_synthetic_bag(written, demo_model, tmp_pa
 
 def test_cli_synth_is_deterministic_and_refuses_to_overwrite(tmp_path):
     def run(out):
-        return subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "synth", "--preset", "indoor",
-                               "--frames", "2", "--width", "96", "--height", "72", "--seed", "3", "--workers", "1",
-                               "--no-flow", "--out", str(out)], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "perception_models.cli",
+                "data",
+                "synth",
+                "--preset",
+                "indoor",
+                "--frames",
+                "2",
+                "--width",
+                "96",
+                "--height",
+                "72",
+                "--seed",
+                "3",
+                "--workers",
+                "1",
+                "--no-flow",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     a, b = run(tmp_path / "a"), run(tmp_path / "b")
     assert a.returncode == 0 and b.returncode == 0, a.stderr
     for name in ("rgb/000001.png", "depth/000001.png", "labels/000000.png", "annotations_coco.json"):
@@ -172,12 +229,15 @@ def test_cli_synth_is_deterministic_and_refuses_to_overwrite(tmp_path):
 
 # ------------------------------------------------------------------ readers on small fixtures
 
+
 def test_voc_xml_and_malformed(tmp_path):
     (tmp_path / "Annotations").mkdir()
     xml = tmp_path / "Annotations" / "img1.xml"
-    xml.write_text("<annotation><filename>img1.jpg</filename><size><width>50</width><height>40</height></size>"
-                   "<object><name>car</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>2</ymin>"
-                   "<xmax>10</xmax><ymax>20</ymax></bndbox></object></annotation>")
+    xml.write_text(
+        "<annotation><filename>img1.jpg</filename><size><width>50</width><height>40</height></size>"
+        "<object><name>car</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>2</ymin>"
+        "<xmax>10</xmax><ymax>20</ymax></bndbox></object></annotation>"
+    )
     s = load_voc_xml(xml)
     assert s.labels == ["car"] and s.difficult.tolist() == [True]
     assert s.boxes.tolist() == [[0, 1, 10, 20]] and s.image_path == tmp_path / "JPEGImages" / "img1.jpg"
@@ -205,7 +265,11 @@ def test_label_pngs_with_ignore(tmp_path):
 def test_depth_pngs_of_each_convention(tmp_path):
     raw = np.array([[0, 256, 5000], [1000, 65535, 2560]], np.uint16)
     cv2.imwrite(str(tmp_path / "d.png"), raw)
-    k, n, t = read_kitti_depth(tmp_path / "d.png"), read_nyu_depth(tmp_path / "d.png"), read_tum_depth(tmp_path / "d.png")
+    k, n, t = (
+        read_kitti_depth(tmp_path / "d.png"),
+        read_nyu_depth(tmp_path / "d.png"),
+        read_tum_depth(tmp_path / "d.png"),
+    )
     assert np.isnan(k[0, 0]) and np.isnan(n[0, 0]) and np.isnan(t[0, 0])
     assert k[0, 1] == 1.0 and k[1, 2] == 10.0 and n[0, 2] == 5.0 and t[0, 2] == 1.0 and n[1, 0] == 1.0
     cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((2, 2, 3), np.uint8))
@@ -216,8 +280,9 @@ def test_depth_pngs_of_each_convention(tmp_path):
 def test_tum_rgbd_association(tmp_path):
     (tmp_path / "rgb.txt").write_text("# color images\n1.000 rgb/1.000.png\n1.033 rgb/1.033.png\n1.066 rgb/1.066.png\n")
     (tmp_path / "depth.txt").write_text("1.010 depth/1.010.png\n1.070 depth/1.070.png\n")
-    (tmp_path / "groundtruth.txt").write_text("# timestamp tx ty tz qx qy qz qw\n"
-                                              "0.999 1 2 3 0 0 0 1\n1.065 4 5 6 0 0 0.7071068 0.7071068\n")
+    (tmp_path / "groundtruth.txt").write_text(
+        "# timestamp tx ty tz qx qy qz qw\n0.999 1 2 3 0 0 0 1\n1.065 4 5 6 0 0 0.7071068 0.7071068\n"
+    )
     frames = load_tum_rgbd(tmp_path)
     assert [f.depth_path.name if f.depth_path else None for f in frames] == ["1.010.png", None, "1.070.png"]
     assert frames[0].pose[:3, 3].tolist() == [1, 2, 3] and frames[1].pose is None
@@ -231,15 +296,26 @@ def test_tum_rgbd_association(tmp_path):
 def test_euroc_layout(tmp_path):
     cam = tmp_path / "mav0" / "cam0"
     (cam / "data").mkdir(parents=True)
-    (cam / "data.csv").write_text("#timestamp [ns],filename\n1403636579763555584,1403636579763555584.png\n"
-                                  "1403636579813555456,1403636579813555456.png\n")
-    (cam / "sensor.yaml").write_text(yaml.safe_dump({
-        "intrinsics": [458.654, 457.296, 367.215, 248.375], "distortion_coefficients": [-0.28, 0.07, 0.0002, 0.00002],
-        "resolution": [752, 480], "T_BS": {"rows": 4, "cols": 4, "data": np.eye(4).ravel().tolist()}}))
+    (cam / "data.csv").write_text(
+        "#timestamp [ns],filename\n1403636579763555584,1403636579763555584.png\n"
+        "1403636579813555456,1403636579813555456.png\n"
+    )
+    (cam / "sensor.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "intrinsics": [458.654, 457.296, 367.215, 248.375],
+                "distortion_coefficients": [-0.28, 0.07, 0.0002, 0.00002],
+                "resolution": [752, 480],
+                "T_BS": {"rows": 4, "cols": 4, "data": np.eye(4).ravel().tolist()},
+            }
+        )
+    )
     gt = tmp_path / "mav0" / "state_groundtruth_estimate0"
     gt.mkdir()
-    (gt / "data.csv").write_text("#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z []\n"
-                                 "1403636579763555584,4.6,-1.8,0.8,1,0,0,0\n")
+    (gt / "data.csv").write_text(
+        "#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], q_RS_y [], q_RS_z []\n"
+        "1403636579763555584,4.6,-1.8,0.8,1,0,0,0\n"
+    )
     frames, camera = load_euroc(tmp_path / "mav0")
     assert len(frames) == 2 and frames[0].T_world_body[:3, 3].tolist() == [4.6, -1.8, 0.8]
     assert frames[1].T_world_body is None  # 50 ms from the only ground-truth sample
@@ -271,8 +347,15 @@ def test_bag_from_images_folder_and_video(tmp_path):
     for i, s in enumerate(srcs):
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(s, cv2.COLOR_RGB2BGR))
     info = tmp_path / "cam.yaml"
-    info.write_text(yaml.safe_dump({"image_width": 64, "image_height": 48, "camera_matrix": {
-        "rows": 3, "cols": 3, "data": [50.0, 0, 32, 0, 50.0, 24, 0, 0, 1]}}))
+    info.write_text(
+        yaml.safe_dump(
+            {
+                "image_width": 64,
+                "image_height": 48,
+                "camera_matrix": {"rows": 3, "cols": 3, "data": [50.0, 0, 32, 0, 50.0, 24, 0, 0, 1]},
+            }
+        )
+    )
     assert bag_from_images(folder, tmp_path / "bag", fps=5, camera_info=info) == 4
     got = list(read_images(tmp_path / "bag"))
     assert [g.rgb.tobytes() for g in got] == [s.tobytes() for s in srcs]
@@ -288,12 +371,28 @@ def test_bag_from_images_folder_and_video(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="has no"):
         bag_from_images(tmp_path / "empty", tmp_path / "ebag")
-    proc = subprocess.run([sys.executable, "-m", "perception_models.cli", "data", "bag-from-images", "--images",
-                           str(folder), "--out", str(tmp_path / "clibag"), "--fps", "30"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_models.cli",
+            "data",
+            "bag-from-images",
+            "--images",
+            str(folder),
+            "--out",
+            str(tmp_path / "clibag"),
+            "--fps",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and "4 frames" in proc.stdout
 
 
 # ------------------------------------------------------------------ the real data sets, when present
+
 
 def _shared(sub: str) -> Path:
     path = SHARED / sub

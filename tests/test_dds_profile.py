@@ -14,8 +14,13 @@ from pathlib import Path
 
 import psutil
 
-from perception_nodes.dds_profile import (DEFAULT_SEGMENT_BYTES, SEGMENT_ENV, apply_profile, fastdds_xml,
-                                          segment_bytes_for)
+from perception_nodes.dds_profile import (
+    DEFAULT_SEGMENT_BYTES,
+    SEGMENT_ENV,
+    apply_profile,
+    fastdds_xml,
+    segment_bytes_for,
+)
 from perception_nodes.launcher import StackProcesses, profile_frame_bytes
 from perception_nodes.profile import NodeSpec, Profile
 from test_nodes_integration import generic_node
@@ -74,9 +79,19 @@ def test_replay_tools_listen_on_loopback_only(tmp_path, demo_model):
 def test_the_player_counts_frames_larger_than_the_segment(tmp_path, demo_bag):
     """A frame over the segment is logged and counted (here a 1000-byte limit against VGA frames)."""
     summary = tmp_path / "player.json"
-    player = NodeSpec("player", "bag_player", parameters={
-        "bag_path": str(demo_bag), "mode": "fast", "topics": ["/camera/image_raw"], "wait_for_nodes_timeout": 0.0,
-        "start_delay": 0.0, "summary_path": str(summary), "exit_when_done": True})
+    player = NodeSpec(
+        "player",
+        "bag_player",
+        parameters={
+            "bag_path": str(demo_bag),
+            "mode": "fast",
+            "topics": ["/camera/image_raw"],
+            "wait_for_nodes_timeout": 0.0,
+            "start_delay": 0.0,
+            "summary_path": str(summary),
+            "exit_when_done": True,
+        },
+    )
     stack = StackProcesses(Profile("p", "", [player]), tmp_path / "logs", env={**os.environ, SEGMENT_ENV: "1000"})
     with stack:
         assert stack.wait("player", 60) == 0, stack.log_text("player")

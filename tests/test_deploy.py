@@ -30,6 +30,7 @@ DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 
 # ---------------------------------------------------------------- Dockerfiles, compose, script
 
+
 def _tool(name: str) -> str:
     path = VENV_BIN / name
     if not path.exists():
@@ -42,29 +43,33 @@ def test_there_is_a_desktop_and_a_jetson_dockerfile():
 
 
 def test_hadolint_passes_on_the_dockerfiles():
-    proc = subprocess.run([_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), *map(str, DOCKERFILES)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), *map(str, DOCKERFILES)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_hadolint_really_lints(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM ubuntu\nRUN apt-get update && apt-get install -y curl\n")
-    proc = subprocess.run([_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [_tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert "DL3006" in proc.stdout  # untagged base image
 
 
 def test_shellcheck_passes_on_the_entrypoint():
-    proc = subprocess.run([_tool("shellcheck"), str(ROOT / "docker" / "entrypoint.sh")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([_tool("shellcheck"), str(ROOT / "docker" / "entrypoint.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _dockerignore() -> list[str]:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [l.strip() for l in lines if l.strip() and not l.startswith("#")]
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -76,20 +81,22 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
 def test_every_copy_source_is_in_the_build_context(dockerfile):
     patterns = _dockerignore()
     text = dockerfile.read_text().replace("\\\n", " ")
-    copies = [shlex.split(l)[1:] for l in text.splitlines() if l.startswith("COPY ")]
+    copies = [shlex.split(ln)[1:] for ln in text.splitlines() if ln.startswith("COPY ")]
     assert copies
     for args in copies:
         sources = [a for a in args[:-1] if not a.startswith("--")]
         for src in sources:
             assert (ROOT / src).exists(), f"{dockerfile.name}: COPY {src}: not in the repository"
-            assert not _ignored(src.rstrip("/"), patterns), f"{dockerfile.name}: COPY {src} is excluded by .dockerignore"
+            assert not _ignored(src.rstrip("/"), patterns), (
+                f"{dockerfile.name}: COPY {src} is excluded by .dockerignore"
+            )
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_builds_with_colcon_against_system_ros_and_uses_the_entrypoint(dockerfile):
     text = dockerfile.read_text()
     assert re.search(r'source "/opt/ros/\$\{ROS_DISTRO\}/setup.bash"\s*\\\s*\n\s*&& colcon build --merge-install', text)
-    assert "ENTRYPOINT [\"/usr/local/bin/perception-entrypoint\"]" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/perception-entrypoint"]' in text
     assert "PERCEPTION_ENGINE_CACHE=/cache/engines" in text and 'VOLUME ["/cache/engines"]' in text
     assert "COPY models/ models/" in text
     # engines are never baked into an image (they only run on the GPU that built them)
@@ -127,34 +134,54 @@ def fake_image_root(tmp_path):
     py = bindir / "python3"
     py.write_text('#!/bin/bash\necho "python3 $* ros=$SOURCED_ROS ws=$SOURCED_WS"\n')
     py.chmod(0o755)
-    env = {"PATH": os.environ["PATH"], "ROS_DISTRO": "jazzy", "ROS_SETUP": str(ros),
-           "PERCEPTION_ROOT": str(tmp_path / "ws")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "ROS_DISTRO": "jazzy",
+        "ROS_SETUP": str(ros),
+        "PERCEPTION_ROOT": str(tmp_path / "ws"),
+    }
     return env
 
 
-@pytest.mark.parametrize("args,expect", [
-    ([], "python3 -m perception_nodes.tools.cli start ros=1 ws=1"),
-    (["camera_generic", "--allow-cpu"], "python3 -m perception_nodes.tools.cli start camera_generic --allow-cpu ros=1 ws=1"),
-    (["build-engines", "camera_generic"], "python3 -m perception_nodes.tools.cli start --build-only camera_generic ros=1 ws=1"),
-    (["check"], "python3 -m perception_nodes.tools.cli start --check ros=1 ws=1"),
-    (["bash", "-c", "echo hello $SOURCED_WS"], "hello 1"),
-])
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        ([], "python3 -m perception_nodes.tools.cli start ros=1 ws=1"),
+        (
+            ["camera_generic", "--allow-cpu"],
+            "python3 -m perception_nodes.tools.cli start camera_generic --allow-cpu ros=1 ws=1",
+        ),
+        (
+            ["build-engines", "camera_generic"],
+            "python3 -m perception_nodes.tools.cli start --build-only camera_generic ros=1 ws=1",
+        ),
+        (["check"], "python3 -m perception_nodes.tools.cli start --check ros=1 ws=1"),
+        (["bash", "-c", "echo hello $SOURCED_WS"], "hello 1"),
+    ],
+)
 def test_entrypoint_dispatch(fake_image_root, args, expect):
-    proc = subprocess.run(["bash", str(ROOT / "docker" / "entrypoint.sh"), *args], env=fake_image_root,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "docker" / "entrypoint.sh"), *args],
+        env=fake_image_root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == expect
 
 
 def test_entrypoint_without_ros_says_so(fake_image_root, tmp_path):
     env = dict(fake_image_root, ROS_SETUP=str(tmp_path / "nowhere" / "setup.bash"))
-    proc = subprocess.run(["bash", str(ROOT / "docker" / "entrypoint.sh")], env=env,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "docker" / "entrypoint.sh")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 2
     assert "nowhere/setup.bash not found" in proc.stderr
 
 
 # ---------------------------------------------------------------- perception start checks
+
 
 @pytest.fixture
 def profile_file(tmp_path, demo_model):
@@ -168,13 +195,29 @@ def profile_file(tmp_path, demo_model):
 
     def make(backend: str = "auto", source: str | None = None, **generic) -> Path:
         path = tmp_path / f"profile_{backend}.yaml"
-        path.write_text(yaml.safe_dump({"nodes": {
-            "camera": {"executable": "camera_source", "param_files": ["camera_source.param.yaml"],
-                       "parameters": {"source": source or str(images)}},
-            "generic": {"executable": "generic_onnx_node", "param_files": ["generic_onnx_node.param.yaml"],
-                        "parameters": {"model_path": str(demo_model), "backend": backend,
-                                       "engine_cache_dir": str(tmp_path / "engines"), **generic}},
-        }}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "nodes": {
+                        "camera": {
+                            "executable": "camera_source",
+                            "param_files": ["camera_source.param.yaml"],
+                            "parameters": {"source": source or str(images)},
+                        },
+                        "generic": {
+                            "executable": "generic_onnx_node",
+                            "param_files": ["generic_onnx_node.param.yaml"],
+                            "parameters": {
+                                "model_path": str(demo_model),
+                                "backend": backend,
+                                "engine_cache_dir": str(tmp_path / "engines"),
+                                **generic,
+                            },
+                        },
+                    }
+                }
+            )
+        )
         return path
 
     return make
@@ -207,8 +250,9 @@ def test_unknown_profile_lists_the_available_ones():
 
 def test_missing_camera_device_says_how_to_pass_it(profile_file):
     with pytest.raises(deploy.DeployError) as err:
-        deploy.prepare(str(profile_file()), camera="/dev/video97",
-                       probes=deploy.Probes(video_devices=lambda: ["/dev/video2"]))
+        deploy.prepare(
+            str(profile_file()), camera="/dev/video97", probes=deploy.Probes(video_devices=lambda: ["/dev/video2"])
+        )
     assert err.value.code == deploy.EXIT_NO_CAMERA
     msg = str(err.value)
     assert "/dev/video97 is not present" in msg and "--device /dev/video97" in msg and "/dev/video2" in msg
@@ -280,14 +324,19 @@ def test_engine_cache_override_and_unwritable_cache(profile_file, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with pytest.raises(deploy.DeployError) as err:
-        deploy.prepare(str(profile_file("tensorrt")), engine_cache_dir=str(blocker / "engines"),
-                       probes=FakeGPU(), log=lambda m: None)
+        deploy.prepare(
+            str(profile_file("tensorrt")),
+            engine_cache_dir=str(blocker / "engines"),
+            probes=FakeGPU(),
+            log=lambda m: None,
+        )
     assert err.value.code == deploy.EXIT_ENGINE_CACHE
     assert "not writable" in str(err.value) and "perception-engines:" in str(err.value)
 
     probes = FakeGPU()
-    plan = deploy.prepare(str(profile_file("tensorrt")), engine_cache_dir=str(tmp_path / "vol"),
-                          probes=probes, log=lambda m: None)
+    plan = deploy.prepare(
+        str(profile_file("tensorrt")), engine_cache_dir=str(tmp_path / "vol"), probes=probes, log=lambda m: None
+    )
     assert plan.overrides["generic"]["engine_cache_dir"] == str(tmp_path / "vol")
     assert probes.built[0].parent == tmp_path / "vol"
 
@@ -319,8 +368,13 @@ def test_overrides_file_round_trips_into_the_profile(profile_file, tmp_path):
 
 
 def _start(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "start", *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "perception_nodes.tools.cli", "start", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_perception_start_check_cli(profile_file):

@@ -20,9 +20,22 @@ from perception_models.metrics.depth import DepthEvaluator, depth_errors
 from perception_models.metrics.odometry import trajectory_errors
 from perception_models.models.depth import DepthConfig, DepthExport, DepthNet, PoseExport, PoseNet, disp_to_depth
 from perception_models.models.depth_losses import photometric_error, reprojection_loss, silog_loss, ssim
-from perception_models.models.geometry import axis_angle_to_matrix, backproject, pose_vec_to_matrix, project, scale_intrinsics, warp
+from perception_models.models.geometry import (
+    axis_angle_to_matrix,
+    backproject,
+    pose_vec_to_matrix,
+    project,
+    scale_intrinsics,
+    warp,
+)
 from perception_models.train.depth_data import TripletDataset, load_bag_sequence, load_synthetic_sequence
-from perception_models.train.depth_trainer import DepthTrainConfig, build_depth_models, chain, load_depth_checkpoint, train_depth
+from perception_models.train.depth_trainer import (
+    DepthTrainConfig,
+    build_depth_models,
+    chain,
+    load_depth_checkpoint,
+    train_depth,
+)
 
 IN = (96, 128)
 
@@ -33,13 +46,16 @@ def seq_dirs(tmp_path_factory):
     out = []
     for name, seed in (("train", 31), ("val", 32)):
         # clean images (no noise / blur / exposure changes) so photometric checks see only geometry
-        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=5, width=160, height=120, randomization=0.0))
+        seq = SyntheticSequence(
+            SynthConfig(preset="driving", seed=seed, frames=5, width=160, height=120, randomization=0.0)
+        )
         write_sequence(seq, root / name, bag=name == "train", flow=False, workers=1, progress=False)
         out.append(root / name)
     return out
 
 
 # --- geometry ---------------------------------------------------------------------------------
+
 
 def test_axis_angle_matches_opencv_rodrigues_and_inverse():
     rng = np.random.default_rng(0)
@@ -100,6 +116,7 @@ def test_warp_with_ground_truth_depth_and_pose_rebuilds_the_target(seq_dirs):
 
 # --- losses -----------------------------------------------------------------------------------
 
+
 def test_ssim_and_photometric_error_are_zero_for_identical_images():
     x = torch.rand(2, 3, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(2, 3, 16, 16), atol=1e-5)
@@ -134,6 +151,7 @@ def test_silog_is_scale_invariant_with_full_variance_focus_and_ignores_missing_d
 
 
 # --- metrics ----------------------------------------------------------------------------------
+
 
 def test_depth_errors_hand_computed_and_median_scaling():
     gt = np.array([[1.0, 2.0], [4.0, np.nan]])
@@ -194,11 +212,17 @@ def test_chain_composes_relative_motions():
 
 # --- networks, export -------------------------------------------------------------------------
 
+
 def test_depth_net_scales_and_pose_net_starts_near_identity():
     torch.manual_seed(0)
     net = DepthNet(DepthConfig(input_size=IN)).eval()
     disps = net(torch.randn(2, 3, *IN))
-    assert {s: tuple(d.shape) for s, d in disps.items()} == {0: (2, 1, 96, 128), 1: (2, 1, 48, 64), 2: (2, 1, 24, 32), 3: (2, 1, 12, 16)}
+    assert {s: tuple(d.shape) for s, d in disps.items()} == {
+        0: (2, 1, 96, 128),
+        1: (2, 1, 48, 64),
+        2: (2, 1, 24, 32),
+        3: (2, 1, 12, 16),
+    }
     d = disp_to_depth(torch.tensor([0.0, 1.0]), 0.1, 100.0)
     assert torch.allclose(d, torch.tensor([100.0, 0.1]))
     with torch.no_grad():
@@ -216,11 +240,24 @@ def test_depth_and_pose_export_run_in_onnxruntime(tmp_path):
     depth = DepthExport(DepthNet(DepthConfig(input_size=IN, scale=2.0))).eval()
     pose = PoseExport(PoseNet(), scale=2.0).eval()
     x, y = torch.randn(1, 3, *IN), torch.randn(1, 3, *IN)
-    torch.onnx.export(depth, (x,), tmp_path / "d.onnx", input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False)
-    torch.onnx.export(pose, (x, y), tmp_path / "p.onnx", input_names=["previous", "current"], output_names=["T_previous_current"],
-                      opset_version=17, dynamo=False)
-    d = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
-    p = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"]).run(None, {"previous": x.numpy(), "current": y.numpy()})[0]
+    torch.onnx.export(
+        depth, (x,), tmp_path / "d.onnx", input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False
+    )
+    torch.onnx.export(
+        pose,
+        (x, y),
+        tmp_path / "p.onnx",
+        input_names=["previous", "current"],
+        output_names=["T_previous_current"],
+        opset_version=17,
+        dynamo=False,
+    )
+    d = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"image": x.numpy()}
+    )[0]
+    p = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"previous": x.numpy(), "current": y.numpy()}
+    )[0]
     with torch.no_grad():
         np.testing.assert_allclose(d, depth(x).numpy(), rtol=1e-3)
         np.testing.assert_allclose(p, pose(x, y).numpy(), atol=1e-5)
@@ -243,18 +280,33 @@ def test_canonical_depth_in_torch_matches_the_pipeline(tmp_path):
     net = DepthNet(DepthConfig(input_size=IN, canonical_focal=100.0)).eval()
     rgb = np.random.default_rng(0).integers(0, 255, (IN[0] * 2, IN[1] * 2, 3), dtype=np.uint8)
     K = np.array([[150.0, 0, IN[1] - 0.5], [0, 170.0, IN[0] - 0.5], [0, 0, 1]])
-    x = (torch.from_numpy(cv2.resize(rgb, (IN[1], IN[0]), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)[None].float() / 255
-         - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(cv2.resize(rgb, (IN[1], IN[0]), interpolation=cv2.INTER_LINEAR)).permute(2, 0, 1)[None].float()
+        / 255
+        - torch.tensor(MEAN).view(1, 3, 1, 1)
+    ) / torch.tensor(STD).view(1, 3, 1, 1)
     K_in = torch.as_tensor(scale_K(K, 0.5, 0.5), dtype=torch.float32)[None]
     with torch.no_grad():
         canonical, seen = net.depth(x), net.depth(x, K_in)
     np.testing.assert_allclose((seen / canonical).numpy(), np.sqrt(75.0 * 85.0) / 100.0, rtol=1e-5)
     path = tmp_path / "depth.onnx"
-    torch.onnx.export(DepthExport(net), (x,), path, input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False)
-    card = {"task": "depth", "classes": [], "input": {"name": "image", "height": IN[0], "width": IN[1], "mean": [float(v) for v in MEAN],
-                                                       "std": [float(v) for v in STD], "resize": "stretch"},
-            "depth": {"min": 0.1, "max": 100.0, "scale_source": "supervised", "canonical_focal": 100.0},
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    torch.onnx.export(
+        DepthExport(net), (x,), path, input_names=["image"], output_names=["depth"], opset_version=17, dynamo=False
+    )
+    card = {
+        "task": "depth",
+        "classes": [],
+        "input": {
+            "name": "image",
+            "height": IN[0],
+            "width": IN[1],
+            "mean": [float(v) for v in MEAN],
+            "std": [float(v) for v in STD],
+            "resize": "stretch",
+        },
+        "depth": {"min": 0.1, "max": 100.0, "scale_source": "supervised", "canonical_focal": 100.0},
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
     (tmp_path / "depth.card.yaml").write_text(yaml.safe_dump(card))
     pipe = DepthPipeline(OnnxRuntimeBackend(path), load_card(path, "depth"))
     res = pipe.run(rgb, K=K)
@@ -281,12 +333,13 @@ def test_supervised_loss_of_a_canonical_camera_model_sees_the_cameras_depth():
             return float(depth_losses(cfg, net, PoseNet(), batch)["supervised"])
 
     plain = sup(0.0, K, gt)
-    assert sup(80.0, K, gt) == pytest.approx(plain, rel=1e-5)            # the canonical camera itself
-    assert sup(40.0, K, gt * 2) == pytest.approx(plain, rel=1e-4)        # twice its focal, twice as far
-    assert abs(sup(40.0, K, gt) - plain) > 0.05 * plain                  # not if the depth were left as it is
+    assert sup(80.0, K, gt) == pytest.approx(plain, rel=1e-5)  # the canonical camera itself
+    assert sup(40.0, K, gt * 2) == pytest.approx(plain, rel=1e-4)  # twice its focal, twice as far
+    assert abs(sup(40.0, K, gt) - plain) > 0.05 * plain  # not if the depth were left as it is
 
 
 # --- data and training ------------------------------------------------------------------------
+
 
 def test_triplets_flip_moves_the_principal_point(seq_dirs):
     seq = load_synthetic_sequence(seq_dirs[0])
@@ -314,8 +367,15 @@ def test_bag_sequence_reads_frames_and_camera_info(seq_dirs):
 
 
 def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
-    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], val=[str(seq_dirs[1])], out=str(tmp_path / "sup"), epochs=2,
-                           batch_size=2, input_size=IN, log_every=1)
+    cfg = DepthTrainConfig(
+        data=[str(seq_dirs[0])],
+        val=[str(seq_dirs[1])],
+        out=str(tmp_path / "sup"),
+        epochs=2,
+        batch_size=2,
+        input_size=IN,
+        log_every=1,
+    )
     r = train_depth(cfg, progress=False)
     m = r["metrics"]
     assert m["images"] == 5 and cfg.metric_name == "abs_rel" and m["metric"] == m["abs_rel"]
@@ -326,11 +386,22 @@ def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
     depth_net, pose_net, c, _ = load_depth_checkpoint(tmp_path / "sup" / "best.pt")
     assert c.input_size == IN
     # fine-tune on the robot's bag: no labels, so only the photometric terms train
-    cfg2 = DepthTrainConfig(bags=[str(seq_dirs[0] / "bag")], val=[str(seq_dirs[1])], out=str(tmp_path / "bag"), epochs=1,
-                            batch_size=2, input_size=IN, supervised=0.0, init=str(tmp_path / "sup" / "best.pt"), log_every=1)
+    cfg2 = DepthTrainConfig(
+        bags=[str(seq_dirs[0] / "bag")],
+        val=[str(seq_dirs[1])],
+        out=str(tmp_path / "bag"),
+        epochs=1,
+        batch_size=2,
+        input_size=IN,
+        supervised=0.0,
+        init=str(tmp_path / "sup" / "best.pt"),
+        log_every=1,
+    )
     r2 = train_depth(cfg2, progress=False)
     assert cfg2.metric_name == "abs_rel_median_scaled" and math.isfinite(r2["metric"])
-    rows2 = [json.loads(line) for line in (tmp_path / "bag" / "log.jsonl").read_text().splitlines() if '"train"' in line]
+    rows2 = [
+        json.loads(line) for line in (tmp_path / "bag" / "log.jsonl").read_text().splitlines() if '"train"' in line
+    ]
     assert rows2 and all(r["supervised"] == 0 and r["photometric"] > 0 for r in rows2)
     # resume continues the epoch count
     cfg2.epochs = 2
@@ -350,8 +421,16 @@ def test_train_rejects_bad_configs(tmp_path):
 def test_supervised_only_training_leaves_the_pose_network_as_it_was(seq_dirs, tmp_path):
     """--photometric 0: the depth network learns from the ground truth alone; the pose network,
     which only serves the reprojection, is neither run nor changed."""
-    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], out=str(tmp_path / "sup"), epochs=1, batch_size=2, input_size=IN,
-                           photometric=0.0, log_every=1, seed=3)
+    cfg = DepthTrainConfig(
+        data=[str(seq_dirs[0])],
+        out=str(tmp_path / "sup"),
+        epochs=1,
+        batch_size=2,
+        input_size=IN,
+        photometric=0.0,
+        log_every=1,
+        seed=3,
+    )
     torch.manual_seed(3)
     start_depth, start_pose = build_depth_models(cfg)
     train_depth(cfg, progress=False)
@@ -373,16 +452,29 @@ def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
     from perception_models.train.depth_trainer import evaluate_depth
 
     models = Path(__file__).resolve().parents[1] / "models"
-    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], val=[str(seq_dirs[1])], out=str(tmp_path / "ft"), epochs=1,
-                           batch_size=2, input_size=(192, 256), lr=1e-12, scales=(0,), augment=False,
-                           init=str(models / "depth.onnx"), log_every=1)
+    cfg = DepthTrainConfig(
+        data=[str(seq_dirs[0])],
+        val=[str(seq_dirs[1])],
+        out=str(tmp_path / "ft"),
+        epochs=1,
+        batch_size=2,
+        input_size=(192, 256),
+        lr=1e-12,
+        scales=(0,),
+        augment=False,
+        init=str(models / "depth.onnx"),
+        log_every=1,
+    )
     r = train_depth(cfg, progress=False)
     ref_depth, ref_pose = DepthNet(DepthConfig((192, 256), cfg.min_depth, cfg.max_depth)), PoseNet()
     assert load_onnx_weights(ref_depth, models / "depth.onnx", strict=False)["missing"] == [
-        "decoder.heads.3", "decoder.heads.2", "decoder.heads.1"]
+        "decoder.heads.3",
+        "decoder.heads.2",
+        "decoder.heads.1",
+    ]
     load_onnx_weights(ref_pose, models / "pose.onnx")
     card = yaml.safe_load((models / "depth.card.yaml").read_text())["depth"]
-    assert cfg.canonical_focal == float(card.get("canonical_focal") or 0.0)   # the output keeps its meaning
+    assert cfg.canonical_focal == float(card.get("canonical_focal") or 0.0)  # the output keeps its meaning
     ref_depth.cfg.canonical_focal = cfg.canonical_focal
     direct = evaluate_depth(cfg, ref_depth, ref_pose, cfg.val)
     assert r["metrics"]["abs_rel_median_scaled"] == pytest.approx(direct["abs_rel_median_scaled"], abs=0.01)
@@ -400,7 +492,7 @@ def test_cached_inputs_give_the_same_triplets(seq_dirs):
     held = cache_inputs(seqs, IN, threads=2)
     cached = TripletDataset(seqs, IN, augment=True, seed=5)
     assert all(isinstance(f, np.ndarray) and f.shape == (*IN, 3) for f in seqs[0].frames)
-    assert held == 5 * (IN[0] * IN[1] * (3 + 4 + 1))          # rgb uint8 + depth float32 + mask uint8 per frame
+    assert held == 5 * (IN[0] * IN[1] * (3 + 4 + 1))  # rgb uint8 + depth float32 + mask uint8 per frame
     for i in range(len(plain)):
         a, b = plain[i], cached[i]
         for k in a:

@@ -27,10 +27,19 @@ def _depth_model(tmp_path, value=5.0, **depth):
 
 
 def _profile(name, exe, model, **params):
-    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep", "diagnostics_period": 0.2,
-         "onnxruntime_threads": 1, **params}
-    return Profile("test", "", [NodeSpec(name, exe, parameters=p,
-                                         remappings={"image": f"/{name}/in", "camera_info": f"/{name}/camera_info"})])
+    p = {
+        "model_path": str(model),
+        "backend": "onnxruntime",
+        "input_policy": "lockstep",
+        "diagnostics_period": 0.2,
+        "onnxruntime_threads": 1,
+        **params,
+    }
+    return Profile(
+        "test",
+        "",
+        [NodeSpec(name, exe, parameters=p, remappings={"image": f"/{name}/in", "camera_info": f"/{name}/camera_info"})],
+    )
 
 
 def _image(arr, sec):
@@ -80,7 +89,9 @@ def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path
         _send_info(probe, info_pub)
         for sec in (2, 3):
             pub.publish(_image(texture, sec))
-        assert probe.spin_until(lambda: len(depth) >= 3 and len(odom) >= 3 and points and len(path) >= 3, 30), stack.log_text("vo")
+        assert probe.spin_until(lambda: len(depth) >= 3 and len(odom) >= 3 and points and len(path) >= 3, 30), (
+            stack.log_text("vo")
+        )
         d = image_to_numpy(depth[0])
         assert depth[0].encoding == "32FC1" and d.shape == (240, 320) and np.allclose(d, 5.0)
         assert (depth[0].header.stamp.sec, depth[0].header.frame_id) == (1, "camera_optical_frame")
@@ -107,8 +118,16 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
     length here (a camera sliding along a flat wall: no essential motion, PnP on the depth
     instead); every frame still gets its odometry."""
     model = _depth_model(tmp_path)
-    prof = _profile("vg", "odometry_node", model, scale_source="camera_height", camera_height=1.2, estimator="hybrid",
-                    base_frame="base_link", base_to_camera=[0.0, 0.0, 1.2, 0.0, 0.2, 0.0])
+    prof = _profile(
+        "vg",
+        "odometry_node",
+        model,
+        scale_source="camera_height",
+        camera_height=1.2,
+        estimator="hybrid",
+        base_frame="base_link",
+        base_to_camera=[0.0, 0.0, 1.2, 0.0, 0.2, 0.0],
+    )
     with StackProcesses(prof, tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         odom = probe.collect(Odometry, "/vg/odometry")
@@ -116,16 +135,25 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         pub, info_pub = _publishers(probe, stack, "vg")
         _send_info(probe, info_pub)
         texture = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-        for sec in (1, 2, 3, 4):   # the camera slides sideways along the wall
+        for sec in (1, 2, 3, 4):  # the camera slides sideways along the wall
             pub.publish(_image(np.roll(texture, 4 * sec, axis=1), sec))
         assert probe.spin_until(lambda: len(odom) >= 4, 30), stack.log_text("vg")
 
         def ground_status():
-            return [kv.value for d in diags for st in d.status if st.name == "/vg" for kv in st.values
-                    if kv.key == "odometry_scale"]
+            return [
+                kv.value
+                for d in diags
+                for st in d.status
+                if st.name == "/vg"
+                for kv in st.values
+                if kv.key == "odometry_scale"
+            ]
+
         # diagnostics are periodic: wait for one taken after the last frame
         expected = "hybrid (pnp); no essential motion to scale"
-        assert probe.spin_until(lambda: ground_status() and ground_status()[-1].startswith(expected), 10), ground_status()
+        assert probe.spin_until(lambda: ground_status() and ground_status()[-1].startswith(expected), 10), (
+            ground_status()
+        )
         assert odom[-1].child_frame_id == "base_link"
         assert stack.alive()["vg"]
         probe.close()
@@ -135,7 +163,7 @@ def test_depth_node_converts_a_canonical_camera_model_with_the_camera_info(tmp_p
     """A canonical-camera depth model: before CameraInfo the node publishes the canonical lens's
     depth and says so on /diagnostics; with it, depth times the camera's focal length (at the
     network's input) over the canonical one."""
-    f_in = np.sqrt(300.0 * W / 320 * 300.0 * H / 240)         # _info's focal at the model's input
+    f_in = np.sqrt(300.0 * W / 320 * 300.0 * H / 240)  # _info's focal at the model's input
     model = _depth_model(tmp_path, 5.0, canonical_focal=float(f_in / 2))
     with StackProcesses(_profile("dc", "depth_node", model), tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
@@ -146,15 +174,21 @@ def test_depth_node_converts_a_canonical_camera_model_with_the_camera_info(tmp_p
         pub.publish(_image(texture, 1))
 
         def focal_status():
-            return [kv.value for d in diags for st in d.status if st.name == "/dc" for kv in st.values if kv.key == "focal"]
+            return [
+                kv.value for d in diags for st in d.status if st.name == "/dc" for kv in st.values if kv.key == "focal"
+            ]
+
         assert probe.spin_until(lambda: depth and focal_status(), 30), stack.log_text("dc")
-        assert np.allclose(image_to_numpy(depth[0]), 5.0) and focal_status()[-1].startswith("no CameraInfo"), focal_status()
+        assert np.allclose(image_to_numpy(depth[0]), 5.0) and focal_status()[-1].startswith("no CameraInfo"), (
+            focal_status()
+        )
         _send_info(probe, info_pub)
         pub.publish(_image(texture, 2))
         assert probe.spin_until(lambda: len(depth) >= 2, 30), stack.log_text("dc")
         assert depth[1].header.stamp.sec == 2 and np.allclose(image_to_numpy(depth[1]), 10.0, rtol=1e-4)
-        assert probe.spin_until(lambda: focal_status() and focal_status()[-1].startswith("camera focal / canonical focal 2.000"),
-                                10), focal_status()
+        assert probe.spin_until(
+            lambda: focal_status() and focal_status()[-1].startswith("camera focal / canonical focal 2.000"), 10
+        ), focal_status()
         assert stack.alive()["dc"]
         probe.close()
 
@@ -181,16 +215,28 @@ def test_recorder_turns_odometry_into_tf_for_the_bag():
     T = store.types
     header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=5, nanosec=7), frame_id="odom")
     pose = T["geometry_msgs/msg/PoseWithCovariance"](
-        pose=T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=1.0, y=2.0, z=3.0),
-                                         orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.6, w=0.8)),
-        covariance=np.zeros(36))
+        pose=T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=1.0, y=2.0, z=3.0),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.6, w=0.8),
+        ),
+        covariance=np.zeros(36),
+    )
     twist = T["geometry_msgs/msg/TwistWithCovariance"](
-        twist=T["geometry_msgs/msg/Twist"](linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-                                           angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)), covariance=np.zeros(36))
+        twist=T["geometry_msgs/msg/Twist"](
+            linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+            angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+        ),
+        covariance=np.zeros(36),
+    )
     odom = T["nav_msgs/msg/Odometry"](header=header, child_frame_id="base_link", pose=pose, twist=twist)
     tf = odometry_to_tf(store, store.serialize_cdr(odom, "nav_msgs/msg/Odometry"))
     (t,) = tf.transforms
-    assert (t.header.frame_id, t.child_frame_id, t.header.stamp.sec, t.header.stamp.nanosec) == ("odom", "base_link", 5, 7)
+    assert (t.header.frame_id, t.child_frame_id, t.header.stamp.sec, t.header.stamp.nanosec) == (
+        "odom",
+        "base_link",
+        5,
+        7,
+    )
     assert (t.transform.translation.x, t.transform.translation.y, t.transform.translation.z) == (1.0, 2.0, 3.0)
     assert (t.transform.rotation.z, t.transform.rotation.w) == (0.6, 0.8)
     store.serialize_cdr(tf, "tf2_msgs/msg/TFMessage")  # writable as is

@@ -23,7 +23,9 @@ K640 = np.array([[300.0, 0, 319.5], [0, 300.0, 239.5], [0, 0, 1]])
 
 def _depth_model(tmp_path, value: np.ndarray, resize="stretch", **depth):
     path = const_model(tmp_path / "depth.onnx", {"depth": value.astype(np.float32).reshape(1, 1, H, W)})
-    card = write_card(path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised", **depth})
+    card = write_card(
+        path, "depth", classes=[], depth={"min": 0.1, "max": 100.0, "scale_source": "supervised", **depth}
+    )
     card.resize = resize
     return DepthPipeline(OnnxRuntimeBackend(path), card)
 
@@ -148,8 +150,13 @@ def driving(tmp_path_factory):
     from perception_models.train.depth_data import load_synthetic_sequence
 
     root = tmp_path_factory.mktemp("vo") / "driving"
-    write_sequence(SyntheticSequence(SynthConfig(preset="driving", seed=77, frames=12, width=320, height=240, randomization=0.3)),
-                   root, flow=False, workers=1, progress=False)
+    write_sequence(
+        SyntheticSequence(SynthConfig(preset="driving", seed=77, frames=12, width=320, height=240, randomization=0.3)),
+        root,
+        flow=False,
+        workers=1,
+        progress=False,
+    )
     seq = load_synthetic_sequence(root)
     times, poses = read_tum_trajectory(root / "trajectory_tum.txt")
     return seq, times, poses
@@ -166,8 +173,10 @@ def _run(est, seq, times, use_depth=True):
     return tracker, np.stack([T for _s, T in st.path])
 
 
-@pytest.mark.parametrize("estimator,max_ate,max_length_error", [(PnPOdometry, 3.0, 0.08), (EssentialOdometry, 8.0, 0.25),
-                                                                 (HybridOdometry, 8.0, 0.25)])
+@pytest.mark.parametrize(
+    "estimator,max_ate,max_length_error",
+    [(PnPOdometry, 3.0, 0.08), (EssentialOdometry, 8.0, 0.25), (HybridOdometry, 8.0, 0.25)],
+)
 def test_odometry_with_true_depth_tracks_the_ground_truth(driving, estimator, max_ate, max_length_error):
     """12 frames, 9.4 m of driving; measured: PnP 1.5 % ATE (SE(3)), essential 4.2 % (its
     translation length comes from triangulated points, which is noisier)."""
@@ -229,7 +238,7 @@ def _ground_frames(step_m, height=1.5, size=(240, 320), seed=0):
     ground = y > 0.05
     prev = np.where(ground, tex, 170.0).astype(np.uint8)
     depth = np.where(ground, height / np.maximum(y, 1e-6), np.nan).astype(np.float32)
-    n, t = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])   # x_cur = x_prev + step * t
+    n, t = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])  # x_cur = x_prev + step * t
     Hpix = K @ (np.eye(3) + step_m / height * np.outer(t, n)) @ np.linalg.inv(K)
     cur = cv2.warpPerspective(prev, Hpix, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.dstack([prev] * 3), np.dstack([cur] * 3), depth, K, t
@@ -244,7 +253,7 @@ def test_ground_scale_measures_the_step_from_the_ground_alone(step_m):
     gs = GroundScale(1.5, smoothing=1.0)
     gs.step(prev)
     gs.step(cur)
-    s = gs.scale(g, K, depth * 3.0)   # the depth's own scale does not matter, only its plane
+    s = gs.scale(g, K, depth * 3.0)  # the depth's own scale does not matter, only its plane
     assert s is not None and abs(s / step_m - 1) < 0.03, (s, gs.status)
     assert gs.status.startswith("ground:"), gs.status
 
@@ -258,7 +267,7 @@ def test_ground_scale_takes_the_normal_from_the_mounting_over_the_depths_plane()
     H, W = depth.shape
     y = (np.arange(H)[:, None] * np.ones((1, W)) - K[1, 2]) / K[1, 1]
     a = np.radians(4.0)
-    yn = y * np.cos(a) + np.sin(a)                      # rays . normal tilted 4 degrees down
+    yn = y * np.cos(a) + np.sin(a)  # rays . normal tilted 4 degrees down
     tilted = np.where(np.isfinite(depth) & (yn > 0.02), 1.5 / np.maximum(yn, 1e-6), np.nan).astype(np.float32)
     g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
     lengths = {}
@@ -279,7 +288,7 @@ def test_the_camera_height_scale_hands_its_ground_plane_to_the_ground_scale():
     from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
 
     prev, cur, depth, K, t = _ground_frames(0.8)
-    raw = depth * 0.25                                  # a network 4x too small
+    raw = depth * 0.25  # a network 4x too small
     scale = ScaleEstimator("camera_height", camera_height=1.5, smoothing=1.0)
     s = scale.update_from_ground(raw, K)
     plane = scale.ground_plane(s)
@@ -356,10 +365,10 @@ def test_ground_scale_starts_over_from_a_new_speed_only_when_three_recent_length
         gs.step(cur)
         return gs.scale(g, K, depth)
 
-    gs = GroundScale(1.5)                      # smoothing 0.3
+    gs = GroundScale(1.5)  # smoothing 0.3
     assert abs(measure(gs, 0.3) - 0.3) < 0.02, gs.status
     lengths = [measure(gs, 1.1) for _ in range(3)]
-    assert all(abs(s - 0.3) < 0.02 for s in lengths[:2]), lengths   # outliers twice: the running length holds
+    assert all(abs(s - 0.3) < 0.02 for s in lengths[:2]), lengths  # outliers twice: the running length holds
     assert abs(lengths[2] - 1.1) < 0.04 and gs.status.startswith("ground: new speed"), (lengths, gs.status)
     # three outliers that disagree (0.3, 0.6 m against 1.1 m running: 0.69 apart in log) do not switch
     for m in (0.3, 0.6, 0.3):
@@ -410,8 +419,11 @@ def _translation(z):
 def test_hybrid_falls_back_to_pnp_where_the_essential_matrix_has_no_parallax():
     """A camera that did not move: no baseline for the essential matrix (its scale needs parallax),
     PnP on the same matches finds the identity."""
-    tex = cv2.resize(np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8), (320, 240),
-                     interpolation=cv2.INTER_NEAREST)
+    tex = cv2.resize(
+        np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8),
+        (320, 240),
+        interpolation=cv2.INTER_NEAREST,
+    )
     depth = np.full((240, 320), 6.0, np.float32)
     K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
     est = HybridOdometry()
@@ -450,13 +462,17 @@ def test_learned_matcher_feeds_pnp_with_the_matching_models_keypoints(driving):
         def run(self, rgb):
             kp, d = sift.detectAndCompute(__import__("cv2").cvtColor(rgb, __import__("cv2").COLOR_RGB2GRAY), None)
             d = d / np.linalg.norm(d, axis=1, keepdims=True)
-            return Features(np.array([k.pt for k in kp], np.float32), np.ones(len(kp), np.float32), d.astype(np.float32))
+            return Features(
+                np.array([k.pt for k in kp], np.float32), np.ones(len(kp), np.float32), d.astype(np.float32)
+            )
 
     est = PnPOdometry(matcher=LearnedMatcher(SiftAsModel(), ratio=0.8))
     assert est.method == "pnp_learned"
     tracker = OdometryTracker(T_odom_camera0=np.eye(4))
     for i in range(len(seq.frames)):
-        st = tracker.update(int(times[i] * 1e9), est.estimate(read_rgb(seq.frames[i]), read_nyu_depth(seq.depth[i]), seq.K))
+        st = tracker.update(
+            int(times[i] * 1e9), est.estimate(read_rgb(seq.frames[i]), read_nyu_depth(seq.depth[i]), seq.K)
+        )
     est_poses = np.stack([T for _s, T in st.path])
     e = trajectory_errors(times, est_poses, np.linalg.inv(poses[0]) @ poses, align="se3")
     assert st.skipped == 0 and e["ate_percent_of_path"] < 3.0, e

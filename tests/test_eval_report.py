@@ -31,8 +31,13 @@ def evaluated(tmp_path_factory):
     from perception_models.data.writers import write_sequence
 
     root = tmp_path_factory.mktemp("eval")
-    write_sequence(SyntheticSequence(SynthConfig(preset="driving", seed=907, frames=FRAMES)), root / "seq",
-                   dataset=False, bag=True, progress=False)
+    write_sequence(
+        SyntheticSequence(SynthConfig(preset="driving", seed=907, frames=FRAMES)),
+        root / "seq",
+        dataset=False,
+        bag=True,
+        progress=False,
+    )
     out = root / "out"
     rc = main(["eval", "--bag", str(root / "seq" / "bag"), "--profile", "synthetic_replay", "--out", str(out)])
     return rc, out
@@ -52,14 +57,23 @@ def test_eval_scores_every_task_and_measures_every_node(evaluated):
     assert g["pairs"] == FRAMES - 1 and g["rotation_error_deg_median"] < 5
     assert report["player"]["frames_lost"] == 0
     assert {n: m["task"] for n, m in report["models"].items()} == {
-        "detector": "detection", "segmenter": "segmentation", "odometry": "depth", "matcher": "matching"}
+        "detector": "detection",
+        "segmenter": "segmentation",
+        "odometry": "depth",
+        "matcher": "matching",
+    }
     assert all(m["card_metrics"] for m in report["models"].values())  # the cards' held-out numbers, for context
     assert set(report["drops"]) == {"detector", "segmenter", "odometry", "matcher"}
     assert all(d["dropped"] == 0 and d["frames"] == FRAMES for d in report["drops"].values())  # lockstep
     for name, r in report["resources"].items():  # every node process sampled: python + onnxruntime + a model
         assert r["samples"] >= 2 and r["rss_mib_peak"] > 50 and r["cpu_percent_peak"] > 0, name
-    for topic in ("/detector/detections", "/segmenter/labels", "/odometry/depth", "/odometry/odometry",
-                  "/matcher/matches"):
+    for topic in (
+        "/detector/detections",
+        "/segmenter/labels",
+        "/odometry/depth",
+        "/odometry/odometry",
+        "/matcher/matches",
+    ):
         lat = report["latency"][topic]
         assert lat["results"] + lat["untimed"] == FRAMES and lat["median_ms"] > 0
 
@@ -87,8 +101,18 @@ def test_report_html_is_self_contained_with_every_section(evaluated):
     page = (out / "report.html").read_text()
     parser = _Images()
     parser.feed(page)
-    assert parser.headings == ["Accuracy", "Nodes: latency, drops, CPU, memory", "Sample frames", "Detection",
-                               "Segmentation", "Depth", "Odometry", "Matching", "Latency", "CPU and memory"]
+    assert parser.headings == [
+        "Accuracy",
+        "Nodes: latency, drops, CPU, memory",
+        "Sample frames",
+        "Detection",
+        "Segmentation",
+        "Depth",
+        "Odometry",
+        "Matching",
+        "Latency",
+        "CPU and memory",
+    ]
     magic = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff"}
     for src in parser.srcs:  # every picture is inline and decodes: nothing to fetch, nothing broken
         kind, data = re.match(r"data:(image/\w+);base64,(.*)", src, re.S).groups()
@@ -118,9 +142,17 @@ def test_recording_embeds_schemas_foxglove_decodes(evaluated):
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         schemas = {s.name for s in reader.get_summary().schemas.values()}
-        assert {"perception_msgs/msg/Detection2DArray", "perception_msgs/msg/Keypoints", "perception_msgs/msg/Matches",
-                "nav_msgs/msg/Odometry", "nav_msgs/msg/Path", "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image",
-                "tf2_msgs/msg/TFMessage", "diagnostic_msgs/msg/DiagnosticArray"} <= schemas
+        assert {
+            "perception_msgs/msg/Detection2DArray",
+            "perception_msgs/msg/Keypoints",
+            "perception_msgs/msg/Matches",
+            "nav_msgs/msg/Odometry",
+            "nav_msgs/msg/Path",
+            "sensor_msgs/msg/PointCloud2",
+            "sensor_msgs/msg/Image",
+            "tf2_msgs/msg/TFMessage",
+            "diagnostic_msgs/msg/DiagnosticArray",
+        } <= schemas
         decoded: dict[str, object] = {}
         for _schema, channel, _message, msg in reader.iter_decoded_messages():  # from the embedded text only
             decoded.setdefault(channel.topic, msg)
@@ -131,8 +163,15 @@ def test_recording_embeds_schemas_foxglove_decodes(evaluated):
 
 
 def test_resource_monitor_tells_a_busy_process_from_an_idle_one():
-    idle = subprocess.Popen([sys.executable, "-c", "import time, numpy\nx=numpy.ones(50_000_000)\nprint('ready', flush=True)\n"
-                             "time.sleep(10)"], stdout=subprocess.PIPE, text=True)
+    idle = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time, numpy\nx=numpy.ones(50_000_000)\nprint('ready', flush=True)\ntime.sleep(10)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert idle.stdout.readline().strip() == "ready"  # its 400 MB are filled: from now on it only sleeps
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
     try:
@@ -154,8 +193,11 @@ def test_throughput_search_brackets_then_bisects(monkeypatch, tmp_path):
     def fake_probe(bag, profile, out, rate_hz, bag_hz, frame_topic, overrides=None, visuals=False):
         tried.append(rate_hz)
         pct = 0.0 if rate_hz <= 22 else 40.0
-        return {"rate_hz": round(rate_hz, 2), "drops": {"a": {"percent": 0.0}, "b": {"percent": pct}},
-                "latency_ms": {"a": 10.0, "b": 50.0}}
+        return {
+            "rate_hz": round(rate_hz, 2),
+            "drops": {"a": {"percent": 0.0}, "b": {"percent": pct}},
+            "latency_ms": {"a": 10.0, "b": 50.0},
+        }
 
     monkeypatch.setattr(tp, "probe", fake_probe)
     monkeypatch.setattr(tp, "frame_rate", lambda bag, topic: 10.0)
@@ -176,10 +218,17 @@ def test_report_without_ground_truth_or_matplotlib_still_has_latency(tmp_path, m
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    report = {"profile": "p", "bag": "b", "mode": "realtime", "player": {"frames": 3}, "metrics": {},
-              "latency": {"/n/out": {"median_ms": 5.0, "p95_ms": 6.0, "p99_ms": 7.0, "fps": 10.0}},
-              "drops": {"n": {"topic": "/n/out", "frames": 3, "dropped": 1, "percent": 33.3}}}
-    page = write_report(report, {"latency": {"/n/out": {"t_s": [0, 1], "latency_ms": [5, 6]}}},
-                        tmp_path / "r.html").read_text()
+    report = {
+        "profile": "p",
+        "bag": "b",
+        "mode": "realtime",
+        "player": {"frames": 3},
+        "metrics": {},
+        "latency": {"/n/out": {"median_ms": 5.0, "p95_ms": 6.0, "p99_ms": 7.0, "fps": 10.0}},
+        "drops": {"n": {"topic": "/n/out", "frames": 3, "dropped": 1, "percent": 33.3}},
+    }
+    page = write_report(
+        report, {"latency": {"/n/out": {"t_s": [0, 1], "latency_ms": [5, 6]}}}, tmp_path / "r.html"
+    ).read_text()
     assert "No ground truth" in page and "matplotlib is not installed" in page and "1 (33.3 %)" in page
     assert "<img" not in page

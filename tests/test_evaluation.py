@@ -13,9 +13,23 @@ MS = 1_000_000
 
 def _det(w: BagWriter, header, boxes):
     T = w.store.types
-    dets = [T["perception_msgs/msg/Detection2D"](class_id=0, class_name=name, score=score, center_x=cx, center_y=cy,
-                                                 size_x=sx, size_y=sy, id=-1, ground_valid=False, ground_x=0.0,
-                                                 ground_y=0.0, ground_z=0.0) for name, score, cx, cy, sx, sy in boxes]
+    dets = [
+        T["perception_msgs/msg/Detection2D"](
+            class_id=0,
+            class_name=name,
+            score=score,
+            center_x=cx,
+            center_y=cy,
+            size_x=sx,
+            size_y=sy,
+            id=-1,
+            ground_valid=False,
+            ground_x=0.0,
+            ground_y=0.0,
+            ground_z=0.0,
+        )
+        for name, score, cx, cy, sx, sy in boxes
+    ]
     return T["perception_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 
@@ -27,26 +41,35 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
             h = w.header(s, "camera_optical_frame")
             w.write("/camera/image_raw", w.image(h, np.zeros((4, 6, 3), np.uint8), "rgb8"), s)
             w.write("/ground_truth/depth", w.image(h, truth, "32FC1"), s)
-            w.write("/ground_truth/detections", _det(w, h, [("car", 1.0, 30, 40, 20, 20), ("car", 1.0, 80, 40, 4, 4)]), s)
+            w.write(
+                "/ground_truth/detections", _det(w, h, [("car", 1.0, 30, 40, 20, 20), ("car", 1.0, 80, 40, 4, 4)]), s
+            )
     with BagWriter(tmp_path / "rec") as w:
         for i, s in enumerate(stamps):
             h = w.header(s, "camera_optical_frame")
             t0 = 5_000 * MS + i * 100 * MS  # the recorder's clock
             # frame 1 reaches the recorder after its depth result (a big message, a busy recorder):
             # still timed, from its own receive time
-            w.write("/camera/image_raw", w.image(h, np.zeros((4, 6, 3), np.uint8), "rgb8"), t0 + (40 * MS if i == 1 else 0))
+            w.write(
+                "/camera/image_raw", w.image(h, np.zeros((4, 6, 3), np.uint8), "rgb8"), t0 + (40 * MS if i == 1 else 0)
+            )
             # depth 10 % too far on frame 0, exact after; the detector finds the big car (the
             # 4 px one is below the 16 px minimum height: ignored, not a miss)
             w.write("/n/depth", w.image(h, truth * (1.1 if i == 0 else 1.0), "32FC1"), t0 + 30 * MS)
             w.write("/n/detections", _det(w, h, [("car", 0.9, 30, 40, 20, 20)]), t0 + (50 + 10 * i) * MS)
     series: dict = {}
-    r = evaluate_recording(tmp_path / "gt", tmp_path / "rec", {"depth": "/n/depth", "detections": "/n/detections"},
-                           series=series)
+    r = evaluate_recording(
+        tmp_path / "gt", tmp_path / "rec", {"depth": "/n/depth", "detections": "/n/detections"}, series=series
+    )
     d = r["metrics"]["depth"]
     assert d["images"] == 3 and abs(d["absolute"]["abs_rel"] - 0.1 / 3) < 1e-6 and d["median_scaled"]["abs_rel"] < 1e-6
     assert r["metrics"]["detection"]["mAP"] == 1.0
     lat = r["latency"]
-    assert lat["/n/depth"]["results"] == 3 and sorted(np.round(series["latency"]["/n/depth"]["latency_ms"], 6)) == [-10.0, 30.0, 30.0]
+    assert lat["/n/depth"]["results"] == 3 and sorted(np.round(series["latency"]["/n/depth"]["latency_ms"], 6)) == [
+        -10.0,
+        30.0,
+        30.0,
+    ]
     assert abs(lat["/n/detections"]["median_ms"] - 50.0) < 1e-6 and abs(lat["/n/detections"]["p99_ms"] - 69.6) < 1e-6
     assert abs(lat["/n/depth"]["fps"] - 10.0) < 1e-6
     # end to end: until the last output of each frame (the detections here)
@@ -66,14 +89,25 @@ def test_ground_position_error_matches_same_class_boxes_and_measures_distance_al
     from perception_nodes.tools.evaluation import _ground_position_errors
 
     def det(name, cx, x, z, valid=True):
-        return D(class_name=name, center_x=cx, center_y=50.0, size_x=20.0, size_y=40.0, ground_valid=valid,
-                 ground_x=x, ground_y=1.5, ground_z=z)
+        return D(
+            class_name=name,
+            center_x=cx,
+            center_y=50.0,
+            size_x=20.0,
+            size_y=40.0,
+            ground_valid=valid,
+            ground_x=x,
+            ground_y=1.5,
+            ground_z=z,
+        )
 
     gt = [det("person", 100, 0.0, 10.0), det("car", 300, 3.0, 4.0)]
-    est = [det("person", 102, 0.0, 11.0),  # 10 % too far
-           det("cone", 300, 3.0, 8.0),     # same place, other class: not matched
-           det("car", 301, 0.0, 4.5),      # 5 m away along the ground in truth (3-4-5), 4.5 m estimated
-           det("person", 500, 0.0, 1.0)]   # nothing there
+    est = [
+        det("person", 102, 0.0, 11.0),  # 10 % too far
+        det("cone", 300, 3.0, 8.0),  # same place, other class: not matched
+        det("car", 301, 0.0, 4.5),  # 5 m away along the ground in truth (3-4-5), 4.5 m estimated
+        det("person", 500, 0.0, 1.0),
+    ]  # nothing there
     r = _ground_position_errors([(gt, est), (gt, [det("car", 300, 3.0, 4.0, valid=False)])], box_iou)
     assert r["pairs"] == 2
     assert abs(r["median_relative_error"] - 0.1) < 1e-9 and abs(r["median_distance_error_m"] - 0.75) < 1e-9

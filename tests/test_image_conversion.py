@@ -21,8 +21,26 @@ from perception_nodes.image_conversion import (
     numpy_to_image,
 )
 
-PLAIN = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC2", "8UC3", "8UC4",
-         "16UC1", "16SC1", "32FC1", "32FC3", "64FC1", "32SC2", "rgb16", "bgra16"]
+PLAIN = [
+    "rgb8",
+    "bgr8",
+    "rgba8",
+    "bgra8",
+    "mono8",
+    "mono16",
+    "8UC1",
+    "8UC2",
+    "8UC3",
+    "8UC4",
+    "16UC1",
+    "16SC1",
+    "32FC1",
+    "32FC3",
+    "64FC1",
+    "32SC2",
+    "rgb16",
+    "bgra16",
+]
 
 
 def make_msg(arr: np.ndarray, encoding: str, pad: int = 0, big: bool = False) -> Image:
@@ -49,8 +67,14 @@ def random_array(rng: np.random.Generator, encoding: str, h: int, w: int) -> np.
 
 
 @settings(max_examples=150, deadline=None)
-@given(encoding=st.sampled_from(PLAIN), h=st.integers(1, 17), w=st.integers(1, 23),
-       pad=st.integers(0, 9), big=st.booleans(), seed=st.integers(0, 2**31))
+@given(
+    encoding=st.sampled_from(PLAIN),
+    h=st.integers(1, 17),
+    w=st.integers(1, 23),
+    pad=st.integers(0, 9),
+    big=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
 def test_decode_matches_source_for_any_shape_padding_and_byte_order(encoding, h, w, pad, big, seed):
     info = encoding_info(encoding)
     pad -= pad % info.dtype.itemsize  # step must stay a multiple of the channel size
@@ -137,12 +161,15 @@ def test_yuv422_decodes_to_rgb():
         assert np.abs(out.astype(int) - rgb.astype(int)).max() <= 3, enc
 
 
-@pytest.mark.parametrize("pattern,offsets", [
-    ("bayer_rggb8", {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}),
-    ("bayer_bggr8", {(0, 0): 2, (0, 1): 1, (1, 0): 1, (1, 1): 0}),
-    ("bayer_gbrg8", {(0, 0): 1, (0, 1): 2, (1, 0): 0, (1, 1): 1}),
-    ("bayer_grbg8", {(0, 0): 1, (0, 1): 0, (1, 0): 2, (1, 1): 1}),
-])
+@pytest.mark.parametrize(
+    "pattern,offsets",
+    [
+        ("bayer_rggb8", {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}),
+        ("bayer_bggr8", {(0, 0): 2, (0, 1): 1, (1, 0): 1, (1, 1): 0}),
+        ("bayer_gbrg8", {(0, 0): 1, (0, 1): 2, (1, 0): 0, (1, 1): 1}),
+        ("bayer_grbg8", {(0, 0): 1, (0, 1): 0, (1, 0): 2, (1, 1): 1}),
+    ],
+)
 def test_bayer_patterns_demosaic_to_the_right_colour(pattern, offsets):
     colour = np.array([220, 120, 30])
     raw = np.zeros((8, 8), np.uint8)
@@ -152,13 +179,16 @@ def test_bayer_patterns_demosaic_to_the_right_colour(pattern, offsets):
     np.testing.assert_allclose(out[2:-2, 2:-2].reshape(-1, 3).mean(0), colour, atol=2)
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda m: setattr(m, "encoding", "bayer_gbrg16"), "encoding"),
-    (lambda m: setattr(m, "step", 5), "step"),
-    (lambda m: setattr(m, "data", m.data[:-10]), "data"),
-    (lambda m: setattr(m, "height", 0), "zero size"),
-    (lambda m: setattr(m, "width", 0), "zero size"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda m: setattr(m, "encoding", "bayer_gbrg16"), "encoding"),
+        (lambda m: setattr(m, "step", 5), "step"),
+        (lambda m: setattr(m, "data", m.data[:-10]), "data"),
+        (lambda m: setattr(m, "height", 0), "zero size"),
+        (lambda m: setattr(m, "width", 0), "zero size"),
+    ],
+)
 def test_malformed_messages_raise_one_clear_error(mutate, field):
     msg = make_msg(np.zeros((4, 5, 3), np.uint8), "rgb8")
     mutate(msg)

@@ -40,11 +40,16 @@ def _lock_blocks(path: Path) -> dict[str, str]:
     return blocks
 
 
-@pytest.mark.parametrize("lock,inputs", [
-    ("requirements/lock.txt", ["requirements/ros.txt", "requirements/runtime.txt", "requirements/dev.txt",
-                               "requirements/models.txt"]),
-    ("requirements/lock-stubs.txt", ["requirements/stubs.txt"]),
-])
+@pytest.mark.parametrize(
+    "lock,inputs",
+    [
+        (
+            "requirements/lock.txt",
+            ["requirements/ros.txt", "requirements/runtime.txt", "requirements/dev.txt", "requirements/models.txt"],
+        ),
+        ("requirements/lock-stubs.txt", ["requirements/stubs.txt"]),
+    ],
+)
 def test_every_requirement_is_locked_with_hashes_inside_its_range(lock, inputs):
     pins = check_lock.read_lock(ROOT / lock)
     blocks = _lock_blocks(ROOT / lock)
@@ -52,8 +57,9 @@ def test_every_requirement_is_locked_with_hashes_inside_its_range(lock, inputs):
         for req in _requirements(ROOT / inp):
             name = check_lock.normalise(req.name)
             assert name in pins, f"{req.name} ({inp}) is not in {lock}: run `make lock`"
-            assert req.specifier.contains(pins[name], prereleases=True), \
+            assert req.specifier.contains(pins[name], prereleases=True), (
                 f"{lock} pins {name}=={pins[name]}, outside {inp}'s '{req}': run `make lock`"
+            )
     for name, block in blocks.items():
         assert "--hash=sha256:" in block, f"{name} has no hash in {lock}"
 
@@ -76,8 +82,12 @@ def test_opencv_is_pinned_not_a_range_that_moves():
 
 def test_check_lock_reports_drift_both_ways():
     pins = {"numpy": "2.4.6", "opencv-python-headless": "5.1.0.95"}
-    assert check_lock.compare(pins, {"numpy": "2.4.6", "opencv-python-headless": "5.1.0.95", "pip": "26.3",
-                                     "perception-nodes": "0.1.0"}) == []
+    assert (
+        check_lock.compare(
+            pins, {"numpy": "2.4.6", "opencv-python-headless": "5.1.0.95", "pip": "26.3", "perception-nodes": "0.1.0"}
+        )
+        == []
+    )
     problems = check_lock.compare(pins, {"numpy": "1.26.4", "requests": "2.0"})
     assert any("numpy is 1.26.4, the lock says 2.4.6" in p for p in problems)
     assert any("opencv-python-headless==5.1.0.95 is locked but not installed" in p for p in problems)
@@ -85,6 +95,9 @@ def test_check_lock_reports_drift_both_ways():
 
 
 def test_this_venv_is_exactly_the_lock():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_lock.py"), str(ROOT / "requirements" / "lock.txt")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_lock.py"), str(ROOT / "requirements" / "lock.txt")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from perception_models.metrics.matching import homography_corner_error, mma, pose_auc, relative_pose_error, warp_points
-from perception_models.models.matching import (MatcherConfig, extract, heatmap,
-                                               sample_descriptors, soft_argmax_refine)
+from perception_models.models.matching import MatcherConfig, extract, heatmap, sample_descriptors, soft_argmax_refine
 from perception_models.models.matching_losses import descriptor_loss, detector_loss
 from perception_models.train.matching_data import HomographyPairs, cell_centres, random_homography
 from perception_nodes.pipelines.matching import Features, SequentialMatcher, estimate_geometry, mutual_nn_match
@@ -48,7 +47,7 @@ def test_heatmap_places_the_cell_class_at_its_pixel_and_the_loss_agrees():
 def test_soft_argmax_finds_a_sub_pixel_peak():
     y, x = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     peak = (30.3, 20.8)
-    scores = torch.exp(-((x - peak[0]) ** 2 + (y - peak[1]) ** 2) / (2 * 0.7 ** 2))[None, None]
+    scores = torch.exp(-((x - peak[0]) ** 2 + (y - peak[1]) ** 2) / (2 * 0.7**2))[None, None]
     xy = soft_argmax_refine(scores, torch.tensor([[[30.0, 21.0]]]), radius=2, temperature=1.0)
     assert abs(float(xy[0, 0, 0]) - peak[0]) < 0.15 and abs(float(xy[0, 0, 1]) - peak[1]) < 0.15
 
@@ -78,7 +77,14 @@ def test_descriptor_losses_zero_for_distinct_descriptors_positive_for_random(los
     distinct = torch.eye(h * w).reshape(h * w, h, w)[None]  # one-hot per cell: every negative is orthogonal
     assert float(descriptor_loss(distinct, distinct, corr, valid, loss, mining)) < 1e-6
     rand = torch.nn.functional.normalize(torch.randn(1, 8, h, w), dim=1)
-    assert float(descriptor_loss(rand, torch.nn.functional.normalize(torch.randn(1, 8, h, w), dim=1), corr, valid, loss, mining)) > 0.1
+    assert (
+        float(
+            descriptor_loss(
+                rand, torch.nn.functional.normalize(torch.randn(1, 8, h, w), dim=1), corr, valid, loss, mining
+            )
+        )
+        > 0.1
+    )
 
 
 def test_spatial_mining_only_sees_negatives_in_its_ring():
@@ -174,7 +180,9 @@ def test_export_runs_through_the_node_pipeline(tmp_path):
     torch.save({"model": net.state_dict(), "config": {**cfg.__dict__}, "metrics": {"metric": 0.0}}, tmp_path / "m.pt")
     card = export_matching(tmp_path / "m.pt", tmp_path / "matcher.onnx", reproduce=False)
     assert card["export"]["onnxruntime_vs_torch"]["keypoint_agreement"] >= 0.99
-    pipe = MatchingPipeline(OnnxRuntimeBackend(tmp_path / "matcher.onnx"), load_card(tmp_path / "matcher.onnx", "matching"))
+    pipe = MatchingPipeline(
+        OnnxRuntimeBackend(tmp_path / "matcher.onnx"), load_card(tmp_path / "matcher.onnx", "matching")
+    )
     img = np.random.default_rng(0).integers(0, 255, (2 * H, 2 * W, 3), dtype=np.uint8)
     f = pipe.run(img)
     feeds, lb = pipe.preprocess(img)
@@ -193,14 +201,31 @@ def test_training_with_both_pair_sources_both_miners(tmp_path):
     photos.mkdir()
     rng = np.random.default_rng(0)
     for i in range(3):
-        cv2.imwrite(str(photos / f"{i}.png"), cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 1.5))
+        cv2.imwrite(
+            str(photos / f"{i}.png"), cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 1.5)
+        )
     seq = tmp_path / "seq"
-    write_sequence(SyntheticSequence(SynthConfig(preset="indoor", seed=5, frames=4, width=160, height=120, randomization=0.0)),
-                   seq, flow=False, workers=1, progress=False)
+    write_sequence(
+        SyntheticSequence(SynthConfig(preset="indoor", seed=5, frames=4, width=160, height=120, randomization=0.0)),
+        seq,
+        flow=False,
+        workers=1,
+        progress=False,
+    )
     for mining in ("hard", "spatial"):
-        cfg = MatchTrainConfig(photos=[str(photos)], data=[str(seq)], val_photos=[str(photos)], val=[str(seq)],
-                               out=str(tmp_path / mining), epochs=1, batch_size=2, input_size=(H, W), mining=mining,
-                               val_pairs=2, log_every=1)
+        cfg = MatchTrainConfig(
+            photos=[str(photos)],
+            data=[str(seq)],
+            val_photos=[str(photos)],
+            val=[str(seq)],
+            out=str(tmp_path / mining),
+            epochs=1,
+            batch_size=2,
+            input_size=(H, W),
+            mining=mining,
+            val_pairs=2,
+            log_every=1,
+        )
         r = train_matching(cfg, progress=False)
         m = r["metrics"]
         assert m["pairs"] == {"homography": 2, "pose": 2} and 0.0 <= m["metric"] <= 1.0
@@ -226,4 +251,6 @@ def test_anchors_come_from_keypoint_cells_when_there_are_enough():
     assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000)) > 0.01
     assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000, prefer=top)) < 1e-6
     # fewer preferred cells than min_preferred: anchors from every valid cell again
-    assert float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000, prefer=top, min_preferred=100)) > 0.01
+    assert (
+        float(descriptor_loss(d, d, corr, valid, "triplet", "hard", anchors=1000, prefer=top, min_preferred=100)) > 0.01
+    )

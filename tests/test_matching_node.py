@@ -23,8 +23,10 @@ def _model(tmp_path, scores_value=0.5, name="matcher"):
     kp = np.stack([rng.uniform(10, W - 10, K), rng.uniform(10, H - 10, K)], 1).astype(np.float32)[None]
     desc = rng.normal(size=(1, K, 16)).astype(np.float32)
     desc /= np.linalg.norm(desc, axis=2, keepdims=True)
-    path = const_model(tmp_path / f"{name}.onnx", {"keypoints": kp, "scores": np.full((1, K), scores_value, np.float32),
-                                                   "descriptors": desc})
+    path = const_model(
+        tmp_path / f"{name}.onnx",
+        {"keypoints": kp, "scores": np.full((1, K), scores_value, np.float32), "descriptors": desc},
+    )
     write_card(path, "matching", classes=[])
     text = (tmp_path / f"{name}.card.yaml").read_text().replace("resize: letterbox", "resize: stretch")
     (tmp_path / f"{name}.card.yaml").write_text(text)
@@ -32,10 +34,20 @@ def _model(tmp_path, scores_value=0.5, name="matcher"):
 
 
 def _profile(name, model, **params):
-    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep", "diagnostics_period": 0.2,
-         "onnxruntime_threads": 1, "geometry": "homography", **params}
-    return Profile("test", "", [NodeSpec(name, "matching_node", parameters=p,
-                                         remappings={"image": f"/{name}/in", "image1": f"/{name}/in1"})])
+    p = {
+        "model_path": str(model),
+        "backend": "onnxruntime",
+        "input_policy": "lockstep",
+        "diagnostics_period": 0.2,
+        "onnxruntime_threads": 1,
+        "geometry": "homography",
+        **params,
+    }
+    return Profile(
+        "test",
+        "",
+        [NodeSpec(name, "matching_node", parameters=p, remappings={"image": f"/{name}/in", "image1": f"/{name}/in1"})],
+    )
 
 
 def _image(sec, shape=(2 * H, 2 * W, 3)):

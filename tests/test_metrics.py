@@ -25,14 +25,27 @@ def _pycocotools(images, num_classes):
     dets = []
     for img_id, (gb, gl, gc, db, ds, dl) in enumerate(images, 1):
         gt["images"].append({"id": img_id, "width": 1000, "height": 1000})
-        for b, l, c in zip(gb, gl, gc):
+        for b, label, c in zip(gb, gl, gc):
             w, h = b[2] - b[0], b[3] - b[1]
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": img_id, "category_id": int(l) + 1,
-                                      "bbox": [float(b[0]), float(b[1]), float(w), float(h)], "area": float(w * h),
-                                      "iscrowd": int(c)})
-        for b, s, l in zip(db, ds, dl):
-            dets.append({"image_id": img_id, "category_id": int(l) + 1, "score": float(s),
-                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": img_id,
+                    "category_id": int(label) + 1,
+                    "bbox": [float(b[0]), float(b[1]), float(w), float(h)],
+                    "area": float(w * h),
+                    "iscrowd": int(c),
+                }
+            )
+        for b, s, label in zip(db, ds, dl):
+            dets.append(
+                {
+                    "image_id": img_id,
+                    "category_id": int(label) + 1,
+                    "score": float(s),
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = gt
@@ -43,8 +56,10 @@ def _pycocotools(images, num_classes):
         ev.accumulate()
         ev.summarize()
     prec = ev.eval["precision"][:, :, :, 0, 2]  # T, R, K, area all, maxDets 100
-    per_class = [float(np.mean(prec[:, :, k][prec[:, :, k] > -1])) if (prec[:, :, k] > -1).any() else None
-                 for k in range(num_classes)]
+    per_class = [
+        float(np.mean(prec[:, :, k][prec[:, :, k] > -1])) if (prec[:, :, k] > -1).any() else None
+        for k in range(num_classes)
+    ]
     return ev.stats[0], ev.stats[1], per_class
 
 
@@ -102,8 +117,14 @@ def test_ap_edge_cases():
     ev.add(box, [0], np.zeros((0, 4)), [], [])
     assert ev.summary()["mAP"] == 0.0
     ev = DetectionEvaluator(1)  # a detection on a crowd region is neither hit nor miss
-    ev.add(np.vstack([box, [[100, 100, 300, 300]]]), [0, 0], np.vstack([box, [[120, 120, 140, 140]]]), [0.5, 0.9], [0, 0],
-           gt_crowd=[False, True])
+    ev.add(
+        np.vstack([box, [[100, 100, 300, 300]]]),
+        [0, 0],
+        np.vstack([box, [[120, 120, 140, 140]]]),
+        [0.5, 0.9],
+        [0, 0],
+        gt_crowd=[False, True],
+    )
     assert ev.summary()["mAP"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="class id 3"):
         DetectionEvaluator(2).add(box, [3], box, [1.0], [0])
@@ -126,7 +147,10 @@ def test_ap_agrees_with_pycocotools_on_voc_with_perturbed_ground_truth():
     images = []
     for im in sorted(data["images"], key=lambda i: i["id"]):
         anns = [a for a in data["annotations"] if a["image_id"] == im["id"]]
-        gb = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], float).reshape(-1, 4)
+        gb = np.array(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+            float,
+        ).reshape(-1, 4)
         gl = np.array([cat_index[a["category_id"]] for a in anns], int)
         gc = np.array([bool(a.get("iscrowd", 0)) for a in anns])
         size = np.maximum(gb[:, 2:] - gb[:, :2], 1)

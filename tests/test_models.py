@@ -34,8 +34,8 @@ def test_matching_ignores_between_thresholds():
     anchors = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 4.5], [0, 0, 10, 3], [50, 50, 60, 60]], dtype=torch.float32)
     gt = torch.tensor([[0, 0, 10, 10], [48, 48, 70, 70]], dtype=torch.float32)
     m = match(anchors, gt)
-    assert m.tolist()[:3] == [0, -2, -1]      # IoU 1.0, 0.45 (ignored), 0.3 (background)
-    assert m[3] == 1                         # IoU 0.2, but it is the best anchor of gt 1
+    assert m.tolist()[:3] == [0, -2, -1]  # IoU 1.0, 0.45 (ignored), 0.3 (background)
+    assert m[3] == 1  # IoU 0.2, but it is the best anchor of gt 1
     far = match(anchors, torch.tensor([[0, 0, 10, 10], [200, 200, 210, 210]], dtype=torch.float32))
     assert far[0] == 0 and (far != 1).all()  # a gt overlapping nothing steals no anchor
     assert (match(anchors, torch.zeros(0, 4)) == -1).all()
@@ -129,7 +129,9 @@ def test_detector_exports_with_postprocessing_that_onnxruntime_runs_the_same(tmp
     assert boxes.shape == (1, 20, 4) and scores.shape == (1, 20) and labels.dtype == torch.int32
     assert (scores > 0).sum() > 3, "test needs some detections above the threshold"
     path = tmp_path / "det.onnx"
-    torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["boxes", "scores", "labels"], dynamo=True)
+    torch.onnx.export(
+        model, (x,), str(path), input_names=["image"], output_names=["boxes", "scores", "labels"], dynamo=True
+    )
     import onnx
 
     onnx.checker.check_model(str(path))
@@ -154,7 +156,9 @@ def test_segmenter_shapes_loss_and_export(tmp_path):
     with torch.no_grad():
         ids, conf = model(x[:1])
     path = tmp_path / "seg.onnx"
-    torch.onnx.export(model, (x[:1],), str(path), input_names=["image"], output_names=["labels", "confidence"], dynamo=True)
+    torch.onnx.export(
+        model, (x[:1],), str(path), input_names=["image"], output_names=["labels", "confidence"], dynamo=True
+    )
     oi, oc = _ort(path, {"image": x[:1].numpy()})
     assert oi.dtype == np.int32 and (oi == ids.numpy()).mean() > 0.999
     np.testing.assert_allclose(oc, conf.numpy(), atol=1e-4)

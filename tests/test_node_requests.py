@@ -33,9 +33,14 @@ def test_invalid_requests_are_refused_and_the_node_keeps_processing(tmp_path, de
         assert state is not None and state.current_state.label == "active"
 
         # Each of these killed the process before: not available while active, or unknown.
-        for req in (_transition(Transition.TRANSITION_CONFIGURE), _transition(Transition.TRANSITION_CLEANUP),
-                    _transition(Transition.TRANSITION_ACTIVATE), _transition(99), _transition(label="bogus"),
-                    _transition(label="configure")):
+        for req in (
+            _transition(Transition.TRANSITION_CONFIGURE),
+            _transition(Transition.TRANSITION_CLEANUP),
+            _transition(Transition.TRANSITION_ACTIVATE),
+            _transition(99),
+            _transition(label="bogus"),
+            _transition(label="configure"),
+        ):
             resp = probe.call(ChangeState, "/req/change_state", req)
             assert resp is not None and resp.success is False, (req, stack.log_text("req"))
             assert stack.alive()["req"], stack.log_text("req")
@@ -46,14 +51,21 @@ def test_invalid_requests_are_refused_and_the_node_keeps_processing(tmp_path, de
         # Parameter requests: unknown names, a malformed type, a value of the wrong type.
         got = probe.call(GetParameters, "/req/get_parameters", GetParameters.Request(names=["no_such_param"]))
         assert got is not None
-        desc = probe.call(DescribeParameters, "/req/describe_parameters",
-                          DescribeParameters.Request(names=["no_such_param"]))
+        desc = probe.call(
+            DescribeParameters, "/req/describe_parameters", DescribeParameters.Request(names=["no_such_param"])
+        )
         assert desc is not None
         bad_type = Parameter(name="score_threshold", value=ParameterValue(type=200))
-        wrong = Parameter(name="input_policy", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3))
-        unknown = Parameter(name="no_such_param", value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True))
-        for srv, req in ((SetParameters, SetParameters.Request(parameters=[bad_type, wrong, unknown])),
-                         (SetParametersAtomically, SetParametersAtomically.Request(parameters=[bad_type]))):
+        wrong = Parameter(
+            name="input_policy", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3)
+        )
+        unknown = Parameter(
+            name="no_such_param", value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True)
+        )
+        for srv, req in (
+            (SetParameters, SetParameters.Request(parameters=[bad_type, wrong, unknown])),
+            (SetParametersAtomically, SetParametersAtomically.Request(parameters=[bad_type])),
+        ):
             name = "/req/set_parameters" if srv is SetParameters else "/req/set_parameters_atomically"
             resp = probe.call(srv, name, req)
             assert resp is not None, stack.log_text("req")
@@ -65,15 +77,21 @@ def test_invalid_requests_are_refused_and_the_node_keeps_processing(tmp_path, de
         state = probe.call(GetState, "/req/get_state", GetState.Request())
         assert state.current_state.label == "active"
         pub.publish(image(7))
-        assert probe.spin_until(lambda: any(s.header.stamp.sec == 107 and s.ok for s in statuses), 30), \
-            stack.log_text("req")
+        assert probe.spin_until(lambda: any(s.header.stamp.sec == 107 and s.ok for s in statuses), 30), stack.log_text(
+            "req"
+        )
 
         # A valid sequence still works: deactivate, cleanup, configure, activate.
-        for tid in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
-                    Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        for tid in (
+            Transition.TRANSITION_DEACTIVATE,
+            Transition.TRANSITION_CLEANUP,
+            Transition.TRANSITION_CONFIGURE,
+            Transition.TRANSITION_ACTIVATE,
+        ):
             resp = probe.call(ChangeState, "/req/change_state", _transition(tid))
             assert resp is not None and resp.success, (tid, stack.log_text("req"))
         pub.publish(image(8))
-        assert probe.spin_until(lambda: any(s.header.stamp.sec == 108 and s.ok for s in statuses), 30), \
-            stack.log_text("req")
+        assert probe.spin_until(lambda: any(s.header.stamp.sec == 108 and s.ok for s in statuses), 30), stack.log_text(
+            "req"
+        )
         probe.close()

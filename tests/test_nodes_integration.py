@@ -16,10 +16,15 @@ from rosgraph import Probe
 
 
 def generic_node(name: str, model: str, **params) -> Profile:
-    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep",
-         "diagnostics_period": 0.2, "onnxruntime_threads": 1, **params}
-    return Profile("test", "", [NodeSpec(name, "generic_onnx_node", parameters=p,
-                                         remappings={"image": f"/{name}/in"})])
+    p = {
+        "model_path": str(model),
+        "backend": "onnxruntime",
+        "input_policy": "lockstep",
+        "diagnostics_period": 0.2,
+        "onnxruntime_threads": 1,
+        **params,
+    }
+    return Profile("test", "", [NodeSpec(name, "generic_onnx_node", parameters=p, remappings={"image": f"/{name}/in"})])
 
 
 def image(i: int, encoding: str = "rgb8", h: int = 120, w: int = 160) -> Image:
@@ -67,6 +72,7 @@ def test_generic_node_answers_every_frame_survives_bad_ones_and_reports(tmp_path
                     if s.name == "/gen" and kv.get("errors") == "2":
                         return kv
             return None
+
         assert probe.spin_until(lambda: diag_with_errors() is not None, 10)
         kv = diag_with_errors()
         assert kv["frames_out"] == "2" and "onnxruntime" in kv["backend"]
@@ -81,6 +87,7 @@ def test_missing_model_fails_configure_but_node_stays_up_and_says_why(tmp_path, 
 
         def error_status():
             return [s for d in diags for s in d.status if s.name == "/nomodel" and s.level == b"\x02"]
+
         assert probe.spin_until(lambda: bool(error_status()), 60), stack.log_text("nomodel")
         assert "does not exist" in error_status()[0].message
         assert stack.alive()["nomodel"]
@@ -92,7 +99,8 @@ def test_invalid_parameter_is_reported_precisely(tmp_path, demo_model, rclpy_con
     with StackProcesses(generic_node("badparam", demo_model, input_policy="sometimes"), tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        assert probe.spin_until(lambda: any(s.name == "/badparam" and "input_policy" in s.message
-                                            for d in diags for s in d.status), 60), stack.log_text("badparam")
+        assert probe.spin_until(
+            lambda: any(s.name == "/badparam" and "input_policy" in s.message for d in diags for s in d.status), 60
+        ), stack.log_text("badparam")
         assert stack.alive()["badparam"]
         probe.close()

@@ -31,13 +31,16 @@ def test_schema_defaults_are_valid():
         validate(schema, {k: v for k, v in defaults(schema).items()})
 
 
-@pytest.mark.parametrize("name,value,text", [
-    ("input_policy", "sometimes", "'sometimes' is not one of"),
-    ("onnxruntime_threads", -1, "less than the minimum"),
-    ("mean", [0.5, 0.5], "too short"),
-    ("backend", "tflite", "'tflite' is not one of"),
-    ("no_such_param", 1, "Additional properties"),
-])
+@pytest.mark.parametrize(
+    "name,value,text",
+    [
+        ("input_policy", "sometimes", "'sometimes' is not one of"),
+        ("onnxruntime_threads", -1, "less than the minimum"),
+        ("mean", [0.5, 0.5], "too short"),
+        ("backend", "tflite", "'tflite' is not one of"),
+        ("no_such_param", 1, "Additional properties"),
+    ],
+)
 def test_invalid_values_name_the_parameter(name, value, text):
     schema = load_schema("generic_onnx_node")
     values = defaults(schema)
@@ -57,6 +60,7 @@ def test_readme_parameter_tables_are_generated_from_the_schemas():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_param_docs.py"), "--check"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gen_param_docs.py"), "--check"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -12,8 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src/perception_nodes/perception_nodes"
 # distribution name in the requirement files -> module name
 MODULE_OF = {"opencv-python-headless": "cv2", "pyyaml": "yaml", "mcap-ros2-support": "mcap_ros2", "cuda-python": "cuda"}
-ROS = {"rclpy", "launch", "launch_ros", "ament_index_python", "tf2_ros", "rcl_interfaces", "lifecycle_msgs",
-       "builtin_interfaces"}
+ROS = {
+    "rclpy",
+    "launch",
+    "launch_ros",
+    "ament_index_python",
+    "tf2_ros",
+    "rcl_interfaces",
+    "lifecycle_msgs",
+    "builtin_interfaces",
+}
 # perception_models (torch) is only ever imported inside functions that the demo / evaluation run
 # on a desktop, after an ``except ImportError`` guard; so is matplotlib, for report.html's plots
 # (without it the report has tables and sample frames: tests/test_eval_report.py)
@@ -48,8 +56,9 @@ def _imports() -> dict[str, set[str]]:
 
 def test_perception_nodes_imports_only_runtime_dependencies():
     allowed = set(sys.stdlib_module_names) | _requirements() | ROS | OPTIONAL | {"perception_nodes", "tensorrt"}
-    bad = {m: sorted(files) for m, files in _imports().items()
-           if m not in allowed and not m.endswith(("_msgs", "_srvs"))}
+    bad = {
+        m: sorted(files) for m, files in _imports().items() if m not in allowed and not m.endswith(("_msgs", "_srvs"))
+    }
     assert not bad, f"perception_nodes imports packages its runtime images do not have: {bad}"
 
 

@@ -28,8 +28,9 @@ def _set(probe, node, name, value):
         pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=value)
     else:
         pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    resp = probe.call(SetParameters, f"/{node}/set_parameters", SetParameters.Request(
-        parameters=[Parameter(name=name, value=pv)]))
+    resp = probe.call(
+        SetParameters, f"/{node}/set_parameters", SetParameters.Request(parameters=[Parameter(name=name, value=pv)])
+    )
     assert resp is not None
     return resp.results[0]
 
@@ -80,9 +81,16 @@ def test_the_lockstep_queue_is_bounded_and_says_when_it_drops(tmp_path, demo_mod
     from perception_nodes.nodes.generic_onnx_node import GenericOnnxNode
     from test_nodes_integration import image
 
-    node = GenericOnnxNode("bounded", context=rclpy_context, parameter_overrides=[
-        RclpyParameter("model_path", value=str(demo_model)), RclpyParameter("input_policy", value="lockstep"),
-        RclpyParameter("max_queue", value=3), RclpyParameter("autostart", value=False)])
+    node = GenericOnnxNode(
+        "bounded",
+        context=rclpy_context,
+        parameter_overrides=[
+            RclpyParameter("model_path", value=str(demo_model)),
+            RclpyParameter("input_policy", value="lockstep"),
+            RclpyParameter("max_queue", value=3),
+            RclpyParameter("autostart", value=False),
+        ],
+    )
     try:
         node.params.update({"input_policy": "lockstep", "max_queue": 3})
         node.stop_worker()  # nothing drains the queue: a node far slower than its input

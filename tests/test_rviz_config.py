@@ -14,8 +14,12 @@ from perception_nodes.profile import effective_parameters, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "src/perception_nodes/perception_nodes/nodes"
-DISPLAY_TYPES = {"rviz_default_plugins/Image": "Image", "rviz_default_plugins/PointCloud2": "PointCloud2",
-                 "rviz_default_plugins/Odometry": "Odometry", "rviz_default_plugins/Path": "Path"}
+DISPLAY_TYPES = {
+    "rviz_default_plugins/Image": "Image",
+    "rviz_default_plugins/PointCloud2": "PointCloud2",
+    "rviz_default_plugins/Odometry": "Odometry",
+    "rviz_default_plugins/Path": "Path",
+}
 
 
 def _publishers(executable: str) -> set[tuple[str, str]]:
@@ -26,7 +30,11 @@ def _publishers(executable: str) -> set[tuple[str, str]]:
         files.add(NODES / "depth_node.py")
     for f in files:
         for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "create_publisher" and len(node.args) >= 2:
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") == "create_publisher"
+                and len(node.args) >= 2
+            ):
                 cls, topic = node.args[0], node.args[1]
                 if isinstance(cls, ast.Name) and isinstance(topic, ast.Constant) and isinstance(topic.value, str):
                     out.add((cls.id, topic.value))
@@ -51,7 +59,9 @@ def test_every_display_subscribes_to_a_topic_and_type_the_default_profile_publis
     assert len(displays) >= 8
     for d in displays:
         want = (DISPLAY_TYPES[d["Class"]], d["Topic"]["Value"])
-        assert want in published, f"display '{d['Name']}' subscribes to {want}; the profile publishes {sorted(published)}"
+        assert want in published, (
+            f"display '{d['Name']}' subscribes to {want}; the profile publishes {sorted(published)}"
+        )
     fixed = cfg["Visualization Manager"]["Global Options"]["Fixed Frame"]
     odom = [n for n in load_profile("synthetic_replay").nodes if n.executable == "odometry_node"]
     assert odom and effective_parameters(odom[0])["odom_frame"] == fixed

@@ -18,15 +18,31 @@ from perception_nodes.profile import NodeSpec, Profile
 from perception_nodes.security import SecurityError, create_keystore, node_grants, secure_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-RCL_FILES = {"identity_ca.cert.pem", "cert.pem", "key.pem", "permissions_ca.cert.pem", "governance.p7s",
-             "permissions.p7s"}
+RCL_FILES = {
+    "identity_ca.cert.pem",
+    "cert.pem",
+    "key.pem",
+    "permissions_ca.cert.pem",
+    "governance.p7s",
+    "permissions.p7s",
+}
 
 
 def _profile() -> Profile:
-    return Profile("p", "", [
-        NodeSpec("camera", "camera_source", parameters={"source": "/dev/video0"}, remappings={"image_raw": "/camera/image_raw"}),
-        NodeSpec("detector", "detection_node", remappings={"image": "/camera/image_raw"}),
-        NodeSpec("player", "bag_player")])
+    return Profile(
+        "p",
+        "",
+        [
+            NodeSpec(
+                "camera",
+                "camera_source",
+                parameters={"source": "/dev/video0"},
+                remappings={"image_raw": "/camera/image_raw"},
+            ),
+            NodeSpec("detector", "detection_node", remappings={"image": "/camera/image_raw"}),
+            NodeSpec("player", "bag_player"),
+        ],
+    )
 
 
 def _openssl(*args: str) -> subprocess.CompletedProcess:
@@ -36,8 +52,12 @@ def _openssl(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def keystore(tmp_path_factory):
     ks = tmp_path_factory.mktemp("keystore")
-    assert create_keystore(ks, _profile()) == ["/perception/camera", "/perception/detector", "/perception/operator",
-                                               "/perception/player"]
+    assert create_keystore(ks, _profile()) == [
+        "/perception/camera",
+        "/perception/detector",
+        "/perception/operator",
+        "/perception/player",
+    ]
     return ks
 
 
@@ -104,15 +124,54 @@ def test_an_enforced_stack_does_not_run_open_where_the_middleware_has_no_securit
     """On the PyPI wheels (no Fast DDS security plugins), each node refuses to start with one line
     saying why, and `perception run` stops the stack (exit 10) rather than running unprotected."""
     profile = tmp_path / "p.yaml"
-    profile.write_text(json.dumps({"nodes": {"gen": {
-        "executable": "generic_onnx_node", "parameters": {"model_path": str(demo_model), "backend": "onnxruntime"}}}}))
+    profile.write_text(
+        json.dumps(
+            {
+                "nodes": {
+                    "gen": {
+                        "executable": "generic_onnx_node",
+                        "parameters": {"model_path": str(demo_model), "backend": "onnxruntime"},
+                    }
+                }
+            }
+        )
+    )
     ks = tmp_path / "ks"
-    made = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "security", "keystore", "--profile",
-                           str(profile), "--keystore", str(ks)], capture_output=True, text=True, cwd=ROOT)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.cli",
+            "security",
+            "keystore",
+            "--profile",
+            str(profile),
+            "--keystore",
+            str(ks),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert made.returncode == 0, made.stderr
-    run = subprocess.run([sys.executable, "-m", "perception_nodes.tools.cli", "run", "--profile", str(profile),
-                          "--keystore", str(ks), "--log-dir", str(tmp_path / "logs")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_nodes.tools.cli",
+            "run",
+            "--profile",
+            str(profile),
+            "--keystore",
+            str(ks),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert run.returncode == 10, run.stderr
     log = (tmp_path / "logs" / "gen.log").read_text()
     assert "Found security directory" in log and log.rstrip().endswith("see docs/security.md)")

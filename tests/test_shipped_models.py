@@ -35,7 +35,9 @@ def test_shipped_depth_and_pose_models_reproduce_their_card(repro):
     from perception_models.evaluate import evaluate_depth
 
     depth, pose = MODELS / "depth.onnx", MODELS / "pose.onnx"
-    assert depth.is_file() and pose.is_file(), "models/depth.onnx and models/pose.onnx are the shipped depth + pose models"
+    assert depth.is_file() and pose.is_file(), (
+        "models/depth.onnx and models/pose.onnx are the shipped depth + pose models"
+    )
     assert depth.stat().st_size < 10e6 and pose.stat().st_size < 10e6
     card = load_card(depth, "depth")
     load_card(pose, "pose")

@@ -22,8 +22,14 @@ from sensor_msgs.msg import Image
 
 from perception_nodes.bag_io import BagWriter, bag_info
 from perception_nodes.tools.demo_assets import make_demo_bag
-from perception_nodes.exit_codes import (EXIT_BAD_INPUT, EXIT_DUPLICATE_STAMPS, EXIT_EMPTY_INPUT,
-                                         EXIT_FRAMES_REJECTED, EXIT_NODE_DIED, EXIT_OK)
+from perception_nodes.exit_codes import (
+    EXIT_BAD_INPUT,
+    EXIT_DUPLICATE_STAMPS,
+    EXIT_EMPTY_INPUT,
+    EXIT_FRAMES_REJECTED,
+    EXIT_NODE_DIED,
+    EXIT_OK,
+)
 from perception_nodes.launcher import StackProcesses
 from rosgraph import Probe
 from test_nodes_integration import generic_node, image
@@ -32,16 +38,33 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _perception(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "perception_nodes.tools.cli", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "perception_nodes.tools.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _generic_profile(tmp_path: Path, model: Path, nodes=("gen",)) -> Path:
     path = tmp_path / "profile.yaml"
-    path.write_text(yaml.safe_dump({"description": "test", "nodes": {
-        n: {"executable": "generic_onnx_node",
-            "parameters": {"model_path": str(model), "backend": "onnxruntime", "onnxruntime_threads": 1},
-            "remappings": {"image": f"/{n}/in"}} for n in nodes}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "description": "test",
+                "nodes": {
+                    n: {
+                        "executable": "generic_onnx_node",
+                        "parameters": {"model_path": str(model), "backend": "onnxruntime", "onnxruntime_threads": 1},
+                        "remappings": {"image": f"/{n}/in"},
+                    }
+                    for n in nodes
+                },
+            }
+        )
+    )
     return path
 
 
@@ -71,8 +94,17 @@ def _wait(cond, timeout: float) -> bool:
 
 def test_run_restarts_a_dead_node_then_stops_the_stack_with_a_summary(tmp_path, demo_model):
     summary = tmp_path / "summary.json"
-    run = _perception("run", "--profile", str(_generic_profile(tmp_path, demo_model)), "--log-dir",
-                      str(tmp_path / "logs"), "--restart", "1", "--summary", str(summary))
+    run = _perception(
+        "run",
+        "--profile",
+        str(_generic_profile(tmp_path, demo_model)),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--restart",
+        "1",
+        "--summary",
+        str(summary),
+    )
     try:
         log = tmp_path / "logs" / "gen.log"
         assert _wait(lambda: log.exists() and "active:" in log.read_text(), 30)
@@ -97,8 +129,9 @@ def test_run_restarts_a_dead_node_then_stops_the_stack_with_a_summary(tmp_path, 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_run_stops_its_children_on_sigterm_and_sighup(tmp_path, demo_model, sig):
-    run = _perception("run", "--profile", str(_generic_profile(tmp_path, demo_model)), "--log-dir",
-                      str(tmp_path / "logs"))
+    run = _perception(
+        "run", "--profile", str(_generic_profile(tmp_path, demo_model)), "--log-dir", str(tmp_path / "logs")
+    )
     try:
         assert _wait(lambda: _node_procs(run.pid), 30)
         child = _node_procs(run.pid)[0]
@@ -115,14 +148,16 @@ def test_run_stops_its_children_on_sigterm_and_sighup(tmp_path, demo_model, sig)
 
 
 def test_a_killed_launcher_leaves_no_orphan(tmp_path, demo_model):
-    run = _perception("run", "--profile", str(_generic_profile(tmp_path, demo_model)), "--log-dir",
-                      str(tmp_path / "logs"))
+    run = _perception(
+        "run", "--profile", str(_generic_profile(tmp_path, demo_model)), "--log-dir", str(tmp_path / "logs")
+    )
     assert _wait(lambda: _node_procs(run.pid), 30)
     child = _node_procs(run.pid)[0]
     run.kill()  # SIGKILL: no handler runs; the kernel's parent-death signal stops the child
     run.communicate(timeout=10)
-    assert _wait(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 15), \
+    assert _wait(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 15), (
         "node orphaned after SIGKILL of perception run"
+    )
 
 
 @pytest.mark.parametrize("victim,name", [("generic_onnx_node", "generic"), ("bag_recorder", "perception_recorder")])
@@ -131,8 +166,19 @@ def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_pa
     traceback with no summary and a recording without metadata."""
     bag = make_demo_bag(tmp_path / "bag", frames=300, width=320, height=240)
     out = tmp_path / "replay"
-    rep = _perception("replay", "--bag", str(bag), "--profile", "generic_replay", "--out", str(out),
-                      "--set", f"generic.model_path={demo_model}", "--timeout", "300")
+    rep = _perception(
+        "replay",
+        "--bag",
+        str(bag),
+        "--profile",
+        "generic_replay",
+        "--out",
+        str(out),
+        "--set",
+        f"generic.model_path={demo_model}",
+        "--timeout",
+        "300",
+    )
     player_log = out / "logs" / "perception_player.log"
     try:
         assert _wait(lambda: player_log.exists() and "playing" in player_log.read_text(), 60)
@@ -160,16 +206,26 @@ def test_a_killed_replay_leaves_no_orphan(tmp_path, demo_model):
     """SIGKILL of `perception replay` left the nodes and the recorder (holding its MCAP open)
     orphaned to PID 1."""
     bag = make_demo_bag(tmp_path / "bag", frames=300, width=320, height=240)
-    rep = _perception("replay", "--bag", str(bag), "--profile", "generic_replay", "--out", str(tmp_path / "o"),
-                      "--set", f"generic.model_path={demo_model}")
+    rep = _perception(
+        "replay",
+        "--bag",
+        str(bag),
+        "--profile",
+        "generic_replay",
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        f"generic.model_path={demo_model}",
+    )
     log = tmp_path / "o" / "logs" / "perception_player.log"
     assert _wait(lambda: log.exists() and "playing" in log.read_text(), 60)
     kids = [k for k in psutil.Process(rep.pid).children(recursive=True)]
     assert len(kids) >= 3  # node, recorder, player
     rep.kill()
     rep.communicate(timeout=10)
-    assert _wait(lambda: all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids), 15), \
-        [k.pid for k in kids if k.is_running()]
+    assert _wait(lambda: all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids), 15), [
+        k.pid for k in kids if k.is_running()
+    ]
 
 
 def _bag(path: Path, frames: list[tuple[int, np.ndarray, str]]) -> Path:
@@ -180,8 +236,20 @@ def _bag(path: Path, frames: list[tuple[int, np.ndarray, str]]) -> Path:
 
 
 def _replay(bag: Path, out: Path, model: Path, *extra: str) -> tuple[int, str, str]:
-    rep = _perception("replay", "--bag", str(bag), "--profile", "generic_replay", "--out", str(out),
-                      "--set", f"generic.model_path={model}", "--timeout", "120", *extra)
+    rep = _perception(
+        "replay",
+        "--bag",
+        str(bag),
+        "--profile",
+        "generic_replay",
+        "--out",
+        str(out),
+        "--set",
+        f"generic.model_path={model}",
+        "--timeout",
+        "120",
+        *extra,
+    )
     o, e = rep.communicate(timeout=180)
     return rep.returncode, o, e
 
@@ -251,9 +319,20 @@ def test_replay_verdict_orders_the_failures():
     assert replay_verdict({**ok, "player": {**ok["player"], "frames_lost": 1}})[0] == EXIT_FRAMES_LOST
     assert replay_verdict({**ok, "player": {"frames": 0}})[0] == EXIT_EMPTY_INPUT
     assert replay_verdict({**ok, "nodes_died": ["det"], "player_exit_code": None})[0] == EXIT_NODE_DIED
-    assert replay_verdict({**ok, "timed_out": True, "player_exit_code": None,
-                           "player": {"error": "stopped", "error_kind": "interrupted"}})[0] == EXIT_FAILED
+    assert (
+        replay_verdict(
+            {
+                **ok,
+                "timed_out": True,
+                "player_exit_code": None,
+                "player": {"error": "stopped", "error_kind": "interrupted"},
+            }
+        )[0]
+        == EXIT_FAILED
+    )
     assert replay_verdict({**ok, "interrupted": "SIGTERM", "nodes_died": ["det"]})[0] == EXIT_INTERRUPTED
-    assert replay_verdict({"player_exit_code": 1, "player": {"error": "x", "error_kind": "duplicate_stamps"}})[0] \
+    assert (
+        replay_verdict({"player_exit_code": 1, "player": {"error": "x", "error_kind": "duplicate_stamps"}})[0]
         == EXIT_DUPLICATE_STAMPS
+    )
     assert replay_verdict({"player_exit_code": 1})[0] == EXIT_FAILED  # no player summary at all

@@ -13,8 +13,9 @@ def msg(t, tag=""):
 
 def make(n=2, slop=0.01, queue=10):
     out = []
-    sync = ApproximateTimeSynchronizer(n, lambda *m: out.append(tuple(x.t for x in m)),
-                                       queue_size=queue, slop=slop, get_stamp=lambda m: m.t)
+    sync = ApproximateTimeSynchronizer(
+        n, lambda *m: out.append(tuple(x.t for x in m)), queue_size=queue, slop=slop, get_stamp=lambda m: m.t
+    )
     return sync, out
 
 

@@ -8,9 +8,18 @@ import pytest
 
 from perception_models.data.synth import CLASSES, THING_CLASSES, SynthConfig, SyntheticSequence
 from perception_models.data.synth.correspondence import NO_DEPTH, VISIBLE
-from perception_models.data.synth.geometry import (R_BODY_OPTICAL, body_to_optical_pose, intrinsics, invert_pose,
-                                                   make_pose, matrix_to_quaternion, pixel_rays, project,
-                                                   quaternion_to_matrix, rpy_to_matrix)
+from perception_models.data.synth.geometry import (
+    R_BODY_OPTICAL,
+    body_to_optical_pose,
+    intrinsics,
+    invert_pose,
+    make_pose,
+    matrix_to_quaternion,
+    pixel_rays,
+    project,
+    quaternion_to_matrix,
+    rpy_to_matrix,
+)
 from perception_models.data.synth.render import Renderer
 from perception_models.data.synth.scene import CLASS_ID, Lighting, Part, Scene, SceneObject, Trajectory
 from perception_models.data.synth.sequence import boxes_from_instances
@@ -97,8 +106,9 @@ def _plane_scene(objects=()):
 def test_depth_agrees_with_the_analytic_distance_to_planes():
     height, pitch = 1.4, np.radians(12.0)  # camera looks 12 degrees down at the ground
     wall_x, K = 9.0, intrinsics(W, H, 80.0)
-    wall = SceneObject(CLASS_ID["wall"], 0, [Part("box", np.array([0.5, 50.0, 1.0]), np.array([wall_x + 0.5, 0, 1.0]))],
-                       np.eye(4))
+    wall = SceneObject(
+        CLASS_ID["wall"], 0, [Part("box", np.array([0.5, 50.0, 1.0]), np.array([wall_x + 0.5, 0, 1.0]))], np.eye(4)
+    )
     T = body_to_optical_pose(make_pose(rpy_to_matrix(0.0, pitch, 0.0), np.array([0.0, 0.0, height])))
     r = Renderer(_plane_scene([wall]), K, W, H).render(T, 0.0)
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
@@ -148,9 +158,9 @@ def test_frames_follow_rep103_and_the_optical_convention(sequence):
     for f in frames:
         R_body, R_opt = f.T_world_body[:3, :3], f.T_world_cam[:3, :3]
         np.testing.assert_allclose(R_opt, R_body @ R_BODY_OPTICAL)
-        np.testing.assert_allclose(R_opt[:, 2], R_body[:, 0])       # optical z = body forward (x)
-        np.testing.assert_allclose(R_opt[:, 1], -R_body[:, 2])      # optical y = body down
-        assert f.T_world_body[2, 3] > 0.5                            # above the ground (z up)
+        np.testing.assert_allclose(R_opt[:, 2], R_body[:, 0])  # optical z = body forward (x)
+        np.testing.assert_allclose(R_opt[:, 1], -R_body[:, 2])  # optical y = body down
+        assert f.T_world_body[2, 3] > 0.5  # above the ground (z up)
         q = matrix_to_quaternion(R_opt)
         np.testing.assert_allclose(quaternion_to_matrix(q), R_opt, atol=1e-9)
     # sky above, ground below the horizon in a driving view

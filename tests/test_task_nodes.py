@@ -21,8 +21,14 @@ from rosgraph import Probe
 
 
 def _profile(name, exe, model, **params):
-    p = {"model_path": str(model), "backend": "onnxruntime", "input_policy": "lockstep", "diagnostics_period": 0.2,
-         "onnxruntime_threads": 1, **params}
+    p = {
+        "model_path": str(model),
+        "backend": "onnxruntime",
+        "input_policy": "lockstep",
+        "diagnostics_period": 0.2,
+        "onnxruntime_threads": 1,
+        **params,
+    }
     return Profile("test", "", [NodeSpec(name, exe, parameters=p, remappings={"image": f"/{name}/in"})])
 
 
@@ -34,9 +40,14 @@ def _image(arr, encoding, sec):
 
 
 def _detector(tmp_path):
-    path = const_model(tmp_path / "det.onnx", {
-        "boxes": np.array([[[100, 96, 200, 160], [0, 0, 0, 0]]], np.float32),
-        "scores": np.array([[0.9, 0.0]], np.float32), "labels": np.array([[1, -1]], np.int32)})
+    path = const_model(
+        tmp_path / "det.onnx",
+        {
+            "boxes": np.array([[[100, 96, 200, 160], [0, 0, 0, 0]]], np.float32),
+            "scores": np.array([[0.9, 0.0]], np.float32),
+            "labels": np.array([[1, -1]], np.int32),
+        },
+    )
     write_card(path, "detection")
     return path
 
@@ -54,12 +65,17 @@ def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context)
         pub.publish(_image(np.zeros((400, 800), np.uint8), "mono8", 8))  # mono into an RGB model
         assert probe.spin_until(lambda: len(dets) >= 2 and len(annotated) >= 2, 30), stack.log_text("det")
         for msg, sec in zip(sorted(dets, key=lambda m: m.header.stamp.sec), (7, 8)):
-            assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (sec, 42, "camera_optical_frame")
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (
+                sec,
+                42,
+                "camera_optical_frame",
+            )
             (d,) = msg.detections
             # network box (100, 96)-(200, 160) at scale 0.64 with a 64 px band -> image pixels
             assert (d.class_id, d.class_name) == (1, "car") and abs(d.score - 0.9) < 1e-6
-            np.testing.assert_allclose([d.center_x, d.center_y, d.size_x, d.size_y],
-                                       [150 / 0.64, 64 / 0.64, 100 / 0.64, 64 / 0.64], rtol=1e-9)
+            np.testing.assert_allclose(
+                [d.center_x, d.center_y, d.size_x, d.size_y], [150 / 0.64, 64 / 0.64, 100 / 0.64, 64 / 0.64], rtol=1e-9
+            )
         img = image_to_numpy(annotated[0])
         assert img.shape == (400, 800, 3) and img.any(), "the box is drawn"
         assert stack.alive()["det"]
@@ -91,8 +107,9 @@ def test_detection_node_places_detections_on_the_ground_once_camera_info_arrives
         assert not before.ground_valid
         # box bottom-centre (150 / 0.64, 150) -> ray ((u - 400) / 500, 0.1, 1) meets y = 1.5 m at 15 m
         assert after.ground_valid
-        np.testing.assert_allclose([after.ground_x, after.ground_y, after.ground_z],
-                                   [15 * (150 / 0.64 - 400) / 500, 1.5, 15.0], rtol=1e-9)
+        np.testing.assert_allclose(
+            [after.ground_x, after.ground_y, after.ground_z], [15 * (150 / 0.64 - 400) / 500, 1.5, 15.0], rtol=1e-9
+        )
         probe.close()
 
 
@@ -105,9 +122,16 @@ def test_wrong_task_and_corrupt_models_fail_configure_clearly(tmp_path, rclpy_co
     write_card(seg, "segmentation", classes=["a", "b"])
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not an onnx file at all")
-    (tmp_path / "corrupt.card.yaml").write_text(yaml.safe_dump({
-        "task": "detection", "classes": ["x"], "sha256": hashlib.sha256(corrupt.read_bytes()).hexdigest(),
-        "input": {"name": "image", "height": H, "width": W, "mean": [0, 0, 0], "std": [1, 1, 1]}}))
+    (tmp_path / "corrupt.card.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "detection",
+                "classes": ["x"],
+                "sha256": hashlib.sha256(corrupt.read_bytes()).hexdigest(),
+                "input": {"name": "image", "height": H, "width": W, "mean": [0, 0, 0], "std": [1, 1, 1]},
+            }
+        )
+    )
     profile = _profile("wrong", "detection_node", seg)
     profile.nodes += _profile("broken", "detection_node", corrupt).nodes
     with StackProcesses(profile, tmp_path / "logs") as stack:
@@ -123,7 +147,7 @@ def test_wrong_task_and_corrupt_models_fail_configure_clearly(tmp_path, rclpy_co
 
 def test_segmentation_node_labels_at_input_size(tmp_path, rclpy_context):
     net = np.zeros((1, H, W), np.int32)
-    net[0, :, W // 2:] = 2
+    net[0, :, W // 2 :] = 2
     seg = const_model(tmp_path / "seg.onnx", {"labels": net})
     write_card(seg, "segmentation", classes=["sky", "road", "car"], colors=[[0, 0, 0], [128, 64, 128], [0, 0, 142]])
     with StackProcesses(_profile("seg", "segmentation_node", seg), tmp_path / "logs") as stack:

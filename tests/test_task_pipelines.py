@@ -15,9 +15,14 @@ from const_models import H, W, const_model as _const_model, write_card as _card
 
 
 def _detector(tmp_path, boxes, scores, labels):
-    path = _const_model(tmp_path / "det.onnx", {
-        "boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4), "scores": np.asarray(scores, np.float32).reshape(1, -1),
-        "labels": np.asarray(labels, np.int32).reshape(1, -1)})
+    path = _const_model(
+        tmp_path / "det.onnx",
+        {
+            "boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4),
+            "scores": np.asarray(scores, np.float32).reshape(1, -1),
+            "labels": np.asarray(labels, np.int32).reshape(1, -1),
+        },
+    )
     return path, _card(path, "detection")
 
 
@@ -68,8 +73,8 @@ def test_a_segmentation_model_is_not_a_detector(tmp_path):
 
 def test_segmentation_labels_come_back_at_the_input_size(tmp_path):
     net = np.zeros((1, H, W), np.int32)
-    net[0, :, W // 2:] = 2        # right half: class 2
-    net[0, :64] = 7               # the top padding band: out of range, and cut away anyway
+    net[0, :, W // 2 :] = 2  # right half: class 2
+    net[0, :64] = 7  # the top padding band: out of range, and cut away anyway
     net[0, -64:] = 1
     path = _const_model(tmp_path / "seg.onnx", {"labels": net})
     card = _card(path, "segmentation", classes=["sky", "road", "car"], colors=[[0, 0, 0], [128, 64, 128], [0, 0, 142]])
@@ -107,12 +112,14 @@ def test_cards_with_unusable_values_or_no_checksum_are_refused(tmp_path):
 
     path, _ = _detector(tmp_path, [[0, 0, 1, 1]], [0.5], [0])
     good = yaml.safe_load(card_path(path).read_text())
-    for change, text in (({"input": {**good["input"], "std": [0.25, 0.0, 0.25]}}, "std .* must be finite and > 0"),
-                         ({"input": {**good["input"], "mean": [0.5, 0.5]}}, "need 1 or 3 values"),
-                         ({"input": {**good["input"], "height": 0}}, "must be positive"),
-                         ({"classes": []}, "needs its class names"),
-                         ({"classes": ["car", "car", "cone"]}, "class names repeat"),
-                         ({"colors": [[1, 2, 3]]}, "1 colours for 3 classes")):
+    for change, text in (
+        ({"input": {**good["input"], "std": [0.25, 0.0, 0.25]}}, "std .* must be finite and > 0"),
+        ({"input": {**good["input"], "mean": [0.5, 0.5]}}, "need 1 or 3 values"),
+        ({"input": {**good["input"], "height": 0}}, "must be positive"),
+        ({"classes": []}, "needs its class names"),
+        ({"classes": ["car", "car", "cone"]}, "class names repeat"),
+        ({"colors": [[1, 2, 3]]}, "1 colours for 3 classes"),
+    ):
         card_path(path).write_text(yaml.safe_dump({**good, **change}))
         with pytest.raises(ModelCardError, match=text):
             load_card(path, "detection")

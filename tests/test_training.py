@@ -44,7 +44,9 @@ def test_detection_dataset_letterboxes_boxes_like_the_nodes(sets):
     flags: list[bool] = []
     for k, sample in enumerate(ds.samples):
         kept_i = [i for i, b in enumerate(sample.boxes) if (b[2] - b[0]) * 0.8 >= 2 and (b[3] - b[1]) * 0.8 >= 2]
-        small = [bool((sample.boxes[i, 3] - sample.boxes[i, 1]) < MIN_HEIGHT or sample.areas[i] < MIN_PIXELS) for i in kept_i]
+        small = [
+            bool((sample.boxes[i, 3] - sample.boxes[i, 1]) < MIN_HEIGHT or sample.areas[i] < MIN_PIXELS) for i in kept_i
+        ]
         assert ds[k][1]["ignore"].tolist() == small
         flags += small
     assert 0 < sum(flags) < len(flags)
@@ -54,7 +56,9 @@ def test_detection_dataset_letterboxes_boxes_like_the_nodes(sets):
 
 
 def test_augmented_flip_moves_boxes_with_the_image(sets):
-    ds = DetectionDataset([sets[0]], (120, 160), augment=Augment(p_flip=1.0, p_zoom=0.0, brightness=0, contrast=0, saturation=0))
+    ds = DetectionDataset(
+        [sets[0]], (120, 160), augment=Augment(p_flip=1.0, p_zoom=0.0, brightness=0, contrast=0, saturation=0)
+    )
     plain = DetectionDataset([sets[0]], (120, 160))
     (img_f, t_f), (img_p, t_p) = ds[1], plain[1]
     assert torch.allclose(img_f, img_p.flip(-1), atol=1e-6)
@@ -71,8 +75,18 @@ def test_segmentation_dataset_pads_with_ignore(sets):
 
 
 def _cfg(task, sets, out, **kw):
-    base = dict(task=task, data=[str(sets[0])], val=[str(sets[1])], out=str(out), epochs=2, batch_size=2,
-                lr=1e-3, warmup_steps=2, input_size=IN, log_every=1)
+    base = dict(
+        task=task,
+        data=[str(sets[0])],
+        val=[str(sets[1])],
+        out=str(out),
+        epochs=2,
+        batch_size=2,
+        lr=1e-3,
+        warmup_steps=2,
+        input_size=IN,
+        log_every=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -82,13 +96,13 @@ def test_detection_training_logs_checkpoints_and_resumes(sets, tmp_path):
     assert (tmp_path / "a" / "last.pt").is_file() and (tmp_path / "a" / "best.pt").is_file()
     cfg2 = _cfg("detection", sets, tmp_path / "a", epochs=2)
     train(cfg2, resume=True, progress=False)
-    rows = [json.loads(l) for l in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    rows = [json.loads(ln) for ln in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["kind"] == "val"] == [0, 1]
     steps = [r["step"] for r in rows if r["kind"] == "train"]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
     # the same two epochs without the interruption give the same losses
     train(_cfg("detection", sets, tmp_path / "b", epochs=2), progress=False)
-    rows_b = [json.loads(l) for l in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(ln) for ln in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     la = [r["total"] for r in rows if r["kind"] == "train"]
     lb = [r["total"] for r in rows_b if r["kind"] == "train"]
     np.testing.assert_allclose(la, lb, rtol=1e-5)
@@ -108,11 +122,11 @@ def test_weight_average_follows_its_recurrence():
             m[0].weight.add_(1.0)
         m[1].num_batches_tracked += 1
         avg.update(m, step)
-        d = min(0.5, (1 + step) / (10 + step))           # 0.18 at the first step, 0.5 from the eighth
+        d = min(0.5, (1 + step) / (10 + step))  # 0.18 at the first step, 0.5 from the eighth
         expect = d * expect + (1 - d) * m[0].weight.detach()
     torch.testing.assert_close(avg.module[0].weight, expect)
     assert not torch.allclose(avg.module[0].weight, m[0].weight)
-    assert int(avg.module[1].num_batches_tracked) == 12      # integer buffers are copied, not averaged
+    assert int(avg.module[1].num_batches_tracked) == 12  # integer buffers are copied, not averaged
     assert not any(p.requires_grad for p in avg.module.parameters()) and m[0].weight.requires_grad
 
 
@@ -144,15 +158,53 @@ def test_training_with_ema_validates_keeps_and_resumes_the_average(sets, tmp_pat
 
 
 def test_segmentation_training_and_cli(sets, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "perception_models.cli", "train", "--task", "segmentation", "--data",
-                           str(sets[0]), "--val", str(sets[1]), "--out", str(tmp_path / "seg"), "--epochs", "1",
-                           "--batch-size", "2", "--input-size", *map(str, IN)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_models.cli",
+            "train",
+            "--task",
+            "segmentation",
+            "--data",
+            str(sets[0]),
+            "--val",
+            str(sets[1]),
+            "--out",
+            str(tmp_path / "seg"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--input-size",
+            *map(str, IN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    val = [json.loads(l) for l in (tmp_path / "seg" / "log.jsonl").read_text().splitlines() if '"val"' in l][0]
+    val = [json.loads(ln) for ln in (tmp_path / "seg" / "log.jsonl").read_text().splitlines() if '"val"' in ln][0]
     assert 0.0 <= val["mIoU"] <= 1.0 and len(val["per_class_iou"]) == 10
-    bad = subprocess.run([sys.executable, "-m", "perception_models.cli", "train", "--task", "segmentation", "--data",
-                          str(tmp_path / "nothing"), "--val", str(sets[1]), "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception_models.cli",
+            "train",
+            "--task",
+            "segmentation",
+            "--data",
+            str(tmp_path / "nothing"),
+            "--val",
+            str(sets[1]),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no image/label pairs" in bad.stderr
 
 
@@ -175,7 +227,7 @@ def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evalu
     from perception_models.export import export_model, trt_report
     from perception_nodes.model_card import load_card
 
-    for task, blocks in (("detection", ()), ("segmentation", (1, 2, 3, 3))):   # the default and a deeper backbone
+    for task, blocks in (("detection", ()), ("segmentation", (1, 2, 3, 3))):  # the default and a deeper backbone
         run = tmp_path / task
         train(_cfg(task, sets, run, epochs=1, backbone_blocks=blocks), progress=False)
         onnx_path = tmp_path / f"{task}.onnx"
@@ -213,7 +265,9 @@ def _shipped(task):
 
     from perception_nodes.model_card import load_card
 
-    path = Path(__file__).resolve().parents[1] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
+    path = (
+        Path(__file__).resolve().parents[1] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
+    )
     card = load_card(path, task)
     size = (card.input_height, card.input_width)
     if task == "detection":
@@ -256,8 +310,8 @@ def test_weights_back_from_a_shipped_onnx_model_give_its_outputs_and_survive_cal
     calibrate_batchnorm(model, [x[:4], x[4:]])
     close_to_onnx()
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert float(bn.running_var.mean()) != pytest.approx(1.0, abs=1e-3)   # really re-parameterised
-    with torch.no_grad():   # train mode (batch statistics) now computes nearly the same function
+    assert float(bn.running_var.mean()) != pytest.approx(1.0, abs=1e-3)  # really re-parameterised
+    with torch.no_grad():  # train mode (batch statistics) now computes nearly the same function
         first = model.eval()(x)
         train_mode = model.train()(x)
     first, train_mode = (first[0], train_mode[0]) if task == "detection" else (first, train_mode)
@@ -316,20 +370,28 @@ def test_a_deeper_backbone_starts_from_a_shallower_model_as_the_same_function(se
             torch.testing.assert_close(model.eval()(x), ref, atol=1e-5, rtol=0)
     from_pt.train()(x).logsumexp(1).mean().backward()
     added = from_pt.backbone.stages[3][3].conv2[1].weight
-    assert float(added.detach().abs().sum()) == 0.0 and float(added.grad.abs().sum()) > 0   # it learns from here
+    assert float(added.detach().abs().sum()) == 0.0 and float(added.grad.abs().sum()) > 0  # it learns from here
     torch.save({"config": {"task": "segmentation"}, "model": from_pt.state_dict()}, tmp_path / "deep.pt")
     with pytest.raises(ValueError, match="no place for"):
         init_weights(shallow, str(tmp_path / "deep.pt"), "segmentation")
     with pytest.raises(ValueError, match="another architecture"):
         grow_blocks(deep(), ["backbone.stages.3.3.conv1.0", "head.aspp.project.0"], "x.pt")
-    with pytest.raises(ValueError, match="another architecture"):   # a first, strided block is never added
+    with pytest.raises(ValueError, match="another architecture"):  # a first, strided block is never added
         grow_blocks(deep(), ["backbone.stages.1.0.conv1.0"], "x.pt")
-    with pytest.raises(ValueError, match="another architecture"):   # nor one whose other weights were loaded
+    with pytest.raises(ValueError, match="another architecture"):  # nor one whose other weights were loaded
         grow_blocks(deep(), ["backbone.stages.3.1.conv2.1"], "x.pt")
-    cfg = _cfg("segmentation", sets, tmp_path / "run", epochs=1, backbone_blocks=(1, 2, 3, 3), init=str(ck),
-               input_size=size, max_steps_per_epoch=2)
+    cfg = _cfg(
+        "segmentation",
+        sets,
+        tmp_path / "run",
+        epochs=1,
+        backbone_blocks=(1, 2, 3, 3),
+        init=str(ck),
+        input_size=size,
+        max_steps_per_epoch=2,
+    )
     train(cfg, progress=False)
-    model, loaded_cfg, _ = load_checkpoint(tmp_path / "run" / "best.pt")   # what export rebuilds
+    model, loaded_cfg, _ = load_checkpoint(tmp_path / "run" / "best.pt")  # what export rebuilds
     assert tuple(loaded_cfg.backbone_blocks) == (1, 2, 3, 3) and len(model.backbone.stages[3]) == 3
 
 
@@ -338,11 +400,11 @@ def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):
 
     clock = [100.0]
     monkeypatch.setattr(T.time, "monotonic", lambda: clock[0])
-    plan = T.StepPlan(steps_per_epoch=50, epochs=1000, budget_min=2.0)     # 120 s
+    plan = T.StepPlan(steps_per_epoch=50, epochs=1000, budget_min=2.0)  # 120 s
     assert not plan.decided and plan.total == 50_000
     decided = None
     for step in range(1, T.PROBE_STEPS[1] + 1):
-        clock[0] += 0.5                                                      # 2 steps/s
+        clock[0] += 0.5  # 2 steps/s
         decided = plan.after_step(step, step) or decided
     # 30 s spent, 90 s left at 2 steps/s, 15 % kept for validation
     assert decided["steps_per_second"] == pytest.approx(2.0)
@@ -350,7 +412,7 @@ def test_time_budget_fits_the_steps_to_the_measured_rate(monkeypatch):
     assert not plan.out_of_time()
     clock[0] += 91
     assert plan.out_of_time()
-    plan.after_step(T.PROBE_STEPS[1] + 5, 75)                 # past the budget: the run ends at this step
+    plan.after_step(T.PROBE_STEPS[1] + 5, 75)  # past the budget: the run ends at this step
     assert plan.total == 75 and plan.epochs() == 2
     plan.resumed()
     assert not plan.out_of_time()
@@ -380,8 +442,10 @@ def test_cached_images_give_the_same_samples_and_augmentation_keeps_the_padding(
             assert torch.allclose(xa[:, :16], pad.view(3, 1, 1).expand(3, 16, 128), atol=1e-6)
             assert torch.allclose(xa[:, -16:], pad.view(3, 1, 1).expand(3, 16, 128), atol=1e-6)
             plain = cls([sets[0]], (128, 128), augment=None, **kw)[i][0]
-            changed += int(not torch.allclose(xa[:, 16:-16], plain[:, 16:-16]) and not torch.allclose(xa, plain.flip(-1)))
-        assert changed == len(a)     # the content did get the photometric change
+            changed += int(
+                not torch.allclose(xa[:, 16:-16], plain[:, 16:-16]) and not torch.allclose(xa, plain.flip(-1))
+            )
+        assert changed == len(a)  # the content did get the photometric change
 
 
 def test_ranks_other_than_zero_advance_the_sampler_epoch(sets, tmp_path, monkeypatch):
@@ -393,8 +457,9 @@ def test_ranks_other_than_zero_advance_the_sampler_epoch(sets, tmp_path, monkeyp
     real = torch.utils.data.DistributedSampler.set_epoch
     monkeypatch.setattr(trainer, "_distributed", lambda: (1, 2))  # rank 1 of 2, no process group
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: m)
-    monkeypatch.setattr(torch.utils.data.DistributedSampler, "set_epoch",
-                        lambda self, e: (epochs.append(e), real(self, e))[1])
+    monkeypatch.setattr(
+        torch.utils.data.DistributedSampler, "set_epoch", lambda self, e: (epochs.append(e), real(self, e))[1]
+    )
     train(_cfg("segmentation", sets, tmp_path / "r1", epochs=3, max_steps_per_epoch=1), progress=False)
     assert epochs == [0, 1, 2]
     assert not (tmp_path / "r1" / "last.pt").exists()  # checkpoints stay rank 0's

@@ -24,18 +24,37 @@ def test_colcon_test_runs_every_python_package(tmp_path):
     results = tmp_path / "results"
     env = dict(os.environ)
     proc = subprocess.run(
-        [colcon, "test", "--merge-install", "--install-base", str(VENV),
-         "--build-base", str(ROOT / "build"), "--test-result-base", str(results),
-         "--packages-select", "perception_nodes", "perception_models"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            colcon,
+            "test",
+            "--merge-install",
+            "--install-base",
+            str(VENV),
+            "--build-base",
+            str(ROOT / "build"),
+            "--test-result-base",
+            str(results),
+            "--packages-select",
+            "perception_nodes",
+            "perception_models",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = subprocess.run(
         [colcon, "test-result", "--test-result-base", str(results), "--all"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     for pkg in ("perception_nodes", "perception_models"):
-        line = next((l for l in summary.splitlines() if f"/{pkg}/pytest.xml" in l), None)
+        line = next((ln for ln in summary.splitlines() if f"/{pkg}/pytest.xml" in ln), None)
         assert line is not None, f"no pytest.xml for {pkg}:\n{summary}"
         n, errors, failures = map(int, re.search(r"(\d+) tests?, (\d+) errors, (\d+) failures", line).groups())
         assert n >= 1 and errors == 0 and failures == 0, line

@@ -1,14 +1,14 @@
 """``perception-models``: data generation and conversion, training, export, evaluation.
 
-    perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
-    perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
-    perception-models data preview DIR [--frame N] [--out preview.png]
-    perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
-    perception-models train --task depth [--data DIR...] [--bag BAG... --topic T] --val DIR... --out RUN
-    perception-models train --task matching --photos DIR... [--data DIR...] --val-photos DIR --val DIR... --out RUN
-    perception-models plot RUN
-    perception-models export --task T --checkpoint RUN/best.pt --out models/x.onnx [--eval DIR...]
-    perception-models evaluate --task T --model models/x.onnx --data DIR...
+perception-models data synth --preset driving --sequences 2 --frames 300 --out data/synth [--bag]
+perception-models data bag-from-images --images DIR_OR_VIDEO --out BAG [--fps 10] [--camera-info YAML]
+perception-models data preview DIR [--frame N] [--out preview.png]
+perception-models train --task {detection,segmentation} --data DIR... --val DIR... --out RUN [--resume]
+perception-models train --task depth [--data DIR...] [--bag BAG... --topic T] --val DIR... --out RUN
+perception-models train --task matching --photos DIR... [--data DIR...] --val-photos DIR --val DIR... --out RUN
+perception-models plot RUN
+perception-models export --task T --checkpoint RUN/best.pt --out models/x.onnx [--eval DIR...]
+perception-models evaluate --task T --model models/x.onnx --data DIR...
 """
 
 from __future__ import annotations
@@ -35,19 +35,38 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for s in range(args.sequences):
         seed = args.seed + s
-        cfg = SynthConfig(preset=args.preset, seed=seed, frames=args.frames, width=args.width,
-                          height=args.height, fps=args.fps, hfov_deg=args.hfov,
-                          randomization=args.randomization, photo_dir=photo_dir)
+        cfg = SynthConfig(
+            preset=args.preset,
+            seed=seed,
+            frames=args.frames,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            hfov_deg=args.hfov,
+            randomization=args.randomization,
+            photo_dir=photo_dir,
+        )
         target = out / f"{args.preset}_{seed:04d}"
         if target.exists() and any(target.iterdir()):
-            print(f"perception-models data synth: {target} exists and is not empty; choose another --out "
-                  "or remove it", file=sys.stderr)
+            print(
+                f"perception-models data synth: {target} exists and is not empty; choose another --out or remove it",
+                file=sys.stderr,
+            )
             return 2
-        summary = write_sequence(SyntheticSequence(cfg), target, dataset=not args.bag_only, bag=args.bag or args.bag_only,
-                                 depth_format=args.depth, flow=not args.no_flow, workers=args.workers)
-        print(f"{target}: {summary['frames']} frames"
-              + (f", {summary.get('annotations', 0)} boxes" if not args.bag_only else "")
-              + (f", bag {summary['bag']}" if "bag" in summary else ""))
+        summary = write_sequence(
+            SyntheticSequence(cfg),
+            target,
+            dataset=not args.bag_only,
+            bag=args.bag or args.bag_only,
+            depth_format=args.depth,
+            flow=not args.no_flow,
+            workers=args.workers,
+        )
+        print(
+            f"{target}: {summary['frames']} frames"
+            + (f", {summary.get('annotations', 0)} boxes" if not args.bag_only else "")
+            + (f", bag {summary['bag']}" if "bag" in summary else "")
+        )
     return 0
 
 
@@ -55,9 +74,16 @@ def _cmd_bag_from_images(args: argparse.Namespace) -> int:
     from .data.bag_from_images import bag_from_images
 
     try:
-        n = bag_from_images(Path(args.images), Path(args.out), fps=args.fps, topic=args.topic,
-                            frame_id=args.frame_id, camera_info=Path(args.camera_info) if args.camera_info else None,
-                            encoding=args.encoding, max_frames=args.max_frames)
+        n = bag_from_images(
+            Path(args.images),
+            Path(args.out),
+            fps=args.fps,
+            topic=args.topic,
+            frame_id=args.frame_id,
+            camera_info=Path(args.camera_info) if args.camera_info else None,
+            encoding=args.encoding,
+            max_frames=args.max_frames,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"perception-models data bag-from-images: {exc}", file=sys.stderr)
         return 2
@@ -102,38 +128,83 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.data or not args.val:
         print(f"perception-models train: --task {args.task} needs --data and --val", file=sys.stderr)
         return 2
-    cfg = TrainConfig(task=args.task, data=args.data, val=args.val, out=args.out, epochs=args.epochs,
-                      batch_size=args.batch_size or 8, lr=args.lr or 2e-3,
-                      input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
-                      loss=args.loss, seed=args.seed, workers=args.workers, camvid=args.camvid,
-                      max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                      class_weights=args.class_weights, init=args.init or "", device=args.device,
-                      time_budget_min=args.time_budget_min, cache_images=args.cache_images, ema=args.ema,
-                      backbone_blocks=tuple(args.backbone_blocks or ()))
+    cfg = TrainConfig(
+        task=args.task,
+        data=args.data,
+        val=args.val,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size or 8,
+        lr=args.lr or 2e-3,
+        input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
+        loss=args.loss,
+        seed=args.seed,
+        workers=args.workers,
+        camvid=args.camvid,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        augment=not args.no_augment,
+        class_weights=args.class_weights,
+        init=args.init or "",
+        device=args.device,
+        time_budget_min=args.time_budget_min,
+        cache_images=args.cache_images,
+        ema=args.ema,
+        backbone_blocks=tuple(args.backbone_blocks or ()),
+    )
     return _run_training(train, cfg, args)
 
 
 def _train_matching(args: argparse.Namespace) -> int:
     from .train.matching_trainer import MatchTrainConfig, train_matching
 
-    cfg = MatchTrainConfig(photos=args.photos or [], data=args.data or [], val_photos=args.val_photos or [], val=args.val or [],
-                           out=args.out, epochs=args.epochs, batch_size=args.batch_size or 8, lr=args.lr or 1e-3,
-                           input_size=tuple(args.input_size or (240, 320)),  # type: ignore[arg-type]
-                           descriptor_loss=args.descriptor_loss, mining=args.mining, seed=args.seed, workers=args.workers,
-                           max_steps_per_epoch=args.max_steps_per_epoch, init=args.init or "")
+    cfg = MatchTrainConfig(
+        photos=args.photos or [],
+        data=args.data or [],
+        val_photos=args.val_photos or [],
+        val=args.val or [],
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size or 8,
+        lr=args.lr or 1e-3,
+        input_size=tuple(args.input_size or (240, 320)),  # type: ignore[arg-type]
+        descriptor_loss=args.descriptor_loss,
+        mining=args.mining,
+        seed=args.seed,
+        workers=args.workers,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        init=args.init or "",
+    )
     return _run_training(train_matching, cfg, args)
 
 
 def _train_depth(args: argparse.Namespace) -> int:
     from .train.depth_trainer import DepthTrainConfig, train_depth
 
-    cfg = DepthTrainConfig(data=args.data or [], bags=args.bag or [], topic=args.topic, camera_info=args.camera_info or "",
-                           val=args.val or [], out=args.out, epochs=args.epochs, batch_size=args.batch_size or 6,
-                           lr=args.lr or 5e-4, input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
-                           supervised=args.supervised, photometric=args.photometric, canonical_focal=args.canonical_focal, seed=args.seed, workers=args.workers,
-                           max_steps_per_epoch=args.max_steps_per_epoch, augment=not args.no_augment,
-                           frame_stride=args.frame_stride, scales=tuple(args.scales), init=args.init or "",
-                           device=args.device, time_budget_min=args.time_budget_min, cache_images=args.cache_images)
+    cfg = DepthTrainConfig(
+        data=args.data or [],
+        bags=args.bag or [],
+        topic=args.topic,
+        camera_info=args.camera_info or "",
+        val=args.val or [],
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size or 6,
+        lr=args.lr or 5e-4,
+        input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
+        supervised=args.supervised,
+        photometric=args.photometric,
+        canonical_focal=args.canonical_focal,
+        seed=args.seed,
+        workers=args.workers,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        augment=not args.no_augment,
+        frame_stride=args.frame_stride,
+        scales=tuple(args.scales),
+        init=args.init or "",
+        device=args.device,
+        time_budget_min=args.time_budget_min,
+        cache_images=args.cache_images,
+    )
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
 
@@ -158,10 +229,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"perception-models export: {exc}", file=sys.stderr)
         return 2
     m = card.get("metrics", {})
-    print(f"{args.out}: {card['size_bytes'] / 1e6:.1f} MB, ORT vs torch {card['export']['onnxruntime_vs_torch']}"
-          + (f", mAP {m['mAP']:.4f} mAP50 {m['mAP50']:.4f}" if "mAP" in m else "")
-          + (f", mIoU {m['mIoU']:.4f}" if "mIoU" in m else "")
-          + (f", AbsRel {m['absolute']['abs_rel']:.4f} (median-scaled {m['median_scaled']['abs_rel']:.4f})" if "absolute" in m else ""))
+    print(
+        f"{args.out}: {card['size_bytes'] / 1e6:.1f} MB, ORT vs torch {card['export']['onnxruntime_vs_torch']}"
+        + (f", mAP {m['mAP']:.4f} mAP50 {m['mAP50']:.4f}" if "mAP" in m else "")
+        + (f", mIoU {m['mIoU']:.4f}" if "mIoU" in m else "")
+        + (
+            f", AbsRel {m['absolute']['abs_rel']:.4f} (median-scaled {m['median_scaled']['abs_rel']:.4f})"
+            if "absolute" in m
+            else ""
+        )
+    )
     return 0
 
 
@@ -171,13 +248,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
 
     if not args.data and not (args.task == "matching" and args.photos):
-        print("perception-models evaluate: --data is required" + (" (or --photos)" if args.task == "matching" else ""), file=sys.stderr)
+        print(
+            "perception-models evaluate: --data is required" + (" (or --photos)" if args.task == "matching" else ""),
+            file=sys.stderr,
+        )
         return 2
     if args.task == "matching":
         result = evaluate_matching(args.model, args.photos or [], args.data)
     elif args.task == "depth":
-        result = evaluate_depth(args.model, args.data, args.pose_model, tuple(args.estimators), args.limit,
-                                matcher_model=args.matcher_model)
+        result = evaluate_depth(
+            args.model, args.data, args.pose_model, tuple(args.estimators), args.limit, matcher_model=args.matcher_model
+        )
     elif args.task == "detection":
         result = evaluate_detection(args.model, args.data, args.limit)
     else:
@@ -193,8 +274,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perception-models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="perception-models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command")
     data = sub.add_parser("data", help="synthetic data, conversions").add_subparsers(dest="data_command", required=True)
@@ -245,43 +327,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", nargs="+", help="depth: rosbag2 recordings to learn from without labels (self-supervised)")
     p.add_argument("--topic", default="/camera/image_raw", help="depth: the bags' camera topic")
     p.add_argument("--camera-info", help="depth: ROS camera_info YAML when the bag has no CameraInfo")
-    p.add_argument("--supervised", type=float, default=1.0,
-                   help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)")
-    p.add_argument("--photometric", type=float, default=1.0,
-                   help="depth: weight of the photometric reprojection loss (0: supervised only; the pose network is then not trained)")
-    p.add_argument("--canonical-focal", type=float, default=0.0,
-                   help="depth: predict depth for a canonical camera of this focal length (pixels at the input size; "
-                        "e.g. 152 = 80 degrees across 256 px) and convert with each camera's intrinsics, so that metric "
-                        "depth holds across lenses (Metric3D); 0: off")
+    p.add_argument(
+        "--supervised",
+        type=float,
+        default=1.0,
+        help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)",
+    )
+    p.add_argument(
+        "--photometric",
+        type=float,
+        default=1.0,
+        help="depth: weight of the photometric reprojection loss (0: supervised only; the pose network is then "
+        "not trained)",
+    )
+    p.add_argument(
+        "--canonical-focal",
+        type=float,
+        default=0.0,
+        help="depth: predict depth for a canonical camera of this focal length (pixels at the input size; "
+        "e.g. 152 = 80 degrees across 256 px) and convert with each camera's intrinsics, so that metric "
+        "depth holds across lenses (Metric3D); 0: off",
+    )
     p.add_argument("--frame-stride", type=int, default=1, help="depth: frames between the target and its sources")
-    p.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3], choices=[0, 1, 2, 3],
-                   help="depth: decoder scales the photometric loss uses (Monodepth2: all four; 0 alone is ~2x cheaper)")
+    p.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3],
+        choices=[0, 1, 2, 3],
+        help="depth: decoder scales the photometric loss uses (Monodepth2: all four; 0 alone is ~2x cheaper)",
+    )
     p.add_argument("--loss", choices=["focal", "ohem"], default="focal", help="detector classification loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--max-steps-per-epoch", type=int, default=0)
-    p.add_argument("--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)")
+    p.add_argument(
+        "--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)"
+    )
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--class-weights", choices=["none", "median_frequency"], default="none",
-                   help="segmentation: weight rare classes (SegNet's median frequency balancing)")
+    p.add_argument(
+        "--class-weights",
+        choices=["none", "median_frequency"],
+        default="none",
+        help="segmentation: weight rare classes (SegNet's median frequency balancing)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning); "
-                   "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmenter.onnx)")
+    p.add_argument(
+        "--init",
+        help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning); "
+        "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmenter.onnx)",
+    )
     p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
-    p.add_argument("--cache-images", action="store_true",
-                   help="decode every training image once up front, shared by the data loader's workers (detection/"
-                        "segmentation: ~0.9 MB per 640x480 frame; depth: frames and ground truth at the network size); "
-                        "a GPU run is otherwise bound by PNG decoding")
-    p.add_argument("--time-budget-min", type=float, default=0.0,
-                   help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
-                        "minutes from the rate of the first steps; --epochs is then an upper bound")
-    p.add_argument("--ema", type=float, default=0.0,
-                   help="detection/segmentation: validate, keep and export a moving average of the weights with this "
-                        "decay per step instead of the last step's weights (e.g. 0.999: after n steps it spans the "
-                        "last ~n/9, at most 1000)")
-    p.add_argument("--backbone-blocks", type=int, nargs=4, metavar="N",
-                   help="detection/segmentation: residual blocks in each of the backbone's four stages (default "
-                        "1 2 2 2); with --init from a model with fewer, the added blocks start as identities")
+    p.add_argument(
+        "--cache-images",
+        action="store_true",
+        help="decode every training image once up front, shared by the data loader's workers (detection/"
+        "segmentation: ~0.9 MB per 640x480 frame; depth: frames and ground truth at the network size); "
+        "a GPU run is otherwise bound by PNG decoding",
+    )
+    p.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=0.0,
+        help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
+        "minutes from the rate of the first steps; --epochs is then an upper bound",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="detection/segmentation: validate, keep and export a moving average of the weights with this "
+        "decay per step instead of the last step's weights (e.g. 0.999: after n steps it spans the "
+        "last ~n/9, at most 1000)",
+    )
+    p.add_argument(
+        "--backbone-blocks",
+        type=int,
+        nargs=4,
+        metavar="N",
+        help="detection/segmentation: residual blocks in each of the backbone's four stages (default "
+        "1 2 2 2); with --init from a model with fewer, the added blocks start as identities",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
@@ -301,10 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
     p.add_argument("--matcher-model", help="depth: the keypoint model for the pnp_learned odometry estimator")
-    p.add_argument("--estimators", nargs="+", default=["posenet", "pnp", "pnp_learned", "essential"],
-                   choices=["posenet", "pnp", "pnp_learned", "essential"],
-                   help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)")
-    p.add_argument("--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)")
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        default=["posenet", "pnp", "pnp_learned", "essential"],
+        choices=["posenet", "pnp", "pnp_learned", "essential"],
+        help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)",
+    )
+    p.add_argument(
+        "--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)"
+    )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")
     p.set_defaults(func=_cmd_evaluate)

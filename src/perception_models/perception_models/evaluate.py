@@ -38,8 +38,9 @@ def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
     return SegmentationPipeline(backend, card), card
 
 
-def detection_frames(pipe: Any, classes: list[str], root: Path | str, min_height: float = MIN_HEIGHT,
-                     min_pixels: int = MIN_PIXELS) -> Iterator[tuple]:
+def detection_frames(
+    pipe: Any, classes: list[str], root: Path | str, min_height: float = MIN_HEIGHT, min_pixels: int = MIN_PIXELS
+) -> Iterator[tuple]:
     """Per frame of a sequence folder (or its COCO file), lazily: ``DetectionEvaluator.add``'s
     arguments (ground truth of the ``classes``, the pipeline's detections, the ignored boxes)."""
     root = Path(root)
@@ -52,8 +53,9 @@ def detection_frames(pipe: Any, classes: list[str], root: Path | str, min_height
         yield (gt, [index[s.labels[k]] for k in keep], det.boxes, det.scores, det.class_ids, small | s.difficult[keep])
 
 
-def segmentation_frames(pipe: Any, root: Path | str, image_dir: str = "rgb", label_dir: str = "labels",
-                        lut: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def segmentation_frames(
+    pipe: Any, root: Path | str, image_dir: str = "rgb", label_dir: str = "labels", lut: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per labelled frame of a folder, lazily: (ground-truth class ids, the pipeline's class ids)."""
     for img in sorted((Path(root) / image_dir).glob("*.png")):
         lab = Path(root) / label_dir / img.name
@@ -61,21 +63,35 @@ def segmentation_frames(pipe: Any, root: Path | str, image_dir: str = "rgb", lab
             yield read_label_png(lab, lut), pipe.run(read_rgb(img)).labels
 
 
-def evaluate_detection(model: Path | str, data: list[Path | str], limit: int = 0, score_threshold: float = 0.05,
-                       min_height: float = MIN_HEIGHT, min_pixels: int = MIN_PIXELS) -> dict[str, Any]:
+def evaluate_detection(
+    model: Path | str,
+    data: list[Path | str],
+    limit: int = 0,
+    score_threshold: float = 0.05,
+    min_height: float = MIN_HEIGHT,
+    min_pixels: int = MIN_PIXELS,
+) -> dict[str, Any]:
     pipe, card = _pipeline(Path(model), "detection", score_threshold=score_threshold)
     ev = DetectionEvaluator(card.num_classes, card.classes)
     frames = chain.from_iterable(detection_frames(pipe, card.classes, r, min_height, min_pixels) for r in data)
     for frame in islice(frames, limit or None):
         ev.add(*frame)
     out = ev.summary()
-    out["protocol"] = (f"COCO AP, ONNX Runtime through DetectionPipeline; ground truth lower than {min_height:g} px "
-                       f"or under {min_pixels} visible pixels ignored")
+    out["protocol"] = (
+        f"COCO AP, ONNX Runtime through DetectionPipeline; ground truth lower than {min_height:g} px "
+        f"or under {min_pixels} visible pixels ignored"
+    )
     return out
 
 
-def evaluate_segmentation(model: Path | str, data: list[Path | str], limit: int = 0, image_dir: str = "rgb",
-                          label_dir: str = "labels", lut: np.ndarray | None = None) -> dict[str, Any]:
+def evaluate_segmentation(
+    model: Path | str,
+    data: list[Path | str],
+    limit: int = 0,
+    image_dir: str = "rgb",
+    label_dir: str = "labels",
+    lut: np.ndarray | None = None,
+) -> dict[str, Any]:
     pipe, card = _pipeline(Path(model), "segmentation")
     cm = ConfusionMatrix(card.num_classes, card.classes)
     n = 0
@@ -109,10 +125,18 @@ def reproduction_sets(root: Path | str) -> list[Path]:
     return out
 
 
-def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: Path | str | None = None,
-                   estimators: tuple[str, ...] = ("posenet", "pnp", "essential"), limit: int = 0,
-                   max_depth: float = 60.0, threads: int = 2, progress: bool = False,
-                   matcher_model: Path | str | None = None, scale_source: str = "model") -> dict[str, Any]:
+def evaluate_depth(
+    depth_model: Path | str,
+    data: list[Path | str],
+    pose_model: Path | str | None = None,
+    estimators: tuple[str, ...] = ("posenet", "pnp", "essential"),
+    limit: int = 0,
+    max_depth: float = 60.0,
+    threads: int = 2,
+    progress: bool = False,
+    matcher_model: Path | str | None = None,
+    scale_source: str = "model",
+) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
     the sequences' ground truth: ATE with SE(3) alignment (metric) and Sim(3) (up to scale), RPE.
@@ -143,8 +167,14 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     if matcher_model is not None and "pnp_learned" in estimators:
         from perception_nodes.pipelines.matching import MatchingPipeline
 
-        matcher_pipe = MatchingPipeline(OnnxRuntimeBackend(Path(matcher_model), threads=threads), load_card(matcher_model, "matching"))
-    ests = [e for e in estimators if (e != "posenet" or pose_backend is not None) and (e != "pnp_learned" or matcher_pipe is not None)]
+        matcher_pipe = MatchingPipeline(
+            OnnxRuntimeBackend(Path(matcher_model), threads=threads), load_card(matcher_model, "matching")
+        )
+    ests = [
+        e
+        for e in estimators
+        if (e != "posenet" or pose_backend is not None) and (e != "pnp_learned" or matcher_pipe is not None)
+    ]
     ev = DepthEvaluator(pipe.min_depth, max_depth)
     per_est: dict[str, list[dict]] = {e: [] for e in ests}
     skipped: dict[str, int] = {e: 0 for e in ests}
@@ -158,14 +188,24 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
         scale, height, normal = None, 0.0, None
         if scale_source == "camera_height":
             if times is None:
-                raise ValueError(f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)")
+                raise ValueError(
+                    f"{root}: scale_source camera_height needs the ground truth trajectory (the camera's height)"
+                )
             # the camera's mounting: its height and the ground's normal (world z up) in its frame
             height, normal = float(gt_poses[0][2, 3]), ground_normal_in_optical(gt_poses[0])
             scale = ScaleEstimator("camera_height", height)
         elif scale_source != "model":
             raise ValueError(f"scale_source '{scale_source}' must be model or camera_height")
-        runners = {e: make_estimator(e, pose=(pose_backend, pose_card) if pose_backend is not None else None,
-                                     matcher=matcher_pipe, camera_height=height, ground_normal=normal) for e in ests}
+        runners = {
+            e: make_estimator(
+                e,
+                pose=(pose_backend, pose_card) if pose_backend is not None else None,
+                matcher=matcher_pipe,
+                camera_height=height,
+                ground_normal=normal,
+            )
+            for e in ests
+        }
         trackers = {e: OdometryTracker(max_gap_s=10.0, T_odom_camera0=np.eye(4)) for e in ests}
         stamps = [int(round(i * 1e8)) for i in range(n)] if times is None else [int(round(t * 1e9)) for t in times[:n]]
         for i in range(n):
@@ -203,16 +243,32 @@ def evaluate_depth(depth_model: Path | str, data: list[Path | str], pose_model: 
     for e, rows in per_est.items():
         good = [r for r in rows if "failed" not in r]
         if rows:
-            agg = {k: float(np.mean([r[k] for r in good])) if good else float("nan") for k in
-                   ("ate_se3_m", "ate_se3_percent", "rpe_se3_trans_m", "ate_sim3_m", "ate_sim3_percent", "rpe_sim3_trans_m",
-                    "rpe_rot_deg", "path_length_m", "sim3_scale")}
-            out["odometry"][e] = {**agg, "skipped_frames": skipped[e], "failed_sequences": len(rows) - len(good),
-                                  "sequences": rows}
+            agg = {
+                k: float(np.mean([r[k] for r in good])) if good else float("nan")
+                for k in (
+                    "ate_se3_m",
+                    "ate_se3_percent",
+                    "rpe_se3_trans_m",
+                    "ate_sim3_m",
+                    "ate_sim3_percent",
+                    "rpe_sim3_trans_m",
+                    "rpe_rot_deg",
+                    "path_length_m",
+                    "sim3_scale",
+                )
+            }
+            out["odometry"][e] = {
+                **agg,
+                "skipped_frames": skipped[e],
+                "failed_sequences": len(rows) - len(good),
+                "sequences": rows,
+            }
     return out
 
 
-def evaluate_matching(model: Path | str, photos: list[str], data: list[str], pairs: int = 40,
-                      input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+def evaluate_matching(
+    model: Path | str, photos: list[str], data: list[str], pairs: int = 40, input_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """The exported keypoint model through the node's MatchingPipeline on held-out homographic pairs
     (``photos``) and synthetic pose pairs (``data``), with the same estimators as SIFT/ORB."""
     from perception_nodes.backends import OnnxRuntimeBackend
@@ -227,5 +283,9 @@ def evaluate_matching(model: Path | str, photos: list[str], data: list[str], pai
     size = input_size or (card.input_height, card.input_width)
     hp = homography_eval_pairs(image_files(photos), pairs, size) if photos else []
     pp = pose_eval_pairs([Path(d) for d in data], max(1, pairs // max(1, len(data))), size) if data else []
-    return {"pair_size": list(size), "photos": [str(p) for p in photos], "data": [str(d) for d in data],
-            **evaluate_method(network_method(pipe.run), hp, pp)}
+    return {
+        "pair_size": list(size),
+        "photos": [str(p) for p in photos],
+        "data": [str(d) for d in data],
+        **evaluate_method(network_method(pipe.run), hp, pp),
+    }

@@ -29,9 +29,23 @@ from .train.trainer import load_checkpoint
 # ONNX Runtime vs torch (float32 CPU): differences come from kernel summation order only
 TOLERANCE = {"scores": 1e-4, "boxes_px": 0.05, "seg_confidence": 1e-3, "seg_label_agreement": 0.999}
 # operators TensorRT does not support, or only through plugins / slow paths
-TRT_UNFRIENDLY = {"Loop", "If", "Scan", "NonZero", "Unique", "SequenceConstruct", "SequenceAt", "SequenceInsert",
-                  "ConcatFromSequence", "SplitToSequence", "StringNormalizer", "RandomNormal", "RandomUniform",
-                  "Multinomial", "NonMaxSuppression"}
+TRT_UNFRIENDLY = {
+    "Loop",
+    "If",
+    "Scan",
+    "NonZero",
+    "Unique",
+    "SequenceConstruct",
+    "SequenceAt",
+    "SequenceInsert",
+    "ConcatFromSequence",
+    "SplitToSequence",
+    "StringNormalizer",
+    "RandomNormal",
+    "RandomUniform",
+    "Multinomial",
+    "NonMaxSuppression",
+}
 
 
 class ExportError(RuntimeError):
@@ -51,20 +65,36 @@ def trt_report(path: Path) -> dict[str, Any]:
     io = {v.name: dims(v) for v in list(model.graph.input) + list(model.graph.output)}
     dynamic = [k for k, d in io.items() if any(x <= 0 for x in d)]
     int64_outputs = [o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.INT64]
-    return {"operators": ops, "trt_unfriendly": bad, "dynamic_io": dynamic, "io_shapes": io,
-            "int64_outputs": int64_outputs, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
+    return {
+        "operators": ops,
+        "trt_unfriendly": bad,
+        "dynamic_io": dynamic,
+        "io_shapes": io,
+        "int64_outputs": int64_outputs,
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+    }
 
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
 
-def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, input_names: list[str],
-                 output_names: list[str]) -> dict[str, Any]:
+def _export_onnx(
+    module: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    input_names: list[str],
+    output_names: list[str],
+) -> dict[str, Any]:
     import onnx
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +107,21 @@ def _export_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out:
     onnx.checker.check_model(str(out))
     report = trt_report(out)
     if report["trt_unfriendly"] or report["dynamic_io"]:
-        raise ExportError(f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}")
+        raise ExportError(
+            f"{out}: not TensorRT-ready: operators {report['trt_unfriendly']}, dynamic {report['dynamic_io']}"
+        )
     return report
 
 
-def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: list[str] | None = None,
-                 eval_limit: int = 0, extra_card: dict | None = None, reproduce: bool = True) -> dict[str, Any]:
+def export_model(
+    task: str,
+    checkpoint: Path | str,
+    out: Path | str,
+    eval_data: list[str] | None = None,
+    eval_limit: int = 0,
+    extra_card: dict | None = None,
+    reproduce: bool = True,
+) -> dict[str, Any]:
     """Write ``out`` (.onnx) and ``out``'s card; return the card."""
     from perception_nodes.model_card import card_path
 
@@ -102,51 +141,100 @@ def export_model(task: str, checkpoint: Path | str, out: Path | str, eval_data: 
     from .data.synth.scene import PALETTE
 
     card: dict[str, Any] = {
-        "task": task, "classes": list(cfg.class_names),
-        "input": {"name": "image", "height": h, "width": w, "layout": "NCHW RGB float32",
-                  "mean": [float(x) for x in MEAN], "std": [float(x) for x in STD], "scale": "1/255 before mean/std",
-                  "resize": "letterbox", "pad_value": 114},
-        "outputs": ({"boxes": "(1, 100, 4) float32 x0 y0 x1 y1 in network-input pixels",
-                     "scores": "(1, 100) float32, 0 for empty rows", "labels": "(1, 100) int32 class index, -1 for empty rows"}
-                    if task == "detection" else
-                    {"labels": f"(1, {h}, {w}) int32 class index", "confidence": f"(1, {h}, {w}) float32 softmax probability"}),
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
-        "training": {"data": cfg.data, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                     "input_size": [h, w], "seed": cfg.seed, "loss": cfg.loss if task == "detection" else "pixel cross-entropy",
-                     "camvid": cfg.camvid, "checkpoint": str(checkpoint), "init": cfg.init,
-                     "backbone_blocks": list(cfg.backbone_blocks or Backbone.default_conf["blocks"]),
-                     "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
-        "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
-                   "onnxruntime_vs_torch": diffs, "tolerance": TOLERANCE, "operators": report["operators"]},
+        "task": task,
+        "classes": list(cfg.class_names),
+        "input": {
+            "name": "image",
+            "height": h,
+            "width": w,
+            "layout": "NCHW RGB float32",
+            "mean": [float(x) for x in MEAN],
+            "std": [float(x) for x in STD],
+            "scale": "1/255 before mean/std",
+            "resize": "letterbox",
+            "pad_value": 114,
+        },
+        "outputs": (
+            {
+                "boxes": "(1, 100, 4) float32 x0 y0 x1 y1 in network-input pixels",
+                "scores": "(1, 100) float32, 0 for empty rows",
+                "labels": "(1, 100) int32 class index, -1 for empty rows",
+            }
+            if task == "detection"
+            else {
+                "labels": f"(1, {h}, {w}) int32 class index",
+                "confidence": f"(1, {h}, {w}) float32 softmax probability",
+            }
+        ),
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "size_bytes": out.stat().st_size,
+        "training": {
+            "data": cfg.data,
+            "val": cfg.val,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "input_size": [h, w],
+            "seed": cfg.seed,
+            "loss": cfg.loss if task == "detection" else "pixel cross-entropy",
+            "camvid": cfg.camvid,
+            "checkpoint": str(checkpoint),
+            "init": cfg.init,
+            "backbone_blocks": list(cfg.backbone_blocks or Backbone.default_conf["blocks"]),
+            "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan"))),
+        },
+        "export": {
+            "date": datetime.date.today().isoformat(),
+            "git_commit": _git_commit(),
+            "opset": report["opset"],
+            "onnxruntime_vs_torch": diffs,
+            "tolerance": TOLERANCE,
+            "operators": report["operators"],
+        },
     }
     if task == "segmentation" and not cfg.camvid:
         card["colors"] = PALETTE[: len(cfg.class_names)].tolist()
     card.update(extra_card or {})
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipelines below read it
 
-    from .evaluate import (REPRODUCTION, REPRODUCTION_TOLERANCE, evaluate_detection, evaluate_segmentation,
-                           reproduction_sets)
+    from .evaluate import (
+        REPRODUCTION,
+        REPRODUCTION_TOLERANCE,
+        evaluate_detection,
+        evaluate_segmentation,
+        reproduction_sets,
+    )
 
     def measure(data: list, limit: int = 0) -> dict:
-        m = (evaluate_detection(out, data, limit) if task == "detection" else evaluate_segmentation(out, data, limit))
+        m = evaluate_detection(out, data, limit) if task == "detection" else evaluate_segmentation(out, data, limit)
         return json.loads(json.dumps(m))
 
     if eval_data:
-        card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **measure(eval_data, eval_limit)}
+        card["metrics"] = {
+            "eval_data": [str(d) for d in eval_data],
+            "eval_limit": eval_limit,
+            **measure(eval_data, eval_limit),
+        }
     if reproduce and not cfg.camvid:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             rep = measure(reproduction_sets(tmp))
         key = "mAP" if task == "detection" else "mIoU"
-        card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets",
-                                key: rep[key], **({"mAP50": rep["mAP50"]} if task == "detection" else {}),
-                                "tolerance": REPRODUCTION_TOLERANCE}
+        card["reproduction"] = {
+            "sets": list(REPRODUCTION),
+            "note": "perception_models.evaluate.reproduction_sets",
+            key: rep[key],
+            **({"mAP50": rep["mAP50"]} if task == "detection" else {}),
+            "tolerance": REPRODUCTION_TOLERANCE,
+        }
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     return card
 
 
-def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, eval_data: list[str] | None) -> dict[str, float]:
+def _compare(
+    task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, eval_data: list[str] | None
+) -> dict[str, float]:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -168,16 +256,25 @@ def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, ev
             if task == "detection":
                 rb, rs, rl = ref
                 gb, gs, gl = got
-                d = {"scores": float(np.abs(gs - rs).max()),
-                     "boxes_px": float(np.abs(gb - rb)[rs > 0.05].max()) if (rs > 0.05).any() else 0.0,
-                     "label_mismatch": float((gl != rl)[rs > 0.05].mean()) if (rs > 0.05).any() else 0.0}
+                d = {
+                    "scores": float(np.abs(gs - rs).max()),
+                    "boxes_px": float(np.abs(gb - rb)[rs > 0.05].max()) if (rs > 0.05).any() else 0.0,
+                    "label_mismatch": float((gl != rl)[rs > 0.05].mean()) if (rs > 0.05).any() else 0.0,
+                }
                 ok = d["scores"] <= TOLERANCE["scores"] and d["boxes_px"] <= TOLERANCE["boxes_px"]
             else:
-                d = {"seg_confidence": float(np.abs(got[1] - ref[1]).max()),
-                     "seg_label_agreement": float((got[0] == ref[0]).mean())}
-                ok = d["seg_confidence"] <= TOLERANCE["seg_confidence"] and d["seg_label_agreement"] >= TOLERANCE["seg_label_agreement"]
+                d = {
+                    "seg_confidence": float(np.abs(got[1] - ref[1]).max()),
+                    "seg_label_agreement": float((got[0] == ref[0]).mean()),
+                }
+                ok = (
+                    d["seg_confidence"] <= TOLERANCE["seg_confidence"]
+                    and d["seg_label_agreement"] >= TOLERANCE["seg_label_agreement"]
+                )
             if not ok:
-                raise ExportError(f"{path}: ONNX Runtime differs from torch beyond tolerance: {d} (tolerance {TOLERANCE})")
+                raise ExportError(
+                    f"{path}: ONNX Runtime differs from torch beyond tolerance: {d} (tolerance {TOLERANCE})"
+                )
             for k, v in d.items():
                 worst[k] = min(worst.get(k, 1.0), v) if k == "seg_label_agreement" else max(worst.get(k, 0.0), v)
     return worst
@@ -186,7 +283,9 @@ def _compare(task: str, wrapper: torch.nn.Module, path: Path, h: int, w: int, ev
 DEPTH_TOLERANCE = {"depth_rel": 1e-3, "pose_abs": 1e-4}
 
 
-def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: list[str], every: int = 4) -> dict[str, Any]:
+def calibrate_depth_scale(
+    depth_net: Any, input_size: tuple[int, int], folders: list[str], every: int = 4
+) -> dict[str, Any]:
     """Median over frames of median(ground truth / prediction): the factor that makes a depth
     network trained with a scale-invariant loss metric on average. Use *training* sequences."""
     from .data.readers.depth import read_nyu_depth
@@ -200,20 +299,31 @@ def calibrate_depth_scale(depth_net: Any, input_size: tuple[int, int], folders: 
         for t in range(0, len(seq.frames), every):
             with torch.no_grad():
                 depth = depth_net.depth(_norm(frame_tensor(seq, t, input_size)), K_in)
-                pred = torch.nn.functional.interpolate(depth, size=seq.size, mode="bilinear", align_corners=False)[0, 0].numpy()
+                pred = torch.nn.functional.interpolate(depth, size=seq.size, mode="bilinear", align_corners=False)[
+                    0, 0
+                ].numpy()
             gt = read_nyu_depth(seq.depth[t])
             ok = np.isfinite(gt) & (gt > depth_net.cfg.min_depth) & (gt < 60.0) & (pred > 0)
             if ok.any():
                 ratios.append(float(np.median(gt[ok] / pred[ok])))
     if not ratios:
         raise ExportError(f"scale calibration: no frames with ground-truth depth in {folders}")
-    return {"scale": float(np.median(ratios)), "frames": len(ratios), "spread": float(np.std(ratios)),
-            "data": [str(f) for f in folders]}
+    return {
+        "scale": float(np.median(ratios)),
+        "frames": len(ratios),
+        "spread": float(np.std(ratios)),
+        "data": [str(f) for f in folders],
+    }
 
 
-def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str | None = None,
-                 eval_data: list[str] | None = None, eval_limit: int = 0,
-                 calibrate: list[str] | None = None) -> dict[str, Any]:
+def export_depth(
+    checkpoint: Path | str,
+    out: Path | str,
+    pose_out: Path | str | None = None,
+    eval_data: list[str] | None = None,
+    eval_limit: int = 0,
+    calibrate: list[str] | None = None,
+) -> dict[str, Any]:
     """Depth network -> ``out`` (image -> depth in metres) and the pose network -> ``pose_out``
     ((previous, current) -> T_previous_current), each with its card; returns the depth card.
     ``calibrate``: training sequences to fit the metric scale factor on (see
@@ -242,35 +352,79 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
     with torch.no_grad():
         d_ref, p_ref = depth_wrap(x).numpy(), pose_wrap(x, y).numpy()
     d = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
-    p = ort.InferenceSession(str(pose_out), providers=["CPUExecutionProvider"]).run(None, {"previous": x.numpy(), "current": y.numpy()})[0]
+    p = ort.InferenceSession(str(pose_out), providers=["CPUExecutionProvider"]).run(
+        None, {"previous": x.numpy(), "current": y.numpy()}
+    )[0]
     diffs = {"depth_rel": float(np.max(np.abs(d - d_ref) / d_ref)), "pose_abs": float(np.max(np.abs(p - p_ref)))}
     if diffs["depth_rel"] > DEPTH_TOLERANCE["depth_rel"] or diffs["pose_abs"] > DEPTH_TOLERANCE["pose_abs"]:
         raise ExportError(f"ONNX Runtime differs from torch beyond tolerance: {diffs} (tolerance {DEPTH_TOLERANCE})")
-    common_input = {"height": h, "width": w, "layout": "NCHW RGB float32", "mean": [float(v) for v in MEAN],
-                    "std": [float(v) for v in STD], "scale": "1/255 before mean/std", "resize": "stretch"}
-    training = {"data": cfg.data, "bags": cfg.bags, "val": cfg.val, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                "lr": cfg.lr, "input_size": [h, w], "seed": cfg.seed, "supervised_weight": cfg.supervised,
-                "photometric_weight": cfg.photometric, "smoothness_weight": cfg.smoothness, "checkpoint": str(checkpoint),
-                "init": cfg.init,
-                "validation_at_checkpoint": {k: train_metrics.get(k) for k in ("abs_rel", "abs_rel_median_scaled", "a1",
-                                                                              "ate_se3_percent", "ate_sim3_percent")}}
-    export_info = {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(),
-                   "opset": depth_report["opset"], "onnxruntime_vs_torch": diffs, "tolerance": DEPTH_TOLERANCE}
+    common_input = {
+        "height": h,
+        "width": w,
+        "layout": "NCHW RGB float32",
+        "mean": [float(v) for v in MEAN],
+        "std": [float(v) for v in STD],
+        "scale": "1/255 before mean/std",
+        "resize": "stretch",
+    }
+    training = {
+        "data": cfg.data,
+        "bags": cfg.bags,
+        "val": cfg.val,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "input_size": [h, w],
+        "seed": cfg.seed,
+        "supervised_weight": cfg.supervised,
+        "photometric_weight": cfg.photometric,
+        "smoothness_weight": cfg.smoothness,
+        "checkpoint": str(checkpoint),
+        "init": cfg.init,
+        "validation_at_checkpoint": {
+            k: train_metrics.get(k)
+            for k in ("abs_rel", "abs_rel_median_scaled", "a1", "ate_se3_percent", "ate_sim3_percent")
+        },
+    }
+    export_info = {
+        "date": datetime.date.today().isoformat(),
+        "git_commit": _git_commit(),
+        "opset": depth_report["opset"],
+        "onnxruntime_vs_torch": diffs,
+        "tolerance": DEPTH_TOLERANCE,
+    }
     depth_card: dict[str, Any] = {
-        "task": "depth", "classes": [], "input": {"name": "image", **common_input},
+        "task": "depth",
+        "classes": [],
+        "input": {"name": "image", **common_input},
         "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
-        "depth": {"min": cfg.min_depth, "max": cfg.max_depth, "scale_source": "supervised" if supervised else "self-supervised",
-                  "scale": depth_net.cfg.scale, "scale_calibration": calibration, "pose_model": pose_out.name,
-                  "canonical_focal": cfg.canonical_focal},
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
-        "training": training, "export": {**export_info, "operators": depth_report["operators"]},
+        "depth": {
+            "min": cfg.min_depth,
+            "max": cfg.max_depth,
+            "scale_source": "supervised" if supervised else "self-supervised",
+            "scale": depth_net.cfg.scale,
+            "scale_calibration": calibration,
+            "pose_model": pose_out.name,
+            "canonical_focal": cfg.canonical_focal,
+        },
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "size_bytes": out.stat().st_size,
+        "training": training,
+        "export": {**export_info, "operators": depth_report["operators"]},
     }
     pose_card: dict[str, Any] = {
-        "task": "pose", "classes": [], "input": {"name": "current", **common_input}, "inputs": ["previous", "current"],
-        "outputs": {"T_previous_current": "(1, 4, 4) float32: the current camera's pose in the previous camera's optical frame"},
+        "task": "pose",
+        "classes": [],
+        "input": {"name": "current", **common_input},
+        "inputs": ["previous", "current"],
+        "outputs": {
+            "T_previous_current": "(1, 4, 4) float32: the current camera's pose in the previous camera's optical frame"
+        },
         "pose": {"translation_units": "metres" if supervised else "depth model units", "depth_model": out.name},
-        "sha256": hashlib.sha256(pose_out.read_bytes()).hexdigest(), "size_bytes": pose_out.stat().st_size,
-        "training": training, "export": {**export_info, "operators": pose_report["operators"]},
+        "sha256": hashlib.sha256(pose_out.read_bytes()).hexdigest(),
+        "size_bytes": pose_out.stat().st_size,
+        "training": training,
+        "export": {**export_info, "operators": pose_report["operators"]},
     }
     card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
     card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
@@ -280,15 +434,23 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
 
     with tempfile.TemporaryDirectory() as tmp:
         rep = evaluate_depth(out, reproduction_sets(tmp), pose_out, estimators=("pnp",))
-    depth_card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets",
-                                  "abs_rel": rep["depth"]["absolute"]["abs_rel"], "a1": rep["depth"]["absolute"]["a1"],
-                                  "pnp_ate_se3_percent": rep["odometry"]["pnp"]["ate_se3_percent"],
-                                  "tolerance": {"abs_rel": 0.005, "a1": 0.01, "pnp_ate_se3_percent": 0.5}}
+    depth_card["reproduction"] = {
+        "sets": list(REPRODUCTION),
+        "note": "perception_models.evaluate.reproduction_sets",
+        "abs_rel": rep["depth"]["absolute"]["abs_rel"],
+        "a1": rep["depth"]["absolute"]["a1"],
+        "pnp_ate_se3_percent": rep["odometry"]["pnp"]["ate_se3_percent"],
+        "tolerance": {"abs_rel": 0.005, "a1": 0.01, "pnp_ate_se3_percent": 0.5},
+    }
     card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
     if eval_data:
         m = json.loads(json.dumps(evaluate_depth(out, eval_data, pose_out, limit=eval_limit)))
         depth_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **m["depth"]}
-        pose_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, "odometry": m["odometry"]}
+        pose_card["metrics"] = {
+            "eval_data": [str(d) for d in eval_data],
+            "eval_limit": eval_limit,
+            "odometry": m["odometry"],
+        }
         card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
         card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
     return depth_card
@@ -297,8 +459,14 @@ def export_depth(checkpoint: Path | str, out: Path | str, pose_out: Path | str |
 MATCHING_TOLERANCE = {"keypoints_px": 0.05, "descriptors": 1e-3, "keypoint_agreement": 0.99}
 
 
-def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[str] | None = None,
-                    eval_data: list[str] | None = None, pairs: int = 40, reproduce: bool = True) -> dict[str, Any]:
+def export_matching(
+    checkpoint: Path | str,
+    out: Path | str,
+    eval_photos: list[str] | None = None,
+    eval_data: list[str] | None = None,
+    pairs: int = 40,
+    reproduce: bool = True,
+) -> dict[str, Any]:
     """Keypoint network -> ``out`` (image -> keypoints, scores, descriptors; top-k fixed) + card."""
     import onnxruntime as ort
     from perception_nodes.model_card import card_path
@@ -330,31 +498,74 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
         gk, gs, gd = (a[0] for a in sess.run(None, {"image": x.numpy()}))
         # the same keypoints may come in another order where scores tie: compare as sets
         keep = gs > 0
-        d = np.linalg.norm(gk[keep][:, None] - rk[rs > 0][None], axis=2) if keep.any() and (rs > 0).any() else np.zeros((0, 0))
+        d = (
+            np.linalg.norm(gk[keep][:, None] - rk[rs > 0][None], axis=2)
+            if keep.any() and (rs > 0).any()
+            else np.zeros((0, 0))
+        )
         if d.size:
             j = d.argmin(1)
             close = d[np.arange(len(j)), j] <= MATCHING_TOLERANCE["keypoints_px"]
             worst["keypoint_agreement"] = min(worst["keypoint_agreement"], float(close.mean()))
             worst["keypoints_px"] = max(worst["keypoints_px"], float(np.median(d[np.arange(len(j)), j])))
-            worst["descriptors"] = max(worst["descriptors"], float(np.abs(gd[keep][close] - rd[rs > 0][j[close]]).max()) if close.any() else 0.0)
-    if (worst["keypoint_agreement"] < MATCHING_TOLERANCE["keypoint_agreement"]
-            or worst["descriptors"] > MATCHING_TOLERANCE["descriptors"]):
-        raise ExportError(f"{out}: ONNX Runtime differs from torch beyond tolerance: {worst} (tolerance {MATCHING_TOLERANCE})")
+            worst["descriptors"] = max(
+                worst["descriptors"],
+                float(np.abs(gd[keep][close] - rd[rs > 0][j[close]]).max()) if close.any() else 0.0,
+            )
+    if (
+        worst["keypoint_agreement"] < MATCHING_TOLERANCE["keypoint_agreement"]
+        or worst["descriptors"] > MATCHING_TOLERANCE["descriptors"]
+    ):
+        raise ExportError(
+            f"{out}: ONNX Runtime differs from torch beyond tolerance: {worst} (tolerance {MATCHING_TOLERANCE})"
+        )
     card: dict[str, Any] = {
-        "task": "matching", "classes": [],
-        "input": {"name": "image", "height": h, "width": w, "layout": "NCHW RGB float32", "mean": [float(v) for v in MEAN],
-                  "std": [float(v) for v in STD], "scale": "1/255 before mean/std", "resize": "stretch"},
-        "outputs": {"keypoints": f"(1, {net.cfg.top_k}, 2) float32 x, y network-input pixels (sub-pixel)",
-                    "scores": f"(1, {net.cfg.top_k}) float32, 0 for empty slots",
-                    "descriptors": f"(1, {net.cfg.top_k}, {net.cfg.descriptor_dim}) float32 unit length"},
-        "matching": {"top_k": net.cfg.top_k, "nms_radius": net.cfg.nms_radius, "descriptor_dim": net.cfg.descriptor_dim,
-                     "matcher": "mutual nearest neighbour + ratio 0.9 (perception_nodes.pipelines.matching)"},
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "size_bytes": out.stat().st_size,
-        "training": {"photos": cfg.photos, "data": cfg.data, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                     "input_size": [h, w], "descriptor_loss": cfg.descriptor_loss, "mining": cfg.mining, "seed": cfg.seed,
-                     "checkpoint": str(checkpoint), "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan")))},
-        "export": {"date": datetime.date.today().isoformat(), "git_commit": _git_commit(), "opset": report["opset"],
-                   "onnxruntime_vs_torch": worst, "tolerance": MATCHING_TOLERANCE, "operators": report["operators"]},
+        "task": "matching",
+        "classes": [],
+        "input": {
+            "name": "image",
+            "height": h,
+            "width": w,
+            "layout": "NCHW RGB float32",
+            "mean": [float(v) for v in MEAN],
+            "std": [float(v) for v in STD],
+            "scale": "1/255 before mean/std",
+            "resize": "stretch",
+        },
+        "outputs": {
+            "keypoints": f"(1, {net.cfg.top_k}, 2) float32 x, y network-input pixels (sub-pixel)",
+            "scores": f"(1, {net.cfg.top_k}) float32, 0 for empty slots",
+            "descriptors": f"(1, {net.cfg.top_k}, {net.cfg.descriptor_dim}) float32 unit length",
+        },
+        "matching": {
+            "top_k": net.cfg.top_k,
+            "nms_radius": net.cfg.nms_radius,
+            "descriptor_dim": net.cfg.descriptor_dim,
+            "matcher": "mutual nearest neighbour + ratio 0.9 (perception_nodes.pipelines.matching)",
+        },
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "size_bytes": out.stat().st_size,
+        "training": {
+            "photos": cfg.photos,
+            "data": cfg.data,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "input_size": [h, w],
+            "descriptor_loss": cfg.descriptor_loss,
+            "mining": cfg.mining,
+            "seed": cfg.seed,
+            "checkpoint": str(checkpoint),
+            "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan"))),
+        },
+        "export": {
+            "date": datetime.date.today().isoformat(),
+            "git_commit": _git_commit(),
+            "opset": report["opset"],
+            "onnxruntime_vs_torch": worst,
+            "tolerance": MATCHING_TOLERANCE,
+            "operators": report["operators"],
+        },
     }
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipeline below reads it
     import tempfile
@@ -365,12 +576,16 @@ def export_matching(checkpoint: Path | str, out: Path | str, eval_photos: list[s
         with tempfile.TemporaryDirectory() as tmp:
             sets = reproduction_sets(tmp)
             rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
-        card["reproduction"] = {"sets": list(REPRODUCTION), "note": "perception_models.evaluate.reproduction_sets: homographic "
-                                "pairs of their frames + their pose pairs", "homography_mma3": rep["homography_mma"][3],
-                                "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02}
+        card["reproduction"] = {
+            "sets": list(REPRODUCTION),
+            "note": "perception_models.evaluate.reproduction_sets: homographic "
+            "pairs of their frames + their pose pairs",
+            "homography_mma3": rep["homography_mma"][3],
+            "pose_auc10": rep["pose_auc"][10],
+            "tolerance": 0.02,
+        }
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     if photos or eval_data:
-
         card["metrics"] = json.loads(json.dumps(evaluate_matching(out, eval_photos or [], eval_data or [], pairs)))
         card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
     return card

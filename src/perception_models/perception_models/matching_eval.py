@@ -26,7 +26,9 @@ from .train.matching_data import SequencePairs, homography_pair, sequence_corres
 Method = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def homography_eval_pairs(images: list[Path], n: int, size: tuple[int, int] = (240, 320), seed: int = 1000) -> list[dict]:
+def homography_eval_pairs(
+    images: list[Path], n: int, size: tuple[int, int] = (240, 320), seed: int = 1000
+) -> list[dict]:
     from .data.readers.common import read_rgb
 
     out = []
@@ -36,8 +38,9 @@ def homography_eval_pairs(images: list[Path], n: int, size: tuple[int, int] = (2
     return out
 
 
-def pose_eval_pairs(folders: list[Path], per_sequence: int = 8, size: tuple[int, int] = (240, 320), gap: int = 2,
-                    seed: int = 2000) -> list[dict]:
+def pose_eval_pairs(
+    folders: list[Path], per_sequence: int = 8, size: tuple[int, int] = (240, 320), gap: int = 2, seed: int = 2000
+) -> list[dict]:
     ds = SequencePairs([Path(f) for f in folders], size, seed, max_gap=gap, photometric=False)
     out = []
     for k, s in enumerate(ds.seqs):
@@ -52,7 +55,11 @@ def _ratio_matches(kp_a, des_a, kp_b, des_b, norm: int, ratio: float) -> tuple[n
     bf = cv2.BFMatcher(norm)
     ab = bf.knnMatch(des_a, des_b, k=2)
     ba = {m.queryIdx: m.trainIdx for m in bf.match(des_b, des_a)}
-    good = [m for m, n in (p for p in ab if len(p) == 2) if m.distance < ratio * n.distance and ba.get(m.trainIdx) == m.queryIdx]
+    good = [
+        m
+        for m, n in (p for p in ab if len(p) == 2)
+        if m.distance < ratio * n.distance and ba.get(m.trainIdx) == m.queryIdx
+    ]
     a = np.array([kp_a[m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
     b = np.array([kp_b[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
     return a, b

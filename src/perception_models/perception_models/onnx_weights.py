@@ -96,7 +96,7 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path | str, strict: bool = Tr
         if after is None:
             continue
         bn_name, bn = after
-        if key + ".weight_bias" in init:          # folded into the conv: BN = identity + shift
+        if key + ".weight_bias" in init:  # folded into the conv: BN = identity + shift
             eps = bn.eps
             with torch.no_grad():
                 bn.running_mean.zero_()
@@ -108,7 +108,9 @@ def load_onnx_weights(model: nn.Module, onnx_path: Path | str, strict: bool = Tr
             bkey = prefix + bn_name
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 if bkey + "." + attr not in init:
-                    raise ValueError(f"{path}: BatchNorm {bn_name} neither folded into {name} nor stored ({attr} missing)")
+                    raise ValueError(
+                        f"{path}: BatchNorm {bn_name} neither folded into {name} nor stored ({attr} missing)"
+                    )
                 _copy(getattr(bn, attr), init[bkey + "." + attr], f"{bn_name}.{attr}")
             counts["batchnorms"] += 1
         done.add(bn_name)
@@ -151,7 +153,7 @@ def calibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], forwa
     for b in bns:
         s0, s1, count = sums[id(b)]
         if count == 0:
-            continue                                   # not reached by this forward (e.g. another task's head)
+            continue  # not reached by this forward (e.g. another task's head)
         mean = (s0 / count).to(b.running_mean.dtype)
         var = (s1 / count - (s0 / count) ** 2).clamp_min(1e-6).to(b.running_var.dtype)
         old_std = (b.running_var + b.eps).sqrt()

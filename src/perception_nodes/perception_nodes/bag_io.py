@@ -90,8 +90,9 @@ def register_installed_msgs(store: Any, packages: Sequence[str], skip: set[str] 
                 for f in sorted(msg_dir.glob("*.msg")):
                     name = f"{pkg}/msg/{f.stem}"
                     if name not in (skip or ()):
-                        types.update({k: v for k, v in get_types_from_msg(f.read_text(), name).items()
-                                      if k not in (skip or ())})
+                        types.update(
+                            {k: v for k, v in get_types_from_msg(f.read_text(), name).items() if k not in (skip or ())}
+                        )
                 break
     if types:
         store.register(types)
@@ -117,9 +118,11 @@ def duplicate_stamps(path: str | os.PathLike[str], topic: str) -> str:
     if not shared:
         return ""
     first = min(shared)
-    return (f"{sum(shared.values())} of the {sum(counts.values())} messages on {topic} share "
-            f"{len(shared)} header stamp(s) (e.g. {shared[first]} frames at {first} ns): lockstep tells "
-            "answers apart by stamp; give each frame its own stamp (or replay in realtime mode)")
+    return (
+        f"{sum(shared.values())} of the {sum(counts.values())} messages on {topic} share "
+        f"{len(shared)} header stamp(s) (e.g. {shared[first]} frames at {first} ns): lockstep tells "
+        "answers apart by stamp; give each frame its own stamp (or replay in realtime mode)"
+    )
 
 
 @dataclass
@@ -129,16 +132,18 @@ class BagInfo:
     topics: dict[str, tuple[str, int]]  # topic -> (msgtype, count)
     start_ns: int
     end_ns: int
-    recovered: int | None = None        # messages read from a truncated MCAP up to its cut
-    problem: str = ""                   # why the bag could not be opened normally
+    recovered: int | None = None  # messages read from a truncated MCAP up to its cut
+    problem: str = ""  # why the bag could not be opened normally
 
     @property
     def note(self) -> str:
         """One line for a truncated bag ('' for a complete one)."""
         if self.recovered is None:
             return ""
-        return (f"bag '{self.path}' is truncated or was not closed ({self.problem}); recovered "
-                f"{self.recovered} messages up to the cut")
+        return (
+            f"bag '{self.path}' is truncated or was not closed ({self.problem}); recovered "
+            f"{self.recovered} messages up to the cut"
+        )
 
     @property
     def duration_s(self) -> float:
@@ -155,8 +160,10 @@ def _reader(path: Path) -> Any:
         reader.open()
         return reader
     except Exception as exc:  # rosbags raises ReaderError and friends
-        raise BagError(f"cannot open bag '{path}': {exc} (is it a rosbag2 directory with "
-                       "metadata.yaml, or an .mcap/.db3 file that is complete?)") from None
+        raise BagError(
+            f"cannot open bag '{path}': {exc} (is it a rosbag2 directory with "
+            "metadata.yaml, or an .mcap/.db3 file that is complete?)"
+        ) from None
 
 
 def _mcap_file(path: Path) -> Path | None:
@@ -210,8 +217,15 @@ def _recovered_info(path: Path, problem: str) -> BagInfo | None:
         end = t if end is None else max(end, t)
     if not n:
         return None
-    return BagInfo(path, "mcap", {t: (m, c) for t, (m, c) in counts.items()}, int(start or 0), int(end or 0),
-                   recovered=n, problem=problem)
+    return BagInfo(
+        path,
+        "mcap",
+        {t: (m, c) for t, (m, c) in counts.items()},
+        int(start or 0),
+        int(end or 0),
+        recovered=n,
+        problem=problem,
+    )
 
 
 def bag_info(path: str | os.PathLike[str]) -> BagInfo:
@@ -226,14 +240,16 @@ def bag_info(path: str | os.PathLike[str]) -> BagInfo:
         return info
     try:
         topics = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
-        return BagInfo(Path(path), str(getattr(reader, "storage_plugin", "")) or "?", topics,
-                       reader.start_time, reader.end_time)
+        return BagInfo(
+            Path(path), str(getattr(reader, "storage_plugin", "")) or "?", topics, reader.start_time, reader.end_time
+        )
     finally:
         reader.close()
 
 
-def read_messages(path: str | os.PathLike[str], topics: Sequence[str] | None = None
-                  ) -> Iterator[tuple[str, str, int, bytes]]:
+def read_messages(
+    path: str | os.PathLike[str], topics: Sequence[str] | None = None
+) -> Iterator[tuple[str, str, int, bytes]]:
     """Yield (topic, msgtype, log_time_ns, cdr) in time order; raise BagError on corruption. A
     truncated MCAP yields its messages up to the cut (see :func:`bag_info`)."""
     try:
@@ -244,16 +260,19 @@ def read_messages(path: str | os.PathLike[str], topics: Sequence[str] | None = N
             raise
         missing = set(topics or ()) - set(info.topics)
         if missing:
-            raise BagError(f"bag '{path}' (truncated) has no topic(s) {sorted(missing)}; "
-                           f"it has {sorted(info.topics)}") from None
+            raise BagError(
+                f"bag '{path}' (truncated) has no topic(s) {sorted(missing)}; it has {sorted(info.topics)}"
+            ) from None
         yield from _recover_mcap(_mcap_file(Path(path)), topics)  # type: ignore[arg-type]
         return
     try:
         conns = [c for c in reader.connections if not topics or c.topic in topics]
         missing = set(topics or ()) - {c.topic for c in reader.connections}
         if missing:
-            raise BagError(f"bag '{path}' has no topic(s) {sorted(missing)}; it has "
-                           f"{sorted({c.topic for c in reader.connections})}")
+            raise BagError(
+                f"bag '{path}' has no topic(s) {sorted(missing)}; it has "
+                f"{sorted({c.topic for c in reader.connections})}"
+            )
         try:
             for conn, t, raw in reader.messages(connections=conns):
                 yield conn.topic, conn.msgtype, int(t), bytes(raw)
@@ -287,10 +306,11 @@ class BagWriter:
             pkg = msgtype.split("/")[0]
             register_installed_msgs(self.store, (pkg,))
         if msgtype not in self.store.fielddefs:
-            raise BagError(f"message type '{msgtype}' of topic '{topic}' is unknown to the bag "
-                           "writer; install its package's .msg files")
-        self._conns[topic] = self._writer.add_connection(
-            topic, msgtype, typestore=self.store)
+            raise BagError(
+                f"message type '{msgtype}' of topic '{topic}' is unknown to the bag "
+                "writer; install its package's .msg files"
+            )
+        self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.store)
         self.counts[topic] = 0
 
     def write_raw(self, topic: str, msgtype: str, timestamp_ns: int, cdr: bytes) -> None:
@@ -305,29 +325,53 @@ class BagWriter:
     # rosbags messages for the topics every writer of camera bags needs
     def header(self, stamp_ns: int, frame_id: str) -> Any:
         T = self.store.types
-        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
-            sec=int(stamp_ns) // 1_000_000_000, nanosec=int(stamp_ns) % 1_000_000_000), frame_id=frame_id)
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](
+                sec=int(stamp_ns) // 1_000_000_000, nanosec=int(stamp_ns) % 1_000_000_000
+            ),
+            frame_id=frame_id,
+        )
 
     def image(self, header: Any, arr: np.ndarray, encoding: str) -> Any:
         """sensor_msgs/Image of an (H, W[, C]) array (native byte order, no row padding)."""
         arr = np.ascontiguousarray(arr)
         return self.store.types["sensor_msgs/msg/Image"](
-            header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0,
-            step=int(arr.strides[0]), data=arr.view(np.uint8).reshape(-1))
+            header=header,
+            height=arr.shape[0],
+            width=arr.shape[1],
+            encoding=encoding,
+            is_bigendian=0,
+            step=int(arr.strides[0]),
+            data=arr.view(np.uint8).reshape(-1),
+        )
 
-    def camera_info(self, header: Any, width: int, height: int, K: np.ndarray, D: np.ndarray | None = None,
-                    R: np.ndarray | None = None, P: np.ndarray | None = None,
-                    distortion_model: str = "plumb_bob") -> Any:
+    def camera_info(
+        self,
+        header: Any,
+        width: int,
+        height: int,
+        K: np.ndarray,
+        D: np.ndarray | None = None,
+        R: np.ndarray | None = None,
+        P: np.ndarray | None = None,
+        distortion_model: str = "plumb_bob",
+    ) -> Any:
         """sensor_msgs/CameraInfo; D defaults to 5 zeros, R to identity, P to [K | 0]."""
         T = self.store.types
         K = np.asarray(K, float).reshape(3, 3)
         return T["sensor_msgs/msg/CameraInfo"](
-            header=header, height=height, width=width, distortion_model=distortion_model,
-            d=np.zeros(5) if D is None else np.asarray(D, float), k=K.reshape(-1),
+            header=header,
+            height=height,
+            width=width,
+            distortion_model=distortion_model,
+            d=np.zeros(5) if D is None else np.asarray(D, float),
+            k=K.reshape(-1),
             r=np.eye(3).reshape(-1) if R is None else np.asarray(R, float).reshape(-1),
             p=np.hstack([K, np.zeros((3, 1))]).reshape(-1) if P is None else np.asarray(P, float).reshape(-1),
-            binning_x=0, binning_y=0,
-            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+            binning_x=0,
+            binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
 
     def flush(self) -> None:
         """Write the messages buffered so far to disk as a complete MCAP chunk, so a writer that

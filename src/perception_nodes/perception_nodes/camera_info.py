@@ -58,8 +58,10 @@ def load_camera_info(path: str | Path) -> Any:
         p = data.get("projection_matrix", {}).get("data")
         msg.p = [float(x) for x in p] if p else [*msg.k[0:3], 0.0, *msg.k[3:6], 0.0, *msg.k[6:9], 0.0]
     except (KeyError, TypeError, ValueError, AssertionError) as exc:
-        raise ValueError(f"camera_info file '{path}' is not in the ROS camera_info YAML format "
-                         f"(image_width, image_height, camera_matrix.data, ...): {exc!r}") from None
+        raise ValueError(
+            f"camera_info file '{path}' is not in the ROS camera_info YAML format "
+            f"(image_width, image_height, camera_matrix.data, ...): {exc!r}"
+        ) from None
     problem = camera_info_problem(msg)
     if problem:
         raise ValueError(f"camera_info file '{path}': {problem}")

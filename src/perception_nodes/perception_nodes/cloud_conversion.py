@@ -26,8 +26,10 @@ def points_to_cloud2(xyz: np.ndarray, rgb: np.ndarray | None, header: Any) -> An
     msg = new_message(PointCloud2)
     msg.header = header
     msg.height, msg.width = 1, n
-    msg.fields = [PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
-                  for name, off in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))]
+    msg.fields = [
+        PointField(name=name, offset=off, datatype=PointField.FLOAT32, count=1)
+        for name, off in (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+    ]
     msg.is_bigendian = False
     msg.point_step, msg.row_step = CLOUD_DTYPE.itemsize, CLOUD_DTYPE.itemsize * n
     msg.is_dense = True
@@ -49,4 +51,3 @@ def cloud2_to_points(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     c = arr["rgb"]
     rgb = np.stack([(c >> 16) & 255, (c >> 8) & 255, c & 255], axis=1).astype(np.uint8)
     return xyz, rgb
-

@@ -40,15 +40,17 @@ from .profile import NodeSpec, Profile, ProfileError, effective_parameters, load
 from .workspace import resolve_path, workspace_root
 
 EXIT_OK = 0
-EXIT_PROFILE = 2      # unknown profile, invalid parameter, missing model file
-EXIT_NO_GPU = 3       # a TensorRT node but no TensorRT/GPU (and no --allow-cpu)
-EXIT_NO_CAMERA = 4    # camera device/file missing or not accessible
+EXIT_PROFILE = 2  # unknown profile, invalid parameter, missing model file
+EXIT_NO_GPU = 3  # a TensorRT node but no TensorRT/GPU (and no --allow-cpu)
+EXIT_NO_CAMERA = 4  # camera device/file missing or not accessible
 EXIT_ENGINE_CACHE = 5  # engine cache directory not writable
 EXIT_ENGINE_BUILD = 6  # TensorRT could not build an engine
 
-GPU_HINT = ("Run the container with the GPU: `docker run --gpus all` (desktop, NVIDIA Container "
-            "Toolkit) or `--runtime nvidia` (Jetson; compose: `runtime: nvidia`), or start with "
-            "--allow-cpu to run these nodes with ONNX Runtime on the CPU")
+GPU_HINT = (
+    "Run the container with the GPU: `docker run --gpus all` (desktop, NVIDIA Container "
+    "Toolkit) or `--runtime nvidia` (Jetson; compose: `runtime: nvidia`), or start with "
+    "--allow-cpu to run these nodes with ONNX Runtime on the CPU"
+)
 
 
 class DeployError(Exception):
@@ -92,9 +94,14 @@ def _default_build(model: Path, params: dict[str, Any], cache_dir: Path, log: Ca
     from .backends.tensorrt_backend import TensorRTBackend
 
     calib = params.get("int8_calibration_cache") or None
-    backend = TensorRTBackend(model, cache_dir=cache_dir, precision=params["precision"],
-                              calibration_cache=resolve_path(calib) if calib else None,
-                              progress=True, log_fn=log)
+    backend = TensorRTBackend(
+        model,
+        cache_dir=cache_dir,
+        precision=params["precision"],
+        calibration_cache=resolve_path(calib) if calib else None,
+        progress=True,
+        log_fn=log,
+    )
     path = Path(backend.engine_path)
     backend.close()
     return path
@@ -105,16 +112,17 @@ def _default_key(model: Path, params: dict[str, Any], gpu: str, trt_version: str
 
     calib = params.get("int8_calibration_cache") or None
     shapes = resolve_input_shapes(onnx_input_specs(model), None)
-    return compute_engine_key(model, gpu, trt_version, params["precision"], shapes,
-                              resolve_path(calib) if calib else None)
+    return compute_engine_key(
+        model, gpu, trt_version, params["precision"], shapes, resolve_path(calib) if calib else None
+    )
 
 
 @dataclass
 class Probes:
     """How ``prepare`` looks at the machine; tests replace these."""
 
-    gpu: Callable[[], str] = _default_gpu                # GPU name, or raises BackendError
-    tensorrt: Callable[[], str] = _default_tensorrt      # TensorRT version, or raises BackendError
+    gpu: Callable[[], str] = _default_gpu  # GPU name, or raises BackendError
+    tensorrt: Callable[[], str] = _default_tensorrt  # TensorRT version, or raises BackendError
     engine_key: Callable[[Path, dict[str, Any], str, str], Any] = _default_key
     build: Callable[[Path, dict[str, Any], Path, Callable[[str], None]], Path] = _default_build
     video_devices: Callable[[], list[str]] = lambda: sorted(glob.glob("/dev/video*"))
@@ -132,19 +140,30 @@ def check_camera(spec: NodeSpec, params: dict[str, Any], probes: Probes) -> str:
     if device is None:
         path = resolve_path(source)
         if not path.exists():
-            raise DeployError(EXIT_NO_CAMERA, f"node '{spec.name}': camera source '{source}' ({path}) "
-                              "does not exist: mount the video file or image folder into the container")
+            raise DeployError(
+                EXIT_NO_CAMERA,
+                f"node '{spec.name}': camera source '{source}' ({path}) "
+                "does not exist: mount the video file or image folder into the container",
+            )
         return f"node '{spec.name}': reading {path}"
     if not os.path.exists(device):
         present = probes.video_devices()
-        raise DeployError(EXIT_NO_CAMERA, (
-            f"node '{spec.name}': camera {device} is not present in this container (video devices "
-            f"here: {present or 'none'}). Pass it through: `docker run --device {device}` or compose "
-            f"`devices: [\"{device}:{device}\"]`, or choose another with --camera /dev/videoN"))
+        raise DeployError(
+            EXIT_NO_CAMERA,
+            (
+                f"node '{spec.name}': camera {device} is not present in this container (video devices "
+                f"here: {present or 'none'}). Pass it through: `docker run --device {device}` or compose "
+                f'`devices: ["{device}:{device}"]`, or choose another with --camera /dev/videoN'
+            ),
+        )
     if not os.access(device, os.R_OK | os.W_OK):
-        raise DeployError(EXIT_NO_CAMERA, (
-            f"node '{spec.name}': camera {device} exists but is not readable and writable by uid "
-            f"{os.getuid()}: add the container user to the device's group (compose `group_add: [video]`)"))
+        raise DeployError(
+            EXIT_NO_CAMERA,
+            (
+                f"node '{spec.name}': camera {device} exists but is not readable and writable by uid "
+                f"{os.getuid()}: add the container user to the device's group (compose `group_add: [video]`)"
+            ),
+        )
     return f"node '{spec.name}': camera {device}"
 
 
@@ -154,15 +173,26 @@ def check_cache_dir(path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise DeployError(EXIT_ENGINE_CACHE, (
-            f"engine cache {path} is not writable ({exc.strerror or exc}): mount a volume there, e.g. "
-            f"`docker run -v perception-engines:{path}` (compose: the `engines` volume)")) from None
+        raise DeployError(
+            EXIT_ENGINE_CACHE,
+            (
+                f"engine cache {path} is not writable ({exc.strerror or exc}): mount a volume there, e.g. "
+                f"`docker run -v perception-engines:{path}` (compose: the `engines` volume)"
+            ),
+        ) from None
 
 
-def prepare(profile_name: str, overrides: dict[str, dict[str, Any]] | None = None, *,
-            camera: str | None = None, engine_cache_dir: str | None = None, allow_cpu: bool = False,
-            build_engines: bool = True, probes: Probes | None = None,
-            log: Callable[[str], None] = print) -> StartPlan:
+def prepare(
+    profile_name: str,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    *,
+    camera: str | None = None,
+    engine_cache_dir: str | None = None,
+    allow_cpu: bool = False,
+    build_engines: bool = True,
+    probes: Probes | None = None,
+    log: Callable[[str], None] = print,
+) -> StartPlan:
     """Run the checks of the module docstring; return what to start, or raise DeployError."""
     probes = probes or Probes()
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -178,8 +208,11 @@ def prepare(profile_name: str, overrides: dict[str, dict[str, Any]] | None = Non
     cameras = [n for n in profile.nodes if n.executable == "camera_source"]
     if camera is not None:
         if not cameras:
-            raise DeployError(EXIT_PROFILE, f"--camera {camera}: profile '{profile.name}' has no camera_source "
-                              "node (it reads a bag or topics); pick a camera profile")
+            raise DeployError(
+                EXIT_PROFILE,
+                f"--camera {camera}: profile '{profile.name}' has no camera_source "
+                "node (it reads a bag or topics); pick a camera profile",
+            )
         for spec in cameras:
             override(spec.name, "source", camera)
     plan = StartPlan(profile, overrides)
@@ -204,8 +237,11 @@ def prepare(profile_name: str, overrides: dict[str, dict[str, Any]] | None = Non
         if "model_path" in p:
             model = resolve_path(p["model_path"]) if p["model_path"] else None
             if model is None or not model.is_file():
-                raise DeployError(EXIT_PROFILE, f"node '{spec.name}': model_path '{p['model_path']}' "
-                                  f"is not a file (resolved against {workspace_root()})")
+                raise DeployError(
+                    EXIT_PROFILE,
+                    f"node '{spec.name}': model_path '{p['model_path']}' "
+                    f"is not a file (resolved against {workspace_root()})",
+                )
 
     trt_nodes = [n.name for n in profile.nodes if params[n.name].get("backend") == "tensorrt"]
     auto_nodes = [n.name for n in profile.nodes if params[n.name].get("backend") == "auto"]
@@ -216,8 +252,7 @@ def prepare(profile_name: str, overrides: dict[str, dict[str, Any]] | None = Non
         plan.gpu = probes.gpu()
     except Exception as exc:  # BackendError with the reason (no driver, no device, no TensorRT)
         if trt_nodes and not allow_cpu:
-            raise DeployError(EXIT_NO_GPU, f"nodes {trt_nodes} use backend tensorrt, but {exc}. "
-                              f"{GPU_HINT}") from None
+            raise DeployError(EXIT_NO_GPU, f"nodes {trt_nodes} use backend tensorrt, but {exc}. {GPU_HINT}") from None
         for name in trt_nodes + auto_nodes:  # pinned, so the nodes do not probe again
             override(name, "backend", "onnxruntime")
             params[name]["backend"] = "onnxruntime"
@@ -245,8 +280,10 @@ def prepare(profile_name: str, overrides: dict[str, dict[str, Any]] | None = Non
         log(f"[{name}] no usable engine ({'; '.join(found.reasons)})")
         if not build_engines:
             continue
-        log(f"[{name}] building a {p['precision']} engine from {model.name} for {plan.gpu}: 1-3 min on a "
-            "desktop GPU, 10-20 min on a Jetson Orin; later starts reuse it from the cache volume")
+        log(
+            f"[{name}] building a {p['precision']} engine from {model.name} for {plan.gpu}: 1-3 min on a "
+            "desktop GPU, 10-20 min on a Jetson Orin; later starts reuse it from the cache volume"
+        )
         try:
             status.engine = probes.build(model, p, cache_dir, log)
         except Exception as exc:
@@ -268,8 +305,7 @@ def launch_command(profile: Profile, overrides_file: Path | None) -> list[str] |
     ros2 = shutil.which("ros2")
     if ros2 is None or importlib.util.find_spec("launch_ros") is None:
         return None
-    cmd = [ros2, "launch", str(workspace_root() / "launch" / "perception.launch.py"),
-           f"profile:={profile.name}"]
+    cmd = [ros2, "launch", str(workspace_root() / "launch" / "perception.launch.py"), f"profile:={profile.name}"]
     if overrides_file is not None:
         cmd.append(f"overrides:={overrides_file}")
     return cmd
@@ -280,9 +316,14 @@ def start_main(args: Any) -> int:
     from .profile import parse_set
 
     try:
-        plan = prepare(args.profile, parse_set(args.set), camera=args.camera,
-                       engine_cache_dir=args.engine_cache, allow_cpu=args.allow_cpu,
-                       build_engines=not args.no_build)
+        plan = prepare(
+            args.profile,
+            parse_set(args.set),
+            camera=args.camera,
+            engine_cache_dir=args.engine_cache,
+            allow_cpu=args.allow_cpu,
+            build_engines=not args.no_build,
+        )
     except (DeployError, ProfileError) as exc:
         code = exc.code if isinstance(exc, DeployError) else EXIT_PROFILE
         print(f"perception start: {exc}", file=sys.stderr)
@@ -291,8 +332,10 @@ def start_main(args: Any) -> int:
         print(f"perception start: {note}")
     if args.build_only or args.check:
         missing = [e.node for e in plan.engines if not (e.cached or e.built)]
-        print(f"perception start: checks passed; engines: "
-              f"{[(e.node, 'cached' if e.cached else 'built' if e.built else 'missing') for e in plan.engines]}")
+        print(
+            f"perception start: checks passed; engines: "
+            f"{[(e.node, 'cached' if e.cached else 'built' if e.built else 'missing') for e in plan.engines]}"
+        )
         return EXIT_ENGINE_BUILD if (args.build_only and missing) else EXIT_OK
     tmp = Path(tempfile.mkdtemp(prefix="perception-start-"))
     overrides_file = write_overrides(plan.overrides, tmp) if plan.overrides else None
@@ -305,5 +348,6 @@ def start_main(args: Any) -> int:
         os.execvp(cmd[0], cmd)
     from .launcher import run_until_stopped  # no ROS launch here: plain processes, same graph
 
-    return run_until_stopped(plan.profile, args.log_dir, banner="perception start: ",
-                             restart=getattr(args, "restart", 0))
+    return run_until_stopped(
+        plan.profile, args.log_dir, banner="perception start: ", restart=getattr(args, "restart", 0)
+    )

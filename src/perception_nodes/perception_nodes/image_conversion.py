@@ -86,9 +86,7 @@ _CV_DTYPES = {
     "64F": np.float64,
 }
 
-SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_NAMED) + tuple(
-    f"{d}C{c}" for d in _CV_DTYPES for c in range(1, 5)
-)
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_NAMED) + tuple(f"{d}C{c}" for d in _CV_DTYPES for c in range(1, 5))
 
 
 def encoding_info(encoding: str) -> EncodingInfo:
@@ -129,9 +127,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     encoding = str(msg.encoding)
     if height <= 0 or width <= 0:
-        raise ImageConversionError(
-            f"Image has zero size (height={height}, width={width}); both must be > 0"
-        )
+        raise ImageConversionError(f"Image has zero size (height={height}, width={width}); both must be > 0")
     info = encoding_info(encoding)
     if info.kind == "yuv422" and width % 2:
         raise ImageConversionError(
@@ -194,11 +190,14 @@ def image_to_rgb(msg: Any, raw_as_colour: bool = False) -> np.ndarray:
     h, w = int(msg.height), int(msg.width)
     if 0 < min(h, w) < MIN_MODEL_SIDE:
         raise ImageConversionError(
-            f"Image of {w}x{h} pixels is too small for a model input (each side at least {MIN_MODEL_SIDE})")
+            f"Image of {w}x{h} pixels is too small for a model input (each side at least {MIN_MODEL_SIDE})"
+        )
     raw = _CV_TYPE.match(enc)
     if raw and not (raw_as_colour and raw.group(1) in ("8U", "16U") and raw.group(2) in ("1", "3", "4")):
-        why = ("is a raw OpenCV type (depth, disparity or other data), not a colour image; a camera "
-               "publishes rgb8, bgr8, mono8, yuv422 or bayer_*8")
+        why = (
+            "is a raw OpenCV type (depth, disparity or other data), not a colour image; a camera "
+            "publishes rgb8, bgr8, mono8, yuv422 or bayer_*8"
+        )
         if raw.group(1) in ("8U", "16U") and raw.group(2) in ("1", "3", "4"):
             why += "; set the node's parameter accept_raw_encodings:=true to take it as grey/RGB(A)"
         raise ImageConversionError(f"Image encoding '{enc}' {why}")
@@ -277,9 +276,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Any = None) -> Any:
             f"({expect_ch} channel{'s' if expect_ch > 1 else ''})"
         )
     if arr.dtype != info.dtype:
-        raise ImageConversionError(
-            f"Array dtype {arr.dtype} does not fit encoding '{encoding}' (needs {info.dtype})"
-        )
+        raise ImageConversionError(f"Array dtype {arr.dtype} does not fit encoding '{encoding}' (needs {info.dtype})")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageConversionError(f"Array of shape {arr.shape} has zero size")
     msg = new_message(Image)
@@ -308,9 +305,7 @@ def compressed_to_numpy(msg: Any, want: str = "rgb8") -> np.ndarray:
     flag = cv2.IMREAD_GRAYSCALE if want == "mono8" else cv2.IMREAD_COLOR
     img = cv2.imdecode(buf, flag)
     if img is None:
-        raise ImageConversionError(
-            f"CompressedImage 'data' ({buf.size} bytes) is not a valid {fmt} stream"
-        )
+        raise ImageConversionError(f"CompressedImage 'data' ({buf.size} bytes) is not a valid {fmt} stream")
     if want == "rgb8":
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif want not in ("bgr8", "mono8"):
@@ -318,8 +313,9 @@ def compressed_to_numpy(msg: Any, want: str = "rgb8") -> np.ndarray:
     return img
 
 
-def numpy_to_compressed(arr: np.ndarray, encoding: str = "rgb8", fmt: str = "jpeg",
-                        quality: int = 90, header: Any = None) -> Any:
+def numpy_to_compressed(
+    arr: np.ndarray, encoding: str = "rgb8", fmt: str = "jpeg", quality: int = 90, header: Any = None
+) -> Any:
     """Encode an rgb8/bgr8/mono8 array as sensor_msgs/CompressedImage (jpeg or png)."""
     import cv2
     from sensor_msgs.msg import CompressedImage

@@ -69,8 +69,14 @@ def profile_frame_bytes(profile: Profile) -> int | None:
 
 
 def node_command(spec: NodeSpec, override_file: Path | None, enclave: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", f"perception_nodes.nodes.{spec.executable}", "--ros-args",
-           "-r", f"__node:={spec.name}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"perception_nodes.nodes.{spec.executable}",
+        "--ros-args",
+        "-r",
+        f"__node:={spec.name}",
+    ]
     if enclave:
         cmd += ["--enclave", enclave]
     if spec.namespace:
@@ -110,6 +116,7 @@ class Interrupted(KeyboardInterrupt):
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into :class:`Interrupted` (a KeyboardInterrupt) for the duration,
     so the ``with StackProcesses`` blocks stop their children as they do on Ctrl-C."""
+
     def handler(signum: int, _frame: Any) -> None:
         raise Interrupted(signum)
 
@@ -127,13 +134,17 @@ def stop_on_signals() -> Iterator[None]:
 @dataclass
 class ChildExit:
     """A child that exited while it should have been running."""
+
     name: str
     returncode: int
     log_tail: str
 
     def describe(self) -> str:
-        how = (f"killed by {signal.Signals(-self.returncode).name}" if self.returncode < 0
-               else f"exit code {self.returncode}")
+        how = (
+            f"killed by {signal.Signals(-self.returncode).name}"
+            if self.returncode < 0
+            else f"exit code {self.returncode}"
+        )
         tail = "\n".join("    " + line for line in self.log_tail.splitlines())
         return f"node '{self.name}' died ({how}); last log lines:\n{tail}"
 
@@ -141,9 +152,16 @@ class ChildExit:
 class StackProcesses:
     """Context manager running every node of a profile; logs go to ``log_dir/<node>.log``."""
 
-    def __init__(self, profile: Profile, log_dir: str | os.PathLike[str], env: dict[str, str] | None = None,
-                 only: list[str] | None = None, frame_bytes: int | None = None,
-                 interfaces: list[str] | None = None, keystore: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        log_dir: str | os.PathLike[str],
+        env: dict[str, str] | None = None,
+        only: list[str] | None = None,
+        frame_bytes: int | None = None,
+        interfaces: list[str] | None = None,
+        keystore: str | os.PathLike[str] | None = None,
+    ) -> None:
         """``frame_bytes``: the largest frame that will travel (default: from the profile's
         camera_source resolution, if set); ``interfaces``: bind UDP to these addresses only
         (see :mod:`dds_profile`); ``keystore``: DDS security enforced, each node in its enclave
@@ -152,8 +170,13 @@ class StackProcesses:
         self.log_dir = Path(log_dir)
         self._tmp = tempfile.TemporaryDirectory(prefix="perception-params-")
         frame_bytes = frame_bytes or profile_frame_bytes(profile)
-        self.env = apply_profile(ros_environment(env), workspace_root() / "config" / "fastdds_shm.xml", self._tmp.name,
-                                 segment_bytes_for(frame_bytes) if frame_bytes else None, interfaces)
+        self.env = apply_profile(
+            ros_environment(env),
+            workspace_root() / "config" / "fastdds_shm.xml",
+            self._tmp.name,
+            segment_bytes_for(frame_bytes) if frame_bytes else None,
+            interfaces,
+        )
         self.keystore = keystore
         if keystore is not None:
             from .security import secure_environment
@@ -164,7 +187,7 @@ class StackProcesses:
         self.specs: dict[str, NodeSpec] = {}
         self.restarts: dict[str, int] = {}
         self.exits: dict[str, list[int]] = {}
-        self._reported: set[int] = set()   # pids whose exit was already reported or expected
+        self._reported: set[int] = set()  # pids whose exit was already reported or expected
         self._logs: list[IO[Any]] = []
 
     def start(self) -> "StackProcesses":
@@ -187,8 +210,13 @@ class StackProcesses:
             from .security import enclave_of
 
             enclave = enclave_of(spec)
-        proc = subprocess.Popen(node_command(spec, override, enclave), stdout=log, stderr=subprocess.STDOUT,
-                                env=self.env, preexec_fn=functools.partial(_child_setup, os.getpid()))
+        proc = subprocess.Popen(
+            node_command(spec, override, enclave),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            preexec_fn=functools.partial(_child_setup, os.getpid()),
+        )
         self.procs[spec.name] = proc
         self.specs[spec.name] = spec
         return proc
@@ -249,9 +277,16 @@ class StackProcesses:
         self._tmp.cleanup()
 
 
-def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner: str = "", restart: int = 0,
-                      summary_path: str | os.PathLike[str] | None = None, poll_s: float = 0.2,
-                      interfaces: list[str] | None = None, keystore: str | os.PathLike[str] | None = None) -> int:
+def run_until_stopped(
+    profile: Profile,
+    log_dir: str | os.PathLike[str],
+    banner: str = "",
+    restart: int = 0,
+    summary_path: str | os.PathLike[str] | None = None,
+    poll_s: float = 0.2,
+    interfaces: list[str] | None = None,
+    keystore: str | os.PathLike[str] | None = None,
+) -> int:
     """Start a profile's nodes as processes and supervise them until Ctrl-C/SIGTERM/SIGHUP.
 
     A node that dies is reported (name, exit code, last log lines) and restarted while it has
@@ -260,8 +295,13 @@ def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner:
     (``summary_path``, default ``log_dir/run_summary.json``) is written in every case."""
     summary_file = Path(summary_path) if summary_path else Path(log_dir) / "run_summary.json"
     t0 = time.time()
-    summary: dict[str, Any] = {"profile": profile.name, "started_unix": t0, "restart_limit": restart,
-                               "deaths": [], "stopped_by": None}
+    summary: dict[str, Any] = {
+        "profile": profile.name,
+        "started_unix": t0,
+        "restart_limit": restart,
+        "deaths": [],
+        "stopped_by": None,
+    }
     code = EXIT_OK
     stack = StackProcesses(profile, log_dir, interfaces=interfaces, keystore=keystore)
     try:
@@ -273,8 +313,11 @@ def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner:
                     print(f"{banner}{death.describe()}", file=sys.stderr, flush=True)
                     if stack.restarts.get(death.name, 0) < restart:
                         stack.restart(death.name)
-                        print(f"{banner}restarted '{death.name}' ({stack.restarts[death.name]}/{restart})",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"{banner}restarted '{death.name}' ({stack.restarts[death.name]}/{restart})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     else:
                         summary["stopped_by"] = f"node '{death.name}' died"
                         code = EXIT_NODE_DIED
@@ -284,14 +327,26 @@ def run_until_stopped(profile: Profile, log_dir: str | os.PathLike[str], banner:
     except KeyboardInterrupt as exc:
         summary["stopped_by"] = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
     finally:
-        summary.update({
-            "wall_time_s": round(time.time() - t0, 2), "exit_code": code,
-            "nodes": {n: {"pid": p.pid, "restarts": stack.restarts.get(n, 0), "exit_codes": stack.exits.get(n, []),
-                          "final_returncode": p.returncode} for n, p in stack.procs.items()}})
+        summary.update(
+            {
+                "wall_time_s": round(time.time() - t0, 2),
+                "exit_code": code,
+                "nodes": {
+                    n: {
+                        "pid": p.pid,
+                        "restarts": stack.restarts.get(n, 0),
+                        "exit_codes": stack.exits.get(n, []),
+                        "final_returncode": p.returncode,
+                    }
+                    for n, p in stack.procs.items()
+                },
+            }
+        )
         summary_file.parent.mkdir(parents=True, exist_ok=True)
         summary_file.write_text(json.dumps(summary, indent=2))
     if code == EXIT_NODE_DIED:
-        print(f"{banner}stopped the stack: {summary['stopped_by']} (restarts used up; summary in {summary_file})",
-              file=sys.stderr)
+        print(
+            f"{banner}stopped the stack: {summary['stopped_by']} (restarts used up; summary in {summary_file})",
+            file=sys.stderr,
+        )
     return code
-

@@ -80,26 +80,37 @@ def card_problems(card: ModelCard) -> list[str]:
     return out
 
 
-def load_card(model_path: str | Path, task: str | None = None, check_sha: bool = True,
-              allow_unverified: bool = False) -> ModelCard:
+def load_card(
+    model_path: str | Path, task: str | None = None, check_sha: bool = True, allow_unverified: bool = False
+) -> ModelCard:
     """The card of ``model_path``; raises ModelCardError naming the problem. A card without a
     ``sha256`` cannot show that it belongs to the file and is refused unless ``allow_unverified``
     (the nodes' ``allow_unverified_model``)."""
     model_path = Path(model_path)
     path = card_path(model_path)
     if not path.is_file():
-        raise ModelCardError(f"model card {path} not found: every model needs its card next to it "
-                             "(perception-models export writes it)")
+        raise ModelCardError(
+            f"model card {path} not found: every model needs its card next to it (perception-models export writes it)"
+        )
     try:
         d = yaml.safe_load(path.read_text()) or {}
         inp = d["input"]
-        card = ModelCard(task=str(d["task"]), classes=[str(c) for c in d.get("classes", [])],
-                         input_name=str(inp["name"]), input_height=int(inp["height"]), input_width=int(inp["width"]),
-                         mean=[float(x) for x in inp["mean"]], std=[float(x) for x in inp["std"]],
-                         resize=str(inp.get("resize", "letterbox")), pad_value=int(inp.get("pad_value", 114)),
-                         colors=[[int(c) for c in rgb] for rgb in d.get("colors", [])],
-                         outputs={str(k): str(v) for k, v in (d.get("outputs") or {}).items()},
-                         sha256=str(d.get("sha256", "")), metrics=dict(d.get("metrics") or {}), raw=d)
+        card = ModelCard(
+            task=str(d["task"]),
+            classes=[str(c) for c in d.get("classes", [])],
+            input_name=str(inp["name"]),
+            input_height=int(inp["height"]),
+            input_width=int(inp["width"]),
+            mean=[float(x) for x in inp["mean"]],
+            std=[float(x) for x in inp["std"]],
+            resize=str(inp.get("resize", "letterbox")),
+            pad_value=int(inp.get("pad_value", 114)),
+            colors=[[int(c) for c in rgb] for rgb in d.get("colors", [])],
+            outputs={str(k): str(v) for k, v in (d.get("outputs") or {}).items()},
+            sha256=str(d.get("sha256", "")),
+            metrics=dict(d.get("metrics") or {}),
+            raw=d,
+        )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise ModelCardError(f"model card {path} is malformed ({type(exc).__name__}: {exc})") from None
     if card.task not in TASKS:
@@ -110,10 +121,14 @@ def load_card(model_path: str | Path, task: str | None = None, check_sha: bool =
     if problems:
         raise ModelCardError(f"model card {path}: " + "; ".join(problems))
     if check_sha and not card.sha256 and not allow_unverified:
-        raise ModelCardError(f"model card {path} has no sha256, so nothing shows it belongs to {model_path.name}: "
-                             "add 'sha256: <hex>' (perception-models export writes it), or set the node's "
-                             "allow_unverified_model:=true to run it anyway")
+        raise ModelCardError(
+            f"model card {path} has no sha256, so nothing shows it belongs to {model_path.name}: "
+            "add 'sha256: <hex>' (perception-models export writes it), or set the node's "
+            "allow_unverified_model:=true to run it anyway"
+        )
     if check_sha and card.sha256 and model_path.is_file() and _sha256(model_path) != card.sha256:
-        raise ModelCardError(f"model card {path} does not belong to {model_path} (sha256 differs): "
-                             "re-export the model or restore its card")
+        raise ModelCardError(
+            f"model card {path} does not belong to {model_path} (sha256 differs): "
+            "re-export the model or restore its card"
+        )
     return card

@@ -65,7 +65,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self.schema = load_schema(self.schema_name)
         declare_from_schema(self, self.schema)
         self.params: dict[str, Any] = {}
-        self._frame_lock = threading.Lock()   # held while a frame is processed or the pipeline rebuilt
+        self._frame_lock = threading.Lock()  # held while a frame is processed or the pipeline rebuilt
         self._setup_publishers: list[Any] = []
         self._in_setup = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -92,8 +92,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         guard_services(self, self._note_request_error)
 
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.status_pub = self.create_publisher(
-            FrameStatus, self.get_parameter("status_topic").value, output_qos(100))
+        self.status_pub = self.create_publisher(FrameStatus, self.get_parameter("status_topic").value, output_qos(100))
         self.create_timer(float(self.get_parameter("diagnostics_period").value), self.publish_diagnostics)
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
@@ -153,8 +152,10 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             if configured and changed:
                 fixed = sorted(set(changed) & self.CONFIGURE_ONLY)
                 if fixed:
-                    raise ParameterError(f"{fixed} cannot change while the node is configured: deactivate, "
-                                         "cleanup, set them, then configure and activate")
+                    raise ParameterError(
+                        f"{fixed} cannot change while the node is configured: deactivate, "
+                        "cleanup, set them, then configure and activate"
+                    )
                 self.check_parameters(trial)
                 self._apply(trial, changed)
             else:
@@ -237,8 +238,8 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             if not ok:
                 names = ", ".join(f"{lab} ({i})" for i, lab in sorted(available.items()))
                 self._note_request_error(
-                    f"lifecycle request '{label or tid}' refused: not available in state '{state}' "
-                    f"(available: {names})")
+                    f"lifecycle request '{label or tid}' refused: not available in state '{state}' (available: {names})"
+                )
                 resp.success = False
                 return resp
             return original(req, resp)
@@ -269,8 +270,7 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
             self._destroy_outputs()
             self._setup()
             self.config_error = ""
-            self.get_logger().info(
-                f"configured in {time.monotonic() - t0:.2f} s: {self.backend_description}")
+            self.get_logger().info(f"configured in {time.monotonic() - t0:.2f} s: {self.backend_description}")
             return TransitionCallbackReturn.SUCCESS
         except (ParameterError, BackendError, FileNotFoundError, ValueError, KeyError) as exc:
             self.config_error = f"{type(exc).__name__}: {exc}"
@@ -286,7 +286,8 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
         self._subscriptions_active = self.subscribe_inputs(qos)
         self.get_logger().info(
             f"active: policy={self.params['input_policy']} qos={self.params['input_qos']} "
-            f"inputs={[s.topic_name for s in self._subscriptions_active]}")
+            f"inputs={[s.topic_name for s in self._subscriptions_active]}"
+        )
 
     def _unsubscribe(self) -> None:
         for sub in self._subscriptions_active:
@@ -337,9 +338,11 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
                 self._queue.popleft()
                 self.counters["dropped"] += 1
                 self.counters["queue_full"] = self.counters.get("queue_full", 0) + 1
-                self.warn_input(f"lockstep queue full ({len(self._queue) + 1} frames, max_queue): the input is "
-                                "faster than this node, dropping the oldest frame; use input_policy realtime on a "
-                                "live camera (a lockstep replay waits for each answer and never fills it)")
+                self.warn_input(
+                    f"lockstep queue full ({len(self._queue) + 1} frames, max_queue): the input is "
+                    "faster than this node, dropping the oldest frame; use input_policy realtime on a "
+                    "live camera (a lockstep replay waits for each answer and never fills it)"
+                )
             self._queue.append(msg)
             self._cv.notify()
 
@@ -495,12 +498,18 @@ def spin_guarded(executor: Any, node: Any) -> None:
         except (KeyboardInterrupt, ExternalShutdownException):
             raise
         except Exception:
-            node.get_logger().error(f"callback failed, node keeps running:\n{traceback.format_exc()}",
-                                    throttle_duration_sec=5.0)
+            node.get_logger().error(
+                f"callback failed, node keeps running:\n{traceback.format_exc()}", throttle_duration_sec=5.0
+            )
 
 
-def start_or_exit(node_cls: type, name: str | None, args: list[str] | None,
-                  startup_errors: tuple[type[BaseException], ...], prog: str = "") -> Any:
+def start_or_exit(
+    node_cls: type,
+    name: str | None,
+    args: list[str] | None,
+    startup_errors: tuple[type[BaseException], ...],
+    prog: str = "",
+) -> Any:
     """rclpy.init + the node; a start-up failure (an invalid parameter of a plain node, DDS
     security that cannot be enforced, a missing enclave) prints one line and exits 2."""
     import sys
@@ -514,8 +523,10 @@ def start_or_exit(node_cls: type, name: str | None, args: list[str] | None,
     except RCLError as exc:
         text = str(exc).replace("\n", " ")
         if "security" in text.lower():
-            text += (" (DDS security is enforced: ROS_SECURITY_ENABLE/ROS_SECURITY_STRATEGY=Enforce; the PyPI ROS 2 "
-                     "wheels' Fast DDS has no security plugins, see docs/security.md)")
+            text += (
+                " (DDS security is enforced: ROS_SECURITY_ENABLE/ROS_SECURITY_STRATEGY=Enforce; the PyPI ROS 2 "
+                "wheels' Fast DDS has no security plugins, see docs/security.md)"
+            )
         print(f"{prog}: cannot start: {text}", file=sys.stderr)
     except startup_errors as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -544,8 +555,9 @@ def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
         rclpy.try_shutdown()
 
 
-def run_plain_node(node_cls: type, prog: str, startup_errors: tuple[type[BaseException], ...],
-                   args: list[str] | None = None) -> Any:
+def run_plain_node(
+    node_cls: type, prog: str, startup_errors: tuple[type[BaseException], ...], args: list[str] | None = None
+) -> Any:
     """Entry point of the non-lifecycle nodes (player, camera): a construction error prints one
     clear line and exits 2; otherwise spin until shutdown. Returns the node."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

@@ -66,8 +66,12 @@ def validate_param_file(schema: dict[str, Any], data: dict[str, Any]) -> None:
 
 
 _JSON_TO_ROS = {"boolean": "BOOL", "integer": "INTEGER", "number": "DOUBLE", "string": "STRING"}
-_ARRAY_TO_ROS = {"boolean": "BOOL_ARRAY", "integer": "INTEGER_ARRAY", "number": "DOUBLE_ARRAY",
-                 "string": "STRING_ARRAY"}
+_ARRAY_TO_ROS = {
+    "boolean": "BOOL_ARRAY",
+    "integer": "INTEGER_ARRAY",
+    "number": "DOUBLE_ARRAY",
+    "string": "STRING_ARRAY",
+}
 
 
 def declare_from_schema(node: Any, schema: dict[str, Any]) -> None:

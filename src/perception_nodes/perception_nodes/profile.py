@@ -25,8 +25,17 @@ import yaml
 
 from .workspace import workspace_root
 
-EXECUTABLES = ("generic_onnx_node", "bag_player", "bag_recorder", "camera_source", "detection_node",
-               "segmentation_node", "depth_node", "odometry_node", "matching_node")
+EXECUTABLES = (
+    "generic_onnx_node",
+    "bag_player",
+    "bag_recorder",
+    "camera_source",
+    "detection_node",
+    "segmentation_node",
+    "depth_node",
+    "odometry_node",
+    "matching_node",
+)
 
 
 class ProfileError(ValueError):
@@ -92,8 +101,7 @@ def load_profile(name_or_path: str, overrides: dict[str, dict[str, Any]] | None 
             files.append(fp)
         params = dict(body.get("parameters") or {})
         params.update((overrides or {}).get(name, {}))
-        nodes.append(NodeSpec(name, exe, body.get("namespace", ""), files, params,
-                              dict(body.get("remappings") or {})))
+        nodes.append(NodeSpec(name, exe, body.get("namespace", ""), files, params, dict(body.get("remappings") or {})))
     unknown = set(overrides or {}) - {n.name for n in nodes}
     if unknown:
         raise ProfileError(f"--set names node(s) {sorted(unknown)} not in profile '{path.stem}'")

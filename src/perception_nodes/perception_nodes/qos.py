@@ -24,8 +24,12 @@ def input_qos(name: str, policy: str, depth: int = 5) -> QoSProfile:
     if name == "auto":
         name = "reliable_all" if policy == "lockstep" else "sensor_data"
     if name == "sensor_data":
-        return QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST,
-                          depth=depth, durability=qos_profile_sensor_data.durability)
+        return QoSProfile(
+            reliability=ReliabilityPolicy.BEST_EFFORT,
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            durability=qos_profile_sensor_data.durability,
+        )
     if name == "reliable":
         return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=depth)
     if name == "reliable_all":

@@ -40,8 +40,14 @@ OPERATOR = "operator"
 #: the inputs a node subscribes to under their default (relative) names
 INPUT_NAMES = ("image", "image1", "camera_info", "depth_reference")
 #: topics every node of the stack publishes (DDS names)
-SHARED_PUBLISH = ("rt/perception/frame_status", "rt/diagnostics", "rt/rosout", "rt/parameter_events", "rt/tf",
-                  "ros_discovery_info")
+SHARED_PUBLISH = (
+    "rt/perception/frame_status",
+    "rt/diagnostics",
+    "rt/rosout",
+    "rt/parameter_events",
+    "rt/tf",
+    "ros_discovery_info",
+)
 SHARED_SUBSCRIBE = ("rt/parameter_events", "rt/clock", "ros_discovery_info")
 REPLAY_TOOLS = ("bag_player", "bag_recorder")
 
@@ -150,7 +156,9 @@ GOVERNANCE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
 def _sign(xml: Path, out: Path, ca_cert: Path, ca_key: Path) -> None:
     """S/MIME (PKCS#7, detached, text) signature as SROS2 and the DDS security plugins expect."""
-    _openssl("smime", "-sign", "-text", "-in", str(xml), "-out", str(out), "-signer", str(ca_cert), "-inkey", str(ca_key))
+    _openssl(
+        "smime", "-sign", "-text", "-in", str(xml), "-out", str(out), "-signer", str(ca_cert), "-inkey", str(ca_key)
+    )
 
 
 def create_keystore(keystore: str | os.PathLike[str], profile: Profile, days: int = 3650) -> list[str]:
@@ -165,8 +173,20 @@ def create_keystore(keystore: str | os.PathLike[str], profile: Profile, days: in
     if not ca_key.exists():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(ca_key))
         os.chmod(ca_key, 0o600)
-        _openssl("req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", str(days),
-                 "-subj", "/CN=perception_keystore_ca", "-out", str(ca_cert))
+        _openssl(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(ca_key),
+            "-sha256",
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=perception_keystore_ca",
+            "-out",
+            str(ca_cert),
+        )
     for name in ("identity_ca.cert.pem", "permissions_ca.cert.pem"):
         (root / "public" / name).write_bytes(ca_cert.read_bytes())
     gov_xml, gov_p7s = root / "enclaves" / "governance.xml", root / "enclaves" / "governance.p7s"
@@ -174,7 +194,10 @@ def create_keystore(keystore: str | os.PathLike[str], profile: Profile, days: in
     _sign(gov_xml, gov_p7s, ca_cert, ca_key)
 
     grants = {enclave_of(s): node_grants(s) for s in profile.nodes}
-    grants[f"{ENCLAVE_ROOT}/{OPERATOR}"] = (["rq/*", "rt/*", "ros_discovery_info"], ["rr/*", "rt/*", "ros_discovery_info"])
+    grants[f"{ENCLAVE_ROOT}/{OPERATOR}"] = (
+        ["rq/*", "rt/*", "ros_discovery_info"],
+        ["rr/*", "rt/*", "ros_discovery_info"],
+    )
     for enclave, (publish, subscribe) in grants.items():
         d = root / "enclaves" / enclave.strip("/")
         d.mkdir(parents=True, exist_ok=True)
@@ -183,8 +206,22 @@ def create_keystore(keystore: str | os.PathLike[str], profile: Profile, days: in
         os.chmod(key, 0o600)
         subject = "/CN=" + enclave.replace("/", "\\/")  # CN=/perception/<node>, as SROS2 names enclaves
         _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-                 "-days", str(days), "-sha256", "-out", str(cert))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            str(days),
+            "-sha256",
+            "-out",
+            str(cert),
+        )
         csr.unlink()
         for name in ("identity_ca.cert.pem", "permissions_ca.cert.pem"):
             (d / name).write_bytes(ca_cert.read_bytes())
@@ -199,6 +236,13 @@ def secure_environment(env: dict[str, str], keystore: str | os.PathLike[str]) ->
     """The environment of a node started with DDS security enforced."""
     path = Path(keystore).resolve()
     if not (path / "enclaves").is_dir():
-        raise SecurityError(f"'{path}' is not a keystore (no enclaves/): make one with "
-                            "`perception security keystore --profile P --keystore DIR`")
-    return {**env, "ROS_SECURITY_KEYSTORE": str(path), "ROS_SECURITY_ENABLE": "true", "ROS_SECURITY_STRATEGY": "Enforce"}
+        raise SecurityError(
+            f"'{path}' is not a keystore (no enclaves/): make one with "
+            "`perception security keystore --profile P --keystore DIR`"
+        )
+    return {
+        **env,
+        "ROS_SECURITY_KEYSTORE": str(path),
+        "ROS_SECURITY_ENABLE": "true",
+        "ROS_SECURITY_STRATEGY": "Enforce",
+    }

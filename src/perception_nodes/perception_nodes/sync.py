@@ -29,9 +29,15 @@ class ApproximateTimeSynchronizer:
     each queue (oldest dropped first). Thread-safe: ``add`` may be called from any callback.
     """
 
-    def __init__(self, n_inputs: int, callback: Callable[..., None], *, queue_size: int = 10,
-                 slop: float = 0.05,
-                 get_stamp: Callable[[Any], float] | None = None) -> None:
+    def __init__(
+        self,
+        n_inputs: int,
+        callback: Callable[..., None],
+        *,
+        queue_size: int = 10,
+        slop: float = 0.05,
+        get_stamp: Callable[[Any], float] | None = None,
+    ) -> None:
         if n_inputs < 2:
             raise ValueError("ApproximateTimeSynchronizer needs at least 2 inputs")
         if slop < 0:

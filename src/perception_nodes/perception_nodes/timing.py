@@ -29,8 +29,13 @@ class RollingStats:
             return {}
         v = np.fromiter(self._values, dtype=np.float64)
         p50, p95, p99 = np.percentile(v, [50, 95, 99])
-        return {"median": float(p50), "p95": float(p95), "p99": float(p99),
-                "mean": float(v.mean()), "max": float(v.max())}
+        return {
+            "median": float(p50),
+            "p95": float(p95),
+            "p99": float(p99),
+            "mean": float(v.mean()),
+            "max": float(v.max()),
+        }
 
 
 class StageTimer:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 # optical axes expressed in the body frame: columns are optical x (right), y (down), z (forward)
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0],
-                           [-1.0, 0.0, 0.0],
-                           [0.0, -1.0, 0.0]])
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 R_BODY_OPTICAL.setflags(write=False)
 T_BODY_OPTICAL = np.block([[R_BODY_OPTICAL, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
 T_BODY_OPTICAL.setflags(write=False)  # shared: nobody may change it in place
@@ -50,8 +48,10 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     """Unit quaternion (x, y, z, w) -> rotation matrix."""
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )

@@ -22,8 +22,8 @@ def workspace_root() -> Path:
     if (cwd / "config" / "profiles").is_dir():
         return cwd
     raise FileNotFoundError(
-        "cannot find the perception workspace (a folder with config/profiles and src/); "
-        "set PERCEPTION_ROOT")
+        "cannot find the perception workspace (a folder with config/profiles and src/); set PERCEPTION_ROOT"
+    )
 
 
 def resolve_path(path: str | os.PathLike[str]) -> Path:

@@ -45,9 +45,16 @@ def _frames(source: Path, max_frames: int):
         raise ValueError(f"video '{source}' has no frames")
 
 
-def bag_from_images(source: Path, out: Path, fps: float = 10.0, topic: str = "/camera/image_raw",
-                    frame_id: str = "camera_optical_frame", camera_info: Path | None = None,
-                    encoding: str = "rgb8", max_frames: int = 0) -> int:
+def bag_from_images(
+    source: Path,
+    out: Path,
+    fps: float = 10.0,
+    topic: str = "/camera/image_raw",
+    frame_id: str = "camera_optical_frame",
+    camera_info: Path | None = None,
+    encoding: str = "rgb8",
+    max_frames: int = 0,
+) -> int:
     """Write ``source`` frames at ``fps`` as sensor_msgs/Image (+ CameraInfo if a ROS camera_info
     YAML is given, on ``<topic dir>/camera_info``). Returns the number of frames."""
     import yaml
@@ -79,13 +86,27 @@ def bag_from_images(source: Path, out: Path, fps: float = 10.0, topic: str = "/c
             h, w = arr.shape[:2]
             if info is not None:
                 if (info.get("image_width"), info.get("image_height")) not in ((w, h), (None, None)):
-                    raise ValueError(f"camera_info is for {info.get('image_width')}x{info.get('image_height')}, "
-                                     f"frames are {w}x{h}")
-                data = {k: (info.get(k) or {}).get("data") for k in
-                        ("distortion_coefficients", "rectification_matrix", "projection_matrix")}
-                bag.write(info_topic, bag.camera_info(
-                    header, w, h, K, D=data["distortion_coefficients"], R=data["rectification_matrix"],
-                    P=data["projection_matrix"], distortion_model=info.get("distortion_model", "plumb_bob")), t)
+                    raise ValueError(
+                        f"camera_info is for {info.get('image_width')}x{info.get('image_height')}, frames are {w}x{h}"
+                    )
+                data = {
+                    k: (info.get(k) or {}).get("data")
+                    for k in ("distortion_coefficients", "rectification_matrix", "projection_matrix")
+                }
+                bag.write(
+                    info_topic,
+                    bag.camera_info(
+                        header,
+                        w,
+                        h,
+                        K,
+                        D=data["distortion_coefficients"],
+                        R=data["rectification_matrix"],
+                        P=data["projection_matrix"],
+                        distortion_model=info.get("distortion_model", "plumb_bob"),
+                    ),
+                    t,
+                )
             bag.write(topic, bag.image(header, arr, encoding), t)
             count += 1
     return count

@@ -1,6 +1,6 @@
 """A picture of one frame of a written training set: RGB with boxes, depth, labels, flow.
 
-    perception-models data preview out/synth/driving_0000 --frame 10 --out preview.png
+perception-models data preview out/synth/driving_0000 --frame 10 --out preview.png
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def preview_frame(dataset: Path | str, index: int = 0) -> np.ndarray:
     label_rgb = (0.5 * PALETTE[np.minimum(labels, len(PALETTE) - 1)] + 0.5 * rgb).astype(np.uint8)
     flow_path = root / "flow" / name
     if flow_path.is_file():
-        flow, valid = decode_flow_kitti(cv2.cvtColor(cv2.imread(str(flow_path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB))
+        flow, valid = decode_flow_kitti(
+            cv2.cvtColor(cv2.imread(str(flow_path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+        )
         flow_rgb = colour_flow(flow, valid)
     else:
         flow_rgb = np.zeros_like(rgb)

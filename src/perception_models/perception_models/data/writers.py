@@ -85,6 +85,7 @@ def depth_to_png_mm(depth: np.ndarray) -> np.ndarray:
 
 def encode_frame_files(frame: Frame, depth_format: str = "png") -> None:
     """Encode a frame's per-frame files into ``frame.encoded`` (runs in the render workers)."""
+
     def png(a: np.ndarray) -> bytes:
         ok, buf = cv2.imencode(".png", a, PNG_FAST)
         assert ok
@@ -99,7 +100,6 @@ def encode_frame_files(frame: Frame, depth_format: str = "png") -> None:
     enc["dynamic"] = png(frame.dynamic.astype(np.uint8) * 255)
 
 
-
 def _bottom_point(depth: np.ndarray, K: np.ndarray, box: Any) -> dict[str, Any]:
     """Ground truth for a detection's ``ground_*`` fields: the 3D point (optical frame) of the box's
     bottom-centre pixel from the rendered depth — where the object meets the ground."""
@@ -110,11 +110,13 @@ def _bottom_point(depth: np.ndarray, K: np.ndarray, box: Any) -> dict[str, Any]:
     x, y, _ = np.linalg.inv(np.asarray(K, np.float64)) @ np.array([u, v, 1.0]) * z
     return {"ground_valid": True, "ground_x": float(x), "ground_y": float(y), "ground_z": z}
 
+
 class DatasetWriter:
     """Writes one sequence folder; call :meth:`add` per frame in order, then :meth:`close`."""
 
-    def __init__(self, seq: SyntheticSequence, out: Path, depth_format: str = "png", flow: bool = True,
-                 min_box_pixels: int = 16) -> None:
+    def __init__(
+        self, seq: SyntheticSequence, out: Path, depth_format: str = "png", flow: bool = True, min_box_pixels: int = 16
+    ) -> None:
         if depth_format not in ("png", "npy"):
             raise ValueError(f"depth_format '{depth_format}' must be 'png' (uint16 mm) or 'npy' (float32 m)")
         self.seq, self.out, self.depth_format, self.flow = seq, Path(out), depth_format, flow
@@ -139,15 +141,25 @@ class DatasetWriter:
         if self.depth_format == "npy":
             np.save(o / "depth" / self._name(i, "npy"), frame.depth)
         h, w = frame.depth.shape
-        self.images.append({"id": i, "file_name": f"rgb/{self._name(i, 'png')}", "width": w, "height": h,
-                            "stamp_ns": stamp_ns(frame)})
+        self.images.append(
+            {"id": i, "file_name": f"rgb/{self._name(i, 'png')}", "width": w, "height": h, "stamp_ns": stamp_ns(frame)}
+        )
         for b in frame.boxes:
             if b.class_name not in THING_CLASSES or b.pixels < self.min_box_pixels:
                 continue
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": i, "category_id": coco_category_id(b.class_name),
-                "bbox": b.xywh, "area": b.pixels, "iscrowd": 0, "instance_id": b.instance,
-                "truncated": b.truncated, "segmentation": rle_encode(frame.instance == b.instance)})
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": i,
+                    "category_id": coco_category_id(b.class_name),
+                    "bbox": b.xywh,
+                    "area": b.pixels,
+                    "iscrowd": 0,
+                    "instance_id": b.instance,
+                    "truncated": b.truncated,
+                    "segmentation": rle_encode(frame.instance == b.instance),
+                }
+            )
         T = frame.T_world_cam
         q = matrix_to_quaternion(T[:3, :3])
         t = stamp_ns(frame) / 1e9
@@ -167,22 +179,36 @@ class DatasetWriter:
         (o / "camera_info.yaml").write_text(yaml.safe_dump(self.seq.camera_info(), sort_keys=False))
         (o / "trajectory_tum.txt").write_text(
             "# timestamp tx ty tz qx qy qz qw  (camera_optical_frame -> odom; REP-103 odom: x forward, z up)\n"
-            + "\n".join(self.trajectory) + "\n")
+            + "\n".join(self.trajectory)
+            + "\n"
+        )
         coco = {
-            "info": {"description": f"perception_models synthetic {c.preset} seed {c.seed}",
-                     "version": GENERATOR_VERSION},
-            "images": self.images, "annotations": self.annotations,
+            "info": {
+                "description": f"perception_models synthetic {c.preset} seed {c.seed}",
+                "version": GENERATOR_VERSION,
+            },
+            "images": self.images,
+            "annotations": self.annotations,
             "categories": [{"id": coco_category_id(n), "name": n, "supercategory": "thing"} for n in THING_CLASSES],
         }
         (o / "annotations_coco.json").write_text(json.dumps(coco))
         manifest = {
-            "generator": "perception_models.data.synth", "generator_version": GENERATOR_VERSION,
-            "config": c.to_json(), "frames": len(self.images), "classes": list(CLASSES),
-            "thing_classes": list(THING_CLASSES), "depth_format": self.depth_format,
-            "flow": self.flow, "annotations": len(self.annotations),
-            "frames_convention": {"world": ODOM_FRAME, "camera": OPTICAL_FRAME,
-                                  "pose": "T_world_camera_optical (camera-to-world)",
-                                  "depth": "optical-frame z in metres", "pixels": "OpenCV, centre of (u, v) at (u, v)"},
+            "generator": "perception_models.data.synth",
+            "generator_version": GENERATOR_VERSION,
+            "config": c.to_json(),
+            "frames": len(self.images),
+            "classes": list(CLASSES),
+            "thing_classes": list(THING_CLASSES),
+            "depth_format": self.depth_format,
+            "flow": self.flow,
+            "annotations": len(self.annotations),
+            "frames_convention": {
+                "world": ODOM_FRAME,
+                "camera": OPTICAL_FRAME,
+                "pose": "T_world_camera_optical (camera-to-world)",
+                "depth": "optical-frame z in metres",
+                "pixels": "OpenCV, centre of (u, v) at (u, v)",
+            },
             "flow_status": {"0": "visible", "1": "occluded", "2": "out_of_view", "3": "no_depth"},
             "stamp_start_ns": START_NS,
         }
@@ -209,10 +235,13 @@ class BagSequenceWriter:
         T = self.T
         q = matrix_to_quaternion(R)
         return T["geometry_msgs/msg/TransformStamped"](
-            header=header, child_frame_id=child,
+            header=header,
+            child_frame_id=child,
             transform=T["geometry_msgs/msg/Transform"](
                 translation=T["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
-                rotation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+                rotation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])),
+            ),
+        )
 
     def add(self, frame: Frame) -> None:
         T, t = self.T, stamp_ns(frame)
@@ -226,37 +255,71 @@ class BagSequenceWriter:
         self.bag.write("/camera/image_raw", self.bag.image(cam, frame.rgb, "rgb8"), t)
         self.bag.write("/ground_truth/depth", self.bag.image(cam, frame.depth.astype(np.float32), "32FC1"), t)
         self.bag.write("/ground_truth/labels", self.bag.image(cam, frame.semantic, "mono8"), t)
-        dets = [T["perception_msgs/msg/Detection2D"](
-            class_id=THING_CLASSES.index(b.class_name), class_name=b.class_name, score=1.0,
-            center_x=(b.x0 + b.x1 + 1) / 2.0, center_y=(b.y0 + b.y1 + 1) / 2.0,
-            size_x=float(b.x1 - b.x0 + 1), size_y=float(b.y1 - b.y0 + 1), id=b.instance,
-            **_bottom_point(frame.depth, self.K, b))
-            for b in frame.boxes if b.class_name in THING_CLASSES]
-        self.bag.write("/ground_truth/detections", T["perception_msgs/msg/Detection2DArray"](header=cam, detections=dets), t)
+        dets = [
+            T["perception_msgs/msg/Detection2D"](
+                class_id=THING_CLASSES.index(b.class_name),
+                class_name=b.class_name,
+                score=1.0,
+                center_x=(b.x0 + b.x1 + 1) / 2.0,
+                center_y=(b.y0 + b.y1 + 1) / 2.0,
+                size_x=float(b.x1 - b.x0 + 1),
+                size_y=float(b.y1 - b.y0 + 1),
+                id=b.instance,
+                **_bottom_point(frame.depth, self.K, b),
+            )
+            for b in frame.boxes
+            if b.class_name in THING_CLASSES
+        ]
+        self.bag.write(
+            "/ground_truth/detections", T["perception_msgs/msg/Detection2DArray"](header=cam, detections=dets), t
+        )
         body = frame.T_world_body
         odom_header = self._header(frame, ODOM_FRAME)
         q = matrix_to_quaternion(body[:3, :3])
         pose = T["geometry_msgs/msg/PoseWithCovariance"](
             pose=T["geometry_msgs/msg/Pose"](
                 position=T["geometry_msgs/msg/Point"](x=float(body[0, 3]), y=float(body[1, 3]), z=float(body[2, 3])),
-                orientation=T["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))),
-            covariance=np.zeros(36))
+                orientation=T["geometry_msgs/msg/Quaternion"](
+                    x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])
+                ),
+            ),
+            covariance=np.zeros(36),
+        )
         twist = T["geometry_msgs/msg/TwistWithCovariance"](
-            twist=T["geometry_msgs/msg/Twist"](linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-                                               angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)),
-            covariance=np.full(36, 0.0))
-        self.bag.write("/ground_truth/odometry", T["nav_msgs/msg/Odometry"](
-            header=odom_header, child_frame_id=BODY_FRAME, pose=pose, twist=twist), t)
-        self.bag.write("/tf", T["tf2_msgs/msg/TFMessage"](
-            transforms=[self._transform(odom_header, BODY_FRAME, body[:3, :3], body[:3, 3])]), t)
+            twist=T["geometry_msgs/msg/Twist"](
+                linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+            ),
+            covariance=np.full(36, 0.0),
+        )
+        self.bag.write(
+            "/ground_truth/odometry",
+            T["nav_msgs/msg/Odometry"](header=odom_header, child_frame_id=BODY_FRAME, pose=pose, twist=twist),
+            t,
+        )
+        self.bag.write(
+            "/tf",
+            T["tf2_msgs/msg/TFMessage"](
+                transforms=[self._transform(odom_header, BODY_FRAME, body[:3, :3], body[:3, 3])]
+            ),
+            t,
+        )
 
     def close(self) -> None:
         self.bag.close()
 
 
-def write_sequence(seq: SyntheticSequence, out: Path, *, dataset: bool = True, bag: bool = False,
-                   depth_format: str = "png", flow: bool = True, workers: int = 1,
-                   progress: bool = True) -> dict:
+def write_sequence(
+    seq: SyntheticSequence,
+    out: Path,
+    *,
+    dataset: bool = True,
+    bag: bool = False,
+    depth_format: str = "png",
+    flow: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict:
     """Render ``seq`` once and write the training set and/or the bag under ``out``."""
     from tqdm import tqdm
 
@@ -266,8 +329,9 @@ def write_sequence(seq: SyntheticSequence, out: Path, *, dataset: bool = True, b
     bw = BagSequenceWriter(seq, out / "bag") if bag else None
     post = partial(encode_frame_files, depth_format=depth_format) if dataset else None
     frames: Iterable[Frame] = seq.frames(workers=workers, postprocess=post)
-    bar = tqdm(frames, total=len(seq), desc=f"{seq.config.preset} seed {seq.config.seed}", unit="frame",
-               disable=not progress)
+    bar = tqdm(
+        frames, total=len(seq), desc=f"{seq.config.preset} seed {seq.config.seed}", unit="frame", disable=not progress
+    )
     try:
         for frame in bar:
             if ds is not None:

@@ -11,8 +11,9 @@ import numpy as np
 KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
-def depth_errors(gt: np.ndarray, pred: np.ndarray, min_depth: float = 0.1, max_depth: float = 80.0,
-                 median_scaling: bool = False) -> dict[str, float] | None:
+def depth_errors(
+    gt: np.ndarray, pred: np.ndarray, min_depth: float = 0.1, max_depth: float = 80.0, median_scaling: bool = False
+) -> dict[str, float] | None:
     """One image's errors (None if it has no valid ground truth). ``a1..a3``: share of pixels with
     max(gt/pred, pred/gt) < 1.25, 1.25², 1.25³. ``scale``: the median ratio applied (1 if not)."""
     gt = np.asarray(gt, np.float64)
@@ -32,8 +33,8 @@ def depth_errors(gt: np.ndarray, pred: np.ndarray, min_depth: float = 0.1, max_d
         "rmse": float(np.sqrt(np.mean((g - p) ** 2))),
         "rmse_log": float(np.sqrt(np.mean((np.log(g) - np.log(p)) ** 2))),
         "a1": float(np.mean(ratio < 1.25)),
-        "a2": float(np.mean(ratio < 1.25 ** 2)),
-        "a3": float(np.mean(ratio < 1.25 ** 3)),
+        "a2": float(np.mean(ratio < 1.25**2)),
+        "a3": float(np.mean(ratio < 1.25**3)),
         "scale": scale,
     }
 

@@ -38,16 +38,21 @@ def box_iou(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np
 @dataclass
 class _ClassRecords:
     scores: list[np.ndarray] = field(default_factory=list)
-    matched: list[np.ndarray] = field(default_factory=list)   # (T, D) True = true positive
-    ignored: list[np.ndarray] = field(default_factory=list)   # (T, D) True = matched a crowd/ignored gt
+    matched: list[np.ndarray] = field(default_factory=list)  # (T, D) True = true positive
+    ignored: list[np.ndarray] = field(default_factory=list)  # (T, D) True = matched a crowd/ignored gt
     n_gt: int = 0
 
 
 class DetectionEvaluator:
     """Accumulate images with :meth:`add`, then :meth:`summary`."""
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None, max_dets: int = 100,
-                 iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        max_dets: int = 100,
+        iou_thresholds: np.ndarray = IOU_THRESHOLDS,
+    ) -> None:
         self.num_classes = num_classes
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.max_dets = max_dets
@@ -55,8 +60,15 @@ class DetectionEvaluator:
         self._records = [_ClassRecords() for _ in range(num_classes)]
         self.images = 0
 
-    def add(self, gt_boxes: np.ndarray, gt_labels: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
-            det_labels: np.ndarray, gt_crowd: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        gt_boxes: np.ndarray,
+        gt_labels: np.ndarray,
+        det_boxes: np.ndarray,
+        det_scores: np.ndarray,
+        det_labels: np.ndarray,
+        gt_crowd: np.ndarray | None = None,
+    ) -> None:
         """One image: ground truth (xyxy, class ids, crowd flags) and detections (xyxy, scores, ids)."""
         gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
         gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
@@ -64,7 +76,9 @@ class DetectionEvaluator:
         det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
         det_scores = np.asarray(det_scores, np.float64).reshape(-1)
         det_labels = np.asarray(det_labels, np.int64).reshape(-1)
-        if not (len(gt_boxes) == len(gt_labels) == len(crowd)) or not (len(det_boxes) == len(det_scores) == len(det_labels)):
+        if not (len(gt_boxes) == len(gt_labels) == len(crowd)) or not (
+            len(det_boxes) == len(det_scores) == len(det_labels)
+        ):
             raise ValueError("boxes, labels, scores and crowd flags of one image must have the same length")
         self.images += 1
         T = len(self.iou_thresholds)
@@ -157,6 +171,14 @@ class DetectionEvaluator:
             aps.append(ap)
             ap50s.append(ap50)
             ap75s.append(ap75)
-        mean = (lambda v: float(np.mean(v)) if v else float("nan"))
-        return {"mAP": mean(aps), "mAP50": mean(ap50s), "mAP75": mean(ap75s), "per_class": per_class,
-                "images": self.images}
+
+        def mean(v: list[float]) -> float:
+            return float(np.mean(v)) if v else float("nan")
+
+        return {
+            "mAP": mean(aps),
+            "mAP50": mean(ap50s),
+            "mAP75": mean(ap75s),
+            "per_class": per_class,
+            "images": self.images,
+        }

@@ -34,7 +34,9 @@ def angle_deg(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
 
 
-def relative_pose_error(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray) -> tuple[float, float]:
+def relative_pose_error(
+    R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray
+) -> tuple[float, float]:
     """Rotation error and translation *direction* error in degrees (the direction's sign is
     ambiguous for the essential matrix, so the smaller of the two angles)."""
     err_R = angle_deg(R_est.T @ R_gt)

@@ -12,7 +12,9 @@ import numpy as np
 def _trajectory(times: np.ndarray, poses: np.ndarray):
     from evo.core.trajectory import PoseTrajectory3D
 
-    return PoseTrajectory3D(poses_se3=[np.asarray(p, np.float64) for p in poses], timestamps=np.asarray(times, np.float64))
+    return PoseTrajectory3D(
+        poses_se3=[np.asarray(p, np.float64) for p in poses], timestamps=np.asarray(times, np.float64)
+    )
 
 
 def path_length(poses: np.ndarray) -> float:
@@ -20,8 +22,14 @@ def path_length(poses: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(t, axis=0), axis=1).sum())
 
 
-def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.ndarray, align: str = "se3",
-                      delta: int = 1, positions: bool = False) -> dict:
+def trajectory_errors(
+    times: np.ndarray,
+    estimate: np.ndarray,
+    ground_truth: np.ndarray,
+    align: str = "se3",
+    delta: int = 1,
+    positions: bool = False,
+) -> dict:
     """``estimate`` and ``ground_truth``: (N, 4, 4) poses (sensor -> world) at the same ``times``.
     Returns ATE RMSE/mean/max (m), ATE as % of the ground-truth path length, RPE translation RMSE
     (m per ``delta`` frames) and rotation RMSE (deg), and the alignment's scale; with
@@ -34,7 +42,10 @@ def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.
     if align not in ("se3", "sim3", "none"):
         raise ValueError(f"align '{align}' must be se3, sim3 or none")
     if len(estimate) != len(ground_truth) or len(estimate) < 3:
-        raise ValueError(f"need the same number (>= 3) of estimated and ground-truth poses, got {len(estimate)} and {len(ground_truth)}")
+        raise ValueError(
+            f"need the same number (>= 3) of estimated and ground-truth poses, got {len(estimate)} and "
+            f"{len(ground_truth)}"
+        )
     ref = _trajectory(times, ground_truth)
     est = _trajectory(times, estimate)
     scale = 1.0
@@ -50,14 +61,28 @@ def trajectory_errors(times: np.ndarray, estimate: np.ndarray, ground_truth: np.
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data((ref, est))
     stats = ape.get_all_statistics()
-    rpe_t = metrics.RPE(metrics.PoseRelation.translation_part, delta=delta, delta_unit=metrics.Unit.frames, all_pairs=False)
+    rpe_t = metrics.RPE(
+        metrics.PoseRelation.translation_part, delta=delta, delta_unit=metrics.Unit.frames, all_pairs=False
+    )
     rpe_t.process_data((ref, est))
-    rpe_r = metrics.RPE(metrics.PoseRelation.rotation_angle_deg, delta=delta, delta_unit=metrics.Unit.frames, all_pairs=False)
+    rpe_r = metrics.RPE(
+        metrics.PoseRelation.rotation_angle_deg, delta=delta, delta_unit=metrics.Unit.frames, all_pairs=False
+    )
     rpe_r.process_data((ref, est))
     length = path_length(ground_truth)
-    extra = {"positions": {"estimate": est.positions_xyz.tolist(), "reference": ref.positions_xyz.tolist(),
-                           "ate_m": np.asarray(ape.error).tolist()}} if positions else {}
-    return {**extra,
+    extra = (
+        {
+            "positions": {
+                "estimate": est.positions_xyz.tolist(),
+                "reference": ref.positions_xyz.tolist(),
+                "ate_m": np.asarray(ape.error).tolist(),
+            }
+        }
+        if positions
+        else {}
+    )
+    return {
+        **extra,
         "align": align,
         "scale": scale,
         "frames": len(times),

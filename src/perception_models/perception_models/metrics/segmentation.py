@@ -24,8 +24,9 @@ class ConfusionMatrix:
         bad = (t < 0) | (t >= self.num_classes) | (p < 0) | (p >= self.num_classes)
         if bad.any():
             raise ValueError(f"class ids outside 0..{self.num_classes - 1} (and not ignore {self.ignore_index})")
-        self.matrix += np.bincount(t * self.num_classes + p, minlength=self.num_classes ** 2).reshape(
-            self.num_classes, self.num_classes)
+        self.matrix += np.bincount(t * self.num_classes + p, minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes
+        )
 
     def iou(self) -> np.ndarray:
         """Per-class IoU; NaN for classes absent from both target and prediction."""

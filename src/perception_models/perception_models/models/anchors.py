@@ -16,8 +16,13 @@ class AnchorGenerator:
     centred on (x + 0.5) * stride; boxes are (x0, y0, x1, y1) in input pixels, ordered level ->
     row -> column -> anchor, the order the detection head flattens its outputs in."""
 
-    def __init__(self, strides: tuple[int, ...] = (8, 16, 32), sizes: tuple[float, ...] = (24.0, 64.0, 160.0),
-                 scales: tuple[float, ...] = (1.0, 1.6), ratios: tuple[float, ...] = (0.5, 1.0, 2.0)) -> None:
+    def __init__(
+        self,
+        strides: tuple[int, ...] = (8, 16, 32),
+        sizes: tuple[float, ...] = (24.0, 64.0, 160.0),
+        scales: tuple[float, ...] = (1.0, 1.6),
+        ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+    ) -> None:
         self.strides, self.sizes, self.scales, self.ratios = strides, sizes, scales, ratios
 
     @property
@@ -75,17 +80,23 @@ def match(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float = 0.5, n
     return out
 
 
-def encode(anchors: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
+def encode(
+    anchors: torch.Tensor, boxes: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+) -> torch.Tensor:
     """Boxes relative to anchors: (dx, dy, dw, dh) scaled by ``weights``."""
     aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
     bw, bh = (boxes[:, 2] - boxes[:, 0]).clamp(min=1e-3), (boxes[:, 3] - boxes[:, 1]).clamp(min=1e-3)
     bx, by = boxes[:, 0] + 0.5 * bw, boxes[:, 1] + 0.5 * bh
     wx, wy, ww, wh = weights
-    return torch.stack([wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)], dim=-1)
+    return torch.stack(
+        [wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)], dim=-1
+    )
 
 
-def decode(anchors: torch.Tensor, deltas: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
+def decode(
+    anchors: torch.Tensor, deltas: torch.Tensor, weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+) -> torch.Tensor:
     """Inverse of :func:`encode`; ``deltas`` (..., N, 4) broadcast against anchors (N, 4)."""
     aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah

@@ -9,7 +9,10 @@ from torch import nn
 class ConvBNAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, act: bool = True) -> None:
         pad = dilation * (k - 1) // 2
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, bias=False), nn.BatchNorm2d(cout)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -33,10 +36,16 @@ class Backbone(nn.Module):
 
     default_conf = {"widths": (24, 32, 64, 96, 128), "blocks": (1, 2, 2, 2)}
 
-    def __init__(self, widths: tuple[int, ...] = default_conf["widths"], blocks: tuple[int, ...] = default_conf["blocks"],
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, ...] = default_conf["widths"],
+        blocks: tuple[int, ...] = default_conf["blocks"],
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(ConvBNAct(in_channels, widths[0], 3, 2), ConvBNAct(widths[0], widths[0], 3, 1))  # stride 2
+        self.stem = nn.Sequential(
+            ConvBNAct(in_channels, widths[0], 3, 2), ConvBNAct(widths[0], widths[0], 3, 1)
+        )  # stride 2
         stages = []
         cin = widths[0]
         for cout, n in zip(widths[1:], blocks):

@@ -19,14 +19,14 @@ import torch.nn.functional as F
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-pixel SSIM over 3x3 windows (reflection padding), (B, C, H, W) in [0, 1]."""
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
     mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
     sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
-    den = (mu_x ** 2 + mu_y ** 2 + c1) * (sigma_x + sigma_y + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
     return (num / den).clamp(-1, 1)
 
 
@@ -36,9 +36,13 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0
     return alpha * ((1 - ssim(pred, target)) / 2).mean(1, keepdim=True) + (1 - alpha) * l1
 
 
-def reprojection_loss(target: torch.Tensor, warped: list[torch.Tensor], sources: list[torch.Tensor],
-                      automask: bool = True, static_mask: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def reprojection_loss(
+    target: torch.Tensor,
+    warped: list[torch.Tensor],
+    sources: list[torch.Tensor],
+    automask: bool = True,
+    static_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the per-pixel minimum reprojection error over ``warped`` sources.
 
     ``sources`` are the same frames unwarped (for auto-masking); ``static_mask`` (B, 1, H, W), 1
@@ -75,4 +79,4 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, variance_focus: float = 0.8
     if not valid.any():
         return pred.new_zeros(())
     g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
-    return torch.sqrt((g ** 2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0
+    return torch.sqrt((g**2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0

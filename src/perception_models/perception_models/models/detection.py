@@ -25,8 +25,9 @@ from .nms import fast_nms
 class DetectionHead(nn.Module):
     """Class logits (B, N, C) and box deltas (B, N, 4) over all levels' anchors."""
 
-    def __init__(self, channels: int, anchors_per_location: int, num_classes: int, depth: int = 2,
-                 prior: float = 0.01) -> None:
+    def __init__(
+        self, channels: int, anchors_per_location: int, num_classes: int, depth: int = 2, prior: float = 0.01
+    ) -> None:
         super().__init__()
         self.num_classes, self.a = num_classes, anchors_per_location
         self.cls_tower = nn.Sequential(*[ConvBNAct(channels, channels) for _ in range(depth)])
@@ -76,7 +77,9 @@ class Detector(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.neck(self.backbone(images)))
 
-    def loss(self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def loss(
+        self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, targets: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """targets[i] = {"boxes": (G, 4) xyxy input pixels, "labels": (G,) long}. Losses are
         normalised by the number of positive anchors (at least 1)."""
         cls_terms, box_terms, n_pos = [], [], 0
@@ -120,8 +123,10 @@ class DetectorWithPostprocess(nn.Module):
             top, idx = torch.topk(scores, k)
             boxes = decode(anchors[idx], deltas[idx])
             h, w = cfg.input_size
-            boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
-                                 boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+            boxes = torch.stack(
+                [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)],
+                dim=1,
+            )
             # boxes squeezed to nothing by the image border are not detections
             size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
             top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))

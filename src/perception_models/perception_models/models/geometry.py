@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Homogeneous pixel coordinates (3, H*W): rows u, v, 1."""
-    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                          torch.arange(width, device=device, dtype=dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype), torch.arange(width, device=device, dtype=dtype), indexing="ij"
+    )
     return torch.stack([u.reshape(-1), v.reshape(-1), torch.ones_like(u).reshape(-1)])
 
 
@@ -31,7 +32,9 @@ def backproject(depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return rays * depth.reshape(b, 1, h * w)
 
 
-def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def project(
+    points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Points (B, 3, N) in frame b, ``T`` = T_a_b -> pixels (B, 2, N) in view a and their depth (B, 1, N)."""
     p = T[:, :3, :3] @ points + T[:, :3, 3:]
     z = p[:, 2:3]
@@ -39,8 +42,13 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float =
     return uv, z
 
 
-def warp(source: torch.Tensor, depth: torch.Tensor, T_source_target: torch.Tensor, K: torch.Tensor,
-         padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
+def warp(
+    source: torch.Tensor,
+    depth: torch.Tensor,
+    T_source_target: torch.Tensor,
+    K: torch.Tensor,
+    padding_mode: str = "border",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The target view rebuilt from ``source`` (B, C, H, W): each target pixel is back-projected
     with its depth, moved into the source camera and sampled there (bilinear, ``grid_sample``).
     Returns the image and a (B, 1, H, W) mask of pixels that land inside the source, in front of it."""
@@ -79,5 +87,7 @@ def pose_vec_to_matrix(axis_angle: torch.Tensor, translation: torch.Tensor, inve
 
 def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     """K for an image resized by (sx, sy) with OpenCV pixel centres: u' = (u + 0.5) sx - 0.5."""
-    S = torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=K.dtype, device=K.device)
+    S = torch.tensor(
+        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=K.dtype, device=K.device
+    )
     return S @ K

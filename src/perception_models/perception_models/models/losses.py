@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Sum over elements of -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017); targets in {0, 1}."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -16,8 +18,9 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return (alpha_t * (1 - p_t) ** gamma * ce).sum()
 
 
-def ohem_bce_loss(logits: torch.Tensor, targets: torch.Tensor, negatives_per_positive: int = 3,
-                  min_negatives: int = 16) -> torch.Tensor:
+def ohem_bce_loss(
+    logits: torch.Tensor, targets: torch.Tensor, negatives_per_positive: int = 3, min_negatives: int = 16
+) -> torch.Tensor:
     """Binary cross-entropy over all positive elements and only the hardest negatives
     (``negatives_per_positive`` per positive, as SSD does); the rest of the negatives are ignored.
     ``logits``/``targets`` (N, C) for the anchors that are not ignored."""
@@ -32,10 +35,11 @@ def ohem_bce_loss(logits: torch.Tensor, targets: torch.Tensor, negatives_per_pos
 
 def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
     diff = (pred - target).abs()
-    return torch.where(diff < beta, 0.5 * diff ** 2 / beta, diff - 0.5 * beta).sum()
+    return torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta).sum()
 
 
-def pixel_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255,
-                        class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def pixel_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels; logits (B, C, H, W), labels (B, H, W) long."""
     return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)

@@ -23,13 +23,13 @@ from .backbone import Backbone, ConvBNAct
 
 @dataclass
 class MatcherConfig:
-    input_size: tuple[int, int] = (240, 320)   # H, W, multiples of 8 (the exported graph's fixed size)
+    input_size: tuple[int, int] = (240, 320)  # H, W, multiples of 8 (the exported graph's fixed size)
     descriptor_dim: int = 64
     top_k: int = 512
     nms_radius: int = 4
-    score_threshold: float = 0.02            # above 1/65: a cell with no opinion (uniform softmax) gives no keypoint
-    refine_radius: int = 2                     # soft-argmax window (2r + 1)^2
-    softargmax_temperature: float = 1.0       # 1: the heatmap's centroid in the window; < 1 sharper
+    score_threshold: float = 0.02  # above 1/65: a cell with no opinion (uniform softmax) gives no keypoint
+    refine_radius: int = 2  # soft-argmax window (2r + 1)^2
+    softargmax_temperature: float = 1.0  # 1: the heatmap's centroid in the window; < 1 sharper
 
 
 class KeypointNet(nn.Module):
@@ -92,7 +92,9 @@ def sample_descriptors(desc: torch.Tensor, xy: torch.Tensor, image_size: tuple[i
     return F.normalize(out.transpose(1, 2), dim=-1)
 
 
-def extract(logits: torch.Tensor, desc: torch.Tensor, cfg: MatcherConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def extract(
+    logits: torch.Tensor, desc: torch.Tensor, cfg: MatcherConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Network outputs -> keypoints (B, K, 2) x, y sub-pixel, scores (B, K) (0 for empty slots),
     descriptors (B, K, D); K = cfg.top_k always."""
     scores = heatmap(logits)

@@ -41,11 +41,23 @@ def _cell_grid(h: int, w: int, device) -> torch.Tensor:
     return torch.stack([x, y], dim=-1).float()  # (h, w, 2) cell coordinates
 
 
-def descriptor_loss(desc_a: torch.Tensor, desc_b: torch.Tensor, corr: torch.Tensor, valid: torch.Tensor,
-                    loss: str = "triplet", mining: str = "hard", anchors: int = 256, exclusion: float = 1.5,
-                    ring: tuple[float, float] = (2.0, 6.0), pos_margin: float = 1.0, neg_margin: float = 0.2,
-                    triplet_margin: float = 0.5, generator: torch.Generator | None = None,
-                    prefer: torch.Tensor | None = None, min_preferred: int = 32) -> torch.Tensor:
+def descriptor_loss(
+    desc_a: torch.Tensor,
+    desc_b: torch.Tensor,
+    corr: torch.Tensor,
+    valid: torch.Tensor,
+    loss: str = "triplet",
+    mining: str = "hard",
+    anchors: int = 256,
+    exclusion: float = 1.5,
+    ring: tuple[float, float] = (2.0, 6.0),
+    pos_margin: float = 1.0,
+    neg_margin: float = 0.2,
+    triplet_margin: float = 0.5,
+    generator: torch.Generator | None = None,
+    prefer: torch.Tensor | None = None,
+    min_preferred: int = 32,
+) -> torch.Tensor:
     """desc_a/desc_b (B, D, h, w) unit descriptors; corr (B, h, w, 2): each A cell's position in B in
     cell coordinates; valid (B, h, w) where that position is known (inside, not occluded).
     ``prefer`` (B, h, w): cells to draw anchors from when at least ``min_preferred`` of them are
@@ -65,13 +77,13 @@ def descriptor_loss(desc_a: torch.Tensor, desc_b: torch.Tensor, corr: torch.Tens
             continue
         if idx.numel() > anchors:
             idx = idx[torch.randperm(idx.numel(), generator=generator, device=idx.device)[:anchors]]
-        a = desc_a[i].reshape(d, -1)[:, idx].T                       # (N, D)
-        pos_xy = corr[i].reshape(-1, 2)[idx]                          # (N, 2) cells in B
+        a = desc_a[i].reshape(d, -1)[:, idx].T  # (N, D)
+        pos_xy = corr[i].reshape(-1, 2)[idx]  # (N, 2) cells in B
         g = torch.stack([pos_xy[:, 0] / (w - 1) * 2 - 1, pos_xy[:, 1] / (h - 1) * 2 - 1], -1)
-        p = F.grid_sample(desc_b[i:i + 1], g[None, :, None], mode="bilinear", align_corners=True)[0, :, :, 0].T
+        p = F.grid_sample(desc_b[i : i + 1], g[None, :, None], mode="bilinear", align_corners=True)[0, :, :, 0].T
         p = F.normalize(p, dim=-1)
-        sim_all = a @ desc_b[i].reshape(d, -1)                         # (N, hw)
-        dist = torch.cdist(pos_xy, grid_b)                             # (N, hw) cells
+        sim_all = a @ desc_b[i].reshape(d, -1)  # (N, hw)
+        dist = torch.cdist(pos_xy, grid_b)  # (N, hw) cells
         if mining == "hard":
             allowed = dist > exclusion
         else:

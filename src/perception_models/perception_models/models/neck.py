@@ -10,7 +10,9 @@ from .backbone import ConvBNAct
 
 
 class FPN(nn.Module):
-    def __init__(self, in_channels: dict[str, int], levels: tuple[str, ...] = ("s8", "s16", "s32"), out: int = 64) -> None:
+    def __init__(
+        self, in_channels: dict[str, int], levels: tuple[str, ...] = ("s8", "s16", "s32"), out: int = 64
+    ) -> None:
         super().__init__()
         self.levels = levels
         self.lateral = nn.ModuleDict({k: nn.Conv2d(in_channels[k], out, 1) for k in levels})

@@ -14,8 +14,9 @@ import torch
 from .anchors import box_iou
 
 
-def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float,
-             max_detections: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fast_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float, max_detections: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """boxes (K, 4), scores (K,), labels (K,) sorted by score (descending) -> exactly
     ``max_detections`` rows; rows past the kept ones have score 0 (and label -1)."""
     k = boxes.shape[0]

@@ -41,7 +41,10 @@ class Augment:
 
     def photometric(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = rgb.astype(np.float32)
-        x = x * (1 + rng.uniform(-self.contrast, self.contrast)) + 255 * rng.uniform(-self.brightness, self.brightness) / 2
+        x = (
+            x * (1 + rng.uniform(-self.contrast, self.contrast))
+            + 255 * rng.uniform(-self.brightness, self.brightness) / 2
+        )
         grey = x.mean(axis=2, keepdims=True)
         x = grey + (x - grey) * (1 + rng.uniform(-self.saturation, self.saturation))
         return np.clip(x, 0, 255).astype(np.uint8)
@@ -56,8 +59,9 @@ class Augment:
         return x0, y0, x0 + cw, y0 + ch
 
 
-def photometric_inside(net: np.ndarray, lb, src_shape: tuple[int, ...], augment: Augment,
-                       rng: np.random.Generator) -> np.ndarray:
+def photometric_inside(
+    net: np.ndarray, lb, src_shape: tuple[int, ...], augment: Augment, rng: np.random.Generator
+) -> np.ndarray:
     """``augment.photometric`` on the letterboxed image's content (``src_shape``: the image before
     the letterbox), leaving the padding as the nodes pad."""
     y0, x0 = int(lb.pad_y), int(lb.pad_x)
@@ -104,8 +108,16 @@ class DetectionDataset(Dataset):
     that validation during training scores what the model cards score; the training loss still
     learns from them."""
 
-    def __init__(self, roots: list[Path], input_size: tuple[int, int], class_names: list[str] | None = None,
-                 augment: Augment | None = None, seed: int = 0, min_box: float = 2.0, cache_images: bool = False) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        input_size: tuple[int, int],
+        class_names: list[str] | None = None,
+        augment: Augment | None = None,
+        seed: int = 0,
+        min_box: float = 2.0,
+        cache_images: bool = False,
+    ) -> None:
         self.samples = []
         names = None
         for root in roots:
@@ -151,10 +163,14 @@ class DetectionDataset(Dataset):
         if self.augment is not None:
             net = photometric_inside(net, lb, rgb.shape, self.augment, rng)
         boxes = boxes * np.array([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], np.float32) + np.array(
-            [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32)
+            [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32
+        )
         ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_box)
-        return to_tensor(net), {"boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4), "labels": torch.from_numpy(labels[ok]),
-                                "ignore": torch.from_numpy(small[ok])}
+        return to_tensor(net), {
+            "boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4),
+            "labels": torch.from_numpy(labels[ok]),
+            "ignore": torch.from_numpy(small[ok]),
+        }
 
 
 class SegmentationDataset(Dataset):
@@ -163,9 +179,17 @@ class SegmentationDataset(Dataset):
     Synthetic sets: ``<dir>/rgb`` + ``<dir>/labels``. CamVid: ``image_dir=train``,
     ``label_dir=trainannot`` with ``lut=CAMVID_LUT``. Letterbox padding is labelled IGNORE."""
 
-    def __init__(self, roots: list[Path], input_size: tuple[int, int], augment: Augment | None = None,
-                 image_dir: str = "rgb", label_dir: str = "labels", lut: np.ndarray | None = None, seed: int = 0,
-                 cache_images: bool = False) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        input_size: tuple[int, int],
+        augment: Augment | None = None,
+        image_dir: str = "rgb",
+        label_dir: str = "labels",
+        lut: np.ndarray | None = None,
+        seed: int = 0,
+        cache_images: bool = False,
+    ) -> None:
         self.pairs: list[tuple[Path, Path]] = []
         for root in roots:
             images = sorted((Path(root) / image_dir).glob("*.png"))
@@ -201,7 +225,7 @@ class SegmentationDataset(Dataset):
         nh, nw = round(lab.shape[0] * lb.scale_y), round(lab.shape[1] * lb.scale_x)
         lab_net = np.full((h, w), IGNORE, np.uint8)
         resized = cv2.resize(np.ascontiguousarray(lab), (nw, nh), interpolation=cv2.INTER_NEAREST)
-        lab_net[int(lb.pad_y):int(lb.pad_y) + nh, int(lb.pad_x):int(lb.pad_x) + nw] = resized
+        lab_net[int(lb.pad_y) : int(lb.pad_y) + nh, int(lb.pad_x) : int(lb.pad_x) + nw] = resized
         return to_tensor(net), torch.from_numpy(lab_net.astype(np.int64))
 
 

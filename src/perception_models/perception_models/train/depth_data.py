@@ -29,11 +29,11 @@ from ..data.readers.depth import read_nyu_depth
 @dataclass
 class Sequence:
     name: str
-    K: np.ndarray                          # 3x3 at the stored resolution
-    size: tuple[int, int]                  # stored (H, W)
-    frames: list = field(default_factory=list)       # paths, or (H, W, 3) uint8 arrays (bags, cache_inputs)
-    depth: list = field(default_factory=list)        # paths, arrays at the network size (cache_inputs), or empty
-    dynamic: list = field(default_factory=list)      # the same for the moving-object masks
+    K: np.ndarray  # 3x3 at the stored resolution
+    size: tuple[int, int]  # stored (H, W)
+    frames: list = field(default_factory=list)  # paths, or (H, W, 3) uint8 arrays (bags, cache_inputs)
+    depth: list = field(default_factory=list)  # paths, arrays at the network size (cache_inputs), or empty
+    dynamic: list = field(default_factory=list)  # the same for the moving-object masks
     stamps_ns: list[int] = field(default_factory=list)
 
 
@@ -61,8 +61,9 @@ def load_synthetic_sequence(root: Path) -> Sequence:
     return Sequence(root.name, K, size, frames, depth, dynamic if len(dynamic) == len(frames) else [])
 
 
-def load_bag_sequence(bag: Path, topic: str, K: np.ndarray | None = None, every: int = 1,
-                      max_side: int = 640) -> Sequence:
+def load_bag_sequence(
+    bag: Path, topic: str, K: np.ndarray | None = None, every: int = 1, max_side: int = 640
+) -> Sequence:
     """All frames of ``topic`` in memory (downscaled so the longer side is at most ``max_side``);
     K from the bag's CameraInfo unless given."""
     from ..data.readers.rosbag import read_images
@@ -115,7 +116,11 @@ def depth_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
 
 def moving_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
     """Moving-object mask (uint8, non-zero = moving) of frame ``t`` at the network size."""
-    m = seq.dynamic[t] if isinstance(seq.dynamic[t], np.ndarray) else cv2.imread(str(seq.dynamic[t]), cv2.IMREAD_GRAYSCALE)
+    m = (
+        seq.dynamic[t]
+        if isinstance(seq.dynamic[t], np.ndarray)
+        else cv2.imread(str(seq.dynamic[t]), cv2.IMREAD_GRAYSCALE)
+    )
     return m if m.shape == tuple(size) else cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
@@ -128,8 +133,11 @@ def cache_inputs(sequences: list[Sequence], size: tuple[int, int], threads: int 
 
     def one(job):
         seq, t = job
-        return (network_input(seq, t, size), depth_at(seq, t, size) if seq.depth else None,
-                moving_at(seq, t, size) if seq.dynamic else None)
+        return (
+            network_input(seq, t, size),
+            depth_at(seq, t, size) if seq.depth else None,
+            moving_at(seq, t, size) if seq.dynamic else None,
+        )
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         done = list(pool.map(one, jobs))
@@ -152,8 +160,14 @@ def frame_tensor(seq: Sequence, t: int, size: tuple[int, int]) -> torch.Tensor:
 
 
 class TripletDataset(Dataset):
-    def __init__(self, sequences: list[Sequence], input_size: tuple[int, int], augment: bool = True, seed: int = 0,
-                 stride: int = 1) -> None:
+    def __init__(
+        self,
+        sequences: list[Sequence],
+        input_size: tuple[int, int],
+        augment: bool = True,
+        seed: int = 0,
+        stride: int = 1,
+    ) -> None:
         self.sequences = sequences
         self.size = tuple(input_size)
         self.augment, self.seed, self.stride = augment, seed, stride
@@ -185,7 +199,7 @@ class TripletDataset(Dataset):
                 frames, depth, static = frames[:, :, ::-1], depth[:, ::-1], static[:, ::-1]
                 K = K.copy()
                 K[0, 2] = (w - 1) - K[0, 2]
-            gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)       # per-channel colour
+            gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)  # per-channel colour
             bright = np.float32(rng.uniform(-0.1, 0.1))
             aug = np.clip(frames * gain + bright, 0, 1)
         return {

@@ -31,18 +31,34 @@ from ..models.depth import DepthConfig, DepthNet, PoseNet, canonical_factor, dis
 from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
-from .depth_data import (Sequence, TripletDataset, cache_inputs, frame_tensor, input_K, load_bag_sequence,
-                         load_synthetic_sequence, read_camera_matrix)
-from .trainer import (StepPlan, _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resolve_device, resume_from,
-                      to_device)
+from .depth_data import (
+    Sequence,
+    TripletDataset,
+    cache_inputs,
+    frame_tensor,
+    input_K,
+    load_bag_sequence,
+    load_synthetic_sequence,
+    read_camera_matrix,
+)
+from .trainer import (
+    StepPlan,
+    _lr_at,
+    _seed_everything,
+    checkpoint_epoch,
+    optimizer_step,
+    resolve_device,
+    resume_from,
+    to_device,
+)
 
 
 @dataclass
 class DepthTrainConfig:
-    data: list[str] = field(default_factory=list)          # synthetic sequence folders (ground truth used if supervised > 0)
-    bags: list[str] = field(default_factory=list)          # rosbag2 files/folders: self-supervised only
+    data: list[str] = field(default_factory=list)  # synthetic sequence folders (ground truth used if supervised > 0)
+    bags: list[str] = field(default_factory=list)  # rosbag2 files/folders: self-supervised only
     topic: str = "/camera/image_raw"
-    camera_info: str = ""                                  # ROS camera_info YAML when the bag has no CameraInfo
+    camera_info: str = ""  # ROS camera_info YAML when the bag has no CameraInfo
     val: list[str] = field(default_factory=list)
     out: str = "runs/depth"
     epochs: int = 20
@@ -53,22 +69,22 @@ class DepthTrainConfig:
     input_size: tuple[int, int] = (192, 256)
     min_depth: float = 0.1
     max_depth: float = 100.0
-    eval_max_depth: float = 60.0        # synthetic depth PNGs stop at 65.5 m
-    supervised: float = 1.0             # weight of the scale-invariant log loss where ground truth exists (0: none)
-    photometric: float = 1.0            # weight of the reprojection loss (0: supervised only)
+    eval_max_depth: float = 60.0  # synthetic depth PNGs stop at 65.5 m
+    supervised: float = 1.0  # weight of the scale-invariant log loss where ground truth exists (0: none)
+    photometric: float = 1.0  # weight of the reprojection loss (0: supervised only)
     smoothness: float = 1e-3
-    canonical_focal: float = 0.0        # > 0: predict depth for this focal length (pixels at input_size); 0: as seen
+    canonical_focal: float = 0.0  # > 0: predict depth for this focal length (pixels at input_size); 0: as seen
     scales: tuple[int, ...] = (0, 1, 2, 3)
     automask: bool = True
-    mask_moving: bool = True            # drop pixels on objects flagged as moving (synthetic sets)
+    mask_moving: bool = True  # drop pixels on objects flagged as moving (synthetic sets)
     frame_stride: int = 1
     seed: int = 0
     workers: int = 0
     log_every: int = 10
     max_steps_per_epoch: int = 0
     augment: bool = True
-    init: str = ""                      # checkpoint, or the exported depth .onnx (its pose .onnx beside it)
-    cache_images: bool = False          # decode every training frame once, at the network size
+    init: str = ""  # checkpoint, or the exported depth .onnx (its pose .onnx beside it)
+    cache_images: bool = False  # decode every training frame once, at the network size
     device: str = "auto"
     time_budget_min: float = 0.0
 
@@ -89,8 +105,9 @@ def load_sequences(cfg: DepthTrainConfig, folders: list[str], with_bags: bool) -
     return seqs
 
 
-def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, batch: dict[str, torch.Tensor]
-                 ) -> dict[str, torch.Tensor]:
+def depth_losses(
+    cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, batch: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     color, aug, K = batch["color"], batch["color_aug"], batch["K"]
     prev, target, nxt = color[:, 0], color[:, 1], color[:, 2]
     disps = depth_net(_norm(aug[:, 1]))
@@ -98,10 +115,15 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
         T_prev_target = pose_net(_norm(aug[:, 0]), _norm(aug[:, 1]))
         T_next_target = torch.linalg.inv(pose_net(_norm(aug[:, 1]), _norm(aug[:, 2])))
     h, w = target.shape[-2:]
-    focal = canonical_factor(K, cfg.canonical_focal)   # canonical camera -> this one (ones when off)
+    focal = canonical_factor(K, cfg.canonical_focal)  # canonical camera -> this one (ones when off)
 
-    def full_depth(disp: torch.Tensor) -> torch.Tensor:   # metric depth of these cameras at the input size
-        return disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth) * focal
+    def full_depth(disp: torch.Tensor) -> torch.Tensor:  # metric depth of these cameras at the input size
+        return (
+            disp_to_depth(
+                F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False), cfg.min_depth, cfg.max_depth
+            )
+            * focal
+        )
 
     static = batch["static"] if cfg.mask_moving else None
     photo = target.new_zeros(())
@@ -115,7 +137,7 @@ def depth_losses(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, 
             loss, _used = reprojection_loss(target, warped, [prev, nxt], cfg.automask, static)
             photo = photo + loss / len(cfg.scales)
             small = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
-            smooth = smooth + smoothness_loss(disp, small) / (2 ** s) / len(cfg.scales)
+            smooth = smooth + smoothness_loss(disp, small) / (2**s) / len(cfg.scales)
     has_gt = torch.isfinite(batch["depth"]).flatten(1).any(1)
     if cfg.supervised > 0 and bool(has_gt.any()):
         depth0 = full_depth(disps[0])
@@ -134,8 +156,13 @@ def chain(relative: list[np.ndarray]) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, folders: list[str],
-                   device: torch.device | None = None) -> dict[str, Any]:
+def evaluate_depth(
+    cfg: DepthTrainConfig,
+    depth_net: DepthNet,
+    pose_net: PoseNet,
+    folders: list[str],
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """Depth errors on every frame of ``folders`` and the pose network's trajectory per sequence."""
     from ..data.readers.depth import read_nyu_depth
     from ..data.readers.tum import read_tum_trajectory
@@ -187,8 +214,9 @@ def evaluate_depth(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
 
 
 def build_depth_models(cfg: DepthTrainConfig) -> tuple[DepthNet, PoseNet]:
-    return DepthNet(DepthConfig(tuple(cfg.input_size), cfg.min_depth, cfg.max_depth,
-                                canonical_focal=cfg.canonical_focal)), PoseNet()
+    return DepthNet(
+        DepthConfig(tuple(cfg.input_size), cfg.min_depth, cfg.max_depth, canonical_focal=cfg.canonical_focal)
+    ), PoseNet()
 
 
 def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -199,22 +227,27 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     if cfg.supervised <= 0 and cfg.photometric <= 0:
         raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
     if not cfg.canonical_focal >= 0:
-        raise ValueError(f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}")
+        raise ValueError(
+            f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}"
+        )
     if any(s % 32 for s in cfg.input_size):
         raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
-    if cfg.val:   # the validation's trajectory errors need evo: fail now, not after the first epoch
+    if cfg.val:  # the validation's trajectory errors need evo: fail now, not after the first epoch
         import importlib.util
 
         if importlib.util.find_spec("evo") is None:
-            raise ValueError("--val needs the evo package for the trajectory errors (pip install evo), "
-                             "or train without --val")
+            raise ValueError(
+                "--val needs the evo package for the trajectory errors (pip install evo), or train without --val"
+            )
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     sequences = load_sequences(cfg, cfg.data, with_bags=True)
     if cfg.cache_images:
-        print(f"cached the training frames at the network size: {cache_inputs(sequences, cfg.input_size) / 2**20:.0f} MiB")
+        print(
+            f"cached the training frames at the network size: {cache_inputs(sequences, cfg.input_size) / 2**20:.0f} MiB"
+        )
     train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
     depth_net, pose_net = build_depth_models(cfg)
     depth_net.to(device)
@@ -222,9 +255,16 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     params = list(depth_net.parameters()) + list(pose_net.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
-                        drop_last=len(train_set) > cfg.batch_size, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.workers > 0)
+    loader = DataLoader(
+        train_set,
+        cfg.batch_size,
+        shuffle=True,
+        generator=gen,
+        num_workers=cfg.workers,
+        drop_last=len(train_set) > cfg.batch_size,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.workers > 0,
+    )
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
     plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min)
     start_epoch, step, best = 0, 0, float("inf")
@@ -249,7 +289,13 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
             train_set.epoch = epoch
             depth_net.train()
             pose_net.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"depth epoch {epoch + 1}/{plan.epochs()}", disable=not progress, unit="batch")
+            bar = tqdm(
+                loader,
+                total=steps_per_epoch,
+                desc=f"depth epoch {epoch + 1}/{plan.epochs()}",
+                disable=not progress,
+                unit="batch",
+            )
             t0 = time.monotonic()
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch or step >= plan.total:
@@ -263,17 +309,39 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
                 if decided is not None:
                     log.write(json.dumps({**decided, "step": step}) + "\n")
                     if progress:
-                        print(f"time budget: {decided['steps_per_second']:.2f} steps/s -> {decided['planned_steps']} steps")
+                        print(
+                            f"time budget: {decided['steps_per_second']:.2f} steps/s -> "
+                            f"{decided['planned_steps']} steps"
+                        )
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
                 if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                    log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}
+                        )
+                        + "\n"
+                    )
                     log.flush()
             metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val, device) if cfg.val else {"metric": float("nan")}
-            log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
+            log.write(
+                json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics})
+                + "\n"
+            )
             log.flush()
-            best = checkpoint_epoch(out, {"depth": depth_net, "pose": pose_net}, opt, gen, cfg, epoch, step, metrics, best,
-                                    lower_is_better=True, best_without_validation=not cfg.val)
+            best = checkpoint_epoch(
+                out,
+                {"depth": depth_net, "pose": pose_net},
+                opt,
+                gen,
+                cfg,
+                epoch,
+                step,
+                metrics,
+                best,
+                lower_is_better=True,
+                best_without_validation=not cfg.val,
+            )
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
                 ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""
@@ -282,8 +350,9 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = Tr
     return result
 
 
-def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, train_set: TripletDataset,
-                   device: torch.device) -> str:
+def init_from_onnx(
+    cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet, train_set: TripletDataset, device: torch.device
+) -> str:
     """Both networks from an exported pair (``cfg.init`` = the depth .onnx; the pose network is the
     file its card names, else ``pose.onnx`` beside it), BatchNorms calibrated on training triplets.
     A canonical-camera model's ``canonical_focal`` is kept unless the configuration sets one.
@@ -299,22 +368,34 @@ def init_from_onnx(cfg: DepthTrainConfig, depth_net: DepthNet, pose_net: PoseNet
     pose_name = depth_card.get("pose_model")
     canonical = float(depth_card.get("canonical_focal") or 0.0)
     adopted = ""
-    if canonical > 0 and cfg.canonical_focal == 0:   # keep what the model's output means
+    if canonical > 0 and cfg.canonical_focal == 0:  # keep what the model's output means
         cfg.canonical_focal = depth_net.cfg.canonical_focal = canonical
         adopted = f"; depth for its card's canonical focal length {canonical} px"
     pose_path = depth_path.with_name(pose_name or "pose.onnx")
-    loaded = load_onnx_weights(depth_net, depth_path, strict=False)   # the export keeps the finest head only
+    loaded = load_onnx_weights(depth_net, depth_path, strict=False)  # the export keeps the finest head only
     n_depth, missing = loaded["convs"], loaded["missing"]
     if any(not m.startswith("decoder.heads.") for m in missing):
         raise ValueError(f"--init {depth_path}: no weights for {missing}")
     n_pose = load_onnx_weights(pose_net, pose_path)["convs"]
     batches = [to_device(train_set[i]["color"], device) for i in range(min(len(train_set), 64))]
-    calibrate_batchnorm(depth_net, [_norm(torch.stack([c[1] for c in batches[k:k + 8]])) for k in range(0, len(batches), 8)])
-    calibrate_batchnorm(pose_net, [(_norm(torch.stack([c[0] for c in batches[k:k + 8]])),
-                                    _norm(torch.stack([c[1] for c in batches[k:k + 8]]))) for k in range(0, len(batches), 8)],
-                        forward=lambda m, b: m(*b))
-    return (f"initialised from {depth_path} ({n_depth} convolutions; not in the export, left as initialised: {missing}) "
-            f"and {pose_path} ({n_pose}); BatchNorms calibrated on {len(batches)} triplets{adopted}")
+    calibrate_batchnorm(
+        depth_net, [_norm(torch.stack([c[1] for c in batches[k : k + 8]])) for k in range(0, len(batches), 8)]
+    )
+    calibrate_batchnorm(
+        pose_net,
+        [
+            (
+                _norm(torch.stack([c[0] for c in batches[k : k + 8]])),
+                _norm(torch.stack([c[1] for c in batches[k : k + 8]])),
+            )
+            for k in range(0, len(batches), 8)
+        ],
+        forward=lambda m, b: m(*b),
+    )
+    return (
+        f"initialised from {depth_path} ({n_depth} convolutions; not in the export, left as initialised: {missing}) "
+        f"and {pose_path} ({n_pose}); BatchNorms calibrated on {len(batches)} triplets{adopted}"
+    )
 
 
 def load_depth_checkpoint(path: Path | str) -> tuple[DepthNet, PoseNet, DepthTrainConfig, dict]:

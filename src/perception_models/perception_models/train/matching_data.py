@@ -26,8 +26,15 @@ from ..data.readers.common import read_rgb
 from .data import MEAN, STD
 
 
-def random_homography(rng: np.random.Generator, w: int, h: int, perspective: float = 0.12, rotation_deg: float = 20.0,
-                      scale: tuple[float, float] = (0.8, 1.2), translation: float = 0.1) -> np.ndarray:
+def random_homography(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    perspective: float = 0.12,
+    rotation_deg: float = 20.0,
+    scale: tuple[float, float] = (0.8, 1.2),
+    translation: float = 0.1,
+) -> np.ndarray:
     """A homography that maps image A's pixels to image B's, composed as SuperPoint does."""
     src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
     dst = src + rng.uniform(-perspective, perspective, (4, 2)) * [w, h]
@@ -55,7 +62,7 @@ def keypoint_map(pts: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def cell_centres(h: int, w: int) -> np.ndarray:
     """(h/8 * w/8, 2) pixel centres of the stride-8 cells (row-major)."""
-    y, x = np.mgrid[0:h // 8, 0:w // 8]
+    y, x = np.mgrid[0 : h // 8, 0 : w // 8]
     return np.stack([x.ravel() * 8 + 3.5, y.ravel() * 8 + 3.5], 1)
 
 
@@ -77,11 +84,11 @@ def _fit(rgb: np.ndarray, size: tuple[int, int], rng: np.random.Generator | None
     if W * h > H * w:  # too wide
         cw = int(round(H * w / h))
         x0 = int(rng.integers(0, W - cw + 1)) if rng is not None else (W - cw) // 2
-        rgb = rgb[:, x0:x0 + cw]
+        rgb = rgb[:, x0 : x0 + cw]
     else:
         ch = int(round(W * h / w))
         y0 = int(rng.integers(0, H - ch + 1)) if rng is not None else (H - ch) // 2
-        rgb = rgb[y0:y0 + ch]
+        rgb = rgb[y0 : y0 + ch]
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
@@ -126,15 +133,26 @@ class HomographyPairs(Dataset):
         pts_b = warp_points(p["H"], pts_a) if len(pts_a) else pts_a
         corr, ok = _corr_from_homography(p["H"], h, w)
         valid_b = cv2.resize(p["seen_b"], (w // 8, h // 8), interpolation=cv2.INTER_AREA) > 0
-        return {"image_a": normalise(p["a"]), "image_b": normalise(p["b"]),
-                "kp_a": torch.from_numpy(keypoint_map(pts_a, h, w)), "kp_b": torch.from_numpy(keypoint_map(pts_b, h, w)),
-                "valid_b": torch.from_numpy(valid_b.astype(np.float32)),
-                "corr": torch.from_numpy(corr), "corr_valid": torch.from_numpy(ok)}
+        return {
+            "image_a": normalise(p["a"]),
+            "image_b": normalise(p["b"]),
+            "kp_a": torch.from_numpy(keypoint_map(pts_a, h, w)),
+            "kp_b": torch.from_numpy(keypoint_map(pts_b, h, w)),
+            "valid_b": torch.from_numpy(valid_b.astype(np.float32)),
+            "corr": torch.from_numpy(corr),
+            "corr_valid": torch.from_numpy(ok),
+        }
 
 
-def sequence_correspondence(depth_a: np.ndarray, depth_b: np.ndarray, K: np.ndarray, T_b_a: np.ndarray,
-                            pts_a: np.ndarray, static_a: np.ndarray | None = None, rel_tol: float = 0.05
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def sequence_correspondence(
+    depth_a: np.ndarray,
+    depth_b: np.ndarray,
+    K: np.ndarray,
+    T_b_a: np.ndarray,
+    pts_a: np.ndarray,
+    static_a: np.ndarray | None = None,
+    rel_tol: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixels ``pts_a`` (N, 2) of view A in view B using A's depth and the relative pose; valid where
     A has depth, the point lands inside B in front of it, B's depth there agrees (not occluded)
     and (``static_a``) the pixel is not on a moving object."""
@@ -160,8 +178,14 @@ def sequence_correspondence(depth_a: np.ndarray, depth_b: np.ndarray, K: np.ndar
 class SequencePairs(Dataset):
     """Frame pairs (t, t + gap) of synthetic sequences, gap drawn from 1..max_gap per item."""
 
-    def __init__(self, folders: list[Path], size: tuple[int, int] = (240, 320), seed: int = 0, max_gap: int = 3,
-                 photometric: bool = True) -> None:
+    def __init__(
+        self,
+        folders: list[Path],
+        size: tuple[int, int] = (240, 320),
+        seed: int = 0,
+        max_gap: int = 3,
+        photometric: bool = True,
+    ) -> None:
         from ..data.readers.tum import read_tum_trajectory
         from .depth_data import load_synthetic_sequence
 
@@ -193,20 +217,37 @@ class SequencePairs(Dataset):
         deps = [cv2.resize(read_nyu_depth(s.depth[j]), (w, h), interpolation=cv2.INTER_NEAREST) for j in (t, t2)]
         static = None
         if s.dynamic:
-            static = cv2.resize((cv2.imread(str(s.dynamic[t]), cv2.IMREAD_GRAYSCALE) == 0).astype(np.uint8), (w, h),
-                                interpolation=cv2.INTER_NEAREST)
+            static = cv2.resize(
+                (cv2.imread(str(s.dynamic[t]), cv2.IMREAD_GRAYSCALE) == 0).astype(np.uint8),
+                (w, h),
+                interpolation=cv2.INTER_NEAREST,
+            )
         T_b_a = np.linalg.inv(self.poses[k][t2]) @ self.poses[k][t]
-        return {"a": ims[0], "b": ims[1], "depth_a": deps[0], "depth_b": deps[1], "K": K, "T_b_a": T_b_a, "static_a": static}
+        return {
+            "a": ims[0],
+            "b": ims[1],
+            "depth_a": deps[0],
+            "depth_b": deps[1],
+            "K": K,
+            "T_b_a": T_b_a,
+            "static_a": static,
+        }
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i, 7])
         p = self.pair(*self.index[i], int(rng.integers(1, self.max_gap + 1)))
         h, w = self.size
         a, b = (jitter(p["a"], rng, 0.5), jitter(p["b"], rng, 0.5)) if self.photometric else (p["a"], p["b"])
-        pb, ok = sequence_correspondence(p["depth_a"], p["depth_b"], p["K"], p["T_b_a"], cell_centres(h, w), p["static_a"])
+        pb, ok = sequence_correspondence(
+            p["depth_a"], p["depth_b"], p["K"], p["T_b_a"], cell_centres(h, w), p["static_a"]
+        )
         corr = ((pb - 3.5) / 8.0).reshape(h // 8, w // 8, 2).astype(np.float32)
-        return {"image_a": normalise(a), "image_b": normalise(b),
-                "kp_a": torch.from_numpy(keypoint_map(corners(p["a"]), h, w)),
-                "kp_b": torch.from_numpy(keypoint_map(corners(p["b"]), h, w)),
-                "valid_b": torch.ones(h // 8, w // 8), "corr": torch.from_numpy(np.nan_to_num(corr)),
-                "corr_valid": torch.from_numpy(ok.reshape(h // 8, w // 8))}
+        return {
+            "image_a": normalise(a),
+            "image_b": normalise(b),
+            "kp_a": torch.from_numpy(keypoint_map(corners(p["a"]), h, w)),
+            "kp_b": torch.from_numpy(keypoint_map(corners(p["b"]), h, w)),
+            "valid_b": torch.ones(h // 8, w // 8),
+            "corr": torch.from_numpy(np.nan_to_num(corr)),
+            "corr_valid": torch.from_numpy(ok.reshape(h // 8, w // 8)),
+        }

@@ -28,10 +28,11 @@ from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss
 from .trainer import _lr_at, _seed_everything, checkpoint_epoch, optimizer_step, resume_from
 
+
 @dataclass
 class MatchTrainConfig:
-    photos: list[str] = field(default_factory=list)      # folders of real photos (homographic pairs)
-    data: list[str] = field(default_factory=list)        # synthetic sequences (depth + pose pairs)
+    photos: list[str] = field(default_factory=list)  # folders of real photos (homographic pairs)
+    data: list[str] = field(default_factory=list)  # synthetic sequences (depth + pose pairs)
     val_photos: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
     out: str = "runs/matching"
@@ -42,10 +43,10 @@ class MatchTrainConfig:
     warmup_steps: int = 100
     input_size: tuple[int, int] = (240, 320)
     descriptor_dim: int = 64
-    descriptor_loss: str = "triplet"       # contrastive | triplet
-    mining: str = "hard"                   # hard | spatial
+    descriptor_loss: str = "triplet"  # contrastive | triplet
+    mining: str = "hard"  # hard | spatial
     descriptor_weight: float = 1.0
-    homography_pairs_per_epoch: int = 0    # 0: one per photo
+    homography_pairs_per_epoch: int = 0  # 0: one per photo
     val_pairs: int = 40
     seed: int = 0
     workers: int = 0
@@ -133,12 +134,22 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
     train_set = ConcatDataset(parts)
     val_photos = image_files(cfg.val_photos) if cfg.val_photos else []
     hpairs = homography_eval_pairs(val_photos, cfg.val_pairs, cfg.input_size) if val_photos else []
-    ppairs = pose_eval_pairs([Path(v) for v in cfg.val], max(1, cfg.val_pairs // max(1, len(cfg.val))), cfg.input_size) if cfg.val else []
+    ppairs = (
+        pose_eval_pairs([Path(v) for v in cfg.val], max(1, cfg.val_pairs // max(1, len(cfg.val))), cfg.input_size)
+        if cfg.val
+        else []
+    )
     net = build_net(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_set, cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
-                        drop_last=len(train_set) > cfg.batch_size)
+    loader = DataLoader(
+        train_set,
+        cfg.batch_size,
+        shuffle=True,
+        generator=gen,
+        num_workers=cfg.workers,
+        drop_last=len(train_set) > cfg.batch_size,
+    )
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
     total = steps_per_epoch * cfg.epochs
     start_epoch, step, best = 0, 0, -1.0
@@ -155,7 +166,13 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
             for p in parts:
                 p.epoch = epoch
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"matching epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="batch")
+            bar = tqdm(
+                loader,
+                total=steps_per_epoch,
+                desc=f"matching epoch {epoch + 1}/{cfg.epochs}",
+                disable=not progress,
+                unit="batch",
+            )
             t0 = time.monotonic()
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch:
@@ -164,25 +181,59 @@ def train_matching(cfg: MatchTrainConfig, resume: bool = False, progress: bool =
                 logits_b, desc_b = net(batch["image_b"])
                 det = detector_loss(logits_a, batch["kp_a"]) + detector_loss(logits_b, batch["kp_b"], batch["valid_b"])
                 keypoint_cells = torch.nn.functional.pixel_unshuffle(batch["kp_a"][:, None].float(), 8).sum(1) > 0
-                des = descriptor_loss(desc_a, desc_b, batch["corr"], batch["corr_valid"], cfg.descriptor_loss, cfg.mining,
-                                      generator=loss_gen, prefer=keypoint_cells)
+                des = descriptor_loss(
+                    desc_a,
+                    desc_b,
+                    batch["corr"],
+                    batch["corr_valid"],
+                    cfg.descriptor_loss,
+                    cfg.mining,
+                    generator=loss_gen,
+                    prefer=keypoint_cells,
+                )
                 total_loss = det + cfg.descriptor_weight * des
                 optimizer_step(opt, net.parameters(), total_loss, _lr_at(step, total, cfg))  # type: ignore[arg-type]
                 step += 1
-                values = {"detector": float(det.detach()), "descriptor": float(des.detach()), "total": float(total_loss.detach())}
+                values = {
+                    "detector": float(det.detach()),
+                    "descriptor": float(des.detach()),
+                    "total": float(total_loss.detach()),
+                }
                 bar.set_postfix(loss=f"{values['total']:.3f}")
                 if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                    log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}
+                        )
+                        + "\n"
+                    )
                     log.flush()
             metrics = validate(cfg, net, hpairs, ppairs) if (hpairs or ppairs) else {"metric": float("nan")}
-            log.write(json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics}) + "\n")
+            log.write(
+                json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics})
+                + "\n"
+            )
             log.flush()
-            best = checkpoint_epoch(out, {"model": net}, opt, gen, cfg, epoch, step, metrics, best,
-                                    best_without_validation=not (hpairs or ppairs))
+            best = checkpoint_epoch(
+                out,
+                {"model": net},
+                opt,
+                gen,
+                cfg,
+                epoch,
+                step,
+                metrics,
+                best,
+                best_without_validation=not (hpairs or ppairs),
+            )
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress and "homography_mma" in metrics:
-                print(f"epoch {epoch + 1}: MMA@3 {metrics['homography_mma'][3]:.3f}, H acc@3 {metrics['homography_accuracy'][3]:.3f}"
-                      + (f", pose AUC@10 {metrics['pose_auc'][10]:.3f}" if "pose_auc" in metrics else "") + f" (best {best:.3f})")
+                print(
+                    f"epoch {epoch + 1}: MMA@3 {metrics['homography_mma'][3]:.3f}, H acc@3 "
+                    f"{metrics['homography_accuracy'][3]:.3f}"
+                    + (f", pose AUC@10 {metrics['pose_auc'][10]:.3f}" if "pose_auc" in metrics else "")
+                    + f" (best {best:.3f})"
+                )
     return result
 
 

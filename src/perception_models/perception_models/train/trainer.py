@@ -61,25 +61,25 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     input_size: tuple[int, int] = (384, 512)
-    loss: str = "focal"                      # detection: focal | ohem
-    num_classes: int = 0                     # 0: from the data
+    loss: str = "focal"  # detection: focal | ohem
+    num_classes: int = 0  # 0: from the data
     class_names: list[str] = field(default_factory=list)
     seed: int = 0
     workers: int = 0
     log_every: int = 10
-    max_steps_per_epoch: int = 0             # 0: whole epoch
-    camvid: bool = False                     # segmentation data in CamVid layout (train/, trainannot/)
+    max_steps_per_epoch: int = 0  # 0: whole epoch
+    camvid: bool = False  # segmentation data in CamVid layout (train/, trainannot/)
     augment: bool = True
-    class_weights: str = "none"              # segmentation: none | median_frequency (SegNet)
-    init: str = ""                           # checkpoint (or exported .onnx) whose weights start this run
-    device: str = "auto"                     # auto | cpu | cuda | cuda:N
-    time_budget_min: float = 0.0             # > 0: fit the number of steps to this many minutes
-    cache_images: bool = False               # decode the training images once, shared by the loader's workers
-    ema: float = 0.0                         # > 0: decay of the weights' moving average (WeightAverage)
-    backbone_blocks: tuple[int, ...] = ()    # residual blocks per backbone stage; () = Backbone's default
+    class_weights: str = "none"  # segmentation: none | median_frequency (SegNet)
+    init: str = ""  # checkpoint (or exported .onnx) whose weights start this run
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    time_budget_min: float = 0.0  # > 0: fit the number of steps to this many minutes
+    cache_images: bool = False  # decode the training images once, shared by the loader's workers
+    ema: float = 0.0  # > 0: decay of the weights' moving average (WeightAverage)
+    backbone_blocks: tuple[int, ...] = ()  # residual blocks per backbone stage; () = Backbone's default
 
 
-PROBE_STEPS = (20, 60)                       # steps between which the time budget measures the rate
+PROBE_STEPS = (20, 60)  # steps between which the time budget measures the rate
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,8 +115,10 @@ def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibrat
         counts = load_onnx_weights(model, path, strict=False)
         grown = grow_blocks(model, counts["missing"], path)
         n = calibrate_batchnorm(model, calibration_batches) if calibration_batches is not None else 0
-        return (f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
-                + _grown_line(grown))
+        return (
+            f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
+            + _grown_line(grown)
+        )
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if ck.get("config", {}).get("task", expected_task) != expected_task:
         raise ValueError(f"--init {path}: a {ck['config']['task']} checkpoint, not {expected_task}")
@@ -124,8 +126,10 @@ def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibrat
         raise ValueError(f"--init {path}: not a {expected_task} checkpoint (no 'model' weights)")
     missing, unexpected = model.load_state_dict(ck["model"], strict=False)
     if unexpected:
-        raise ValueError(f"--init {path}: weights this model has no place for ({len(unexpected)}, e.g. {unexpected[0]}): "
-                         "a larger model than --backbone-blocks builds")
+        raise ValueError(
+            f"--init {path}: weights this model has no place for ({len(unexpected)}, e.g. {unexpected[0]}): "
+            "a larger model than --backbone-blocks builds"
+        )
     grown = grow_blocks(model, sorted({k.rsplit(".", 1)[0] for k in missing}), path)
     return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})" + _grown_line(grown)
 
@@ -143,12 +147,17 @@ def grow_blocks(model: torch.nn.Module, missing: list[str], path: str) -> list[s
     lacking = set(missing)
     candidates = {m.group(0)[:-1] for m in map(_BLOCK.match, missing) if m and int(m.group(2)) >= 1}
     # a block is added only when none of its convolutions was loaded (a partly loaded one is not ours to reset)
-    blocks = sorted(b for b in candidates if all(n in lacking for n, mod in modules.items()
-                                                 if n.startswith(b + ".") and isinstance(mod, torch.nn.Conv2d)))
+    blocks = sorted(
+        b
+        for b in candidates
+        if all(n in lacking for n, mod in modules.items() if n.startswith(b + ".") and isinstance(mod, torch.nn.Conv2d))
+    )
     stray = [name for name in missing if not any(name.startswith(b + ".") for b in blocks)]
     if stray:
-        raise ValueError(f"--init {path}: no weights for {len(stray)} modules of this model (e.g. {stray[0]}): "
-                         "another architecture (only backbone blocks added by --backbone-blocks may be missing)")
+        raise ValueError(
+            f"--init {path}: no weights for {len(stray)} modules of this model (e.g. {stray[0]}): "
+            "another architecture (only backbone blocks added by --backbone-blocks may be missing)"
+        )
     for name in blocks:
         block = modules[name]
         if not isinstance(block, BasicBlock) or not isinstance(block.skip, torch.nn.Identity):
@@ -216,8 +225,12 @@ class StepPlan:
             # validation passes cost time too: keep 15 % of the remaining budget for them
             self.total = min(self.total, max(run_step + 1, run_step + int(rate * left * 0.85)))
             self.decided = True
-            return {"kind": "plan", "steps_per_second": rate, "planned_steps": self.total,
-                    "budget_minutes": self.budget_s / 60.0}
+            return {
+                "kind": "plan",
+                "steps_per_second": rate,
+                "planned_steps": self.total,
+                "budget_minutes": self.budget_s / 60.0,
+            }
         return None
 
     def resumed(self) -> None:
@@ -250,8 +263,14 @@ def _distributed() -> tuple[int, int]:
 def build_datasets(cfg: TrainConfig):
     aug = Augment() if cfg.augment else None
     if cfg.task == "detection":
-        train = DetectionDataset([Path(d) for d in cfg.data], cfg.input_size, cfg.class_names or None, aug, cfg.seed,
-                                 cache_images=cfg.cache_images)
+        train = DetectionDataset(
+            [Path(d) for d in cfg.data],
+            cfg.input_size,
+            cfg.class_names or None,
+            aug,
+            cfg.seed,
+            cache_images=cfg.cache_images,
+        )
         val = DetectionDataset([Path(d) for d in cfg.val], cfg.input_size, train.class_names, None, cfg.seed)
         return train, val, train.class_names
     from ..data.readers.labels import CAMVID11, CAMVID_LUT
@@ -259,8 +278,9 @@ def build_datasets(cfg: TrainConfig):
 
     kw = dict(image_dir="train", label_dir="trainannot", lut=CAMVID_LUT) if cfg.camvid else {}
     vkw = dict(image_dir="val", label_dir="valannot", lut=CAMVID_LUT) if cfg.camvid else {}
-    train = SegmentationDataset([Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed,
-                                cache_images=cfg.cache_images, **kw)
+    train = SegmentationDataset(
+        [Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, cache_images=cfg.cache_images, **kw
+    )
     val = SegmentationDataset([Path(d) for d in cfg.val], cfg.input_size, None, seed=cfg.seed, **vkw)
     names = cfg.class_names or list(CAMVID11 if cfg.camvid else CLASSES)
     return train, val, names
@@ -269,7 +289,9 @@ def build_datasets(cfg: TrainConfig):
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     backbone = Backbone(blocks=tuple(cfg.backbone_blocks)) if cfg.backbone_blocks else None
     if cfg.task == "detection":
-        return Detector(DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss), backbone)
+        return Detector(
+            DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss), backbone
+        )
     return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)), backbone)
 
 
@@ -292,8 +314,13 @@ def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, gen: torch.Generator,
-                default_best: float) -> tuple[int, int, float]:
+def resume_from(
+    last: Path,
+    models: dict[str, torch.nn.Module],
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    default_best: float,
+) -> tuple[int, int, float]:
     """Load ``last.pt`` into ``models`` (checkpoint key -> module), the optimizer and the RNGs;
     returns (first epoch to run, step, best metric so far). Shared by every trainer."""
     if not last.is_file():
@@ -301,8 +328,10 @@ def resume_from(last: Path, models: dict[str, torch.nn.Module], opt: torch.optim
     ck = torch.load(last, map_location="cpu", weights_only=True)
     saved = ck.get("modules", [k for k in models if k in ck])
     if sorted(saved) != sorted(models):
-        raise ValueError(f"--resume: {last} holds the weights {sorted(saved)}, this run trains {sorted(models)} "
-                         "(resume with the options it was started with, e.g. --ema)")
+        raise ValueError(
+            f"--resume: {last} holds the weights {sorted(saved)}, this run trains {sorted(models)} "
+            "(resume with the options it was started with, e.g. --ema)"
+        )
     for key, module in models.items():
         module.load_state_dict(ck[key])
     opt.load_state_dict(ck["optimizer"])
@@ -321,17 +350,36 @@ def optimizer_step(opt: torch.optim.Optimizer, params: Any, loss: torch.Tensor, 
     opt.step()
 
 
-def checkpoint_epoch(out: Path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, gen: torch.Generator,
-                     cfg: Any, epoch: int, step: int, metrics: dict[str, Any], best: float, lower_is_better: bool = False,
-                     best_without_validation: bool = False) -> float:
+def checkpoint_epoch(
+    out: Path,
+    modules: dict[str, torch.nn.Module],
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    cfg: Any,
+    epoch: int,
+    step: int,
+    metrics: dict[str, Any],
+    best: float,
+    lower_is_better: bool = False,
+    best_without_validation: bool = False,
+) -> float:
     """Write ``last.pt`` (resumable: weights, optimizer, RNGs) and ``best.pt`` when the validation
     metric improved (or every epoch when there is no validation); returns the best metric."""
     m = metrics["metric"]
     improved = bool(np.isfinite(m) and (m < best if lower_is_better else m > best))
     best = m if improved else best
-    ck = {**{k: v.state_dict() for k, v in modules.items()}, "modules": list(modules), "optimizer": opt.state_dict(),
-          "epoch": epoch, "step": step, "best": best, "config": asdict(cfg), "metrics": metrics,
-          "torch_rng": torch.get_rng_state(), "loader_rng": gen.get_state()}
+    ck = {
+        **{k: v.state_dict() for k, v in modules.items()},
+        "modules": list(modules),
+        "optimizer": opt.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "best": best,
+        "config": asdict(cfg),
+        "metrics": metrics,
+        "torch_rng": torch.get_rng_state(),
+        "loader_rng": gen.get_state(),
+    }
     torch.save(ck, out / "last.pt")
     if improved or best_without_validation:
         torch.save(ck, out / "best.pt")
@@ -346,8 +394,13 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class_names: list[str],
-             device: torch.device | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    class_names: list[str],
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     device = device or torch.device("cpu")
@@ -358,8 +411,14 @@ def evaluate(cfg: TrainConfig, model: torch.nn.Module, loader: DataLoader, class
             boxes, scores, labels = (t.cpu() for t in post(images.to(device)))
             for b, s, lab, t in zip(boxes, scores, labels, targets):
                 k = s > 0
-                ev.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy(),
-                       gt_crowd=t["ignore"].numpy())
+                ev.add(
+                    t["boxes"].numpy(),
+                    t["labels"].numpy(),
+                    b[k].numpy(),
+                    s[k].numpy(),
+                    lab[k].numpy(),
+                    gt_crowd=t["ignore"].numpy(),
+                )
         out = ev.summary()
         out["metric"] = out["mAP"]
     else:
@@ -394,12 +453,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     collate = detection_collate if cfg.task == "detection" else None
     if cfg.init and not resume:
         calib = None
-        if cfg.init.endswith(".onnx"):   # BatchNorm statistics from un-augmented training images
-            plain = copy.copy(train_set)    # same samples (and decoded images), no augmentation
+        if cfg.init.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
+            plain = copy.copy(train_set)  # same samples (and decoded images), no augmentation
             plain.augment = None
             calib_set = torch.utils.data.Subset(plain, range(min(len(train_set), 16 * cfg.batch_size)))
-            calib = (to_device(b[0], device) for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate,
-                                                                 num_workers=cfg.workers))
+            calib = (
+                to_device(b[0], device)
+                for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
+            )
         line = init_weights(model, cfg.init, cfg.task, calib)
         if rank == 0:
             print(line)
@@ -407,7 +468,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.task == "segmentation" and cfg.class_weights == "median_frequency":
         weights = median_frequency_weights(train_set, cfg.num_classes)
         if rank == 0:
-            print("class weights (median frequency): " + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist())))
+            print(
+                "class weights (median frequency): "
+                + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist()))
+            )
         weights = weights.to(device)
     elif cfg.class_weights not in ("none", "median_frequency"):
         raise ValueError(f"class_weights '{cfg.class_weights}' must be none or median_frequency")
@@ -416,15 +480,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     modules = {"model": ema.module, "train_model": model} if ema is not None else {"model": model}
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=cfg.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(cfg.seed)
     pin = device.type == "cuda"
-    loader = DataLoader(train_set, cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-                        num_workers=cfg.workers, collate_fn=collate, drop_last=len(train_set) > cfg.batch_size,
-                        pin_memory=pin, persistent_workers=cfg.workers > 0)
-    val_loader = DataLoader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate,
-                            pin_memory=pin)
+    loader = DataLoader(
+        train_set,
+        cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=gen,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        drop_last=len(train_set) > cfg.batch_size,
+        pin_memory=pin,
+        persistent_workers=cfg.workers > 0,
+    )
+    val_loader = DataLoader(
+        val_set, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate, pin_memory=pin
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
     plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min if world == 1 else 0.0)
@@ -443,8 +519,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if sampler is not None:
                 sampler.set_epoch(epoch)
             net.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"{cfg.task} epoch {epoch + 1}/{plan.epochs()}",
-                       disable=not progress or rank != 0, unit="batch")
+            bar = tqdm(
+                loader,
+                total=steps_per_epoch,
+                desc=f"{cfg.task} epoch {epoch + 1}/{plan.epochs()}",
+                disable=not progress or rank != 0,
+                unit="batch",
+            )
             t0 = time.monotonic()
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch or step >= plan.total:
@@ -462,31 +543,47 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     ema.update(model, step)
                 run_steps += 1
                 decided = plan.after_step(run_steps, step)
-                cfg.epochs = plan.epochs()          # what the checkpoints and the card record
+                cfg.epochs = plan.epochs()  # what the checkpoints and the card record
                 if decided is not None:
                     if log is not None:
                         log.write(json.dumps({**decided, "step": step}) + "\n")
                     if progress and rank == 0:
-                        print(f"time budget: {decided['steps_per_second']:.2f} steps/s -> {decided['planned_steps']} steps")
+                        print(
+                            f"time budget: {decided['steps_per_second']:.2f} steps/s -> "
+                            f"{decided['planned_steps']} steps"
+                        )
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
                 if log is not None and (step % cfg.log_every == 0 or b == steps_per_epoch - 1):
-                    log.write(json.dumps({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"],
-                                          **values}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}
+                        )
+                        + "\n"
+                    )
                     log.flush()
             if rank != 0:  # validation and checkpoints are rank 0's; every rank moves on an epoch
                 epoch += 1
                 continue
             metrics = evaluate(cfg, modules["model"], val_loader, class_names, device)
-            entry = {"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0,
-                     "metric": metrics["metric"], **{k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}}
+            entry = {
+                "kind": "val",
+                "epoch": epoch,
+                "step": step,
+                "seconds": time.monotonic() - t0,
+                "metric": metrics["metric"],
+                **{k: v for k, v in metrics.items() if k not in ("confusion_matrix",)},
+            }
             assert log is not None
             log.write(json.dumps(entry) + "\n")
             log.flush()
             best = checkpoint_epoch(out, modules, opt, gen, cfg, epoch, step, metrics, best)
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
-                print(f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} (best {best:.4f})")
+                print(
+                    f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} "
+                    f"(best {best:.4f})"
+                )
             epoch += 1
     finally:
         if log is not None:
@@ -513,7 +610,7 @@ def plot_log(run: Path | str, out: Path | str | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     run = Path(run)
-    rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
+    rows = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines() if ln.strip()]
     tr = [r for r in rows if r["kind"] == "train"]
     va = [r for r in rows if r["kind"] == "val"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))

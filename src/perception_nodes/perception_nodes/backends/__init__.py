@@ -23,14 +23,21 @@ __all__ = ["Backend", "BackendError", "TensorSpec", "OnnxRuntimeBackend", "creat
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
-def create_backend(kind: str, model_path: str | os.PathLike[str], *,
-                   providers: Sequence[str] = ("cpu",), threads: int = 0,
-                   engine_cache_dir: str = "~/.cache/perception/engines", precision: str = "fp16",
-                   input_shapes: dict[str, tuple[int, ...]] | None = None,
-                   calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
-                   calibration_cache: str | None = None, calibration_algorithm: str = "entropy",
-                   progress: bool = False,
-                   log_fn: Callable[[str], None] | None = None) -> Backend:
+def create_backend(
+    kind: str,
+    model_path: str | os.PathLike[str],
+    *,
+    providers: Sequence[str] = ("cpu",),
+    threads: int = 0,
+    engine_cache_dir: str = "~/.cache/perception/engines",
+    precision: str = "fp16",
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
+    calibration_cache: str | None = None,
+    calibration_algorithm: str = "entropy",
+    progress: bool = False,
+    log_fn: Callable[[str], None] | None = None,
+) -> Backend:
     """Build the backend a node's parameters ask for; raises BackendError with the fix."""
     if kind not in BACKENDS:
         raise BackendError(f"backend '{kind}' must be one of {BACKENDS}")
@@ -44,10 +51,15 @@ def create_backend(kind: str, model_path: str | os.PathLike[str], *,
     if kind == "tensorrt":
         from .tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(model_path, cache_dir=os.path.expanduser(engine_cache_dir),
-                               precision=precision, input_shapes=input_shapes,
-                               calibration_batches=calibration_batches,
-                               calibration_cache=calibration_cache,
-                               calibration_algorithm=calibration_algorithm,
-                               progress=progress, log_fn=log_fn)
+        return TensorRTBackend(
+            model_path,
+            cache_dir=os.path.expanduser(engine_cache_dir),
+            precision=precision,
+            input_shapes=input_shapes,
+            calibration_batches=calibration_batches,
+            calibration_cache=calibration_cache,
+            calibration_algorithm=calibration_algorithm,
+            progress=progress,
+            log_fn=log_fn,
+        )
     return OnnxRuntimeBackend(model_path, providers=providers, threads=threads)

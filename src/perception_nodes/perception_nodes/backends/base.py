@@ -58,19 +58,12 @@ class Backend(abc.ABC):
             )
         for name, arr in feeds.items():
             spec = expected[name]
-            if arr.ndim != len(spec.shape) or any(
-                d > 0 and d != a for d, a in zip(spec.shape, arr.shape)
-            ):
-                raise BackendError(
-                    f"Input '{name}' has shape {tuple(arr.shape)}; the model expects {spec.shape}"
-                )
+            if arr.ndim != len(spec.shape) or any(d > 0 and d != a for d, a in zip(spec.shape, arr.shape)):
+                raise BackendError(f"Input '{name}' has shape {tuple(arr.shape)}; the model expects {spec.shape}")
 
     def warmup(self, iterations: int = 3) -> float:
         """Run ``iterations`` inferences on zeros (dynamic dims as 1); returns the last in ms."""
-        feeds = {
-            s.name: np.zeros(tuple(d if d > 0 else 1 for d in s.shape), dtype=s.dtype)
-            for s in self.inputs
-        }
+        feeds = {s.name: np.zeros(tuple(d if d > 0 else 1 for d in s.shape), dtype=s.dtype) for s in self.inputs}
         ms = 0.0
         for _ in range(max(1, iterations)):
             t = time.perf_counter()

@@ -13,8 +13,9 @@ from ..pipelines.preprocess import fit_image, to_nchw
 from .base import BackendError
 
 
-def iter_rgb_images(images: str | None = None, bag: str | None = None,
-                    topic: str = "/camera/image_raw") -> Iterator[np.ndarray]:
+def iter_rgb_images(
+    images: str | None = None, bag: str | None = None, topic: str = "/camera/image_raw"
+) -> Iterator[np.ndarray]:
     if images:
         files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -34,10 +35,17 @@ def iter_rgb_images(images: str | None = None, bag: str | None = None,
         raise BackendError("calibration needs images=DIR or bag=BAG")
 
 
-def calibration_batches(onnx_path: Path, shapes: dict[str, tuple[int, ...]], *, images: str | None = None,
-                        bag: str | None = None, topic: str = "/camera/image_raw", count: int = 200,
-                        mean: tuple[float, ...] = (0.0, 0.0, 0.0), std: tuple[float, ...] = (1.0, 1.0, 1.0),
-                        ) -> Iterator[dict[str, np.ndarray]]:
+def calibration_batches(
+    onnx_path: Path,
+    shapes: dict[str, tuple[int, ...]],
+    *,
+    images: str | None = None,
+    bag: str | None = None,
+    topic: str = "/camera/image_raw",
+    count: int = 200,
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+    std: tuple[float, ...] = (1.0, 1.0, 1.0),
+) -> Iterator[dict[str, np.ndarray]]:
     """Preprocessed NCHW float32 batches for the model's single image input."""
     from .tensorrt_backend import onnx_input_specs, resolve_input_shapes
 
@@ -45,7 +53,7 @@ def calibration_batches(onnx_path: Path, shapes: dict[str, tuple[int, ...]], *, 
     resolved = resolve_input_shapes(specs, shapes or None)
     if len(resolved) != 1:
         raise BackendError(f"calibration supports one image input; the model has {list(resolved)}")
-    (name, (n, _c, h, w)), = resolved.items()
+    ((name, (n, _c, h, w)),) = resolved.items()
     m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     batch: list[np.ndarray] = []
     used = 0

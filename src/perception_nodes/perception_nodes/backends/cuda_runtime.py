@@ -70,14 +70,20 @@ class DeviceBuffer:
         host = np.ascontiguousarray(host)
         if host.nbytes > self.nbytes:
             raise BackendError(f"upload of {host.nbytes} B into a {self.nbytes} B device buffer")
-        check(self._rt.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes,
-                                       self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream),
-              "cudaMemcpyAsync(H2D)")
+        check(
+            self._rt.cudaMemcpyAsync(
+                self.ptr, host.ctypes.data, host.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream
+            ),
+            "cudaMemcpyAsync(H2D)",
+        )
 
     def download(self, host: np.ndarray, stream: int) -> None:
-        check(self._rt.cudaMemcpyAsync(host.ctypes.data, self.ptr, host.nbytes,
-                                       self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream),
-              "cudaMemcpyAsync(D2H)")
+        check(
+            self._rt.cudaMemcpyAsync(
+                host.ctypes.data, self.ptr, host.nbytes, self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream
+            ),
+            "cudaMemcpyAsync(D2H)",
+        )
 
     def free(self) -> None:
         if self.ptr:

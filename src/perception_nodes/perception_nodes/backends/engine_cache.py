@@ -77,9 +77,7 @@ class EngineKey:
             "calibration_sha256": "INT8 calibration cache changed",
         }
         mine, theirs = self.to_json(), other.to_json()
-        return [
-            labels[k].format(ours=mine[k], theirs=theirs[k]) for k in labels if mine[k] != theirs[k]
-        ]
+        return [labels[k].format(ours=mine[k], theirs=theirs[k]) for k in labels if mine[k] != theirs[k]]
 
 
 @dataclass
@@ -129,19 +127,24 @@ class EngineCache:
             reasons = [f"no cached engine for '{model_stem}' in {self.cache_dir}"]
         return CacheLookup(engine, False, reasons)
 
-    def store(self, model_stem: str, key: EngineKey, serialized: bytes,
-              build_seconds: float = 0.0) -> Path:
+    def store(self, model_stem: str, key: EngineKey, serialized: bytes, build_seconds: float = 0.0) -> Path:
         """Write engine + sidecar atomically (a crash mid-write never leaves a 'valid' engine)."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         engine, meta = self.paths(model_stem, key)
         for path, data in (
             (engine, serialized),
-            (meta, json.dumps({
-                "key": key.to_json(),
-                "engine_sha256": hashlib.sha256(serialized).hexdigest(),
-                "build_seconds": round(build_seconds, 2),
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }, indent=2).encode()),
+            (
+                meta,
+                json.dumps(
+                    {
+                        "key": key.to_json(),
+                        "engine_sha256": hashlib.sha256(serialized).hexdigest(),
+                        "build_seconds": round(build_seconds, 2),
+                        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    },
+                    indent=2,
+                ).encode(),
+            ),
         ):
             fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:

@@ -45,8 +45,9 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike[str], providers: Sequence[str] = ("cpu",),
-                 threads: int = 0) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike[str], providers: Sequence[str] = ("cpu",), threads: int = 0
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -72,9 +73,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise BackendError(
-                f"ONNX Runtime cannot load '{path}' (corrupt or not an ONNX model?): {exc}"
-            ) from None
+            raise BackendError(f"ONNX Runtime cannot load '{path}' (corrupt or not an ONNX model?): {exc}") from None
         self.model_path = path
         self._inputs = [_spec(i) for i in self.session.get_inputs()]
         self._outputs = [_spec(o) for o in self.session.get_outputs()]

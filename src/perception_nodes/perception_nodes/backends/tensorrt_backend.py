@@ -38,8 +38,9 @@ def require_tensorrt() -> str:
         import tensorrt as trt
 
         if not hasattr(trt, "Builder"):  # e.g. a folder of type stubs imported as a namespace
-            raise ImportError(f"the 'tensorrt' found at {list(getattr(trt, '__path__', []))} is not "
-                              "TensorRT's Python package")
+            raise ImportError(
+                f"the 'tensorrt' found at {list(getattr(trt, '__path__', []))} is not TensorRT's Python package"
+            )
         return str(trt.__version__)
     except ImportError as exc:
         raise BackendError(
@@ -85,19 +86,21 @@ def onnx_input_specs(onnx_path: str | os.PathLike[str]) -> list[TensorSpec]:
         raise BackendError(f"'{path}' is not a readable ONNX model: {exc}") from None
 
 
-def resolve_input_shapes(specs: list[TensorSpec],
-                         overrides: dict[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
+def resolve_input_shapes(
+    specs: list[TensorSpec], overrides: dict[str, tuple[int, ...]] | None
+) -> dict[str, tuple[int, ...]]:
     """Static shape per input: the ONNX shape, with ``overrides`` for dynamic dims."""
     overrides = dict(overrides or {})
     unknown = set(overrides) - {s.name for s in specs}
     if unknown:
-        raise BackendError(f"input_shapes names {sorted(unknown)}; the model's inputs are "
-                           f"{[s.name for s in specs]}")
+        raise BackendError(f"input_shapes names {sorted(unknown)}; the model's inputs are {[s.name for s in specs]}")
     shapes = {}
     for s in specs:
         shape = tuple(overrides.get(s.name, s.shape))
-        if len(shape) != len(s.shape) or any(d <= 0 for d in shape) or any(
-            m > 0 and m != d for m, d in zip(s.shape, shape)
+        if (
+            len(shape) != len(s.shape)
+            or any(d <= 0 for d in shape)
+            or any(m > 0 and m != d for m, d in zip(s.shape, shape))
         ):
             raise BackendError(
                 f"Input '{s.name}' has ONNX shape {s.shape}; give a static shape of the same rank "
@@ -107,9 +110,14 @@ def resolve_input_shapes(specs: list[TensorSpec],
     return shapes
 
 
-def compute_engine_key(onnx_path: Path, gpu_name: str, tensorrt_version: str, precision: str,
-                       input_shapes: dict[str, tuple[int, ...]],
-                       calibration_cache: Path | None = None) -> EngineKey:
+def compute_engine_key(
+    onnx_path: Path,
+    gpu_name: str,
+    tensorrt_version: str,
+    precision: str,
+    input_shapes: dict[str, tuple[int, ...]],
+    calibration_cache: Path | None = None,
+) -> EngineKey:
     """The cache key of the engine for this model on this GPU (shared by the backend and the
     container entrypoint, which checks the cache before starting nodes)."""
     calib = calibration_cache
@@ -159,8 +167,9 @@ def _make_progress_monitor() -> "trt.IProgressMonitor":
             while p and p in self._bars:
                 depth += 1
                 p = getattr(self._bars[p], "parent", None)
-            bar = tqdm(total=num_steps, desc=("  " * depth) + phase_name, leave=depth == 0,
-                       position=depth, dynamic_ncols=True)
+            bar = tqdm(
+                total=num_steps, desc=("  " * depth) + phase_name, leave=depth == 0, position=depth, dynamic_ncols=True
+            )
             bar.parent = parent_phase
             self._bars[phase_name] = bar
 
@@ -179,8 +188,9 @@ def _make_progress_monitor() -> "trt.IProgressMonitor":
     return TqdmProgressMonitor()
 
 
-def _make_calibrator(algorithm: str, batches: Iterable[dict[str, np.ndarray]],
-                     cache_file: Path, input_shapes: dict[str, tuple[int, ...]]) -> "trt.IInt8Calibrator":
+def _make_calibrator(
+    algorithm: str, batches: Iterable[dict[str, np.ndarray]], cache_file: Path, input_shapes: dict[str, tuple[int, ...]]
+) -> "trt.IInt8Calibrator":
     """An INT8 calibrator fed by preprocessed batches (dicts of NCHW float32 arrays)."""
     import tensorrt as trt
 
@@ -237,11 +247,17 @@ def _make_calibrator(algorithm: str, batches: Iterable[dict[str, np.ndarray]],
     return MinMaxCalibrator()
 
 
-def build_serialized_engine(onnx_path: Path, input_shapes: dict[str, tuple[int, ...]],
-                            precision: str, *, workspace_mb: int = 1024, progress: bool = True,
-                            calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
-                            calibration_cache: Path | None = None,
-                            calibration_algorithm: str = "entropy") -> bytes:
+def build_serialized_engine(
+    onnx_path: Path,
+    input_shapes: dict[str, tuple[int, ...]],
+    precision: str,
+    *,
+    workspace_mb: int = 1024,
+    progress: bool = True,
+    calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
+    calibration_cache: Path | None = None,
+    calibration_algorithm: str = "entropy",
+) -> bytes:
     """Parse ONNX and build a serialized engine (minutes on a Jetson)."""
     require_tensorrt()
     import tensorrt as trt
@@ -281,7 +297,8 @@ def build_serialized_engine(onnx_path: Path, input_shapes: dict[str, tuple[int, 
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)  # layers INT8 cannot take fall back to FP16
         config.int8_calibrator = _make_calibrator(
-            calibration_algorithm, calibration_batches or [], calibration_cache, input_shapes)
+            calibration_algorithm, calibration_batches or [], calibration_cache, input_shapes
+        )
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -297,13 +314,20 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, onnx_path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str],
-                 precision: str = "fp16", input_shapes: dict[str, tuple[int, ...]] | None = None,
-                 workspace_mb: int = 1024, progress: bool = True,
-                 calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
-                 calibration_cache: str | os.PathLike[str] | None = None,
-                 calibration_algorithm: str = "entropy",
-                 log_fn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike[str],
+        *,
+        cache_dir: str | os.PathLike[str],
+        precision: str = "fp16",
+        input_shapes: dict[str, tuple[int, ...]] | None = None,
+        workspace_mb: int = 1024,
+        progress: bool = True,
+        calibration_batches: Iterable[dict[str, np.ndarray]] | None = None,
+        calibration_cache: str | os.PathLike[str] | None = None,
+        calibration_algorithm: str = "entropy",
+        log_fn: Callable[[str], None] | None = None,
+    ) -> None:
         self._log = log_fn or log.info
         if precision not in PRECISIONS:
             raise BackendError(f"precision '{precision}' must be one of {PRECISIONS}")
@@ -329,9 +353,15 @@ class TensorRTBackend(Backend):
         if engine is None:
             t0 = time.monotonic()
             blob = build_serialized_engine(
-                onnx_path, shapes, precision, workspace_mb=workspace_mb, progress=progress,
-                calibration_batches=calibration_batches, calibration_cache=calib,
-                calibration_algorithm=calibration_algorithm)
+                onnx_path,
+                shapes,
+                precision,
+                workspace_mb=workspace_mb,
+                progress=progress,
+                calibration_batches=calibration_batches,
+                calibration_cache=calib,
+                calibration_algorithm=calibration_algorithm,
+            )
             seconds = time.monotonic() - t0
             if precision == "int8" and calib and calib.is_file() and not key.calibration_sha256:
                 # First calibration: key the engine by the cache it just wrote.
@@ -391,8 +421,10 @@ class TensorRTBackend(Backend):
         return {name: host.copy() for name, host in self._host_out.items()}
 
     def describe(self) -> str:
-        return (f"tensorrt {self.key.tensorrt_version} {self.key.precision} on {self.key.gpu_name} "
-                f"engine={self.engine_path.name}")
+        return (
+            f"tensorrt {self.key.tensorrt_version} {self.key.precision} on {self.key.gpu_name} "
+            f"engine={self.engine_path.name}"
+        )
 
     def close(self) -> None:
         for buf in self._device.values():

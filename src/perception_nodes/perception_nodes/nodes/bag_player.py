@@ -82,18 +82,21 @@ class BagPlayer(Node):
                 continue
             self.pubs[topic] = self.create_publisher(cls, topic, qos)
         if self.skipped:
-            self.get_logger().warn(
-                f"not publishing {self.skipped}: their message packages are not installed for rclpy")
+            self.get_logger().warn(f"not publishing {self.skipped}: their message packages are not installed for rclpy")
         if p["mode"] == "lockstep" and p["lockstep_topic"] not in self.pubs:
-            raise ParameterError(f"lockstep_topic '{p['lockstep_topic']}' is not a playable topic of "
-                                 f"the bag; it has {sorted(self.pubs)}")
+            raise ParameterError(
+                f"lockstep_topic '{p['lockstep_topic']}' is not a playable topic of the bag; it has {sorted(self.pubs)}"
+            )
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
         self._acks: dict[int, dict[str, FrameStatus]] = defaultdict(dict)
         self._seen_nodes: set[str] = set()
         self._cv = threading.Condition()
-        self.create_subscription(FrameStatus, p["status_topic"], self._on_status,
-                                 QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                                            history=HistoryPolicy.KEEP_LAST, depth=1000))
+        self.create_subscription(
+            FrameStatus,
+            p["status_topic"],
+            self._on_status,
+            QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000),
+        )
         self.summary: dict[str, Any] = {}
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run_safely, daemon=True)
@@ -134,19 +137,26 @@ class BagPlayer(Node):
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
                 if self.lockstep_nodes <= names and sub_count >= max(len(self.lockstep_nodes), p["min_subscribers"]):
                     break
-            elif max((pub.get_subscription_count() for pub in self.pubs.values()), default=0) >= \
-                    max(1, p["min_subscribers"]) or p["wait_for_nodes_timeout"] == 0:
+            elif (
+                max((pub.get_subscription_count() for pub in self.pubs.values()), default=0)
+                >= max(1, p["min_subscribers"])
+                or p["wait_for_nodes_timeout"] == 0
+            ):
                 break
             time.sleep(0.05)
         else:
             missing = required - self._subscribers(p["lockstep_topic"]) if p["lockstep_topic"] in self.pubs else set()
             if missing:
-                raise BagError(f"{sorted(missing)} did not subscribe to {p['lockstep_topic']} within "
-                               f"{p['wait_for_nodes_timeout']} s")
+                raise BagError(
+                    f"{sorted(missing)} did not subscribe to {p['lockstep_topic']} within "
+                    f"{p['wait_for_nodes_timeout']} s"
+                )
             if p["mode"] == "lockstep":
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
-                raise BagError(f"lockstep: nodes {sorted(self.lockstep_nodes - names)} did not appear "
-                               f"within {p['wait_for_nodes_timeout']} s (running: {sorted(names)})")
+                raise BagError(
+                    f"lockstep: nodes {sorted(self.lockstep_nodes - names)} did not appear "
+                    f"within {p['wait_for_nodes_timeout']} s (running: {sorted(names)})"
+                )
         time.sleep(p["start_delay"])
 
     def _graph_nodes(self) -> set[str]:
@@ -193,12 +203,12 @@ class BagPlayer(Node):
         t_start = time.monotonic()
         self.get_logger().info(
             f"playing {self.bag} ({total} messages, {self.info.duration_s:.1f} s) mode={mode}"
-            + (f" rate={p['rate']}" if mode == "realtime" else ""))
+            + (f" rate={p['rate']}" if mode == "realtime" else "")
+        )
         while True:
             bag_t0: int | None = None
             wall_t0 = time.monotonic()
-            bar = tqdm(total=total, desc=f"replay ({mode})", unit="msg", dynamic_ncols=True,
-                       disable=None)
+            bar = tqdm(total=total, desc=f"replay ({mode})", unit="msg", dynamic_ncols=True, disable=None)
             for topic, _msgtype, t_ns, cdr in read_messages(self.bag, list(self.pubs)):
                 if not rclpy.ok():
                     return
@@ -220,7 +230,9 @@ class BagPlayer(Node):
                     self.get_logger().warn(
                         f"{topic}: a {len(cdr)} byte message is larger than the {segment} byte shared-memory "
                         f"segment ({SEGMENT_ENV}); best-effort subscribers may not get it "
-                        f"({oversize} so far)", throttle_duration_sec=5.0)
+                        f"({oversize} so far)",
+                        throttle_duration_sec=5.0,
+                    )
                 self.pubs[topic].publish(cdr)
                 published += 1
                 bar.update(1)
@@ -237,16 +249,21 @@ class BagPlayer(Node):
                             missing = self.lockstep_nodes - set(self._acks.get(stamp, {}))
                             self.get_logger().error(
                                 f"lockstep: frame {stamp} unanswered by {sorted(missing)} after "
-                                f"{attempt + 1} tries; continuing")
+                                f"{attempt + 1} tries; continuing"
+                            )
                             break
                         gone = sorted(self.lockstep_nodes - self._graph_nodes())
                         if gone:
-                            raise ReplayError("node_died", f"lockstep: node(s) {gone} left the ROS graph; frame "
-                                              f"{stamp} ({frames} of the bag) cannot be answered")
+                            raise ReplayError(
+                                "node_died",
+                                f"lockstep: node(s) {gone} left the ROS graph; frame "
+                                f"{stamp} ({frames} of the bag) cannot be answered",
+                            )
                         attempt += 1
                         retries += 1
-                        self.get_logger().warn(f"lockstep: frame {stamp} unanswered after "
-                                               f"{p['lockstep_timeout']} s; publishing it again")
+                        self.get_logger().warn(
+                            f"lockstep: frame {stamp} unanswered after {p['lockstep_timeout']} s; publishing it again"
+                        )
                         self.pubs[topic].publish(cdr)
                     rejected += sum(1 for s in self._acks.get(stamp, {}).values() if not s.ok)
                 elif topic == lock_topic or (not lock_topic and mode != "lockstep"):
@@ -255,18 +272,27 @@ class BagPlayer(Node):
             if not p["loop"] or mode == "lockstep":
                 break
         wall = time.monotonic() - t_start
-        self.summary.update({
-            "bag": str(self.bag), "mode": mode, "messages_published": published,
-            "frames": frames, "frames_answered": frames - lost, "frames_lost": lost,
-            "lost_stamps": lost_stamps, "frames_rejected_by_nodes": rejected, "retries": retries,
-            "messages_over_transport_limit": oversize,
-            "wall_time_s": round(wall, 3), "skipped_topics": self.skipped,
-            "processing_ms": self._processing_stats(),
-            "frame_publish_ns": [[s, t] for s, t in frame_published.items()],
-        })
+        self.summary.update(
+            {
+                "bag": str(self.bag),
+                "mode": mode,
+                "messages_published": published,
+                "frames": frames,
+                "frames_answered": frames - lost,
+                "frames_lost": lost,
+                "lost_stamps": lost_stamps,
+                "frames_rejected_by_nodes": rejected,
+                "retries": retries,
+                "messages_over_transport_limit": oversize,
+                "wall_time_s": round(wall, 3),
+                "skipped_topics": self.skipped,
+                "processing_ms": self._processing_stats(),
+                "frame_publish_ns": [[s, t] for s, t in frame_published.items()],
+            }
+        )
         self.get_logger().info(
-            f"done: {published} messages, {frames} frames, lost {lost}, retries {retries}, "
-            f"{wall:.1f} s")
+            f"done: {published} messages, {frames} frames, lost {lost}, retries {retries}, {wall:.1f} s"
+        )
 
     def _processing_stats(self) -> dict[str, dict[str, float]]:
         import numpy as np
@@ -276,8 +302,10 @@ class BagPlayer(Node):
             for answers in self._acks.values():
                 for node, st in answers.items():
                     per_node[node].append(st.processing_ms)
-        return {n: {"median": float(np.median(v)), "p95": float(np.percentile(v, 95)), "count": len(v)}
-                for n, v in per_node.items()}
+        return {
+            n: {"median": float(np.median(v)), "p95": float(np.percentile(v, 95)), "count": len(v)}
+            for n, v in per_node.items()
+        }
 
     def _write_summary(self) -> None:
         path = self.params.get("summary_path")
@@ -298,6 +326,7 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(ERROR_KINDS.get(node.summary.get("error_kind", ""), EXIT_FAILED))
     if node.summary.get("frames_lost"):
         raise SystemExit(EXIT_FRAMES_LOST)
+
 
 if __name__ == "__main__":
     main()

@@ -31,8 +31,12 @@ def odometry_to_tf(store: Any, cdr: bytes) -> Any:
     odom = store.deserialize_cdr(bytes(cdr), "nav_msgs/msg/Odometry")
     p, q = odom.pose.pose.position, odom.pose.pose.orientation
     tf = T["geometry_msgs/msg/TransformStamped"](
-        header=odom.header, child_frame_id=odom.child_frame_id,
-        transform=T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=p.x, y=p.y, z=p.z), rotation=q))
+        header=odom.header,
+        child_frame_id=odom.child_frame_id,
+        transform=T["geometry_msgs/msg/Transform"](
+            translation=T["geometry_msgs/msg/Vector3"](x=p.x, y=p.y, z=p.z), rotation=q
+        ),
+    )
     return T["tf2_msgs/msg/TFMessage"](transforms=[tf])
 
 
@@ -68,8 +72,9 @@ class BagRecorder(Node):
             msgtype = types[0]
             cls = message_class(msgtype)
             if cls is None:
-                self.get_logger().warn(f"cannot record {topic}: type {msgtype} not installed",
-                                       throttle_duration_sec=30.0)
+                self.get_logger().warn(
+                    f"cannot record {topic}: type {msgtype} not installed", throttle_duration_sec=30.0
+                )
                 continue
             pubs = self.get_publishers_info_by_topic(topic)
             if not pubs:
@@ -77,7 +82,9 @@ class BagRecorder(Node):
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in pubs)
             qos = QoSProfile(
                 reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                history=HistoryPolicy.KEEP_LAST, depth=1000)
+                history=HistoryPolicy.KEEP_LAST,
+                depth=1000,
+            )
             try:
                 self.writer.add_topic(topic, msgtype)
             except BagError as exc:
@@ -85,7 +92,8 @@ class BagRecorder(Node):
                 self.subs[topic] = None
                 continue
             self.subs[topic] = self.create_subscription(
-                cls, topic, lambda data, t=topic, m=msgtype: self.on_message(t, m, data), qos, raw=True)
+                cls, topic, lambda data, t=topic, m=msgtype: self.on_message(t, m, data), qos, raw=True
+            )
             self.get_logger().info(f"recording {topic} [{msgtype}] ({'reliable' if reliable else 'best effort'})")
 
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:

@@ -71,7 +71,9 @@ class CameraSource(Node):
         schema = load_schema("camera_source")
         declare_from_schema(self, schema)
         p = self.params = read_parameters(self, schema)
-        src = p["source"] if p["source"].startswith("/dev/") or p["source"].isdigit() else str(resolve_path(p["source"]))
+        src = (
+            p["source"] if p["source"].startswith("/dev/") or p["source"].isdigit() else str(resolve_path(p["source"]))
+        )
         self.source = FrameSource(src, p["loop"], p["width"], p["height"])
         self.info = load_camera_info(resolve_path(p["camera_info_url"])) if p["camera_info_url"] else None
         self.image_pub = self.create_publisher(Image, "image_raw", output_qos(5))
@@ -88,8 +90,11 @@ class CameraSource(Node):
             rclpy.try_shutdown()
             return
         enc = self.params["encoding"]
-        arr = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if enc == "rgb8" else (
-            cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if enc == "mono8" else bgr)
+        arr = (
+            cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if enc == "rgb8"
+            else (cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if enc == "mono8" else bgr)
+        )
         msg = numpy_to_image(arr, enc)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.params["frame_id"]
@@ -103,7 +108,8 @@ class CameraSource(Node):
                 f"a {msg.width}x{msg.height} {enc} frame ({size} bytes) is larger than the {self.segment} byte "
                 f"shared-memory segment ({SEGMENT_ENV}; perception run sizes it from this node's width/height): "
                 f"best-effort subscribers on this host may lose it ({self.oversize} frames so far)",
-                throttle_duration_sec=5.0)
+                throttle_duration_sec=5.0,
+            )
         self.image_pub.publish(msg)
         self.count += 1
 
@@ -112,6 +118,7 @@ def main(args: list[str] | None = None) -> None:
     from ..node_base import run_plain_node
 
     run_plain_node(CameraSource, "camera_source", (ValueError, ParameterError), args)
+
 
 if __name__ == "__main__":
     main()

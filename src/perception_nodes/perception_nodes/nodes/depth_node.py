@@ -35,9 +35,13 @@ from .model_node import ModelNode
 def pose_from_xyzrpy(v: list[float]) -> np.ndarray:
     x, y, z, roll, pitch, yaw = (float(a) for a in v)
     cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    R = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                  [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                  [-sp, cp * sr, cp * cr]])
+    R = np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, (x, y, z)
     return T
@@ -51,8 +55,10 @@ class DepthNode(ModelNode):
         pipe = DepthPipeline(backend, card)
         self.scale = ScaleEstimator(params["scale_source"], params["camera_height"], params["scale_smoothing"])
         if params["scale_source"] == "model" and pipe.scale_source != "supervised":
-            self.get_logger().warn(f"scale_source 'model' but the depth model's card says scale_source "
-                                   f"'{pipe.scale_source}': depth may be up to scale (use camera_height or depth_topic)")
+            self.get_logger().warn(
+                f"scale_source 'model' but the depth model's card says scale_source "
+                f"'{pipe.scale_source}': depth may be up to scale (use camera_height or depth_topic)"
+            )
         self.reference: deque = deque(maxlen=10)
         self.warned_no_info = False
         self.estimator: Any = None
@@ -72,11 +78,18 @@ class DepthNode(ModelNode):
             # ground's motion between frames (GroundScale), not from the depth network; the
             # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
             height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
-            mount = (self.T_base_optical if params["base_frame"] else
-                     pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL)
-            self.estimator = make_estimator(name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount))
-            self.tracker = OdometryTracker(params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical,
-                                           history=1)  # ~/path keeps its own path_length poses
+            mount = (
+                self.T_base_optical
+                if params["base_frame"]
+                else pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0])
+                @ T_BODY_OPTICAL
+            )
+            self.estimator = make_estimator(
+                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount)
+            )
+            self.tracker = OdometryTracker(
+                params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
+            )  # ~/path keeps its own path_length poses
         return pipe
 
     def teardown(self) -> None:
@@ -91,8 +104,12 @@ class DepthNode(ModelNode):
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.p = params
         self.depth_pub = self.create_publisher(Image, "~/depth", output_qos()) if params["publish_depth"] else None
-        self.colored_pub = self.create_publisher(Image, "~/depth_colored", output_qos(2)) if params["publish_colored"] else None
-        self.points_pub = self.create_publisher(PointCloud2, "~/points", output_qos(2)) if params["publish_points"] else None
+        self.colored_pub = (
+            self.create_publisher(Image, "~/depth_colored", output_qos(2)) if params["publish_colored"] else None
+        )
+        self.points_pub = (
+            self.create_publisher(PointCloud2, "~/points", output_qos(2)) if params["publish_points"] else None
+        )
         self.odom_pub = self.path_pub = self.tf = None
         if params["odometry"]:
             self.odom_pub = self.create_publisher(Odometry, "~/odometry", output_qos())
@@ -105,8 +122,10 @@ class DepthNode(ModelNode):
 
                     self.tf = TransformBroadcaster(self)
                 except ImportError:
-                    self.get_logger().info("tf2_ros is not installed: no TF broadcast; ~/odometry and ~/path carry "
-                                           "the same poses (the bag recorder writes /tf through rosbags)")
+                    self.get_logger().info(
+                        "tf2_ros is not installed: no TF broadcast; ~/odometry and ~/path carry "
+                        "the same poses (the bag recorder writes /tf through rosbags)"
+                    )
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
@@ -131,14 +150,18 @@ class DepthNode(ModelNode):
             rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         result: DepthResult = self.pipeline.run(rgb, self.timer, K=self.K_for(rgb.shape[:2]))
         if result.focal_factor is None:
-            self.counters["focal"] = (f"no CameraInfo: depth is for the model's canonical focal length "
-                                      f"({self.pipeline.canonical_focal:.1f} px at its input), not this camera's")
+            self.counters["focal"] = (
+                f"no CameraInfo: depth is for the model's canonical focal length "
+                f"({self.pipeline.canonical_focal:.1f} px at its input), not this camera's"
+            )
             self.get_logger().warn(self.counters["focal"], throttle_duration_sec=5.0)
         elif self.pipeline.canonical_focal > 0:
             self.counters["focal"] = f"camera focal / canonical focal {result.focal_factor:.3f}"
         if result.invalid_pixels:
             self.counters["invalid_depth_pixels"] = self.counters.get("invalid_depth_pixels", 0) + result.invalid_pixels
-            self.get_logger().warn(f"{result.invalid_pixels} depth pixels NaN/inf/<= 0 (published as NaN)", throttle_duration_sec=5.0)
+            self.get_logger().warn(
+                f"{result.invalid_pixels} depth pixels NaN/inf/<= 0 (published as NaN)", throttle_duration_sec=5.0
+            )
             if result.invalid_pixels == result.network_depth.size:
                 raise FrameError("depth model output is NaN/inf everywhere")
         self.publish_result(msg, rgb, result)
@@ -147,16 +170,19 @@ class DepthNode(ModelNode):
         """Scale, then depth / colour / cloud, then odometry from the same depth."""
         K = self.K_for(rgb.shape[:2])
         if K is None and not self.warned_no_info:
-            self.get_logger().warn("no CameraInfo on 'camera_info' yet: no point cloud, no PnP/essential odometry, "
-                                   "no ground-plane scale until it arrives")
+            self.get_logger().warn(
+                "no CameraInfo on 'camera_info' yet: no point cloud, no PnP/essential odometry, "
+                "no ground-plane scale until it arrives"
+            )
             self.warned_no_info = True
         stamp = stamp_to_ns(msg.header.stamp)
         with self.timer.stage("scale"):
             self._update_scale(result.depth, K, stamp)
         s = self.scale.scale
         depth = result.depth * np.float32(s if s is not None else 1.0)
-        self.counters["scale"] = (f"{s:.4f}" if s is not None else "unknown (publishing unscaled)") + \
-            f" [{self.scale.source}: {self.scale.status}]"
+        self.counters["scale"] = (
+            f"{s:.4f}" if s is not None else "unknown (publishing unscaled)"
+        ) + f" [{self.scale.source}: {self.scale.status}]"
         with self.timer.stage("publish"):
             if self.depth_pub is not None:
                 self.depth_pub.publish(numpy_to_image(depth, "32FC1", msg.header))
@@ -182,7 +208,9 @@ class DepthNode(ModelNode):
             else:
                 self.scale.update_from_reference(depth, match[-1])
 
-    def _odometry(self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float) -> None:
+    def _odometry(
+        self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float
+    ) -> None:
         assert self.tracker is not None
         reset = self.tracker.needs_reset(stamp)
         if reset:
@@ -202,7 +230,10 @@ class DepthNode(ModelNode):
         state = self.tracker.update(stamp, motion)
         if not state.ok and state.status not in ("initialised", "first frame"):
             self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)
-        self.counters["odometry"] = f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped {state.skipped}, resets {state.resets})"
+        self.counters["odometry"] = (
+            f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped "
+            f"{state.skipped}, resets {state.resets})"
+        )
         T = state.T_odom_camera
         child = self.p["base_frame"] or msg.header.frame_id
         if self.p["base_frame"]:
@@ -213,7 +244,9 @@ class DepthNode(ModelNode):
         odom.child_frame_id = child
         p = odom.pose.pose
         p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
-        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in matrix_to_quaternion(T[:3, :3]))
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (
+            float(v) for v in matrix_to_quaternion(T[:3, :3])
+        )
         odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
         tw = odom.twist.twist
         v, w = state.twist[:3], state.twist[3:]
@@ -239,7 +272,11 @@ class DepthNode(ModelNode):
             t = TransformStamped()
             t.header = odom.header
             t.child_frame_id = child
-            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = p.position.x, p.position.y, p.position.z
+            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
+                p.position.x,
+                p.position.y,
+                p.position.z,
+            )
             t.transform.rotation = p.orientation
             self.tf.sendTransform(t)
 

@@ -25,8 +25,16 @@ def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
     for (x0, y0, x1, y1), name, score in zip(det.boxes, det.class_names, det.scores):
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
         cv2.rectangle(out, p0, p1, (255, 200, 0), 2)
-        cv2.putText(out, f"{name} {score:.2f}", (p0[0], max(p0[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 200, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{name} {score:.2f}",
+            (p0[0], max(p0[1] - 4, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 200, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -35,16 +43,24 @@ class DetectionNode(ModelNode):
     task = "detection"
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DetectionPipeline:
-        return DetectionPipeline(backend, card, params["score_threshold"], list(params["class_filter"]) or None,
-                                 params["max_detections"])
+        return DetectionPipeline(
+            backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
+        )
 
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
-        self.annotated_pub = (self.create_publisher(Image, "~/image_annotated", output_qos(2))
-                              if params["publish_annotated"] else None)
+        self.annotated_pub = (
+            self.create_publisher(Image, "~/image_annotated", output_qos(2)) if params["publish_annotated"] else None
+        )
 
-    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"score_threshold", "class_filter", "max_detections",
-                                                   "camera_height", "camera_pitch_deg", "max_ground_range"}
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {
+        "score_threshold",
+        "class_filter",
+        "max_detections",
+        "camera_height",
+        "camera_pitch_deg",
+        "max_ground_range",
+    }
 
     def check_parameters(self, values: dict[str, Any]) -> None:
         unknown = sorted(set(values.get("class_filter") or []) - set(self.card.classes))
@@ -70,10 +86,13 @@ class DetectionNode(ModelNode):
         if K is None:
             self.counters["ground_positions"] = "waiting for CameraInfo on 'camera_info'"
             return None
-        self.counters["ground_positions"] = (f"camera {self.params['camera_height']:.2f} m above the ground, "
-                                             f"pitch {self.params['camera_pitch_deg']:.1f} deg")
-        return ground_points(det.boxes, K, self.params["camera_height"], self.params["camera_pitch_deg"],
-                             self.params["max_ground_range"])
+        self.counters["ground_positions"] = (
+            f"camera {self.params['camera_height']:.2f} m above the ground, "
+            f"pitch {self.params['camera_pitch_deg']:.1f} deg"
+        )
+        return ground_points(
+            det.boxes, K, self.params["camera_height"], self.params["camera_pitch_deg"], self.params["max_ground_range"]
+        )
 
     def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
         out = Detection2DArray()
@@ -83,7 +102,9 @@ class DetectionNode(ModelNode):
         except Exception as exc:  # optional geometry: never costs the frame its detections
             ground = None
             self.warn_input(f"ground positions: {type(exc).__name__}: {exc}")
-        for i, ((x0, y0, x1, y1), cid, name, score) in enumerate(zip(det.boxes, det.class_ids, det.class_names, det.scores)):
+        for i, ((x0, y0, x1, y1), cid, name, score) in enumerate(
+            zip(det.boxes, det.class_ids, det.class_names, det.scores)
+        ):
             d = Detection2D()
             d.class_id, d.class_name, d.score = int(cid), name, float(score)
             d.center_x, d.center_y = float((x0 + x1) / 2), float((y0 + y1) / 2)

@@ -24,11 +24,15 @@ def make_backend(node: PerceptionNode, params: dict[str, Any]):
         raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file")
     model = resolve_path(params["model_path"])
     backend = create_backend(
-        params["backend"], model,
-        providers=params["onnxruntime_providers"], threads=params["onnxruntime_threads"],
-        engine_cache_dir=params["engine_cache_dir"], precision=params["precision"],
+        params["backend"],
+        model,
+        providers=params["onnxruntime_providers"],
+        threads=params["onnxruntime_threads"],
+        engine_cache_dir=params["engine_cache_dir"],
+        precision=params["precision"],
         calibration_cache=params["int8_calibration_cache"] or None,
-        log_fn=lambda m: node.get_logger().info(m))
+        log_fn=lambda m: node.get_logger().info(m),
+    )
     if params["warmup_iterations"]:
         ms = backend.warmup(params["warmup_iterations"])
         node.get_logger().info(f"warm-up: last inference {ms:.1f} ms")
@@ -40,8 +44,13 @@ class GenericOnnxNode(PerceptionNode):
 
     def setup(self, params: dict[str, Any]) -> None:
         backend = make_backend(self, params)
-        self.pipeline = GenericPipeline(backend, input_size=params["input_size"], mean=params["mean"],
-                                        std=params["std"], channel_order=params["channel_order"])
+        self.pipeline = GenericPipeline(
+            backend,
+            input_size=params["input_size"],
+            mean=params["mean"],
+            std=params["std"],
+            channel_order=params["channel_order"],
+        )
         self.model_name = os.path.basename(params["model_path"])
         self.backend_description = backend.describe()
         self.result_pub = self.create_publisher(InferenceResult, "~/result", output_qos())

@@ -32,8 +32,14 @@ class MatchingNode(ModelNode):
     schema_name = "matching_node"
     task = "matching"
 
-    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"ratio", "geometry", "ransac_threshold", "keyframe_overlap",
-                                                   "publish_descriptors", "max_drawn_matches"}
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {
+        "ratio",
+        "geometry",
+        "ransac_threshold",
+        "keyframe_overlap",
+        "publish_descriptors",
+        "max_drawn_matches",
+    }
 
     def apply_live(self, changed: dict[str, Any]) -> None:
         m, p = self.matcher, self.params
@@ -41,7 +47,9 @@ class MatchingNode(ModelNode):
         m.keyframe_overlap = p["keyframe_overlap"]
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
-        self.matcher = SequentialMatcher(params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"])
+        self.matcher = SequentialMatcher(
+            params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"]
+        )
         self.ref_rgb: np.ndarray | None = None
         return MatchingPipeline(backend, card)
 
@@ -49,7 +57,9 @@ class MatchingNode(ModelNode):
         self.p = params
         self.kp_pub = self.create_publisher(Keypoints, "~/keypoints", output_qos())
         self.match_pub = self.create_publisher(Matches, "~/matches", output_qos())
-        self.image_pub = self.create_publisher(Image, "~/matches_image", output_qos(2)) if params["publish_image"] else None
+        self.image_pub = (
+            self.create_publisher(Image, "~/matches_image", output_qos(2)) if params["publish_image"] else None
+        )
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = [self.subscribe_camera_info(qos)]
@@ -122,7 +132,9 @@ class MatchingNode(ModelNode):
         self.counters["last_matches"] = f"{len(result.pairs)} matches, {out.inlier_count} inliers ({g.model})"
         self.match_pub.publish(out)
         if self.image_pub is not None and ref_rgb is not None and self.image_pub.get_subscription_count() > 0:
-            self.image_pub.publish(numpy_to_image(draw_matches(ref_rgb, rgb, result, self.p["max_drawn_matches"]), "rgb8", msg.header))
+            self.image_pub.publish(
+                numpy_to_image(draw_matches(ref_rgb, rgb, result, self.p["max_drawn_matches"]), "rgb8", msg.header)
+            )
 
 
 def main(args: list[str] | None = None) -> None:

@@ -42,9 +42,14 @@ class ModelNode(PerceptionNode):
             problem = camera_info_problem(msg)
             if problem:
                 self.counters["camera_info_rejected"] = self.counters.get("camera_info_rejected", 0) + 1
-                self.warn_input(f"CameraInfo rejected ({problem}); "
-                                + ("keeping the last good one" if getattr(self, "_camera", None) else
-                                   "no intrinsics until a valid one arrives"))
+                self.warn_input(
+                    f"CameraInfo rejected ({problem}); "
+                    + (
+                        "keeping the last good one"
+                        if getattr(self, "_camera", None)
+                        else "no intrinsics until a valid one arrives"
+                    )
+                )
                 return
             self._camera = (np.array(msg.k, np.float64).reshape(3, 3), (int(msg.height), int(msg.width)))
 
@@ -60,8 +65,10 @@ class ModelNode(PerceptionNode):
         if size == tuple(shape) or 0 in size:
             return K
         if abs(shape[1] / shape[0] - size[1] / size[0]) > 0.02 * size[1] / size[0]:
-            self.warn_input(f"CameraInfo is for {size[1]}x{size[0]} images but this one is {shape[1]}x{shape[0]} "
-                            "(another aspect ratio): no intrinsics for it")
+            self.warn_input(
+                f"CameraInfo is for {size[1]}x{size[0]} images but this one is {shape[1]}x{shape[0]} "
+                "(another aspect ratio): no intrinsics for it"
+            )
             return None
         from ..pipelines.depth import scale_K
 
@@ -101,7 +108,8 @@ class ModelNode(PerceptionNode):
             self.get_logger().warn(f"{dropped} detections with NaN/inf dropped", throttle_duration_sec=5.0)
         invalid = getattr(result, "invalid_pixels", 0)
         if invalid:
-            raise FrameError(f"model output has {invalid} pixels with class ids outside the card's "
-                             f"{self.card.num_classes} classes")
+            raise FrameError(
+                f"model output has {invalid} pixels with class ids outside the card's {self.card.num_classes} classes"
+            )
         with self.timer.stage("publish"):
             self.publish_result(msg, rgb, result)

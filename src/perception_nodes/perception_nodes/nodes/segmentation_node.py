@@ -29,13 +29,17 @@ class SegmentationNode(ModelNode):
 
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.labels_pub = self.create_publisher(Image, "~/labels", output_qos())
-        self.overlay_pub = self.create_publisher(Image, "~/overlay", output_qos(2)) if params["publish_overlay"] else None
+        self.overlay_pub = (
+            self.create_publisher(Image, "~/overlay", output_qos(2)) if params["publish_overlay"] else None
+        )
         self.alpha = float(params["overlay_alpha"])
 
     def publish_result(self, msg: Any, rgb: np.ndarray, seg: Segmentation) -> None:
         self.labels_pub.publish(numpy_to_image(seg.labels, "mono8", msg.header))
         if self.overlay_pub is not None and self.overlay_pub.get_subscription_count() > 0:
-            self.overlay_pub.publish(numpy_to_image(self.pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header))
+            self.overlay_pub.publish(
+                numpy_to_image(self.pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header)
+            )
 
 
 def main(args: list[str] | None = None) -> None:

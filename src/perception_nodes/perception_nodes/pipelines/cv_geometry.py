@@ -23,6 +23,7 @@ import numpy as np
 class Estimate:
     """One estimator's result: ``value`` (None on failure), inlier ``mask`` over the input
     points, ``reason`` why it failed ('' when ok) and any ``extra`` outputs (R, t, rvec ...)."""
+
     value: np.ndarray | None
     mask: np.ndarray
     reason: str = ""
@@ -102,8 +103,9 @@ def find_homography(a: np.ndarray, b: np.ndarray, threshold_px: float) -> Estima
     return Estimate(H, _mask(mask, len(a)))
 
 
-def find_essential(a: np.ndarray, b: np.ndarray, K: np.ndarray, method: int, threshold_px: float,
-                   prob: float = 0.999) -> Estimate:
+def find_essential(
+    a: np.ndarray, b: np.ndarray, K: np.ndarray, method: int, threshold_px: float, prob: float = 0.999
+) -> Estimate:
     """Essential matrix (``method``: cv2.RANSAC or cv2.USAC_MAGSAC) followed by ``recoverPose``:
     ``value`` is E, ``extra`` holds R, t (x_b = R x_a + t, |t| = 1) and the cheirality inlier
     count ``pose_inliers``; ``mask`` is recoverPose's inlier mask."""
@@ -112,8 +114,11 @@ def find_essential(a: np.ndarray, b: np.ndarray, K: np.ndarray, method: int, thr
     if why:
         return _fail(len(a), why)
     K = np.asarray(K, dtype=np.float64)
-    out, why = _call("findEssentialMat", len(a),
-                     lambda: cv2.findEssentialMat(a, b, K, method=method, prob=prob, threshold=float(threshold_px)))
+    out, why = _call(
+        "findEssentialMat",
+        len(a),
+        lambda: cv2.findEssentialMat(a, b, K, method=method, prob=prob, threshold=float(threshold_px)),
+    )
     if why:
         return _fail(len(a), why)
     E, mask = out
@@ -127,12 +132,19 @@ def find_essential(a: np.ndarray, b: np.ndarray, K: np.ndarray, method: int, thr
     norm = float(np.linalg.norm(t)) if t.size == 3 else 0.0
     if R is None or np.shape(R) != (3, 3) or not np.isfinite(R).all() or not np.isfinite(norm) or norm < 1e-12:
         return _fail(len(a), "recoverPose gave no valid pose")
-    return Estimate(E, _mask(mask, len(a)), extra={"R": np.asarray(R, np.float64), "t": t / norm,
-                                                   "pose_inliers": int(n)})
+    return Estimate(
+        E, _mask(mask, len(a)), extra={"R": np.asarray(R, np.float64), "t": t / norm, "pose_inliers": int(n)}
+    )
 
 
-def solve_pnp_ransac(object_points: np.ndarray, image_points: np.ndarray, K: np.ndarray,
-                     reprojection_px: float, iterations: int = 200, confidence: float = 0.999) -> Estimate:
+def solve_pnp_ransac(
+    object_points: np.ndarray,
+    image_points: np.ndarray,
+    K: np.ndarray,
+    reprojection_px: float,
+    iterations: int = 200,
+    confidence: float = 0.999,
+) -> Estimate:
     """EPnP inside RANSAC: ``value`` is the 4x4 pose of the points' frame in the camera frame
     (x_cam = T x_obj); ``mask`` marks the inliers."""
     obj, img = _points("object_points", object_points, 3), _points("image_points", image_points, 2)
@@ -140,9 +152,20 @@ def solve_pnp_ransac(object_points: np.ndarray, image_points: np.ndarray, K: np.
     if why:
         return _fail(len(obj), why)
     K = np.asarray(K, dtype=np.float64)
-    out, why = _call("solvePnPRansac", len(obj), lambda: cv2.solvePnPRansac(
-        obj, img, K, None, iterationsCount=iterations, reprojectionError=float(reprojection_px),
-        confidence=confidence, flags=cv2.SOLVEPNP_EPNP))
+    out, why = _call(
+        "solvePnPRansac",
+        len(obj),
+        lambda: cv2.solvePnPRansac(
+            obj,
+            img,
+            K,
+            None,
+            iterationsCount=iterations,
+            reprojectionError=float(reprojection_px),
+            confidence=confidence,
+            flags=cv2.SOLVEPNP_EPNP,
+        ),
+    )
     if why:
         return _fail(len(obj), why)
     found, rvec, tvec, inl = out

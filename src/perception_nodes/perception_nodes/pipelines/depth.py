@@ -27,9 +27,9 @@ OUTPUTS = ("depth",)
 
 @dataclass
 class DepthResult:
-    depth: np.ndarray          # (H, W) float32 metres of the input image; NaN where the network gave no valid value
+    depth: np.ndarray  # (H, W) float32 metres of the input image; NaN where the network gave no valid value
     network_depth: np.ndarray  # (h, w) at the network's input size (what odometry uses)
-    invalid_pixels: int = 0    # non-finite or non-positive network outputs
+    invalid_pixels: int = 0  # non-finite or non-positive network outputs
     focal_factor: float | None = 1.0  # camera focal / canonical focal applied; None: canonical model without intrinsics
 
 
@@ -45,7 +45,9 @@ class DepthPipeline(CardPipeline):
         self.scale_source = str(depth.get("scale_source", "unknown"))  # supervised | self-supervised
         self.canonical_focal = float(depth.get("canonical_focal", 0.0))  # 0: depth as the network gives it
         if not (self.canonical_focal >= 0 and np.isfinite(self.canonical_focal)):
-            raise ModelCardError(f"depth model card: depth.canonical_focal must be >= 0 (0: none), got {self.canonical_focal}")
+            raise ModelCardError(
+                f"depth model card: depth.canonical_focal must be >= 0 (0: none), got {self.canonical_focal}"
+            )
 
     def run(self, rgb: np.ndarray, timer: Any = None, K: np.ndarray | None = None) -> DepthResult:
         """Depth of ``rgb`` in metres; ``K`` (its intrinsics) converts a canonical-camera model's
@@ -56,7 +58,10 @@ class DepthPipeline(CardPipeline):
             if K is None:
                 result.focal_factor = None
             else:
-                f = network_focal(K, rgb.shape[:2], (self.card.input_height, self.card.input_width)) / self.canonical_focal
+                f = (
+                    network_focal(K, rgb.shape[:2], (self.card.input_height, self.card.input_width))
+                    / self.canonical_focal
+                )
                 result.depth *= np.float32(f)
                 result.network_depth *= np.float32(f)
                 result.focal_factor = f
@@ -67,7 +72,11 @@ class DepthPipeline(CardPipeline):
         bad = ~np.isfinite(net) | (net <= 0)
         net = np.where(bad, np.nan, net).astype(np.float32)
         h, w = shape
-        full = net if (h, w) == net.shape else cv2.resize(np.nan_to_num(net, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+        full = (
+            net
+            if (h, w) == net.shape
+            else cv2.resize(np.nan_to_num(net, nan=0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+        )
         if bad.any() and full is not net:
             holes = cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
             full = np.where(holes, np.nan, full)
@@ -87,15 +96,16 @@ def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return S @ np.asarray(K, np.float64).reshape(3, 3)
 
 
-def depth_to_points(depth: np.ndarray, K: np.ndarray, decimation: int = 1, rgb: np.ndarray | None = None,
-                    max_depth: float = np.inf) -> tuple[np.ndarray, np.ndarray | None]:
+def depth_to_points(
+    depth: np.ndarray, K: np.ndarray, decimation: int = 1, rgb: np.ndarray | None = None, max_depth: float = np.inf
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Back-project every ``decimation``-th pixel with finite depth in (0, max_depth]: xyz (N, 3)
     float32 in the camera optical frame (x right, y down, z forward) and their colours (N, 3) uint8."""
     if decimation < 1:
         raise ValueError(f"decimation must be >= 1, got {decimation}")
     K = np.asarray(K, np.float64).reshape(3, 3)
     d = depth[::decimation, ::decimation]
-    v, u = np.mgrid[0:depth.shape[0]:decimation, 0:depth.shape[1]:decimation]
+    v, u = np.mgrid[0 : depth.shape[0] : decimation, 0 : depth.shape[1] : decimation]
     ok = np.isfinite(d) & (d > 0) & (d <= max_depth)
     z = d[ok].astype(np.float64)
     x = (u[ok] - K[0, 2]) / K[0, 0] * z

@@ -21,9 +21,9 @@ OUTPUTS = ("boxes", "scores", "labels")
 
 @dataclass
 class Detections:
-    boxes: np.ndarray        # (N, 4) float64 x0, y0, x1, y1 in input-image pixels
-    scores: np.ndarray       # (N,)
-    class_ids: np.ndarray    # (N,) int
+    boxes: np.ndarray  # (N, 4) float64 x0, y0, x1, y1 in input-image pixels
+    scores: np.ndarray  # (N,)
+    class_ids: np.ndarray  # (N,) int
     class_names: list[str] = field(default_factory=list)
     dropped_nonfinite: int = 0
 
@@ -31,8 +31,14 @@ class Detections:
 class DetectionPipeline(CardPipeline):
     task = "detection"
 
-    def __init__(self, backend: Backend, card: ModelCard, score_threshold: float = 0.3,
-                 class_filter: list[str] | None = None, max_detections: int = 100) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        card: ModelCard,
+        score_threshold: float = 0.3,
+        class_filter: list[str] | None = None,
+        max_detections: int = 100,
+    ) -> None:
         super().__init__(backend, card, OUTPUTS)
         unknown = set(class_filter or []) - set(card.classes)
         if unknown:
@@ -59,8 +65,9 @@ class DetectionPipeline(CardPipeline):
         return Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)
 
 
-def ground_points(boxes: np.ndarray, K: np.ndarray, camera_height: float, pitch_deg: float = 0.0,
-                  max_range: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
+def ground_points(
+    boxes: np.ndarray, K: np.ndarray, camera_height: float, pitch_deg: float = 0.0, max_range: float = 200.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Where each box's bottom-centre pixel ray meets a flat ground ``camera_height`` metres below
     the camera, which looks ``pitch_deg`` below the horizon (no roll). Returns (N, 3) points in the
     optical frame (x right, y down, z forward) and (N,) validity: false for rays at or above the

@@ -16,14 +16,21 @@ from .preprocess import fit_image, to_nchw
 
 
 class GenericPipeline:
-    def __init__(self, backend: Backend, *, input_size: Sequence[int] = (0, 0),
-                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
-                 channel_order: str = "rgb") -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        input_size: Sequence[int] = (0, 0),
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        channel_order: str = "rgb",
+    ) -> None:
         image_inputs = [s for s in backend.inputs if len(s.shape) == 4]
         if len(backend.inputs) != 1 or not image_inputs or image_inputs[0].shape[1] not in (3, -1):
             raise BackendError(
                 f"generic pipeline needs a model with one NCHW 3-channel image input; this one has "
-                f"{[(s.name, s.shape) for s in backend.inputs]}")
+                f"{[(s.name, s.shape) for s in backend.inputs]}"
+            )
         self.backend = backend
         self.input = image_inputs[0]
         _, _, mh, mw = self.input.shape

@@ -24,13 +24,14 @@ OUTPUTS = ("keypoints", "scores", "descriptors")
 
 @dataclass
 class Features:
-    keypoints: np.ndarray    # (N, 2) float32 x, y in input-image pixels
-    scores: np.ndarray       # (N,) float32
+    keypoints: np.ndarray  # (N, 2) float32 x, y in input-image pixels
+    scores: np.ndarray  # (N,) float32
     descriptors: np.ndarray  # (N, D) float32, unit length
 
 
-def mutual_nn_match(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.9, min_similarity: float = 0.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def mutual_nn_match(
+    desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.9, min_similarity: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (M, 2) and their cosine similarities (M,): i in A and j in B that are each
     other's nearest neighbour, with the best at least ``1/ratio`` times closer (in squared distance)
     than the second best on A's side."""
@@ -45,7 +46,7 @@ def mutual_nn_match(desc_a: np.ndarray, desc_b: np.ndarray, ratio: float = 0.9, 
     if ratio < 1.0 and sim.shape[1] > 1:
         second = np.partition(sim, -2, axis=1)[:, -2]
         d1, d2 = 2 - 2 * best, 2 - 2 * second
-        mutual &= d1 < (ratio ** 2) * d2  # strict: two equally good candidates are ambiguous
+        mutual &= d1 < (ratio**2) * d2  # strict: two equally good candidates are ambiguous
     mutual &= best >= min_similarity
     idx = np.nonzero(mutual)[0]
     return np.stack([idx, nn_ab[idx]], axis=1), best[idx].astype(np.float32)
@@ -69,16 +70,22 @@ class MatchingPipeline(CardPipeline):
 
 @dataclass
 class Geometry:
-    model: str                       # "none" | "homography" | "essential"
-    matrix: np.ndarray               # 3x3 (zeros for none)
-    rotation: np.ndarray             # 3x3 (essential)
-    translation: np.ndarray          # (3,) unit (essential)
-    inlier: np.ndarray               # (M,) bool over the matches
-    reason: str = ""                 # why the model is "none"
+    model: str  # "none" | "homography" | "essential"
+    matrix: np.ndarray  # 3x3 (zeros for none)
+    rotation: np.ndarray  # 3x3 (essential)
+    translation: np.ndarray  # (3,) unit (essential)
+    inlier: np.ndarray  # (M,) bool over the matches
+    reason: str = ""  # why the model is "none"
 
 
-def estimate_geometry(pts_ref: np.ndarray, pts_cur: np.ndarray, model: str, K: np.ndarray | None = None,
-                      threshold_px: float = 1.0, min_matches: int = 8) -> Geometry:
+def estimate_geometry(
+    pts_ref: np.ndarray,
+    pts_cur: np.ndarray,
+    model: str,
+    K: np.ndarray | None = None,
+    threshold_px: float = 1.0,
+    min_matches: int = 8,
+) -> Geometry:
     """RANSAC homography (reference -> current pixels) or essential matrix + recoverPose (the
     current camera's pose in the reference optical frame, unit translation)."""
     import cv2
@@ -119,10 +126,10 @@ def estimate_geometry(pts_ref: np.ndarray, pts_cur: np.ndarray, model: str, K: n
 class MatchResult:
     reference: Features
     current: Features
-    pairs: np.ndarray               # (M, 2) indices (reference, current)
+    pairs: np.ndarray  # (M, 2) indices (reference, current)
     scores: np.ndarray
     geometry: Geometry
-    reference_id: object = None     # what the caller stored with the reference (e.g. its header)
+    reference_id: object = None  # what the caller stored with the reference (e.g. its header)
     keyframe_changed: bool = False
 
 
@@ -131,8 +138,9 @@ class SequentialMatcher:
     keyframe kept while the share of its keypoints that still match as inliers stays at least
     ``keyframe_overlap`` (then the current frame becomes the keyframe)."""
 
-    def __init__(self, ratio: float = 0.9, geometry: str = "essential", threshold_px: float = 1.0,
-                 keyframe_overlap: float = 0.0) -> None:
+    def __init__(
+        self, ratio: float = 0.9, geometry: str = "essential", threshold_px: float = 1.0, keyframe_overlap: float = 0.0
+    ) -> None:
         self.ratio, self.geometry, self.threshold = ratio, geometry, threshold_px
         self.keyframe_overlap = keyframe_overlap
         self.reference: Features | None = None
@@ -141,13 +149,15 @@ class SequentialMatcher:
     def reset(self) -> None:
         self.reference, self.reference_id = None, None
 
-    def match(self, reference: Features, current: Features, reference_id: object = None,
-              K: np.ndarray | None = None) -> MatchResult:
+    def match(
+        self, reference: Features, current: Features, reference_id: object = None, K: np.ndarray | None = None
+    ) -> MatchResult:
         """Mutual-NN matches reference -> current and their geometry (no keyframe bookkeeping:
         also what two synchronized cameras use)."""
         pairs, scores = mutual_nn_match(reference.descriptors, current.descriptors, self.ratio)
-        geo = estimate_geometry(reference.keypoints[pairs[:, 0]], current.keypoints[pairs[:, 1]], self.geometry, K,
-                                self.threshold)
+        geo = estimate_geometry(
+            reference.keypoints[pairs[:, 0]], current.keypoints[pairs[:, 1]], self.geometry, K, self.threshold
+        )
         return MatchResult(reference, current, pairs, scores, geo, reference_id)
 
     def step(self, feats: Features, frame_id: object, K: np.ndarray | None = None) -> MatchResult | None:
@@ -170,8 +180,8 @@ def draw_matches(ref_rgb: np.ndarray, cur_rgb: np.ndarray, result: MatchResult, 
 
     h = max(ref_rgb.shape[0], cur_rgb.shape[0])
     canvas = np.zeros((h, ref_rgb.shape[1] + cur_rgb.shape[1], 3), np.uint8)
-    canvas[:ref_rgb.shape[0], :ref_rgb.shape[1]] = ref_rgb
-    canvas[:cur_rgb.shape[0], ref_rgb.shape[1]:] = cur_rgb
+    canvas[: ref_rgb.shape[0], : ref_rgb.shape[1]] = ref_rgb
+    canvas[: cur_rgb.shape[0], ref_rgb.shape[1] :] = cur_rgb
     off = ref_rgb.shape[1]
     order = np.argsort(-result.scores)[:max_lines]
     for k in order:

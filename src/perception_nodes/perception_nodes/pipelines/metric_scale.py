@@ -25,8 +25,8 @@ SOURCES = ("model", "camera_height", "depth_topic")
 
 @dataclass
 class PlaneFit:
-    normal: np.ndarray    # unit, pointing from the plane towards the camera
-    distance: float       # camera centre -> plane, in the depth map's units
+    normal: np.ndarray  # unit, pointing from the plane towards the camera
+    distance: float  # camera centre -> plane, in the depth map's units
     inliers: int
 
     def scaled(self, factor: float) -> PlaneFit:
@@ -34,8 +34,14 @@ class PlaneFit:
         return PlaneFit(self.normal, self.distance * factor, self.inliers)
 
 
-def fit_plane_ransac(pts: np.ndarray, threshold: float, max_tilt_deg: float = 30.0, iterations: int = 100,
-                     min_inliers: int = 30, seed: int = 0) -> PlaneFit | None:
+def fit_plane_ransac(
+    pts: np.ndarray,
+    threshold: float,
+    max_tilt_deg: float = 30.0,
+    iterations: int = 100,
+    min_inliers: int = 30,
+    seed: int = 0,
+) -> PlaneFit | None:
     """RANSAC plane through 3D points in the optical frame whose normal is within ``max_tilt_deg``
     of the camera's up (-y), refined by least squares on its inliers (``threshold``: distance, in
     the points' units). None when no such plane has ``min_inliers``."""
@@ -71,8 +77,16 @@ def fit_plane_ransac(pts: np.ndarray, threshold: float, max_tilt_deg: float = 30
     return PlaneFit(n, abs(float(n @ centre)), len(inl))
 
 
-def fit_ground_plane(depth: np.ndarray, K: np.ndarray, rows: tuple[float, float] = (0.6, 1.0), max_tilt_deg: float = 30.0,
-                     iterations: int = 100, threshold: float = 0.03, seed: int = 0, max_points: int = 4000) -> PlaneFit | None:
+def fit_ground_plane(
+    depth: np.ndarray,
+    K: np.ndarray,
+    rows: tuple[float, float] = (0.6, 1.0),
+    max_tilt_deg: float = 30.0,
+    iterations: int = 100,
+    threshold: float = 0.03,
+    seed: int = 0,
+    max_points: int = 4000,
+) -> PlaneFit | None:
     """The ground plane of a depth map: :func:`fit_plane_ransac` on the points back-projected from
     the image rows ``rows`` (fractions of the height); ``threshold`` is relative to the points'
     median depth."""
@@ -102,7 +116,7 @@ class ScaleEstimator:
             raise ValueError(f"scale smoothing must be in (0, 1], got {smoothing}")
         self.source, self.camera_height, self.smoothing = source, float(camera_height), float(smoothing)
         self.log_scale: float | None = 0.0 if source == "model" else None
-        self.plane: PlaneFit | None = None   # the last update_from_ground's fit (None: none this frame)
+        self.plane: PlaneFit | None = None  # the last update_from_ground's fit (None: none this frame)
         self.status = "model is metric (scale 1)" if source == "model" else "no scale yet"
 
     @property
@@ -126,8 +140,9 @@ class ScaleEstimator:
             from .depth import scale_K
 
             h, w = depth.shape
-            small = cv2.resize(np.nan_to_num(depth, nan=0.0), (w // downsample, h // downsample),
-                               interpolation=cv2.INTER_NEAREST)
+            small = cv2.resize(
+                np.nan_to_num(depth, nan=0.0), (w // downsample, h // downsample), interpolation=cv2.INTER_NEAREST
+            )
             small[small == 0] = np.nan
             depth, K = small, scale_K(K, (w // downsample) / w, (h // downsample) / h)
         fit = fit_ground_plane(depth, K)
@@ -135,7 +150,10 @@ class ScaleEstimator:
             self.status = "no ground plane found in the lower image; keeping the last scale"
             return self.scale
         self.plane = fit
-        self._fold(self.camera_height / fit.distance, f"ground plane: {fit.inliers} inliers, camera height {fit.distance:.3f} (model units)")
+        self._fold(
+            self.camera_height / fit.distance,
+            f"ground plane: {fit.inliers} inliers, camera height {fit.distance:.3f} (model units)",
+        )
         return self.scale
 
     def ground_plane(self, factor: float | None) -> PlaneFit | None:

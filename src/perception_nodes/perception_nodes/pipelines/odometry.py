@@ -44,9 +44,9 @@ ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential", "hybrid")
 
 @dataclass
 class Motion:
-    T_prev_cur: np.ndarray | None   # 4x4, None when the estimate failed
+    T_prev_cur: np.ndarray | None  # 4x4, None when the estimate failed
     inliers: int = 0
-    reason: str = ""                # why it failed ("" when it did not)
+    reason: str = ""  # why it failed ("" when it did not)
     method: str = ""
 
 
@@ -93,7 +93,9 @@ class PoseNetOdometry:
         prev, self._prev = self._prev, x
         if prev is None:
             return Motion(None, reason="first frame", method=self.method)
-        T = np.asarray(self.backend.infer({"previous": prev, "current": x})["T_previous_current"], np.float64).reshape(4, 4)
+        T = np.asarray(self.backend.infer({"previous": prev, "current": x})["T_previous_current"], np.float64).reshape(
+            4, 4
+        )
         if not np.isfinite(T).all():
             return Motion(None, reason="pose network returned NaN/inf", method=self.method)
         T = T.copy()
@@ -120,15 +122,20 @@ class OrbMatcher:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
         s = min(1.0, self.max_width / grey.shape[1])
         if s < 1.0:
-            grey = cv2.resize(grey, (int(round(grey.shape[1] * s)), int(round(grey.shape[0] * s))), interpolation=cv2.INTER_AREA)
+            grey = cv2.resize(
+                grey, (int(round(grey.shape[1] * s)), int(round(grey.shape[0] * s))), interpolation=cv2.INTER_AREA
+            )
         kp, desc = self.orb.detectAndCompute(grey, None)
         if s < 1.0:  # keypoints in full-image pixels (OpenCV centres)
             kp = [cv2.KeyPoint((k.pt[0] + 0.5) / s - 0.5, (k.pt[1] + 0.5) / s - 0.5, k.size / s) for k in kp]
         prev, self._prev = self._prev, (kp, desc)
         if prev is None or desc is None or prev[1] is None or len(kp) < 2 or len(prev[0]) < 2:
             return None
-        good = [m for m, n in (p for p in self.matcher.knnMatch(prev[1], desc, k=2) if len(p) == 2)
-                if m.distance < self.ratio * n.distance]
+        good = [
+            m
+            for m, n in (p for p in self.matcher.knnMatch(prev[1], desc, k=2) if len(p) == 2)
+            if m.distance < self.ratio * n.distance
+        ]
         a = np.array([prev[0][m.queryIdx].pt for m in good], np.float64).reshape(-1, 2)
         b = np.array([kp[m.trainIdx].pt for m in good], np.float64).reshape(-1, 2)
         return a, b
@@ -153,8 +160,7 @@ class LearnedMatcher:
         if prev is None:
             return None
         idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)
-        return (prev.keypoints[idx[:, 0]].astype(np.float64),
-                feats.keypoints[idx[:, 1]].astype(np.float64))
+        return (prev.keypoints[idx[:, 0]].astype(np.float64), feats.keypoints[idx[:, 1]].astype(np.float64))
 
 
 class FeatureOdometry:
@@ -178,8 +184,9 @@ class FeatureOdometry:
         self._prev_depth = None
         self._prev_plane = None
 
-    def _advance(self, rgb: np.ndarray, depth: np.ndarray | None, plane: PlaneFit | None = None
-                 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, PlaneFit | None]:
+    def _advance(
+        self, rgb: np.ndarray, depth: np.ndarray | None, plane: PlaneFit | None = None
+    ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray | None, PlaneFit | None]:
         """Matches previous -> this frame (None on the first), the previous frame's depth and its
         ground plane (None when the caller gave none)."""
         pairs = self.matcher.step(rgb)
@@ -188,8 +195,15 @@ class FeatureOdometry:
         return pairs, prev_depth, prev_plane
 
 
-def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarray, min_inliers: int,
-               reprojection_px: float, method: str) -> Motion:
+def pnp_motion(
+    a: np.ndarray,
+    b: np.ndarray,
+    prev_depth: np.ndarray,
+    K: np.ndarray,
+    min_inliers: int,
+    reprojection_px: float,
+    method: str,
+) -> Motion:
     """Matches ``a`` (previous frame) -> ``b`` (this frame): ``a`` lifted to 3D with the previous
     frame's metric depth, then PnP RANSAC -> metric motion."""
     z = sample_depth(prev_depth, a)
@@ -208,15 +222,23 @@ def pnp_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray, K: np.ndarr
 @dataclass
 class TwoViewGeometry:
     """Essential-matrix motion between the previous and this frame, translation of unit length."""
-    R: np.ndarray          # x_cur = R x_prev + t
-    t: np.ndarray          # (3,), |t| = 1
-    a: np.ndarray          # inlier pixels in the previous frame (N, 2)
-    b: np.ndarray          # and in this frame
+
+    R: np.ndarray  # x_cur = R x_prev + t
+    t: np.ndarray  # (3,), |t| = 1
+    a: np.ndarray  # inlier pixels in the previous frame (N, 2)
+    b: np.ndarray  # and in this frame
     inliers: int
 
 
-def essential_geometry(a: np.ndarray, b: np.ndarray, K: np.ndarray, min_inliers: int, threshold_px: float,
-                       method: str, robust: int = cv2.RANSAC) -> TwoViewGeometry | Motion:
+def essential_geometry(
+    a: np.ndarray,
+    b: np.ndarray,
+    K: np.ndarray,
+    min_inliers: int,
+    threshold_px: float,
+    method: str,
+    robust: int = cv2.RANSAC,
+) -> TwoViewGeometry | Motion:
     """``findEssentialMat`` (``robust``: cv2.RANSAC, the classical baseline, or cv2.USAC_MAGSAC) +
     ``recoverPose``; a failed :class:`Motion` with the reason when it does not hold."""
     if len(a) < max(8, min_inliers):
@@ -244,7 +266,9 @@ def triangulate(g: TwoViewGeometry, K: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return Xc, np.degrees(np.arccos(np.clip(cosang, -1, 1)))
 
 
-def depth_scale(g: TwoViewGeometry, prev_depth: np.ndarray, K: np.ndarray, min_parallax_deg: float) -> tuple[float | None, str]:
+def depth_scale(
+    g: TwoViewGeometry, prev_depth: np.ndarray, K: np.ndarray, min_parallax_deg: float
+) -> tuple[float | None, str]:
     """The unit translation's length from metric depth: the median ratio of the previous frame's
     depth to the triangulated depth of the inliers with parallax."""
     Xc, parallax = triangulate(g, K)
@@ -256,8 +280,17 @@ def depth_scale(g: TwoViewGeometry, prev_depth: np.ndarray, K: np.ndarray, min_p
     return float(np.median(z_pred[ok] / z_tri[ok])), ""
 
 
-def essential_motion(a: np.ndarray, b: np.ndarray, prev_depth: np.ndarray | None, K: np.ndarray, min_inliers: int,
-                     threshold_px: float, min_parallax_deg: float, method: str, robust: int = cv2.RANSAC) -> Motion:
+def essential_motion(
+    a: np.ndarray,
+    b: np.ndarray,
+    prev_depth: np.ndarray | None,
+    K: np.ndarray,
+    min_inliers: int,
+    threshold_px: float,
+    min_parallax_deg: float,
+    method: str,
+    robust: int = cv2.RANSAC,
+) -> Motion:
     """2D-2D: :func:`essential_geometry`, the translation's length from :func:`depth_scale` (1
     without depth)."""
     g = essential_geometry(a, b, K, min_inliers, threshold_px, method, robust)
@@ -299,10 +332,22 @@ class GroundScale:
     (EMA of the log, ``smoothing``) and the last one is kept for ``hold`` frames. :attr:`status`
     says what happened."""
 
-    def __init__(self, camera_height: float, max_width: int = 320, min_step: float = 0.02, max_step: float = 4.0,
-                 samples: int = 40, min_contrast: float = 0.8, gate: float = 0.4, smoothing: float = 0.3, hold: int = 10,
-                 plane_threshold: float = 0.05, min_pixels: int = 500, normal: np.ndarray | None = None,
-                 switch_frames: int = 5) -> None:
+    def __init__(
+        self,
+        camera_height: float,
+        max_width: int = 320,
+        min_step: float = 0.02,
+        max_step: float = 4.0,
+        samples: int = 40,
+        min_contrast: float = 0.8,
+        gate: float = 0.4,
+        smoothing: float = 0.3,
+        hold: int = 10,
+        plane_threshold: float = 0.05,
+        min_pixels: int = 500,
+        normal: np.ndarray | None = None,
+        switch_frames: int = 5,
+    ) -> None:
         if not camera_height > 0:
             raise ValueError(f"camera_height must be > 0 m, got {camera_height}")
         if not 0 < smoothing <= 1:
@@ -319,8 +364,14 @@ class GroundScale:
         self.normal: np.ndarray | None = None
         if normal is not None:
             n = np.asarray(normal, np.float64).reshape(3)
-            if not (np.all(np.isfinite(n)) and np.linalg.norm(n) > 0 and n[1] / np.linalg.norm(n) > math.cos(math.radians(60))):
-                raise ValueError(f"ground normal {n.tolist()} must point down (+y in the optical frame) within 60 degrees")
+            if not (
+                np.all(np.isfinite(n))
+                and np.linalg.norm(n) > 0
+                and n[1] / np.linalg.norm(n) > math.cos(math.radians(60))
+            ):
+                raise ValueError(
+                    f"ground normal {n.tolist()} must point down (+y in the optical frame) within 60 degrees"
+                )
             self.normal = n / np.linalg.norm(n)
         self.reset()
 
@@ -328,10 +379,10 @@ class GroundScale:
         self._prev: np.ndarray | None = None
         self._cur: np.ndarray | None = None
         self.log_scale: float | None = None
-        self.measured: float | None = None    # this frame's length before smoothing (None: none)
+        self.measured: float | None = None  # this frame's length before smoothing (None: none)
         self.age = 0
-        self._frame = 0                                   # frames stepped since the reset
-        self._outliers: list[tuple[int, float]] = []      # (frame, log length) of the recent rejected lengths
+        self._frame = 0  # frames stepped since the reset
+        self._outliers: list[tuple[int, float]] = []  # (frame, log length) of the recent rejected lengths
         self.status = "no ground yet"
 
     def step(self, rgb: np.ndarray) -> None:
@@ -342,9 +393,11 @@ class GroundScale:
         h = max(1, int(round(grey.shape[0] * w / grey.shape[1])))
         g = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
         g = cv2.GaussianBlur(g, (0, 0), 1.0)
-        self._prev, self._cur = self._cur, g - cv2.GaussianBlur(g, (0, 0), 4.0)   # band-pass: no shading
+        self._prev, self._cur = self._cur, g - cv2.GaussianBlur(g, (0, 0), 4.0)  # band-pass: no shading
 
-    def _measure(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None) -> float | None:
+    def _measure(
+        self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None
+    ) -> float | None:
         prev, cur = self._prev, self._cur
         if prev is None or cur is None or prev.shape != cur.shape:
             self.status = "no previous frame"
@@ -357,7 +410,7 @@ class GroundScale:
         if fit is None:
             self.status = "no ground plane in the depth"
             return None
-        nd = -fit.normal                                   # towards the ground: nd . X = distance
+        nd = -fit.normal  # towards the ground: nd . X = distance
         u, v = np.meshgrid(np.arange(W), np.arange(H))
         rays = np.stack([(u - Ks[0, 2]) / Ks[0, 0], (v - Ks[1, 2]) / Ks[1, 1], np.ones((H, W))], -1)
         with np.errstate(invalid="ignore"):
@@ -371,8 +424,14 @@ class GroundScale:
 
         def cost(s: float) -> float:
             Hs = Ks @ (g.R + (s / self.camera_height) * np.outer(g.t, n)) @ Ki
-            warped = cv2.warpPerspective(cur, Hs, (W, H), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+            warped = cv2.warpPerspective(
+                cur,
+                Hs,
+                (W, H),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=np.nan,
+            )
             m = mask & np.isfinite(warped)
             return float(np.abs(prev[m] - warped[m]).mean()) if m.sum() >= self.min_pixels // 2 else np.inf
 
@@ -397,7 +456,9 @@ class GroundScale:
         self.status = f"ground: {int(mask.sum())} px, best/median cost {contrast:.2f}"
         return math.exp(fine[k] + off * (fine[1] - fine[0]))
 
-    def scale(self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None = None) -> float | None:
+    def scale(
+        self, g: TwoViewGeometry, K: np.ndarray, prev_depth: np.ndarray, plane: PlaneFit | None = None
+    ) -> float | None:
         """The smoothed translation length for this frame's unit-baseline geometry ``g``, or None
         (no measurement for more than ``hold`` frames). ``plane``: the ground plane of
         ``prev_depth`` (its units) when already fitted; else it is fitted here."""
@@ -406,7 +467,7 @@ class GroundScale:
             self._outliers = [(f, v) for f, v in self._outliers if self._frame - f < self.switch_frames]
             self._outliers.append((self._frame, math.log(s)))
             logs = [v for _, v in self._outliers[-3:]]
-            if len(logs) == 3 and max(logs) - min(logs) <= self.gate:   # a new speed: start over from it
+            if len(logs) == 3 and max(logs) - min(logs) <= self.gate:  # a new speed: start over from it
                 self.log_scale, self._outliers, self.measured, self.age = float(np.median(logs)), [], s, 0
                 self.status = f"ground: new speed, 3 lengths agree on {math.exp(self.log_scale):.3f} m"
                 return math.exp(self.log_scale)
@@ -434,14 +495,22 @@ class GroundScale:
 class PnPOdometry(FeatureOdometry):
     method = "pnp"
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, reprojection_px: float = 2.0,
-                 max_width: int = 640, matcher: LearnedMatcher | None = None) -> None:
+    def __init__(
+        self,
+        min_inliers: int = 20,
+        features: int = 1000,
+        reprojection_px: float = 2.0,
+        max_width: int = 640,
+        matcher: LearnedMatcher | None = None,
+    ) -> None:
         super().__init__(matcher or OrbMatcher(features, max_width=max_width), min_inliers)
         if matcher is not None:
             self.method = "pnp_learned"
         self.reprojection_px = reprojection_px
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
+    def estimate(
+        self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None
+    ) -> Motion:
         """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None or prev_depth is None:
@@ -449,8 +518,15 @@ class PnPOdometry(FeatureOdometry):
         a, b = pairs
         if len(a) < self.min_inliers:
             return Motion(None, len(a), f"{len(a)} matches < {self.min_inliers}", self.method)
-        return pnp_motion(a, b, prev_depth, np.asarray(K, np.float64).reshape(3, 3), self.min_inliers,
-                          self.reprojection_px, self.method)
+        return pnp_motion(
+            a,
+            b,
+            prev_depth,
+            np.asarray(K, np.float64).reshape(3, 3),
+            self.min_inliers,
+            self.reprojection_px,
+            self.method,
+        )
 
 
 class EssentialOdometry(FeatureOdometry):
@@ -458,18 +534,34 @@ class EssentialOdometry(FeatureOdometry):
 
     method = "essential"
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
-                 min_parallax_deg: float = 1.0, max_width: int = 640) -> None:
+    def __init__(
+        self,
+        min_inliers: int = 20,
+        features: int = 1000,
+        threshold_px: float = 1.0,
+        min_parallax_deg: float = 1.0,
+        max_width: int = 640,
+    ) -> None:
         super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
         self.threshold_px, self.min_parallax_deg = threshold_px, min_parallax_deg
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
+    def estimate(
+        self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, ground_plane: PlaneFit | None = None
+    ) -> Motion:
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None:
             return Motion(None, reason="first frame", method=self.method)
         a, b = pairs
-        return essential_motion(a, b, prev_depth, np.asarray(K, np.float64).reshape(3, 3), self.min_inliers,
-                                self.threshold_px, self.min_parallax_deg, self.method)
+        return essential_motion(
+            a,
+            b,
+            prev_depth,
+            np.asarray(K, np.float64).reshape(3, 3),
+            self.min_inliers,
+            self.threshold_px,
+            self.min_parallax_deg,
+            self.method,
+        )
 
 
 class HybridOdometry(FeatureOdometry):
@@ -482,9 +574,17 @@ class HybridOdometry(FeatureOdometry):
 
     method = "hybrid"
 
-    def __init__(self, min_inliers: int = 20, features: int = 1000, threshold_px: float = 1.0,
-                 min_parallax_deg: float = 1.0, reprojection_px: float = 2.0, max_width: int = 640,
-                 camera_height: float = 0.0, ground_normal: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        min_inliers: int = 20,
+        features: int = 1000,
+        threshold_px: float = 1.0,
+        min_parallax_deg: float = 1.0,
+        reprojection_px: float = 2.0,
+        max_width: int = 640,
+        camera_height: float = 0.0,
+        ground_normal: np.ndarray | None = None,
+    ) -> None:
         super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
         self.threshold_px, self.min_parallax_deg, self.reprojection_px = threshold_px, min_parallax_deg, reprojection_px
         self.ground = GroundScale(camera_height, normal=ground_normal) if camera_height > 0 else None
@@ -494,7 +594,9 @@ class HybridOdometry(FeatureOdometry):
         if self.ground is not None:
             self.ground.reset()
 
-    def estimate(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None) -> Motion:
+    def estimate(
+        self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None
+    ) -> Motion:
         pairs, prev_depth, prev_plane = self._advance(rgb, depth, ground_plane)
         if self.ground is not None:
             self.ground.step(rgb)
@@ -523,8 +625,14 @@ class HybridOdometry(FeatureOdometry):
         return p if p.T_prev_cur is not None else Motion(None, p.inliers, f"{m.reason}; then {p.reason}", self.method)
 
 
-def make_estimator(name: str, min_inliers: int = 20, pose: tuple[Backend, ModelCard] | None = None,
-                   matcher: Any = None, camera_height: float = 0.0, ground_normal: np.ndarray | None = None) -> Any:
+def make_estimator(
+    name: str,
+    min_inliers: int = 20,
+    pose: tuple[Backend, ModelCard] | None = None,
+    matcher: Any = None,
+    camera_height: float = 0.0,
+    ground_normal: np.ndarray | None = None,
+) -> Any:
     """One of ``ESTIMATORS`` by name, as the node, the evaluation and the benchmarks build them:
     ``posenet`` needs ``pose`` (the pose network's backend and card), ``pnp_learned`` ``matcher``
     (a ``MatchingPipeline``); ``hybrid`` takes its length from the ground with ``camera_height`` > 0
@@ -550,21 +658,28 @@ def make_estimator(name: str, min_inliers: int = 20, pose: tuple[Backend, ModelC
 class OdometryState:
     T_odom_camera: np.ndarray
     stamp_ns: int
-    ok: bool                      # this frame's motion was used
-    status: str                   # "" or why it was skipped / reset
-    pose_covariance: np.ndarray   # 6x6 (x y z roll pitch yaw) of T_odom_camera
-    twist: np.ndarray             # (6,) linear m/s, angular rad/s in the camera frame
+    ok: bool  # this frame's motion was used
+    status: str  # "" or why it was skipped / reset
+    pose_covariance: np.ndarray  # 6x6 (x y z roll pitch yaw) of T_odom_camera
+    twist: np.ndarray  # (6,) linear m/s, angular rad/s in the camera frame
     twist_covariance: np.ndarray
     frames: int = 0
     resets: int = 0
     skipped: int = 0
-    path: deque = field(default_factory=deque)   # (stamp_ns, T_odom_camera), the last ``history``
+    path: deque = field(default_factory=deque)  # (stamp_ns, T_odom_camera), the last ``history``
 
 
 class OdometryTracker:
-    def __init__(self, max_gap_s: float = 1.0, max_speed: float = 50.0, step_sigma_t: float = 0.02,
-                 step_sigma_r: float = 0.005, failure_inflation: float = 100.0,
-                 T_odom_camera0: np.ndarray | None = None, history: int | None = None) -> None:
+    def __init__(
+        self,
+        max_gap_s: float = 1.0,
+        max_speed: float = 50.0,
+        step_sigma_t: float = 0.02,
+        step_sigma_r: float = 0.005,
+        failure_inflation: float = 100.0,
+        T_odom_camera0: np.ndarray | None = None,
+        history: int | None = None,
+    ) -> None:
         """``history``: how many (stamp, pose) pairs ``state.path`` keeps (None: all, for
         evaluating a whole sequence; a node that runs for days keeps a few: ~360 B a pose)."""
         if max_gap_s <= 0 or max_speed <= 0:
@@ -573,7 +688,7 @@ class OdometryTracker:
             raise ValueError("history must be >= 1 (or None to keep every pose)")
         self.history = history
         self.max_gap_s, self.max_speed = max_gap_s, max_speed
-        self.step_cov = np.diag([step_sigma_t ** 2] * 3 + [step_sigma_r ** 2] * 3)
+        self.step_cov = np.diag([step_sigma_t**2] * 3 + [step_sigma_r**2] * 3)
         self.inflation = failure_inflation
         self.T0 = T_BODY_OPTICAL.copy() if T_odom_camera0 is None else np.asarray(T_odom_camera0, np.float64)
         self.state: OdometryState | None = None
@@ -592,9 +707,17 @@ class OdometryTracker:
     def update(self, stamp_ns: int, motion: Motion | None) -> OdometryState:
         s = self.state
         if s is None:
-            self.state = OdometryState(self.T0.copy(), stamp_ns, True, "initialised", np.zeros((6, 6)), np.zeros(6),
-                                       self.step_cov.copy(), frames=1,
-                                       path=deque([(stamp_ns, self.T0.copy())], maxlen=self.history))
+            self.state = OdometryState(
+                self.T0.copy(),
+                stamp_ns,
+                True,
+                "initialised",
+                np.zeros((6, 6)),
+                np.zeros(6),
+                self.step_cov.copy(),
+                frames=1,
+                path=deque([(stamp_ns, self.T0.copy())], maxlen=self.history),
+            )
             return self.state
         dt = (stamp_ns - s.stamp_ns) * 1e-9
         reason = self.needs_reset(stamp_ns)
@@ -605,7 +728,10 @@ class OdometryTracker:
             elif not np.isfinite(T).all():
                 reason = "motion has NaN/inf"
             elif np.linalg.norm(T[:3, 3]) > self.max_speed * dt:
-                reason = f"implausible motion {np.linalg.norm(T[:3, 3]):.2f} m in {dt:.3f} s (max_speed {self.max_speed} m/s)"
+                reason = (
+                    f"implausible motion {np.linalg.norm(T[:3, 3]):.2f} m in {dt:.3f} s "
+                    f"(max_speed {self.max_speed} m/s)"
+                )
         s.frames += 1
         if reason:
             if "gap" in reason or "stamp" in reason:
@@ -621,7 +747,7 @@ class OdometryTracker:
             s.pose_covariance = s.pose_covariance + self.step_cov
             rvec = cv2.Rodrigues(T[:3, :3])[0].ravel()
             s.twist = np.concatenate([T[:3, 3], rvec]) / dt
-            s.twist_covariance = self.step_cov / dt ** 2
+            s.twist_covariance = self.step_cov / dt**2
         if dt > 0:
             s.stamp_ns = stamp_ns
         s.path.append((stamp_ns, s.T_odom_camera.copy()))

@@ -25,8 +25,9 @@ class Letterbox:
         return out
 
 
-def fit_image(rgb: np.ndarray, width: int, height: int, mode: str = "stretch",
-              pad_value: int = 114) -> tuple[np.ndarray, Letterbox]:
+def fit_image(
+    rgb: np.ndarray, width: int, height: int, mode: str = "stretch", pad_value: int = 114
+) -> tuple[np.ndarray, Letterbox]:
     """Resize ``rgb`` (H, W, 3) to (height, width, 3); ``letterbox`` keeps the aspect ratio."""
     h, w = rgb.shape[:2]
     if (w, h) == (width, height):
@@ -41,7 +42,7 @@ def fit_image(rgb: np.ndarray, width: int, height: int, mode: str = "stretch",
     resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
     px, py = (width - nw) // 2, (height - nh) // 2
     out = np.full((height, width, 3), pad_value, dtype=rgb.dtype)
-    out[py:py + nh, px:px + nw] = resized
+    out[py : py + nh, px : px + nw] = resized
     return out, Letterbox(nw / w, nh / h, float(px), float(py))
 
 

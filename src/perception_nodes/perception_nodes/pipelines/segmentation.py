@@ -18,8 +18,8 @@ OUTPUTS = ("labels",)
 
 @dataclass
 class Segmentation:
-    labels: np.ndarray             # (H, W) uint8 class ids of the input image
-    invalid_pixels: int = 0        # network labels outside the card's classes (set to 0)
+    labels: np.ndarray  # (H, W) uint8 class ids of the input image
+    invalid_pixels: int = 0  # network labels outside the card's classes (set to 0)
 
 
 def default_colors(n: int) -> np.ndarray:
@@ -36,7 +36,7 @@ class SegmentationPipeline(CardPipeline):
             raise ValueError(f"{card.num_classes} classes do not fit a mono8 label image")
         colors = np.asarray(card.colors, np.uint8).reshape(-1, 3) if card.colors else default_colors(card.num_classes)
         if len(colors) < card.num_classes:
-            colors = np.vstack([colors, default_colors(card.num_classes)[len(colors):]])
+            colors = np.vstack([colors, default_colors(card.num_classes)[len(colors) :]])
         self.colors = colors
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Segmentation:

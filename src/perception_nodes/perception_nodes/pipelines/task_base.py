@@ -22,17 +22,29 @@ class CardPipeline(ABC):
     def __init__(self, backend: Backend, card: ModelCard, required_outputs: tuple[str, ...]) -> None:
         names = {s.name: s for s in backend.inputs}
         if card.input_name not in names:
-            raise BackendError(f"model input '{card.input_name}' (from its card) is not in the model; it has {sorted(names)}")
+            raise BackendError(
+                f"model input '{card.input_name}' (from its card) is not in the model; it has {sorted(names)}"
+            )
         shape = names[card.input_name].shape
-        if len(shape) != 4 or (shape[2] > 0 and shape[2] != card.input_height) or (shape[3] > 0 and shape[3] != card.input_width):
-            raise BackendError(f"model input shape {shape} does not match its card ({card.input_height}x{card.input_width})")
+        if (
+            len(shape) != 4
+            or (shape[2] > 0 and shape[2] != card.input_height)
+            or (shape[3] > 0 and shape[3] != card.input_width)
+        ):
+            raise BackendError(
+                f"model input shape {shape} does not match its card ({card.input_height}x{card.input_width})"
+            )
         missing = set(required_outputs) - {s.name for s in backend.outputs}
         if missing:
-            raise BackendError(f"{self.task} model must output {list(required_outputs)}; missing {sorted(missing)} "
-                               f"(has {[s.name for s in backend.outputs]}) - is it a {self.task} model?")
+            raise BackendError(
+                f"{self.task} model must output {list(required_outputs)}; missing {sorted(missing)} "
+                f"(has {[s.name for s in backend.outputs]}) - is it a {self.task} model?"
+            )
         if self.required_resize and card.resize != self.required_resize:
-            raise ValueError(f"{self.task} model card says resize '{card.resize}'; {self.task} models are trained on "
-                             f"{self.required_resize} frames")
+            raise ValueError(
+                f"{self.task} model card says resize '{card.resize}'; {self.task} models are trained on "
+                f"{self.required_resize} frames"
+            )
         self.backend, self.card = backend, card
         self.mean = np.asarray(card.mean, np.float32)
         self.std = np.asarray(card.std, np.float32)

@@ -37,14 +37,18 @@ def make_demo_model(path: str | os.PathLike[str], seed: int = 0) -> Path:
         helper.make_node("AveragePool", ["act"], ["coarse"], kernel_shape=[8, 8], strides=[8, 8]),
     ]
     graph = helper.make_graph(
-        nodes, "perception_demo",
+        nodes,
+        "perception_demo",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(DEMO_INPUT))],
-        [helper.make_tensor_value_info("channel_means", TensorProto.FLOAT, [1, 4]),
-         helper.make_tensor_value_info("coarse", TensorProto.FLOAT, [1, 4, 30, 40])],
+        [
+            helper.make_tensor_value_info("channel_means", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("coarse", TensorProto.FLOAT, [1, 4, 30, 40]),
+        ],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="perception_nodes.tools.demo_assets")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="perception_nodes.tools.demo_assets"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     out = Path(path)
@@ -61,16 +65,22 @@ def synthetic_frame(i: int, width: int = 640, height: int = 480) -> np.ndarray:
     img[..., 1] = ((yy + 2 * i) % 256).astype(np.uint8)
     img[..., 2] = 96
     cx, cy = (50 + 7 * i) % width, height // 2 + int(80 * np.sin(i / 10))
-    disc = (xx - cx) ** 2 + (yy - cy) ** 2 < 40 ** 2
+    disc = (xx - cx) ** 2 + (yy - cy) ** 2 < 40**2
     img[disc] = (250, 240, 30)
     x0 = (width - 1 - 5 * i) % width
-    img[:, max(0, x0 - 8):x0 + 8] = (20, 20, 200)
+    img[:, max(0, x0 - 8) : x0 + 8] = (20, 20, 200)
     return img
 
 
-def make_demo_bag(path: str | os.PathLike[str], frames: int = 60, width: int = 640,
-                  height: int = 480, hz: float = 30.0, frame_id: str = "camera_optical_frame",
-                  start_ns: int = 1_700_000_000_000_000_000) -> Path:
+def make_demo_bag(
+    path: str | os.PathLike[str],
+    frames: int = 60,
+    width: int = 640,
+    height: int = 480,
+    hz: float = 30.0,
+    frame_id: str = "camera_optical_frame",
+    start_ns: int = 1_700_000_000_000_000_000,
+) -> Path:
     """A rosbag2 MCAP with ``/camera/image_raw`` (rgb8) and ``/camera/camera_info``."""
     with BagWriter(path) as bag:
         fx = fy = 0.8 * width

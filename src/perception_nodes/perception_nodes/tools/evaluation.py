@@ -21,8 +21,12 @@ import numpy as np
 from ..sync import stamp_to_ns
 from .protocol import MIN_HEIGHT
 
-GT = {"detections": "/ground_truth/detections", "labels": "/ground_truth/labels", "depth": "/ground_truth/depth",
-      "odometry": "/ground_truth/odometry"}
+GT = {
+    "detections": "/ground_truth/detections",
+    "labels": "/ground_truth/labels",
+    "depth": "/ground_truth/depth",
+    "odometry": "/ground_truth/odometry",
+}
 END_TO_END = "end to end (all outputs)"
 DEPTH_SAMPLES = 2  # depth maps the report shows against ground truth
 
@@ -42,8 +46,13 @@ def _by_stamp(path: Path, topic: str, stores: dict[Path, Any]) -> dict[int, tupl
     return out
 
 
-def latency(recording: Path, frame_topic: str, result_topics: list[str], series: dict[str, Any] | None = None,
-            frame_published: dict[int, int] | None = None) -> dict[str, Any]:
+def latency(
+    recording: Path,
+    frame_topic: str,
+    result_topics: list[str],
+    series: dict[str, Any] | None = None,
+    frame_published: dict[int, int] | None = None,
+) -> dict[str, Any]:
     """Per topic: median / p95 / p99 latency, results, untimed results and rate; with several
     topics also END_TO_END: per input frame, until the last of its results arrived (frames that got
     all of them). Latency runs from ``frame_published`` (input stamp -> the player's wall time of
@@ -81,19 +90,30 @@ def latency(recording: Path, frame_topic: str, result_topics: list[str], series:
         t = np.array(times.get(topic, []))
         if t.size:
             span = (max(logs[topic]) - min(logs[topic])) * 1e-9
-            out[topic] = {"median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
-                          "p99_ms": float(np.percentile(t, 99)), "results": int(t.size), "untimed": untimed[topic],
-                          "fps": float((t.size - 1) / span) if span > 0 else float("nan")}
+            out[topic] = {
+                "median_ms": float(np.median(t)),
+                "p95_ms": float(np.percentile(t, 95)),
+                "p99_ms": float(np.percentile(t, 99)),
+                "results": int(t.size),
+                "untimed": untimed[topic],
+                "fps": float((t.size - 1) / span) if span > 0 else float("nan"),
+            }
             if series is not None:
                 series.setdefault("latency", {})[topic] = {
-                    "t_s": [round((x - t0) * 1e-9, 4) for x in logs[topic]], "latency_ms": t.round(3).tolist()}
+                    "t_s": [round((x - t0) * 1e-9, 4) for x in logs[topic]],
+                    "latency_ms": t.round(3).tolist(),
+                }
     return out
 
 
 def _xyxy(detections: Any) -> np.ndarray:
     """perception_msgs/Detection2D list -> (N, 4) corner boxes x0, y0, x1, y1."""
-    return np.array([[d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2,
-                      d.center_y + d.size_y / 2] for d in detections]).reshape(-1, 4)
+    return np.array(
+        [
+            [d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2, d.center_y + d.size_y / 2]
+            for d in detections
+        ]
+    ).reshape(-1, 4)
 
 
 def odometry_pose(m: Any) -> np.ndarray:
@@ -131,10 +151,14 @@ def _ground_position_errors(frames: list[tuple[Any, Any]], box_iou: Any, min_iou
     if not rel_err:
         return {}
     rel = np.array(rel_err)
-    return {"pairs": len(rel), "median_distance_error_m": float(np.median(abs_err)),
-            "median_relative_error": float(np.median(rel)), "within_10_percent": float(np.mean(rel <= 0.1)),
-            "protocol": f"published detections with a ground position, matched to ground truth (same class, IoU >= {min_iou}); "
-                        "error of the distance along the ground"}
+    return {
+        "pairs": len(rel),
+        "median_distance_error_m": float(np.median(abs_err)),
+        "median_relative_error": float(np.median(rel)),
+        "within_10_percent": float(np.mean(rel <= 0.1)),
+        "protocol": "published detections with a ground position, matched to ground truth "
+        f"(same class, IoU >= {min_iou}); error of the distance along the ground",
+    }
 
 
 def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -> dict[str, Any]:
@@ -153,17 +177,21 @@ def _matching_geometry_errors(rows: list[Any], gt: dict[int, tuple[int, Any]]) -
         T_rel = np.linalg.inv(odometry_pose(gt[ref][1]) @ T_BODY_OPTICAL) @ odometry_pose(gt[cur][1]) @ T_BODY_OPTICAL
         if np.linalg.norm(T_rel[:3, 3]) < 0.05:  # no baseline: the direction is undefined
             continue
-        eR, et = relative_pose_error(np.asarray(m.rotation).reshape(3, 3), np.asarray(m.translation),
-                                     T_rel[:3, :3], T_rel[:3, 3])
+        eR, et = relative_pose_error(
+            np.asarray(m.rotation).reshape(3, 3), np.asarray(m.translation), T_rel[:3, :3], T_rel[:3, 3]
+        )
         err_R.append(eR)
         err_t.append(et)
         worst.append(max(eR, et))
     if not worst:
         return {}
-    return {"pairs": len(worst), "rotation_error_deg_median": float(np.median(err_R)),
-            "translation_direction_error_deg_median": float(np.median(err_t)),
-            "pose_auc": {f"@{k}deg": v for k, v in pose_auc(worst).items()},
-            "protocol": "essential-matrix pose of each match set vs the ground-truth relative pose of its two stamps"}
+    return {
+        "pairs": len(worst),
+        "rotation_error_deg_median": float(np.median(err_R)),
+        "translation_direction_error_deg_median": float(np.median(err_t)),
+        "pose_auc": {f"@{k}deg": v for k, v in pose_auc(worst).items()},
+        "protocol": "essential-matrix pose of each match set vs the ground-truth relative pose of its two stamps",
+    }
 
 
 def _image(msg: Any) -> np.ndarray:
@@ -172,9 +200,15 @@ def _image(msg: Any) -> np.ndarray:
     return np.asarray(image_to_numpy(msg))
 
 
-def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], frame_topic: str = "/camera/image_raw",
-                       timed: list[str] | None = None, series: dict[str, Any] | None = None,
-                       frame_published: dict[int, int] | None = None) -> dict[str, Any]:
+def evaluate_recording(
+    bag: Path,
+    recording: Path,
+    outputs: dict[str, str],
+    frame_topic: str = "/camera/image_raw",
+    timed: list[str] | None = None,
+    series: dict[str, Any] | None = None,
+    frame_published: dict[int, int] | None = None,
+) -> dict[str, Any]:
     """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches").
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
@@ -184,9 +218,10 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
     stores: dict[Path, Any] = {}  # a typestore per bag
     gt_topics = bag_info(bag).topics
     series = {} if series is None else series
-    report: dict[str, Any] = {"latency": latency(recording, frame_topic, timed or list(outputs.values()), series,
-                                                 frame_published),
-                              "metrics": {}}
+    report: dict[str, Any] = {
+        "latency": latency(recording, frame_topic, timed or list(outputs.values()), series, frame_published),
+        "metrics": {},
+    }
     try:
         from perception_models import metrics as pm
         from perception_models.metrics.odometry import trajectory_errors
@@ -199,11 +234,18 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             by_stamp = _by_stamp(recording, topic, stores)
             rows = [by_stamp[s][1] for s in sorted(by_stamp)]
             with_ref = [m for m in rows if len(m.current_index)]
-            series["matching"] = {"stamps": sorted(by_stamp), "matches": [len(m.current_index) for m in rows],
-                                  "inliers": [int(m.inlier_count) for m in rows]}
+            series["matching"] = {
+                "stamps": sorted(by_stamp),
+                "matches": [len(m.current_index) for m in rows],
+                "inliers": [int(m.inlier_count) for m in rows],
+            }
             report["metrics"]["matching"] = {
-                "frames": len(rows), "matches_per_frame": float(np.mean([len(m.current_index) for m in rows])) if rows else 0.0,
-                "inlier_ratio": float(np.mean([m.inlier_count / len(m.current_index) for m in with_ref])) if with_ref else 0.0}
+                "frames": len(rows),
+                "matches_per_frame": float(np.mean([len(m.current_index) for m in rows])) if rows else 0.0,
+                "inlier_ratio": float(np.mean([m.inlier_count / len(m.current_index) for m in with_ref]))
+                if with_ref
+                else 0.0,
+            }
             if GT["odometry"] in gt_topics:
                 geometry = _matching_geometry_errors(rows, _by_stamp(bag, GT["odometry"], stores))
                 if geometry:
@@ -223,14 +265,23 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             for s in stamps:
                 g, d = gt[s][1].detections, [x for x in est[s][1].detections if x.class_name in index]
                 gb = _xyxy(g)
-                ev.add(gb, [index[x.class_name] for x in g], _xyxy(d), [x.score for x in d], [index[x.class_name] for x in d],
-                       gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT)
+                ev.add(
+                    gb,
+                    [index[x.class_name] for x in g],
+                    _xyxy(d),
+                    [x.score for x in d],
+                    [index[x.class_name] for x in d],
+                    gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT,
+                )
             r = ev.summary()
             ground = _ground_position_errors([(gt[s][1].detections, est[s][1].detections) for s in stamps], pm.box_iou)
             if ground:
                 r["ground_position"] = ground
             series["pr_curves"] = ev.pr_curves(0.5)
-            r["protocol"] = f"COCO AP on the node's published detections (its score threshold applies); ground truth < {MIN_HEIGHT:g} px ignored"
+            r["protocol"] = (
+                "COCO AP on the node's published detections (its score threshold applies); ground truth < "
+                f"{MIN_HEIGHT:g} px ignored"
+            )
             report["metrics"]["detection"] = r
         elif task == "labels":
             from perception_models.data.synth.scene import CLASSES
@@ -244,7 +295,9 @@ def evaluate_recording(bag: Path, recording: Path, outputs: dict[str, str], fram
             report["metrics"]["segmentation"] = r
         elif task == "depth":
             ev = pm.DepthEvaluator(0.1, 60.0)
-            samples = set(stamps[i] for i in np.unique(np.linspace(0, len(stamps) - 1, DEPTH_SAMPLES).round().astype(int)))
+            samples = set(
+                stamps[i] for i in np.unique(np.linspace(0, len(stamps) - 1, DEPTH_SAMPLES).round().astype(int))
+            )
             per_frame, maps = [], []
             for s in stamps:
                 g, e = _image(gt[s][1]).astype(np.float64), _image(est[s][1]).astype(np.float64)

@@ -12,8 +12,9 @@ MIN_HEIGHT = 16.0
 MIN_PIXELS = 64
 
 
-def ignored_ground_truth(boxes: np.ndarray, areas: np.ndarray | None, min_height: float = MIN_HEIGHT,
-                         min_pixels: int = MIN_PIXELS) -> np.ndarray:
+def ignored_ground_truth(
+    boxes: np.ndarray, areas: np.ndarray | None, min_height: float = MIN_HEIGHT, min_pixels: int = MIN_PIXELS
+) -> np.ndarray:
     """(G,) bool: the boxes (G, 4) xyxy, in the stored image's pixels, that the protocol ignores;
     ``areas`` are their visible pixels (None or NaN: unknown, which is not small)."""
     area = areas if areas is not None else np.full(len(boxes), np.nan)

@@ -19,22 +19,44 @@ from pathlib import Path
 from typing import Any
 
 from ..bag_io import BagError
-from ..exit_codes import (ERROR_KINDS, EXIT_DUPLICATE_STAMPS, EXIT_EMPTY_INPUT, EXIT_FAILED, EXIT_FRAMES_LOST,
-                          EXIT_FRAMES_REJECTED, EXIT_INTERRUPTED, EXIT_NODE_DIED, EXIT_OK)
+from ..exit_codes import (
+    ERROR_KINDS,
+    EXIT_DUPLICATE_STAMPS,
+    EXIT_EMPTY_INPUT,
+    EXIT_FAILED,
+    EXIT_FRAMES_LOST,
+    EXIT_FRAMES_REJECTED,
+    EXIT_INTERRUPTED,
+    EXIT_NODE_DIED,
+    EXIT_OK,
+)
 from ..profile import ProfileError, load_profile
 from ..workspace import resolve_path
 from .resources import ResourceMonitor
 
 GROUND_TRUTH_PREFIX = "/ground_truth/"
-PROCESSING_EXECUTABLES = {"generic_onnx_node", "detection_node", "segmentation_node", "depth_node", "odometry_node", "matching_node"}
+PROCESSING_EXECUTABLES = {
+    "generic_onnx_node",
+    "detection_node",
+    "segmentation_node",
+    "depth_node",
+    "odometry_node",
+    "matching_node",
+}
 # outputs every input frame must get exactly one of (others are optional: drawn images while
 # nobody subscribes, a point cloud before CameraInfo arrived, a match picture for the first frame)
-PER_FRAME_OUTPUTS = {"detection_node": ("detections",), "segmentation_node": ("labels",), "depth_node": ("depth",),
-                     "odometry_node": ("depth", "odometry", "path"), "matching_node": ("keypoints", "matches")}
+PER_FRAME_OUTPUTS = {
+    "detection_node": ("detections",),
+    "segmentation_node": ("labels",),
+    "depth_node": ("depth",),
+    "odometry_node": ("depth", "odometry", "path"),
+    "matching_node": ("keypoints", "matches"),
+}
 
 
-def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: str,
-                               result_topics: list[str]) -> dict[str, Any]:
+def check_one_result_per_frame(
+    source_bag: Path, recording: Path, frame_topic: str, result_topics: list[str]
+) -> dict[str, Any]:
     """For each result topic: how many input frames got exactly one result with their stamp."""
     from ..bag_io import header_stamp_ns, read_messages
 
@@ -56,10 +78,20 @@ def check_one_result_per_frame(source_bag: Path, recording: Path, frame_topic: s
     return out
 
 
-def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate: float = 1.0,
-           overrides: dict[str, dict[str, Any]] | None = None, frame_topic: str = "/camera/image_raw",
-           record_regex: str | None = None, timeout: float = 600.0, quiet: bool = False,
-           skip_missing_models: bool = False, per_frame_only: bool = False) -> dict[str, Any]:
+def replay(
+    bag: Path,
+    profile_name: str,
+    out: Path,
+    mode: str = "lockstep",
+    rate: float = 1.0,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    frame_topic: str = "/camera/image_raw",
+    record_regex: str | None = None,
+    timeout: float = 600.0,
+    quiet: bool = False,
+    skip_missing_models: bool = False,
+    per_frame_only: bool = False,
+) -> dict[str, Any]:
     """Start the profile's nodes + a recorder + a player; returns the replay summary.
     ``per_frame_only``: record only the outputs every frame gets (no drawn images, clouds or
     diagnostics): nodes then draw nothing, as on a robot nobody watches (throughput probes)."""
@@ -95,20 +127,39 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         ns_regex = "|".join(f"^{n.fqn}/({'|'.join(PER_FRAME_OUTPUTS.get(n.executable, ('.*',)))})$" for n in processing)
     else:
         ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
-    recorder = NodeSpec("perception_recorder", "bag_recorder", parameters={
-        "output": str(recording),
-        "topics": [frame_topic] if per_frame_only else [frame_topic, "/perception/frame_status", "/diagnostics"],
-        "topic_regex": record_regex or ns_regex,
-        "tf_from_odometry": [f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")]})
+    recorder = NodeSpec(
+        "perception_recorder",
+        "bag_recorder",
+        parameters={
+            "output": str(recording),
+            "topics": [frame_topic] if per_frame_only else [frame_topic, "/perception/frame_status", "/diagnostics"],
+            "topic_regex": record_regex or ns_regex,
+            "tf_from_odometry": [
+                f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")
+            ],
+        },
+    )
     summary_path = out / "player_summary.json"
     # ground truth is read from the bag by the evaluation, not sent through DDS to nobody
     played = [t for t in bag_info(bag).topics if not t.startswith(GROUND_TRUTH_PREFIX)]
-    player = NodeSpec("perception_player", "bag_player", parameters={
-        "bag_path": str(bag), "mode": mode, "rate": float(rate), "lockstep_topic": frame_topic, "topics": played,
-        "lockstep_nodes": [n.fqn for n in processing], "summary_path": str(summary_path),
-        "min_subscribers": len(processing) + 1,  # the nodes and the recorder
-        "wait_for_subscribers": ["/perception_recorder"],  # it finds topics by polling: wait until it has the frames
-        "exit_when_done": True})
+    player = NodeSpec(
+        "perception_player",
+        "bag_player",
+        parameters={
+            "bag_path": str(bag),
+            "mode": mode,
+            "rate": float(rate),
+            "lockstep_topic": frame_topic,
+            "topics": played,
+            "lockstep_nodes": [n.fqn for n in processing],
+            "summary_path": str(summary_path),
+            "min_subscribers": len(processing) + 1,  # the nodes and the recorder
+            "wait_for_subscribers": [
+                "/perception_recorder"
+            ],  # it finds topics by polling: wait until it has the frames
+            "exit_when_done": True,
+        },
+    )
     profile.nodes = processing + [recorder]
     t0 = time.monotonic()
     interrupted = ""
@@ -118,15 +169,18 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
     monitor = None
     # Replay tools talk on this host only; the shared-memory segment holds 4 of the bag's frames.
     first = next(read_messages(bag, [frame_topic]), None)
-    stack = StackProcesses(profile, out / "logs", frame_bytes=len(first[3]) if first else None,
-                           interfaces=["127.0.0.1"])
+    stack = StackProcesses(
+        profile, out / "logs", frame_bytes=len(first[3]) if first else None, interfaces=["127.0.0.1"]
+    )
     try:
         with stop_on_signals(), stack:
             # The recorder must see the output topics before the first frame.
             time.sleep(0.5)
             stack.start_node(player)
             watched = {n.name: stack.procs[n.name].pid for n in processing}
-            watched.update({"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid})
+            watched.update(
+                {"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid}
+            )
             with ResourceMonitor(watched) as monitor:
                 rc, deaths, timed_out = _supervise_replay(stack, timeout)
             stack.stop(["perception_player"])  # after a death: the player writes its summary and exits
@@ -135,11 +189,20 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
         interrupted = exc.args[0] if exc.args else "SIGINT"
     died = [d.name for d in deaths]
     player_log = stack.log_text("perception_player")
-    summary: dict[str, Any] = {"profile": profile.name, "bag": str(bag), "mode": mode, "rate": rate,
-                               "player_exit_code": rc, "wall_time_s": round(time.monotonic() - t0, 2),
-                               "nodes_died": died, "deaths": [d.describe() for d in deaths],
-                               "interrupted": interrupted, "timed_out": timed_out, "recording": str(recording),
-                               "resources": monitor.summary() if monitor is not None else {}}
+    summary: dict[str, Any] = {
+        "profile": profile.name,
+        "bag": str(bag),
+        "mode": mode,
+        "rate": rate,
+        "player_exit_code": rc,
+        "wall_time_s": round(time.monotonic() - t0, 2),
+        "nodes_died": died,
+        "deaths": [d.describe() for d in deaths],
+        "interrupted": interrupted,
+        "timed_out": timed_out,
+        "recording": str(recording),
+        "resources": monitor.summary() if monitor is not None else {},
+    }
     if summary_path.exists():
         summary["player"] = json.loads(summary_path.read_text())
     else:
@@ -154,8 +217,11 @@ def replay(bag: Path, profile_name: str, out: Path, mode: str = "lockstep", rate
             if info.note:
                 summary["recording_note"] = info.note
             summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
-            result_topics = [t for t in info.topics if any(t.startswith(n.fqn + "/") for n in processing)
-                             and not t.endswith("/transition_event")]
+            result_topics = [
+                t
+                for t in info.topics
+                if any(t.startswith(n.fqn + "/") for n in processing) and not t.endswith("/transition_event")
+            ]
             summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
             summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
             summary["drops"] = _drops(summary["results"], processing)
@@ -210,8 +276,10 @@ def replay_verdict(summary: dict[str, Any]) -> tuple[int, str]:
     if p.get("frames_lost"):
         return EXIT_FRAMES_LOST, f"{p['frames_lost']} of {p['frames']} frames got no answer from every node"
     if p.get("frames_rejected_by_nodes"):
-        return EXIT_FRAMES_REJECTED, (f"nodes rejected {p['frames_rejected_by_nodes']} frame answers "
-                                      f"(of {p['frames']} frames); see FrameStatus.detail in the recording")
+        return EXIT_FRAMES_REJECTED, (
+            f"nodes rejected {p['frames_rejected_by_nodes']} frame answers "
+            f"(of {p['frames']} frames); see FrameStatus.detail in the recording"
+        )
     return EXIT_OK, "every frame got an ok answer from every node"
 
 
@@ -225,8 +293,11 @@ def check_replay_input(bag: Path, frame_topic: str, mode: str) -> None:
         print(f"perception: {info.note}", file=sys.stderr)
     if frame_topic not in info.topics or info.topics[frame_topic][1] == 0:
         have = {t: c for t, (_m, c) in info.topics.items()}
-        raise ReplayInputError(EXIT_EMPTY_INPUT, f"bag '{bag}' has no messages on the frame topic {frame_topic} "
-                               f"(topics: {have}); choose it with --frame-topic")
+        raise ReplayInputError(
+            EXIT_EMPTY_INPUT,
+            f"bag '{bag}' has no messages on the frame topic {frame_topic} "
+            f"(topics: {have}); choose it with --frame-topic",
+        )
     if mode == "lockstep":
         dup = duplicate_stamps(bag, frame_topic)
         if dup:
@@ -274,8 +345,12 @@ def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
             card = yaml.safe_load(card_path(path).read_text()) or {}
         except (OSError, yaml.YAMLError):
             card = {}
-        out[n.name] = {"model": str(path), "task": card.get("task", "?"), "sha256": str(card.get("sha256", ""))[:12],
-                       "card_metrics": card_headline(card)}
+        out[n.name] = {
+            "model": str(path),
+            "task": card.get("task", "?"),
+            "sha256": str(card.get("sha256", ""))[:12],
+            "card_metrics": card_headline(card),
+        }
     return out
 
 
@@ -289,8 +364,12 @@ def _drops(results: dict[str, Any], processing: list[Any]) -> dict[str, dict[str
         topic = next((t for t in topics if t in results), None)
         frames = int(results.get("frames", 0))
         missing = results[topic]["missing"] if topic else frames
-        out[n.name] = {"topic": topic, "frames": frames, "dropped": int(missing),
-                       "percent": 100.0 * missing / frames if frames else 0.0}
+        out[n.name] = {
+            "topic": topic,
+            "frames": frames,
+            "dropped": int(missing),
+            "percent": 100.0 * missing / frames if frames else 0.0,
+        }
     return out
 
 
@@ -298,22 +377,26 @@ def _per_frame(topic: str, processing: list[Any]) -> bool:
     for n in processing:
         if topic.startswith(n.fqn + "/"):
             outs = PER_FRAME_OUTPUTS.get(n.executable)
-            return outs is None or topic[len(n.fqn) + 1:] in outs
+            return outs is None or topic[len(n.fqn) + 1 :] in outs
     return False
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     p = summary.get("player", {})
     print(f"\nreplay of {summary['bag']} through profile '{summary['profile']}' ({summary['mode']})")
-    print(f"  player: {p.get('frames', '?')} frames, lost {p.get('frames_lost', '?')}, "
-          f"retries {p.get('retries', '?')}, {p.get('wall_time_s', '?')} s, exit {summary['player_exit_code']}")
+    print(
+        f"  player: {p.get('frames', '?')} frames, lost {p.get('frames_lost', '?')}, "
+        f"retries {p.get('retries', '?')}, {p.get('wall_time_s', '?')} s, exit {summary['player_exit_code']}"
+    )
     for node, st in (p.get("processing_ms") or {}).items():
         print(f"  {node}: processing median {st['median']:.2f} ms, p95 {st['p95']:.2f} ms ({st['count']} frames)")
     res = summary.get("results", {})
     for topic, r in res.items():
         if isinstance(r, dict):
-            print(f"  {topic}: {r['results']} results, {r['frames_with_one_result']}/{res['frames']} "
-                  f"frames with exactly one, missing {r['missing']}, duplicated {r['duplicated']}")
+            print(
+                f"  {topic}: {r['results']} results, {r['frames_with_one_result']}/{res['frames']} "
+                f"frames with exactly one, missing {r['missing']}, duplicated {r['duplicated']}"
+            )
     for death in summary.get("deaths", []):
         print("  " + death.replace("\n", "\n  "))
     if summary.get("recording_note"):

@@ -48,13 +48,17 @@ def _jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH) -> str:
     h, w = rgb.shape[:2]
     if w > width:
         rgb = cv2.resize(rgb, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
     return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode()
 
 
 def _img(src: str, caption: str) -> str:
-    return f'<figure><img src="{src}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img src="{src}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -62,8 +66,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
         if isinstance(v, float):
             return "n/a" if not np.isfinite(v) else f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
         return str(v) if str(v).startswith("<span") else html.escape(str(v))
+
     def td(v: Any) -> str:  # numbers right-aligned, text left
         return f"<td>{cell(v)}</td>" if isinstance(v, (int, float)) else f"<td class='t'>{cell(v)}</td>"
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(td(v) for v in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -97,8 +103,10 @@ def _sample_views(recording: Path, frame_topic: str) -> list[tuple[int, float, l
                 got[s][topic] = np.asarray(image_to_rgb(store.deserialize_cdr(raw, msgtype)))
             except ImageConversionError:
                 continue
-    return [(int(i), (s - stamps[0]) * 1e-9, [(t, got[s][t]) for t in [frame_topic, *views] if t in got[s]])
-            for i, s in zip(index, chosen)]
+    return [
+        (int(i), (s - stamps[0]) * 1e-9, [(t, got[s][t]) for t in [frame_topic, *views] if t in got[s]])
+        for i, s in zip(index, chosen)
+    ]
 
 
 # ----------------------------------------------------------------------------- plots
@@ -161,8 +169,15 @@ def _plot_confusion(seg: dict[str, Any]) -> str:
     for i in range(len(names)):
         for j in range(len(names)):
             if norm[i, j] >= 0.01:
-                a.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                       color="white" if norm[i, j] > 0.5 else "black")
+                a.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     a.set(xlabel="predicted", ylabel="ground truth", title="confusion matrix (rows normalised)")
     fig.colorbar(im, ax=a, fraction=0.046)
     iou = [v if v is not None else np.nan for v in seg["per_class_iou"].values()]
@@ -213,8 +228,14 @@ def _plot_trajectory(traj: dict[str, Any]) -> str:
     if ref is not None:
         a.plot(ref[:, 0], ref[:, 1], "k-", linewidth=2, label="ground truth")
         a.plot(ref[0, 0], ref[0, 1], "go", label="start")
-    a.plot(est[:, 0], est[:, 1], ".-" if len(est) < 50 else "-", color="#e45756", linewidth=1.5,
-           label="odometry (SE(3)-aligned)" if ref is not None else "odometry (no ground truth in the bag)")
+    a.plot(
+        est[:, 0],
+        est[:, 1],
+        ".-" if len(est) < 50 else "-",
+        color="#e45756",
+        linewidth=1.5,
+        label="odometry (SE(3)-aligned)" if ref is not None else "odometry (no ground truth in the bag)",
+    )
     a.set(xlabel="x (m)", ylabel="y (m)", title="trajectory, top view (odom frame)")
     a.axis("equal")
     a.grid(alpha=0.3)
@@ -254,7 +275,9 @@ def _plot_throughput(tp: dict[str, Any]) -> str:
     for n in nodes:
         a.plot(rates, [p["drops"][n]["percent"] for p in probes], "o-", label=n)
         b.plot(rates, [p["latency_ms"].get(n, np.nan) for p in probes], "o-", label=n)
-    a.axhline(tp["max_drop_percent"], color="k", linestyle="--", linewidth=1, label=f"{tp['max_drop_percent']:g} % limit")
+    a.axhline(
+        tp["max_drop_percent"], color="k", linestyle="--", linewidth=1, label=f"{tp['max_drop_percent']:g} % limit"
+    )
     a.set(xlabel="input rate (Hz)", ylabel="frames dropped (%)", title="drops against input rate")
     b.set(xlabel="input rate (Hz)", ylabel="median latency (ms)", title="latency against input rate")
     for ax in (a, b):
@@ -269,46 +292,103 @@ def _summary_rows(report: dict[str, Any]) -> tuple[str, str]:
     acc = []
     if "detection" in m:
         gp = m["detection"].get("ground_position")
-        acc.append(["detection", f"mAP@[.5:.95] {m['detection']['mAP']:.3f}, mAP@0.5 {m['detection']['mAP50']:.3f}" + (
-            f"; where they stand: distance error median {gp['median_distance_error_m']:.2f} m "
-            f"({100 * gp['median_relative_error']:.0f} %), {100 * gp['within_10_percent']:.0f} % within 10 %" if gp else ""),
-            m["detection"]["images"]])
+        acc.append(
+            [
+                "detection",
+                f"mAP@[.5:.95] {m['detection']['mAP']:.3f}, mAP@0.5 {m['detection']['mAP50']:.3f}"
+                + (
+                    f"; where they stand: distance error median {gp['median_distance_error_m']:.2f} m "
+                    f"({100 * gp['median_relative_error']:.0f} %), {100 * gp['within_10_percent']:.0f} % within 10 %"
+                    if gp
+                    else ""
+                ),
+                m["detection"]["images"],
+            ]
+        )
     if "segmentation" in m:
-        acc.append(["segmentation", f"mIoU {m['segmentation']['mIoU']:.3f}, pixel accuracy "
-                    f"{m['segmentation']['pixel_accuracy']:.3f}", m["segmentation"].get("images", "")])
+        acc.append(
+            [
+                "segmentation",
+                f"mIoU {m['segmentation']['mIoU']:.3f}, pixel accuracy {m['segmentation']['pixel_accuracy']:.3f}",
+                m["segmentation"].get("images", ""),
+            ]
+        )
     if "depth" in m:
         a, s = m["depth"]["absolute"], m["depth"]["median_scaled"]
-        acc.append(["depth", f"AbsRel {a['abs_rel']:.3f}, RMSE {a['rmse']:.2f} m, δ<1.25 {a['a1']:.3f} "
-                    f"(median-scaled AbsRel {s['abs_rel']:.3f})", m["depth"]["images"]])
+        acc.append(
+            [
+                "depth",
+                f"AbsRel {a['abs_rel']:.3f}, RMSE {a['rmse']:.2f} m, δ<1.25 {a['a1']:.3f} "
+                f"(median-scaled AbsRel {s['abs_rel']:.3f})",
+                m["depth"]["images"],
+            ]
+        )
     if "odometry" in m:
         o = m["odometry"]
-        acc.append(["odometry", f"ATE {o['ate_rmse_m']:.2f} m = {o['ate_percent_of_path']:.1f} % of "
-                    f"{o['path_length_m']:.1f} m (SE(3)), RPE {o['rpe_trans_rmse_m']:.3f} m / {o['rpe_rot_rmse_deg']:.2f}°"
-                    if "ate_rmse_m" in o else o.get("failed", ""), o.get("frames", "")])
+        acc.append(
+            [
+                "odometry",
+                f"ATE {o['ate_rmse_m']:.2f} m = {o['ate_percent_of_path']:.1f} % of "
+                f"{o['path_length_m']:.1f} m (SE(3)), RPE {o['rpe_trans_rmse_m']:.3f} m / {o['rpe_rot_rmse_deg']:.2f}°"
+                if "ate_rmse_m" in o
+                else o.get("failed", ""),
+                o.get("frames", ""),
+            ]
+        )
     if "matching" in m:
         g = m["matching"].get("geometry")
-        acc.append(["matching", f"{m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio "
-                    f"{m['matching']['inlier_ratio']:.2f}" + (
-                        f"; relative pose vs ground truth: rotation {g['rotation_error_deg_median']:.2f}°, translation "
-                        f"direction {g['translation_direction_error_deg_median']:.1f}° (medians), AUC@10° "
-                        f"{g['pose_auc']['@10deg']:.2f}" if g else ""), m["matching"]["frames"]])
-    accuracy = _table(["task", "result", "frames"], acc) if acc else \
-        '<p class="muted">No ground truth in this bag (or perception_models not installed): latency and samples only.</p>'
+        acc.append(
+            [
+                "matching",
+                f"{m['matching']['matches_per_frame']:.0f} matches/frame, inlier ratio "
+                f"{m['matching']['inlier_ratio']:.2f}"
+                + (
+                    f"; relative pose vs ground truth: rotation {g['rotation_error_deg_median']:.2f}°, translation "
+                    f"direction {g['translation_direction_error_deg_median']:.1f}° (medians), AUC@10° "
+                    f"{g['pose_auc']['@10deg']:.2f}"
+                    if g
+                    else ""
+                ),
+                m["matching"]["frames"],
+            ]
+        )
+    accuracy = (
+        _table(["task", "result", "frames"], acc)
+        if acc
+        else '<p class="muted">No ground truth in this bag (or perception_models not installed): latency and '
+        "samples only.</p>"
+    )
     res, drops = report.get("resources", {}), report.get("drops", {})
     rows = []
     for topic, st in report.get("latency", {}).items():
         node = next((n for n, d in drops.items() if d.get("topic") == topic), None)
         r = res.get(node or "", {})
         d = drops.get(node or "")
-        rows.append([topic, st["median_ms"], st["p95_ms"], st["p99_ms"], st["fps"],
-                     _flag(d["dropped"] == 0, f"{d['dropped']} ({d['percent']:.1f} %)") if d else "",
-                     r["cpu_percent_mean"] if r else "", r["rss_mib_peak"] if r else ""])
-    nodes = _table(["output", "median ms", "p95 ms", "p99 ms", "fps", "dropped", "CPU % (mean)", "RSS MiB (peak)"], rows)
+        rows.append(
+            [
+                topic,
+                st["median_ms"],
+                st["p95_ms"],
+                st["p99_ms"],
+                st["fps"],
+                _flag(d["dropped"] == 0, f"{d['dropped']} ({d['percent']:.1f} %)") if d else "",
+                r["cpu_percent_mean"] if r else "",
+                r["rss_mib_peak"] if r else "",
+            ]
+        )
+    nodes = _table(
+        ["output", "median ms", "p95 ms", "p99 ms", "fps", "dropped", "CPU % (mean)", "RSS MiB (peak)"], rows
+    )
     return accuracy, nodes
 
 
-def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, recording: Path | None = None,
-                 frame_topic: str = "/camera/image_raw") -> Path:
+def write_report(
+    report: dict[str, Any],
+    series: dict[str, Any],
+    path: Path,
+    recording: Path | None = None,
+    frame_topic: str = "/camera/image_raw",
+) -> Path:
     try:
         import matplotlib
 
@@ -318,36 +398,62 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
         plots = False
     p = report.get("player", {})
     lost = p.get("frames_lost")
-    verdict = (_flag(not lost, f"{p.get('frames', '?')} frames, {lost} lost") if report.get("mode") == "lockstep"
-               else f"{p.get('frames', '?')} frames at rate {report.get('rate', 1.0)}")
-    parts = [f"<h1>Perception stack replay: {html.escape(str(report.get('profile')))}</h1>",
-             f"<p>bag <code>{html.escape(str(report.get('bag')))}</code> · mode <b>{html.escape(str(report.get('mode')))}</b>"
-             f" · {verdict} · wall time {p.get('wall_time_s', '?')} s</p>"]
+    verdict = (
+        _flag(not lost, f"{p.get('frames', '?')} frames, {lost} lost")
+        if report.get("mode") == "lockstep"
+        else f"{p.get('frames', '?')} frames at rate {report.get('rate', 1.0)}"
+    )
+    parts = [
+        f"<h1>Perception stack replay: {html.escape(str(report.get('profile')))}</h1>",
+        f"<p>bag <code>{html.escape(str(report.get('bag')))}</code> · mode "
+        f"<b>{html.escape(str(report.get('mode')))}</b>"
+        f" · {verdict} · wall time {p.get('wall_time_s', '?')} s</p>",
+    ]
     if not plots:
         parts.append('<p class="bad">matplotlib is not installed: plots left out (pip install matplotlib).</p>')
     accuracy, nodes = _summary_rows(report)
     models = report.get("models", {})
     if models:
-        accuracy += ("<p class='muted'>The models' own held-out numbers (their cards), to hold this replay against:</p>"
-                     + _table(["node", "model", "task", "card: held-out", "sha256"],
-                              [[n, Path(v["model"]).name, v["task"], v["card_metrics"] or "-", v["sha256"]]
-                               for n, v in models.items()]))
-    parts += ["<h2>Accuracy</h2>", accuracy, "<h2>Nodes: latency, drops, CPU, memory</h2>",
-              '<p class="muted">latency: input frame published (player) → output received (recorder), one system clock; CPU in % of one core; '
-              'dropped: input frames without a result (0 in lockstep).</p>', nodes]
+        accuracy += (
+            "<p class='muted'>The models' own held-out numbers (their cards), to hold this replay against:</p>"
+            + _table(
+                ["node", "model", "task", "card: held-out", "sha256"],
+                [
+                    [n, Path(v["model"]).name, v["task"], v["card_metrics"] or "-", v["sha256"]]
+                    for n, v in models.items()
+                ],
+            )
+        )
+    parts += [
+        "<h2>Accuracy</h2>",
+        accuracy,
+        "<h2>Nodes: latency, drops, CPU, memory</h2>",
+        '<p class="muted">latency: input frame published (player) → output received (recorder), one system '
+        "clock; CPU in % of one core; "
+        "dropped: input frames without a result (0 in lockstep).</p>",
+        nodes,
+    ]
     if recording is not None:
         samples = _sample_views(recording, frame_topic)
         if samples:
             parts.append("<h2>Sample frames</h2>")
             for i, t, views in samples:
-                parts.append(f"<h3>frame {i} (t = {t:.2f} s)</h3><div class='grid'>"
-                             + "".join(_img(_jpeg(img), topic) for topic, img in views) + "</div>")
+                parts.append(
+                    f"<h3>frame {i} (t = {t:.2f} s)</h3><div class='grid'>"
+                    + "".join(_img(_jpeg(img), topic) for topic, img in views)
+                    + "</div>"
+                )
     m = report.get("metrics", {})
     if "detection" in m:
         per = m["detection"]["per_class"]
-        parts += ["<h2>Detection</h2>", _table(["class", "AP", "AP50", "AP75", "ground truth"],
-                  [[c, v["AP"], v["AP50"], v["AP75"], v["ground_truth"]] for c, v in per.items() if v]),
-                  f"<p class='muted'>{html.escape(m['detection'].get('protocol', ''))}</p>"]
+        parts += [
+            "<h2>Detection</h2>",
+            _table(
+                ["class", "AP", "AP50", "AP75", "ground truth"],
+                [[c, v["AP"], v["AP50"], v["AP75"], v["ground_truth"]] for c, v in per.items() if v],
+            ),
+            f"<p class='muted'>{html.escape(m['detection'].get('protocol', ''))}</p>",
+        ]
         if plots and series.get("pr_curves"):
             parts.append(_img(_plot_pr(series["pr_curves"], per), "precision-recall curves"))
     if "segmentation" in m:
@@ -356,9 +462,26 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
             parts.append(_img(_plot_confusion(m["segmentation"]), "confusion matrix and per-class IoU"))
     if "depth" in m:
         d = m["depth"]
-        parts += ["<h2>Depth</h2>", _table(["scaling", "AbsRel", "SqRel", "RMSE", "RMSE log", "δ<1.25", "δ<1.25²", "δ<1.25³"],
-                  [[k, d[k]["abs_rel"], d[k]["sq_rel"], d[k]["rmse"], d[k]["rmse_log"], d[k]["a1"], d[k]["a2"], d[k]["a3"]]
-                   for k in ("absolute", "median_scaled") if k in d])]
+        parts += [
+            "<h2>Depth</h2>",
+            _table(
+                ["scaling", "AbsRel", "SqRel", "RMSE", "RMSE log", "δ<1.25", "δ<1.25²", "δ<1.25³"],
+                [
+                    [
+                        k,
+                        d[k]["abs_rel"],
+                        d[k]["sq_rel"],
+                        d[k]["rmse"],
+                        d[k]["rmse_log"],
+                        d[k]["a1"],
+                        d[k]["a2"],
+                        d[k]["a3"],
+                    ]
+                    for k in ("absolute", "median_scaled")
+                    if k in d
+                ],
+            ),
+        ]
         if plots and series.get("depth"):
             parts.append(_img(_plot_depth(series["depth"]["maps"], series["depth"]), "depth against ground truth"))
     if "odometry" in m or series.get("trajectory"):
@@ -366,8 +489,14 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
         if "odometry" in m:
             parts.append(_table(["metric", "value"], [[k, v] for k, v in m["odometry"].items()]))
         if plots and series.get("trajectory"):
-            parts.append(_img(_plot_trajectory(series["trajectory"]), "trajectory against ground truth"
-                              if "reference" in series["trajectory"] else "trajectory (no ground truth)"))
+            parts.append(
+                _img(
+                    _plot_trajectory(series["trajectory"]),
+                    "trajectory against ground truth"
+                    if "reference" in series["trajectory"]
+                    else "trajectory (no ground truth)",
+                )
+            )
     if "matching" in m:
         parts.append("<h2>Matching</h2>")
         if plots and series.get("matching"):
@@ -378,18 +507,36 @@ def write_report(report: dict[str, Any], series: dict[str, Any], path: Path, rec
         parts += ["<h2>CPU and memory</h2>", _img(_plot_resources(report["resources"]), "resources")]
     tp = report.get("throughput")
     if tp:
-        parts += ["<h2>Throughput</h2>",
-                  f"<p>highest input rate with &lt; {tp['max_drop_percent']:g} % dropped frames: "
-                  f"<b>{tp['max_rate_hz']:.1f} Hz</b> (limited by {html.escape(str(tp.get('bottleneck')))}); probes "
-                  f"recorded {'every output (the nodes drew their pictures)' if tp.get('visual_outputs') else 'the per-frame outputs only (no drawn pictures)'}.</p>",
-                  _table(["input Hz", "worst node drop %", "median latency ms (per node)"],
-                         [[f"{pr['rate_hz']:.2f}", f"{max(d['percent'] for d in pr['drops'].values()):.1f}",
-                           ", ".join(f"{n} {v:.0f}" for n, v in pr["latency_ms"].items())]
-                          for pr in sorted(tp["probes"], key=lambda p: p["rate_hz"])])]
+        parts += [
+            "<h2>Throughput</h2>",
+            f"<p>highest input rate with &lt; {tp['max_drop_percent']:g} % dropped frames: "
+            f"<b>{tp['max_rate_hz']:.1f} Hz</b> (limited by {html.escape(str(tp.get('bottleneck')))}); probes "
+            "recorded "
+            + (
+                "every output (the nodes drew their pictures)"
+                if tp.get("visual_outputs")
+                else "the per-frame outputs only (no drawn pictures)"
+            )
+            + ".</p>",
+            _table(
+                ["input Hz", "worst node drop %", "median latency ms (per node)"],
+                [
+                    [
+                        f"{pr['rate_hz']:.2f}",
+                        f"{max(d['percent'] for d in pr['drops'].values()):.1f}",
+                        ", ".join(f"{n} {v:.0f}" for n, v in pr["latency_ms"].items()),
+                    ]
+                    for pr in sorted(tp["probes"], key=lambda p: p["rate_hz"])
+                ],
+            ),
+        ]
         if plots:
             parts.append(_img(_plot_throughput(tp), "throughput"))
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>perception report: "
-            f"{html.escape(str(report.get('profile')))}</title><style>{CSS}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    page = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>perception report: "
+        f"{html.escape(str(report.get('profile')))}</title><style>{CSS}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     path.write_text(page, encoding="utf-8")
     return path

@@ -58,8 +58,9 @@ class ResourceMonitor:
                     continue
                 if name in last:
                     t_prev, cpu_prev = last[name]
-                    self.samples[name].append((now - self._t0, 100.0 * (cpu - cpu_prev) / max(now - t_prev, 1e-6),
-                                               rss / 2**20))
+                    self.samples[name].append(
+                        (now - self._t0, 100.0 * (cpu - cpu_prev) / max(now - t_prev, 1e-6), rss / 2**20)
+                    )
                 last[name] = (now, cpu)
             if self._stop.wait(self.period):
                 return
@@ -80,9 +81,18 @@ class ResourceMonitor:
             if not rows:
                 continue
             a = np.array(rows)
-            out[name] = {"cpu_percent_mean": float(a[:, 1].mean()), "cpu_percent_p95": float(np.percentile(a[:, 1], 95)),
-                         "cpu_percent_peak": float(a[:, 1].max()), "rss_mib_mean": float(a[:, 2].mean()),
-                         "rss_mib_peak": float(a[:, 2].max()), "samples": len(rows), "period_s": self.period,
-                         "timeline": {"t_s": a[:, 0].round(3).tolist(), "cpu_percent": a[:, 1].round(1).tolist(),
-                                      "rss_mib": a[:, 2].round(1).tolist()}}
+            out[name] = {
+                "cpu_percent_mean": float(a[:, 1].mean()),
+                "cpu_percent_p95": float(np.percentile(a[:, 1], 95)),
+                "cpu_percent_peak": float(a[:, 1].max()),
+                "rss_mib_mean": float(a[:, 2].mean()),
+                "rss_mib_peak": float(a[:, 2].max()),
+                "samples": len(rows),
+                "period_s": self.period,
+                "timeline": {
+                    "t_s": a[:, 0].round(3).tolist(),
+                    "cpu_percent": a[:, 1].round(1).tolist(),
+                    "rss_mib": a[:, 2].round(1).tolist(),
+                },
+            }
         return out

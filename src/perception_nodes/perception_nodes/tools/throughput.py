@@ -28,32 +28,66 @@ def frame_rate(bag: Path, frame_topic: str) -> float:
     return (len(times) - 1) / ((times[-1] - times[0]) * 1e-9)
 
 
-def probe(bag: Path, profile: str, out: Path, rate_hz: float, bag_hz: float, frame_topic: str,
-          overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False) -> dict[str, Any]:
+def probe(
+    bag: Path,
+    profile: str,
+    out: Path,
+    rate_hz: float,
+    bag_hz: float,
+    frame_topic: str,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    visuals: bool = False,
+) -> dict[str, Any]:
     from .replay import frame_publish_times, replay
     from .evaluation import latency
 
-    summary = replay(bag, profile, out, "realtime", rate_hz / bag_hz, overrides, frame_topic, quiet=True,
-                     skip_missing_models=True, per_frame_only=not visuals)
+    summary = replay(
+        bag,
+        profile,
+        out,
+        "realtime",
+        rate_hz / bag_hz,
+        overrides,
+        frame_topic,
+        quiet=True,
+        skip_missing_models=True,
+        per_frame_only=not visuals,
+    )
     drops = summary.get("drops", {})
-    lat = latency(Path(summary["recording"]), frame_topic, [d["topic"] for d in drops.values() if d["topic"]],
-                  frame_published=frame_publish_times(summary))
-    return {"rate_hz": round(rate_hz, 2), "frames": summary.get("player", {}).get("frames"), "drops": drops,
-            "latency_ms": {n: lat[d["topic"]]["median_ms"] for n, d in drops.items() if d["topic"] in lat},
-            "latency_p95_ms": {n: lat[d["topic"]]["p95_ms"] for n, d in drops.items() if d["topic"] in lat},
-            "output_fps": {n: lat[d["topic"]]["fps"] for n, d in drops.items() if d["topic"] in lat},
-            "cpu_percent_mean": {n: r["cpu_percent_mean"] for n, r in summary.get("resources", {}).items()},
-            "player_exit_code": summary["player_exit_code"]}
+    lat = latency(
+        Path(summary["recording"]),
+        frame_topic,
+        [d["topic"] for d in drops.values() if d["topic"]],
+        frame_published=frame_publish_times(summary),
+    )
+    return {
+        "rate_hz": round(rate_hz, 2),
+        "frames": summary.get("player", {}).get("frames"),
+        "drops": drops,
+        "latency_ms": {n: lat[d["topic"]]["median_ms"] for n, d in drops.items() if d["topic"] in lat},
+        "latency_p95_ms": {n: lat[d["topic"]]["p95_ms"] for n, d in drops.items() if d["topic"] in lat},
+        "output_fps": {n: lat[d["topic"]]["fps"] for n, d in drops.items() if d["topic"] in lat},
+        "cpu_percent_mean": {n: r["cpu_percent_mean"] for n, r in summary.get("resources", {}).items()},
+        "player_exit_code": summary["player_exit_code"],
+    }
 
 
 def worst_drop(p: dict[str, Any]) -> float:
     return max((d["percent"] for d in p["drops"].values()), default=100.0)
 
 
-def throughput(bag: Path, profile: str, out: Path, fixed_hz: float = 30.0, max_drop_percent: float = 5.0,
-               frame_topic: str = "/camera/image_raw", bisections: int = 3,
-               overrides: dict[str, dict[str, Any]] | None = None, visuals: bool = False,
-               log: Any = print) -> dict[str, Any]:
+def throughput(
+    bag: Path,
+    profile: str,
+    out: Path,
+    fixed_hz: float = 30.0,
+    max_drop_percent: float = 5.0,
+    frame_topic: str = "/camera/image_raw",
+    bisections: int = 3,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    visuals: bool = False,
+    log: Any = print,
+) -> dict[str, Any]:
     bag_hz = frame_rate(bag, frame_topic)
     probes: list[dict[str, Any]] = []
 
@@ -61,8 +95,11 @@ def throughput(bag: Path, profile: str, out: Path, fixed_hz: float = 30.0, max_d
         p = probe(bag, profile, out / f"{rate:.2f}hz", rate, bag_hz, frame_topic, overrides, visuals)
         probes.append(p)
         ok = worst_drop(p) < max_drop_percent
-        log(f"  throughput probe {rate:6.2f} Hz: worst drop {worst_drop(p):5.1f} %, median latency "
-            + ", ".join(f"{n} {v:.0f} ms" for n, v in p["latency_ms"].items()) + (" ok" if ok else " too fast"))
+        log(
+            f"  throughput probe {rate:6.2f} Hz: worst drop {worst_drop(p):5.1f} %, median latency "
+            + ", ".join(f"{n} {v:.0f} ms" for n, v in p["latency_ms"].items())
+            + (" ok" if ok else " too fast")
+        )
         return ok
 
     at_fixed = run(fixed_hz)
@@ -87,6 +124,14 @@ def throughput(bag: Path, profile: str, out: Path, fixed_hz: float = 30.0, max_d
             hi = mid
     over = [p for p in probes if hi is not None and abs(p["rate_hz"] - round(hi, 2)) < 1e-6]
     bottleneck = max(over[-1]["drops"], key=lambda n: over[-1]["drops"][n]["percent"]) if over else None
-    return {"bag_rate_hz": bag_hz, "max_drop_percent": max_drop_percent, "visual_outputs": visuals,
-            "max_rate_hz": lo if lo is not None else 0.0, "first_failing_rate_hz": hi, "bottleneck": bottleneck,
-            "fixed_rate_hz": fixed_hz, "at_fixed_rate": fixed, "probes": probes}
+    return {
+        "bag_rate_hz": bag_hz,
+        "max_drop_percent": max_drop_percent,
+        "visual_outputs": visuals,
+        "max_rate_hz": lo if lo is not None else 0.0,
+        "first_failing_rate_hz": hi,
+        "bottleneck": bottleneck,
+        "fixed_rate_hz": fixed_hz,
+        "at_fixed_rate": fixed,
+        "probes": probes,
+    }

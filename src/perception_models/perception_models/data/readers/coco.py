@@ -10,8 +10,9 @@ import numpy as np
 from .common import DataFormatError, DetectionSample
 
 
-def load_coco(annotation_file: Path | str, image_root: Path | str | None = None,
-              include_crowd: bool = True) -> tuple[list[DetectionSample], list[str]]:
+def load_coco(
+    annotation_file: Path | str, image_root: Path | str | None = None, include_crowd: bool = True
+) -> tuple[list[DetectionSample], list[str]]:
     """Samples (boxes as x0, y0, x1, y1) and the category names ordered by category id.
 
     ``image_root``: folder the ``file_name`` entries are relative to (default: the JSON's folder).
@@ -36,10 +37,20 @@ def load_coco(annotation_file: Path | str, image_root: Path | str | None = None,
     samples = []
     for im in images:
         rows = by_image.get(im["id"], [])
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in rows], np.float32).reshape(-1, 4)
-        samples.append(DetectionSample(root / im["file_name"], int(im["width"]), int(im["height"]), boxes,
-                                       [name_of[a["category_id"]] for a in rows],
-                                       np.array([bool(a.get("iscrowd", 0)) for a in rows], bool), im["id"],
-                                       np.array([float(a.get("area", np.nan)) for a in rows], np.float64)))
+        boxes = np.array(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in rows],
+            np.float32,
+        ).reshape(-1, 4)
+        samples.append(
+            DetectionSample(
+                root / im["file_name"],
+                int(im["width"]),
+                int(im["height"]),
+                boxes,
+                [name_of[a["category_id"]] for a in rows],
+                np.array([bool(a.get("iscrowd", 0)) for a in rows], bool),
+                im["id"],
+                np.array([float(a.get("area", np.nan)) for a in rows], np.float64),
+            )
+        )
     return samples, [c["name"] for c in cats]

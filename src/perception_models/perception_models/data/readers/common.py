@@ -20,11 +20,11 @@ class DetectionSample:
     image_path: Path
     width: int
     height: int
-    boxes: np.ndarray                     # (N, 4) float32
-    labels: list[str]                     # class name per box
+    boxes: np.ndarray  # (N, 4) float32
+    labels: list[str]  # class name per box
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # VOC difficult / COCO iscrowd
     image_id: int | str = 0
-    areas: np.ndarray | None = None       # (N,) COCO 'area' (visible pixels for our sets); None = unknown
+    areas: np.ndarray | None = None  # (N,) COCO 'area' (visible pixels for our sets); None = unknown
 
     def read_rgb(self) -> np.ndarray:
         return read_rgb(self.image_path)

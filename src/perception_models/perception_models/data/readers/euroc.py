@@ -15,10 +15,10 @@ from .tum import associate
 
 @dataclass
 class EurocCamera:
-    K: np.ndarray                 # 3x3
-    distortion: np.ndarray        # radial-tangential k1 k2 p1 p2
-    T_body_cam: np.ndarray        # 4x4 (sensor -> body)
-    resolution: tuple[int, int]   # width, height
+    K: np.ndarray  # 3x3
+    distortion: np.ndarray  # radial-tangential k1 k2 p1 p2
+    T_body_cam: np.ndarray  # 4x4 (sensor -> body)
+    resolution: tuple[int, int]  # width, height
 
 
 @dataclass
@@ -48,9 +48,12 @@ def load_euroc_camera(cam_dir: Path | str) -> EurocCamera:
         y = yaml.safe_load(path.read_text())
         fu, fv, cu, cv = y["intrinsics"]
         T = np.array(y["T_BS"]["data"], float).reshape(4, 4)
-        return EurocCamera(np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]]),
-                           np.array(y.get("distortion_coefficients", [0, 0, 0, 0]), float), T,
-                           tuple(y["resolution"]))  # type: ignore[arg-type]
+        return EurocCamera(
+            np.array([[fu, 0, cu], [0, fv, cv], [0, 0, 1.0]]),
+            np.array(y.get("distortion_coefficients", [0, 0, 0, 0]), float),
+            T,
+            tuple(y["resolution"]),
+        )  # type: ignore[arg-type]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: not a EuRoC sensor.yaml ({type(exc).__name__}: {exc})") from None
 

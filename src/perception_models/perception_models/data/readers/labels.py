@@ -11,11 +11,41 @@ import numpy as np
 from .common import DataFormatError
 
 IGNORE = 255
-CAMVID11 = ("sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car",
-            "pedestrian", "bicyclist")  # label 11 = unlabelled -> ignore
+CAMVID11 = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)  # label 11 = unlabelled -> ignore
 # Cityscapes labelIds -> trainIds (19 classes); everything else -> ignore
-CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
-                        25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+CITYSCAPES_TRAIN_IDS = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 
 
 def make_lut(mapping: dict[int, int], ignore_index: int = IGNORE) -> np.ndarray:
@@ -29,8 +59,9 @@ CAMVID_LUT = make_lut({i: i for i in range(11)})
 CITYSCAPES_LUT = make_lut(CITYSCAPES_TRAIN_IDS)
 
 
-def read_label_png(path: Path | str, lut: np.ndarray | None = None,
-                   palette: np.ndarray | None = None, ignore_index: int = IGNORE) -> np.ndarray:
+def read_label_png(
+    path: Path | str, lut: np.ndarray | None = None, palette: np.ndarray | None = None, ignore_index: int = IGNORE
+) -> np.ndarray:
     """(H, W) uint8 training ids. Index PNGs go through ``lut`` (256 entries; default identity);
     colour PNGs need ``palette`` (K, 3) RGB, colour k -> id k, other colours -> ``ignore_index``."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

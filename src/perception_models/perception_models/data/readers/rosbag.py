@@ -13,11 +13,11 @@ from .common import DataFormatError
 
 @dataclass
 class BagImage:
-    stamp_ns: int          # header stamp
+    stamp_ns: int  # header stamp
     frame_id: str
-    rgb: np.ndarray        # (H, W, 3) uint8 (or (H, W) float32 for depth encodings)
+    rgb: np.ndarray  # (H, W, 3) uint8 (or (H, W) float32 for depth encodings)
     encoding: str
-    K: np.ndarray | None   # 3x3 from the latest CameraInfo at or before this image
+    K: np.ndarray | None  # 3x3 from the latest CameraInfo at or before this image
     distortion: np.ndarray | None
 
 
@@ -25,12 +25,18 @@ def _camera_info_topic(image_topic: str) -> str:
     return image_topic.rsplit("/", 1)[0] + "/camera_info"
 
 
-def read_images(bag: Path | str, topic: str = "/camera/image_raw", camera_info_topic: str | None = None,
-                keep_encoding: bool = False) -> Iterator[BagImage]:
+def read_images(
+    bag: Path | str, topic: str = "/camera/image_raw", camera_info_topic: str | None = None, keep_encoding: bool = False
+) -> Iterator[BagImage]:
     """Decode sensor_msgs/Image or CompressedImage messages of ``topic``; colour images come back
     as RGB unless ``keep_encoding`` (depth / float images always keep theirs)."""
     from perception_nodes.bag_io import BagError, bag_info, read_messages, typestore
-    from perception_nodes.image_conversion import ImageConversionError, compressed_to_numpy, image_to_numpy, image_to_rgb
+    from perception_nodes.image_conversion import (
+        ImageConversionError,
+        compressed_to_numpy,
+        image_to_numpy,
+        image_to_rgb,
+    )
 
     info_topic = camera_info_topic or _camera_info_topic(topic)
     K = D = None

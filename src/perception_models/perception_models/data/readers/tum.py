@@ -90,7 +90,9 @@ def load_tum_rgbd(root: Path | str, max_dt: float = 0.02) -> list[RGBDFrame]:
     if (root / "groundtruth.txt").is_file():
         t_gt, poses = read_tum_trajectory(root / "groundtruth.txt")
         pose_of = {i: poses[k] for i, k in associate(t_rgb, t_gt, max_dt)}
-    return [RGBDFrame(float(t), root / f, depth_of.get(i), pose_of.get(i)) for i, (t, f) in enumerate(zip(t_rgb, f_rgb))]
+    return [
+        RGBDFrame(float(t), root / f, depth_of.get(i), pose_of.get(i)) for i, (t, f) in enumerate(zip(t_rgb, f_rgb))
+    ]
 
 
 def frames_from_image_folder(folder: Path | str) -> list[RGBDFrame]:

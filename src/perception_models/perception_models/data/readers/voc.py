@@ -9,9 +9,28 @@ import numpy as np
 
 from .common import DataFormatError, DetectionSample
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 
 def load_voc_xml(xml_path: Path | str, image_dir: Path | str | None = None) -> DetectionSample:
@@ -33,8 +52,15 @@ def load_voc_xml(xml_path: Path | str, image_dir: Path | str | None = None) -> D
     except (OSError, ET.ParseError, AttributeError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: not a Pascal VOC annotation ({type(exc).__name__}: {exc})") from None
     folder = Path(image_dir) if image_dir is not None else path.parent.parent / "JPEGImages"
-    return DetectionSample(folder / str(filename), w, h, np.array(boxes, np.float32).reshape(-1, 4), labels,
-                           np.array(difficult, bool), path.stem)
+    return DetectionSample(
+        folder / str(filename),
+        w,
+        h,
+        np.array(boxes, np.float32).reshape(-1, 4),
+        labels,
+        np.array(difficult, bool),
+        path.stem,
+    )
 
 
 def load_voc(annotation_dir: Path | str, image_dir: Path | str | None = None) -> list[DetectionSample]:

@@ -3,5 +3,14 @@
 from .scene import CLASSES, PALETTE, PRESETS, THING_CLASSES
 from .sequence import GENERATOR_VERSION, Box, Frame, SynthConfig, SyntheticSequence
 
-__all__ = ["CLASSES", "PALETTE", "PRESETS", "THING_CLASSES", "GENERATOR_VERSION", "Box", "Frame",
-           "SynthConfig", "SyntheticSequence"]
+__all__ = [
+    "CLASSES",
+    "PALETTE",
+    "PRESETS",
+    "THING_CLASSES",
+    "GENERATOR_VERSION",
+    "Box",
+    "Frame",
+    "SynthConfig",
+    "SyntheticSequence",
+]

@@ -11,16 +11,16 @@ import numpy as np
 
 @dataclass
 class CameraEffects:
-    exposure: float          # gain on radiance
-    gamma: float             # tone curve exponent around 1 (the renderer outputs display values)
+    exposure: float  # gain on radiance
+    gamma: float  # tone curve exponent around 1 (the renderer outputs display values)
     white_balance: np.ndarray  # per-channel gains (RGB)
     saturation: float
-    vignetting: float        # darkening at the corners, 0..1
-    blur_sigma: float        # pixels (defocus); 0 = sharp
-    motion_blur: int         # horizontal kernel length in pixels; 0/1 = none
-    noise_sigma: float       # Gaussian read noise on [0, 255] values
-    shot_noise: float        # signal-dependent noise factor
-    exposure_jitter: float   # per-frame relative exposure jitter
+    vignetting: float  # darkening at the corners, 0..1
+    blur_sigma: float  # pixels (defocus); 0 = sharp
+    motion_blur: int  # horizontal kernel length in pixels; 0/1 = none
+    noise_sigma: float  # Gaussian read noise on [0, 255] values
+    shot_noise: float  # signal-dependent noise factor
+    exposure_jitter: float  # per-frame relative exposure jitter
 
     @staticmethod
     def sample(rng: np.random.Generator, strength: float = 1.0) -> "CameraEffects":
@@ -60,7 +60,7 @@ class CameraEffects:
             cv2.pow(x, 1.0 / self.gamma, dst=x)
         x *= 255.0
         if self.noise_sigma > 0 or self.shot_noise > 0:
-            sigma = np.sqrt(np.float32(self.noise_sigma ** 2) + np.float32(self.shot_noise) * x)
+            sigma = np.sqrt(np.float32(self.noise_sigma**2) + np.float32(self.shot_noise) * x)
             x += rng.standard_normal(x.shape, dtype=np.float32) * sigma
         x += 0.5
         np.clip(x, 0, 255, out=x)

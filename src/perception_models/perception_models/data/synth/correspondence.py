@@ -16,11 +16,19 @@ VISIBLE, OCCLUDED, OUT_OF_VIEW, NO_DEPTH = 0, 1, 2, 3
 STATUS_NAMES = {VISIBLE: "visible", OCCLUDED: "occluded", OUT_OF_VIEW: "out_of_view", NO_DEPTH: "no_depth"}
 
 
-def correspondence(K: np.ndarray, depth_i: np.ndarray, instance_i: np.ndarray, T_i: np.ndarray,
-                   T_j: np.ndarray, depth_j: np.ndarray, instance_j: np.ndarray,
-                   motions: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                   rel_tol: float = 0.01, abs_tol: float = 0.02,
-                   rays: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def correspondence(
+    K: np.ndarray,
+    depth_i: np.ndarray,
+    instance_i: np.ndarray,
+    T_i: np.ndarray,
+    T_j: np.ndarray,
+    depth_j: np.ndarray,
+    instance_j: np.ndarray,
+    motions: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    rel_tol: float = 0.01,
+    abs_tol: float = 0.02,
+    rays: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Flow (H, W, 2) float32 from frame i to j, and status (H, W) uint8 (VISIBLE, OCCLUDED, ...).
 
     ``T_i``/``T_j``: camera-optical -> world poses. ``motions``: instance id -> (object pose at

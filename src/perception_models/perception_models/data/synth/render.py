@@ -22,18 +22,18 @@ NEAR = 0.05
 
 @dataclass
 class RenderedFrame:
-    rgb: np.ndarray        # (H, W, 3) float32 linear-ish radiance in [0, 1+] before camera effects
-    depth: np.ndarray      # (H, W) float32 metres (optical z); inf = sky
-    semantic: np.ndarray   # (H, W) uint8 class ids (scene.CLASSES)
-    instance: np.ndarray   # (H, W) uint16, 0 = stuff / sky
-    dynamic: np.ndarray    # (H, W) bool, pixels on objects that move on their own
-    normal: np.ndarray     # (H, W, 3) float32 world-frame unit normals (0 for sky)
+    rgb: np.ndarray  # (H, W, 3) float32 linear-ish radiance in [0, 1+] before camera effects
+    depth: np.ndarray  # (H, W) float32 metres (optical z); inf = sky
+    semantic: np.ndarray  # (H, W) uint8 class ids (scene.CLASSES)
+    instance: np.ndarray  # (H, W) uint16, 0 = stuff / sky
+    dynamic: np.ndarray  # (H, W) bool, pixels on objects that move on their own
+    normal: np.ndarray  # (H, W, 3) float32 world-frame unit normals (0 for sky)
 
 
 @dataclass
 class _Placed:
     shape: str
-    A: np.ndarray      # unit -> world (4x4, with scale)
+    A: np.ndarray  # unit -> world (4x4, with scale)
     A_inv: np.ndarray
     scale: np.ndarray
     material: int
@@ -62,21 +62,23 @@ def placed_parts(scene: Scene, time: float, static: list[_Placed] | None = None)
 _CORNERS = np.array([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])
 # local bounding boxes of the unit shapes (cylinder and cone stand on z = 0)
-_UNIT_BOX = {"box": (np.zeros(3), np.ones(3)), "sphere": (np.zeros(3), np.ones(3)),
-             "cylinder": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5])),
-             "cone": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5]))}
+_UNIT_BOX = {
+    "box": (np.zeros(3), np.ones(3)),
+    "sphere": (np.zeros(3), np.ones(3)),
+    "cylinder": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5])),
+    "cone": (np.array([0, 0, 0.5]), np.array([1, 1, 0.5])),
+}
 
 
-def screen_rects(K: np.ndarray, T_cam_world: np.ndarray, parts: list[_Placed], width: int,
-                 height: int) -> np.ndarray:
+def screen_rects(K: np.ndarray, T_cam_world: np.ndarray, parts: list[_Placed], width: int, height: int) -> np.ndarray:
     """Pixel rectangles (P, 4: u0, v0, u1, v1) covering each part's oriented bounding box,
     clipped to the near plane (so walls the camera stands next to do not cover the whole
     image); rows with u0 >= u1 are not visible. Vectorised over parts."""
     if not parts:
         return np.zeros((0, 4), np.int64)
     local = np.stack([_UNIT_BOX[p.shape][0] + _CORNERS * _UNIT_BOX[p.shape][1] for p in parts])  # (P, 8, 3)
-    M = T_cam_world[None] @ np.stack([p.A for p in parts])                                   # (P, 4, 4)
-    pc = np.einsum("pij,pkj->pki", M[:, :3, :3], local) + M[:, None, :3, 3]                  # (P, 8, 3)
+    M = T_cam_world[None] @ np.stack([p.A for p in parts])  # (P, 4, 4)
+    pc = np.einsum("pij,pkj->pki", M[:, :3, :3], local) + M[:, None, :3, 3]  # (P, 8, 3)
     z = pc[..., 2]
     front = z >= NEAR
     a, b = _EDGES[:, 0], _EDGES[:, 1]
@@ -84,7 +86,7 @@ def screen_rects(K: np.ndarray, T_cam_world: np.ndarray, parts: list[_Placed], w
     cross = front[:, a] != front[:, b]
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(cross, (NEAR - za) / (zb - za), 0.0)
-    pe = pc[:, a] + t[..., None] * (pc[:, b] - pc[:, a])                                       # (P, 12, 3)
+    pe = pc[:, a] + t[..., None] * (pc[:, b] - pc[:, a])  # (P, 12, 3)
     pts = np.concatenate([pc, pe], axis=1)
     ok = np.concatenate([front, cross], axis=1)
     zz = np.where(ok, pts[..., 2], 1.0)
@@ -96,7 +98,9 @@ def screen_rects(K: np.ndarray, T_cam_world: np.ndarray, parts: list[_Placed], w
         u1 = np.ceil(np.nanmax(np.where(seen[:, None], u, -1), axis=1)) + 1
         v0 = np.floor(np.nanmin(np.where(seen[:, None], v, 0), axis=1))
         v1 = np.ceil(np.nanmax(np.where(seen[:, None], v, -1), axis=1)) + 1
-    rect = np.stack([np.clip(u0, 0, width), np.clip(v0, 0, height), np.clip(u1, 0, width), np.clip(v1, 0, height)], axis=1)
+    rect = np.stack(
+        [np.clip(u0, 0, width), np.clip(v0, 0, height), np.clip(u1, 0, width), np.clip(v1, 0, height)], axis=1
+    )
     rect[~seen] = 0
     return rect.astype(np.int64)
 
@@ -185,7 +189,7 @@ class Renderer:
         dirs = np.stack([dx.reshape(-1), dy.reshape(-1), dz.reshape(-1)], axis=1)
         nflat, uvflat = normal.reshape(-1, 3), uv.reshape(-1, 2)
         for pid in range(0, n_planes + len(parts)):
-            idx = order[bounds[pid + 1]:bounds[pid + 2]]
+            idx = order[bounds[pid + 1] : bounds[pid + 2]]
             if idx.size == 0:
                 continue
             pw = o + dflat[idx, None] * dirs[idx]
@@ -202,7 +206,9 @@ class Renderer:
         sem_lut = np.array([CLASS_ID["ground"], CLASS_ID["wall"]] + [p.semantic for p in parts], np.uint8)
         inst_lut = np.array([0, 0] + [p.instance for p in parts], np.uint16)
         dyn_lut = np.array([False, False] + [p.dynamic for p in parts], bool)
-        mat_lut = np.array([self.scene.ground_material, self.scene.ceiling_material] + [p.material for p in parts], np.int32)
+        mat_lut = np.array(
+            [self.scene.ground_material, self.scene.ceiling_material] + [p.material for p in parts], np.int32
+        )
         hit = part_id >= 0
         pid = np.where(hit, part_id, 0)
         semantic = np.where(hit, sem_lut[pid], CLASS_ID["sky"]).astype(np.uint8)
@@ -233,8 +239,16 @@ class Renderer:
         if self._tile & (self._tile - 1):
             raise ValueError(f"texture tiles must be a power of two wide, got {self._tile}")
 
-    def _shade(self, dirs: np.ndarray, depth: np.ndarray, normal: np.ndarray, uv: np.ndarray,
-               mat_lut: np.ndarray, pid: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    def _shade(
+        self,
+        dirs: np.ndarray,
+        depth: np.ndarray,
+        normal: np.ndarray,
+        uv: np.ndarray,
+        mat_lut: np.ndarray,
+        pid: np.ndarray,
+        hit: np.ndarray,
+    ) -> np.ndarray:
         """Albedo from each pixel's material (mip level by footprint) x sun + ambient; sky elsewhere.
         Works on all pixels in image order (no gathers); sky pixels are replaced at the end."""
         H, W = depth.shape
@@ -254,7 +268,7 @@ class Renderer:
         level = np.minimum(np.rint(np.log2(np.maximum(texels, f32(1.0)))), self._levels - 1).astype(np.int32)
         n = np.right_shift(np.int32(self._tile), level)
         scale = n * inv_metres
-        tu = np.floor(uvflat[:, 0] * scale).astype(np.int32) & (n - 1)   # tile sizes are powers of two
+        tu = np.floor(uvflat[:, 0] * scale).astype(np.int32) & (n - 1)  # tile sizes are powers of two
         tv = np.floor(uvflat[:, 1] * scale).astype(np.int32) & (n - 1)
         albedo = self._atlas[self._atlas_base[m, level] + tv * n + tu]
         lambert = np.clip(nflat @ light.sun_dir.astype(f32), 0.0, 1.0)

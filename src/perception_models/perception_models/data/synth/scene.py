@@ -27,9 +27,21 @@ CLASSES = ("sky", "ground", "wall", "clutter", "person", "car", "cone", "box", "
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 THING_CLASSES = ("person", "car", "cone", "box", "barrel", "chair")  # what the detector finds
 # colours for label visualisation (RGB), one per class
-PALETTE = np.array([[70, 130, 180], [128, 64, 128], [70, 70, 70], [107, 142, 35], [220, 20, 60],
-                    [0, 0, 142], [250, 170, 30], [190, 153, 153], [255, 127, 0], [153, 69, 200]],
-                   dtype=np.uint8)
+PALETTE = np.array(
+    [
+        [70, 130, 180],
+        [128, 64, 128],
+        [70, 70, 70],
+        [107, 142, 35],
+        [220, 20, 60],
+        [0, 0, 142],
+        [250, 170, 30],
+        [190, 153, 153],
+        [255, 127, 0],
+        [153, 69, 200],
+    ],
+    dtype=np.uint8,
+)
 PRESETS = ("driving", "indoor")
 TILE = 128
 
@@ -85,17 +97,17 @@ class SceneObject:
 
 @dataclass
 class Lighting:
-    sun_dir: np.ndarray      # unit vector towards the sun (world)
-    sun: np.ndarray          # RGB intensity
-    ambient: np.ndarray      # RGB intensity
-    sky_top: np.ndarray      # RGB in [0, 1]
+    sun_dir: np.ndarray  # unit vector towards the sun (world)
+    sun: np.ndarray  # RGB intensity
+    ambient: np.ndarray  # RGB intensity
+    sky_top: np.ndarray  # RGB in [0, 1]
     sky_horizon: np.ndarray
 
 
 @dataclass
 class Trajectory:
-    times: np.ndarray        # (N,) seconds from the first frame
-    body_poses: np.ndarray   # (N, 4, 4) camera_link -> world
+    times: np.ndarray  # (N,) seconds from the first frame
+    body_poses: np.ndarray  # (N, 4, 4) camera_link -> world
 
 
 @dataclass
@@ -114,6 +126,7 @@ class Scene:
 
 # ------------------------------------------------------------------ textures
 
+
 def _mips(tile: np.ndarray) -> list[np.ndarray]:
     levels = [tile.astype(np.float32)]
     while levels[-1].shape[0] > 4:
@@ -125,12 +138,12 @@ def _noise(rng: np.random.Generator, octaves: int = 4) -> np.ndarray:
     out = np.zeros((TILE, TILE), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
-        n = 4 * 2 ** o
+        n = 4 * 2**o
         grid = rng.random((n, n)).astype(np.float32)
         grid = np.pad(grid, 1, mode="wrap")  # seamless tiling
         up = cv2.resize(grid, (TILE + 2 * TILE // n, TILE + 2 * TILE // n), interpolation=cv2.INTER_CUBIC)
         off = TILE // n
-        out += amp * up[off:off + TILE, off:off + TILE]
+        out += amp * up[off : off + TILE, off : off + TILE]
         total += amp
         amp *= 0.55
     out /= total
@@ -172,8 +185,12 @@ def photo_tiles(folder: Path | None, rng: np.random.Generator, count: int) -> li
     """Random crops of real photos (e.g. ../shared/data/camvid) as textures; [] when absent."""
     if folder is None or not folder.is_dir():
         return []
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-                   and not any("annot" in q or "label" in q or q in ("gts", "palette") for q in map(str.lower, p.parts)))
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+        and not any("annot" in q or "label" in q or q in ("gts", "palette") for q in map(str.lower, p.parts))
+    )
     if not files:
         return []
     tiles = []
@@ -184,7 +201,7 @@ def photo_tiles(folder: Path | None, rng: np.random.Generator, count: int) -> li
         s = int(rng.integers(TILE, min(img.shape[:2]) + 1))
         y0 = int(rng.integers(0, img.shape[0] - s + 1))
         x0 = int(rng.integers(0, img.shape[1] - s + 1))
-        crop = cv2.resize(img[y0:y0 + s, x0:x0 + s], (TILE, TILE), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(img[y0 : y0 + s, x0 : x0 + s], (TILE, TILE), interpolation=cv2.INTER_AREA)
         tiles.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
     return tiles
 
@@ -197,8 +214,9 @@ class MaterialBank:
         self.photos = photos
         self.materials: list[Material] = []
 
-    def add(self, kinds: tuple[str, ...], metres: tuple[float, float], base: np.ndarray | None = None,
-            photo_p: float = 0.3) -> int:
+    def add(
+        self, kinds: tuple[str, ...], metres: tuple[float, float], base: np.ndarray | None = None, photo_p: float = 0.3
+    ) -> int:
         if self.photos and self.rng.random() < photo_p:
             tile = self.photos[int(self.rng.integers(len(self.photos)))]
         else:
@@ -209,17 +227,23 @@ class MaterialBank:
 
 # ------------------------------------------------------------------ objects (object frame: x fwd, z up)
 
+
 def make_person(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
     h = rng.uniform(1.5, 1.9)
     skin = bank.add(("noise",), (0.3, 0.6), base=np.array([0.8, 0.6, 0.5]) * rng.uniform(0.4, 1.1), photo_p=0)
     shirt = bank.add(("noise", "stripes", "checker"), (0.2, 0.5))
     trousers = bank.add(("noise",), (0.2, 0.5))
     leg_h = 0.47 * h
-    parts = [Part("cylinder", np.array([0.07, 0.07, leg_h]), np.array([0.0, y, 0.0]), material=trousers)
-             for y in (-0.1, 0.1)]
-    parts.append(Part("sphere", np.array([0.14, 0.21, 0.17 * h]), np.array([0.0, 0.0, leg_h + 0.15 * h]), material=shirt))
-    parts += [Part("cylinder", np.array([0.05, 0.05, 0.33 * h]), np.array([0.0, y, leg_h - 0.02 * h]), material=shirt)
-              for y in (-0.27, 0.27)]
+    parts = [
+        Part("cylinder", np.array([0.07, 0.07, leg_h]), np.array([0.0, y, 0.0]), material=trousers) for y in (-0.1, 0.1)
+    ]
+    parts.append(
+        Part("sphere", np.array([0.14, 0.21, 0.17 * h]), np.array([0.0, 0.0, leg_h + 0.15 * h]), material=shirt)
+    )
+    parts += [
+        Part("cylinder", np.array([0.05, 0.05, 0.33 * h]), np.array([0.0, y, leg_h - 0.02 * h]), material=shirt)
+        for y in (-0.27, 0.27)
+    ]
     parts.append(Part("sphere", np.array([0.1, 0.09, 0.115]), np.array([0.0, 0.0, h - 0.115]), material=skin))
     return parts
 
@@ -230,19 +254,25 @@ def make_car(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
     glass = bank.add(("noise",), (1.0, 2.0), base=np.array([0.15, 0.2, 0.25]), photo_p=0)
     tyre = bank.add(("noise", "stripes"), (0.3, 0.6), base=np.array([0.08, 0.08, 0.08]), photo_p=0)
     r = rng.uniform(0.3, 0.38)
-    parts = [Part("box", np.array([L / 2, W / 2, 0.33]), np.array([0.0, 0.0, r + 0.28]), material=paint),
-             Part("box", np.array([L * 0.27, W * 0.44, 0.27]), np.array([-0.1 * L, 0.0, r + 0.88]), material=glass)]
+    parts = [
+        Part("box", np.array([L / 2, W / 2, 0.33]), np.array([0.0, 0.0, r + 0.28]), material=paint),
+        Part("box", np.array([L * 0.27, W * 0.44, 0.27]), np.array([-0.1 * L, 0.0, r + 0.88]), material=glass),
+    ]
     for x in (-0.33 * L, 0.33 * L):
         for y in (-W / 2 + 0.05, W / 2 - 0.05 - 0.22):
-            parts.append(Part("cylinder", np.array([r, r, 0.22]), np.array([x, y, r]), R=rot_x(-np.pi / 2), material=tyre))
+            parts.append(
+                Part("cylinder", np.array([r, r, 0.22]), np.array([x, y, r]), R=rot_x(-np.pi / 2), material=tyre)
+            )
     return parts
 
 
 def make_cone(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
     h, r = rng.uniform(0.45, 0.9), rng.uniform(0.13, 0.22)
     orange = bank.add(("stripes", "noise"), (0.2, 0.5), base=np.array([0.95, 0.4, 0.05]), photo_p=0)
-    return [Part("cone", np.array([r, r, h]), np.array([0.0, 0.0, 0.03]), material=orange),
-            Part("box", np.array([r * 1.3, r * 1.3, 0.015]), np.array([0.0, 0.0, 0.015]), material=orange)]
+    return [
+        Part("cone", np.array([r, r, h]), np.array([0.0, 0.0, 0.03]), material=orange),
+        Part("box", np.array([r * 1.3, r * 1.3, 0.015]), np.array([0.0, 0.0, 0.015]), material=orange),
+    ]
 
 
 def make_box(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
@@ -254,16 +284,20 @@ def make_box(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
 def make_barrel(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
     r, h = rng.uniform(0.25, 0.35), rng.uniform(0.8, 1.0)
     m = bank.add(("stripes", "noise"), (0.4, 1.0))
-    return [Part("cylinder", np.array([r, r, h]), np.zeros(3), material=m),
-            Part("cylinder", np.array([r * 1.04, r * 1.04, 0.04]), np.array([0.0, 0.0, h * 0.3]), material=m),
-            Part("cylinder", np.array([r * 1.04, r * 1.04, 0.04]), np.array([0.0, 0.0, h * 0.7]), material=m)]
+    return [
+        Part("cylinder", np.array([r, r, h]), np.zeros(3), material=m),
+        Part("cylinder", np.array([r * 1.04, r * 1.04, 0.04]), np.array([0.0, 0.0, h * 0.3]), material=m),
+        Part("cylinder", np.array([r * 1.04, r * 1.04, 0.04]), np.array([0.0, 0.0, h * 0.7]), material=m),
+    ]
 
 
 def make_chair(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
     w, seat = rng.uniform(0.4, 0.55), rng.uniform(0.42, 0.5)
     m = bank.add(("noise", "stripes"), (0.3, 0.8))
-    parts = [Part("box", np.array([w / 2, w / 2, 0.03]), np.array([0.0, 0.0, seat]), material=m),
-             Part("box", np.array([0.03, w / 2, 0.25]), np.array([-w / 2 + 0.03, 0.0, seat + 0.28]), material=m)]
+    parts = [
+        Part("box", np.array([w / 2, w / 2, 0.03]), np.array([0.0, 0.0, seat]), material=m),
+        Part("box", np.array([0.03, w / 2, 0.25]), np.array([-w / 2 + 0.03, 0.0, seat + 0.28]), material=m),
+    ]
     for x in (-w / 2 + 0.03, w / 2 - 0.03):
         for y in (-w / 2 + 0.03, w / 2 - 0.03):
             parts.append(Part("box", np.array([0.025, 0.025, seat / 2]), np.array([x, y, seat / 2]), material=m))
@@ -271,16 +305,22 @@ def make_chair(rng: np.random.Generator, bank: MaterialBank) -> list[Part]:
 
 
 BUILDERS: dict[str, Callable[[np.random.Generator, MaterialBank], list[Part]]] = {
-    "person": make_person, "car": make_car, "cone": make_cone, "box": make_box,
-    "barrel": make_barrel, "chair": make_chair,
+    "person": make_person,
+    "car": make_car,
+    "cone": make_cone,
+    "box": make_box,
+    "barrel": make_barrel,
+    "chair": make_chair,
 }
 FOOTPRINT = {"person": 0.4, "car": 2.6, "cone": 0.3, "box": 0.6, "barrel": 0.4, "chair": 0.45}
 
 
 # ------------------------------------------------------------------ trajectories
 
-def _smooth(rng: np.random.Generator, t: np.ndarray, amplitude: float, periods: tuple[float, float],
-            terms: int = 3) -> np.ndarray:
+
+def _smooth(
+    rng: np.random.Generator, t: np.ndarray, amplitude: float, periods: tuple[float, float], terms: int = 3
+) -> np.ndarray:
     """A smooth random signal: a few sines with random periods and phases."""
     out = np.zeros_like(t)
     for _ in range(terms):
@@ -320,12 +360,14 @@ def handheld_trajectory(rng: np.random.Generator, frames: int, fps: float, room:
     yaw = yaw0 + _smooth(rng, times, rng.uniform(1.5, 3.0), (10.0, 25.0))
     pitch = np.radians(_smooth(rng, times, 40.0, (3.0, 8.0))) + np.radians(rng.uniform(-5, 5))
     roll = np.radians(_smooth(rng, times, 20.0, (3.0, 8.0)))
-    poses = [make_pose(rpy_to_matrix(r, p, w), np.array([a, b, c]))
-             for a, b, c, r, p, w in zip(x, y, z, roll, pitch, yaw)]
+    poses = [
+        make_pose(rpy_to_matrix(r, p, w), np.array([a, b, c])) for a, b, c, r, p, w in zip(x, y, z, roll, pitch, yaw)
+    ]
     return Trajectory(times, np.array(poses))
 
 
 # ------------------------------------------------------------------ scenes
+
 
 def _lighting(rng: np.random.Generator, indoor: bool) -> Lighting:
     elev, azim = np.radians(rng.uniform(20, 75)), rng.uniform(-np.pi, np.pi)
@@ -359,8 +401,7 @@ def _moving_clear(placer: _Placer, xy0: np.ndarray, vel: np.ndarray, duration: f
     return all(placer.free(xy0 + vel[:2] * s, radius) for s in np.linspace(0, duration, 6))
 
 
-def build_scene(preset: str, seed: int, frames: int, fps: float = 10.0,
-                photo_dir: Path | None = None) -> Scene:
+def build_scene(preset: str, seed: int, frames: int, fps: float = 10.0, photo_dir: Path | None = None) -> Scene:
     """A random scene and camera trajectory for ``preset`` (``driving`` or ``indoor``)."""
     if preset not in PRESETS:
         raise ValueError(f"preset '{preset}' must be one of {PRESETS}")
@@ -371,11 +412,24 @@ def build_scene(preset: str, seed: int, frames: int, fps: float = 10.0,
     return _indoor(rng, seed, frames, fps, bank)
 
 
-def _thing(rng: np.random.Generator, bank: MaterialBank, name: str, xy: np.ndarray, yaw: float,
-           instance: int, velocity: np.ndarray | None = None, z: float = 0.0) -> SceneObject:
+def _thing(
+    rng: np.random.Generator,
+    bank: MaterialBank,
+    name: str,
+    xy: np.ndarray,
+    yaw: float,
+    instance: int,
+    velocity: np.ndarray | None = None,
+    z: float = 0.0,
+) -> SceneObject:
     parts = BUILDERS[name](rng, bank)
-    return SceneObject(CLASS_ID[name], instance, parts, make_pose(rot_z(yaw), np.array([xy[0], xy[1], z])),
-                       velocity if velocity is not None else np.zeros(3))
+    return SceneObject(
+        CLASS_ID[name],
+        instance,
+        parts,
+        make_pose(rot_z(yaw), np.array([xy[0], xy[1], z])),
+        velocity if velocity is not None else np.zeros(3),
+    )
 
 
 def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank: MaterialBank) -> Scene:
@@ -391,8 +445,10 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
     headings = np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0]))
 
     def at(s: float) -> tuple[np.ndarray, float]:
-        return (np.array([np.interp(s, arclen, path[:, 0]), np.interp(s, arclen, path[:, 1])]),
-                float(np.interp(s, arclen, np.unwrap(headings))))
+        return (
+            np.array([np.interp(s, arclen, path[:, 0]), np.interp(s, arclen, path[:, 1])]),
+            float(np.interp(s, arclen, np.unwrap(headings))),
+        )
 
     road_half = rng.uniform(3.5, 6.0)
     ground = bank.add(("noise",), (0.8, 2.5), base=np.array([0.33, 0.33, 0.33]) * rng.uniform(0.7, 1.3), photo_p=0.15)
@@ -406,8 +462,14 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
     s = 0.0
     while s < arclen[-1]:
         c, h = at(s + dash / 2)
-        objects.append(SceneObject(CLASS_ID["ground"], 0, [Part("box", np.array([dash / 2, 0.07, 0.005]), np.array([0.0, 0.0, 0.005]),
-                                                                 material=paint)], make_pose(rot_z(h), np.array([c[0], c[1], 0.0]))))
+        objects.append(
+            SceneObject(
+                CLASS_ID["ground"],
+                0,
+                [Part("box", np.array([dash / 2, 0.07, 0.005]), np.array([0.0, 0.0, 0.005]), material=paint)],
+                make_pose(rot_z(h), np.array([c[0], c[1], 0.0])),
+            )
+        )
         s += dash + gap
     walk_w = rng.uniform(1.5, 3.0)
     for side in (-1.0, 1.0):
@@ -417,9 +479,21 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
             c, h = at(s + seg / 2)
             normal = np.array([-np.sin(h), np.cos(h)]) * side
             xy = c + normal * (road_half + walk_w / 2)
-            objects.append(SceneObject(CLASS_ID["ground"], 0, [Part("box", np.array([seg / 2 + 0.05, walk_w / 2, 0.06]),
-                                                                     np.array([0.0, 0.0, 0.06]), material=kerb)],
-                                       make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0]))))
+            objects.append(
+                SceneObject(
+                    CLASS_ID["ground"],
+                    0,
+                    [
+                        Part(
+                            "box",
+                            np.array([seg / 2 + 0.05, walk_w / 2, 0.06]),
+                            np.array([0.0, 0.0, 0.06]),
+                            material=kerb,
+                        )
+                    ],
+                    make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0])),
+                )
+            )
             s += seg
     # buildings on both sides
     for side in (-1.0, 1.0):
@@ -433,9 +507,21 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
             xy = centre + normal * (offset + depth / 2)
             height = rng.uniform(4, 22)
             m = bank.add(("bricks", "noise", "checker", "stripes"), (2.0, 8.0), photo_p=0.4)
-            objects.append(SceneObject(CLASS_ID["wall"], 0, [Part("box", np.array([length / 2, depth / 2, height / 2]),
-                                                                   np.array([0.0, 0.0, height / 2]), material=m)],
-                                       make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0]))))
+            objects.append(
+                SceneObject(
+                    CLASS_ID["wall"],
+                    0,
+                    [
+                        Part(
+                            "box",
+                            np.array([length / 2, depth / 2, height / 2]),
+                            np.array([0.0, 0.0, height / 2]),
+                            material=m,
+                        )
+                    ],
+                    make_pose(rot_z(h), np.array([xy[0], xy[1], 0.0])),
+                )
+            )
             s += length + rng.uniform(0.0, 6.0)
     instance = 0
     n_things = int(rng.integers(20, 36))
@@ -485,7 +571,11 @@ def _driving(rng: np.random.Generator, seed: int, frames: int, fps: float, bank:
             m = bank.add(("noise",), (0.5, 1.5), base=np.array([0.2, 0.45, 0.15]))
             size = rng.uniform(0.4, 1.0, 3)
             part = Part("sphere", size, np.array([0.0, 0.0, size[2] * 0.7]), material=m)
-        objects.append(SceneObject(CLASS_ID["clutter"], 0, [part], make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.12]))))
+        objects.append(
+            SceneObject(
+                CLASS_ID["clutter"], 0, [part], make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.12]))
+            )
+        )
     return Scene("driving", seed, objects, bank.materials, ground, _lighting(rng, False), traj)
 
 
@@ -499,11 +589,18 @@ def _indoor(rng: np.random.Generator, seed: int, frames: int, fps: float, bank: 
     objects: list[SceneObject] = []
     wall_m = [bank.add(("noise", "bricks", "stripes", "checker"), (1.0, 3.0), photo_p=0.4) for _ in range(4)]
     hx, hy, th = room[0] / 2, room[1] / 2, 0.1
-    for (cx, cy, sx, sy), m in zip(((hx + th, 0, th, hy + th), (-hx - th, 0, th, hy + th),
-                                    (0, hy + th, hx + th, th), (0, -hy - th, hx + th, th)), wall_m):
-        objects.append(SceneObject(CLASS_ID["wall"], 0, [Part("box", np.array([sx, sy, height / 2]),
-                                                               np.array([0.0, 0.0, height / 2]), material=m)],
-                                   make_pose(np.eye(3), np.array([cx, cy, 0.0]))))
+    for (cx, cy, sx, sy), m in zip(
+        ((hx + th, 0, th, hy + th), (-hx - th, 0, th, hy + th), (0, hy + th, hx + th, th), (0, -hy - th, hx + th, th)),
+        wall_m,
+    ):
+        objects.append(
+            SceneObject(
+                CLASS_ID["wall"],
+                0,
+                [Part("box", np.array([sx, sy, height / 2]), np.array([0.0, 0.0, height / 2]), material=m)],
+                make_pose(np.eye(3), np.array([cx, cy, 0.0])),
+            )
+        )
     placer = _Placer(traj.body_poses[:, :2, 3], clearance=0.5)
     names = ["box", "chair", "person", "barrel", "cone"]
     weights = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
@@ -535,7 +632,23 @@ def _indoor(rng: np.random.Generator, seed: int, frames: int, fps: float, bank: 
         size = rng.uniform(0.08, 0.25, 3)
         shape = str(rng.choice(["sphere", "box", "cylinder"]))
         t = np.array([0.0, 0.0, size[2] if shape != "cylinder" else 0.0])
-        objects.append(SceneObject(CLASS_ID["clutter"], 0, [Part(shape, size, t, material=m)],
-                                   make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.0]))))
-    return Scene("indoor", seed, objects, bank.materials, floor, _lighting(rng, True), traj,
-                 far=50.0, ceiling=height, ceiling_material=ceiling)
+        objects.append(
+            SceneObject(
+                CLASS_ID["clutter"],
+                0,
+                [Part(shape, size, t, material=m)],
+                make_pose(rot_z(rng.uniform(0, 6.3)), np.array([xy[0], xy[1], 0.0])),
+            )
+        )
+    return Scene(
+        "indoor",
+        seed,
+        objects,
+        bank.materials,
+        floor,
+        _lighting(rng, True),
+        traj,
+        far=50.0,
+        ceiling=height,
+        ceiling_material=ceiling,
+    )

@@ -34,9 +34,9 @@ class SynthConfig:
     width: int = 640
     height: int = 480
     fps: float = 10.0
-    hfov_deg: float = 0.0            # 0: drawn per sequence from 60..100 degrees
-    randomization: float = 1.0       # camera effects strength (0 = clean images)
-    photo_dir: str | None = None     # real photos for textures (e.g. ../shared/data/camvid)
+    hfov_deg: float = 0.0  # 0: drawn per sequence from 60..100 degrees
+    randomization: float = 1.0  # camera effects strength (0 = clean images)
+    photo_dir: str | None = None  # real photos for textures (e.g. ../shared/data/camvid)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -52,8 +52,8 @@ class Box:
     y0: int
     x1: int
     y1: int
-    pixels: int          # visible pixels of the instance
-    truncated: bool      # touches the image border
+    pixels: int  # visible pixels of the instance
+    truncated: bool  # touches the image border
 
     @property
     def xywh(self) -> list[int]:
@@ -63,14 +63,14 @@ class Box:
 @dataclass
 class Frame:
     index: int
-    time: float                    # seconds since the first frame
-    rgb: np.ndarray                # (H, W, 3) uint8, camera effects applied
-    depth: np.ndarray              # (H, W) float32 metres, optical z; inf = sky
-    semantic: np.ndarray           # (H, W) uint8, scene.CLASSES
-    instance: np.ndarray           # (H, W) uint16, 0 = none
-    dynamic: np.ndarray            # (H, W) bool: on an object moving on its own
+    time: float  # seconds since the first frame
+    rgb: np.ndarray  # (H, W, 3) uint8, camera effects applied
+    depth: np.ndarray  # (H, W) float32 metres, optical z; inf = sky
+    semantic: np.ndarray  # (H, W) uint8, scene.CLASSES
+    instance: np.ndarray  # (H, W) uint16, 0 = none
+    dynamic: np.ndarray  # (H, W) bool: on an object moving on its own
     boxes: list[Box] = field(default_factory=list)
-    T_world_cam: np.ndarray = field(default_factory=lambda: np.eye(4))   # optical -> world
+    T_world_cam: np.ndarray = field(default_factory=lambda: np.eye(4))  # optical -> world
     T_world_body: np.ndarray = field(default_factory=lambda: np.eye(4))  # camera_link -> world
     encoded: dict[str, bytes] = field(default_factory=dict)  # files made by a ``postprocess`` in the worker
 
@@ -88,8 +88,7 @@ def boxes_from_instances(instance: np.ndarray, semantic: np.ndarray) -> list[Box
         cols = np.nonzero(m.any(axis=0))[0]
         cls = CLASSES[int(semantic.reshape(-1)[idx])]
         x0, x1, y0, y1 = int(cols[0]), int(cols[-1]), int(rows[0]), int(rows[-1])
-        boxes.append(Box(int(k), cls, x0, y0, x1, y1, int(n),
-                         x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1))
+        boxes.append(Box(int(k), cls, x0, y0, x1, y1, int(n), x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1))
     return boxes
 
 
@@ -100,8 +99,9 @@ class SyntheticSequence:
         hfov = config.hfov_deg or float(rng.uniform(60.0, 100.0))
         self.K = intrinsics(config.width, config.height, hfov)
         self.effects = CameraEffects.sample(rng, config.randomization)
-        self.scene: Scene = build_scene(config.preset, config.seed, config.frames, config.fps,
-                                        Path(config.photo_dir) if config.photo_dir else None)
+        self.scene: Scene = build_scene(
+            config.preset, config.seed, config.frames, config.fps, Path(config.photo_dir) if config.photo_dir else None
+        )
         self.renderer = Renderer(self.scene, self.K, config.width, config.height)
 
     def __len__(self) -> int:
@@ -117,11 +117,26 @@ class SyntheticSequence:
         T = self.pose(index)
         r = self.renderer.render(T, t)
         rgb = self.effects.apply(r.rgb, np.random.default_rng([self.config.seed, 2, index]))
-        return Frame(index, t, rgb, r.depth, r.semantic, r.instance, r.dynamic,
-                     boxes_from_instances(r.instance, r.semantic), T, self.scene.trajectory.body_poses[index])
+        return Frame(
+            index,
+            t,
+            rgb,
+            r.depth,
+            r.semantic,
+            r.instance,
+            r.dynamic,
+            boxes_from_instances(r.instance, r.semantic),
+            T,
+            self.scene.trajectory.body_poses[index],
+        )
 
-    def frames(self, workers: int = 1, start: int = 0, stop: int | None = None,
-               postprocess: Callable[[Frame], None] | None = None) -> Iterator[Frame]:
+    def frames(
+        self,
+        workers: int = 1,
+        start: int = 0,
+        stop: int | None = None,
+        postprocess: Callable[[Frame], None] | None = None,
+    ) -> Iterator[Frame]:
         """Frames in order; ``workers`` > 1 renders them in parallel processes.
 
         ``postprocess`` (a picklable function) runs on each frame where it was rendered, e.g. to
@@ -140,13 +155,25 @@ class SyntheticSequence:
             yield from pool.imap(_render_one, indices, chunksize=1)
 
     def motions(self, a: Frame, b: Frame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        return {o.instance: (o.pose_at(a.time), o.pose_at(b.time))
-                for o in self.scene.objects if o.dynamic and o.instance > 0}
+        return {
+            o.instance: (o.pose_at(a.time), o.pose_at(b.time))
+            for o in self.scene.objects
+            if o.dynamic and o.instance > 0
+        }
 
     def correspondence(self, a: Frame, b: Frame) -> tuple[np.ndarray, np.ndarray]:
         """Flow (H, W, 2) from frame a to b and its status (correspondence.VISIBLE, ...)."""
-        return correspondence(self.K, a.depth, a.instance, a.T_world_cam, b.T_world_cam,
-                              b.depth, b.instance, self.motions(a, b), rays=self.renderer._rays_cam)
+        return correspondence(
+            self.K,
+            a.depth,
+            a.instance,
+            a.T_world_cam,
+            b.T_world_cam,
+            b.depth,
+            b.instance,
+            self.motions(a, b),
+            rays=self.renderer._rays_cam,
+        )
 
     def camera_info(self) -> dict:
         """ROS camera_info YAML content (no distortion)."""
@@ -154,7 +181,9 @@ class SyntheticSequence:
         K = self.K
         P = np.hstack([K, np.zeros((3, 1))])
         return {
-            "image_width": c.width, "image_height": c.height, "camera_name": f"synth_{c.preset}",
+            "image_width": c.width,
+            "image_height": c.height,
+            "camera_name": f"synth_{c.preset}",
             "camera_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in K.reshape(-1)]},
             "distortion_model": "plumb_bob",
             "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
@@ -180,5 +209,13 @@ def _render_one(index: int) -> Frame:
     return frame
 
 
-__all__ = ["SynthConfig", "SyntheticSequence", "Frame", "Box", "boxes_from_instances",
-           "GENERATOR_VERSION", "THING_CLASSES", "CLASSES"]
+__all__ = [
+    "SynthConfig",
+    "SyntheticSequence",
+    "Frame",
+    "Box",
+    "boxes_from_instances",
+    "GENERATOR_VERSION",
+    "THING_CLASSES",
+    "CLASSES",
+]
