@@ -5,7 +5,7 @@ hybrid (essential matrix, PnP where it fails), the pose network — and the clas
 through the node's own classes, plus the depth errors of the model on the same frames.
 
     perception-models data synth --preset driving --sequences 2 --frames 300 --seed 9100 --out data/vo300 --no-flow
-    python benchmarks/compare_odometry.py --data data/vo300/*
+    python experiments/compare_odometry.py --data data/vo300/*
 
 Targets (issue 5): ATE RMSE <= 2 % of the path length (SE(3) alignment: metric, no scale fitted)
 and lower than the baseline's; depth AbsRel <= 0.12, delta < 1.25 >= 0.85.

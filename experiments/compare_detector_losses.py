@@ -1,6 +1,6 @@
 """Focal loss vs online hard negative mining for the detector, same data, same budget.
 
-    python benchmarks/compare_detector_losses.py --data data/synth/driving_0000 ... \\
+    python experiments/compare_detector_losses.py --data data/synth/driving_0000 ... \\
         --val data/synth/driving_0900 data/synth/indoor_0950 --epochs 3
 
 Trains the same network twice (same seed, data order, augmentation, schedule, steps), once with
