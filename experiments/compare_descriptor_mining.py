@@ -1,6 +1,7 @@
 """Hard vs spatial negative mining for the descriptors, same data, same budget.
 
-    python experiments/compare_descriptor_mining.py --photos ../shared/data/camvid/train --data synth/driving_1000 ... \\
+    python experiments/compare_descriptor_mining.py --photos ../shared/data/camvid/train \\
+        --data synth/driving_1000 ... \\
         --val-photos ../shared/data/camvid/val --val synth/driving_9000 --epochs 2 [--loss triplet]
 
 Trains the keypoint network twice (same seed, pairs, schedule, steps), once per miner, and prints
