@@ -4,6 +4,7 @@ metrics through the models package, latency from the recorder's receive times.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from perception_nodes.bag_io import BagWriter
 from perception_nodes.tools.evaluation import END_TO_END, evaluate_recording, latency
@@ -113,3 +114,60 @@ def test_ground_position_error_matches_same_class_boxes_and_measures_distance_al
     assert abs(r["median_relative_error"] - 0.1) < 1e-9 and abs(r["median_distance_error_m"] - 0.75) < 1e-9
     assert r["within_10_percent"] == 1.0
     assert _ground_position_errors([(gt, [])], box_iou) == {}
+
+
+def test_perception_models_evaluate_scores_a_detector_on_coco_annotated_real_images(tmp_path):
+    """`perception-models evaluate --coco ANN --images DIR` (the real-image path, e.g. VOC-100):
+    the dataset's classes are matched to the card's by name, the others left out and listed."""
+    import json
+
+    import cv2
+
+    from perception_models.cli import main
+    from test_task_pipelines import _detector
+
+    model, _card = _detector(tmp_path, [[100, 96, 200, 160]], [0.9], [1])  # one "car" at score 0.9
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(images / name), np.zeros((384, 512, 3), np.uint8))  # the network's size: no letterbox
+    ann = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 512, "height": 384},
+            {"id": 2, "file_name": "b.jpg", "width": 512, "height": 384},
+        ],
+        "categories": [{"id": 7, "name": "car"}, {"id": 9, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [100, 96, 100, 64], "area": 6400, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [300, 200, 50, 50], "area": 2500, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 7, "bbox": [10, 10, 60, 60], "area": 3600, "iscrowd": 0},
+        ],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    out = tmp_path / "result.json"
+    rc = main(
+        [
+            "evaluate",
+            "--task",
+            "detection",
+            "--model",
+            str(model),
+            "--coco",
+            str(tmp_path / "ann.json"),
+            "--images",
+            str(images),
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["class_mapping"] == {
+        "matched": ["car"],
+        "ignored_dataset_classes": ["dog"],
+        "model_classes_without_data": ["cone", "person"],
+    }
+    # image a: the car is found exactly; image b: its car is missed and a false car is reported
+    assert r["per_class"]["car"]["ground_truth"] == 2 and r["per_class"]["person"] is None
+    assert r["per_class"]["car"]["AP50"] == pytest.approx(0.5, abs=0.01)
+    assert r["mAP50"] == r["per_class"]["car"]["AP50"]

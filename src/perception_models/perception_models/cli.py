@@ -247,6 +247,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
 
+    if args.coco:
+        if args.task != "detection" or not args.images:
+            print("perception-models evaluate: --coco is for --task detection and needs --images DIR", file=sys.stderr)
+            return 2
+        from .evaluate import evaluate_detection_coco
+
+        result = evaluate_detection_coco(args.model, args.coco, args.images, args.limit)
+        m = result["class_mapping"]
+        print(
+            f"classes matched by name: {m['matched']}; dataset classes left out: "
+            f"{len(m['ignored_dataset_classes'])}; model classes without data: {m['model_classes_without_data']}",
+            file=sys.stderr,
+        )
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     if not args.data and not (args.task == "matching" and args.photos):
         print(
             "perception-models evaluate: --data is required" + (" (or --photos)" if args.task == "matching" else ""),
@@ -439,6 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")
+    p.add_argument(
+        "--coco",
+        metavar="ANN.json",
+        help="detection on real images: a COCO annotation file (classes "
+        "matched to the model's by name, the others left out; the mapping is printed)",
+    )
+    p.add_argument("--images", metavar="DIR", help="with --coco: the folder its file_name entries are in")
+    p.add_argument("--json", metavar="OUT", help="also write the result to this file")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("plot", help="training curves of a run folder (PNG)")

@@ -39,13 +39,19 @@ def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
 
 
 def detection_frames(
-    pipe: Any, classes: list[str], root: Path | str, min_height: float = MIN_HEIGHT, min_pixels: int = MIN_PIXELS
+    pipe: Any,
+    classes: list[str],
+    root: Path | str,
+    min_height: float = MIN_HEIGHT,
+    min_pixels: int = MIN_PIXELS,
+    image_root: Path | str | None = None,
 ) -> Iterator[tuple]:
-    """Per frame of a sequence folder (or its COCO file), lazily: ``DetectionEvaluator.add``'s
-    arguments (ground truth of the ``classes``, the pipeline's detections, the ignored boxes)."""
+    """Per frame of a sequence folder (or a COCO file, its images under ``image_root``), lazily:
+    ``DetectionEvaluator.add``'s arguments (ground truth of the ``classes``, matched by name, the
+    pipeline's detections, the ignored boxes). Ground truth of other classes is left out."""
     root = Path(root)
     index = {n: i for i, n in enumerate(classes)}
-    for s in load_coco(root / "annotations_coco.json" if root.is_dir() else root)[0]:
+    for s in load_coco(root / "annotations_coco.json" if root.is_dir() else root, image_root)[0]:
         keep = [k for k, name in enumerate(s.labels) if name in index]
         gt = s.boxes[keep]
         small = ignored_ground_truth(gt, s.areas[keep] if s.areas is not None else None, min_height, min_pixels)
@@ -80,6 +86,33 @@ def evaluate_detection(
     out["protocol"] = (
         f"COCO AP, ONNX Runtime through DetectionPipeline; ground truth lower than {min_height:g} px "
         f"or under {min_pixels} visible pixels ignored"
+    )
+    return out
+
+
+def evaluate_detection_coco(
+    model: Path | str, annotations: Path | str, images: Path | str, limit: int = 0, score_threshold: float = 0.05
+) -> dict[str, Any]:
+    """A detection model on real images with COCO annotations (e.g. ../shared/data/voc_det100):
+    the dataset's classes are matched to the card's by name; the others are left out of both the
+    ground truth and the score (the mapping is in the result). mAP averages the classes that have
+    ground truth (DetectionEvaluator: a class without any has no AP)."""
+    _samples, names = load_coco(annotations, images)
+    pipe, card = _pipeline(Path(model), "detection", score_threshold=score_threshold)
+    ev = DetectionEvaluator(card.num_classes, card.classes)
+    frames = detection_frames(pipe, card.classes, annotations, MIN_HEIGHT, MIN_PIXELS, images)
+    for frame in islice(frames, limit or None):
+        ev.add(*frame)
+    out = ev.summary()
+    shared = [c for c in card.classes if c in names]
+    out["class_mapping"] = {
+        "matched": shared,
+        "ignored_dataset_classes": sorted(set(names) - set(shared)),
+        "model_classes_without_data": sorted(set(card.classes) - set(shared)),
+    }
+    out["protocol"] = (
+        f"COCO AP on real images ({images}), ONNX Runtime through DetectionPipeline, the model's classes matched to "
+        f"the dataset's by name; ground truth lower than {MIN_HEIGHT:g} px or under {MIN_PIXELS} pixels ignored"
     )
     return out
 
