@@ -257,7 +257,7 @@ def main() -> int:
         "--class-weights",
         choices=["none", "median_frequency"],
         default="none",
-        help="segmentation (weighted runs lost clutter and cone IoU on validation, models/README.md)",
+        help="segmentation (weighted runs lost clutter and cone IoU on validation, docs/model-history.md)",
     )
     ap.add_argument(
         "--init-detection",

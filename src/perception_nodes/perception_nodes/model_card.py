@@ -2,7 +2,8 @@
 
 A node reads from the card what it must not guess: the task, class names (and colours), the input
 size, normalisation and resize mode, and the ONNX file's sha256 (a card that does not belong to
-the file is refused). ``perception_models`` writes cards at export; see models/README.md.
+the file is refused). ``perception_models`` writes cards at export; see models/README.md. Cards also say
+what the model is for and where it fails (``intended_use``, ``limitations``, ``real_images``).
 """
 
 from __future__ import annotations

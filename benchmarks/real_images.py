@@ -1,0 +1,102 @@
+"""The shipped models on real images (../shared/data), next to their synthetic held-out numbers.
+
+    python benchmarks/real_images.py [--models models] [--shared ../shared] [--json out/real_images.json]
+
+- detector: VOC-100 (100 PASCAL VOC2012 photos, COCO annotations), COCO AP through the node
+  pipeline for the classes both have (person, car, chair); the other 17 VOC classes are left out
+  (``perception-models evaluate --coco``).
+- segmenter: CamVid val (101 road frames 480x360), IoU through the node pipeline for the classes
+  both have: CamVid sky -> sky, road + pavement -> ground, building -> wall, car -> car,
+  pedestrian -> person; every other CamVid class (pole, tree, sign, fence, bicyclist, unlabelled)
+  is ignored. The model's other classes (clutter, cone, box, barrel, chair) count as errors where
+  they are predicted on those pixels.
+Nothing here trains or chooses anything: VOC-100 and CamVid val are evaluation-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# CamVid11 id -> the shipped segmenter's class name (None: ignored)
+CAMVID_TO_OURS = {
+    "sky": "sky",
+    "road": "ground",
+    "pavement": "ground",
+    "building": "wall",
+    "car": "car",
+    "pedestrian": "person",
+}
+
+
+def detector(model: Path, shared: Path) -> dict:
+    from perception_models.evaluate import evaluate_detection_coco
+
+    voc = shared / "data" / "voc_det100"
+    r = evaluate_detection_coco(model, voc / "gts" / "coco_format_v2" / "instances_v2.json", voc / "images")
+    return {
+        "mAP": r["mAP"],
+        "mAP50": r["mAP50"],
+        "classes": r["class_mapping"]["matched"],
+        "per_class": {c: v for c, v in r["per_class"].items() if v is not None},
+        "protocol": r["protocol"],
+    }
+
+
+def segmenter(model: Path, shared: Path) -> dict:
+    from perception_models.data.readers.labels import CAMVID11, make_lut
+    from perception_models.evaluate import evaluate_segmentation
+    from perception_nodes.model_card import load_card
+
+    classes = load_card(model, "segmentation").classes
+    lut = make_lut({CAMVID11.index(c): classes.index(o) for c, o in CAMVID_TO_OURS.items()})
+    r = evaluate_segmentation(model, [shared / "data" / "camvid"], image_dir="val", label_dir="valannot", lut=lut)
+    shared_classes = sorted(set(CAMVID_TO_OURS.values()), key=classes.index)
+    iou = {c: r["per_class_iou"][c] for c in shared_classes}
+    return {
+        "mIoU_shared": float(np.mean(list(iou.values()))),
+        "iou": iou,
+        "images": r["images"],
+        "pixel_accuracy": r["pixel_accuracy"],
+        "mapping": CAMVID_TO_OURS,
+        "protocol": "IoU on CamVid val through SegmentationPipeline, CamVid classes mapped by the table above",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(ROOT / "models"))
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    shared, models = Path(args.shared), Path(args.models)
+    if not (shared / "data").is_dir():
+        print(f"real_images: no {shared / 'data'}: nothing to measure (the real data sets live outside the project)")
+        return 0
+    out = {
+        "detector": detector(models / "detector.onnx", shared),
+        "segmenter": segmenter(models / "segmenter.onnx", shared),
+    }
+    d, s = out["detector"], out["segmenter"]
+    print("shipped models on real images (../shared/data; evaluation only)")
+    print(
+        f"  detector  VOC-100 ({', '.join(d['classes'])}): mAP@[.5:.95] {d['mAP']:.3f}  mAP@0.5 {d['mAP50']:.3f}  "
+        + "  ".join(f"{c} AP50 {v['AP50']:.3f} ({v['ground_truth']} boxes)" for c, v in d["per_class"].items())
+    )
+    print(
+        f"  segmenter CamVid val ({s['images']} images): mIoU over {len(s['iou'])} shared classes "
+        f"{s['mIoU_shared']:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in s["iou"].items())
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
