@@ -487,14 +487,14 @@ def guard_services(node: Any, report: Any) -> None:
         service.callback = guarded
 
 
-def spin_guarded(executor: Any, node: Any) -> None:
-    """Spin until shutdown; a callback that raises is logged (with its traceback) and the node
-    goes on, where ``executor.spin()`` would end and take the process down."""
+def spin_guarded(executor: Any, node: Any, stop: threading.Event | None = None) -> None:
+    """Spin until shutdown (or ``stop`` is set); a callback that raises is logged (with its
+    traceback) and the node goes on, where ``executor.spin()`` would end and take the process down."""
     from rclpy.executors import ExternalShutdownException
 
-    while rclpy.ok(context=executor.context):
+    while rclpy.ok(context=executor.context) and not (stop is not None and stop.is_set()):
         try:
-            executor.spin_once(timeout_sec=0.5)
+            executor.spin_once(timeout_sec=0.1)
         except (KeyboardInterrupt, ExternalShutdownException):
             raise
         except Exception:
@@ -541,11 +541,15 @@ def run_node(node_cls: type, name: str, args: list[str] | None = None) -> None:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     node = start_or_exit(node_cls, name, args, ())
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    # SIGTERM only sets a flag: calling rclpy.try_shutdown() inside the handler deadlocked when a
+    # second SIGTERM (the launcher's parent-death signal after its own) interrupted the first
+    # shutdown, which holds rclpy's context lock; the node then lived on as an orphan.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        spin_guarded(executor, node)
+        spin_guarded(executor, node, stop)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
