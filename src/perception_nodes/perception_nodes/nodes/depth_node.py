@@ -102,7 +102,6 @@ class DepthNode(ModelNode):
         super().teardown()
 
     def create_outputs(self, params: dict[str, Any]) -> None:
-        self.p = params
         self.depth_pub = self.create_publisher(Image, "~/depth", output_qos()) if params["publish_depth"] else None
         self.colored_pub = (
             self.create_publisher(Image, "~/depth_colored", output_qos(2)) if params["publish_colored"] else None
@@ -130,7 +129,7 @@ class DepthNode(ModelNode):
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
         subs.append(self.subscribe_camera_info(qos))
-        if self.p["scale_source"] == "depth_topic":
+        if self.params["scale_source"] == "depth_topic":
             subs.append(self.create_subscription(Image, "depth_reference", self._on_reference, qos))
         return subs
 
@@ -189,7 +188,9 @@ class DepthNode(ModelNode):
             if self.colored_pub is not None and self.colored_pub.get_subscription_count() > 0:
                 self.colored_pub.publish(numpy_to_image(colorize_depth(depth), "rgb8", msg.header))
             if self.points_pub is not None and K is not None:
-                xyz, colours = depth_to_points(depth, K, self.p["point_decimation"], rgb, self.p["max_point_depth"])
+                xyz, colours = depth_to_points(
+                    depth, K, self.params["point_decimation"], rgb, self.params["max_point_depth"]
+                )
                 self.points_pub.publish(points_to_cloud2(xyz, colours, msg.header))
         if self.tracker is not None:
             with self.timer.stage("odometry"):
@@ -235,12 +236,12 @@ class DepthNode(ModelNode):
             f"{state.skipped}, resets {state.resets})"
         )
         T = state.T_odom_camera
-        child = self.p["base_frame"] or msg.header.frame_id
-        if self.p["base_frame"]:
+        child = self.params["base_frame"] or msg.header.frame_id
+        if self.params["base_frame"]:
             T = T @ np.linalg.inv(self.T_base_optical)
         odom = Odometry()
         odom.header.stamp = msg.header.stamp
-        odom.header.frame_id = self.p["odom_frame"]
+        odom.header.frame_id = self.params["odom_frame"]
         odom.child_frame_id = child
         p = odom.pose.pose
         p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
@@ -250,7 +251,7 @@ class DepthNode(ModelNode):
         odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
         tw = odom.twist.twist
         v, w = state.twist[:3], state.twist[3:]
-        if self.p["base_frame"]:  # the twist is expressed in the child frame (REP-105)
+        if self.params["base_frame"]:  # the twist is expressed in the child frame (REP-105)
             R = self.T_base_optical[:3, :3]
             v, w = R @ v + np.cross(self.T_base_optical[:3, 3], R @ w), R @ w  # v_base = v_cam + t x w
         tw.linear.x, tw.linear.y, tw.linear.z = (float(x) for x in v)

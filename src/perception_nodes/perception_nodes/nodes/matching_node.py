@@ -54,7 +54,6 @@ class MatchingNode(ModelNode):
         return MatchingPipeline(backend, card)
 
     def create_outputs(self, params: dict[str, Any]) -> None:
-        self.p = params
         self.kp_pub = self.create_publisher(Keypoints, "~/keypoints", output_qos())
         self.match_pub = self.create_publisher(Matches, "~/matches", output_qos())
         self.image_pub = (
@@ -63,8 +62,10 @@ class MatchingNode(ModelNode):
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = [self.subscribe_camera_info(qos)]
-        if self.p["mode"] == "stereo":
-            self.sync = ApproximateTimeSynchronizer(2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.p["sync_slop"])
+        if self.params["mode"] == "stereo":
+            self.sync = ApproximateTimeSynchronizer(
+                2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.params["sync_slop"]
+            )
             subs.append(self.create_subscription(Image, "image", lambda m: self.sync.add(0, m), qos))
             subs.append(self.create_subscription(Image, "image1", lambda m: self.sync.add(1, m), qos))
             return subs
@@ -99,7 +100,7 @@ class MatchingNode(ModelNode):
         out.x = f.keypoints[:, 0].astype(np.float32).tolist()
         out.y = f.keypoints[:, 1].astype(np.float32).tolist()
         out.scores = f.scores.astype(np.float32).tolist()
-        if self.p["publish_descriptors"]:
+        if self.params["publish_descriptors"]:
             out.descriptor_dim = int(f.descriptors.shape[1]) if f.descriptors.ndim == 2 else 0
             out.descriptors = f.descriptors.astype(np.float32).ravel().tolist()
         self.kp_pub.publish(out)
@@ -127,13 +128,13 @@ class MatchingNode(ModelNode):
         out.rotation = [float(v) for v in g.rotation.ravel()]
         out.translation = [float(v) for v in g.translation.ravel()]
         out.inlier_count = int(g.inlier.sum())
-        if g.model == "none" and g.reason and self.p["geometry"] != "none":
-            self.get_logger().warn(f"no {self.p['geometry']} estimate: {g.reason}", throttle_duration_sec=5.0)
+        if g.model == "none" and g.reason and self.params["geometry"] != "none":
+            self.get_logger().warn(f"no {self.params['geometry']} estimate: {g.reason}", throttle_duration_sec=5.0)
         self.counters["last_matches"] = f"{len(result.pairs)} matches, {out.inlier_count} inliers ({g.model})"
         self.match_pub.publish(out)
         if self.image_pub is not None and ref_rgb is not None and self.image_pub.get_subscription_count() > 0:
             self.image_pub.publish(
-                numpy_to_image(draw_matches(ref_rgb, rgb, result, self.p["max_drawn_matches"]), "rgb8", msg.header)
+                numpy_to_image(draw_matches(ref_rgb, rgb, result, self.params["max_drawn_matches"]), "rgb8", msg.header)
             )
 
 
