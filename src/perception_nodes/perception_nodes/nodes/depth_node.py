@@ -23,11 +23,12 @@ from sensor_msgs.msg import Image, PointCloud2
 from ..cloud_conversion import points_to_cloud2
 from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
+from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
 from ..pipelines.odometry import LearnedMatcher, Motion, OdometryTracker, PnPOdometry, PoseNetOdometry, make_estimator
 from ..sync import stamp_to_ns
-from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, matrix_to_quaternion
+from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical
 from ..qos import output_qos
 from .model_node import ModelNode
 
@@ -235,51 +236,21 @@ class DepthNode(ModelNode):
             f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped "
             f"{state.skipped}, resets {state.resets})"
         )
-        T = state.T_odom_camera
         child = self.params["base_frame"] or msg.header.frame_id
-        if self.params["base_frame"]:
-            T = T @ np.linalg.inv(self.T_base_optical)
-        odom = Odometry()
-        odom.header.stamp = msg.header.stamp
-        odom.header.frame_id = self.params["odom_frame"]
-        odom.child_frame_id = child
-        p = odom.pose.pose
-        p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
-        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (
-            float(v) for v in matrix_to_quaternion(T[:3, :3])
+        odom = odometry_message(
+            state,
+            msg.header,
+            self.params["odom_frame"],
+            child,
+            self.T_base_optical if self.params["base_frame"] else None,
         )
-        odom.pose.covariance = [float(v) for v in state.pose_covariance.reshape(-1)]
-        tw = odom.twist.twist
-        v, w = state.twist[:3], state.twist[3:]
-        if self.params["base_frame"]:  # the twist is expressed in the child frame (REP-105)
-            R = self.T_base_optical[:3, :3]
-            v, w = R @ v + np.cross(self.T_base_optical[:3, 3], R @ w), R @ w  # v_base = v_cam + t x w
-        tw.linear.x, tw.linear.y, tw.linear.z = (float(x) for x in v)
-        tw.angular.x, tw.angular.y, tw.angular.z = (float(x) for x in w)
-        odom.twist.covariance = [float(v) for v in state.twist_covariance.reshape(-1)]
         self.odom_pub.publish(odom)
-        from geometry_msgs.msg import PoseStamped
-
-        ps = PoseStamped()
-        ps.header = odom.header
-        ps.pose = odom.pose.pose
-        self.path_poses.append(ps)
+        self.path_poses.append(pose_stamped(odom))
         self.path.header = odom.header
         self.path.poses = list(self.path_poses)
         self.path_pub.publish(self.path)
         if self.tf is not None:
-            from geometry_msgs.msg import TransformStamped
-
-            t = TransformStamped()
-            t.header = odom.header
-            t.child_frame_id = child
-            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-                p.position.x,
-                p.position.y,
-                p.position.z,
-            )
-            t.transform.rotation = p.orientation
-            self.tf.sendTransform(t)
+            self.tf.sendTransform(transform_stamped(odom))
 
 
 def main(args: list[str] | None = None) -> None:
