@@ -503,3 +503,27 @@ def test_the_trackers_history_is_bounded_for_a_node_that_runs_for_days():
     assert len(OdometryTracker(T_odom_camera0=np.eye(4)).update(0, None).path) == 1  # None: keep all
     with pytest.raises(ValueError, match="history"):
         OdometryTracker(history=0)
+
+
+def test_the_tracker_says_why_it_skipped_a_frame_with_an_enum():
+    """Skip kinds are values to branch on (resets counted by kind), not words matched by substring."""
+    from perception_nodes.pipelines.odometry import FIRST_FRAME, Skip
+
+    tr = OdometryTracker(max_gap_s=0.5, max_speed=10.0, T_odom_camera0=np.eye(4))
+    step = np.eye(4)
+    step[2, 3] = 0.1
+    ms = 1_000_000
+    assert tr.update(0, None).skip is Skip.INITIALISED
+    assert tr.update(100 * ms, Motion(None, reason=FIRST_FRAME)).skip is Skip.FIRST_FRAME
+    assert tr.update(200 * ms, Motion(None, 3, "3 matches < 20")).skip is Skip.NO_MOTION
+    assert tr.update(300 * ms, Motion(step, 50)).skip is Skip.NONE
+    nan = step.copy()
+    nan[0, 3] = np.nan
+    assert tr.update(400 * ms, Motion(nan, 50)).skip is Skip.NONFINITE
+    fast = step.copy()
+    fast[2, 3] = 5.0  # 5 m in 0.1 s > 10 m/s
+    assert tr.update(500 * ms, Motion(fast, 50)).skip is Skip.IMPLAUSIBLE
+    assert tr.state.resets == 0
+    assert tr.update(2000 * ms, Motion(step, 50)).skip is Skip.TIME_GAP
+    assert tr.update(1900 * ms, Motion(step, 50)).skip is Skip.STAMP_ORDER
+    assert tr.state.resets == 2 and tr.state.skipped == 6  # every update after the first but the good one

@@ -26,7 +26,15 @@ from ..node_base import FrameError, run_node
 from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import LearnedMatcher, Motion, OdometryTracker, PnPOdometry, PoseNetOdometry, make_estimator
+from ..pipelines.odometry import (
+    LearnedMatcher,
+    Motion,
+    OdometryTracker,
+    PnPOdometry,
+    PoseNetOdometry,
+    Skip,
+    make_estimator,
+)
 from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical
 from ..qos import output_qos
@@ -230,7 +238,7 @@ class DepthNode(ModelNode):
             if ground is not None:
                 self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
         state = self.tracker.update(stamp, motion)
-        if not state.ok and state.status not in ("initialised", "first frame"):
+        if not state.ok and state.skip is not Skip.FIRST_FRAME:
             self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)
         self.counters["odometry"] = (
             f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped "

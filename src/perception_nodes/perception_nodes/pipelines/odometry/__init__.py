@@ -21,7 +21,7 @@ raises on bad input.
 """
 
 from ..ground_scale import GroundScale
-from .common import ESTIMATORS, Motion, sample_depth
+from .common import ESTIMATORS, FIRST_FRAME, Motion, sample_depth
 from .estimators import (
     EssentialOdometry,
     Estimator,
@@ -32,11 +32,12 @@ from .estimators import (
     make_estimator,
 )
 from .matchers import LearnedMatcher, OrbMatcher
-from .tracker import OdometryState, OdometryTracker
+from .tracker import OdometryState, OdometryTracker, Skip
 from .two_view import TwoViewGeometry, depth_scale, essential_geometry, essential_motion, pnp_motion, triangulate
 
 __all__ = [
     "ESTIMATORS",
+    "FIRST_FRAME",
     "EssentialOdometry",
     "Estimator",
     "FeatureOdometry",
@@ -49,6 +50,7 @@ __all__ = [
     "OrbMatcher",
     "PnPOdometry",
     "PoseNetOdometry",
+    "Skip",
     "TwoViewGeometry",
     "depth_scale",
     "essential_geometry",

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+#: Motion.reason of an estimator that has no previous frame yet (the tracker's Skip.FIRST_FRAME)
+FIRST_FRAME = "first frame"
+
 ESTIMATORS = ("posenet", "pnp", "pnp_learned", "essential", "hybrid")
 
 

@@ -13,7 +13,7 @@ from ...model_card import ModelCard
 from ..metric_scale import PlaneFit
 from ..preprocess import fit_image, to_nchw
 from ..ground_scale import GroundScale
-from .common import ESTIMATORS, Motion, _pose
+from .common import ESTIMATORS, FIRST_FRAME, Motion, _pose
 from .matchers import LearnedMatcher, OrbMatcher
 from .two_view import depth_scale, essential_geometry, essential_motion, pnp_motion
 
@@ -52,7 +52,7 @@ class PoseNetOdometry:
         x = to_nchw(fit_image(rgb, self.card.input_width, self.card.input_height, "stretch")[0], self.mean, self.std)
         prev, self._prev = self._prev, x
         if prev is None:
-            return Motion(None, reason="first frame", method=self.method)
+            return Motion(None, reason=FIRST_FRAME, method=self.method)
         T = np.asarray(self.backend.infer({"previous": prev, "current": x})["T_previous_current"], np.float64).reshape(
             4, 4
         )
@@ -117,7 +117,7 @@ class PnPOdometry(FeatureOdometry):
         """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None or prev_depth is None:
-            return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
+            return Motion(None, reason=FIRST_FRAME if prev_depth is None else "no features", method=self.method)
         a, b = pairs
         if len(a) < self.min_inliers:
             return Motion(None, len(a), f"{len(a)} matches < {self.min_inliers}", self.method)
@@ -153,7 +153,7 @@ class EssentialOdometry(FeatureOdometry):
     ) -> Motion:
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None:
-            return Motion(None, reason="first frame", method=self.method)
+            return Motion(None, reason=FIRST_FRAME, method=self.method)
         a, b = pairs
         return essential_motion(
             a,
@@ -204,7 +204,7 @@ class HybridOdometry(FeatureOdometry):
         if self.ground is not None:
             self.ground.step(rgb)
         if pairs is None or prev_depth is None:
-            return Motion(None, reason="first frame" if prev_depth is None else "no features", method=self.method)
+            return Motion(None, reason=FIRST_FRAME if prev_depth is None else "no features", method=self.method)
         a, b = pairs
         K = np.asarray(K, np.float64).reshape(3, 3)
         g = essential_geometry(a, b, K, self.min_inliers, self.threshold_px, "hybrid (essential)", cv2.USAC_MAGSAC)

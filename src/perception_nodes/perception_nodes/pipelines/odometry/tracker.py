@@ -5,12 +5,31 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 
 import cv2
 import numpy as np
 
 from ...transforms import T_BODY_OPTICAL
-from .common import Motion
+from .common import FIRST_FRAME, Motion
+
+
+class Skip(str, Enum):
+    """Why the tracker did not use a frame's motion (``OdometryState.skip``; ``status`` has the
+    words). Callers branch on these, never on the text."""
+
+    NONE = ""
+    INITIALISED = "initialised"  # the first frame: the pose starts here
+    STAMP_ORDER = "stamp_order"  # not after the previous frame: estimators reset
+    TIME_GAP = "time_gap"  # longer than max_gap since the previous frame: estimators reset
+    FIRST_FRAME = "first_frame"  # the estimator has no previous frame yet (after a start or reset)
+    NO_MOTION = "no_motion"  # the estimator failed (too few matches/inliers, no CameraInfo ...)
+    NONFINITE = "nonfinite"  # the motion has NaN/inf
+    IMPLAUSIBLE = "implausible"  # faster than max_speed
+
+    @property
+    def resets(self) -> bool:
+        return self in (Skip.STAMP_ORDER, Skip.TIME_GAP)
 
 
 @dataclass
@@ -26,6 +45,7 @@ class OdometryState:
     resets: int = 0
     skipped: int = 0
     path: deque = field(default_factory=deque)  # (stamp_ns, T_odom_camera), the last ``history``
+    skip: Skip = Skip.NONE  # why this frame's motion was not used (NONE when ok)
 
 
 class OdometryTracker:
@@ -54,14 +74,17 @@ class OdometryTracker:
 
     def needs_reset(self, stamp_ns: int) -> str:
         """Non-empty when the estimators should forget their previous frame before this one."""
+        return self._reset(stamp_ns)[1]
+
+    def _reset(self, stamp_ns: int) -> tuple[Skip, str]:
         if self.state is None:
-            return ""
+            return Skip.NONE, ""
         dt = (stamp_ns - self.state.stamp_ns) * 1e-9
         if dt <= 0:
-            return f"stamp not after the previous one (dt {dt:.3f} s)"
+            return Skip.STAMP_ORDER, f"stamp not after the previous one (dt {dt:.3f} s)"
         if dt > self.max_gap_s:
-            return f"time gap {dt:.2f} s > max_gap {self.max_gap_s:.2f} s"
-        return ""
+            return Skip.TIME_GAP, f"time gap {dt:.2f} s > max_gap {self.max_gap_s:.2f} s"
+        return Skip.NONE, ""
 
     def update(self, stamp_ns: int, motion: Motion | None) -> OdometryState:
         s = self.state
@@ -76,24 +99,30 @@ class OdometryTracker:
                 self.step_cov.copy(),
                 frames=1,
                 path=deque([(stamp_ns, self.T0.copy())], maxlen=self.history),
+                skip=Skip.INITIALISED,
             )
             return self.state
         dt = (stamp_ns - s.stamp_ns) * 1e-9
-        reason = self.needs_reset(stamp_ns)
+        skip, reason = self._reset(stamp_ns)
         T = None if motion is None else motion.T_prev_cur
-        if not reason:
+        if skip is Skip.NONE:
             if T is None:
                 reason = motion.reason if motion is not None and motion.reason else "no motion estimate"
+                skip = Skip.FIRST_FRAME if reason == FIRST_FRAME else Skip.NO_MOTION
             elif not np.isfinite(T).all():
-                reason = "motion has NaN/inf"
+                skip, reason = Skip.NONFINITE, "motion has NaN/inf"
             elif np.linalg.norm(T[:3, 3]) > self.max_speed * dt:
-                reason = (
-                    f"implausible motion {np.linalg.norm(T[:3, 3]):.2f} m in {dt:.3f} s "
-                    f"(max_speed {self.max_speed} m/s)"
+                skip, reason = (
+                    Skip.IMPLAUSIBLE,
+                    (
+                        f"implausible motion {np.linalg.norm(T[:3, 3]):.2f} m in {dt:.3f} s "
+                        f"(max_speed {self.max_speed} m/s)"
+                    ),
                 )
         s.frames += 1
-        if reason:
-            if "gap" in reason or "stamp" in reason:
+        s.skip = skip
+        if skip is not Skip.NONE:
+            if skip.resets:
                 s.resets += 1
             s.skipped += 1
             s.ok, s.status = False, reason
