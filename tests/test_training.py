@@ -484,3 +484,21 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
         load_checkpoint(bad)
     assert not marker.exists()
+
+
+def test_train_gpu_is_a_perception_models_command():
+    """The GPU session runner lives in the models package (train/gpu_run.py), reachable as
+    `perception-models train-gpu`, with its own options and help."""
+    import contextlib
+    import io
+
+    from perception_models.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        main(["train-gpu", "--help"])
+    assert done.value.code == 0
+    assert "perception-models train-gpu" in out.getvalue() and "--sync" in out.getvalue()
+    with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit) as done:
+        main(["train-gpu"])  # --sync is required
+    assert done.value.code == 2

@@ -427,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser(
+        "train-gpu",
+        add_help=False,
+        help="one GPU: render scenes on every core, then fine-tune detector, segmenter and depth within a "
+        "budget (train/gpu_run.py; `perception-models train-gpu --help`)",
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)  # main() hands everything after the name to gpu_run
+
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
     p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
     p.add_argument("--eval-photos", nargs="+", help="matching: held-out photos for homographic pairs")
@@ -480,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-gpu"]:  # its own parser (argparse's REMAINDER does not pass on a leading --help)
+        from .train.gpu_run import main as gpu_main
+
+        return gpu_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

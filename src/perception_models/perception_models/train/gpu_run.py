@@ -1,9 +1,10 @@
-#!/usr/bin/env python3
 """Render synthetic data on every core, then fine-tune the shipped detector, segmenter and depth
 network together on one GPU within a wall-clock budget. Needs torch, numpy, opencv, onnx,
-pyyaml, tqdm and (for the depth run's validation) evo; run from the repository root:
+pyyaml, tqdm and (for the depth run's validation) evo:
 
-    python scripts/train_gpu.py --work /tmp/gpu --minutes 20 --sync /path/kept [--photos DIR]
+    perception-models train-gpu --work /tmp/gpu --minutes 20 --sync /path/kept [--photos DIR]
+    # on a bare GPU machine with the repository and torch, without the workspace installed:
+    PYTHONPATH=src/perception_models:src/perception_nodes python -m perception_models.train.gpu_run ...
 
 - data: ``--driving`` + ``--indoor`` sequences of ``--frames`` frames (new seeds), rendered by
   parallel ``perception-models data synth`` processes, and validation scenes for choosing
@@ -37,7 +38,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from perception_nodes.workspace import workspace_root
+
+ROOT = workspace_root()
 ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join(
@@ -236,8 +239,8 @@ def status_line(task: str, run: Path, proc: subprocess.Popen) -> str:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="perception-models train-gpu", description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/gpu"))
     ap.add_argument("--sync", type=Path, required=True, help="folder for slim best checkpoints and logs")
     ap.add_argument("--minutes", type=float, default=20.0, help="training budget per task (after rendering)")
@@ -274,7 +277,7 @@ def main() -> int:
         help="detection and segmentation: train's --backbone-blocks (deeper, grown from the --init models)",
     )
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
     total = sum(share[t] for t in args.tasks)
@@ -284,7 +287,10 @@ def main() -> int:
     needs = ["torch", "cv2", "onnx", "yaml", "tqdm"] + (["evo"] if "depth" in args.tasks else [])
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:  # before minutes of rendering, not after them
-        print(f"train_gpu.py: missing Python packages {missing} (depth validation needs evo)", file=sys.stderr)
+        print(
+            f"perception-models train-gpu: missing Python packages {missing} (depth validation needs evo)",
+            file=sys.stderr,
+        )
         return 2
     args.sync.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
