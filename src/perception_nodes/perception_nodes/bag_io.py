@@ -150,6 +150,22 @@ class BagInfo:
         return (self.end_ns - self.start_ns) / 1e9
 
 
+def frame_topic_problem(
+    bag: str | os.PathLike[str], info: BagInfo, topic: str, lockstep: bool
+) -> tuple[str, str] | None:
+    """Why ``topic`` of ``bag`` cannot be replayed frame by frame: ``("empty_input", why)`` when it
+    has no messages, ``("duplicate_stamps", why)`` in lockstep when frames share a stamp; None when it
+    can. The replay tools refuse before any node starts, the player when used on its own."""
+    if topic not in info.topics or info.topics[topic][1] == 0:
+        have = {t: c for t, (_m, c) in info.topics.items()}
+        return "empty_input", f"bag '{bag}' has no messages on the frame topic {topic} (topics: {have})"
+    if lockstep:
+        dup = duplicate_stamps(bag, topic)
+        if dup:
+            return "duplicate_stamps", f"bag '{bag}': {dup}"
+    return None
+
+
 def _reader(path: Path) -> Any:
     from rosbags.rosbag2 import Reader
 

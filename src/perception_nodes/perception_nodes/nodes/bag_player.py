@@ -32,7 +32,7 @@ from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
 from ..dds_profile import SEGMENT_ENV, segment_limit
-from ..bag_io import BagError, bag_info, duplicate_stamps, header_stamp_ns, read_messages
+from ..bag_io import BagError, bag_info, frame_topic_problem, header_stamp_ns, read_messages
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..workspace import resolve_path
 
@@ -164,13 +164,9 @@ class BagPlayer(Node):
 
     def _check_lockstep_input(self) -> None:
         """Refuse up front what lockstep cannot replay: no frames, or frames sharing a stamp."""
-        topic = self.params["lockstep_topic"]
-        count = self.info.topics[topic][1]
-        if count == 0:
-            raise ReplayError("empty_input", f"lockstep topic {topic} of {self.bag} has no messages")
-        dup = duplicate_stamps(self.bag, topic)
-        if dup:
-            raise ReplayError("duplicate_stamps", dup)
+        problem = frame_topic_problem(self.bag, self.info, self.params["lockstep_topic"], lockstep=True)
+        if problem:
+            raise ReplayError(*problem)
 
     def _run_safely(self) -> None:
         try:

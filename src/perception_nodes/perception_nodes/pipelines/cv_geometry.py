@@ -73,7 +73,7 @@ def check_intrinsics(K: np.ndarray | None) -> str:
     return ""
 
 
-def _call(name: str, n: int, fn: Callable[[], Any]) -> tuple[Any, str]:
+def _call(name: str, fn: Callable[[], Any]) -> tuple[Any, str]:
     try:
         return fn(), ""
     except cv2.error as exc:  # OpenCV assertion on degenerate input (e.g. 5.1's solvePoly)
@@ -94,7 +94,7 @@ def find_homography(a: np.ndarray, b: np.ndarray, threshold_px: float) -> Estima
     why = _check_pair(a, b, 4)
     if why:
         return _fail(len(a), why)
-    out, why = _call("findHomography", len(a), lambda: cv2.findHomography(a, b, cv2.RANSAC, float(threshold_px)))
+    out, why = _call("findHomography", lambda: cv2.findHomography(a, b, cv2.RANSAC, float(threshold_px)))
     if why:
         return _fail(len(a), why)
     H, mask = out
@@ -116,7 +116,6 @@ def find_essential(
     K = np.asarray(K, dtype=np.float64)
     out, why = _call(
         "findEssentialMat",
-        len(a),
         lambda: cv2.findEssentialMat(a, b, K, method=method, prob=prob, threshold=float(threshold_px)),
     )
     if why:
@@ -124,7 +123,7 @@ def find_essential(
     E, mask = out
     if E is None or np.shape(E) != (3, 3) or not np.isfinite(E).all():
         return _fail(len(a), "no essential matrix")
-    out, why = _call("recoverPose", len(a), lambda: cv2.recoverPose(E, a, b, K, mask=mask))
+    out, why = _call("recoverPose", lambda: cv2.recoverPose(E, a, b, K, mask=mask))
     if why:
         return _fail(len(a), why)
     n, R, t, mask = out
@@ -154,7 +153,6 @@ def solve_pnp_ransac(
     K = np.asarray(K, dtype=np.float64)
     out, why = _call(
         "solvePnPRansac",
-        len(obj),
         lambda: cv2.solvePnPRansac(
             obj,
             img,
@@ -187,7 +185,7 @@ def triangulate(P1: np.ndarray, P2: np.ndarray, a: np.ndarray, b: np.ndarray) ->
     a, b = _points("a", a, 2), _points("b", b, 2)
     if len(a) == 0 or len(a) != len(b):
         return np.full((len(a), 3), np.nan)
-    X, why = _call("triangulatePoints", len(a), lambda: cv2.triangulatePoints(P1, P2, a.T.copy(), b.T.copy()))
+    X, why = _call("triangulatePoints", lambda: cv2.triangulatePoints(P1, P2, a.T.copy(), b.T.copy()))
     if why or X is None:
         return np.full((len(a), 3), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):

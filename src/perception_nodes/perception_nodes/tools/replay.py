@@ -21,7 +21,6 @@ from typing import Any
 from ..bag_io import BagError
 from ..exit_codes import (
     ERROR_KINDS,
-    EXIT_DUPLICATE_STAMPS,
     EXIT_EMPTY_INPUT,
     EXIT_FAILED,
     EXIT_FRAMES_LOST,
@@ -267,7 +266,7 @@ def replay_verdict(summary: dict[str, Any]) -> tuple[int, str]:
         return EXIT_FAILED, "the replay did not finish within its --timeout"
     if p.get("error"):
         return ERROR_KINDS.get(p.get("error_kind", ""), EXIT_FAILED), p["error"]
-    if not p or summary.get("player_exit_code") not in (0, None) and not p.get("frames"):
+    if not p or (summary.get("player_exit_code") not in (0, None) and not p.get("frames")):
         return EXIT_FAILED, f"the player failed (exit {summary.get('player_exit_code')}); see its log"
     if summary.get("player_exit_code") is None:
         return EXIT_FAILED, "the player did not finish"
@@ -286,22 +285,17 @@ def replay_verdict(summary: dict[str, Any]) -> tuple[int, str]:
 def check_replay_input(bag: Path, frame_topic: str, mode: str) -> None:
     """Refuse before starting any node: an unreadable bag (BagError), a frame topic with no
     messages, frames sharing a stamp in lockstep (ReplayInputError with its exit code)."""
-    from ..bag_io import bag_info, duplicate_stamps
+    from ..bag_io import bag_info, frame_topic_problem
 
     info = bag_info(bag)
     if info.note:
         print(f"perception: {info.note}", file=sys.stderr)
-    if frame_topic not in info.topics or info.topics[frame_topic][1] == 0:
-        have = {t: c for t, (_m, c) in info.topics.items()}
+    problem = frame_topic_problem(bag, info, frame_topic, mode == "lockstep")
+    if problem:
+        kind, why = problem
         raise ReplayInputError(
-            EXIT_EMPTY_INPUT,
-            f"bag '{bag}' has no messages on the frame topic {frame_topic} "
-            f"(topics: {have}); choose it with --frame-topic",
+            ERROR_KINDS[kind], why + ("; choose it with --frame-topic" if kind == "empty_input" else "")
         )
-    if mode == "lockstep":
-        dup = duplicate_stamps(bag, frame_topic)
-        if dup:
-            raise ReplayInputError(EXIT_DUPLICATE_STAMPS, f"bag '{bag}': {dup}")
 
 
 class ReplayInputError(RuntimeError):
