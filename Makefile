@@ -6,7 +6,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BAG   ?=
 
-.PHONY: setup lock demo test test-fast lint typecheck lint-params docs benchmarks clean
+.PHONY: setup lock demo test test-fast lint typecheck lint-params docs benchmarks clean pretrained-cards
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -36,6 +36,9 @@ test: setup typecheck lint
 # Markers (tests/conftest.py): unit, ros, train, shipped; e.g. pytest -m "unit or train".
 test-fast: setup
 	@source scripts/env.sh && $(PY) -m pytest tests -q -p no:cacheprovider -m unit
+
+pretrained-cards: setup
+	@bash scripts/pretrained_cards.sh
 
 docs: setup
 	@$(PY) scripts/gen_param_docs.py --write

@@ -70,6 +70,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kitti(args: argparse.Namespace) -> int:
+    from .data.readers import DataFormatError
+    from .data.readers.kitti import kitti_to_sequence
+
+    try:
+        out = kitti_to_sequence(args.root, args.out, args.camera_height, args.limit)
+    except DataFormatError as exc:
+        print(f"perception-models data kitti-odometry: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: {len(list((out / 'rgb').glob('*.png')))} frames, camera {args.camera_height} m above the ground")
+    return 0
+
+
 def _cmd_bag_from_images(args: argparse.Namespace) -> int:
     from .data.bag_from_images import bag_from_images
 
@@ -242,6 +255,110 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    import json
+
+    from .distill import distillation_record, frames_from, read_student_map, teacher_pass
+    from .train.trainer import TrainConfig, train
+
+    if not args.images and not args.bag:
+        print("perception-models distill: give the footage: --images DIR... and/or --bag BAG...", file=sys.stderr)
+        return 2
+    if not args.teacher_only and not args.val:
+        print("perception-models distill: --val (synthetic held-out sets) chooses best.pt", file=sys.stderr)
+        return 2
+    student = list(args.student_classes)
+    class_map = read_student_map(args.class_map)
+    print(f"class map (student <- teacher): {class_map}", file=sys.stderr)
+    out = Path(args.out)
+    sources = [*(args.images or []), *(args.bag or [])]
+    total = None
+    try:
+        total = sum(1 for _ in frames_from(args.images or [], [], args.topic, args.every)) if not args.bag else None
+        ts = teacher_pass(
+            args.teacher,
+            frames_from(args.images or [], args.bag or [], args.topic, args.every),
+            class_map,
+            student,
+            out / "teacher",
+            args.high,
+            args.low,
+            total=total,
+        )
+    except ValueError as exc:
+        print(f"perception-models distill: {exc}", file=sys.stderr)
+        return 2
+    record = distillation_record(
+        args.teacher, sources, ts, class_map, thresholds={"label": args.high, "uncertain": args.low}
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distillation.json").write_text(json.dumps(record, indent=2))
+    print(
+        f"teacher set {ts.folder}: {ts.frames} frames, {ts.labels} pseudo-labels {ts.per_class}, "
+        f"{ts.uncertain} uncertain boxes (ignored by the loss)"
+    )
+    if args.teacher_only:
+        return 0
+    cfg = TrainConfig(
+        task="detection",
+        data=[str(ts.folder)] * args.real_repeat + list(args.synthetic or []),
+        val=args.val,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size or 16,
+        lr=args.lr or 2e-3,
+        input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
+        seed=args.seed,
+        workers=args.workers,
+        init=args.init or "",
+        device=args.device,
+        time_budget_min=args.time_budget_min,
+        cache_images=args.cache_images,
+        ema=args.ema,
+    )
+    return _run_training(train, cfg, args)
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from perception_nodes.model_card import load_card
+    from perception_nodes.model_import import ModelImportError, build_card, read_classes, write_card
+
+    try:
+        classes = read_classes(args.classes) if args.classes else None
+        card = build_card(args.onnx, args.family, classes, tuple(args.input_size) if args.input_size else None)
+        out = write_card(card, args.onnx, args.out)
+        load_card(out, card["task"])  # what the nodes will do with it
+    except (ModelImportError, OSError) as exc:
+        print(f"perception-models card: {exc}", file=sys.stderr)
+        return 2
+    n = len(card.get("classes") or [])
+    inp = card["input"]
+    print(
+        f"{out}: {card['family']} ({card['task']}), input '{inp['name']}' {inp['height']}x{inp['width']} "
+        f"{inp.get('channel_order', 'RGB')} {inp.get('resize', '')}" + (f", {n} classes" if n else "")
+    )
+    return 0
+
+
+def _print_odometry(result: dict[str, Any]) -> None:
+    d = result["depth"]
+    print(
+        f"depth: AbsRel {d['absolute']['abs_rel']:.3f} (median-scaled {d['median_scaled']['abs_rel']:.3f}) over "
+        f"{d['images']} images with ground truth; scale source {result['scale_source']}",
+        file=sys.stderr,
+    )
+    print(
+        f"{'estimator':12s} {'ATE SE3 %':>10s} {'ATE Sim3 %':>11s} {'RPE rot deg':>12s} {'skipped':>8s}",
+        file=sys.stderr,
+    )
+    for e, r in result["odometry"].items():
+        print(
+            f"{e:12s} {r['ate_se3_percent']:10.2f} {r['ate_sim3_percent']:11.2f} {r['rpe_rot_deg']:12.3f} "
+            f"{r['skipped_frames']:8d}",
+            file=sys.stderr,
+        )
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -264,18 +381,59 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         return 0
-    if not args.data and not (args.task == "matching" and args.photos):
+    if isinstance(args.camvid, str):
+        if args.task != "segmentation" or not args.class_map:
+            print(
+                "perception-models evaluate: --camvid ROOT is for --task segmentation with --class-map FILE",
+                file=sys.stderr,
+            )
+            return 2
+        from .evaluate import evaluate_segmentation_mapped, read_class_map
+
+        result = evaluate_segmentation_mapped(
+            args.model, args.camvid, read_class_map(args.class_map), args.split, limit=args.limit
+        )
+        print(f"{'class':<14} IoU", file=sys.stderr)
+        for k, v in result["per_class"].items():
+            print(f"{k:<14} {'-' if v is None else f'{v:.3f}'}", file=sys.stderr)
+        print(f"{'mean':<14} {result['mIoU']:.3f}  ({result['images']} images)", file=sys.stderr)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
+    if args.depth_dir:
+        if args.task != "depth":
+            print("perception-models evaluate: --depth-dir is for --task depth", file=sys.stderr)
+            return 2
+        from .evaluate import evaluate_depth_dir
+
+        result = evaluate_depth_dir(args.model, args.depth_dir, args.depth_format, args.limit)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
+    if not args.data and not (args.task == "matching" and (args.photos or args.hpatches)):
         print(
             "perception-models evaluate: --data is required" + (" (or --photos)" if args.task == "matching" else ""),
             file=sys.stderr,
         )
         return 2
     if args.task == "matching":
-        result = evaluate_matching(args.model, args.photos or [], args.data)
+        result = evaluate_matching(
+            args.model, args.photos or [], args.data, hpatches=args.hpatches, glue_model=args.glue_model
+        )
     elif args.task == "depth":
         result = evaluate_depth(
-            args.model, args.data, args.pose_model, tuple(args.estimators), args.limit, matcher_model=args.matcher_model
+            args.model,
+            args.data,
+            args.pose_model,
+            tuple(args.estimators),
+            args.limit,
+            matcher_model=args.matcher_model,
+            scale_source=args.scale_source,
+            glue_model=args.glue_model,
         )
+        _print_odometry(result)
     elif args.task == "detection":
         result = evaluate_detection(args.model, args.data, args.limit)
     else:
@@ -287,6 +445,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             lut, kw = CAMVID_LUT, {"image_dir": "val", "label_dir": "valannot"}
         result = evaluate_segmentation(args.model, args.data, args.limit, lut=lut, **kw)
     print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
 
 
@@ -316,6 +476,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", help="folder of real photos for textures (default: ../shared/data/camvid if present)")
     p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     p.set_defaults(func=_cmd_synth)
+
+    p = data.add_parser(
+        "kitti-odometry", help="a sequence folder (rgb/, camera_info.yaml, trajectory) from KITTI odometry"
+    )
+    p.add_argument("--root", required=True, help="KITTI odometry folder (image_0/ or image_l/, poses.txt, calib.txt)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--camera-height", type=float, default=1.65, help="metres above the ground (KITTI's car: 1.65)")
+    p.add_argument("--limit", type=int, default=0)
+    p.set_defaults(func=_cmd_kitti)
 
     p = data.add_parser("bag-from-images", help="a rosbag2 MCAP from an image folder or a video")
     p.add_argument("--images", required=True, help="folder of images (sorted by name) or a video file")
@@ -446,6 +615,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, default=0, help="at most this many images (0 = all)")
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser(
+        "distill",
+        help="train a small student on real footage labelled by a pretrained teacher (+ synthetic ground truth)",
+    )
+    p.add_argument("--task", choices=["detection"], default="detection")
+    p.add_argument("--teacher", required=True, metavar="CARD", help="the teacher's model card (perception-models card)")
+    p.add_argument("--images", nargs="+", help="folders of real frames (unlabelled)")
+    p.add_argument("--bag", nargs="+", help="rosbag2 recordings of the robot's camera (unlabelled)")
+    p.add_argument("--topic", default="/camera/image_raw", help="the bags' image topic")
+    p.add_argument("--every", type=int, default=1, help="use every N-th frame")
+    p.add_argument("--class-map", required=True, help="YAML: student class -> teacher class(es)")
+    p.add_argument(
+        "--student-classes",
+        nargs="+",
+        default=["person", "car", "cone", "box", "barrel", "chair"],
+        help="the student's classes, in order (default: the shipped detector's)",
+    )
+    p.add_argument("--high", type=float, default=0.5, help="teacher score from which a box is a label")
+    p.add_argument("--low", type=float, default=0.2, help="teacher score from which a box is uncertain (ignored)")
+    p.add_argument("--synthetic", nargs="+", help="synthetic training sets (ground truth) to learn from as well")
+    p.add_argument("--val", nargs="+", help="synthetic held-out sets that choose best.pt")
+    p.add_argument("--real-repeat", type=int, default=3, help="times the teacher set is repeated per epoch")
+    p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
+    p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument("--lr", type=float, default=0.0)
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--init", help="start from this model (e.g. models/detector.onnx)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--time-budget-min", type=float, default=0.0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-images", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("card", help="the model card of a third-party ONNX model (YOLO, YOLOX, XFeat, LightGlue ...)")
+    p.add_argument("--onnx", required=True, metavar="MODEL.onnx")
+    p.add_argument(
+        "--family",
+        default="auto",
+        choices=["auto", "yolo-detect", "yolo-segment", "yolox", "relative-depth", "keypoints", "lightglue"],
+    )
+    p.add_argument("--classes", metavar="FILE", help="class names, one per line (when the graph has none)")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="for graphs with a dynamic input")
+    p.add_argument("--out", metavar="CARD", help="where the card goes (default: next to the ONNX file)")
+    p.set_defaults(func=_cmd_card)
+
     p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
     p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
     p.add_argument("--model", required=True)
@@ -453,17 +672,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
     p.add_argument("--matcher-model", help="depth: the keypoint model for the pnp_learned odometry estimator")
     p.add_argument(
+        "--glue-model", help="matching, and depth's pnp_learned: a LightGlue-style matcher card (default: mutual NN)"
+    )
+    p.add_argument(
+        "--scale-source",
+        choices=["model", "camera_height"],
+        default="model",
+        help="depth: metric scale from the network, or from the camera's height (the first ground-truth pose)",
+    )
+    p.add_argument(
         "--estimators",
         nargs="+",
         default=["posenet", "pnp", "pnp_learned", "essential"],
-        choices=["posenet", "pnp", "pnp_learned", "essential"],
+        choices=["posenet", "pnp", "pnp_learned", "essential", "hybrid"],
         help="depth: odometry estimators to run on the sequences (essential = the OpenCV baseline)",
     )
     p.add_argument(
         "--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)"
     )
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--camvid", action="store_true", help="data is a CamVid root: evaluate on val/ + valannot/")
+    p.add_argument(
+        "--camvid",
+        nargs="?",
+        const=True,
+        metavar="ROOT",
+        help="segmentation on CamVid: --camvid ROOT --split val --class-map FILE (bare --camvid: --data is the root, "
+        "labels are the model's own ids)",
+    )
+    p.add_argument(
+        "--depth-dir", metavar="DIR", help="depth on real images: DIR/rgb/*, DIR/depth/*.png (+ camera_info.yaml)"
+    )
+    p.add_argument("--depth-format", choices=["kitti", "nyu", "tum"], default="kitti", help="with --depth-dir")
+    p.add_argument(
+        "--hpatches", metavar="DIR", help="matching on HPatches sequences (image 1 vs 2..6, their homographies)"
+    )
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="with --camvid ROOT")
+    p.add_argument("--class-map", metavar="FILE", help="with --camvid ROOT: dataset class -> model class(es), YAML")
     p.add_argument(
         "--coco",
         metavar="ANN.json",

@@ -27,12 +27,12 @@ from .metrics import ConfusionMatrix, DetectionEvaluator
 
 def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
     from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.model_card import load_card
+    from perception_nodes.model_card import load_card, model_files
     from perception_nodes.pipelines.detection import DetectionPipeline
     from perception_nodes.pipelines.segmentation import SegmentationPipeline
 
     card = load_card(model, task)
-    backend = OnnxRuntimeBackend(model, threads=threads)
+    backend = OnnxRuntimeBackend(model_files(model)[0], threads=threads)
     if task == "detection":
         return DetectionPipeline(backend, card, **kw), card
     return SegmentationPipeline(backend, card), card
@@ -138,6 +138,81 @@ def evaluate_segmentation(
     return out
 
 
+def read_class_map(path: Path | str) -> dict[str, list[str]]:
+    """A class-map YAML: ``dataset class: model class`` (or a list of model classes)."""
+    import yaml
+
+    d = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a class map is a mapping 'dataset class: model class(es)'")
+    return {str(k): [str(v)] if isinstance(v, str) else [str(x) for x in v] for k, v in d.items()}
+
+
+def evaluate_segmentation_mapped(
+    model: Path | str,
+    root: Path | str,
+    class_map: dict[str, list[str]],
+    split: str = "val",
+    dataset_classes: tuple[str, ...] | None = None,
+    limit: int = 0,
+) -> dict[str, Any]:
+    """IoU on a labelled real data set (CamVid layout: ``<split>/`` images, ``<split>annot/`` class-id
+    PNGs) of the dataset classes ``class_map`` names, each against the model classes mapped to it.
+    Other dataset classes are ignored for a semantic model; for an instance model (YOLO-seg, whose
+    label 0 means "none of my classes") they are its background, so a mask on the road is a false
+    positive. The dataset's void label (CamVid 11) is always ignored."""
+    from .data.readers.labels import CAMVID11, IGNORE
+
+    names = list(dataset_classes or CAMVID11)
+    pipe, card = _pipeline(Path(model), "segmentation")
+    model_names = pipe.label_names
+    unknown = sorted({m for ms in class_map.values() for m in ms} - set(model_names))
+    if unknown:
+        raise ValueError(f"class map names model classes {unknown} the model does not have ({model_names[:12]}...)")
+    missing = sorted(set(class_map) - set(names))
+    if missing:
+        raise ValueError(f"class map names dataset classes {missing}; the dataset's are {names}")
+    # dataset classes mapped to the same model classes are one class here (road + pavement -> ground)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for d, ms in class_map.items():
+        groups.setdefault(tuple(sorted(set(ms))), []).append(d)
+    used: dict[str, tuple[str, ...]] = {}
+    for ms in groups:
+        for m in ms:
+            if m in used:
+                raise ValueError(f"model class '{m}' is mapped from {groups[used[m]]} and {groups[ms]}: merge them")
+            used[m] = ms
+    keys = ["+".join(ds) for ds in groups.values()]
+    group_of = {d: k for k, ds in enumerate(groups.values()) for d in ds}
+    other = len(keys)  # "anything else"
+    instance = pipe.detector is not None
+    gt_lut = np.full(256, IGNORE, np.uint8)
+    for i, n in enumerate(names):
+        gt_lut[i] = group_of[n] if n in group_of else (other if instance else IGNORE)
+    pred_lut = np.full(256, other, np.uint8)
+    for k, ms in enumerate(groups):
+        for m in ms:
+            pred_lut[model_names.index(m)] = k
+    cm = ConfusionMatrix(len(keys) + 1, keys + ["other"])
+    images = sorted(Path(root, split).glob("*.png"))
+    n = 0
+    for img in images[: limit or None]:
+        lab = Path(root, split + "annot", img.name)
+        if not lab.is_file():
+            continue
+        cm.add(read_label_png(lab, gt_lut), pred_lut[pipe.run(read_rgb(img)).labels])
+        n += 1
+    iou = cm.iou()[: len(keys)]
+    return {
+        "mIoU": float(np.nanmean(iou)) if n else float("nan"),
+        "per_class": {k: (None if np.isnan(v) else float(v)) for k, v in zip(keys, iou)},
+        "class_map": class_map,
+        "images": n,
+        "protocol": f"IoU on {root}/{split} through SegmentationPipeline; dataset classes outside the map "
+        + ("are the model's background" if instance else "ignored"),
+    }
+
+
 # A small set anyone can regenerate bit for bit (no photo textures, fixed seeds): the shipped
 # models' cards record their metric on it, and a test checks they still reproduce it.
 REPRODUCTION = ({"preset": "driving", "seed": 900, "frames": 12}, {"preset": "indoor", "seed": 950, "frames": 12})
@@ -169,6 +244,7 @@ def evaluate_depth(
     progress: bool = False,
     matcher_model: Path | str | None = None,
     scale_source: str = "model",
+    glue_model: Path | str | None = None,
 ) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
@@ -196,13 +272,20 @@ def evaluate_depth(
     if pose_model is not None and "posenet" in estimators:
         pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
         pose_card = load_card(pose_model, "pose")
-    matcher_pipe = None
+    matcher_pipe = glue = None
     if matcher_model is not None and "pnp_learned" in estimators:
+        from perception_nodes.model_card import model_files
         from perception_nodes.pipelines.matching import MatchingPipeline
 
         matcher_pipe = MatchingPipeline(
-            OnnxRuntimeBackend(Path(matcher_model), threads=threads), load_card(matcher_model, "matching")
+            OnnxRuntimeBackend(model_files(matcher_model)[0], threads=threads), load_card(matcher_model, "matching")
         )
+        if glue_model is not None:  # a LightGlue-style matcher instead of mutual NN
+            from perception_nodes.families.lightglue import LightGlueMatcher
+
+            glue = LightGlueMatcher(
+                OnnxRuntimeBackend(model_files(glue_model)[0], threads=threads), load_card(glue_model, "matcher")
+            )
     ests = [
         e
         for e in estimators
@@ -236,6 +319,7 @@ def evaluate_depth(
                 matcher=matcher_pipe,
                 camera_height=height,
                 ground_normal=normal,
+                match_fn=glue,
             )
             for e in ests
         }
@@ -300,25 +384,101 @@ def evaluate_depth(
 
 
 def evaluate_matching(
-    model: Path | str, photos: list[str], data: list[str], pairs: int = 40, input_size: tuple[int, int] | None = None
+    model: Path | str,
+    photos: list[str],
+    data: list[str],
+    pairs: int = 40,
+    input_size: tuple[int, int] | None = None,
+    hpatches: Path | str | None = None,
+    glue_model: Path | str | None = None,
 ) -> dict[str, Any]:
     """The exported keypoint model through the node's MatchingPipeline on held-out homographic pairs
-    (``photos``) and synthetic pose pairs (``data``), with the same estimators as SIFT/ORB."""
+    (``photos``), real HPatches pairs (``hpatches``: each sequence's image 1 against 2..6 with the
+    dataset's homographies) and synthetic pose pairs (``data``), with the same estimators as
+    SIFT/ORB; matched by mutual NN, or by a LightGlue-style ``glue_model``."""
     from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.model_card import load_card
+    from perception_nodes.model_card import load_card, model_files
     from perception_nodes.pipelines.matching import MatchingPipeline
 
     from .matching_eval import evaluate_method, homography_eval_pairs, network_method, pose_eval_pairs
     from .train.matching_trainer import image_files
 
     card = load_card(model, "matching")
-    pipe = MatchingPipeline(OnnxRuntimeBackend(Path(model), threads=2), card)
+    pipe = MatchingPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), card)
+    glue = None
+    if glue_model is not None:
+        from perception_nodes.families.lightglue import LightGlueMatcher
+
+        glue = LightGlueMatcher(
+            OnnxRuntimeBackend(model_files(glue_model)[0], threads=2), load_card(glue_model, "matcher")
+        )
     size = input_size or (card.input_height, card.input_width)
     hp = homography_eval_pairs(image_files(photos), pairs, size) if photos else []
+    if hpatches is not None:
+        from .data.readers.hpatches import load_hpatches
+
+        hp += [{"a": read_rgb(p.image0), "b": read_rgb(p.image1), "H": p.H_0_1} for p in load_hpatches(hpatches)]
     pp = pose_eval_pairs([Path(d) for d in data], max(1, pairs // max(1, len(data))), size) if data else []
     return {
         "pair_size": list(size),
         "photos": [str(p) for p in photos],
+        "hpatches": str(hpatches) if hpatches else None,
+        "matcher": "mutual NN" if glue is None else f"LightGlue-style ({glue_model})",
         "data": [str(d) for d in data],
-        **evaluate_method(network_method(pipe.run), hp, pp),
+        **evaluate_method(network_method(pipe.run, match_fn=glue), hp, pp),
     }
+
+
+DEPTH_FORMATS = ("kitti", "nyu", "tum")
+
+
+def evaluate_depth_dir(
+    model: Path | str, root: Path | str, depth_format: str, limit: int = 0, max_depth: float = 80.0
+) -> dict[str, Any]:
+    """Depth of real images with ground truth: ``root/rgb/*`` and ``root/depth/<same name>.png``
+    (``depth_format``: kitti = uint16 / 256 m, nyu = millimetres, tum = / 5000 m; 0 = none), optional
+    ``root/camera_info.yaml`` (for a canonical-camera model). A metric model gets absolute and
+    median-scaled errors; a relative-depth model (up to scale and shift) is aligned to each image's
+    ground truth by least squares in inverse depth first (the MiDaS protocol: what it gets right
+    *given* a perfect metric source), reported as ``scale_shift_aligned``."""
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.families.relative_depth import fit_scale_shift
+    from perception_nodes.model_card import load_card, model_files
+    from perception_nodes.pipelines.depth import DepthPipeline
+
+    from .data.readers.depth import read_kitti_depth, read_nyu_depth, read_tum_depth
+    from .metrics.depth import DepthEvaluator
+
+    if depth_format not in DEPTH_FORMATS:
+        raise ValueError(f"--depth-format '{depth_format}' must be one of {DEPTH_FORMATS}")
+    reader = {"kitti": read_kitti_depth, "nyu": read_nyu_depth, "tum": read_tum_depth}[depth_format]
+    root = Path(root)
+    K = None
+    if (root / "camera_info.yaml").is_file():
+        from .train.depth_data import read_camera_matrix
+
+        K = read_camera_matrix(root / "camera_info.yaml")[0]
+    pipe = DepthPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), load_card(model, "depth"))
+    ev = DepthEvaluator(0.1, max_depth)
+    images = sorted(p for p in (root / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    n = 0
+    for img in images[: limit or None]:
+        gt_file = root / "depth" / (img.stem + ".png")
+        if not gt_file.is_file():
+            continue
+        gt = reader(gt_file)
+        res = pipe.run(read_rgb(img), K=K)
+        pred = res.depth
+        if res.relative is not None:
+            ok = np.isfinite(gt) & (gt > 0)
+            fit = fit_scale_shift(res.relative[ok], 1.0 / gt[ok], keep=1.0, rounds=0, min_pixels=10)
+            pred = fit.to_depth(res.relative, 0.1, max_depth) if fit else np.full_like(gt, np.nan)
+        ev.add(gt, pred)
+        n += 1
+    out = ev.summary()
+    if pipe.relative:
+        out = {"scale_shift_aligned": out["absolute"], "images": out["images"], "depth_range": out["depth_range"]}
+    out["protocol"] = f"{root} ({depth_format} depth PNGs) through DepthPipeline" + (
+        "; relative model aligned per image (scale + shift in inverse depth)" if pipe.relative else ""
+    )
+    return out

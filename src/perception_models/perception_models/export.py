@@ -194,6 +194,9 @@ def export_model(
     }
     if task == "segmentation" and not cfg.camvid:
         card["colors"] = PALETTE[: len(cfg.class_names)].tolist()
+    distilled = Path(checkpoint).parent / "distillation.json"
+    if distilled.is_file():  # perception-models distill: the teacher, the footage, the pseudo-labels
+        card["distillation"] = json.loads(distilled.read_text())
     card.update(extra_card or {})
     card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipelines below read it
 

@@ -49,6 +49,32 @@ def pose_eval_pairs(
     return out
 
 
+def kitti_pose_pairs(root: Path | str, n: int = 20, gap: int = 2) -> list[dict]:
+    """Real pose pairs from a KITTI odometry folder (``image_l/`` or ``image_0/`` frames, ``poses.txt``
+    T_world_cam rows, ``calib.txt`` P0): frames t and t + ``gap`` at full resolution, with K and the
+    ground-truth T_b_a (no depth: pose AUC only)."""
+    from .data.readers.common import read_rgb
+
+    root = Path(root)
+    folder = root / "image_l" if (root / "image_l").is_dir() else root / "image_0"
+    frames = sorted(folder.glob("*.png"))
+    poses = np.loadtxt(root / "poses.txt").reshape(-1, 3, 4)
+    P0 = np.loadtxt(root / "calib.txt", usecols=range(1, 13) if _labelled(root / "calib.txt") else None)
+    K = np.asarray(P0, np.float64).reshape(-1, 3, 4)[0][:, :3]
+    T = np.tile(np.eye(4), (len(poses), 1, 1))
+    T[:, :3, :] = poses
+    count = min(len(frames), len(T)) - gap
+    out = []
+    for t in np.linspace(0, count - 1, min(n, count)).astype(int):
+        a, b = int(t), int(t) + gap
+        out.append({"a": read_rgb(frames[a]), "b": read_rgb(frames[b]), "K": K, "T_b_a": np.linalg.inv(T[b]) @ T[a]})
+    return out
+
+
+def _labelled(path: Path) -> bool:
+    return Path(path).read_text().lstrip().startswith("P0")
+
+
 def _ratio_matches(kp_a, des_a, kp_b, des_b, norm: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     if des_a is None or des_b is None or len(kp_a) < 2 or len(kp_b) < 2:
         return np.zeros((0, 2)), np.zeros((0, 2))
@@ -82,13 +108,17 @@ def orb_method(features: int = 2000, ratio: float = 0.8) -> Method:
     return _opencv_method(cv2.ORB_create(nfeatures=features), cv2.NORM_HAMMING, ratio)
 
 
-def network_method(extract: Callable[[np.ndarray], object], ratio: float = 0.9) -> Method:
-    """``extract(rgb)`` -> Features (keypoints in the image's pixels, unit descriptors)."""
+def network_method(extract: Callable[[np.ndarray], object], ratio: float = 0.9, match_fn: Any = None) -> Method:
+    """``extract(rgb)`` -> Features (keypoints in the image's pixels, unit descriptors), matched by
+    mutual NN + ratio or by ``match_fn(features_a, features_b) -> (pairs, scores)`` (LightGlue-style)."""
     from perception_nodes.pipelines.matching import mutual_nn_match
 
     def run(a: np.ndarray, b: np.ndarray):
         fa, fb = extract(a), extract(b)
-        idx, _ = mutual_nn_match(fa.descriptors, fb.descriptors, ratio)
+        if match_fn is not None:
+            idx, _ = match_fn(fa, fb)
+        else:
+            idx, _ = mutual_nn_match(fa.descriptors, fb.descriptors, ratio)
         return fa.keypoints[idx[:, 0]].astype(np.float64), fb.keypoints[idx[:, 1]].astype(np.float64)
 
     return run
@@ -118,7 +148,9 @@ def evaluate_method(method: Method, hpairs: list[dict], ppairs: list[dict]) -> d
         a, b = method(p["a"], p["b"])
         times.append(time.perf_counter() - t0)
         n_matches.append(len(a))
-        if len(a):
+        if "depth_a" not in p:  # real pairs without depth: pose only
+            pass
+        elif len(a):
             pb, ok = sequence_correspondence(p["depth_a"], p["depth_b"], p["K"], p["T_b_a"], a)
             errs_p.append(np.linalg.norm(pb[ok] - b[ok], axis=1))
         else:
@@ -140,6 +172,6 @@ def evaluate_method(method: Method, hpairs: list[dict], ppairs: list[dict]) -> d
         out["homography_mma"] = _mean_mma(errs_h)
         out["homography_accuracy"] = {t: float(np.mean(corner_arr <= t)) for t in (1, 3, 5)}
     if ppairs:
-        out["pose_mma"] = _mean_mma(errs_p)
+        out["pose_mma"] = _mean_mma(errs_p) if errs_p else {1: float("nan"), 3: float("nan"), 5: float("nan")}
         out["pose_auc"] = pose_auc(pose_err)
     return out

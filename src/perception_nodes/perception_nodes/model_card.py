@@ -18,6 +18,19 @@ import yaml
 
 TASKS = ("detection", "segmentation", "depth", "pose", "matching", "generic")
 
+#: Model families: how a network's outputs are decoded (one decoder per family, perception_nodes.families).
+#: "native" is this project's own export (decoding and NMS inside the graph). A family may serve more than
+#: one task: a YOLO-seg model's boxes feed the detection node too.
+FAMILY_TASKS = {
+    "native": TASKS,
+    "yolo-detect": ("detection",),
+    "yolo-segment": ("segmentation", "detection"),
+    "yolox": ("detection",),
+    "relative-depth": ("depth",),
+    "keypoints": ("matching",),
+    "lightglue": ("matcher",),
+}
+
 
 class ModelCardError(ValueError):
     """A missing, malformed, stale or wrong-task model card; the text says which and the fix."""
@@ -39,6 +52,14 @@ class ModelCard:
     sha256: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    family: str = "native"
+    channel_order: str = "RGB"  # RGB | BGR (YOLOX)
+    pad_anchor: str = "center"  # letterbox placement: center (ultralytics) | top_left (YOLOX)
+    decode: dict[str, Any] = field(default_factory=dict)  # the family decoder's settings
+    model_file: Path | None = None  # the ONNX file the card describes
+
+    def serves(self, task: str) -> bool:
+        return self.task == task or (self.family != "native" and task in FAMILY_TASKS.get(self.family, ()))
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +68,34 @@ class ModelCard:
 
 def card_path(model_path: str | Path) -> Path:
     p = Path(model_path)
+    if p.name.endswith((".card.yaml", ".card.yml")):
+        return p
     return p.with_name(p.stem + ".card.yaml")
+
+
+def is_card_file(path: str | Path) -> bool:
+    return str(path).endswith((".yaml", ".yml"))
+
+
+def model_files(path: str | Path) -> tuple[Path, Path]:
+    """(ONNX file, card file) of a node's ``model_path``: an ONNX file with its card next to it
+    (``x.onnx`` -> ``x.card.yaml``), or a card that names its ONNX file with ``model:`` (relative to
+    the card; what ``perception-models card --onnx`` writes for a model you cannot put a card beside)."""
+    path = Path(path)
+    if not is_card_file(path):
+        return path, card_path(path)
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelCardError(f"model card {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    model = d.get("model") if isinstance(d, dict) else None
+    if not model:
+        raise ModelCardError(
+            f"model card {path} does not say which ONNX file it describes: add 'model: <path>' "
+            "(relative to the card), or give the node the .onnx file with the card next to it"
+        )
+    onnx = Path(str(model))
+    return (onnx if onnx.is_absolute() else (path.parent / onnx).resolve()), path
 
 
 def _sha256(path: Path) -> str:
@@ -62,7 +110,7 @@ def card_problems(card: ModelCard) -> list[str]:
     """What makes a card's values unusable (a card with ``std: 0`` made an "ok" node that found
     nothing: every input became inf)."""
     out = []
-    if card.input_height <= 0 or card.input_width <= 0:
+    if card.task != "matcher" and (card.input_height <= 0 or card.input_width <= 0):
         out.append(f"input size {card.input_height}x{card.input_width} must be positive")
     if len(card.mean) not in (1, 3) or len(card.std) != len(card.mean):
         out.append(f"input mean {card.mean} and std {card.std} need 1 or 3 values each, as many of both")
@@ -78,6 +126,14 @@ def card_problems(card: ModelCard) -> list[str]:
         out.append(f"{len(card.colors)} colours for {len(card.classes)} classes")
     if card.resize not in ("letterbox", "stretch"):
         out.append(f"input resize '{card.resize}' must be letterbox or stretch")
+    if card.family not in FAMILY_TASKS:
+        out.append(f"family '{card.family}' must be one of {sorted(FAMILY_TASKS)}")
+    elif card.family != "native" and card.task not in FAMILY_TASKS[card.family]:
+        out.append(f"a {card.family} model cannot be a {card.task} model (it serves {FAMILY_TASKS[card.family]})")
+    if card.channel_order not in ("RGB", "BGR"):
+        out.append(f"input channel_order '{card.channel_order}' must be RGB or BGR")
+    if card.pad_anchor not in ("center", "top_left"):
+        out.append(f"input pad_anchor '{card.pad_anchor}' must be center or top_left")
     return out
 
 
@@ -87,8 +143,7 @@ def load_card(
     """The card of ``model_path``; raises ModelCardError naming the problem. A card without a
     ``sha256`` cannot show that it belongs to the file and is refused unless ``allow_unverified``
     (the nodes' ``allow_unverified_model``)."""
-    model_path = Path(model_path)
-    path = card_path(model_path)
+    model_path, path = model_files(model_path)
     if not path.is_file():
         raise ModelCardError(
             f"model card {path} not found: every model needs its card next to it (perception-models export writes it)"
@@ -111,12 +166,17 @@ def load_card(
             sha256=str(d.get("sha256", "")),
             metrics=dict(d.get("metrics") or {}),
             raw=d,
+            family=str(d.get("family", "native")),
+            channel_order=str(inp.get("channel_order", "RGB")).upper(),
+            pad_anchor=str(inp.get("pad_anchor", "center")),
+            decode=dict(d.get("decode") or {}),
+            model_file=model_path,
         )
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise ModelCardError(f"model card {path} is malformed ({type(exc).__name__}: {exc})") from None
-    if card.task not in TASKS:
+    if card.task not in TASKS + ("matcher",):
         raise ModelCardError(f"model card {path}: task '{card.task}' is not one of {TASKS}")
-    if task is not None and card.task != task:
+    if task is not None and not card.serves(task):
         raise ModelCardError(f"{model_path} is a {card.task} model (card {path}); this node needs a {task} model")
     problems = card_problems(card)
     if problems:

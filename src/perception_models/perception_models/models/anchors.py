@@ -62,6 +62,14 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
 
 
+def intersection_over_first(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, M): the share of each box of ``a`` that lies inside each box of ``b``."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    return (rb - lt).clamp(min=0).prod(dim=-1) / area_a[:, None].clamp(min=1e-9)
+
+
 def match(anchors: torch.Tensor, gt_boxes: torch.Tensor, pos_iou: float = 0.5, neg_iou: float = 0.4) -> torch.Tensor:
     """Index of the matched ground truth per anchor; -1 background, -2 ignored (between thresholds).
     Every ground truth also gets its best anchor (so small objects are not left without one)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .anchors import AnchorGenerator, decode, encode, match
+from .anchors import AnchorGenerator, decode, encode, intersection_over_first, match
 from .backbone import Backbone, ConvBNAct
 from .losses import ohem_bce_loss, sigmoid_focal_loss, smooth_l1
 from .neck import FPN
@@ -80,13 +80,20 @@ class Detector(nn.Module):
     def loss(
         self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, targets: list[dict[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        """targets[i] = {"boxes": (G, 4) xyxy input pixels, "labels": (G,) long}. Losses are
-        normalised by the number of positive anchors (at least 1)."""
+        """targets[i] = {"boxes": (G, 4) xyxy input pixels, "labels": (G,) long, optional
+        "uncertain": (U, 4) boxes a teacher was unsure of}. Anchors mostly inside an uncertain box
+        (intersection over the anchor's area >= 0.5) that match no box are left out of the
+        classification loss: not taught as background (a teacher's low-confidence box is ignored,
+        not treated as background; COCO's crowd regions work the same way). Losses are normalised by
+        the number of positive anchors (at least 1)."""
         cls_terms, box_terms, n_pos = [], [], 0
         for logits, deltas, tgt in zip(cls_logits, box_deltas, targets):
             m = match(self.anchors, tgt["boxes"])
             valid = m >= -1
             pos = m >= 0
+            unsure = tgt.get("uncertain")
+            if unsure is not None and unsure.numel():
+                valid &= pos | (intersection_over_first(self.anchors, unsure).max(dim=1).values < 0.5)
             onehot = torch.zeros_like(logits)
             if pos.any():
                 onehot[pos, tgt["labels"][m[pos]]] = 1.0

@@ -106,7 +106,9 @@ class DetectionDataset(Dataset):
     "ignore": (G,) bool}). ``ignore`` marks the boxes the evaluation protocol ignores
     (:func:`~perception_nodes.tools.protocol.ignored_ground_truth`, judged in the image as stored), so
     that validation during training scores what the model cards score; the training loss still
-    learns from them."""
+    learns from them. COCO crowd boxes (``iscrowd``: a teacher's low-confidence boxes in a distilled
+    set, perception_models.distill) come back as ``"uncertain"`` (U, 4): the loss neither rewards
+    nor punishes what the model says there."""
 
     def __init__(
         self,
@@ -143,9 +145,11 @@ class DetectionDataset(Dataset):
         s = self.samples[i]
         rgb = self.read(Path(s.image_path))
         keep = [k for k, n in enumerate(s.labels) if n in self.index and not s.difficult[k]]
-        boxes = s.boxes[keep].astype(np.float32)
+        unsure = [k for k, n in enumerate(s.labels) if n in self.index and s.difficult[k]]
+        n_keep = len(keep)
+        boxes = s.boxes[keep + unsure].astype(np.float32).reshape(-1, 4)
         labels = np.array([self.index[s.labels[k]] for k in keep], np.int64)
-        small = ignored_ground_truth(boxes, s.areas[keep] if s.areas is not None else None)
+        small = ignored_ground_truth(boxes[:n_keep], s.areas[keep] if s.areas is not None else None)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             crop = self.augment.crop(*rgb.shape[:2], rng)
@@ -166,10 +170,13 @@ class DetectionDataset(Dataset):
             [lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y], np.float32
         )
         ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_box)
+        sure, uncertain = boxes[:n_keep], boxes[n_keep:]
+        ok_sure, ok_unsure = ok[:n_keep], ok[n_keep:]
         return to_tensor(net), {
-            "boxes": torch.from_numpy(boxes[ok]).reshape(-1, 4),
-            "labels": torch.from_numpy(labels[ok]),
-            "ignore": torch.from_numpy(small[ok]),
+            "boxes": torch.from_numpy(np.ascontiguousarray(sure[ok_sure])).reshape(-1, 4),
+            "labels": torch.from_numpy(labels[ok_sure]),
+            "ignore": torch.from_numpy(small[ok_sure]),
+            "uncertain": torch.from_numpy(np.ascontiguousarray(uncertain[ok_unsure])).reshape(-1, 4),
         }
 
 

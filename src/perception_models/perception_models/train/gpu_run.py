@@ -17,6 +17,8 @@ pyyaml, tqdm and (for the depth run's validation) evo:
   schedule ends inside the budget, data-loader workers split between the tasks; segmentation without
   class weights unless ``--class-weights median_frequency``;
 - ``--reuse``: a later call on the same (still warm) machine trains on the sequences already rendered;
+- ``--distilled``: the detector also learns from real footage labelled by a teacher (``perception-models
+  distill --teacher-only``'s ``<run>/teacher``), next to the renders;
 - ``--sync``: every time a run's ``best.pt`` improves, a slim copy (the validated weights, config,
   metrics; no optimizer state, nor ``--ema``'s raw weights) goes there as ``<task>.pt``, with the
   logs, so that what is kept survives the machine; ``status.txt`` says where each run is.
@@ -136,7 +138,7 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
         "--max-steps-per-epoch",
         str(args.steps_per_epoch),
     ]
-    common = ["--data", *train, "--val", *val, "--seed", "0", "--cache-images", "--ema", str(args.ema)]
+    common = ["--val", *val, "--seed", "0", "--cache-images", "--ema", str(args.ema), "--data", *train]
     if args.backbone_blocks:
         common += ["--backbone-blocks", *map(str, args.backbone_blocks)]
     cmds = {
@@ -146,6 +148,7 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
             "--task",
             "detection",
             *common,
+            *[d for d in args.distilled for _ in range(args.distilled_repeat)],  # more --data
             "--out",
             str(work / "runs/detection"),
             *card_input_size("detector"),
@@ -277,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         help="detection and segmentation: train's --backbone-blocks (deeper, grown from the --init models)",
     )
     ap.add_argument("--reuse", action="store_true", help="train on the sequences an earlier call rendered into --work")
+    ap.add_argument(
+        "--distilled",
+        nargs="+",
+        default=[],
+        help="detection: teacher sets of real footage (perception-models distill --teacher-only: <run>/teacher) "
+        "to learn from as well",
+    )
+    ap.add_argument("--distilled-repeat", type=int, default=3, help="times each teacher set is repeated per epoch")
     args = ap.parse_args(argv)
     cores = max(3, (os.cpu_count() or 4) - len(args.tasks))
     share = {"detection": 0.38, "segmentation": 0.38, "depth": 0.24}
@@ -294,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.sync.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    for d in args.distilled:  # what the student learned from goes into its card at export
+        record = Path(d).parent / "distillation.json"
+        if record.is_file():
+            shutil.copy(record, args.sync / "distillation.json")
     train, val = render(args.work, args)
     procs: dict[str, subprocess.Popen] = {}
     for task, cmd in commands(args.work, train, val, args).items():

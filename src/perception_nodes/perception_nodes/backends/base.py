@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +62,16 @@ class Backend(abc.ABC):
             if arr.ndim != len(spec.shape) or any(d > 0 and d != a for d, a in zip(spec.shape, arr.shape)):
                 raise BackendError(f"Input '{name}' has shape {tuple(arr.shape)}; the model expects {spec.shape}")
 
-    def warmup(self, iterations: int = 3) -> float:
-        """Run ``iterations`` inferences on zeros (dynamic dims as 1); returns the last in ms."""
-        feeds = {s.name: np.zeros(tuple(d if d > 0 else 1 for d in s.shape), dtype=s.dtype) for s in self.inputs}
+    def warmup(self, iterations: int = 3, shapes: dict[str, tuple[int, ...]] | None = None) -> float:
+        """Run ``iterations`` inferences on zeros; returns the last in ms. Dynamic dims take their
+        value from ``shapes`` (per input: the model card's input size), else 1."""
+        shapes = shapes or {}
+
+        def shape(s: Any) -> tuple[int, ...]:
+            given = shapes.get(s.name)
+            return tuple(d if d > 0 else (given[i] if given else 1) for i, d in enumerate(s.shape))
+
+        feeds = {s.name: np.zeros(shape(s), dtype=s.dtype) for s in self.inputs}
         ms = 0.0
         for _ in range(max(1, iterations)):
             t = time.perf_counter()

@@ -24,7 +24,8 @@ from ..cloud_conversion import points_to_cloud2
 from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
 from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
-from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, depth_to_points
+from ..families.relative_depth import RelativeDepthScaler
+from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, colorize_relative, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
 from ..pipelines.odometry import (
     LearnedMatcher,
@@ -63,7 +64,28 @@ class DepthNode(ModelNode):
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
         pipe = DepthPipeline(backend, card)
         self.scale = ScaleEstimator(params["scale_source"], params["camera_height"], params["scale_smoothing"])
-        if params["scale_source"] == "model" and pipe.scale_source != "supervised":
+        self.relative_scaler: RelativeDepthScaler | None = None
+        if pipe.relative:
+            mount = (
+                pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
+                if params["base_frame"]
+                else pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0])
+                @ T_BODY_OPTICAL
+            )
+            self.relative_scaler = RelativeDepthScaler(
+                params["scale_source"],
+                params["camera_height"],
+                ground_normal_in_optical(mount),
+                min_depth=pipe.min_depth,
+                max_depth=pipe.max_depth,
+            )
+            if not self.relative_scaler.available:
+                self.get_logger().warn(
+                    "relative-depth model (up to scale and shift) and no metric source: publishing only "
+                    "~/depth_colored (normalised); set scale_source camera_height (with camera_height) or "
+                    "depth_topic for metric depth, points and odometry"
+                )
+        elif params["scale_source"] == "model" and pipe.scale_source != "supervised":
             self.get_logger().warn(
                 f"scale_source 'model' but the depth model's card says scale_source "
                 f"'{pipe.scale_source}': depth may be up to scale (use camera_height or depth_topic)"
@@ -78,11 +100,15 @@ class DepthNode(ModelNode):
                 self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
             name = params["estimator"]
             pose = self.load_model(params, "pose_model_path", "pose") if name == "posenet" else None
-            matcher = None
+            matcher = glue = None
             if name == "pnp_learned":
                 from ..pipelines.matching import MatchingPipeline
 
                 matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
+                if params["glue_model_path"]:
+                    from ..families.lightglue import LightGlueMatcher
+
+                    glue = LightGlueMatcher(*self.load_model(params, "glue_model_path", "matcher"))
             # hybrid: with the camera's height known, its essential motion takes its length from the
             # ground's motion between frames (GroundScale), not from the depth network; the
             # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
@@ -94,7 +120,7 @@ class DepthNode(ModelNode):
                 @ T_BODY_OPTICAL
             )
             self.estimator = make_estimator(
-                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount)
+                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount), glue
             )
             self.tracker = OdometryTracker(
                 params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
@@ -107,6 +133,8 @@ class DepthNode(ModelNode):
             est.backend.close()
         elif isinstance(est, PnPOdometry) and isinstance(est.matcher, LearnedMatcher):
             est.matcher.pipeline.backend.close()
+            if est.matcher.match_fn is not None:
+                est.matcher.match_fn.backend.close()
         self.estimator = None
         super().teardown()
 
@@ -184,13 +212,22 @@ class DepthNode(ModelNode):
             )
             self.warned_no_info = True
         stamp = stamp_to_ns(msg.header.stamp)
-        with self.timer.stage("scale"):
-            self._update_scale(result.depth, K, stamp)
-        s = self.scale.scale
+        if self.relative_scaler is not None:
+            with self.timer.stage("scale"):
+                metric = self._relative_to_metric(result, K, stamp)
+            if metric is None:  # nothing metric to publish: the normalised picture only
+                if self.colored_pub is not None and self.colored_pub.get_subscription_count() > 0:
+                    self.colored_pub.publish(numpy_to_image(colorize_relative(result.relative), "rgb8", msg.header))
+                return
+            result.depth, s = metric, 1.0
+        else:
+            with self.timer.stage("scale"):
+                self._update_scale(result.depth, K, stamp)
+            s = self.scale.scale
+            self.counters["scale"] = (
+                f"{s:.4f}" if s is not None else "unknown (publishing unscaled)"
+            ) + f" [{self.scale.source}: {self.scale.status}]"
         depth = result.depth * np.float32(s if s is not None else 1.0)
-        self.counters["scale"] = (
-            f"{s:.4f}" if s is not None else "unknown (publishing unscaled)"
-        ) + f" [{self.scale.source}: {self.scale.status}]"
         with self.timer.stage("publish"):
             if self.depth_pub is not None:
                 self.depth_pub.publish(numpy_to_image(depth, "32FC1", msg.header))
@@ -204,6 +241,29 @@ class DepthNode(ModelNode):
         if self.tracker is not None:
             with self.timer.stage("odometry"):
                 self._odometry(msg, rgb, depth, K, stamp, s if s is not None else 1.0)
+
+    def _relative_to_metric(self, result: DepthResult, K: np.ndarray | None, stamp: int) -> np.ndarray | None:
+        """A relative-depth model's metric depth from this frame's scale + shift fit (None: no metric
+        source, or none yet); the source and its state go to /diagnostics."""
+        rs = self.relative_scaler
+        assert rs is not None and result.relative is not None
+        if not rs.available:
+            rs.status = "relative depth, no metric source (scale_source model): normalised view only"
+        elif rs.source == "camera_height":
+            if K is None:
+                rs.status = "ground plane: waiting for CameraInfo"
+            else:
+                rs.from_ground(result.relative, K)
+        else:
+            match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
+            if not match:
+                rs.status = "no depth_reference within 50 ms of this frame" + ("; using the last fit" if rs.fit else "")
+            else:
+                rs.from_reference(result.relative, match[-1])
+        self.counters["scale"] = f"relative depth, scale + shift [{rs.source}: {rs.status}]"
+        if rs.fit is None or not rs.available:
+            return None
+        return rs.fit.to_depth(result.relative, rs.min_depth, rs.max_depth)
 
     def _update_scale(self, depth: np.ndarray, K: np.ndarray | None, stamp: int) -> None:
         if self.scale.source == "camera_height":

@@ -9,9 +9,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from perception_msgs.msg import Detection2D, Detection2DArray
+from perception_msgs.msg import Detection2DArray
 from sensor_msgs.msg import Image
 
+from ..detection_conversion import detections_message
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
 from ..params import ParameterError
@@ -95,25 +96,12 @@ class DetectionNode(ModelNode):
         )
 
     def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
-        out = Detection2DArray()
-        out.header = msg.header
         try:
             ground = self._ground(rgb, det)
         except Exception as exc:  # optional geometry: never costs the frame its detections
             ground = None
             self.warn_input(f"ground positions: {type(exc).__name__}: {exc}")
-        for i, ((x0, y0, x1, y1), cid, name, score) in enumerate(
-            zip(det.boxes, det.class_ids, det.class_names, det.scores)
-        ):
-            d = Detection2D()
-            d.class_id, d.class_name, d.score = int(cid), name, float(score)
-            d.center_x, d.center_y = float((x0 + x1) / 2), float((y0 + y1) / 2)
-            d.size_x, d.size_y = float(x1 - x0), float(y1 - y0)
-            if ground is not None and ground[1][i]:
-                d.ground_valid = True
-                d.ground_x, d.ground_y, d.ground_z = (float(v) for v in ground[0][i])
-            out.detections.append(d)
-        self.det_pub.publish(out)
+        self.det_pub.publish(detections_message(msg.header, det, ground))
         if self.annotated_pub is not None and self.annotated_pub.get_subscription_count() > 0:
             self.annotated_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header))
 

@@ -18,8 +18,9 @@ from ..qos import output_qos
 from ..workspace import resolve_path
 
 
-def make_backend(node: PerceptionNode, params: dict[str, Any]):
-    """The backend a node's common parameters ask for (shared by every inference node)."""
+def make_backend(node: PerceptionNode, params: dict[str, Any], warmup_shapes: dict[str, tuple[int, ...]] | None = None):
+    """The backend a node's common parameters ask for (shared by every inference node);
+    ``warmup_shapes``: the size of each dynamic input for the warm-up (from the model card)."""
     if not params["model_path"]:
         raise FileNotFoundError("parameter 'model_path' is empty; set it to an ONNX file")
     model = resolve_path(params["model_path"])
@@ -34,7 +35,7 @@ def make_backend(node: PerceptionNode, params: dict[str, Any]):
         log_fn=lambda m: node.get_logger().info(m),
     )
     if params["warmup_iterations"]:
-        ms = backend.warmup(params["warmup_iterations"])
+        ms = backend.warmup(params["warmup_iterations"], warmup_shapes)
         node.get_logger().info(f"warm-up: last inference {ms:.1f} ms")
     return backend
 

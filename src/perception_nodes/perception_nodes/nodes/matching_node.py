@@ -1,4 +1,6 @@
-"""matching_node: learned keypoints + descriptors on every frame (``~/keypoints``), matches against
+"""matching_node: learned keypoints + descriptors on every frame (``~/keypoints``; this project's
+model or a SuperPoint/XFeat-style one, see families.keypoints), matched by mutual nearest neighbours
+or a LightGlue-style model (``glue_model_path``) against
 the previous frame / a keyframe (``mode: sequential``) or between two synchronized cameras
 (``mode: stereo``: ``image`` is the reference, ``image1`` the other), the relative geometry with
 its inliers (``~/matches``, perception_msgs/Matches) and a side-by-side picture (``~/matches_image``).
@@ -47,11 +49,27 @@ class MatchingNode(ModelNode):
         m.keyframe_overlap = p["keyframe_overlap"]
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
+        self.glue = None
+        if params["glue_model_path"]:
+            from ..families.lightglue import LightGlueMatcher
+
+            glue_backend, glue_card = self.load_model(params, "glue_model_path", "matcher")
+            try:
+                self.glue = LightGlueMatcher(glue_backend, glue_card)
+            except Exception:
+                glue_backend.close()
+                raise
         self.matcher = SequentialMatcher(
-            params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"]
+            params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"], self.glue
         )
         self.ref_rgb: np.ndarray | None = None
         return MatchingPipeline(backend, card)
+
+    def teardown(self) -> None:
+        if getattr(self, "glue", None) is not None:
+            self.glue.backend.close()
+            self.glue = None
+        super().teardown()
 
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.kp_pub = self.create_publisher(Keypoints, "~/keypoints", output_qos())

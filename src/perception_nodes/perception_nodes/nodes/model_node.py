@@ -12,7 +12,7 @@ import numpy as np
 
 from ..camera_info import camera_info_problem
 from ..image_conversion import image_to_rgb
-from ..model_card import load_card
+from ..model_card import load_card, model_files
 from ..node_base import FrameError, PerceptionNode
 from ..workspace import resolve_path
 from .generic_onnx_node import make_backend
@@ -83,7 +83,15 @@ class ModelNode(PerceptionNode):
         if not model.is_file():
             raise FileNotFoundError(f"model '{model}' does not exist (parameter {key})")
         card = load_card(model, task, allow_unverified=bool(params.get("allow_unverified_model")))
-        return make_backend(self, {**params, "model_path": str(model)}), card
+        onnx = model_files(model)[0]
+        if not onnx.is_file():
+            raise FileNotFoundError(f"model '{onnx}' (named by card {model}) does not exist (parameter {key})")
+        if card.task == "matcher":  # keypoint sets: warm up with a few
+            shapes = {n: (1, 16, 2) for n in card.decode.get("keypoints", [])}
+            shapes.update({n: (1, 16, 64) for n in card.decode.get("descriptors", [])})
+        else:
+            shapes = {card.input_name: (1, 3, card.input_height, card.input_width)}
+        return make_backend(self, {**params, "model_path": str(onnx)}, shapes), card
 
     def setup(self, params: dict[str, Any]) -> None:
         self._camera = None  # intrinsics are forgotten at configure

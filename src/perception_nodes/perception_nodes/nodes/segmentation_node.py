@@ -1,5 +1,10 @@
 """segmentation_node: Image in; ``~/labels`` mono8 class ids at the input's size and
-``~/overlay`` rgb8 colour blend (colours and names from the model card)."""
+``~/overlay`` rgb8 colour blend (colours and names from the model card).
+
+An instance model (YOLO-seg, card family ``yolo-segment``) also publishes ``~/instances`` (mono16:
+instance i + 1 where the i-th detection's mask is, 0 = none) and ``~/detections``
+(perception_msgs/Detection2DArray, in the same order) from the same inference; its ``~/labels``
+hold class + 1 of the model's classes, 0 = none."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image
 
+from ..detection_conversion import detections_message
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
 from ..pipelines.segmentation import Segmentation, SegmentationPipeline
@@ -19,16 +25,26 @@ class SegmentationNode(ModelNode):
     schema_name = "segmentation_node"
     task = "segmentation"
 
-    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"overlay_alpha"}
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"overlay_alpha", "score_threshold", "max_instances"}
 
     def apply_live(self, changed: dict[str, Any]) -> None:
         self.alpha = float(self.params["overlay_alpha"])
+        det = self.pipeline.detector
+        if det is not None:
+            det.score_threshold = float(self.params["score_threshold"])
+            det.max_detections = int(self.params["max_instances"])
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> SegmentationPipeline:
-        return SegmentationPipeline(backend, card)
+        return SegmentationPipeline(backend, card, params["score_threshold"], params["max_instances"])
 
     def create_outputs(self, params: dict[str, Any]) -> None:
+        from perception_msgs.msg import Detection2DArray
+
         self.labels_pub = self.create_publisher(Image, "~/labels", output_qos())
+        self.instances_pub = self.det_pub = None
+        if self.pipeline.detector is not None:
+            self.instances_pub = self.create_publisher(Image, "~/instances", output_qos())
+            self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
         self.overlay_pub = (
             self.create_publisher(Image, "~/overlay", output_qos(2)) if params["publish_overlay"] else None
         )
@@ -36,6 +52,9 @@ class SegmentationNode(ModelNode):
 
     def publish_result(self, msg: Any, rgb: np.ndarray, seg: Segmentation) -> None:
         self.labels_pub.publish(numpy_to_image(seg.labels, "mono8", msg.header))
+        if self.instances_pub is not None and seg.instances is not None:
+            self.instances_pub.publish(numpy_to_image(seg.instances, "mono16", msg.header))
+            self.det_pub.publish(detections_message(msg.header, seg.detections))
         if self.overlay_pub is not None and self.overlay_pub.get_subscription_count() > 0:
             self.overlay_pub.publish(
                 numpy_to_image(self.pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header)

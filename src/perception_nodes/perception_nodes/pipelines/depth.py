@@ -31,6 +31,7 @@ class DepthResult:
     network_depth: np.ndarray  # (h, w) at the network's input size (what odometry uses)
     invalid_pixels: int = 0  # non-finite or non-positive network outputs
     focal_factor: float | None = 1.0  # camera focal / canonical focal applied; None: canonical model without intrinsics
+    relative: np.ndarray | None = None  # relative-depth models: (H, W) inverse depth up to scale and shift
 
 
 class DepthPipeline(CardPipeline):
@@ -38,7 +39,14 @@ class DepthPipeline(CardPipeline):
     required_resize = "stretch"
 
     def __init__(self, backend: Backend, card: ModelCard) -> None:
-        super().__init__(backend, card, OUTPUTS)
+        # relative-depth family (Depth Anything, MiDaS): affine-invariant inverse depth, made metric by
+        # the node's scale source (families.relative_depth); ``depth`` stays NaN here
+        self.relative = card.family == "relative-depth"
+        if card.family not in ("native", "relative-depth"):
+            raise ValueError(f"a {card.family} model gives no depth")
+        self.output = str(card.decode.get("output", "depth")) if self.relative else "depth"
+        self.inverse = str(card.decode.get("kind", "inverse")) == "inverse"
+        super().__init__(backend, card, (self.output,))
         depth = card.raw.get("depth") or {}
         self.min_depth = float(depth.get("min", 0.1))
         self.max_depth = float(depth.get("max", 100.0))
@@ -68,6 +76,8 @@ class DepthPipeline(CardPipeline):
         return result
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> DepthResult:
+        if self.relative:
+            return self._relative(outputs, shape)
         net = np.asarray(outputs["depth"], np.float32).reshape(self.card.input_height, self.card.input_width)
         bad = ~np.isfinite(net) | (net <= 0)
         net = np.where(bad, np.nan, net).astype(np.float32)
@@ -81,6 +91,34 @@ class DepthPipeline(CardPipeline):
             holes = cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
             full = np.where(holes, np.nan, full)
         return DepthResult(np.ascontiguousarray(full, np.float32), net, int(bad.sum()))
+
+    def _relative(self, outputs: dict[str, np.ndarray], shape: tuple[int, int]) -> DepthResult:
+        out = np.asarray(outputs[self.output], np.float32)
+        net = out.reshape(out.shape[-2], out.shape[-1])
+        bad = ~np.isfinite(net)
+        if not self.inverse:  # a relative *depth* map: its inverse is what is affine-invariant here
+            with np.errstate(divide="ignore", invalid="ignore"):
+                net = np.where(net > 0, 1.0 / net, np.nan).astype(np.float32)
+            bad |= ~np.isfinite(net)
+        h, w = shape
+        full = net if net.shape == (h, w) else cv2.resize(np.nan_to_num(net), (w, h), interpolation=cv2.INTER_LINEAR)
+        if bad.any() and full is not net:
+            full = np.where(cv2.resize(bad.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0, np.nan, full)
+        nan = np.full((h, w), np.nan, np.float32)
+        return DepthResult(nan, np.full(net.shape, np.nan, np.float32), int(bad.sum()), 1.0, full.astype(np.float32))
+
+
+def colorize_relative(relative: np.ndarray) -> np.ndarray:
+    """rgb8 view of a relative inverse depth (near = red), normalised to its own 2-98 % range: a
+    picture, not a measurement."""
+    finite = np.isfinite(relative)
+    if not finite.any():
+        return np.zeros(relative.shape + (3,), np.uint8)
+    lo, hi = np.percentile(relative[finite], [2, 98])
+    grey = np.clip((np.nan_to_num(relative, nan=lo) - lo) / max(hi - lo, 1e-9) * 255.0, 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    rgb[~finite] = 0
+    return rgb
 
 
 def network_focal(K: np.ndarray, image_size: tuple[int, int], input_size: tuple[int, int]) -> float:

@@ -1,13 +1,16 @@
 """DetectionPipeline: image -> boxes in the *input image's* pixels, scores, class ids.
 
-The exported detector already decodes and runs NMS (fixed number of rows, empty rows have score
-0); here rows are filtered (score threshold, class filter, max count), rows with non-finite
-numbers are dropped and counted, and boxes are mapped back through the letterbox and clipped.
+This project's detector (family ``native``) already decodes and runs NMS (fixed number of rows,
+empty rows have score 0); a third-party family's raw head is decoded and NMS'd by its decoder
+(``perception_nodes.families``: YOLOv8/YOLO11, YOLO-seg's boxes, YOLOX). Then rows are filtered
+(score threshold, class filter, max count), rows with non-finite numbers are dropped and counted,
+and boxes are mapped back through the letterbox and clipped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +31,21 @@ class Detections:
     dropped_nonfinite: int = 0
 
 
+def make_box_decoder(card: ModelCard) -> Any:
+    """The family decoder of a detection-capable card (None: native outputs)."""
+    if card.family in ("yolo-detect", "yolo-segment"):
+        from ..families.yolo import YoloDecoder
+
+        return YoloDecoder(card)
+    if card.family == "yolox":
+        from ..families.yolox import YoloxDecoder
+
+        return YoloxDecoder(card)
+    if card.family != "native":
+        raise ValueError(f"a {card.family} model has no boxes to detect with")
+    return None
+
+
 class DetectionPipeline(CardPipeline):
     task = "detection"
 
@@ -39,7 +57,8 @@ class DetectionPipeline(CardPipeline):
         class_filter: list[str] | None = None,
         max_detections: int = 100,
     ) -> None:
-        super().__init__(backend, card, OUTPUTS)
+        self.decoder = make_box_decoder(card)
+        super().__init__(backend, card, OUTPUTS if self.decoder is None else self.decoder.required_outputs)
         unknown = set(class_filter or []) - set(card.classes)
         if unknown:
             raise ValueError(f"class_filter names {sorted(unknown)}; the model's classes are {card.classes}")
@@ -47,9 +66,14 @@ class DetectionPipeline(CardPipeline):
         self.allowed = None if not class_filter else np.array([card.classes.index(c) for c in class_filter])
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Detections:
-        boxes = np.asarray(outputs["boxes"], np.float64).reshape(-1, 4)
-        scores = np.asarray(outputs["scores"], np.float64).reshape(-1)
-        labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
+        if self.decoder is not None:
+            c = self.decoder.decode(outputs, self.score_threshold, self.max_detections, self.allowed)
+            boxes, scores, labels = c.boxes, c.scores, c.labels
+            self.last_candidates = c  # YOLO-seg: the masks' coefficients, in the same order
+        else:
+            boxes = np.asarray(outputs["boxes"], np.float64).reshape(-1, 4)
+            scores = np.asarray(outputs["scores"], np.float64).reshape(-1)
+            labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
         finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
         dropped = int((~finite & (scores != 0)).sum())
         keep = finite & (scores >= self.score_threshold) & (labels >= 0) & (labels < self.card.num_classes)
@@ -62,6 +86,7 @@ class DetectionPipeline(CardPipeline):
         corners[:, 0::2] = corners[:, 0::2].clip(0, w)
         corners[:, 1::2] = corners[:, 1::2].clip(0, h)
         ids = labels[idx]
+        self.last_index = idx  # rows of the decoded candidates, in the order returned
         return Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)
 
 

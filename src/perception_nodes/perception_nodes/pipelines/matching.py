@@ -1,15 +1,18 @@
 """Feature matching without ROS: the keypoint model's pipeline (resize, normalise, run, keypoints
 back to input pixels) and a vectorised mutual-nearest-neighbour matcher with Lowe's ratio test.
 
-Why no learned matcher (SuperGlue / LightGlue) here: on these 2-core CPUs and with <= 512 keypoints
-a mutual-NN + ratio matcher costs < 2 ms per pair; a small attention matcher (LightGlue with 9
-layers at 64 dims) would cost tens of ms on CPU and needs its own training on many pairs. It
-pays off on GPUs and on wide baselines; the node's matcher is a swappable function.
+Mutual-NN is the default matcher: on these 2-core CPUs and with <= 512 keypoints it costs < 2 ms
+per pair. A LightGlue-style model (``families.lightglue``; e.g. XFeat's LighterGlue) can replace it
+(``SequentialMatcher(match_fn=...)``, the node's ``matcher_model_path``): tens of ms on CPU, better
+on wide baselines. Third-party keypoint heads (SuperPoint / XFeat raw, end-to-end extractors) are
+decoded by ``families.keypoints``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +30,7 @@ class Features:
     keypoints: np.ndarray  # (N, 2) float32 x, y in input-image pixels
     scores: np.ndarray  # (N,) float32
     descriptors: np.ndarray  # (N, D) float32, unit length
+    image_size: tuple[int, int] = (0, 0)  # (H, W) of the image the keypoints are in
 
 
 def mutual_nn_match(
@@ -57,15 +61,25 @@ class MatchingPipeline(CardPipeline):
     required_resize = "stretch"
 
     def __init__(self, backend: Backend, card: ModelCard) -> None:
-        super().__init__(backend, card, OUTPUTS)
+        self.decoder: Any = None
+        if card.family == "keypoints":
+            from ..families.keypoints import KeypointDecoder
+
+            self.decoder = KeypointDecoder(card)
+        elif card.family != "native":
+            raise ValueError(f"a {card.family} model gives no keypoints")
+        super().__init__(backend, card, OUTPUTS if self.decoder is None else self.decoder.required_outputs)
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Features:
-        kp = np.asarray(outputs["keypoints"], np.float32).reshape(-1, 2)
-        sc = np.asarray(outputs["scores"], np.float32).reshape(-1)
-        de = np.asarray(outputs["descriptors"], np.float32).reshape(len(sc), -1)
+        if self.decoder is not None:
+            kp, sc, de = self.decoder.decode(outputs)
+        else:
+            kp = np.asarray(outputs["keypoints"], np.float32).reshape(-1, 2)
+            sc = np.asarray(outputs["scores"], np.float32).reshape(-1)
+            de = np.asarray(outputs["descriptors"], np.float32).reshape(len(sc), -1)
         ok = (sc > 0) & np.isfinite(kp).all(1) & np.isfinite(de).all(1)
         xy = lb.to_image(kp[ok] + 0.5) - 0.5  # network pixel centres -> input pixel centres
-        return Features(xy.astype(np.float32), sc[ok], de[ok])
+        return Features(xy.astype(np.float32), sc[ok], de[ok], (int(shape[0]), int(shape[1])))
 
 
 @dataclass
@@ -139,9 +153,15 @@ class SequentialMatcher:
     ``keyframe_overlap`` (then the current frame becomes the keyframe)."""
 
     def __init__(
-        self, ratio: float = 0.9, geometry: str = "essential", threshold_px: float = 1.0, keyframe_overlap: float = 0.0
+        self,
+        ratio: float = 0.9,
+        geometry: str = "essential",
+        threshold_px: float = 1.0,
+        keyframe_overlap: float = 0.0,
+        match_fn: Callable[[Features, Features], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.ratio, self.geometry, self.threshold = ratio, geometry, threshold_px
+        self.match_fn = match_fn  # None: mutual NN + ratio; else e.g. a LightGlueMatcher
         self.keyframe_overlap = keyframe_overlap
         self.reference: Features | None = None
         self.reference_id: object = None
@@ -154,7 +174,10 @@ class SequentialMatcher:
     ) -> MatchResult:
         """Mutual-NN matches reference -> current and their geometry (no keyframe bookkeeping:
         also what two synchronized cameras use)."""
-        pairs, scores = mutual_nn_match(reference.descriptors, current.descriptors, self.ratio)
+        if self.match_fn is not None:
+            pairs, scores = self.match_fn(reference, current)
+        else:
+            pairs, scores = mutual_nn_match(reference.descriptors, current.descriptors, self.ratio)
         geo = estimate_geometry(
             reference.keypoints[pairs[:, 0]], current.keypoints[pairs[:, 1]], self.geometry, K, self.threshold
         )

@@ -26,9 +26,10 @@ class Letterbox:
 
 
 def fit_image(
-    rgb: np.ndarray, width: int, height: int, mode: str = "stretch", pad_value: int = 114
+    rgb: np.ndarray, width: int, height: int, mode: str = "stretch", pad_value: int = 114, anchor: str = "center"
 ) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``rgb`` (H, W, 3) to (height, width, 3); ``letterbox`` keeps the aspect ratio."""
+    """Resize ``rgb`` (H, W, 3) to (height, width, 3); ``letterbox`` keeps the aspect ratio and pads
+    evenly on both sides (``anchor`` center, as ultralytics) or right and bottom (top_left, as YOLOX)."""
     h, w = rgb.shape[:2]
     if (w, h) == (width, height):
         return rgb, Letterbox(1.0, 1.0, 0.0, 0.0)
@@ -40,7 +41,7 @@ def fit_image(
     s = min(width / w, height / h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    px, py = (width - nw) // 2, (height - nh) // 2
+    px, py = ((width - nw) // 2, (height - nh) // 2) if anchor == "center" else (0, 0)
     out = np.full((height, width, 3), pad_value, dtype=rgb.dtype)
     out[py : py + nh, px : px + nw] = resized
     return out, Letterbox(nw / w, nh / h, float(px), float(py))

@@ -1,9 +1,16 @@
 """SegmentationPipeline: image -> class-id map of the *input image's* size (nearest neighbour),
-plus a colour overlay from the card's palette."""
+plus a colour overlay from the card's palette.
+
+This project's segmenter (family ``native``) gives per-pixel class ids. A YOLO-seg model
+(``yolo-segment``) gives instances: its boxes go through the detection decoder (NMS) and each
+instance's mask is cut to its box (``families.yolo.paint_instances``); the class map then holds
+class + 1 for the thing classes (0 = none: "background" in :attr:`label_names`), an instance id
+image goes with it, and the same inference's detections are returned too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,8 +25,10 @@ OUTPUTS = ("labels",)
 
 @dataclass
 class Segmentation:
-    labels: np.ndarray  # (H, W) uint8 class ids of the input image
+    labels: np.ndarray  # (H, W) uint8 class ids of the input image (indices of SegmentationPipeline.label_names)
     invalid_pixels: int = 0  # network labels outside the card's classes (set to 0)
+    instances: np.ndarray | None = None  # (H, W) uint16 instance ids (detection index + 1, 0 = none)
+    detections: Any = None  # instance models: the Detections of the same inference
 
 
 def default_colors(n: int) -> np.ndarray:
@@ -30,16 +39,47 @@ def default_colors(n: int) -> np.ndarray:
 class SegmentationPipeline(CardPipeline):
     task = "segmentation"
 
-    def __init__(self, backend: Backend, card: ModelCard) -> None:
-        super().__init__(backend, card, OUTPUTS)
-        if card.num_classes > 255:
-            raise ValueError(f"{card.num_classes} classes do not fit a mono8 label image")
-        colors = np.asarray(card.colors, np.uint8).reshape(-1, 3) if card.colors else default_colors(card.num_classes)
-        if len(colors) < card.num_classes:
-            colors = np.vstack([colors, default_colors(card.num_classes)[len(colors) :]])
+    def __init__(
+        self, backend: Backend, card: ModelCard, score_threshold: float = 0.25, max_instances: int = 100
+    ) -> None:
+        self.detector = None
+        self.label_names = list(card.classes)
+        required: tuple[str, ...] = OUTPUTS
+        if card.family == "yolo-segment":
+            from .detection import DetectionPipeline
+
+            self.detector = DetectionPipeline(backend, card, score_threshold, None, max_instances)
+            required = self.detector.decoder.required_outputs
+            self.label_names = ["background"] + list(card.classes)
+        elif card.family != "native":
+            raise ValueError(f"a {card.family} model does not segment")
+        super().__init__(backend, card, required)
+        n = len(self.label_names)
+        if n > 255:
+            raise ValueError(f"{n} classes do not fit a mono8 label image")
+        colors = np.asarray(card.colors, np.uint8).reshape(-1, 3) if card.colors else default_colors(n)
+        if len(colors) < n:
+            colors = np.vstack([colors, default_colors(n)[len(colors) :]])
+        if self.detector is not None and not card.colors:
+            colors[0] = 0  # no instance: the image shows through the overlay unchanged (see overlay)
         self.colors = colors
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Segmentation:
+        if self.detector is not None:
+            from ..families.yolo import paint_instances
+
+            det = self.detector.postprocess(outputs, lb, shape)
+            c = self.detector.last_candidates.take(self.detector.last_index)
+            labels, instances = paint_instances(
+                c.coefficients,
+                outputs[self.detector.decoder.prototypes],
+                det.boxes,
+                det.class_ids,
+                lb,
+                (self.card.input_height, self.card.input_width),
+                shape,
+            )
+            return Segmentation(labels, 0, instances, det)
         net = np.asarray(outputs["labels"]).reshape(self.card.input_height, self.card.input_width)
         bad = (net < 0) | (net >= self.card.num_classes)
         net = np.where(bad, 0, net).astype(np.uint8)
@@ -53,4 +93,7 @@ class SegmentationPipeline(CardPipeline):
 
     def overlay(self, rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         colour = self.colors[labels]
-        return (rgb.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(np.uint8)
+        out = (rgb.astype(np.float32) * (1 - alpha) + colour.astype(np.float32) * alpha).astype(np.uint8)
+        if self.detector is not None:  # instance models: pixels of no instance keep the image
+            out[labels == 0] = rgb[labels == 0]
+        return out

@@ -50,8 +50,9 @@ class CardPipeline(ABC):
         self.std = np.asarray(card.std, np.float32)
 
     def preprocess(self, rgb: np.ndarray) -> tuple[dict[str, np.ndarray], Letterbox]:
-        net, lb = fit_image(rgb, self.card.input_width, self.card.input_height, self.card.resize, self.card.pad_value)
-        return {self.card.input_name: to_nchw(net, self.mean, self.std)}, lb
+        c = self.card
+        net, lb = fit_image(rgb, c.input_width, c.input_height, c.resize, c.pad_value, c.pad_anchor)
+        return {c.input_name: to_nchw(net, self.mean, self.std, bgr=c.channel_order == "BGR")}, lb
 
     @abstractmethod
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Any:

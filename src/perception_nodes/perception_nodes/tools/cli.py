@@ -163,7 +163,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     cache = resolve_path(args.cache)
     models = workspace_root() / "models"
-    tasks = (models / "detector.onnx").is_file() and (models / "segmenter.onnx").is_file() and not args.generic
+    tasks = (
+        (models / "detector.onnx").is_file() and (models / "segmenter.onnx").is_file() or bool(args.profile)
+    ) and not args.generic
     if tasks:
         # the shipped detector and segmenter on a synthetic driving scene they have not seen
         bag = Path(args.bag) if args.bag else cache / f"synthetic_bag_{args.frames}"
@@ -178,18 +180,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 "ground truth at its first frame, as a robot knows its camera mount): detector ground positions on, "
                 "depth + odometry scale from the camera height"
             )
+        profile = args.profile or "synthetic_replay"
+        nodes = {n.name for n in load_profile(profile).nodes}
+        wanted = {
+            "detector": {"use_camera_info": True, **mount},
+            "odometry": {"scale_source": "camera_height", **mount},
+        }
         summary = replay(
             bag,
-            "synthetic_replay",
+            profile,
             Path(args.out),
             "lockstep",
             skip_missing_models=True,
-            overrides={
-                "detector": {"use_camera_info": True, **mount},
-                "odometry": {"scale_source": "camera_height", **mount},
-            }
-            if mount
-            else None,
+            overrides={k: v for k, v in wanted.items() if k in nodes} if mount else None,
         )
     else:
         model = cache / "demo_model.onnx"
@@ -305,8 +308,19 @@ def eval_report(
             timed=per_frame,
             series=series,
             frame_published=frame_publish_times(summary),
+            label_names=_label_names(summary, outputs.get("labels")),
         ),
     }
+
+
+def _label_names(summary: dict[str, Any], topic: str | None) -> list[str] | None:
+    """The class names of the node that published ``topic`` (its card), when it is not this project's
+    own segmenter (an instance model: its ids are matched to the ground truth's by name)."""
+    if not topic:
+        return None
+    node = topic.strip("/").split("/")[0]
+    m = summary.get("models", {}).get(node, {})
+    return m.get("label_names") if m.get("family", "native") != "native" else None
 
 
 def write_reports(
@@ -553,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", help="use this bag instead of the generated one")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--generic", action="store_true", help="the generic ONNX node on the generated bag instead")
+    p.add_argument(
+        "--profile",
+        help="replay the demo bag through this profile instead of synthetic_replay (e.g. pretrained: "
+        "the YOLO / XFeat models of ../shared, after make pretrained-cards)",
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -208,8 +208,11 @@ def evaluate_recording(
     timed: list[str] | None = None,
     series: dict[str, Any] | None = None,
     frame_published: dict[int, int] | None = None,
+    label_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches").
+    """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches");
+    ``label_names``: what a third-party segmenter's label ids mean (ids matched to the ground truth's
+    classes by name; IoU only for the classes both have).
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
     timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
@@ -286,10 +289,28 @@ def evaluate_recording(
         elif task == "labels":
             from perception_models.data.synth.scene import CLASSES
 
-            cm = pm.ConfusionMatrix(len(CLASSES), list(CLASSES))
+            lut, shared = None, None
+            if label_names is not None:
+                # ids by name; every other predicted id is "other" (an extra column, never right)
+                lut = np.full(max(256, len(label_names)), len(CLASSES), np.int64)
+                for i, n in enumerate(label_names):
+                    if n in CLASSES:
+                        lut[i] = CLASSES.index(n)
+                shared = [n for n in CLASSES if n in label_names]
+            names = list(CLASSES) + (["other"] if lut is not None else [])
+            cm = pm.ConfusionMatrix(len(names), names)
             for s in stamps:
-                cm.add(_image(gt[s][1]), _image(est[s][1]))
+                pred = _image(est[s][1])
+                cm.add(_image(gt[s][1]), lut[pred] if lut is not None else pred)
             r = cm.summary()
+            if shared is not None:
+                iou = cm.iou()
+                r["per_class_iou"] = {n: float(iou[CLASSES.index(n)]) for n in shared}
+                r["mIoU"] = float(np.nanmean([iou[CLASSES.index(n)] for n in shared])) if shared else float("nan")
+                rows = [CLASSES.index(n) for n in shared]
+                gt_px = cm.matrix[rows].sum()
+                r["pixel_accuracy"] = float(cm.matrix[rows, rows].sum() / gt_px) if gt_px else float("nan")
+                r["protocol"] = f"a third-party model's classes matched by name; IoU over the shared ones: {shared}"
             r["images"] = len(stamps)
             r["confusion_matrix"] = cm.matrix.tolist()
             report["metrics"]["segmentation"] = r

@@ -107,7 +107,7 @@ def replay(
         kept = []
         for n in processing:
             model = effective_parameters(n).get("model_path")
-            if model and not resolve_path(str(model)).is_file():
+            if model and not _model_present(resolve_path(str(model))):
                 print(f"  (skipping node '{n.name}': its model {model} is not there)")
                 continue
             kept.append(n)
@@ -322,6 +322,18 @@ def card_headline(card: dict[str, Any]) -> str:
     return ""
 
 
+def _model_present(path: Path) -> bool:
+    """The model file is there (for a card that names its ONNX file, both are)."""
+    from ..model_card import ModelCardError, model_files
+
+    if not path.is_file():
+        return False
+    try:
+        return model_files(path)[0].is_file()
+    except ModelCardError:
+        return False
+
+
 def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
     """Per node: its model file, the card's task, sha256 and held-out headline (report context)."""
     import yaml
@@ -339,9 +351,13 @@ def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
             card = yaml.safe_load(card_path(path).read_text()) or {}
         except (OSError, yaml.YAMLError):
             card = {}
+        classes = [str(c) for c in card.get("classes") or []]
         out[n.name] = {
             "model": str(path),
             "task": card.get("task", "?"),
+            "family": card.get("family", "native"),
+            # what the ids of its label images mean (an instance model's 0 is "none of its classes")
+            "label_names": (["background"] + classes) if card.get("family") == "yolo-segment" else classes,
             "sha256": str(card.get("sha256", ""))[:12],
             "card_metrics": card_headline(card),
         }

@@ -235,11 +235,13 @@ def make_estimator(
     matcher: Any = None,
     camera_height: float = 0.0,
     ground_normal: np.ndarray | None = None,
+    match_fn: Any = None,
 ) -> Any:
     """One of ``ESTIMATORS`` by name, as the node, the evaluation and the benchmarks build them:
     ``posenet`` needs ``pose`` (the pose network's backend and card), ``pnp_learned`` ``matcher``
-    (a ``MatchingPipeline``); ``hybrid`` takes its length from the ground with ``camera_height`` > 0
-    (``ground_normal``: the camera's mounting, see :class:`GroundScale`)."""
+    (a ``MatchingPipeline``; ``match_fn`` a learned matcher instead of mutual NN); ``hybrid`` takes its
+    length from the ground with ``camera_height`` > 0 (``ground_normal``: the camera's mounting, see
+    :class:`GroundScale`)."""
     if name == "posenet":
         if pose is None:
             raise ValueError("estimator posenet needs the pose network (pose_model_path)")
@@ -249,7 +251,7 @@ def make_estimator(
     if name == "pnp_learned":
         if matcher is None:
             raise ValueError("estimator pnp_learned needs the keypoint model (matcher_model_path)")
-        return PnPOdometry(min_inliers, matcher=LearnedMatcher(matcher))
+        return PnPOdometry(min_inliers, matcher=LearnedMatcher(matcher, match_fn=match_fn))
     if name == "hybrid":
         return HybridOdometry(min_inliers, camera_height=camera_height, ground_normal=ground_normal)
     if name == "essential":

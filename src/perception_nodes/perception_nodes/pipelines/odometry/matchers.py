@@ -49,10 +49,11 @@ class OrbMatcher:
 
 class LearnedMatcher:
     """The matching model's keypoints + descriptors (``pipeline.run(rgb) -> Features``) matched
-    between consecutive frames with mutual nearest neighbours; same interface as OrbMatcher."""
+    between consecutive frames with mutual nearest neighbours, or with ``match_fn`` (a learned
+    LightGlue-style matcher); same interface as OrbMatcher."""
 
-    def __init__(self, pipeline: Any, ratio: float = 0.9) -> None:
-        self.pipeline, self.ratio = pipeline, ratio
+    def __init__(self, pipeline: Any, ratio: float = 0.9, match_fn: Any = None) -> None:
+        self.pipeline, self.ratio, self.match_fn = pipeline, ratio, match_fn
         self._prev: Any = None
 
     def reset(self) -> None:
@@ -65,5 +66,8 @@ class LearnedMatcher:
         prev, self._prev = self._prev, feats
         if prev is None:
             return None
-        idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)
+        if self.match_fn is not None:
+            idx, _ = self.match_fn(prev, feats)
+        else:
+            idx, _ = mutual_nn_match(prev.descriptors, feats.descriptors, self.ratio)
         return (prev.keypoints[idx[:, 0]].astype(np.float64), feats.keypoints[idx[:, 1]].astype(np.float64))

@@ -1,0 +1,75 @@
+"""KITTI odometry sequences (``image_0/`` or ``image_l/`` frames, ``poses.txt`` rows of the 3x4
+T_world_cam with the world = the first camera, ``calib.txt`` P0, ``times.txt``), and their
+conversion into this project's sequence-folder layout so that ``perception-models evaluate --task
+depth`` runs the odometry estimators on them against the ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .common import DataFormatError, read_rgb
+
+# the optical frame (x right, y down, z forward) in a z-up frame (x forward, y left): REP-103
+R_UP_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def read_kitti_odometry(root: Path | str) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, K (3x3), T_world_cam (N, 4, 4) and times (N,) of a KITTI odometry folder."""
+    root = Path(root)
+    folder = next((root / d for d in ("image_0", "image_l", "image_2") if (root / d).is_dir()), None)
+    if folder is None or not (root / "poses.txt").is_file() or not (root / "calib.txt").is_file():
+        raise DataFormatError(f"{root}: not a KITTI odometry folder (image_0/ or image_l/, poses.txt, calib.txt)")
+    frames = sorted(folder.glob("*.png"))
+    rows = [line.split() for line in (root / "calib.txt").read_text().splitlines() if line.strip()]
+    P0 = np.array([float(v) for v in (rows[0][1:] if rows[0][0].startswith("P") else rows[0])]).reshape(3, 4)
+    poses = np.loadtxt(root / "poses.txt").reshape(-1, 3, 4)
+    T = np.tile(np.eye(4), (len(poses), 1, 1))
+    T[:, :3] = poses
+    times = np.loadtxt(root / "times.txt").reshape(-1) if (root / "times.txt").is_file() else np.arange(len(T)) * 0.1
+    n = min(len(frames), len(T), len(times))
+    if n < 3:
+        raise DataFormatError(f"{root}: {len(frames)} frames, {len(T)} poses: need 3 or more of each")
+    return frames[:n], P0[:, :3], T[:n], times[:n]
+
+
+def kitti_to_sequence(root: Path | str, out: Path | str, camera_height: float = 1.65, limit: int = 0) -> Path:
+    """A sequence folder (``rgb/``, ``camera_info.yaml``, ``trajectory_tum.txt``) from a KITTI
+    odometry folder. The trajectory is the camera's optical frame in a z-up world whose ground is
+    z = 0 (the camera ``camera_height`` above it: 1.65 m on KITTI's car), as the synthetic sets give
+    it, so the camera-height scale and the ground normal come from it the same way."""
+    import cv2
+    import yaml
+
+    from perception_nodes.transforms import matrix_to_quaternion
+
+    frames, K, T, times = read_kitti_odometry(root)
+    if limit:
+        frames, T, times = frames[:limit], T[:limit], times[:limit]
+    out = Path(out)
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(out / "rgb" / f"{i:06d}.png"), read_rgb(f)[:, :, ::-1])
+    h, w = read_rgb(frames[0]).shape[:2]
+    P = np.hstack([K, np.zeros((3, 1))])
+    info = {
+        "image_width": w,
+        "image_height": h,
+        "camera_name": f"kitti_{Path(root).name}",
+        "camera_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in K.reshape(-1)]},
+        "distortion_model": "plumb_bob",
+        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
+        "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in np.eye(3).reshape(-1)]},
+        "projection_matrix": {"rows": 3, "cols": 4, "data": [float(x) for x in P.reshape(-1)]},
+    }
+    (out / "camera_info.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
+    T_up_world = np.eye(4)
+    T_up_world[:3, :3], T_up_world[2, 3] = R_UP_OPTICAL, camera_height
+    lines = []
+    for t, Ti in zip(times, T):
+        P_ = T_up_world @ Ti
+        q = matrix_to_quaternion(P_[:3, :3])
+        lines.append(" ".join(f"{v:.9f}" for v in (t, *P_[:3, 3], *q)))
+    (out / "trajectory_tum.txt").write_text("\n".join(lines) + "\n")
+    return out
