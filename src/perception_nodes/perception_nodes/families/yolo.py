@@ -49,8 +49,13 @@ def _rows(output: np.ndarray, width: int, what: str) -> np.ndarray:
     )
 
 
-def select(c: Candidates, iou_threshold: float, max_detections: int, pre_nms: int = 3000) -> Candidates:
-    """The ``pre_nms`` best candidates, then class-aware NMS, best first."""
+def select(
+    c: Candidates, iou_threshold: float, max_detections: int, allowed: np.ndarray | None = None, pre_nms: int = 3000
+) -> Candidates:
+    """The candidates of the ``allowed`` classes (None: all), the ``pre_nms`` best of them, then
+    class-aware NMS, best first."""
+    if allowed is not None:
+        c = c.take(np.nonzero(np.isin(c.labels, allowed))[0])
     if len(c.scores) > pre_nms:
         c = c.take(np.argpartition(-c.scores, pre_nms)[:pre_nms])
     return c.take(batched_nms(c.boxes, c.scores, c.labels, iou_threshold, max_detections))
@@ -100,11 +105,11 @@ class YoloDecoder:
         allowed: np.ndarray | None = None,
     ) -> Candidates:
         c = self.candidates(outputs, score_threshold)
-        if allowed is not None:
-            c = c.take(np.nonzero(np.isin(c.labels, allowed))[0])
         if self.layout == "end2end":  # NMS already ran in the graph
+            if allowed is not None:
+                c = c.take(np.nonzero(np.isin(c.labels, allowed))[0])
             return c.take(np.argsort(-c.scores, kind="stable")[:max_detections])
-        return select(c, self.iou_threshold, max_detections)
+        return select(c, self.iou_threshold, max_detections, allowed)
 
 
 def paint_instances(

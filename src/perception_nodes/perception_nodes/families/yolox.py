@@ -69,7 +69,4 @@ class YoloxDecoder:
         max_detections: int,
         allowed: np.ndarray | None = None,
     ) -> Candidates:
-        c = self.candidates(outputs, score_threshold)
-        if allowed is not None:
-            c = c.take(np.nonzero(np.isin(c.labels, allowed))[0])
-        return select(c, self.iou_threshold, max_detections)
+        return select(self.candidates(outputs, score_threshold), self.iou_threshold, max_detections, allowed)
