@@ -481,7 +481,7 @@ def test_learned_matcher_feeds_pnp_with_the_matching_models_keypoints(driving):
 def test_ground_normal_from_the_camera_mount():
     """A level camera sees the ground straight down its optical y; pitched down by p, the normal
     tilts towards its optical z (the same normal the node builds from camera_pitch_deg)."""
-    from perception_nodes.nodes.depth_node import pose_from_xyzrpy
+    from perception_nodes.transforms import pose_from_xyzrpy
     from perception_nodes.transforms import T_BODY_OPTICAL, ground_normal_in_optical
 
     assert np.allclose(ground_normal_in_optical(T_BODY_OPTICAL), [0.0, 1.0, 0.0])

@@ -55,3 +55,19 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
             [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
         ]
     )
+
+
+def pose_from_xyzrpy(v: list[float]) -> np.ndarray:
+    """4x4 pose from x y z (m) roll pitch yaw (rad), R = Rz(yaw) Ry(pitch) Rx(roll) (REP-103)."""
+    x, y, z, roll, pitch, yaw = (float(a) for a in v)
+    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
+    R = np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, (x, y, z)
+    return T

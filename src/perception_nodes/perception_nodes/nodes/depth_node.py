@@ -27,34 +27,20 @@ from ..odometry_conversion import odometry_message, pose_stamped, transform_stam
 from ..families.relative_depth import RelativeDepthScaler
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, colorize_relative, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import (
-    LearnedMatcher,
-    Motion,
-    OdometryTracker,
-    PnPOdometry,
-    PoseNetOdometry,
-    Skip,
-    make_estimator,
-)
+from ..pipelines.odometry import Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
 from ..sync import stamp_to_ns
-from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical
+from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, pose_from_xyzrpy
 from ..qos import output_qos
 from .model_node import ModelNode
 
 
-def pose_from_xyzrpy(v: list[float]) -> np.ndarray:
-    x, y, z, roll, pitch, yaw = (float(a) for a in v)
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    R = np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, (x, y, z)
-    return T
+def camera_mount(params: dict[str, Any]) -> np.ndarray:
+    """The camera's optical frame in a z-up frame (REP-105): ``base_to_camera`` when ``base_frame``
+    is set, else a level camera pitched ``camera_pitch_deg`` down. Its rotation gives the ground's
+    normal in the camera (the ground-plane scales and the hybrid odometry's ground)."""
+    if params["base_frame"]:
+        return pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
+    return pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0]) @ T_BODY_OPTICAL
 
 
 class DepthNode(ModelNode):
@@ -66,16 +52,10 @@ class DepthNode(ModelNode):
         self.scale = ScaleEstimator(params["scale_source"], params["camera_height"], params["scale_smoothing"])
         self.relative_scaler: RelativeDepthScaler | None = None
         if pipe.relative:
-            mount = (
-                pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
-                if params["base_frame"]
-                else pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0])
-                @ T_BODY_OPTICAL
-            )
             self.relative_scaler = RelativeDepthScaler(
                 params["scale_source"],
                 params["camera_height"],
-                ground_normal_in_optical(mount),
+                ground_normal_in_optical(camera_mount(params)),
                 min_depth=pipe.min_depth,
                 max_depth=pipe.max_depth,
             )
@@ -113,14 +93,8 @@ class DepthNode(ModelNode):
             # ground's motion between frames (GroundScale), not from the depth network; the
             # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
             height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
-            mount = (
-                self.T_base_optical
-                if params["base_frame"]
-                else pose_from_xyzrpy([0.0, 0.0, 0.0, 0.0, np.radians(params["camera_pitch_deg"]), 0.0])
-                @ T_BODY_OPTICAL
-            )
             self.estimator = make_estimator(
-                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(mount), glue
+                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(camera_mount(params)), glue
             )
             self.tracker = OdometryTracker(
                 params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
@@ -128,13 +102,8 @@ class DepthNode(ModelNode):
         return pipe
 
     def teardown(self) -> None:
-        est = getattr(self, "estimator", None)
-        if isinstance(est, PoseNetOdometry):
-            est.backend.close()
-        elif isinstance(est, PnPOdometry) and isinstance(est.matcher, LearnedMatcher):
-            est.matcher.pipeline.backend.close()
-            if est.matcher.match_fn is not None:
-                est.matcher.match_fn.backend.close()
+        if getattr(self, "estimator", None) is not None:
+            self.estimator.close()  # the pose network's or keypoint model's backends
         self.estimator = None
         super().teardown()
 

@@ -19,8 +19,9 @@ from .two_view import depth_scale, essential_geometry, essential_motion, pnp_mot
 
 
 class Estimator(Protocol):
-    """What every estimator offers: ``method`` (its name in each Motion and in the logs) and
-    ``reset()`` (forget the previous frame: a time gap, a reset of the tracker). ``estimate`` takes
+    """What every estimator offers: ``method`` (its name in each Motion and in the logs),
+    ``reset()`` (forget the previous frame: a time gap, a reset of the tracker) and ``close()``
+    (release the inference backends it holds, at the node's cleanup). ``estimate`` takes
     what the method needs: two frames for the pose network (``rgb, scale``); this frame's metric
     depth and intrinsics for the geometric ones (``rgb, depth, K, ground_plane``); it returns a
     :class:`Motion`, failed with a reason rather than raising."""
@@ -28,6 +29,8 @@ class Estimator(Protocol):
     method: str
 
     def reset(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class PoseNetOdometry:
@@ -47,6 +50,9 @@ class PoseNetOdometry:
 
     def reset(self) -> None:
         self._prev = None
+
+    def close(self) -> None:
+        self.backend.close()
 
     def estimate(self, rgb: np.ndarray, scale: float = 1.0) -> Motion:
         x = to_nchw(fit_image(rgb, self.card.input_width, self.card.input_height, "stretch")[0], self.mean, self.std)
@@ -83,6 +89,9 @@ class FeatureOdometry:
         self.matcher.reset()
         self._prev_depth = None
         self._prev_plane = None
+
+    def close(self) -> None:
+        self.matcher.close()
 
     def _advance(
         self, rgb: np.ndarray, depth: np.ndarray | None, plane: PlaneFit | None = None

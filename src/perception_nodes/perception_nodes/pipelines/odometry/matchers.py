@@ -23,6 +23,9 @@ class OrbMatcher:
     def reset(self) -> None:
         self._prev = None
 
+    def close(self) -> None:
+        """Nothing to release (OpenCV only)."""
+
     def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Matched pixel coordinates (prev (N, 2), cur (N, 2)) between the last frame and this one."""
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
@@ -58,6 +61,12 @@ class LearnedMatcher:
 
     def reset(self) -> None:
         self._prev = None
+
+    def close(self) -> None:
+        """Release the keypoint model's backend and the learned matcher's."""
+        self.pipeline.backend.close()
+        if self.match_fn is not None:
+            self.match_fn.backend.close()
 
     def step(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         from ..matching import mutual_nn_match
