@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The report's render check (tests/test_eval_report.py) screenshots report.html with headless
+# The report's render check (tests/tools/test_eval_report.py) screenshots report.html with headless
 # Chromium, Debian's `chromium` package. Install it when it is missing and this is a root shell with
 # apt (a CI container, a Docker image); otherwise say that the check will be skipped. Never fatal.
 # PERCEPTION_NO_APT=1 leaves the system alone.

@@ -19,7 +19,7 @@ The Docker images' entrypoint (``docker/entrypoint.sh``) sources ROS and runs
 5. starts the nodes with ``ros2 launch`` (or as plain processes where launch is absent).
 
 Everything except the last step is plain Python with injectable probes, tested without Docker,
-GPU or camera (tests/test_deploy.py). Each failure has its own exit code (``EXIT_*``).
+GPU or camera (tests/nodes/test_deploy.py). Each failure has its own exit code (``EXIT_*``).
 """
 
 from __future__ import annotations

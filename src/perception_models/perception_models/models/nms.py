@@ -4,7 +4,7 @@
 IoU with every higher-scoring box of the same class is below the threshold. It is one matrix
 operation instead of a loop; unlike greedy NMS, a box suppressed by a higher one can still
 suppress lower ones, so it keeps slightly fewer boxes in dense clusters (measured against greedy
-``nms_reference`` in tests/test_models.py). Classes are kept apart by offsetting boxes per class.
+``nms_reference`` in tests/models/test_models.py). Classes are kept apart by offsetting boxes per class.
 """
 
 from __future__ import annotations

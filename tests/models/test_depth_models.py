@@ -451,7 +451,7 @@ def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
     from perception_models.onnx_weights import load_onnx_weights
     from perception_models.train.depth_trainer import evaluate_depth
 
-    models = Path(__file__).resolve().parents[1] / "models"
+    models = Path(__file__).resolve().parents[2] / "models"
     cfg = DepthTrainConfig(
         data=[str(seq_dirs[0])],
         val=[str(seq_dirs[1])],

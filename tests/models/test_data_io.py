@@ -30,7 +30,7 @@ from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.synth.correspondence import VISIBLE
 from perception_models.data.writers import decode_flow_kitti, write_sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 W, H, N = 160, 120, 5
 

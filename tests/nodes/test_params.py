@@ -7,7 +7,7 @@ import yaml
 
 from perception_nodes.params import ParameterError, defaults, load_schema, validate, validate_param_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAM_FILES = sorted((ROOT / "config").glob("*.param.yaml"))
 
 

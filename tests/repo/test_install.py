@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = sorted(p.name for p in (ROOT / "src/perception_nodes/perception_nodes/schema").glob("*.json"))
 
 

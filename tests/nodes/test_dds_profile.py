@@ -25,7 +25,7 @@ from perception_nodes.launcher import StackProcesses, profile_frame_bytes
 from perception_nodes.profile import NodeSpec, Profile
 from test_nodes_integration import generic_node
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "fastdds_shm.xml"
 NS = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
 

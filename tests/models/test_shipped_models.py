@@ -11,7 +11,7 @@ import pytest
 from perception_models.evaluate import evaluate_detection, evaluate_segmentation, reproduction_sets
 from perception_nodes.model_card import load_card
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from perception_nodes.launcher import StackProcesses, node_command
 from perception_nodes.profile import NodeSpec, Profile, ProfileError, load_profile, parse_set
 from rosgraph import Probe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAMERA_YAML = """image_width: 64
 image_height: 48
 camera_name: test

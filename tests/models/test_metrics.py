@@ -12,7 +12,7 @@ import pytest
 
 from perception_models.metrics import ConfusionMatrix, DetectionEvaluator, box_iou
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VOC = (ROOT / ".." / "shared" / "data" / "voc_det100").resolve()
 
 

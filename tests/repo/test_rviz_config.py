@@ -12,7 +12,7 @@ import yaml
 
 from perception_nodes.profile import effective_parameters, load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NODES = ROOT / "src/perception_nodes/perception_nodes/nodes"
 DISPLAY_TYPES = {
     "rviz_default_plugins/Image": "Image",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("check_lock", ROOT / "scripts" / "check_lock.py")
 check_lock = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check_lock)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_families import YOLO_META, family_graph, imported, yolo_head
+from family_graphs import YOLO_META, family_graph, imported, yolo_head
 
 
 def test_uncertain_teacher_boxes_are_ignored_not_background():

@@ -23,7 +23,7 @@ from perception_nodes import deploy
 from perception_nodes.backends.base import BackendError
 from perception_nodes.backends.engine_cache import EngineCache
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 

@@ -211,7 +211,7 @@ def test_segmentation_training_and_cli(sets, tmp_path):
 def test_camvid_layout_when_present():
     from perception_models.data.readers.labels import CAMVID_LUT
 
-    root = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "camvid").resolve()
+    root = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid").resolve()
     if not root.is_dir():
         pytest.skip(f"{root} not present (real data lives in ../shared/data on dev machines only)")
     train_set = SegmentationDataset([root], (360, 480), image_dir="train", label_dir="trainannot", lut=CAMVID_LUT)
@@ -266,7 +266,7 @@ def _shipped(task):
     from perception_nodes.model_card import load_card
 
     path = (
-        Path(__file__).resolve().parents[1] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
+        Path(__file__).resolve().parents[2] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
     )
     card = load_card(path, task)
     size = (card.input_height, card.input_width)

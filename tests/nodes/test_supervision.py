@@ -34,7 +34,7 @@ from perception_nodes.launcher import StackProcesses
 from rosgraph import Probe
 from test_nodes_integration import generic_node, image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _perception(*args: str, **kw) -> subprocess.Popen:

@@ -8,7 +8,7 @@ import ast
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src/perception_nodes/perception_nodes"
 # distribution name in the requirement files -> module name
 MODULE_OF = {"opencv-python-headless": "cv2", "pyyaml": "yaml", "mcap-ros2-support": "mcap_ros2", "cuda-python": "cuda"}
@@ -24,7 +24,7 @@ ROS = {
 }
 # perception_models (torch) is only ever imported inside functions that the demo / evaluation run
 # on a desktop, after an ``except ImportError`` guard; so is matplotlib, for report.html's plots
-# (without it the report has tables and sample frames: tests/test_eval_report.py)
+# (without it the report has tables and sample frames: tests/tools/test_eval_report.py)
 OPTIONAL = {"perception_models", "matplotlib"}
 
 

@@ -17,7 +17,7 @@ import pytest
 from perception_nodes.profile import NodeSpec, Profile
 from perception_nodes.security import SecurityError, create_keystore, node_grants, secure_environment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RCL_FILES = {
     "identity_ca.cert.pem",
     "cert.pem",

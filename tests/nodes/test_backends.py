@@ -20,7 +20,7 @@ from perception_nodes.backends.tensorrt_backend import (
 )
 from perception_nodes.tools.demo_assets import DEMO_INPUT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_onnxruntime_runs_the_demo_model_and_matches_numpy(demo_model):
