@@ -20,18 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# CamVid11 id -> the shipped segmenter's class name (None: ignored)
-CAMVID_TO_OURS = {
-    "sky": "sky",
-    "road": "ground",
-    "pavement": "ground",
-    "building": "wall",
-    "car": "car",
-    "pedestrian": "person",
-}
+# CamVid class -> the shipped segmenter's class; the other CamVid classes are ignored
+CLASS_MAP = ROOT / "config" / "class_maps" / "camvid_to_ours.yaml"
 
 
 def detector(model: Path, shared: Path) -> dict:
@@ -49,22 +41,18 @@ def detector(model: Path, shared: Path) -> dict:
 
 
 def segmenter(model: Path, shared: Path) -> dict:
-    from perception_models.data.readers.labels import CAMVID11, make_lut
-    from perception_models.evaluate import evaluate_segmentation
-    from perception_nodes.model_card import load_card
+    from perception_models.evaluate import evaluate_segmentation_mapped, read_class_map
 
-    classes = load_card(model, "segmentation").classes
-    lut = make_lut({CAMVID11.index(c): classes.index(o) for c, o in CAMVID_TO_OURS.items()})
-    r = evaluate_segmentation(model, [shared / "data" / "camvid"], image_dir="val", label_dir="valannot", lut=lut)
-    shared_classes = sorted(set(CAMVID_TO_OURS.values()), key=classes.index)
-    iou = {c: r["per_class_iou"][c] for c in shared_classes}
+    mapping = read_class_map(CLASS_MAP)
+    r = evaluate_segmentation_mapped(model, shared / "data" / "camvid", mapping, "val")
+    iou = {c: v for c, v in r["per_class"].items() if v is not None}
     return {
-        "mIoU_shared": float(np.mean(list(iou.values()))),
+        "mIoU_shared": r["mIoU"],
         "iou": iou,
         "images": r["images"],
         "pixel_accuracy": r["pixel_accuracy"],
-        "mapping": CAMVID_TO_OURS,
-        "protocol": "IoU on CamVid val through SegmentationPipeline, CamVid classes mapped by the table above",
+        "mapping": mapping,
+        "protocol": r["protocol"] + f" (class map {CLASS_MAP.relative_to(ROOT)})",
     }
 
 

@@ -9,6 +9,25 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+
+def node_profile(name: str, exe: str, model: Any, remappings: dict[str, str] | None = None, **params: Any) -> Any:
+    """A one-node profile for a test: ``exe`` on ``model`` (an ONNX file or a card) with ONNX Runtime,
+    lockstep input, 1 thread and fast diagnostics (``params`` override), its ``image`` on
+    ``/<name>/in`` (``remappings`` add or override)."""
+    from perception_nodes.profile import NodeSpec, Profile
+
+    p = {
+        "model_path": str(model),
+        "backend": "onnxruntime",
+        "input_policy": "lockstep",
+        "diagnostics_period": 0.2,
+        "onnxruntime_threads": 1,
+        **params,
+    }
+    remap = {"image": f"/{name}/in", **(remappings or {})}
+    return Profile("test", "", [NodeSpec(name, exe, parameters=p, remappings=remap)])
+
+
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
 
 

@@ -12,10 +12,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from perception_nodes.cloud_conversion import cloud2_to_points
 from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
 from perception_nodes.launcher import StackProcesses
-from perception_nodes.profile import NodeSpec, Profile
 
 from const_models import H, W, const_model, write_card
-from rosgraph import Probe
+from rosgraph import Probe, node_profile
 
 
 def _depth_model(tmp_path, value=5.0, **depth):
@@ -27,19 +26,7 @@ def _depth_model(tmp_path, value=5.0, **depth):
 
 
 def _profile(name, exe, model, **params):
-    p = {
-        "model_path": str(model),
-        "backend": "onnxruntime",
-        "input_policy": "lockstep",
-        "diagnostics_period": 0.2,
-        "onnxruntime_threads": 1,
-        **params,
-    }
-    return Profile(
-        "test",
-        "",
-        [NodeSpec(name, exe, parameters=p, remappings={"image": f"/{name}/in", "camera_info": f"/{name}/camera_info"})],
-    )
+    return node_profile(name, exe, model, {"camera_info": f"/{name}/camera_info"}, **params)
 
 
 def _image(arr, sec):

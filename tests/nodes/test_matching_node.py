@@ -10,10 +10,9 @@ from sensor_msgs.msg import Image
 
 from perception_nodes.image_conversion import numpy_to_image
 from perception_nodes.launcher import StackProcesses
-from perception_nodes.profile import NodeSpec, Profile
 
 from const_models import H, W, const_model, write_card
-from rosgraph import Probe
+from rosgraph import Probe, node_profile
 
 K = 50
 
@@ -34,19 +33,8 @@ def _model(tmp_path, scores_value=0.5, name="matcher"):
 
 
 def _profile(name, model, **params):
-    p = {
-        "model_path": str(model),
-        "backend": "onnxruntime",
-        "input_policy": "lockstep",
-        "diagnostics_period": 0.2,
-        "onnxruntime_threads": 1,
-        "geometry": "homography",
-        **params,
-    }
-    return Profile(
-        "test",
-        "",
-        [NodeSpec(name, "matching_node", parameters=p, remappings={"image": f"/{name}/in", "image1": f"/{name}/in1"})],
+    return node_profile(
+        name, "matching_node", model, {"image1": f"/{name}/in1"}, **{"geometry": "homography", **params}
     )
 
 

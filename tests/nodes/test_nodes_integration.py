@@ -11,20 +11,12 @@ from sensor_msgs.msg import Image
 
 from perception_nodes.image_conversion import numpy_to_image
 from perception_nodes.launcher import StackProcesses
-from perception_nodes.profile import NodeSpec, Profile
-from rosgraph import Probe
+from perception_nodes.profile import Profile
+from rosgraph import Probe, node_profile
 
 
 def generic_node(name: str, model: str, **params) -> Profile:
-    p = {
-        "model_path": str(model),
-        "backend": "onnxruntime",
-        "input_policy": "lockstep",
-        "diagnostics_period": 0.2,
-        "onnxruntime_threads": 1,
-        **params,
-    }
-    return Profile("test", "", [NodeSpec(name, "generic_onnx_node", parameters=p, remappings={"image": f"/{name}/in"})])
+    return node_profile(name, "generic_onnx_node", model, **params)
 
 
 def image(i: int, encoding: str = "rgb8", h: int = 120, w: int = 160) -> Image:

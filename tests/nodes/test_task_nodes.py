@@ -14,22 +14,13 @@ from sensor_msgs.msg import Image
 
 from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
 from perception_nodes.launcher import StackProcesses
-from perception_nodes.profile import NodeSpec, Profile
 
 from const_models import H, W, const_model, write_card
-from rosgraph import Probe
+from rosgraph import Probe, node_profile
 
 
 def _profile(name, exe, model, **params):
-    p = {
-        "model_path": str(model),
-        "backend": "onnxruntime",
-        "input_policy": "lockstep",
-        "diagnostics_period": 0.2,
-        "onnxruntime_threads": 1,
-        **params,
-    }
-    return Profile("test", "", [NodeSpec(name, exe, parameters=p, remappings={"image": f"/{name}/in"})])
+    return node_profile(name, exe, model, **params)
 
 
 def _image(arr, encoding, sec):

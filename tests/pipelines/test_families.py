@@ -357,16 +357,14 @@ def test_yolo_seg_card_feeds_segmentation_node_labels_instances_and_detections(t
 
     from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
     from perception_nodes.launcher import StackProcesses
-    from perception_nodes.profile import NodeSpec, Profile
-    from rosgraph import Probe
+    from rosgraph import Probe, node_profile
 
     protos = np.full((1, 2, 16, 16), 10.0, np.float32)
     head = yolo_head([[32, 32, 32, 32, 0.0, 0.9, 0.0, 1.0, 0.0]], nm=2)  # a car in the middle
     meta = dict(YOLO_META, task="segment")
     path = family_graph(tmp_path / "seg.onnx", {"images": [1, 3, 64, 64]}, {"output0": head, "output1": protos}, meta)
     card = imported(tmp_path, path)  # the node gets the card, which names the ONNX file
-    params = {"model_path": str(card), "backend": "onnxruntime", "input_policy": "lockstep", "onnxruntime_threads": 1}
-    prof = Profile("t", "", [NodeSpec("seg", "segmentation_node", parameters=params, remappings={"image": "/seg/in"})])
+    prof = node_profile("seg", "segmentation_node", card)
     with StackProcesses(prof, tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         labels = probe.collect(Image, "/seg/labels")
@@ -395,27 +393,18 @@ def test_relative_depth_without_a_metric_source_publishes_only_the_picture(tmp_p
 
     from perception_nodes.image_conversion import numpy_to_image
     from perception_nodes.launcher import StackProcesses
-    from perception_nodes.profile import NodeSpec, Profile
-    from rosgraph import Probe
+    from rosgraph import Probe, node_profile
 
     rel = np.linspace(0, 1, 32 * 48, dtype=np.float32).reshape(1, 32, 48)
     path = family_graph(tmp_path / "da.onnx", {"image": [1, 3, 32, 48]}, {"depth": rel})
     card = imported(tmp_path, path, family="relative-depth")
-    params = {
-        "model_path": str(card),
-        "backend": "onnxruntime",
-        "input_policy": "lockstep",
-        "onnxruntime_threads": 1,
-        "diagnostics_period": 0.2,
-        "scale_source": "model",
-    }
-    prof = Profile("t", "", [NodeSpec("depth", "depth_node", parameters=params, remappings={"image": "/d/in"})])
+    prof = node_profile("depth", "depth_node", card, scale_source="model")
     with StackProcesses(prof, tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         depth = probe.collect(Image, "/depth/depth")
         colored = probe.collect(Image, "/depth/depth_colored")
         diags = probe.collect(DiagnosticArray, "/diagnostics")
-        pub = probe.publisher(Image, "/d/in")
+        pub = probe.publisher(Image, "/depth/in")
         assert pub is not None, stack.log_text("depth")
         assert probe.wait_for_publisher("/depth/depth_colored"), stack.log_text("depth")
         for sec in (1, 2):

@@ -206,6 +206,7 @@ def evaluate_segmentation_mapped(
     return {
         "mIoU": float(np.nanmean(iou)) if n else float("nan"),
         "per_class": {k: (None if np.isnan(v) else float(v)) for k, v in zip(keys, iou)},
+        "pixel_accuracy": cm.summary()["pixel_accuracy"],
         "class_map": class_map,
         "images": n,
         "protocol": f"IoU on {root}/{split} through SegmentationPipeline; dataset classes outside the map "

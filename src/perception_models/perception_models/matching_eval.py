@@ -50,29 +50,19 @@ def pose_eval_pairs(
 
 
 def kitti_pose_pairs(root: Path | str, n: int = 20, gap: int = 2) -> list[dict]:
-    """Real pose pairs from a KITTI odometry folder (``image_l/`` or ``image_0/`` frames, ``poses.txt``
-    T_world_cam rows, ``calib.txt`` P0): frames t and t + ``gap`` at full resolution, with K and the
-    ground-truth T_b_a (no depth: pose AUC only)."""
+    """Real pose pairs from a KITTI odometry folder (:func:`.data.readers.kitti.read_kitti_odometry`):
+    frames t and t + ``gap`` at full resolution, with K and the ground-truth T_b_a (no depth: pose
+    AUC only)."""
     from .data.readers.common import read_rgb
+    from .data.readers.kitti import read_kitti_odometry
 
-    root = Path(root)
-    folder = root / "image_l" if (root / "image_l").is_dir() else root / "image_0"
-    frames = sorted(folder.glob("*.png"))
-    poses = np.loadtxt(root / "poses.txt").reshape(-1, 3, 4)
-    P0 = np.loadtxt(root / "calib.txt", usecols=range(1, 13) if _labelled(root / "calib.txt") else None)
-    K = np.asarray(P0, np.float64).reshape(-1, 3, 4)[0][:, :3]
-    T = np.tile(np.eye(4), (len(poses), 1, 1))
-    T[:, :3, :] = poses
-    count = min(len(frames), len(T)) - gap
+    frames, K, T, _times = read_kitti_odometry(root)
+    count = len(frames) - gap
     out = []
     for t in np.linspace(0, count - 1, min(n, count)).astype(int):
         a, b = int(t), int(t) + gap
         out.append({"a": read_rgb(frames[a]), "b": read_rgb(frames[b]), "K": K, "T_b_a": np.linalg.inv(T[b]) @ T[a]})
     return out
-
-
-def _labelled(path: Path) -> bool:
-    return Path(path).read_text().lstrip().startswith("P0")
 
 
 def _ratio_matches(kp_a, des_a, kp_b, des_b, norm: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:

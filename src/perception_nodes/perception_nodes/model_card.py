@@ -8,13 +8,14 @@ what the model is for and where it fails (``intended_use``, ``limitations``, ``r
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .backends.engine_cache import sha256_file
 
 TASKS = ("detection", "segmentation", "depth", "pose", "matching", "generic")
 
@@ -98,14 +99,6 @@ def model_files(path: str | Path) -> tuple[Path, Path]:
     return (onnx if onnx.is_absolute() else (path.parent / onnx).resolve()), path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def card_problems(card: ModelCard) -> list[str]:
     """What makes a card's values unusable (a card with ``std: 0`` made an "ok" node that found
     nothing: every input became inf)."""
@@ -187,7 +180,7 @@ def load_card(
             "add 'sha256: <hex>' (perception-models export writes it), or set the node's "
             "allow_unverified_model:=true to run it anyway"
         )
-    if check_sha and card.sha256 and model_path.is_file() and _sha256(model_path) != card.sha256:
+    if check_sha and card.sha256 and model_path.is_file() and sha256_file(model_path) != card.sha256:
         raise ModelCardError(
             f"model card {path} does not belong to {model_path} (sha256 differs): "
             "re-export the model or restore its card"

@@ -9,13 +9,14 @@ so this runs on the robot too."""
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .backends.engine_cache import sha256_file
 
 FAMILIES = ("yolo-detect", "yolo-segment", "yolox", "relative-depth", "keypoints", "lightglue")
 
@@ -258,7 +259,7 @@ def build_card(
                 )
         card["input"] = inp
     path = Path(onnx)
-    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    h = sha256_file(path)
     meta = {k: g.metadata[k] for k in ("description", "author", "version", "license", "date") if k in g.metadata}
     card.update(
         {

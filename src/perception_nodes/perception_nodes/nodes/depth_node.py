@@ -224,11 +224,11 @@ class DepthNode(ModelNode):
             else:
                 rs.from_ground(result.relative, K)
         else:
-            match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
-            if not match:
+            ref = self._reference_at(stamp)
+            if ref is None:
                 rs.status = "no depth_reference within 50 ms of this frame" + ("; using the last fit" if rs.fit else "")
             else:
-                rs.from_reference(result.relative, match[-1])
+                rs.from_reference(result.relative, ref)
         self.counters["scale"] = f"relative depth, scale + shift [{rs.source}: {rs.status}]"
         if rs.fit is None or not rs.available:
             return None
@@ -241,11 +241,16 @@ class DepthNode(ModelNode):
             else:
                 self.scale.update_from_ground(depth, K)
         elif self.scale.source == "depth_topic":
-            match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
-            if not match:
+            ref = self._reference_at(stamp)
+            if ref is None:
                 self.scale.status = "no depth_reference within 50 ms of this frame; keeping the last scale"
             else:
-                self.scale.update_from_reference(depth, match[-1])
+                self.scale.update_from_reference(depth, ref)
+
+    def _reference_at(self, stamp: int) -> np.ndarray | None:
+        """The latest metric depth_reference within 50 ms of ``stamp`` (None: none)."""
+        match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
+        return match[-1] if match else None
 
     def _odometry(
         self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float

@@ -66,10 +66,15 @@ class DetectionPipeline(CardPipeline):
         self.allowed = None if not class_filter else np.array([card.classes.index(c) for c in class_filter])
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Detections:
+        return self.detect(outputs, lb, shape)[0]
+
+    def detect(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> tuple[Detections, Any]:
+        """The detections and, for a family decoder, its decoded rows in the same order (YOLO-seg:
+        the masks' coefficients); None for native outputs."""
+        rows = None
         if self.decoder is not None:
-            c = self.decoder.decode(outputs, self.score_threshold, self.max_detections, self.allowed)
-            boxes, scores, labels = c.boxes, c.scores, c.labels
-            self.last_candidates = c  # YOLO-seg: the masks' coefficients, in the same order
+            rows = self.decoder.decode(outputs, self.score_threshold, self.max_detections, self.allowed)
+            boxes, scores, labels = rows.boxes, rows.scores, rows.labels
         else:
             boxes = np.asarray(outputs["boxes"], np.float64).reshape(-1, 4)
             scores = np.asarray(outputs["scores"], np.float64).reshape(-1)
@@ -86,8 +91,8 @@ class DetectionPipeline(CardPipeline):
         corners[:, 0::2] = corners[:, 0::2].clip(0, w)
         corners[:, 1::2] = corners[:, 1::2].clip(0, h)
         ids = labels[idx]
-        self.last_index = idx  # rows of the decoded candidates, in the order returned
-        return Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)
+        det = Detections(corners, scores[idx], ids, [self.card.classes[i] for i in ids], dropped)
+        return det, (rows.take(idx) if rows is not None else None)
 
 
 def ground_points(

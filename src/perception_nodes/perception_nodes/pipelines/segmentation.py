@@ -68,10 +68,9 @@ class SegmentationPipeline(CardPipeline):
         if self.detector is not None:
             from ..families.yolo import paint_instances
 
-            det = self.detector.postprocess(outputs, lb, shape)
-            c = self.detector.last_candidates.take(self.detector.last_index)
+            det, rows = self.detector.detect(outputs, lb, shape)
             labels, instances = paint_instances(
-                c.coefficients,
+                rows.coefficients,
                 outputs[self.detector.decoder.prototypes],
                 det.boxes,
                 det.class_ids,

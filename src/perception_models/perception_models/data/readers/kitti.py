@@ -11,9 +11,6 @@ import numpy as np
 
 from .common import DataFormatError, read_rgb
 
-# the optical frame (x right, y down, z forward) in a z-up frame (x forward, y left): REP-103
-R_UP_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-
 
 def read_kitti_odometry(root: Path | str) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
     """Frames, K (3x3), T_world_cam (N, 4, 4) and times (N,) of a KITTI odometry folder."""
@@ -42,7 +39,9 @@ def kitti_to_sequence(root: Path | str, out: Path | str, camera_height: float = 
     import cv2
     import yaml
 
-    from perception_nodes.transforms import matrix_to_quaternion
+    from perception_nodes.transforms import T_BODY_OPTICAL, matrix_to_quaternion
+
+    from ..camera_info import camera_info_dict
 
     frames, K, T, times = read_kitti_odometry(root)
     if limit:
@@ -50,22 +49,14 @@ def kitti_to_sequence(root: Path | str, out: Path | str, camera_height: float = 
     out = Path(out)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
-        cv2.imwrite(str(out / "rgb" / f"{i:06d}.png"), read_rgb(f)[:, :, ::-1])
-    h, w = read_rgb(frames[0]).shape[:2]
-    P = np.hstack([K, np.zeros((3, 1))])
-    info = {
-        "image_width": w,
-        "image_height": h,
-        "camera_name": f"kitti_{Path(root).name}",
-        "camera_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in K.reshape(-1)]},
-        "distortion_model": "plumb_bob",
-        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
-        "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in np.eye(3).reshape(-1)]},
-        "projection_matrix": {"rows": 3, "cols": 4, "data": [float(x) for x in P.reshape(-1)]},
-    }
+        rgb = read_rgb(f)
+        cv2.imwrite(str(out / "rgb" / f"{i:06d}.png"), rgb[:, :, ::-1])
+        if i == 0:
+            h, w = rgb.shape[:2]
+    info = camera_info_dict(K, w, h, f"kitti_{Path(root).name}")
     (out / "camera_info.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
-    T_up_world = np.eye(4)
-    T_up_world[:3, :3], T_up_world[2, 3] = R_UP_OPTICAL, camera_height
+    T_up_world = T_BODY_OPTICAL.copy()  # KITTI's world is the first camera's optical frame (REP-103 axes)
+    T_up_world[2, 3] = camera_height
     lines = []
     for t, Ti in zip(times, T):
         P_ = T_up_world @ Ti

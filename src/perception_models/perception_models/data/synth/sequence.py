@@ -177,19 +177,10 @@ class SyntheticSequence:
 
     def camera_info(self) -> dict:
         """ROS camera_info YAML content (no distortion)."""
+        from ..camera_info import camera_info_dict
+
         c = self.config
-        K = self.K
-        P = np.hstack([K, np.zeros((3, 1))])
-        return {
-            "image_width": c.width,
-            "image_height": c.height,
-            "camera_name": f"synth_{c.preset}",
-            "camera_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in K.reshape(-1)]},
-            "distortion_model": "plumb_bob",
-            "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0.0] * 5},
-            "rectification_matrix": {"rows": 3, "cols": 3, "data": [float(x) for x in np.eye(3).reshape(-1)]},
-            "projection_matrix": {"rows": 3, "cols": 4, "data": [float(x) for x in P.reshape(-1)]},
-        }
+        return camera_info_dict(self.K, c.width, c.height, f"synth_{c.preset}")
 
 
 _WORKER: SyntheticSequence | None = None
