@@ -39,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--depth", default=str(ROOT / "models" / "depth.onnx"))
     ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
-    ap.add_argument("--matcher", default=str(ROOT / "models" / "matcher.onnx"), help="keypoint model (pnp_learned)")
+    ap.add_argument("--matcher", default=str(ROOT / "models" / "matching.onnx"), help="keypoint model (pnp_learned)")
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

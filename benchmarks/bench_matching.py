@@ -7,7 +7,7 @@ Pairs: homographic pairs from CamVid *val* photos (training used CamVid train), 
 ground-truth pose from held-out seeds. Targets (issue 6): MMA@3 and homography acc@3 >= SIFT on the
 homographic pairs, pose AUC@10 >= SIFT on the synthetic pairs, ORB beaten everywhere, <= 40 ms/frame.
 
-    python benchmarks/bench_matching.py [--model models/matcher.onnx] [--pairs 100]
+    python benchmarks/bench_matching.py [--model models/matching.onnx] [--pairs 100]
         [--extra xfeat.card.yaml ...] [--glue lighterglue.card.yaml] [--kitti ../shared/data/kitti_odom06]
 
 ``--extra`` adds third-party keypoint models (cards from ``perception-models card``), each with mutual
@@ -41,7 +41,7 @@ def main() -> int:
     from perception_nodes.pipelines.matching import MatchingPipeline
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "models" / "matcher.onnx"))
+    ap.add_argument("--model", default=str(ROOT / "models" / "matching.onnx"))
     ap.add_argument("--photos", default=str(SHARED / "camvid" / "val"))
     ap.add_argument(
         "--sequences", nargs="*", help="synthetic sequences with depth + poses (default: generated, seeds 9700/9800)"

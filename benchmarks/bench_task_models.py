@@ -51,8 +51,8 @@ def bench(model: Path, task: str, rgb: np.ndarray, runs: int, threads: int) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--detector", default=str(ROOT / "models" / "detector.onnx"))
-    ap.add_argument("--segmenter", default=str(ROOT / "models" / "segmenter.onnx"))
+    ap.add_argument("--detector", default=str(ROOT / "models" / "detection.onnx"))
+    ap.add_argument("--segmenter", default=str(ROOT / "models" / "segmentation.onnx"))
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -64,7 +64,7 @@ def torch_rows(checkpoint: Path) -> dict:
 
     if not torch.cuda.is_available():
         return {"skipped": "torch has no CUDA here"}
-    from perception_models.train.trainer import load_checkpoint
+    from perception_models.train.image_task import load_checkpoint
 
     model, cfg, _ = load_checkpoint(checkpoint)
     model = model.cuda().eval()

@@ -5,7 +5,7 @@ Scores each model once per scene folder (ONNX Runtime through the node pipeline,
 default 6 driving + 6 indoor, the size of the model cards' held-out sets) and on resamplings of all
 of them (with replacement), the first model being the reference for paired differences:
 
-    python benchmarks/heldout_spread.py --task segmentation --models models/segmenter.onnx cand.onnx \\
+    python benchmarks/heldout_spread.py --task segmentation --models models/segmentation.onnx cand.onnx \\
         --data data/bheld/*/*
 
 Prints the metric on all scenes, its mean and standard deviation over subsets, and the paired

@@ -62,14 +62,14 @@ def accuracy(shared: Path, c: dict[str, Path]) -> dict:
     voc = shared / "data" / "voc_det100"
     ann, images = voc / "gts" / "coco_format_v2" / "instances_v2.json", voc / "images"
     det = {}
-    for name, model in [("ours (detector.onnx)", ROOT / "models" / "detector.onnx")] + [(n, c[n]) for n in DETECTORS]:
+    for name, model in [("ours (detection.onnx)", ROOT / "models" / "detection.onnx")] + [(n, c[n]) for n in DETECTORS]:
         r = evaluate_detection_coco(model, ann, images)
         pc = r["per_class"]
         det[name] = {k: {"AP50": pc[k]["AP50"], "AP": pc[k]["AP"]} for k in CLASSES if pc.get(k)}
     seg = {}
     camvid = shared / "data" / "camvid"
     for name, model, cmap in (
-        ("ours (segmenter.onnx)", ROOT / "models" / "segmenter.onnx", "camvid_to_ours.yaml"),
+        ("ours (segmentation.onnx)", ROOT / "models" / "segmentation.onnx", "camvid_to_ours.yaml"),
         ("YOLOv8n-seg 320", c["YOLOv8n-seg boxes 320"], "camvid_to_coco.yaml"),
     ):
         r = evaluate_segmentation_mapped(model, camvid, read_class_map(ROOT / "config" / "class_maps" / cmap))
@@ -113,7 +113,7 @@ def speed(c: dict[str, Path], threads: int) -> dict:
     rows = {}
     m = ROOT / "models"
     rows["detection: ours 384x512"] = _ms(
-        lambda p=DetectionPipeline(backend(m / "detector.onnx"), load_card(m / "detector.onnx")): p.run(rgb)
+        lambda p=DetectionPipeline(backend(m / "detection.onnx"), load_card(m / "detection.onnx")): p.run(rgb)
     )
     for n in DETECTORS:
         if "seg" in n:
@@ -121,7 +121,7 @@ def speed(c: dict[str, Path], threads: int) -> dict:
         p = DetectionPipeline(backend(c[n]), load_card(c[n], "detection"), score_threshold=0.25)
         rows[f"detection: {n}"] = _ms(lambda p=p: p.run(rgb))
     rows["segmentation: ours"] = _ms(
-        lambda p=SegmentationPipeline(backend(m / "segmenter.onnx"), load_card(m / "segmenter.onnx")): p.run(rgb)
+        lambda p=SegmentationPipeline(backend(m / "segmentation.onnx"), load_card(m / "segmentation.onnx")): p.run(rgb)
     )
     n = "YOLOv8n-seg boxes 320"
     p = SegmentationPipeline(backend(c[n]), load_card(c[n], "segmentation"))
@@ -129,7 +129,7 @@ def speed(c: dict[str, Path], threads: int) -> dict:
     rows["depth: ours"] = _ms(
         lambda p=DepthPipeline(backend(m / "depth.onnx"), load_card(m / "depth.onnx")): p.run(rgb)
     )
-    ours_kp = MatchingPipeline(backend(m / "matcher.onnx"), load_card(m / "matcher.onnx"))
+    ours_kp = MatchingPipeline(backend(m / "matching.onnx"), load_card(m / "matching.onnx"))
     rows["keypoints: ours 240x320"] = _ms(lambda: ours_kp.run(rgb))
     xf = MatchingPipeline(backend(c["XFeat 480x640"]), load_card(c["XFeat 480x640"], "matching"))
     rows["keypoints: XFeat 480x640"] = _ms(lambda: xf.run(rgb))

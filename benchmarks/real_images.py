@@ -67,8 +67,8 @@ def main() -> int:
         print(f"real_images: no {shared / 'data'}: nothing to measure (the real data sets live outside the project)")
         return 0
     out = {
-        "detector": detector(models / "detector.onnx", shared),
-        "segmenter": segmenter(models / "segmenter.onnx", shared),
+        "detector": detector(models / "detection.onnx", shared),
+        "segmenter": segmenter(models / "segmentation.onnx", shared),
     }
     d, s = out["detector"], out["segmenter"]
     print("shipped models on real images (../shared/data; evaluation only)")

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +36,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.bag_io import BagWriter
+from perception_nodes.tools.cli import perception_argv, replay_argv
 from perception_nodes.tools.demo_assets import make_demo_bag, make_demo_model
 from perception_nodes.image_conversion import numpy_to_image
 
@@ -48,7 +48,7 @@ def cli(*args: str, timeout: float = 120) -> tuple[int | None, str, float]:
     t0 = time.monotonic()
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "perception_nodes.tools.cli", *args],
+            perception_argv(*args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -112,16 +112,7 @@ class Probe:
 
 def start_nodes(profile: Path, tmp: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perception_nodes.tools.cli",
-            "run",
-            "--profile",
-            str(profile),
-            "--log-dir",
-            str(tmp / f"logs_{time.monotonic_ns()}"),
-        ],
+        perception_argv("run", "--profile", str(profile), "--log-dir", str(tmp / f"logs_{time.monotonic_ns()}")),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -205,20 +196,7 @@ def probe_replay_kill(tmp: Path, model: Path) -> str:
         make_demo_bag(bag, frames=300, width=320, height=240)
     out = tmp / "replay_kill"
     rep = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perception_nodes.tools.cli",
-            "replay",
-            "--bag",
-            str(bag),
-            "--profile",
-            "generic_replay",
-            "--out",
-            str(out),
-            "--set",
-            f"generic.model_path={model}",
-        ],
+        replay_argv(bag, out, "generic_replay", f"generic.model_path={model}"),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -310,7 +288,7 @@ def probe_truncated(tmp: Path, model: Path) -> list[tuple[str, str]]:
 
 
 def probe_node_inputs(tmp: Path, model: Path, probe: Probe) -> list[tuple[str, str]]:
-    det_model = ROOT / "models" / "detector.onnx"
+    det_model = ROOT / "models" / "detection.onnx"
     rows = []
     prof = node_profile(
         tmp,

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from perception_msgs.msg import FrameStatus
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from perception_nodes.tools.cli import replay_argv
 from perception_nodes.tools.demo_assets import make_demo_bag, make_demo_model
 from perception_nodes.workspace import workspace_root
 
@@ -70,20 +70,7 @@ def main() -> int:
     )
     t0 = time.monotonic()
     rep = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perception_nodes.tools.cli",
-            "replay",
-            "--bag",
-            str(bag),
-            "--profile",
-            "generic_replay",
-            "--out",
-            str(out),
-            "--set",
-            f"generic.model_path={model}",
-        ],
+        replay_argv(bag, out, "generic_replay", f"generic.model_path={model}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

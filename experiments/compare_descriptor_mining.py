@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from perception_models.train.matching_trainer import MatchTrainConfig, train_matching
+from perception_models.train.matching_task import MatchTrainConfig, train_matching
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from perception_models.train.trainer import TrainConfig, train
+from perception_models.train.image_task import TrainConfig, train
 
 
 def main() -> None:

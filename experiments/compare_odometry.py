@@ -27,7 +27,7 @@ def main() -> int:
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--depth", default=str(ROOT / "models" / "depth.onnx"))
     ap.add_argument("--pose", default=str(ROOT / "models" / "pose.onnx"))
-    ap.add_argument("--matcher", default=str(ROOT / "models" / "matcher.onnx"), help="keypoint model for pnp_learned")
+    ap.add_argument("--matcher", default=str(ROOT / "models" / "matching.onnx"), help="keypoint model for pnp_learned")
     ap.add_argument("--limit", type=int, default=0, help="frames per sequence (0 = all)")
     ap.add_argument(
         "--scale-source",

@@ -1,18 +1,12 @@
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 package_name = "perception_nodes"
 
-NODES = [
-    "generic_onnx_node",
-    "bag_player",
-    "bag_recorder",
-    "camera_source",
-    "detection_node",
-    "segmentation_node",
-    "depth_node",
-    "odometry_node",
-    "matching_node",
-]
+# the node executables come from the task registry (perception_nodes/tasks.py: standard library only)
+NODES = runpy.run_path(str(Path(__file__).parent / package_name / "tasks.py"))["NODE_EXECUTABLES"]
 
 setup(
     name=package_name,

@@ -29,7 +29,7 @@ from perception_models.models.geometry import (
     warp,
 )
 from perception_models.train.depth_data import TripletDataset, load_bag_sequence, load_synthetic_sequence
-from perception_models.train.depth_trainer import (
+from perception_models.train.depth_task import (
     DepthTrainConfig,
     build_depth_models,
     chain,
@@ -318,7 +318,7 @@ def test_supervised_loss_of_a_canonical_camera_model_sees_the_cameras_depth():
     """Training with canonical_focal multiplies the network's depth by focal / canonical_focal
     before comparing with the ground truth: a camera of twice the canonical focal length and
     ground truth twice as far gives the loss of the canonical camera itself."""
-    from perception_models.train.depth_trainer import depth_losses
+    from perception_models.train.depth_task import depth_losses
 
     torch.manual_seed(0)
     net = DepthNet(DepthConfig(input_size=IN)).eval()
@@ -409,6 +409,26 @@ def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
     assert r3["epoch"] == 1
 
 
+def test_depth_training_keeps_and_resumes_a_weight_average_like_every_task(seq_dirs, tmp_path):
+    """The depth task runs in the one training loop: --ema validates and keeps the average of both
+    networks (train_depth / train_pose hold the raw weights for --resume), as for detection."""
+    cfg = DepthTrainConfig(
+        data=[str(seq_dirs[0])], out=str(tmp_path / "ema"), epochs=1, batch_size=2, input_size=IN, ema=0.9
+    )
+    train_depth(cfg, progress=False)
+    ck = torch.load(tmp_path / "ema" / "last.pt", map_location="cpu", weights_only=True)
+    assert sorted(ck["modules"]) == ["depth", "pose", "train_depth", "train_pose"]
+    differs = [k for k, v in ck["depth"].items() if v.is_floating_point() and not torch.equal(v, ck["train_depth"][k])]
+    assert differs, "the kept depth weights are the average, not the last step's"
+    depth_net, _, _, _ = load_depth_checkpoint(tmp_path / "ema" / "last.pt")
+    assert all(torch.equal(v, ck["depth"][k]) for k, v in depth_net.state_dict().items())
+    cfg.epochs = 2
+    assert train_depth(cfg, resume=True, progress=False)["epoch"] == 1
+    cfg_plain = DepthTrainConfig(data=[str(seq_dirs[0])], out=str(tmp_path / "ema"), epochs=3, input_size=IN)
+    with pytest.raises(ValueError, match="--ema"):
+        train_depth(cfg_plain, resume=True, progress=False)
+
+
 def test_train_rejects_bad_configs(tmp_path):
     with pytest.raises(ValueError, match="needs --data"):
         train_depth(DepthTrainConfig(out=str(tmp_path)), progress=False)
@@ -449,7 +469,7 @@ def test_depth_training_starts_from_the_shipped_onnx_pair(seq_dirs, tmp_path):
     from pathlib import Path
 
     from perception_models.onnx_weights import load_onnx_weights
-    from perception_models.train.depth_trainer import evaluate_depth
+    from perception_models.train.depth_task import evaluate_depth
 
     models = Path(__file__).resolve().parents[2] / "models"
     cfg = DepthTrainConfig(

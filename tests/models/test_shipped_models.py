@@ -19,7 +19,7 @@ def repro(tmp_path_factory):
     return reproduction_sets(tmp_path_factory.mktemp("repro"))
 
 
-@pytest.mark.parametrize("name,task,key", [("detector", "detection", "mAP"), ("segmenter", "segmentation", "mIoU")])
+@pytest.mark.parametrize("name,task,key", [("detection", "detection", "mAP"), ("segmentation", "segmentation", "mIoU")])
 def test_shipped_model_reproduces_its_card(name, task, key, repro):
     path = MODELS / f"{name}.onnx"
     assert path.is_file(), f"{path} is the shipped default {task} model; it is missing"
@@ -53,8 +53,8 @@ def test_shipped_depth_and_pose_models_reproduce_their_card(repro):
 def test_shipped_matcher_reproduces_its_card(repro):
     from perception_models.evaluate import evaluate_matching
 
-    path = MODELS / "matcher.onnx"
-    assert path.is_file(), "models/matcher.onnx is the shipped keypoint model"
+    path = MODELS / "matching.onnx"
+    assert path.is_file(), "models/matching.onnx is the shipped keypoint model"
     assert path.stat().st_size < 10e6
     rep = load_card(path, "matching").raw["reproduction"]
     got = evaluate_matching(path, [str(d / "rgb") for d in repro], [str(d) for d in repro], pairs=12)

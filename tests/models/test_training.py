@@ -16,7 +16,8 @@ from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
 from perception_nodes.tools.protocol import MIN_HEIGHT, MIN_PIXELS
 from perception_models.train.data import MEAN, STD, Augment, DetectionDataset, SegmentationDataset
-from perception_models.train.trainer import TrainConfig, load_checkpoint, plot_log, train
+from perception_models.train.image_task import TrainConfig, load_checkpoint, train
+from perception_models.train.trainer import plot_log
 
 IN = (96, 128)
 
@@ -133,7 +134,7 @@ def test_weight_average_follows_its_recurrence():
 def test_training_with_ema_validates_keeps_and_resumes_the_average(sets, tmp_path):
     from torch.utils.data import DataLoader
 
-    from perception_models.train.trainer import build_datasets, evaluate
+    from perception_models.train.image_task import build_datasets, evaluate
 
     res = train(_cfg("segmentation", sets, tmp_path / "a", epochs=1, ema=0.9), progress=False)
     ck = torch.load(tmp_path / "a" / "best.pt", map_location="cpu", weights_only=False)
@@ -249,7 +250,7 @@ def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evalu
 
 
 def test_median_frequency_weights_favour_rare_classes(sets):
-    from perception_models.train.trainer import median_frequency_weights
+    from perception_models.train.image_task import median_frequency_weights
 
     ds = SegmentationDataset([sets[0]], IN)
     w = median_frequency_weights(ds, 10)
@@ -265,9 +266,7 @@ def _shipped(task):
 
     from perception_nodes.model_card import load_card
 
-    path = (
-        Path(__file__).resolve().parents[2] / "models" / ("detector.onnx" if task == "detection" else "segmenter.onnx")
-    )
+    path = Path(__file__).resolve().parents[2] / "models" / f"{task}.onnx"
     card = load_card(path, task)
     size = (card.input_height, card.input_width)
     if task == "detection":
@@ -326,7 +325,7 @@ def test_weights_back_from_a_shipped_onnx_model_give_its_outputs_and_survive_cal
 def test_training_starts_from_an_exported_model(sets, tmp_path):
     """--init model.onnx: the first validation (learning rate ~0) scores what the shipped model scores."""
     from perception_models.onnx_weights import load_onnx_weights
-    from perception_models.train.trainer import build_datasets, evaluate
+    from perception_models.train.image_task import build_datasets, evaluate
 
     path, model, _, size = _shipped("segmentation")
     cfg = _cfg("segmentation", sets, tmp_path / "s", epochs=1, input_size=size, lr=1e-12, init=str(path), augment=False)
@@ -347,7 +346,7 @@ def test_a_deeper_backbone_starts_from_a_shallower_model_as_the_same_function(se
     from perception_models.models.backbone import Backbone
     from perception_models.models.segmentation import Segmenter, SegmenterConfig
     from perception_models.onnx_weights import load_onnx_weights
-    from perception_models.train.trainer import grow_blocks, init_weights
+    from perception_models.train.image_task import grow_blocks, init_weights
 
     path, shallow, _, size = _shipped("segmentation")
     load_onnx_weights(shallow, path)
@@ -476,7 +475,7 @@ class _Payload:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
-    from perception_models.train.trainer import load_checkpoint
+    from perception_models.train.image_task import load_checkpoint
 
     marker = tmp_path / "code_ran"
     bad = tmp_path / "bad.pt"

@@ -22,6 +22,7 @@ import yaml
 from perception_nodes import deploy
 from perception_nodes.backends.base import BackendError
 from perception_nodes.backends.engine_cache import EngineCache
+from perception_nodes.tools.cli import perception_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -369,7 +370,7 @@ def test_overrides_file_round_trips_into_the_profile(profile_file, tmp_path):
 
 def _start(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "perception_nodes.tools.cli", "start", *args],
+        perception_argv("start", *args),
         capture_output=True,
         text=True,
         timeout=120,

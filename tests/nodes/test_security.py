@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from perception_nodes.profile import NodeSpec, Profile
 from perception_nodes.security import SecurityError, create_keystore, node_grants, secure_environment
+from perception_nodes.tools.cli import perception_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 RCL_FILES = {
@@ -138,27 +138,21 @@ def test_an_enforced_stack_does_not_run_open_where_the_middleware_has_no_securit
     )
     ks = tmp_path / "ks"
     made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception_nodes.tools.cli",
+        perception_argv(
             "security",
             "keystore",
             "--profile",
             str(profile),
             "--keystore",
             str(ks),
-        ],
+        ),
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert made.returncode == 0, made.stderr
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception_nodes.tools.cli",
+        perception_argv(
             "run",
             "--profile",
             str(profile),
@@ -166,7 +160,7 @@ def test_an_enforced_stack_does_not_run_open_where_the_middleware_has_no_securit
             str(ks),
             "--log-dir",
             str(tmp_path / "logs"),
-        ],
+        ),
         capture_output=True,
         text=True,
         cwd=ROOT,

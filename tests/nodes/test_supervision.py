@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from perception_msgs.msg import FrameStatus, InferenceResult
 from sensor_msgs.msg import Image
 
 from perception_nodes.bag_io import BagWriter, bag_info
+from perception_nodes.tools.cli import perception_argv, replay_argv
 from perception_nodes.tools.demo_assets import make_demo_bag
 from perception_nodes.exit_codes import (
     EXIT_BAD_INPUT,
@@ -37,15 +37,12 @@ from test_nodes_integration import generic_node, image
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _popen(argv: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
 def _perception(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "perception_nodes.tools.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
+    return _popen(perception_argv(*args), **kw)
 
 
 def _generic_profile(tmp_path: Path, model: Path, nodes=("gen",)) -> Path:
@@ -166,19 +163,7 @@ def test_lockstep_replay_with_a_node_killed_ends_within_seconds_naming_it(tmp_pa
     traceback with no summary and a recording without metadata."""
     bag = make_demo_bag(tmp_path / "bag", frames=300, width=320, height=240)
     out = tmp_path / "replay"
-    rep = _perception(
-        "replay",
-        "--bag",
-        str(bag),
-        "--profile",
-        "generic_replay",
-        "--out",
-        str(out),
-        "--set",
-        f"generic.model_path={demo_model}",
-        "--timeout",
-        "300",
-    )
+    rep = _popen(replay_argv(bag, out, "generic_replay", f"generic.model_path={demo_model}") + ["--timeout", "300"])
     player_log = out / "logs" / "perception_player.log"
     try:
         assert _wait(lambda: player_log.exists() and "playing" in player_log.read_text(), 60)
@@ -236,20 +221,7 @@ def _bag(path: Path, frames: list[tuple[int, np.ndarray, str]]) -> Path:
 
 
 def _replay(bag: Path, out: Path, model: Path, *extra: str) -> tuple[int, str, str]:
-    rep = _perception(
-        "replay",
-        "--bag",
-        str(bag),
-        "--profile",
-        "generic_replay",
-        "--out",
-        str(out),
-        "--set",
-        f"generic.model_path={model}",
-        "--timeout",
-        "120",
-        *extra,
-    )
+    rep = _popen(replay_argv(bag, out, "generic_replay", f"generic.model_path={model}") + ["--timeout", "120", *extra])
     o, e = rep.communicate(timeout=180)
     return rep.returncode, o, e
 

@@ -169,7 +169,7 @@ def test_sequential_matcher_recovers_a_homography_and_keeps_keyframes():
 
 def test_export_runs_through_the_node_pipeline(tmp_path):
     from perception_models.export import export_matching
-    from perception_models.train.matching_trainer import MatchTrainConfig, build_net
+    from perception_models.train.matching_task import MatchTrainConfig, build_net
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.matching import MatchingPipeline
@@ -178,10 +178,10 @@ def test_export_runs_through_the_node_pipeline(tmp_path):
     cfg = MatchTrainConfig(input_size=(H, W))
     net = build_net(cfg)
     torch.save({"model": net.state_dict(), "config": {**cfg.__dict__}, "metrics": {"metric": 0.0}}, tmp_path / "m.pt")
-    card = export_matching(tmp_path / "m.pt", tmp_path / "matcher.onnx", reproduce=False)
+    card = export_matching(tmp_path / "m.pt", tmp_path / "matching.onnx", reproduce=False)
     assert card["export"]["onnxruntime_vs_torch"]["keypoint_agreement"] >= 0.99
     pipe = MatchingPipeline(
-        OnnxRuntimeBackend(tmp_path / "matcher.onnx"), load_card(tmp_path / "matcher.onnx", "matching")
+        OnnxRuntimeBackend(tmp_path / "matching.onnx"), load_card(tmp_path / "matching.onnx", "matching")
     )
     img = np.random.default_rng(0).integers(0, 255, (2 * H, 2 * W, 3), dtype=np.uint8)
     f = pipe.run(img)
@@ -195,7 +195,7 @@ def test_export_runs_through_the_node_pipeline(tmp_path):
 def test_training_with_both_pair_sources_both_miners(tmp_path):
     from perception_models.data.synth import SynthConfig, SyntheticSequence
     from perception_models.data.writers import write_sequence
-    from perception_models.train.matching_trainer import MatchTrainConfig, load_matching_checkpoint, train_matching
+    from perception_models.train.matching_task import MatchTrainConfig, load_matching_checkpoint, train_matching
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -231,7 +231,7 @@ def test_training_with_both_pair_sources_both_miners(tmp_path):
         assert m["pairs"] == {"homography": 2, "pose": 2} and 0.0 <= m["metric"] <= 1.0
         assert {1, 3, 10} <= set(m["homography_mma"]) and {5, 10, 20} == set(m["pose_auc"])
     # no photos given: homographic pairs still come from somewhere real or synthetic
-    from perception_models.train.matching_trainer import default_photos
+    from perception_models.train.matching_task import default_photos
 
     fallback = default_photos([str(seq)])
     assert fallback and all(Path(f).is_dir() for f in fallback)

@@ -19,6 +19,8 @@ import sys
 from typing import Any
 from pathlib import Path
 
+from perception_nodes.tasks import TRAINABLE
+
 from perception_models import __version__
 
 
@@ -136,7 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_depth(args)
     if args.task == "matching":
         return _train_matching(args)
-    from .train.trainer import TrainConfig, train
+    from .train.image_task import TrainConfig, train
 
     if not args.data or not args.val:
         print(f"perception-models train: --task {args.task} needs --data and --val", file=sys.stderr)
@@ -168,7 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_matching(args: argparse.Namespace) -> int:
-    from .train.matching_trainer import MatchTrainConfig, train_matching
+    from .train.matching_task import MatchTrainConfig, train_matching
 
     cfg = MatchTrainConfig(
         photos=args.photos or [],
@@ -186,12 +188,15 @@ def _train_matching(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_steps_per_epoch=args.max_steps_per_epoch,
         init=args.init or "",
+        device=args.device,
+        time_budget_min=args.time_budget_min,
+        ema=args.ema,
     )
     return _run_training(train_matching, cfg, args)
 
 
 def _train_depth(args: argparse.Namespace) -> int:
-    from .train.depth_trainer import DepthTrainConfig, train_depth
+    from .train.depth_task import DepthTrainConfig, train_depth
 
     cfg = DepthTrainConfig(
         data=args.data or [],
@@ -217,6 +222,7 @@ def _train_depth(args: argparse.Namespace) -> int:
         device=args.device,
         time_budget_min=args.time_budget_min,
         cache_images=args.cache_images,
+        ema=args.ema,
     )
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
@@ -229,15 +235,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_depth, export_matching, export_model
+    from .export import ExportError, export
 
     try:
-        if args.task == "depth":
-            card = export_depth(args.checkpoint, args.out, args.pose_out, args.eval, args.eval_limit, args.calibrate)
-        elif args.task == "matching":
-            card = export_matching(args.checkpoint, args.out, args.eval_photos, args.eval)
-        else:
-            card = export_model(args.task, args.checkpoint, args.out, args.eval, args.eval_limit)
+        card = export(
+            args.task,
+            args.checkpoint,
+            args.out,
+            eval_data=args.eval,
+            eval_limit=args.eval_limit,
+            pose_out=args.pose_out,
+            calibrate=args.calibrate,
+            eval_photos=args.eval_photos,
+        )
     except (ExportError, FileNotFoundError, ValueError) as exc:
         print(f"perception-models export: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +269,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     import json
 
     from .distill import distillation_record, frames_from, read_student_map, teacher_pass
-    from .train.trainer import TrainConfig, train
+    from .train.image_task import TrainConfig, train
 
     if not args.images and not args.bag:
         print("perception-models distill: give the footage: --images DIR... and/or --bag BAG...", file=sys.stderr)
@@ -498,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bag_from_images)
 
     p = sub.add_parser("train", help="train a detector, a segmenter, or depth + pose networks")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
+    p.add_argument("--task", choices=TRAINABLE, required=True)
     p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
     p.add_argument("--photos", nargs="+", help="matching: folders of real photos for homographic pairs")
     p.add_argument("--val-photos", nargs="+", help="matching: held-out photos for homographic validation pairs")
@@ -561,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--init",
         help="start from this checkpoint's weights with a fresh optimizer and schedule (fine-tuning); "
-        "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmenter.onnx)",
+        "detection/segmentation/depth also take an exported .onnx (e.g. the shipped models/segmentation.onnx)",
     )
     p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
     p.add_argument(
@@ -575,14 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget-min",
         type=float,
         default=0.0,
-        help="detection/segmentation/depth: fit the number of steps (and the cosine schedule) to this many "
-        "minutes from the rate of the first steps; --epochs is then an upper bound",
+        help="fit the number of steps (and the cosine schedule) to this many minutes from the rate of the "
+        "first steps; --epochs is then an upper bound",
     )
     p.add_argument(
         "--ema",
         type=float,
         default=0.0,
-        help="detection/segmentation: validate, keep and export a moving average of the weights with this "
+        help="validate, keep and export a moving average of the weights with this "
         "decay per step instead of the last step's weights (e.g. 0.999: after n steps it spans the "
         "last ~n/9, at most 1000)",
     )
@@ -605,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)  # main() hands everything after the name to gpu_run
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
+    p.add_argument("--task", choices=TRAINABLE, required=True)
     p.add_argument("--eval-photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-out", help="depth: where the pose network goes (default: pose.onnx next to --out)")
     p.add_argument("--calibrate", nargs="+", help="depth: training sequences to fit the metric scale factor on")
@@ -643,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.0)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
-    p.add_argument("--init", help="start from this model (e.g. models/detector.onnx)")
+    p.add_argument("--init", help="start from this model (e.g. models/detection.onnx)")
     p.add_argument("--device", default="auto")
     p.add_argument("--time-budget-min", type=float, default=0.0)
     p.add_argument("--workers", type=int, default=0)
@@ -666,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_card)
 
     p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
-    p.add_argument("--task", choices=["detection", "segmentation", "depth", "matching"], required=True)
+    p.add_argument("--task", choices=TRAINABLE, required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")

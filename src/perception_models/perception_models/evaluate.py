@@ -402,7 +402,7 @@ def evaluate_matching(
     from perception_nodes.pipelines.matching import MatchingPipeline
 
     from .matching_eval import evaluate_method, homography_eval_pairs, network_method, pose_eval_pairs
-    from .train.matching_trainer import image_files
+    from .train.matching_task import image_files
 
     card = load_card(model, "matching")
     pipe = MatchingPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), card)

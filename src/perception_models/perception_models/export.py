@@ -1,6 +1,6 @@
 """Export a trained checkpoint to ONNX with its model card, and check the result.
 
-    perception-models export --task detection --checkpoint runs/det/best.pt --out models/detector.onnx \\
+    perception-models export --task detection --checkpoint runs/det/best.pt --out models/detection.onnx \\
         --eval data/synth/driving_0900 data/synth/indoor_0950
 
 Checks (all recorded in the card): ``onnx.checker``; ONNX Runtime against torch on the same
@@ -24,7 +24,7 @@ import yaml
 
 from .models.backbone import Backbone
 from .train.data import MEAN, STD
-from .train.trainer import load_checkpoint
+from .train.image_task import load_checkpoint
 
 # ONNX Runtime vs torch (float32 CPU): differences come from kernel summation order only
 TOLERANCE = {"scores": 1e-4, "boxes_px": 0.05, "seg_confidence": 1e-3, "seg_label_agreement": 0.999}
@@ -113,6 +113,75 @@ def _export_onnx(
     return report
 
 
+def card_input(h: int, w: int, resize: str, name: str = "image", **extra: Any) -> dict[str, Any]:
+    """The card's ``input`` block: what the node's preprocessing must do to a camera image."""
+    return {
+        "name": name,
+        "height": h,
+        "width": w,
+        "layout": "NCHW RGB float32",
+        "mean": [float(v) for v in MEAN],
+        "std": [float(v) for v in STD],
+        "scale": "1/255 before mean/std",
+        "resize": resize,
+        **extra,
+    }
+
+
+def file_facts(path: Path) -> dict[str, Any]:
+    """sha256 (the node refuses a card that is not its model's) and size of an exported file."""
+    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "size_bytes": path.stat().st_size}
+
+
+def export_record(report: dict[str, Any], diffs: dict[str, float], tolerance: dict[str, float]) -> dict[str, Any]:
+    """The card's ``export`` block: when, from which commit, opset, operators, ONNX Runtime vs torch."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "git_commit": _git_commit(),
+        "opset": report["opset"],
+        "onnxruntime_vs_torch": diffs,
+        "tolerance": tolerance,
+        "operators": report["operators"],
+    }
+
+
+def write_card(out: Path, card: dict[str, Any]) -> None:
+    from perception_nodes.model_card import card_path
+
+    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+
+
+def reproduction_record(measured: dict[str, Any], note: str = "") -> dict[str, Any]:
+    """The card's ``reproduction`` block: the metric on the fixed re-rendered scenes
+    (``evaluate.reproduction_sets``) that ``tests/models/test_shipped_models.py`` checks again."""
+    from .evaluate import REPRODUCTION
+
+    return {
+        "sets": list(REPRODUCTION),
+        "note": "perception_models.evaluate.reproduction_sets" + (f": {note}" if note else ""),
+        **measured,
+    }
+
+
+def export(task: str, checkpoint: Path | str, out: Path | str, **options: Any) -> dict[str, Any]:
+    """The one entry point: the task registry (``perception_nodes.tasks``) names each task's
+    exporter; ``options`` are the ones that exporter takes (eval_data, eval_limit, pose_out,
+    calibrate, eval_photos). Returns the card."""
+    import inspect
+
+    from perception_nodes.tasks import TRAINABLE, task as registry
+
+    if task not in TRAINABLE:
+        raise ExportError(f"task '{task}' has no exporter of its own; one of {TRAINABLE}")
+    fn = globals()[registry(task).exporter]
+    accepted = inspect.signature(fn).parameters
+    unknown = sorted(k for k, v in options.items() if k not in accepted and v not in (None, [], 0))
+    if unknown:
+        raise ExportError(f"--task {task} does not take {', '.join('--' + k.replace('_', '-') for k in unknown)}")
+    kwargs = {k: v for k, v in options.items() if k in accepted}
+    return fn(task, checkpoint, out, **kwargs) if "task" in accepted else fn(checkpoint, out, **kwargs)
+
+
 def export_model(
     task: str,
     checkpoint: Path | str,
@@ -122,9 +191,7 @@ def export_model(
     extra_card: dict | None = None,
     reproduce: bool = True,
 ) -> dict[str, Any]:
-    """Write ``out`` (.onnx) and ``out``'s card; return the card."""
-    from perception_nodes.model_card import card_path
-
+    """Detector or segmenter -> ``out`` (.onnx) and ``out``'s card; return the card."""
     from .models.detection import DetectorWithPostprocess
     from .models.segmentation import SegmenterWithPostprocess
 
@@ -143,17 +210,7 @@ def export_model(
     card: dict[str, Any] = {
         "task": task,
         "classes": list(cfg.class_names),
-        "input": {
-            "name": "image",
-            "height": h,
-            "width": w,
-            "layout": "NCHW RGB float32",
-            "mean": [float(x) for x in MEAN],
-            "std": [float(x) for x in STD],
-            "scale": "1/255 before mean/std",
-            "resize": "letterbox",
-            "pad_value": 114,
-        },
+        "input": card_input(h, w, "letterbox", pad_value=114),
         "outputs": (
             {
                 "boxes": "(1, 100, 4) float32 x0 y0 x1 y1 in network-input pixels",
@@ -166,8 +223,7 @@ def export_model(
                 "confidence": f"(1, {h}, {w}) float32 softmax probability",
             }
         ),
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "size_bytes": out.stat().st_size,
+        **file_facts(out),
         "training": {
             "data": cfg.data,
             "val": cfg.val,
@@ -183,14 +239,7 @@ def export_model(
             "backbone_blocks": list(cfg.backbone_blocks or Backbone.default_conf["blocks"]),
             "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan"))),
         },
-        "export": {
-            "date": datetime.date.today().isoformat(),
-            "git_commit": _git_commit(),
-            "opset": report["opset"],
-            "onnxruntime_vs_torch": diffs,
-            "tolerance": TOLERANCE,
-            "operators": report["operators"],
-        },
+        "export": export_record(report, diffs, TOLERANCE),
     }
     if task == "segmentation" and not cfg.camvid:
         card["colors"] = PALETTE[: len(cfg.class_names)].tolist()
@@ -198,15 +247,9 @@ def export_model(
     if distilled.is_file():  # perception-models distill: the teacher, the footage, the pseudo-labels
         card["distillation"] = json.loads(distilled.read_text())
     card.update(extra_card or {})
-    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipelines below read it
+    write_card(out, card)  # the pipelines below read it
 
-    from .evaluate import (
-        REPRODUCTION,
-        REPRODUCTION_TOLERANCE,
-        evaluate_detection,
-        evaluate_segmentation,
-        reproduction_sets,
-    )
+    from .evaluate import REPRODUCTION_TOLERANCE, evaluate_detection, evaluate_segmentation, reproduction_sets
 
     def measure(data: list, limit: int = 0) -> dict:
         m = evaluate_detection(out, data, limit) if task == "detection" else evaluate_segmentation(out, data, limit)
@@ -224,14 +267,9 @@ def export_model(
         with tempfile.TemporaryDirectory() as tmp:
             rep = measure(reproduction_sets(tmp))
         key = "mAP" if task == "detection" else "mIoU"
-        card["reproduction"] = {
-            "sets": list(REPRODUCTION),
-            "note": "perception_models.evaluate.reproduction_sets",
-            key: rep[key],
-            **({"mAP50": rep["mAP50"]} if task == "detection" else {}),
-            "tolerance": REPRODUCTION_TOLERANCE,
-        }
-    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+        extra = {"mAP50": rep["mAP50"]} if task == "detection" else {}
+        card["reproduction"] = reproduction_record({key: rep[key], **extra, "tolerance": REPRODUCTION_TOLERANCE})
+    write_card(out, card)
     return card
 
 
@@ -293,7 +331,7 @@ def calibrate_depth_scale(
     network trained with a scale-invariant loss metric on average. Use *training* sequences."""
     from .data.readers.depth import read_nyu_depth
     from .train.depth_data import frame_tensor, input_K, load_synthetic_sequence
-    from .train.depth_trainer import _norm
+    from .train.depth_task import _norm
 
     ratios = []
     for f in folders:
@@ -332,10 +370,9 @@ def export_depth(
     ``calibrate``: training sequences to fit the metric scale factor on (see
     :func:`calibrate_depth_scale`); the factor multiplies depth and the pose translation alike."""
     import onnxruntime as ort
-    from perception_nodes.model_card import card_path
 
     from .models.depth import DepthExport, PoseExport
-    from .train.depth_trainer import load_depth_checkpoint
+    from .train.depth_task import load_depth_checkpoint
 
     depth_net, pose_net, cfg, train_metrics = load_depth_checkpoint(checkpoint)
     h, w = cfg.input_size
@@ -361,15 +398,6 @@ def export_depth(
     diffs = {"depth_rel": float(np.max(np.abs(d - d_ref) / d_ref)), "pose_abs": float(np.max(np.abs(p - p_ref)))}
     if diffs["depth_rel"] > DEPTH_TOLERANCE["depth_rel"] or diffs["pose_abs"] > DEPTH_TOLERANCE["pose_abs"]:
         raise ExportError(f"ONNX Runtime differs from torch beyond tolerance: {diffs} (tolerance {DEPTH_TOLERANCE})")
-    common_input = {
-        "height": h,
-        "width": w,
-        "layout": "NCHW RGB float32",
-        "mean": [float(v) for v in MEAN],
-        "std": [float(v) for v in STD],
-        "scale": "1/255 before mean/std",
-        "resize": "stretch",
-    }
     training = {
         "data": cfg.data,
         "bags": cfg.bags,
@@ -389,17 +417,10 @@ def export_depth(
             for k in ("abs_rel", "abs_rel_median_scaled", "a1", "ate_se3_percent", "ate_sim3_percent")
         },
     }
-    export_info = {
-        "date": datetime.date.today().isoformat(),
-        "git_commit": _git_commit(),
-        "opset": depth_report["opset"],
-        "onnxruntime_vs_torch": diffs,
-        "tolerance": DEPTH_TOLERANCE,
-    }
     depth_card: dict[str, Any] = {
         "task": "depth",
         "classes": [],
-        "input": {"name": "image", **common_input},
+        "input": card_input(h, w, "stretch"),
         "outputs": {"depth": f"(1, 1, {h}, {w}) float32 metres (camera optical frame z)"},
         "depth": {
             "min": cfg.min_depth,
@@ -410,42 +431,40 @@ def export_depth(
             "pose_model": pose_out.name,
             "canonical_focal": cfg.canonical_focal,
         },
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "size_bytes": out.stat().st_size,
+        **file_facts(out),
         "training": training,
-        "export": {**export_info, "operators": depth_report["operators"]},
+        "export": export_record(depth_report, diffs, DEPTH_TOLERANCE),
     }
     pose_card: dict[str, Any] = {
         "task": "pose",
         "classes": [],
-        "input": {"name": "current", **common_input},
+        "input": card_input(h, w, "stretch", name="current"),
         "inputs": ["previous", "current"],
         "outputs": {
             "T_previous_current": "(1, 4, 4) float32: the current camera's pose in the previous camera's optical frame"
         },
         "pose": {"translation_units": "metres" if supervised else "depth model units", "depth_model": out.name},
-        "sha256": hashlib.sha256(pose_out.read_bytes()).hexdigest(),
-        "size_bytes": pose_out.stat().st_size,
+        **file_facts(pose_out),
         "training": training,
-        "export": {**export_info, "operators": pose_report["operators"]},
+        "export": export_record(pose_report, diffs, DEPTH_TOLERANCE),
     }
-    card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
-    card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
+    write_card(out, depth_card)
+    write_card(pose_out, pose_card)
     import tempfile
 
-    from .evaluate import REPRODUCTION, evaluate_depth, reproduction_sets
+    from .evaluate import evaluate_depth, reproduction_sets
 
     with tempfile.TemporaryDirectory() as tmp:
         rep = evaluate_depth(out, reproduction_sets(tmp), pose_out, estimators=("pnp",))
-    depth_card["reproduction"] = {
-        "sets": list(REPRODUCTION),
-        "note": "perception_models.evaluate.reproduction_sets",
-        "abs_rel": rep["depth"]["absolute"]["abs_rel"],
-        "a1": rep["depth"]["absolute"]["a1"],
-        "pnp_ate_se3_percent": rep["odometry"]["pnp"]["ate_se3_percent"],
-        "tolerance": {"abs_rel": 0.005, "a1": 0.01, "pnp_ate_se3_percent": 0.5},
-    }
-    card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
+    depth_card["reproduction"] = reproduction_record(
+        {
+            "abs_rel": rep["depth"]["absolute"]["abs_rel"],
+            "a1": rep["depth"]["absolute"]["a1"],
+            "pnp_ate_se3_percent": rep["odometry"]["pnp"]["ate_se3_percent"],
+            "tolerance": {"abs_rel": 0.005, "a1": 0.01, "pnp_ate_se3_percent": 0.5},
+        }
+    )
+    write_card(out, depth_card)
     if eval_data:
         m = json.loads(json.dumps(evaluate_depth(out, eval_data, pose_out, limit=eval_limit)))
         depth_card["metrics"] = {"eval_data": [str(d) for d in eval_data], "eval_limit": eval_limit, **m["depth"]}
@@ -454,8 +473,8 @@ def export_depth(
             "eval_limit": eval_limit,
             "odometry": m["odometry"],
         }
-        card_path(out).write_text(yaml.safe_dump(depth_card, sort_keys=False))
-        card_path(pose_out).write_text(yaml.safe_dump(pose_card, sort_keys=False))
+        write_card(out, depth_card)
+        write_card(pose_out, pose_card)
     return depth_card
 
 
@@ -472,10 +491,9 @@ def export_matching(
 ) -> dict[str, Any]:
     """Keypoint network -> ``out`` (image -> keypoints, scores, descriptors; top-k fixed) + card."""
     import onnxruntime as ort
-    from perception_nodes.model_card import card_path
 
     from .models.matching import KeypointExport
-    from .train.matching_trainer import load_matching_checkpoint
+    from .train.matching_task import load_matching_checkpoint
 
     net, cfg, train_metrics = load_matching_checkpoint(checkpoint)
     h, w = cfg.input_size
@@ -485,7 +503,7 @@ def export_matching(
     examples = [torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))]
     report = _export_onnx(wrap, (examples[0],), out, ["image"], ["keypoints", "scores", "descriptors"])
     from .train.matching_data import normalise
-    from .train.matching_trainer import image_files
+    from .train.matching_task import image_files
 
     photos = image_files(eval_photos) if eval_photos else []
     for p in photos[:2]:
@@ -525,16 +543,7 @@ def export_matching(
     card: dict[str, Any] = {
         "task": "matching",
         "classes": [],
-        "input": {
-            "name": "image",
-            "height": h,
-            "width": w,
-            "layout": "NCHW RGB float32",
-            "mean": [float(v) for v in MEAN],
-            "std": [float(v) for v in STD],
-            "scale": "1/255 before mean/std",
-            "resize": "stretch",
-        },
+        "input": card_input(h, w, "stretch"),
         "outputs": {
             "keypoints": f"(1, {net.cfg.top_k}, 2) float32 x, y network-input pixels (sub-pixel)",
             "scores": f"(1, {net.cfg.top_k}) float32, 0 for empty slots",
@@ -546,8 +555,7 @@ def export_matching(
             "descriptor_dim": net.cfg.descriptor_dim,
             "matcher": "mutual nearest neighbour + ratio 0.9 (perception_nodes.pipelines.matching)",
         },
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
-        "size_bytes": out.stat().st_size,
+        **file_facts(out),
         "training": {
             "photos": cfg.photos,
             "data": cfg.data,
@@ -561,34 +569,23 @@ def export_matching(
             "checkpoint": str(checkpoint),
             "validation_metric_at_checkpoint": float(train_metrics.get("metric", float("nan"))),
         },
-        "export": {
-            "date": datetime.date.today().isoformat(),
-            "git_commit": _git_commit(),
-            "opset": report["opset"],
-            "onnxruntime_vs_torch": worst,
-            "tolerance": MATCHING_TOLERANCE,
-            "operators": report["operators"],
-        },
+        "export": export_record(report, worst, MATCHING_TOLERANCE),
     }
-    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))  # the pipeline below reads it
+    write_card(out, card)  # the pipeline below reads it
     import tempfile
 
-    from .evaluate import REPRODUCTION, evaluate_matching, reproduction_sets
+    from .evaluate import evaluate_matching, reproduction_sets
 
     if reproduce:
         with tempfile.TemporaryDirectory() as tmp:
             sets = reproduction_sets(tmp)
             rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
-        card["reproduction"] = {
-            "sets": list(REPRODUCTION),
-            "note": "perception_models.evaluate.reproduction_sets: homographic "
-            "pairs of their frames + their pose pairs",
-            "homography_mma3": rep["homography_mma"][3],
-            "pose_auc10": rep["pose_auc"][10],
-            "tolerance": 0.02,
-        }
-    card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+        card["reproduction"] = reproduction_record(
+            {"homography_mma3": rep["homography_mma"][3], "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02},
+            "homographic pairs of their frames + their pose pairs",
+        )
+    write_card(out, card)
     if photos or eval_data:
         card["metrics"] = json.loads(json.dumps(evaluate_matching(out, eval_photos or [], eval_data or [], pairs)))
-        card_path(out).write_text(yaml.safe_dump(card, sort_keys=False))
+        write_card(out, card)
     return card

@@ -1,7 +1,7 @@
 """Weights back from an exported ONNX model, to fine-tune a shipped model whose checkpoint is gone.
 
     model = build_model(...)                       # same architecture as the export
-    report = load_onnx_weights(model, "models/segmenter.onnx")
+    report = load_onnx_weights(model, "models/segmentation.onnx")
     calibrate_batchnorm(model, batches)            # before training in train mode (see below)
 
 The exporter names every initializer after its module (``<wrapper>.backbone.stem.0.0.weight``)

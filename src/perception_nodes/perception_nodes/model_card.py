@@ -1,4 +1,4 @@
-"""Model cards: the YAML next to each shipped ONNX file (``detector.onnx`` -> ``detector.card.yaml``).
+"""Model cards: the YAML next to each shipped ONNX file (``detection.onnx`` -> ``detection.card.yaml``).
 
 A node reads from the card what it must not guess: the task, class names (and colours), the input
 size, normalisation and resize mode, and the ONNX file's sha256 (a card that does not belong to

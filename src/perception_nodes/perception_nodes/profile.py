@@ -23,19 +23,8 @@ from typing import Any
 
 import yaml
 
+from .tasks import NODE_EXECUTABLES
 from .workspace import workspace_root
-
-EXECUTABLES = (
-    "generic_onnx_node",
-    "bag_player",
-    "bag_recorder",
-    "camera_source",
-    "detection_node",
-    "segmentation_node",
-    "depth_node",
-    "odometry_node",
-    "matching_node",
-)
 
 
 class ProfileError(ValueError):
@@ -90,8 +79,8 @@ def load_profile(name_or_path: str, overrides: dict[str, dict[str, Any]] | None 
     for name, body in (data.get("nodes") or {}).items():
         body = body or {}
         exe = body.get("executable")
-        if exe not in EXECUTABLES:
-            raise ProfileError(f"{path}: node '{name}' has executable '{exe}'; known: {EXECUTABLES}")
+        if exe not in NODE_EXECUTABLES:
+            raise ProfileError(f"{path}: node '{name}' has executable '{exe}'; known: {NODE_EXECUTABLES}")
         files = []
         for f in body.get("param_files", []):
             fp = Path(os.path.expandvars(f))

@@ -151,7 +151,7 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
             *[d for d in args.distilled for _ in range(args.distilled_repeat)],  # more --data
             "--out",
             str(work / "runs/detection"),
-            *card_input_size("detector"),
+            *card_input_size("detection"),
             "--batch-size",
             str(args.batch_size),
             "--lr",
@@ -170,7 +170,7 @@ def commands(work: Path, train: list[str], val: list[str], args: argparse.Namesp
             *common,
             "--out",
             str(work / "runs/segmentation"),
-            *card_input_size("segmenter"),
+            *card_input_size("segmentation"),
             "--batch-size",
             str(args.batch_size),
             "--lr",
@@ -267,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--init-detection",
-        default=str(ROOT / "models/detector.onnx"),
+        default=str(ROOT / "models/detection.onnx"),
         help="ONNX model or checkpoint (e.g. an earlier call's --sync copy) to fine-tune",
     )
-    ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmenter.onnx"), help="likewise")
+    ap.add_argument("--init-segmentation", default=str(ROOT / "models/segmentation.onnx"), help="likewise")
     ap.add_argument("--ema", type=float, default=0.0, help="detection and segmentation: train's --ema (e.g. 0.999)")
     ap.add_argument(
         "--backbone-blocks",

@@ -1,25 +1,26 @@
-"""One trainer for the detection and segmentation tasks.
-
-    perception-models train --task detection --data out/synth/driving_0000 out/synth/indoor_0100 \\
-        --val out/synth/driving_0900 --out runs/det --epochs 30
+"""The one training loop: every task (detection, segmentation, depth + pose, matching, and the
+distillation runs) is a small :class:`TrainTask` — its data, its networks, the loss of a batch, its
+validation — and :func:`fit` does the rest the same way for all of them:
 
 - deterministic: seeds for torch/numpy/python and per-sample augmentation streams
   (``seed, epoch, index``); the same command gives the same losses on the same machine;
 - progress bar per epoch; ``log.jsonl`` with one line per logging step and one per validation
-  (``perception-models plot runs/det`` draws the curves);
+  (``perception-models plot RUN`` draws the curves);
 - checkpoints ``last.pt`` (every epoch, resumable with ``--resume``) and ``best.pt`` (best
-  validation metric: mAP@[.5:.95] for detection, mIoU for segmentation);
+  validation metric; every epoch when the task has no validation set);
 - runs on a GPU when one is there (``--device auto``); several GPUs: launch with
   ``torchrun --nproc_per_node N -m perception_models.cli train ...``; DistributedDataParallel and a
-  distributed sampler are used when ``WORLD_SIZE`` > 1;
-- ``--init`` takes a checkpoint or an exported ONNX model (a shipped model whose checkpoint is gone:
-  ``onnx_weights``), to fine-tune;
+  distributed sampler are used when ``WORLD_SIZE`` > 1; validation and checkpoints are rank 0's;
 - ``--time-budget-min M``: the number of steps is fitted to M minutes of wall time from the rate
   measured over the first steps (logged as ``planned_steps``); the cosine schedule then runs to
   that step, so a run on a lent GPU ends its schedule before the machine goes back;
 - ``--ema D``: validate, keep (``best.pt``) and export an exponential moving average of the
-  weights instead of the last step's weights (``WeightAverage``); the raw weights stay in the
-  checkpoints (``train_model``) for ``--resume``.
+  weights instead of the last step's weights (:class:`WeightAverage`); the raw weights stay in the
+  checkpoints (``train_<name>``) for ``--resume``.
+
+The tasks: ``image_task.py`` (detection, segmentation), ``depth_task.py`` (depth + pose),
+``matching_task.py`` (keypoints + descriptors); ``distill.py`` trains a detection task on a
+teacher's labels.
 """
 
 from __future__ import annotations
@@ -29,57 +30,56 @@ import json
 import math
 import os
 import random
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-
-from ..metrics import ConfusionMatrix, DetectionEvaluator
-from ..models.backbone import Backbone, BasicBlock
-from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
-from ..models.losses import pixel_cross_entropy
-from ..models.segmentation import Segmenter, SegmenterConfig
-from .data import Augment, DetectionDataset, SegmentationDataset, detection_collate
-
-TASKS = ("detection", "segmentation")
-
-
-@dataclass
-class TrainConfig:
-    task: str
-    data: list[str]
-    val: list[str]
-    out: str
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    input_size: tuple[int, int] = (384, 512)
-    loss: str = "focal"  # detection: focal | ohem
-    num_classes: int = 0  # 0: from the data
-    class_names: list[str] = field(default_factory=list)
-    seed: int = 0
-    workers: int = 0
-    log_every: int = 10
-    max_steps_per_epoch: int = 0  # 0: whole epoch
-    camvid: bool = False  # segmentation data in CamVid layout (train/, trainannot/)
-    augment: bool = True
-    class_weights: str = "none"  # segmentation: none | median_frequency (SegNet)
-    init: str = ""  # checkpoint (or exported .onnx) whose weights start this run
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    time_budget_min: float = 0.0  # > 0: fit the number of steps to this many minutes
-    cache_images: bool = False  # decode the training images once, shared by the loader's workers
-    ema: float = 0.0  # > 0: decay of the weights' moving average (WeightAverage)
-    backbone_blocks: tuple[int, ...] = ()  # residual blocks per backbone stage; () = Backbone's default
-
+from torch.utils.data import DataLoader, Dataset
 
 PROBE_STEPS = (20, 60)  # steps between which the time budget measures the rate
+
+
+class TrainTask:
+    """What a task gives the loop. ``cfg`` is the task's dataclass; the loop reads the fields every
+    configuration has: out, epochs, batch_size, lr, weight_decay, warmup_steps, seed, workers,
+    log_every, max_steps_per_epoch, init, device, time_budget_min, ema."""
+
+    name = "task"
+    lower_is_better = False  # the validation metric (``metrics["metric"]``)
+    collate: Any = None  # the DataLoader's collate_fn
+    unlogged: tuple[str, ...] = ()  # validation results too large for log.jsonl
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def check(self) -> None:
+        """Refuse a configuration before anything is built (ValueError naming the option)."""
+
+    def build(self, device: torch.device, rank: int) -> tuple[Dataset, dict[str, torch.nn.Module]]:
+        """The training set and the networks (checkpoint key -> module, on ``device``)."""
+        raise NotImplementedError
+
+    def initialise(self, device: torch.device, rank: int) -> str:
+        """Start from ``cfg.init`` (a checkpoint or an exported ONNX); a line saying what was loaded."""
+        return ""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Datasets draw their augmentation from (seed, epoch, index)."""
+
+    def loss(self, nets: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor]:
+        """Losses of a batch (on the device) with ``total`` among them; ``nets`` are the modules
+        of :meth:`build`, wrapped for data parallelism when there are several processes."""
+        raise NotImplementedError
+
+    def validate(self, modules: dict[str, torch.nn.Module], device: torch.device) -> dict[str, Any] | None:
+        """Metrics with ``metric`` among them (None: no validation data; best.pt is then every epoch)."""
+        return None
+
+    def epoch_line(self, metrics: dict[str, Any], best: float) -> str:
+        return f"metric {metrics['metric']:.4f} (best {best:.4f})"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,74 +103,6 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
-
-
-def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
-    """Load ``path`` (a checkpoint, or an exported .onnx) into ``model``; returns a line saying what was
-    loaded. ONNX weights have their BatchNorms re-calibrated on ``calibration_batches`` (see
-    ``onnx_weights``) so that training starts from the exported function."""
-    if path.endswith(".onnx"):
-        from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
-
-        counts = load_onnx_weights(model, path, strict=False)
-        grown = grow_blocks(model, counts["missing"], path)
-        n = calibrate_batchnorm(model, calibration_batches) if calibration_batches is not None else 0
-        return (
-            f"initialised from {path} ({counts['convs']} convolutions; BatchNorms calibrated on {n} batches)"
-            + _grown_line(grown)
-        )
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck.get("config", {}).get("task", expected_task) != expected_task:
-        raise ValueError(f"--init {path}: a {ck['config']['task']} checkpoint, not {expected_task}")
-    if "model" not in ck:
-        raise ValueError(f"--init {path}: not a {expected_task} checkpoint (no 'model' weights)")
-    missing, unexpected = model.load_state_dict(ck["model"], strict=False)
-    if unexpected:
-        raise ValueError(
-            f"--init {path}: weights this model has no place for ({len(unexpected)}, e.g. {unexpected[0]}): "
-            "a larger model than --backbone-blocks builds"
-        )
-    grown = grow_blocks(model, sorted({k.rsplit(".", 1)[0] for k in missing}), path)
-    return f"initialised from {path} (epoch {ck.get('epoch')}, best {ck.get('best')})" + _grown_line(grown)
-
-
-_BLOCK = re.compile(r"^backbone\.stages\.(\d+)\.(\d+)\.")
-
-
-def grow_blocks(model: torch.nn.Module, missing: list[str], path: str) -> list[str]:
-    """Start the backbone's residual blocks that ``path`` has no weights for (``missing``: module
-    names) as identities: their last BatchNorm's scale and shift are zero, so each block returns its
-    input (already non-negative after the previous ReLU) and the deeper model computes exactly what
-    the loaded one did, then learns to use the new blocks. Any other missing weight is an error
-    (another architecture, not a deeper one). Returns the grown blocks' names."""
-    modules = dict(model.named_modules())
-    lacking = set(missing)
-    candidates = {m.group(0)[:-1] for m in map(_BLOCK.match, missing) if m and int(m.group(2)) >= 1}
-    # a block is added only when none of its convolutions was loaded (a partly loaded one is not ours to reset)
-    blocks = sorted(
-        b
-        for b in candidates
-        if all(n in lacking for n, mod in modules.items() if n.startswith(b + ".") and isinstance(mod, torch.nn.Conv2d))
-    )
-    stray = [name for name in missing if not any(name.startswith(b + ".") for b in blocks)]
-    if stray:
-        raise ValueError(
-            f"--init {path}: no weights for {len(stray)} modules of this model (e.g. {stray[0]}): "
-            "another architecture (only backbone blocks added by --backbone-blocks may be missing)"
-        )
-    for name in blocks:
-        block = modules[name]
-        if not isinstance(block, BasicBlock) or not isinstance(block.skip, torch.nn.Identity):
-            raise ValueError(f"--init {path}: {name} is missing but is not a stride-1 residual block")
-        bn = block.conv2[1]
-        with torch.no_grad():
-            bn.weight.zero_()
-            bn.bias.zero_()
-    return blocks
-
-
-def _grown_line(grown: list[str]) -> str:
-    return f"; {len(grown)} added residual blocks start as identities ({', '.join(grown)})" if grown else ""
 
 
 class WeightAverage:
@@ -245,7 +177,7 @@ class StepPlan:
         return max(1, math.ceil(self.total / self.steps_per_epoch))
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -260,58 +192,12 @@ def _distributed() -> tuple[int, int]:
     return (torch.distributed.get_rank() if world > 1 else 0), world
 
 
-def build_datasets(cfg: TrainConfig):
-    aug = Augment() if cfg.augment else None
-    if cfg.task == "detection":
-        train = DetectionDataset(
-            [Path(d) for d in cfg.data],
-            cfg.input_size,
-            cfg.class_names or None,
-            aug,
-            cfg.seed,
-            cache_images=cfg.cache_images,
-        )
-        val = DetectionDataset([Path(d) for d in cfg.val], cfg.input_size, train.class_names, None, cfg.seed)
-        return train, val, train.class_names
-    from ..data.readers.labels import CAMVID11, CAMVID_LUT
-    from ..data.synth.scene import CLASSES
-
-    kw = dict(image_dir="train", label_dir="trainannot", lut=CAMVID_LUT) if cfg.camvid else {}
-    vkw = dict(image_dir="val", label_dir="valannot", lut=CAMVID_LUT) if cfg.camvid else {}
-    train = SegmentationDataset(
-        [Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, cache_images=cfg.cache_images, **kw
-    )
-    val = SegmentationDataset([Path(d) for d in cfg.val], cfg.input_size, None, seed=cfg.seed, **vkw)
-    names = cfg.class_names or list(CAMVID11 if cfg.camvid else CLASSES)
-    return train, val, names
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    backbone = Backbone(blocks=tuple(cfg.backbone_blocks)) if cfg.backbone_blocks else None
-    if cfg.task == "detection":
-        return Detector(
-            DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss), backbone
-        )
-    return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)), backbone)
-
-
-def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max_weight: float = 20.0) -> torch.Tensor:
-    """SegNet's median frequency balancing: w_c = median(f) / f_c, with f_c = pixels of class c /
-    pixels of the images where c appears (label maps read at their stored resolution)."""
-    from ..data.readers.labels import read_label_png
-
-    pixels = np.zeros(num_classes, np.float64)
-    present_pixels = np.zeros(num_classes, np.float64)
-    for _img, lab_path in dataset.pairs:
-        lab = read_label_png(lab_path, dataset.lut)
-        counts = np.bincount(lab[lab < num_classes].reshape(-1), minlength=num_classes)[:num_classes]
-        pixels += counts
-        present_pixels += (counts > 0) * lab.size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        freq = np.where(present_pixels > 0, pixels / present_pixels, np.nan)
-    weights = np.nanmedian(freq) / freq
-    weights = np.where(np.isfinite(weights), np.clip(weights, 0.0, max_weight), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
+def lr_at(step: int, total: int, cfg: Any) -> float:
+    """Linear warm-up over ``cfg.warmup_steps``, then a cosine from ``cfg.lr`` to 0 at ``total``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
 
 def resume_from(
@@ -322,7 +208,7 @@ def resume_from(
     default_best: float,
 ) -> tuple[int, int, float]:
     """Load ``last.pt`` into ``models`` (checkpoint key -> module), the optimizer and the RNGs;
-    returns (first epoch to run, step, best metric so far). Shared by every trainer."""
+    returns (first epoch to run, step, best metric so far)."""
     if not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {last}")
     ck = torch.load(last, map_location="cpu", weights_only=True)
@@ -341,7 +227,7 @@ def resume_from(
 
 
 def optimizer_step(opt: torch.optim.Optimizer, params: Any, loss: torch.Tensor, lr: float, clip: float = 10.0) -> None:
-    """One update at learning rate ``lr`` with gradient-norm clipping (every trainer's step)."""
+    """One update at learning rate ``lr`` with gradient-norm clipping."""
     for g in opt.param_groups:
         g["lr"] = lr
     opt.zero_grad(set_to_none=True)
@@ -386,106 +272,36 @@ def checkpoint_epoch(
     return best
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-
-
-@torch.no_grad()
-def evaluate(
-    cfg: TrainConfig,
-    model: torch.nn.Module,
-    loader: DataLoader,
-    class_names: list[str],
-    device: torch.device | None = None,
-) -> dict[str, Any]:
-    was_training = model.training
-    model.eval()
-    device = device or torch.device("cpu")
-    if cfg.task == "detection":
-        post = DetectorWithPostprocess(model)
-        ev = DetectionEvaluator(len(class_names), class_names)
-        for images, targets in loader:
-            boxes, scores, labels = (t.cpu() for t in post(images.to(device)))
-            for b, s, lab, t in zip(boxes, scores, labels, targets):
-                k = s > 0
-                ev.add(
-                    t["boxes"].numpy(),
-                    t["labels"].numpy(),
-                    b[k].numpy(),
-                    s[k].numpy(),
-                    lab[k].numpy(),
-                    gt_crowd=t["ignore"].numpy(),
-                )
-        out = ev.summary()
-        out["metric"] = out["mAP"]
-    else:
-        cm = ConfusionMatrix(len(class_names), class_names)
-        for images, labels in loader:
-            cm.add(labels.numpy(), model(images.to(device)).argmax(dim=1).cpu().numpy())
-        out = cm.summary()
-        out["metric"] = out["mIoU"]
-        out["confusion_matrix"] = cm.matrix.tolist()
-    model.train(was_training)
-    return out
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def fit(task: TrainTask, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``task``; returns the last validated epoch: ``{epoch, metric, best, metrics}``."""
     from tqdm import tqdm
 
-    if cfg.task not in TASKS:
-        raise ValueError(f"task '{cfg.task}' must be one of {TASKS}")
+    cfg = task.cfg
     if not 0.0 <= cfg.ema < 1.0:
         raise ValueError(f"ema {cfg.ema} must be 0 (off) or a decay in (0, 1), e.g. 0.999")
+    task.check()
     rank, world = _distributed()
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set, val_set, class_names = build_datasets(cfg)
-    cfg.class_names = list(class_names)
-    cfg.num_classes = cfg.num_classes or len(class_names)
-    model = build_model(cfg, cfg.num_classes).to(device)
-    collate = detection_collate if cfg.task == "detection" else None
+    train_set, models = task.build(device, rank)
     if cfg.init and not resume:
-        calib = None
-        if cfg.init.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
-            plain = copy.copy(train_set)  # same samples (and decoded images), no augmentation
-            plain.augment = None
-            calib_set = torch.utils.data.Subset(plain, range(min(len(train_set), 16 * cfg.batch_size)))
-            calib = (
-                to_device(b[0], device)
-                for b in DataLoader(calib_set, cfg.batch_size, collate_fn=collate, num_workers=cfg.workers)
-            )
-        line = init_weights(model, cfg.init, cfg.task, calib)
-        if rank == 0:
+        line = task.initialise(device, rank)
+        if line and rank == 0:
             print(line)
-    weights = None
-    if cfg.task == "segmentation" and cfg.class_weights == "median_frequency":
-        weights = median_frequency_weights(train_set, cfg.num_classes)
-        if rank == 0:
-            print(
-                "class weights (median frequency): "
-                + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist()))
-            )
-        weights = weights.to(device)
-    elif cfg.class_weights not in ("none", "median_frequency"):
-        raise ValueError(f"class_weights '{cfg.class_weights}' must be none or median_frequency")
-    ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
-    # the weights that are validated, kept as best.pt and exported: the average when there is one
-    modules = {"model": ema.module, "train_model": model} if ema is not None else {"model": model}
-    net: torch.nn.Module = model
+    # the weights that are validated, kept as best.pt and exported: the averages when there are
+    averages = {k: WeightAverage(m, cfg.ema) for k, m in models.items()} if cfg.ema > 0 else {}
+    evaluated = {k: a.module for k, a in averages.items()} or models
+    saved = {**evaluated, **{f"train_{k}": m for k, m in models.items()}} if averages else models
+    nets = models
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        ids = [device.index] if device.type == "cuda" else None
+        nets = {k: torch.nn.parallel.DistributedDataParallel(m, device_ids=ids) for k, m in models.items()}
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, seed=cfg.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    pin = device.type == "cuda"
     loader = DataLoader(
         train_set,
         cfg.batch_size,
@@ -493,36 +309,41 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         sampler=sampler,
         generator=gen,
         num_workers=cfg.workers,
-        collate_fn=collate,
-        drop_last=len(train_set) > cfg.batch_size,
-        pin_memory=pin,
+        collate_fn=task.collate,
+        drop_last=len(train_set) > cfg.batch_size,  # type: ignore[arg-type]
+        pin_memory=device.type == "cuda",
         persistent_workers=cfg.workers > 0,
     )
-    val_loader = DataLoader(
-        val_set, cfg.batch_size, shuffle=False, num_workers=cfg.workers, collate_fn=collate, pin_memory=pin
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = [p for m in models.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
     plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min if world == 1 else 0.0)
-    start_epoch, step, best = 0, 0, -1.0
-    last = out / "last.pt"
+    worst = float("inf") if task.lower_is_better else -1.0
+    start_epoch, step, best = 0, 0, worst
     if resume:
-        start_epoch, step, best = resume_from(last, modules, opt, gen, -1.0)
+        start_epoch, step, best = resume_from(out / "last.pt", saved, opt, gen, worst)
         plan.resumed()
     log = open(out / "log.jsonl", "a") if rank == 0 else None
+
+    def write(entry: dict[str, Any]) -> None:
+        if log is not None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
     result: dict[str, Any] = {}
     run_steps = 0
     try:
         epoch = start_epoch
         while epoch < plan.epochs() and step < plan.total:
-            train_set.epoch = epoch
+            task.set_epoch(epoch)
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            net.train()
+            for m in models.values():
+                m.train()
             bar = tqdm(
                 loader,
                 total=steps_per_epoch,
-                desc=f"{cfg.task} epoch {epoch + 1}/{plan.epochs()}",
+                desc=f"{task.name} epoch {epoch + 1}/{plan.epochs()}",
                 disable=not progress or rank != 0,
                 unit="batch",
             )
@@ -530,23 +351,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             for b, batch in enumerate(bar):
                 if b >= steps_per_epoch or step >= plan.total:
                     break
-                if cfg.task == "detection":
-                    images, targets = to_device(batch, device)
-                    losses = model.loss(*net(images), targets)
-                else:
-                    images, labels = to_device(batch, device)
-                    loss = pixel_cross_entropy(net(images), labels, class_weights=weights)
-                    losses = {"total": loss}
-                optimizer_step(opt, model.parameters(), losses["total"], _lr_at(step, plan.total, cfg))
+                losses = task.loss(nets, to_device(batch, device))
+                optimizer_step(opt, params, losses["total"], lr_at(step, plan.total, cfg))
                 step += 1
-                if ema is not None:
-                    ema.update(model, step)
+                for k, avg in averages.items():
+                    avg.update(models[k], step)
                 run_steps += 1
                 decided = plan.after_step(run_steps, step)
                 cfg.epochs = plan.epochs()  # what the checkpoints and the card record
                 if decided is not None:
-                    if log is not None:
-                        log.write(json.dumps({**decided, "step": step}) + "\n")
+                    write({**decided, "step": step})
                     if progress and rank == 0:
                         print(
                             f"time budget: {decided['steps_per_second']:.2f} steps/s -> "
@@ -554,52 +368,46 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                         )
                 values = {k: float(v.detach()) for k, v in losses.items()}
                 bar.set_postfix(loss=f"{values['total']:.3f}")
-                if log is not None and (step % cfg.log_every == 0 or b == steps_per_epoch - 1):
-                    log.write(
-                        json.dumps(
-                            {"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}
-                        )
-                        + "\n"
-                    )
-                    log.flush()
+                if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
+                    write({"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values})
             if rank != 0:  # validation and checkpoints are rank 0's; every rank moves on an epoch
                 epoch += 1
                 continue
-            metrics = evaluate(cfg, modules["model"], val_loader, class_names, device)
-            entry = {
-                "kind": "val",
-                "epoch": epoch,
-                "step": step,
-                "seconds": time.monotonic() - t0,
-                "metric": metrics["metric"],
-                **{k: v for k, v in metrics.items() if k not in ("confusion_matrix",)},
-            }
-            assert log is not None
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            best = checkpoint_epoch(out, modules, opt, gen, cfg, epoch, step, metrics, best)
+            metrics = task.validate(evaluated, device)
+            validated = metrics is not None
+            metrics = metrics if validated else {"metric": float("nan")}
+            for m in evaluated.values():  # a validation may leave them in train mode
+                m.eval() if averages else m.train()
+            write(
+                {
+                    "kind": "val",
+                    "epoch": epoch,
+                    "step": step,
+                    "seconds": time.monotonic() - t0,
+                    **{k: v for k, v in metrics.items() if k not in task.unlogged},
+                }
+            )
+            best = checkpoint_epoch(
+                out,
+                saved,
+                opt,
+                gen,
+                cfg,
+                epoch,
+                step,
+                metrics,
+                best,
+                lower_is_better=task.lower_is_better,
+                best_without_validation=not validated,
+            )
             result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
             if progress:
-                print(
-                    f"epoch {epoch + 1}: {'mAP' if cfg.task == 'detection' else 'mIoU'} {metrics['metric']:.4f} "
-                    f"(best {best:.4f})"
-                )
+                print(f"epoch {epoch + 1}: {task.epoch_line(metrics, best)}")
             epoch += 1
     finally:
         if log is not None:
             log.close()
     return result
-
-
-def load_checkpoint(path: Path | str) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    """Model (eval mode), its training config and the checkpoint's metrics."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    c = ck["config"]
-    c["input_size"] = tuple(c["input_size"])
-    cfg = TrainConfig(**c)
-    model = build_model(cfg, cfg.num_classes)
-    model.load_state_dict(ck["model"])
-    return model.eval(), cfg, ck.get("metrics", {})
 
 
 def plot_log(run: Path | str, out: Path | str | None = None) -> Path:

@@ -1,14 +1,12 @@
-"""depth_node / odometry_node: one class, one depth inference per frame.
+"""depth_node: monocular metric depth, one inference per frame (odometry_node.py adds odometry on it).
 
 Inputs: ``image`` (any supported encoding), ``camera_info`` (sensor_msgs/CameraInfo next to it:
 needed for the point cloud, PnP odometry and the ground-plane scale), ``depth_reference``
 (32FC1/16UC1 metric depth, only with ``scale_source: depth_topic``).
 
 Outputs (input's header): ``~/depth`` 32FC1 metres at the input's size, ``~/depth_colored`` rgb8,
-``~/points`` PointCloud2 xyz + rgb in the camera optical frame; with ``odometry``: ``~/odometry``
-nav_msgs/Odometry (``odom_frame`` -> ``base_frame`` or the camera frame), ``~/path`` nav_msgs/Path
-and TF when tf2_ros is installed. Diagnostics say which scale source is used and its state, and
-why the last odometry frame was skipped.
+``~/points`` PointCloud2 xyz + rgb in the camera optical frame. Diagnostics say which scale source
+is used and its state.
 """
 
 from __future__ import annotations
@@ -17,17 +15,14 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image, PointCloud2
 
 from ..cloud_conversion import points_to_cloud2
 from ..image_conversion import image_to_numpy, image_to_rgb, numpy_to_image
 from ..node_base import FrameError, run_node
-from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
 from ..families.relative_depth import RelativeDepthScaler
 from ..pipelines.depth import DepthPipeline, DepthResult, colorize_depth, colorize_relative, depth_to_points
 from ..pipelines.metric_scale import ScaleEstimator
-from ..pipelines.odometry import Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
 from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, pose_from_xyzrpy
 from ..qos import output_qos
@@ -72,40 +67,7 @@ class DepthNode(ModelNode):
             )
         self.reference: deque = deque(maxlen=10)
         self.warned_no_info = False
-        self.estimator: Any = None
-        self.tracker: OdometryTracker | None = None
-        if params["odometry"]:
-            self.T_base_optical = T_BODY_OPTICAL
-            if params["base_frame"]:
-                self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
-            name = params["estimator"]
-            pose = self.load_model(params, "pose_model_path", "pose") if name == "posenet" else None
-            matcher = glue = None
-            if name == "pnp_learned":
-                from ..pipelines.matching import MatchingPipeline
-
-                matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
-                if params["glue_model_path"]:
-                    from ..families.lightglue import LightGlueMatcher
-
-                    glue = LightGlueMatcher(*self.load_model(params, "glue_model_path", "matcher"))
-            # hybrid: with the camera's height known, its essential motion takes its length from the
-            # ground's motion between frames (GroundScale), not from the depth network; the
-            # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
-            height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
-            self.estimator = make_estimator(
-                name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(camera_mount(params)), glue
-            )
-            self.tracker = OdometryTracker(
-                params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
-            )  # ~/path keeps its own path_length poses
         return pipe
-
-    def teardown(self) -> None:
-        if getattr(self, "estimator", None) is not None:
-            self.estimator.close()  # the pose network's or keypoint model's backends
-        self.estimator = None
-        super().teardown()
 
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.depth_pub = self.create_publisher(Image, "~/depth", output_qos()) if params["publish_depth"] else None
@@ -115,22 +77,6 @@ class DepthNode(ModelNode):
         self.points_pub = (
             self.create_publisher(PointCloud2, "~/points", output_qos(2)) if params["publish_points"] else None
         )
-        self.odom_pub = self.path_pub = self.tf = None
-        if params["odometry"]:
-            self.odom_pub = self.create_publisher(Odometry, "~/odometry", output_qos())
-            self.path_pub = self.create_publisher(Path, "~/path", output_qos(2))
-            self.path = Path()
-            self.path_poses: deque = deque(maxlen=params["path_length"])
-            if params["publish_tf"]:
-                try:
-                    from tf2_ros import TransformBroadcaster
-
-                    self.tf = TransformBroadcaster(self)
-                except ImportError:
-                    self.get_logger().info(
-                        "tf2_ros is not installed: no TF broadcast; ~/odometry and ~/path carry "
-                        "the same poses (the bag recorder writes /tf through rosbags)"
-                    )
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
@@ -171,8 +117,11 @@ class DepthNode(ModelNode):
                 raise FrameError("depth model output is NaN/inf everywhere")
         self.publish_result(msg, rgb, result)
 
-    def publish_result(self, msg: Any, rgb: np.ndarray, result: DepthResult) -> None:
-        """Scale, then depth / colour / cloud, then odometry from the same depth."""
+    def publish_result(
+        self, msg: Any, rgb: np.ndarray, result: DepthResult
+    ) -> tuple[np.ndarray, np.ndarray | None, int, float] | None:
+        """Scale, then depth / colour / cloud; returns (metric depth, K, stamp, scale) for what
+        comes after depth (odometry_node), None when there is no metric depth to publish."""
         K = self.K_for(rgb.shape[:2])
         if K is None and not self.warned_no_info:
             self.get_logger().warn(
@@ -187,7 +136,7 @@ class DepthNode(ModelNode):
             if metric is None:  # nothing metric to publish: the normalised picture only
                 if self.colored_pub is not None and self.colored_pub.get_subscription_count() > 0:
                     self.colored_pub.publish(numpy_to_image(colorize_relative(result.relative), "rgb8", msg.header))
-                return
+                return None
             result.depth, s = metric, 1.0
         else:
             with self.timer.stage("scale"):
@@ -207,9 +156,7 @@ class DepthNode(ModelNode):
                     depth, K, self.params["point_decimation"], rgb, self.params["max_point_depth"]
                 )
                 self.points_pub.publish(points_to_cloud2(xyz, colours, msg.header))
-        if self.tracker is not None:
-            with self.timer.stage("odometry"):
-                self._odometry(msg, rgb, depth, K, stamp, s if s is not None else 1.0)
+        return depth, K, stamp, s if s is not None else 1.0
 
     def _relative_to_metric(self, result: DepthResult, K: np.ndarray | None, stamp: int) -> np.ndarray | None:
         """A relative-depth model's metric depth from this frame's scale + shift fit (None: no metric
@@ -251,48 +198,6 @@ class DepthNode(ModelNode):
         """The latest metric depth_reference within 50 ms of ``stamp`` (None: none)."""
         match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
         return match[-1] if match else None
-
-    def _odometry(
-        self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float
-    ) -> None:
-        assert self.tracker is not None
-        reset = self.tracker.needs_reset(stamp)
-        if reset:
-            self.estimator.reset()
-            self.get_logger().warn(f"odometry: {reset}; estimators reset", throttle_duration_sec=2.0)
-        motion: Motion | None
-        if isinstance(self.estimator, PoseNetOdometry):
-            motion = self.estimator.estimate(rgb, scale)
-        elif K is None:
-            motion = Motion(None, reason="no CameraInfo")
-        else:
-            # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
-            motion = self.estimator.estimate(rgb, depth, K, ground_plane=self.scale.ground_plane(scale))
-            ground = getattr(self.estimator, "ground", None)
-            if ground is not None:
-                self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
-        state = self.tracker.update(stamp, motion)
-        if not state.ok and state.skip is not Skip.FIRST_FRAME:
-            self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)
-        self.counters["odometry"] = (
-            f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped "
-            f"{state.skipped}, resets {state.resets})"
-        )
-        child = self.params["base_frame"] or msg.header.frame_id
-        odom = odometry_message(
-            state,
-            msg.header,
-            self.params["odom_frame"],
-            child,
-            self.T_base_optical if self.params["base_frame"] else None,
-        )
-        self.odom_pub.publish(odom)
-        self.path_poses.append(pose_stamped(odom))
-        self.path.header = odom.header
-        self.path.poses = list(self.path_poses)
-        self.path_pub.publish(self.path)
-        if self.tf is not None:
-            self.tf.sendTransform(transform_stamped(odom))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,14 +1,135 @@
-"""odometry_node: the depth node with odometry on by default (see depth_node.py): one depth
-inference per frame feeds depth, the point cloud and the motion estimate."""
+"""odometry_node: monocular visual odometry on the depth node's inference (one per frame).
+
+Everything depth_node publishes (``~/depth``, ``~/depth_colored``, ``~/points``), and from the same
+metric depth the camera's motion: ``~/odometry`` nav_msgs/Odometry (``odom_frame`` ->
+``base_frame`` or the camera frame, REP-105), ``~/path`` nav_msgs/Path and TF when tf2_ros is
+installed. The frame-to-frame estimator (``estimator``: posenet, pnp, pnp_learned, essential,
+hybrid; ``pipelines/odometry/estimators.py``) and the tracker that chains its motions and decides
+what to skip (``pipelines/odometry/tracker.py``) belong to this node; the messages are built in
+``odometry_conversion.py``. Diagnostics say why the last odometry frame was skipped.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Any
+
+import numpy as np
+from nav_msgs.msg import Odometry, Path
+
 from ..node_base import run_node
-from .depth_node import DepthNode
+from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
+from ..pipelines.depth import DepthPipeline, DepthResult
+from ..pipelines.odometry import Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
+from ..qos import output_qos
+from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, pose_from_xyzrpy
+from .depth_node import DepthNode, camera_mount
 
 
 class OdometryNode(DepthNode):
     schema_name = "odometry_node"
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
+        pipe = super().build_pipeline(backend, card, params)
+        self.T_base_optical = T_BODY_OPTICAL
+        if params["base_frame"]:
+            self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
+        name = params["estimator"]
+        pose = self.load_model(params, "pose_model_path", "pose") if name == "posenet" else None
+        matcher = glue = None
+        if name == "pnp_learned":
+            from ..pipelines.matching import MatchingPipeline
+
+            matcher = MatchingPipeline(*self.load_model(params, "matcher_model_path", "matching"))
+            if params["glue_model_path"]:
+                from ..families.lightglue import LightGlueMatcher
+
+                glue = LightGlueMatcher(*self.load_model(params, "glue_model_path", "matcher"))
+        # hybrid: with the camera's height known, its essential motion takes its length from the
+        # ground's motion between frames (GroundScale), not from the depth network; the
+        # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
+        height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
+        self.estimator: Any = make_estimator(
+            name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(camera_mount(params)), glue
+        )
+        self.tracker = OdometryTracker(
+            params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
+        )  # ~/path keeps its own path_length poses
+        return pipe
+
+    def teardown(self) -> None:
+        if getattr(self, "estimator", None) is not None:
+            self.estimator.close()  # the pose network's or keypoint model's backends
+        self.estimator = None
+        super().teardown()
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        super().create_outputs(params)
+        self.odom_pub = self.create_publisher(Odometry, "~/odometry", output_qos())
+        self.path_pub = self.create_publisher(Path, "~/path", output_qos(2))
+        self.path = Path()
+        self.path_poses: deque = deque(maxlen=params["path_length"])
+        self.tf = None
+        if params["publish_tf"]:
+            try:
+                from tf2_ros import TransformBroadcaster
+
+                self.tf = TransformBroadcaster(self)
+            except ImportError:
+                self.get_logger().info(
+                    "tf2_ros is not installed: no TF broadcast; ~/odometry and ~/path carry "
+                    "the same poses (the bag recorder writes /tf through rosbags)"
+                )
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, result: DepthResult) -> Any:
+        """Depth as depth_node, then the motion from the same metric depth."""
+        published = super().publish_result(msg, rgb, result)
+        if published is not None:
+            depth, K, stamp, scale = published
+            with self.timer.stage("odometry"):
+                self._odometry(msg, rgb, depth, K, stamp, scale)
+        return published
+
+    def _odometry(
+        self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float
+    ) -> None:
+        reset = self.tracker.needs_reset(stamp)
+        if reset:
+            self.estimator.reset()
+            self.get_logger().warn(f"odometry: {reset}; estimators reset", throttle_duration_sec=2.0)
+        motion: Motion | None
+        if isinstance(self.estimator, PoseNetOdometry):
+            motion = self.estimator.estimate(rgb, scale)
+        elif K is None:
+            motion = Motion(None, reason="no CameraInfo")
+        else:
+            # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
+            motion = self.estimator.estimate(rgb, depth, K, ground_plane=self.scale.ground_plane(scale))
+            ground = getattr(self.estimator, "ground", None)
+            if ground is not None:
+                self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
+        state = self.tracker.update(stamp, motion)
+        if not state.ok and state.skip is not Skip.FIRST_FRAME:
+            self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)
+        self.counters["odometry"] = (
+            f"{'ok' if state.ok else 'skipped: ' + state.status} (frames {state.frames}, skipped "
+            f"{state.skipped}, resets {state.resets})"
+        )
+        child = self.params["base_frame"] or msg.header.frame_id
+        odom = odometry_message(
+            state,
+            msg.header,
+            self.params["odom_frame"],
+            child,
+            self.T_base_optical if self.params["base_frame"] else None,
+        )
+        self.odom_pub.publish(odom)
+        self.path_poses.append(pose_stamped(odom))
+        self.path.header = odom.header
+        self.path.poses = list(self.path_poses)
+        self.path_pub.publish(self.path)
+        if self.tf is not None:
+            self.tf.sendTransform(transform_stamped(odom))
 
 
 def main(args: list[str] | None = None) -> None:

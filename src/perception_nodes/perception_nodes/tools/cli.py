@@ -23,8 +23,22 @@ from typing import Any
 from ..bag_io import BagError
 from ..exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_FRAMES_LOST, EXIT_FRAMES_REJECTED, EXIT_OK
 from ..profile import ProfileError, load_profile, parse_set
+from ..tasks import EVAL_OUTPUTS
 from ..workspace import resolve_path, workspace_root
 from .replay import GROUND_TRUTH_PREFIX, ReplayInputError, frame_publish_times, replay
+
+
+def perception_argv(*args: str) -> list[str]:
+    """``perception ARGS`` as a command line for this interpreter (tests, benchmarks and probes
+    start the CLI as a process, as a user would)."""
+    return [sys.executable, "-m", "perception_nodes.tools.cli", *args]
+
+
+def replay_argv(bag: Path | str, out: Path | str, profile: str = "generic_replay", *sets: str) -> list[str]:
+    """``perception replay --bag BAG --profile PROFILE --out OUT --set S ...``."""
+    return perception_argv(
+        "replay", "--bag", str(bag), "--profile", profile, "--out", str(out), *(a for s in sets for a in ("--set", s))
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -164,7 +178,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cache = resolve_path(args.cache)
     models = workspace_root() / "models"
     tasks = (
-        (models / "detector.onnx").is_file() and (models / "segmenter.onnx").is_file() or bool(args.profile)
+        (models / "detection.onnx").is_file() and (models / "segmentation.onnx").is_file() or bool(args.profile)
     ) and not args.generic
     if tasks:
         # the shipped detector and segmenter on a synthetic driving scene they have not seen
@@ -247,10 +261,6 @@ def _print_detection_summary(recording: Path) -> None:
         for d in store.deserialize_cdr(raw, msgtype).detections:
             counts[d.class_name] += 1
     print(f"  detections over {frames} frames: {dict(counts.most_common())}")
-
-
-# outputs perception eval scores, by their topic's last name (the task keys of evaluate_recording)
-EVAL_OUTPUTS = ("detections", "labels", "depth", "odometry", "matches")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

@@ -30,27 +30,11 @@ from ..exit_codes import (
     EXIT_OK,
 )
 from ..profile import ProfileError, load_profile
+from ..tasks import PER_FRAME_OUTPUTS, PROCESSING_NODES
 from ..workspace import resolve_path
 from .resources import ResourceMonitor
 
 GROUND_TRUTH_PREFIX = "/ground_truth/"
-PROCESSING_EXECUTABLES = {
-    "generic_onnx_node",
-    "detection_node",
-    "segmentation_node",
-    "depth_node",
-    "odometry_node",
-    "matching_node",
-}
-# outputs every input frame must get exactly one of (others are optional: drawn images while
-# nobody subscribes, a point cloud before CameraInfo arrived, a match picture for the first frame)
-PER_FRAME_OUTPUTS = {
-    "detection_node": ("detections",),
-    "segmentation_node": ("labels",),
-    "depth_node": ("depth",),
-    "odometry_node": ("depth", "odometry", "path"),
-    "matching_node": ("keypoints", "matches"),
-}
 
 
 def check_one_result_per_frame(
@@ -100,7 +84,7 @@ def replay(
 
     check_replay_input(bag, frame_topic, mode)
     profile = load_profile(profile_name, overrides)
-    processing = [n for n in profile.nodes if n.executable in PROCESSING_EXECUTABLES]
+    processing = [n for n in profile.nodes if n.executable in PROCESSING_NODES]
     if skip_missing_models:
         from ..profile import effective_parameters
 

@@ -7,16 +7,14 @@ own bags (no labels) adapt it to the robot's camera and world.
     perception-models train --task depth --bag robot.mcap --topic /camera/image_raw --val ... --out runs/depth_robot \\
         --init runs/depth/best.pt
 
-Validation each epoch on sets with ground truth: depth errors (absolute and median-scaled,
-``metrics/depth.py``) and the trajectory chained from the pose network (ATE with SE(3) and Sim(3)
-alignment, ``metrics/odometry.py``). ``best.pt`` keeps the lowest AbsRel (absolute when the run is
-supervised, median-scaled when it is not).
+A task of the one training loop (``trainer.py``). Validation each epoch on sets with ground truth:
+depth errors (absolute and median-scaled, ``metrics/depth.py``) and the trajectory chained from the
+pose network (ATE with SE(3) and Sim(3) alignment, ``metrics/odometry.py``). ``best.pt`` keeps the
+lowest AbsRel (absolute when the run is supervised, median-scaled when it is not).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from ..metrics.depth import DepthEvaluator
 from ..models.depth import DepthConfig, DepthNet, PoseNet, canonical_factor, disp_to_depth
@@ -41,16 +38,7 @@ from .depth_data import (
     load_synthetic_sequence,
     read_camera_matrix,
 )
-from .trainer import (
-    StepPlan,
-    _lr_at,
-    _seed_everything,
-    checkpoint_epoch,
-    optimizer_step,
-    resolve_device,
-    resume_from,
-    to_device,
-)
+from .trainer import TrainTask, fit, to_device
 
 
 @dataclass
@@ -87,6 +75,7 @@ class DepthTrainConfig:
     cache_images: bool = False  # decode every training frame once, at the network size
     device: str = "auto"
     time_budget_min: float = 0.0
+    ema: float = 0.0  # > 0: decay of the weights' moving average (trainer.WeightAverage)
 
     @property
     def metric_name(self) -> str:
@@ -219,135 +208,77 @@ def build_depth_models(cfg: DepthTrainConfig) -> tuple[DepthNet, PoseNet]:
     ), PoseNet()
 
 
-def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    from tqdm import tqdm
+class DepthTask(TrainTask):
+    """Depth + pose networks: photometric reprojection, smoothness and (where ground truth
+    exists) the scale-invariant log loss; ``best.pt`` keeps the lowest AbsRel."""
 
-    if not cfg.data and not cfg.bags:
-        raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
-    if cfg.supervised <= 0 and cfg.photometric <= 0:
-        raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
-    if not cfg.canonical_focal >= 0:
-        raise ValueError(
-            f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}"
-        )
-    if any(s % 32 for s in cfg.input_size):
-        raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
-    if cfg.val:  # the validation's trajectory errors need evo: fail now, not after the first epoch
-        import importlib.util
+    name = "depth"
+    lower_is_better = True
 
-        if importlib.util.find_spec("evo") is None:
+    def check(self) -> None:
+        cfg = self.cfg
+        if not cfg.data and not cfg.bags:
+            raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
+        if cfg.supervised <= 0 and cfg.photometric <= 0:
+            raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
+        if not cfg.canonical_focal >= 0:
             raise ValueError(
-                "--val needs the evo package for the trajectory errors (pip install evo), or train without --val"
+                f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}"
             )
-    _seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sequences = load_sequences(cfg, cfg.data, with_bags=True)
-    if cfg.cache_images:
-        print(
-            f"cached the training frames at the network size: {cache_inputs(sequences, cfg.input_size) / 2**20:.0f} MiB"
-        )
-    train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
-    depth_net, pose_net = build_depth_models(cfg)
-    depth_net.to(device)
-    pose_net.to(device)
-    params = list(depth_net.parameters()) + list(pose_net.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_set,
-        cfg.batch_size,
-        shuffle=True,
-        generator=gen,
-        num_workers=cfg.workers,
-        drop_last=len(train_set) > cfg.batch_size,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.workers > 0,
-    )
-    steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
-    plan = StepPlan(steps_per_epoch, cfg.epochs, cfg.time_budget_min)
-    start_epoch, step, best = 0, 0, float("inf")
-    last = out / "last.pt"
-    if resume:
-        start_epoch, step, best = resume_from(last, {"depth": depth_net, "pose": pose_net}, opt, gen, float("inf"))
-        plan.resumed()
-    elif cfg.init.endswith(".onnx"):
-        print(init_from_onnx(cfg, depth_net, pose_net, train_set, device))
-    elif cfg.init:
+        if any(s % 32 for s in cfg.input_size):
+            raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
+        if cfg.val:  # the validation's trajectory errors need evo: fail now, not after the first epoch
+            import importlib.util
+
+            if importlib.util.find_spec("evo") is None:
+                raise ValueError(
+                    "--val needs the evo package for the trajectory errors (pip install evo), or train without --val"
+                )
+
+    def build(self, device: torch.device, rank: int):
+        cfg = self.cfg
+        sequences = load_sequences(cfg, cfg.data, with_bags=True)
+        if cfg.cache_images and rank == 0:
+            print(
+                "cached the training frames at the network size: "
+                f"{cache_inputs(sequences, cfg.input_size) / 2**20:.0f} MiB"
+            )
+        elif cfg.cache_images:
+            cache_inputs(sequences, cfg.input_size)
+        self.train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
+        self.depth_net, self.pose_net = (m.to(device) for m in build_depth_models(cfg))
+        return self.train_set, {"depth": self.depth_net, "pose": self.pose_net}
+
+    def initialise(self, device: torch.device, rank: int) -> str:
+        cfg = self.cfg
+        if cfg.init.endswith(".onnx"):
+            return init_from_onnx(cfg, self.depth_net, self.pose_net, self.train_set, device)
         ck = torch.load(cfg.init, map_location="cpu", weights_only=True)
         if "depth" not in ck:
             raise ValueError(f"--init {cfg.init}: not a depth checkpoint (no 'depth' weights)")
-        depth_net.load_state_dict(ck["depth"])
-        pose_net.load_state_dict(ck["pose"])
-        print(f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})")
-    result: dict[str, Any] = {}
-    run_steps = 0
-    with open(out / "log.jsonl", "a") as log:
-        epoch = start_epoch
-        while epoch < plan.epochs() and step < plan.total:
-            train_set.epoch = epoch
-            depth_net.train()
-            pose_net.train()
-            bar = tqdm(
-                loader,
-                total=steps_per_epoch,
-                desc=f"depth epoch {epoch + 1}/{plan.epochs()}",
-                disable=not progress,
-                unit="batch",
-            )
-            t0 = time.monotonic()
-            for b, batch in enumerate(bar):
-                if b >= steps_per_epoch or step >= plan.total:
-                    break
-                losses = depth_losses(cfg, depth_net, pose_net, to_device(batch, device))
-                optimizer_step(opt, params, losses["total"], _lr_at(step, plan.total, cfg))  # type: ignore[arg-type]
-                step += 1
-                run_steps += 1
-                decided = plan.after_step(run_steps, step)
-                cfg.epochs = plan.epochs()
-                if decided is not None:
-                    log.write(json.dumps({**decided, "step": step}) + "\n")
-                    if progress:
-                        print(
-                            f"time budget: {decided['steps_per_second']:.2f} steps/s -> "
-                            f"{decided['planned_steps']} steps"
-                        )
-                values = {k: float(v.detach()) for k, v in losses.items()}
-                bar.set_postfix(loss=f"{values['total']:.3f}")
-                if step % cfg.log_every == 0 or b == steps_per_epoch - 1:
-                    log.write(
-                        json.dumps(
-                            {"kind": "train", "epoch": epoch, "step": step, "lr": opt.param_groups[0]["lr"], **values}
-                        )
-                        + "\n"
-                    )
-                    log.flush()
-            metrics = evaluate_depth(cfg, depth_net, pose_net, cfg.val, device) if cfg.val else {"metric": float("nan")}
-            log.write(
-                json.dumps({"kind": "val", "epoch": epoch, "step": step, "seconds": time.monotonic() - t0, **metrics})
-                + "\n"
-            )
-            log.flush()
-            best = checkpoint_epoch(
-                out,
-                {"depth": depth_net, "pose": pose_net},
-                opt,
-                gen,
-                cfg,
-                epoch,
-                step,
-                metrics,
-                best,
-                lower_is_better=True,
-                best_without_validation=not cfg.val,
-            )
-            result = {"epoch": epoch, "metric": metrics["metric"], "best": best, "metrics": metrics}
-            if progress:
-                ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""
-                print(f"epoch {epoch + 1}: {cfg.metric_name} {metrics['metric']:.4f} (best {best:.4f}){ate}")
-            epoch += 1
-    return result
+        self.depth_net.load_state_dict(ck["depth"])
+        self.pose_net.load_state_dict(ck["pose"])
+        return f"initialised from {cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_set.epoch = epoch
+
+    def loss(self, nets: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor]:
+        return depth_losses(self.cfg, nets["depth"], nets["pose"], batch)  # type: ignore[arg-type]
+
+    def validate(self, modules: dict[str, torch.nn.Module], device: torch.device) -> dict[str, Any] | None:
+        if not self.cfg.val:
+            return None
+        return evaluate_depth(self.cfg, modules["depth"], modules["pose"], self.cfg.val, device)  # type: ignore[arg-type]
+
+    def epoch_line(self, metrics: dict[str, Any], best: float) -> str:
+        ate = f", ATE {metrics['ate_sim3_percent']:.2f} % (Sim(3))" if "ate_sim3_percent" in metrics else ""
+        return f"{self.cfg.metric_name} {metrics['metric']:.4f} (best {best:.4f}){ate}"
+
+
+def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train the depth and pose networks with the one loop (``trainer.fit``)."""
+    return fit(DepthTask(cfg), resume, progress)
 
 
 def init_from_onnx(
