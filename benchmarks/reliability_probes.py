@@ -28,7 +28,8 @@ import rclpy
 import yaml
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from perception_msgs.msg import Detection2DArray, FrameStatus
+from perception_msgs.msg import FrameStatus
+from vision_msgs.msg import Detection2DArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node

@@ -3,7 +3,7 @@
 #
 #   docker build -f docker/desktop.Dockerfile -t perception:desktop .
 #   docker run --rm -it --gpus all --net host --ipc host --device /dev/video0 \
-#       -v perception-engines:/cache/engines perception:desktop camera_generic
+#       -v perception-engines:/cache/engines perception:desktop camera_detection
 #
 # The workspace is built with colcon against the system ROS (install path (b) of the README).
 # TensorRT engines are NOT built here: an engine only runs on the GPU model and TensorRT version
@@ -23,7 +23,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
     PERCEPTION_ROOT=/opt/perception \
     PERCEPTION_ENGINE_CACHE=/cache/engines \
-    PERCEPTION_PROFILE=camera_generic \
+    PERCEPTION_PROFILE=camera_detection \
     PIP_NO_CACHE_DIR=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1
@@ -42,7 +42,7 @@ RUN apt-get update \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         "ros-${ROS_DISTRO}-ros-base" "ros-${ROS_DISTRO}-rmw-fastrtps-cpp" \
-        "ros-${ROS_DISTRO}-rosidl-default-generators" \
+        "ros-${ROS_DISTRO}-rosidl-default-generators" "ros-${ROS_DISTRO}-vision-msgs" \
         python3-colcon-common-extensions python3-pip build-essential cmake v4l-utils \
         "libnvinfer10=${TENSORRT_VERSION}" "libnvinfer-plugin10=${TENSORRT_VERSION}" \
         "libnvonnxparsers10=${TENSORRT_VERSION}" "python3-libnvinfer=${TENSORRT_VERSION}" \
@@ -54,19 +54,22 @@ COPY docker/requirements.txt docker/requirements.lock docker/
 RUN pip3 install --no-cache-dir --require-hashes -r docker/requirements.lock
 
 COPY colcon.meta colcon_defaults.yaml ./
+# launch/, config/, rviz/ and models/ are installed into share/perception_nodes by the build;
+# vision_msgs comes from apt here (src/vision_msgs is only for installs without it)
+COPY launch/ launch/
+COPY config/ config/
+COPY rviz/ rviz/
+COPY models/ models/
 COPY src/ src/
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" \
- && colcon build --merge-install --install-base install --event-handlers console_cohesion+ \
+ && colcon build --merge-install --install-base install --packages-skip vision_msgs \
+        --event-handlers console_cohesion+ \
  && rm -rf build log
-
-COPY config/ config/
-COPY launch/ launch/
-COPY models/ models/
-# The generic node's smoke-test model (what camera_generic runs until a task profile is chosen).
+# The generic node's smoke-test model (profile camera_generic: a camera through any ONNX model).
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" && source install/setup.bash \
  && python3 -c "from perception_nodes.tools.demo_assets import make_demo_model; make_demo_model('cache/demo/demo_model.onnx')"
 COPY docker/entrypoint.sh /usr/local/bin/perception-entrypoint
 
 VOLUME ["/cache/engines"]
 ENTRYPOINT ["/usr/local/bin/perception-entrypoint"]
-CMD ["camera_generic"]
+CMD ["camera_detection"]

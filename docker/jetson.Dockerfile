@@ -4,7 +4,7 @@
 #
 #   docker build -f docker/jetson.Dockerfile -t perception:jetson .      # on the Jetson
 #   docker run --rm -it --runtime nvidia --net host --ipc host --device /dev/video0 \
-#       -v perception-engines:/cache/engines perception:jetson camera_generic
+#       -v perception-engines:/cache/engines perception:jetson camera_detection
 #
 # ROS 2: Jazzy's apt packages target Ubuntu 24.04 and JetPack 6 is Ubuntu 22.04, so this image
 # installs Humble from packages.ros.org, as most Jetson users do (for Jazzy, build it from source
@@ -21,7 +21,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
     PERCEPTION_ROOT=/opt/perception \
     PERCEPTION_ENGINE_CACHE=/cache/engines \
-    PERCEPTION_PROFILE=camera_generic \
+    PERCEPTION_PROFILE=camera_detection \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
@@ -37,7 +37,7 @@ RUN apt-get update \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         "ros-${ROS_DISTRO}-ros-base" "ros-${ROS_DISTRO}-rmw-fastrtps-cpp" \
-        "ros-${ROS_DISTRO}-rosidl-default-generators" \
+        "ros-${ROS_DISTRO}-rosidl-default-generators" "ros-${ROS_DISTRO}-vision-msgs" \
         python3-colcon-common-extensions python3-pip build-essential cmake v4l-utils \
  && rm -rf /var/lib/apt/lists/*
 
@@ -48,19 +48,22 @@ COPY docker/requirements.txt docker/requirements.lock docker/
 RUN pip3 install --no-cache-dir --require-hashes -r docker/requirements.lock
 
 COPY colcon.meta colcon_defaults.yaml ./
+# launch/, config/, rviz/ and models/ are installed into share/perception_nodes by the build;
+# vision_msgs comes from apt here (src/vision_msgs is only for installs without it)
+COPY launch/ launch/
+COPY config/ config/
+COPY rviz/ rviz/
+COPY models/ models/
 COPY src/ src/
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" \
- && colcon build --merge-install --install-base install --event-handlers console_cohesion+ \
+ && colcon build --merge-install --install-base install --packages-skip vision_msgs \
+        --event-handlers console_cohesion+ \
  && rm -rf build log
-
-COPY config/ config/
-COPY launch/ launch/
-COPY models/ models/
-# The generic node's smoke-test model (what camera_generic runs until a task profile is chosen).
+# The generic node's smoke-test model (profile camera_generic: a camera through any ONNX model).
 RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" && source install/setup.bash \
  && python3 -c "from perception_nodes.tools.demo_assets import make_demo_model; make_demo_model('cache/demo/demo_model.onnx')"
 COPY docker/entrypoint.sh /usr/local/bin/perception-entrypoint
 
 VOLUME ["/cache/engines"]
 ENTRYPOINT ["/usr/local/bin/perception-entrypoint"]
-CMD ["camera_generic"]
+CMD ["camera_detection"]

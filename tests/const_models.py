@@ -51,3 +51,17 @@ def write_card(path, task, classes=CLASSES, **extra):
     }
     card_path(path).write_text(yaml.safe_dump(card))
     return load_card(path, task)
+
+
+def const_detector(tmp_path, boxes, scores, labels):
+    """A detector (our export's layout: boxes, scores, labels at the network input) that always
+    outputs these rows, with its card (classes CLASSES); returns (model path, card)."""
+    path = const_model(
+        tmp_path / "det.onnx",
+        {
+            "boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4),
+            "scores": np.asarray(scores, np.float32).reshape(1, -1),
+            "labels": np.asarray(labels, np.int32).reshape(1, -1),
+        },
+    )
+    return path, write_card(path, "detection")

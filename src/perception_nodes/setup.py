@@ -1,3 +1,4 @@
+import os
 import runpy
 from pathlib import Path
 
@@ -7,6 +8,32 @@ package_name = "perception_nodes"
 
 # the node executables come from the task registry (perception_nodes/tasks.py: standard library only)
 NODES = runpy.run_path(str(Path(__file__).parent / package_name / "tasks.py"))["NODE_EXECUTABLES"]
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parents[1]  # launch/, config/, rviz/ and models/ sit at the workspace root
+# what `ros2 launch perception_nodes ...` and a robot's bringup need from share/perception_nodes
+SHARE = {
+    "launch": ["*.launch.py"],
+    "config": ["*.yaml", "*.xml"],
+    "config/profiles": ["*.yaml"],
+    "config/cameras": ["*.yaml"],
+    "config/class_maps": ["*.yaml"],
+    "rviz": ["*.rviz"],
+    "models": ["*.onnx", "*.yaml", "README.md"],
+}
+
+
+def share_files() -> list[tuple[str, list[str]]]:
+    """data_files for the share folder; none for a copy of this package alone (no checkout around it)."""
+    if not (CHECKOUT / "config" / "profiles").is_dir():
+        return []
+    out = []
+    for folder, patterns in SHARE.items():
+        files = sorted({f for pattern in patterns for f in (CHECKOUT / folder).glob(pattern) if f.is_file()})
+        if files:
+            out.append((f"share/{package_name}/{folder}", [os.path.relpath(f, HERE) for f in files]))
+    return out
+
 
 setup(
     name=package_name,
@@ -19,6 +46,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
+        *share_files(),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},

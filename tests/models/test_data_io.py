@@ -153,7 +153,8 @@ def test_bag_has_every_topic_and_reads_back(written):
     ):
         assert topics[t][1] == N, t
     assert topics["/tf_static"][1] == 1
-    assert topics["/ground_truth/detections"][0] == "perception_msgs/msg/Detection2DArray"
+    assert topics["/ground_truth/detections"][0] == "vision_msgs/msg/Detection2DArray"
+    assert topics["/ground_truth/label_info"] == ("vision_msgs/msg/LabelInfo", 1)
     imgs = list(read_images(out / "bag"))
     assert [i.rgb.tobytes() for i in imgs] == [f.rgb.tobytes() for f in frames]
     np.testing.assert_allclose(imgs[0].K, seq.K)
@@ -162,9 +163,14 @@ def test_bag_has_every_topic_and_reads_back(written):
     assert depth[2].encoding == "32FC1" and np.array_equal(depth[2].rgb, frames[2].depth)
     store = typestore()
     dets = [store.deserialize_cdr(raw, t) for _, t, _, raw in read_messages(out / "bag", ["/ground_truth/detections"])]
+    from perception_nodes.detection_conversion import label_map, read_detections
+
+    ((_t, mt, _s, raw),) = read_messages(out / "bag", ["/ground_truth/label_info"])
+    names = label_map(store.deserialize_cdr(raw, mt))
     f = frames[3]
-    got = sorted((d.id, d.center_x, d.size_x, d.class_name) for d in dets[3].detections)
-    want = sorted((b.instance, (b.x0 + b.x1 + 1) / 2, float(b.x1 - b.x0 + 1), b.class_name) for b in f.boxes)
+    boxes = zip(dets[3].detections, read_detections(dets[3], names))
+    got = sorted((d.id, b.x0 + b.x1, b.x1 - b.x0, b.class_name) for d, b in boxes)
+    want = sorted((str(b.instance), float(b.x0 + b.x1 + 1), float(b.x1 - b.x0 + 1), b.class_name) for b in f.boxes)
     assert got == want
     odo = [store.deserialize_cdr(raw, t) for _, t, _, raw in read_messages(out / "bag", ["/ground_truth/odometry"])]
     p = odo[4].pose.pose.position

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from perception_nodes.bag_io import BagError, BagWriter, bag_info, header_stamp_ns, read_messages, typestore
@@ -18,33 +19,31 @@ def test_demo_bag_topics_and_raw_stamps(demo_bag):
         assert (msg.width, msg.height, msg.encoding) == (640, 480, "rgb8")
 
 
-def test_perception_msgs_round_trip_through_a_bag(tmp_path):
+def test_vision_msgs_detections_round_trip_through_a_bag(tmp_path):
+    """vision_msgs (built from the project's definitions where no package exists) is registered in
+    the bags' typestore: detections and their unknown ground positions (NaN) survive a bag."""
+    from types import SimpleNamespace
+
+    from perception_nodes.detection_conversion import detections_message, read_detections
+
     store = typestore()
     T = store.types
-    det = T["perception_msgs/msg/Detection2D"](
-        class_id=2,
-        class_name="cone",
-        score=0.9,
-        center_x=10.0,
-        center_y=20.0,
-        size_x=5.0,
-        size_y=6.0,
-        id=-1,
-        ground_valid=True,
-        ground_x=1.0,
-        ground_y=1.5,
-        ground_z=12.0,
-    )
     hdr = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=3, nanosec=4), frame_id="cam")
-    arr = T["perception_msgs/msg/Detection2DArray"](header=hdr, detections=[det])
+    det = SimpleNamespace(boxes=np.array([[5.0, 17.0, 15.0, 23.0], [0, 0, 4, 4]]), class_ids=[2, 0], scores=[0.9, 0.4])
+    ros = detections_message(hdr, det, (np.array([[1.0, 1.5, 12.0], [0, 0, 0]]), np.array([True, False])))
+    # the rclpy message -> the bag's (rosbags) type, field for field through CDR
+    from rclpy.serialization import serialize_message
+
+    raw = serialize_message(ros)
+    arr = store.deserialize_cdr(raw, "vision_msgs/msg/Detection2DArray")
     with BagWriter(tmp_path / "b", store) as w:
         w.write("/det", arr, 3_000_000_004)
     ((_t, msgtype, _ts, cdr),) = read_messages(tmp_path / "b")
-    back = store.deserialize_cdr(cdr, msgtype)
-    assert (
-        back.detections[0].class_name == "cone" and back.detections[0].id == -1 and back.detections[0].ground_z == 12.0
-    )
-    assert header_stamp_ns(cdr) == 3_000_000_004
+    assert msgtype == "vision_msgs/msg/Detection2DArray" and header_stamp_ns(cdr) == 3_000_000_004
+    cone, other = read_detections(store.deserialize_cdr(cdr, msgtype), ["person", "car", "cone"])
+    assert (cone.class_name, cone.score, cone.ground) == ("cone", pytest.approx(0.9), (1.0, 1.5, 12.0))
+    assert (cone.x0, cone.y0, cone.x1, cone.y1) == (5.0, 17.0, 15.0, 23.0)
+    assert other.class_name == "person" and other.ground is None
 
 
 def test_missing_truncated_and_wrong_topic(tmp_path, demo_bag):
@@ -69,8 +68,8 @@ def test_header_stamp_from_short_buffer():
 
 
 def test_a_bag_reads_with_the_message_definitions_it_was_written_with(tmp_path):
-    """perception_msgs evolves (Detection2D gained ground_* fields): a bag recorded before still
-    reads, with the definition its MCAP stores, not the installed one."""
+    """perception_msgs evolved (Detection2D gained ground_* fields, then detections moved to
+    vision_msgs): a bag recorded before still reads, with the definition its MCAP stores."""
     from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
     old = get_typestore(Stores.ROS2_JAZZY)
@@ -96,8 +95,12 @@ def test_a_bag_reads_with_the_message_definitions_it_was_written_with(tmp_path):
     ((_t, msgtype, _ts, cdr),) = read_messages(tmp_path / "old")
     back = typestore(tmp_path / "old").deserialize_cdr(cdr, msgtype)
     assert [(d.class_name, d.id, d.size_y) for d in back.detections] == [("car", 7, 4.0)] * 2
-    with pytest.raises(Exception):  # the installed definition misreads the old layout
+    with pytest.raises(KeyError):  # detections moved to vision_msgs: the installed store has no such type
         typestore().deserialize_cdr(cdr, msgtype)
+    from perception_nodes.detection_conversion import read_detections
+
+    boxes = read_detections(back)  # and the evaluation still reads such a recording
+    assert [(b.class_name, b.x0, b.y1, b.ground) for b in boxes] == [("car", -0.5, 4.0, None)] * 2
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.99])

@@ -66,8 +66,11 @@ def test_the_detector_refuses_a_bad_camera_info_says_so_and_keeps_the_last_good_
     reject every frame (LinAlgError), though CameraInfo only feeds the optional ground positions."""
     import numpy as np
     from diagnostic_msgs.msg import DiagnosticArray
-    from perception_msgs.msg import Detection2DArray, FrameStatus
+    from perception_msgs.msg import FrameStatus
     from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from perception_nodes.detection_conversion import read_detections
 
     from perception_nodes.launcher import StackProcesses
     from rosgraph import Probe
@@ -97,17 +100,17 @@ def test_the_detector_refuses_a_bad_camera_info_says_so_and_keeps_the_last_good_
                 ),
                 30,
             ), stack.log_text("cam")
-            return next(d for d in dets if d.header.stamp.sec == sec).detections[0]
+            return read_detections(next(d for d in dets if d.header.stamp.sec == sec))[0]
 
         send_info(_info(fx=0.0, fy=0.0, cx=0.0, cy=0.0, w=800, h=400))  # singular: refused, none yet
         d = frame(1)
-        assert not d.ground_valid and next(s for s in statuses if s.header.stamp.sec == 1).ok
+        assert d.ground is None and next(s for s in statuses if s.header.stamp.sec == 1).ok
         send_info(_info(cx=400.0, cy=100.0, w=800, h=400))
         good = frame(2)
-        assert good.ground_valid and math.isfinite(good.ground_z)
+        assert good.ground is not None and math.isfinite(good.ground[2])
         send_info(_info(cx=math.nan, cy=100.0, w=800, h=400))  # refused: the last good one stays
         d = frame(3)
-        assert d.ground_valid and (d.ground_x, d.ground_z) == (good.ground_x, good.ground_z)
+        assert d.ground == good.ground
         assert probe.spin_until(
             lambda: any(
                 "CameraInfo rejected (k is not finite" in s.message and s.level == b"\x01"

@@ -7,7 +7,7 @@ input_policy=lockstep on a live camera grew a queue without bound)."""
 from __future__ import annotations
 
 import numpy as np
-from perception_msgs.msg import Detection2DArray
+from vision_msgs.msg import Detection2DArray
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import Image

@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from perception_msgs.msg import Detection2DArray
+from vision_msgs.msg import Detection2DArray, LabelInfo
 from sensor_msgs.msg import Image
 
 from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
@@ -44,6 +45,11 @@ def _detector(tmp_path):
 
 
 def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context):
+    """A subscriber typed on vision_msgs/Detection2DArray gets the detections over DDS, and a late
+    subscriber to ~/label_info (transient local) gets the card's class names."""
+    from perception_nodes.detection_conversion import label_map, read_detections
+    from perception_nodes.qos import latched_qos
+
     model = _detector(tmp_path)
     with StackProcesses(_profile("det", "detection_node", model, score_threshold=0.5), tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
@@ -63,24 +69,62 @@ def test_detection_node_publishes_boxes_in_input_pixels(tmp_path, rclpy_context)
             )
             (d,) = msg.detections
             # network box (100, 96)-(200, 160) at scale 0.64 with a 64 px band -> image pixels
-            assert (d.class_id, d.class_name) == (1, "car") and abs(d.score - 0.9) < 1e-6
+            (hyp,) = d.results
+            assert hyp.hypothesis.class_id == "1" and abs(hyp.hypothesis.score - 0.9) < 1e-6
+            assert d.header == msg.header and np.isnan(hyp.pose.pose.position.z)  # no ground position
             np.testing.assert_allclose(
-                [d.center_x, d.center_y, d.size_x, d.size_y], [150 / 0.64, 64 / 0.64, 100 / 0.64, 64 / 0.64], rtol=1e-9
+                [d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y],
+                [150 / 0.64, 64 / 0.64, 100 / 0.64, 64 / 0.64],
+                rtol=1e-9,
             )
+        infos = probe.collect(LabelInfo, "/det/label_info", latched_qos())  # joins after it was published
+        assert probe.spin_until(lambda: len(infos) >= 1, 10), "LabelInfo is latched"
+        assert label_map(infos[0]) == {0: "person", 1: "car", 2: "cone"} and infos[0].threshold == pytest.approx(0.5)
+        assert [b.class_name for b in read_detections(dets[0], label_map(infos[0]))] == ["car"]
         img = image_to_numpy(annotated[0])
         assert img.shape == (400, 800, 3) and img.any(), "the box is drawn"
         assert stack.alive()["det"]
         probe.close()
 
 
+def test_detection_node_takes_compressed_images_as_image_transport_names_them(tmp_path, rclpy_context):
+    """input_transport: compressed subscribes to sensor_msgs/CompressedImage on the remapped image
+    topic + /compressed (image_transport's compressed plugin); boxes and header as for raw frames."""
+    from sensor_msgs.msg import CompressedImage
+
+    from perception_nodes.image_conversion import numpy_to_compressed
+
+    model = _detector(tmp_path)
+    prof = _profile("det", "detection_node", model, score_threshold=0.5, input_transport="compressed")
+    with StackProcesses(prof, tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        dets = probe.collect(Detection2DArray, "/det/detections")
+        pub = probe.publisher(CompressedImage, "/det/in/compressed")
+        assert pub is not None, stack.log_text("det")
+        msg = numpy_to_compressed(np.zeros((400, 800, 3), np.uint8), "rgb8", "jpeg")
+        msg.header.frame_id, msg.header.stamp.sec = "camera_optical_frame", 9
+        pub.publish(msg)
+        assert probe.spin_until(lambda: dets, 30), stack.log_text("det")
+        assert (dets[0].header.stamp.sec, dets[0].header.frame_id) == (9, "camera_optical_frame")
+        (d,) = dets[0].detections
+        assert d.results[0].hypothesis.class_id == "1"
+        np.testing.assert_allclose([d.bbox.size_x, d.bbox.size_y], [100 / 0.64, 64 / 0.64], rtol=1e-9)
+        probe.close()
+
+
 def test_detection_node_places_detections_on_the_ground_once_camera_info_arrives(tmp_path, rclpy_context):
     from sensor_msgs.msg import CameraInfo
+
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from perception_nodes.detection_conversion import read_detections
 
     model = _detector(tmp_path)
     prof = _profile("det", "detection_node", model, score_threshold=0.5, use_camera_info=True, camera_height=1.5)
     with StackProcesses(prof, tmp_path / "logs") as stack:
         probe = Probe(rclpy_context)
         dets = probe.collect(Detection2DArray, "/det/detections")
+        markers = probe.collect(MarkerArray, "/det/markers")
         pub = probe.publisher(Image, "/det/in")
         info_pub = probe.publisher(CameraInfo, "/camera_info")
         assert pub is not None and info_pub is not None, stack.log_text("det")
@@ -94,13 +138,17 @@ def test_detection_node_places_detections_on_the_ground_once_camera_info_arrives
             probe.spin_until(lambda: False, 0.05)
         pub.publish(_image(np.zeros((400, 800, 3), np.uint8), "rgb8", 2))
         assert probe.spin_until(lambda: len(dets) >= 2, 30), stack.log_text("det")
-        before, after = (m.detections[0] for m in sorted(dets, key=lambda m: m.header.stamp.sec))
-        assert not before.ground_valid
+        before, after = (read_detections(m)[0] for m in sorted(dets, key=lambda m: m.header.stamp.sec))
+        assert before.ground is None
         # box bottom-centre (150 / 0.64, 150) -> ray ((u - 400) / 500, 0.1, 1) meets y = 1.5 m at 15 m
-        assert after.ground_valid
-        np.testing.assert_allclose(
-            [after.ground_x, after.ground_y, after.ground_z], [15 * (150 / 0.64 - 400) / 500, 1.5, 15.0], rtol=1e-9
-        )
+        expected = [15 * (150 / 0.64 - 400) / 500, 1.5, 15.0]
+        np.testing.assert_allclose(after.ground, expected, rtol=1e-9)
+        # the same place in 3D for RViz / Foxglove: a cylinder standing there (rising along -y) and its label
+        assert probe.spin_until(lambda: any(len(m.markers) == 3 for m in markers), 10), "markers on the ground"
+        clear, body, text = next(m for m in markers if len(m.markers) == 3).markers
+        assert clear.action == Marker.DELETEALL and body.type == Marker.CYLINDER and body.header.stamp.sec == 2
+        np.testing.assert_allclose([body.pose.position.x, body.pose.position.z], [expected[0], 15.0], rtol=1e-9)
+        assert body.pose.position.y < 1.5 and text.text.startswith("car ")
         probe.close()
 
 

@@ -107,6 +107,22 @@ def test_colorize_depth_is_black_where_unknown():
     assert c.shape == (2, 2, 3) and (c[0, 1] == 0).all() and not (c[0, 0] == c[1, 1]).all()
 
 
+def test_depth_colours_adapt_to_the_scene_unless_the_range_is_fixed():
+    """A room (0.5-4 m) and a road (5-80 m) each use the whole colour map (a fixed 0.5-50 m scale
+    painted the road almost uniformly blue); a fixed range is honoured."""
+    room = np.linspace(0.5, 4.0, 400, dtype=np.float32).reshape(20, 20)
+    road = np.linspace(5.0, 80.0, 400, dtype=np.float32).reshape(20, 20)
+    spread = {}
+    for name, d in (("room", room), ("road", road)):
+        c = colorize_depth(d).reshape(-1, 3).astype(int)
+        near, far = c[:10].mean(0), c[-10:].mean(0)
+        assert near[0] > near[2] and far[2] > far[0], name  # near red, far blue
+        spread[name] = len({tuple(x) for x in c})
+    assert spread["road"] > 100, "the road's depths get distinct colours"
+    fixed = colorize_depth(road, 0.5, 50.0).reshape(-1, 3).astype(int)
+    assert len({tuple(x) for x in fixed[-150:]}) == 1, "past 50 m everything is the far colour"
+
+
 def _ground_depth(height=1.5, scale=1.0):
     """Depth of a flat ground ``height`` below a level camera (sky = NaN), times ``scale``."""
     v = np.arange(480, dtype=np.float64)[:, None] * np.ones((1, 640))

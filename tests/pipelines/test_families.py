@@ -352,8 +352,11 @@ def test_real_yolov8n_matches_an_independent_reference_decode(tmp_path):
 
 # ------------------------------------------------------------------------------- through the nodes
 def test_yolo_seg_card_feeds_segmentation_node_labels_instances_and_detections(tmp_path, rclpy_context):
-    from perception_msgs.msg import Detection2DArray
     from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray, LabelInfo
+
+    from perception_nodes.detection_conversion import label_map, read_detections
+    from perception_nodes.qos import latched_qos
 
     from perception_nodes.image_conversion import image_to_numpy, numpy_to_image
     from perception_nodes.launcher import StackProcesses
@@ -381,8 +384,13 @@ def test_yolo_seg_card_feeds_segmentation_node_labels_instances_and_detections(t
         assert instances[0].encoding == "mono16" and inst.shape == (128, 128)
         assert (inst[32:96, 32:96] == 1).all() and inst.sum() == 64 * 64  # the car's box, at input size
         assert (lab[32:96, 32:96] == 2).all()  # class car (index 1) + 1
-        d = dets[0].detections
-        assert len(d) == 1 and d[0].class_name == "car" and abs(d[0].center_x - 64) < 1e-3
+        classes = ["person", "car", "chair"]  # YOLO_META names
+        (d,) = read_detections(dets[0], classes)
+        assert d.class_name == "car" and abs((d.x0 + d.x1) / 2 - 64) < 1e-3
+        assert dets[0].detections[0].id == "1", "the detection's instance value in ~/instances"
+        infos = probe.collect(LabelInfo, "/seg/label_info", latched_qos())
+        assert probe.spin_until(lambda: infos, 10), "LabelInfo is latched"
+        assert label_map(infos[0]) == dict(enumerate(["background", *classes])), "what ~/labels ids mean"
         assert dets[0].header.stamp.sec == 7 and instances[0].header.stamp.sec == 7
         probe.close()
 

@@ -11,19 +11,7 @@ from perception_nodes.model_card import ModelCardError, card_path, load_card
 from perception_nodes.pipelines.detection import DetectionPipeline
 from perception_nodes.pipelines.segmentation import SegmentationPipeline
 
-from const_models import H, W, const_model as _const_model, write_card as _card
-
-
-def _detector(tmp_path, boxes, scores, labels):
-    path = _const_model(
-        tmp_path / "det.onnx",
-        {
-            "boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4),
-            "scores": np.asarray(scores, np.float32).reshape(1, -1),
-            "labels": np.asarray(labels, np.int32).reshape(1, -1),
-        },
-    )
-    return path, _card(path, "detection")
+from const_models import H, W, const_detector as _detector, const_model as _const_model, write_card as _card
 
 
 def test_boxes_map_back_through_the_letterbox_exactly(tmp_path):

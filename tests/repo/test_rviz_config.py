@@ -19,6 +19,7 @@ DISPLAY_TYPES = {
     "rviz_default_plugins/PointCloud2": "PointCloud2",
     "rviz_default_plugins/Odometry": "Odometry",
     "rviz_default_plugins/Path": "Path",
+    "rviz_default_plugins/MarkerArray": "MarkerArray",
 }
 
 

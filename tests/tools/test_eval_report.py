@@ -143,7 +143,7 @@ def test_recording_embeds_schemas_foxglove_decodes(evaluated):
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         schemas = {s.name for s in reader.get_summary().schemas.values()}
         assert {
-            "perception_msgs/msg/Detection2DArray",
+            "vision_msgs/msg/Detection2DArray",
             "perception_msgs/msg/Keypoints",
             "perception_msgs/msg/Matches",
             "nav_msgs/msg/Odometry",
@@ -160,6 +160,22 @@ def test_recording_embeds_schemas_foxglove_decodes(evaluated):
     assert decoded["/detector/detections"].header.frame_id == decoded["/camera/image_raw"].header.frame_id
     assert decoded["/odometry/odometry"].header.frame_id == "odom"
     assert decoded["/tf"].transforms[0].header.frame_id == "odom"
+    # the recording stands on its own in Foxglove: the camera's calibration and mounting are in it,
+    # its chunks are zstd-compressed, and it lines up with the input bag (log time = header stamp)
+    assert decoded["/camera/camera_info"].k[0] > 0
+    assert decoded["/tf_static"].transforms[0].child_frame_id == "camera_optical_frame"
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        assert {c.compression for c in reader.get_summary().chunk_indexes} == {"zstd"}
+        lined_up = [
+            (m.log_time, m.data)
+            for _s, ch, m in reader.iter_messages(topics=["/detector/detections", "/camera/image_raw"])
+        ]
+    from perception_nodes.bag_io import RECEIVE_TIMES, header_stamp_ns
+
+    assert lined_up and all(t == header_stamp_ns(d) for t, d in lined_up)
+    # the wall-clock receive times (latency) are kept beside it
+    assert (out / "recording" / RECEIVE_TIMES).read_text().count("/detector/detections\t") == FRAMES
 
 
 def test_resource_monitor_tells_a_busy_process_from_an_idle_one():

@@ -3,6 +3,8 @@ metrics through the models package, latency from the recorder's receive times.""
 
 from __future__ import annotations
 
+from types import SimpleNamespace as D
+
 import numpy as np
 import pytest
 
@@ -12,26 +14,25 @@ from perception_nodes.tools.evaluation import END_TO_END, evaluate_recording, la
 MS = 1_000_000
 
 
-def _det(w: BagWriter, header, boxes):
+def _det(w: BagWriter, header, boxes, names=("car",)):
+    """vision_msgs/Detection2DArray (rosbags types) of (name, score, cx, cy, w, h) boxes."""
+    from perception_models.data.writers import vision_detection
+
     T = w.store.types
+    nan = (float("nan"),) * 3
     dets = [
-        T["perception_msgs/msg/Detection2D"](
-            class_id=0,
-            class_name=name,
-            score=score,
-            center_x=cx,
-            center_y=cy,
-            size_x=sx,
-            size_y=sy,
-            id=-1,
-            ground_valid=False,
-            ground_x=0.0,
-            ground_y=0.0,
-            ground_z=0.0,
+        vision_detection(
+            T,
+            header,
+            D(x0=cx - sx / 2, y0=cy - sy / 2, x1=cx + sx / 2 - 1, y1=cy + sy / 2 - 1, instance=0),
+            names.index(n),
+            nan,
         )
-        for name, score, cx, cy, sx, sy in boxes
+        for n, score, cx, cy, sx, sy in boxes
     ]
-    return T["perception_msgs/msg/Detection2DArray"](header=header, detections=dets)
+    for d, (_n, score, *_rest) in zip(dets, boxes):
+        d.results[0].hypothesis.score = score
+    return T["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 
 def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(tmp_path):
@@ -45,6 +46,10 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
             w.write(
                 "/ground_truth/detections", _det(w, h, [("car", 1.0, 30, 40, 20, 20), ("car", 1.0, 80, 40, 4, 4)]), s
             )
+            if s == stamps[0]:  # what the ground truth's class ids mean
+                classes = [w.store.types["vision_msgs/msg/VisionClass"](class_id=0, class_name="car")]
+                info = w.store.types["vision_msgs/msg/LabelInfo"](header=h, class_map=classes, threshold=0.0)
+                w.write("/ground_truth/label_info", info, s)
     with BagWriter(tmp_path / "rec") as w:
         for i, s in enumerate(stamps):
             h = w.header(s, "camera_optical_frame")
@@ -60,7 +65,11 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
             w.write("/n/detections", _det(w, h, [("car", 0.9, 30, 40, 20, 20)]), t0 + (50 + 10 * i) * MS)
     series: dict = {}
     r = evaluate_recording(
-        tmp_path / "gt", tmp_path / "rec", {"depth": "/n/depth", "detections": "/n/detections"}, series=series
+        tmp_path / "gt",
+        tmp_path / "rec",
+        {"depth": "/n/depth", "detections": "/n/detections"},
+        series=series,
+        detection_names=["car"],
     )
     d = r["metrics"]["depth"]
     assert d["images"] == 3 and abs(d["absolute"]["abs_rel"] - 0.1 / 3) < 1e-6 and d["median_scaled"]["abs_rel"] < 1e-6
@@ -84,23 +93,12 @@ def test_evaluate_recording_scores_outputs_against_ground_truth_and_times_them(t
 
 
 def test_ground_position_error_matches_same_class_boxes_and_measures_distance_along_the_ground():
-    from types import SimpleNamespace as D
-
     from perception_models.metrics import box_iou
+    from perception_nodes.detection_conversion import Box
     from perception_nodes.tools.evaluation import _ground_position_errors
 
     def det(name, cx, x, z, valid=True):
-        return D(
-            class_name=name,
-            center_x=cx,
-            center_y=50.0,
-            size_x=20.0,
-            size_y=40.0,
-            ground_valid=valid,
-            ground_x=x,
-            ground_y=1.5,
-            ground_z=z,
-        )
+        return Box(cx - 10.0, 30.0, cx + 10.0, 70.0, name, 1.0, (x, 1.5, z) if valid else None)
 
     gt = [det("person", 100, 0.0, 10.0), det("car", 300, 3.0, 4.0)]
     est = [
@@ -124,7 +122,7 @@ def test_perception_models_evaluate_scores_a_detector_on_coco_annotated_real_ima
     import cv2
 
     from perception_models.cli import main
-    from test_task_pipelines import _detector
+    from const_models import const_detector as _detector
 
     model, _card = _detector(tmp_path, [[100, 96, 200, 160]], [0.9], [1])  # one "car" at score 0.9
     images = tmp_path / "images"

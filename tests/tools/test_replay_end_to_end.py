@@ -32,6 +32,12 @@ def test_lockstep_replay_gives_exactly_one_result_per_frame(tmp_path, demo_bag, 
     outputs = [header_stamp_ns(c) for _t, _m, _ts, c in read_messages(out / "recording", ["/generic/result"])]
     assert outputs == inputs
     assert json.loads((out / "replay_summary.json").read_text())["results"]["frames"] == 20
+    # what the terminal's progress bar read: every frame of the bag played, none lost
+    assert json.loads((out / "logs" / "player_progress.json").read_text()) == {
+        "frames": 20,
+        "frames_total": 20,
+        "lost": 0,
+    }
     # a bag without ground truth still gets latency: one entry per result topic, every frame timed
     report = eval_report(summary, demo_bag)
     lat = report["latency"]["/generic/result"]

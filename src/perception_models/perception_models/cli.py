@@ -369,11 +369,33 @@ def _print_odometry(result: dict[str, Any]) -> None:
         )
 
 
+def _missing_model(path: str | None) -> str:
+    """Why ``path`` (an .onnx with its card, or a card naming its .onnx) cannot be evaluated ('' = it can)."""
+    if not path:
+        return ""
+    from perception_nodes.model_card import ModelCardError, model_files
+
+    p = Path(path)
+    if not p.exists():
+        return "no such file"
+    try:
+        onnx = model_files(p)[0]
+    except (ModelCardError, OSError, ValueError) as exc:
+        return str(exc)
+    return "" if Path(onnx).is_file() else f"the model file {onnx} does not exist"
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
 
+    for option, value in (("--model", args.model), ("--pose-model", args.pose_model),
+                          ("--matcher-model", args.matcher_model), ("--glue-model", args.glue_model)):  # fmt: skip
+        missing = _missing_model(value)
+        if missing:
+            print(f"perception-models evaluate: {option} {value}: {missing}", file=sys.stderr)
+            return 2
     if args.coco:
         if args.task != "detection" or not args.images:
             print("perception-models evaluate: --coco is for --task detection and needs --images DIR", file=sys.stderr)
@@ -469,46 +491,57 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="synthetic data, conversions").add_subparsers(dest="data_command", required=True)
 
     p = data.add_parser("synth", help="render synthetic sequences with ground truth for every task")
-    p.add_argument("--preset", choices=["driving", "indoor"], default="driving")
-    p.add_argument("--sequences", type=int, default=1)
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument(
+        "--preset",
+        choices=["driving", "indoor"],
+        default="driving",
+        help="scene family: driving (road, cars, people, cones) or indoor (rooms, boxes, chairs, people)",
+    )
+    p.add_argument("--sequences", type=int, default=1, help="how many sequences (one folder each)")
+    p.add_argument("--frames", type=int, default=100, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sequence (+1 per sequence)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (one sub-folder per sequence)")
     p.add_argument("--bag", action="store_true", help="also write a rosbag2 MCAP per sequence (<seq>/bag)")
     p.add_argument("--bag-only", action="store_true", help="write only the bag")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--width", type=int, default=640, help="image width in pixels")
+    p.add_argument("--height", type=int, default=480, help="image height in pixels")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the camera motion and the bag")
     p.add_argument("--hfov", type=float, default=0.0, help="horizontal FOV in degrees (0: random 60-100)")
     p.add_argument("--randomization", type=float, default=1.0, help="camera effects strength, 0 = clean")
     p.add_argument("--depth", choices=["png", "npy"], default="png", help="uint16 mm PNG or float32 npy")
     p.add_argument("--no-flow", action="store_true", help="skip flow/occlusion to the next frame")
     p.add_argument("--photos", help="folder of real photos for textures (default: ../shared/data/camvid if present)")
-    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="rendering processes")
     p.set_defaults(func=_cmd_synth)
 
     p = data.add_parser(
         "kitti-odometry", help="a sequence folder (rgb/, camera_info.yaml, trajectory) from KITTI odometry"
     )
     p.add_argument("--root", required=True, help="KITTI odometry folder (image_0/ or image_l/, poses.txt, calib.txt)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the sequence folder to write")
     p.add_argument("--camera-height", type=float, default=1.65, help="metres above the ground (KITTI's car: 1.65)")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="at most this many frames (0 = all)")
     p.set_defaults(func=_cmd_kitti)
 
     p = data.add_parser("bag-from-images", help="a rosbag2 MCAP from an image folder or a video")
     p.add_argument("--images", required=True, help="folder of images (sorted by name) or a video file")
-    p.add_argument("--out", required=True)
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--topic", default="/camera/image_raw")
-    p.add_argument("--frame-id", default="camera_optical_frame")
+    p.add_argument("--out", required=True, help="the bag to write (a rosbag2 folder with one MCAP file)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate the stamps are spaced at")
+    p.add_argument("--topic", default="/camera/image_raw", help="image topic")
+    p.add_argument(
+        "--frame-id", default="camera_optical_frame", help="header.frame_id of the images (REP-103 optical frame)"
+    )
     p.add_argument("--camera-info", help="ROS camera_info YAML; published on <topic dir>/camera_info")
-    p.add_argument("--encoding", choices=["rgb8", "bgr8", "mono8"], default="rgb8")
-    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument(
+        "--encoding", choices=["rgb8", "bgr8", "mono8"], default="rgb8", help="encoding of the published images"
+    )
+    p.add_argument("--max-frames", type=int, default=0, help="at most this many frames (0 = all)")
     p.set_defaults(func=_cmd_bag_from_images)
 
     p = sub.add_parser("train", help="train a detector, a segmenter, or depth + pose networks")
-    p.add_argument("--task", choices=TRAINABLE, required=True)
+    p.add_argument(
+        "--task", choices=TRAINABLE, required=True, help="what to train (the task registry: perception_nodes/tasks.py)"
+    )
     p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
     p.add_argument("--photos", nargs="+", help="matching: folders of real photos for homographic pairs")
     p.add_argument("--val-photos", nargs="+", help="matching: held-out photos for homographic validation pairs")
@@ -516,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mining", choices=["hard", "spatial"], default="hard", help="matching: negative mining")
     p.add_argument("--val", nargs="+", help="validation sets (other seeds)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, last.pt, best.pt")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="epochs (an upper bound with --time-budget-min)")
     p.add_argument("--batch-size", type=int, default=0, help="0: 8 (detection, segmentation), 6 (depth)")
     p.add_argument("--lr", type=float, default=0.0, help="0: 2e-3 (detection, segmentation), 5e-4 (depth)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default 384 512; depth 192 256")
@@ -554,13 +587,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="depth: decoder scales the photometric loss uses (Monodepth2: all four; 0 alone is ~2x cheaper)",
     )
     p.add_argument("--loss", choices=["focal", "ohem"], default="focal", help="detector classification loss")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, sampling and augmentation (same seed, same losses)"
+    )
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
-    p.add_argument("--max-steps-per-epoch", type=int, default=0)
+    p.add_argument(
+        "--max-steps-per-epoch", type=int, default=0, help="at most this many steps per epoch (0 = the whole set)"
+    )
     p.add_argument(
         "--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)"
     )
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-augment", action="store_true", help="no flips, zooms or colour changes")
     p.add_argument(
         "--class-weights",
         choices=["none", "median_frequency"],
@@ -612,14 +649,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="one GPU: render scenes on every core, then fine-tune detector, segmenter and depth within a "
         "budget (train/gpu_run.py; `perception-models train-gpu --help`)",
     )
-    p.add_argument("rest", nargs=argparse.REMAINDER)  # main() hands everything after the name to gpu_run
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="options of train/gpu_run.py (perception-models train-gpu --help)"
+    )  # main() hands everything after the name to gpu_run
 
     p = sub.add_parser("export", help="ONNX + model card from a checkpoint, checked against torch and for TensorRT")
-    p.add_argument("--task", choices=TRAINABLE, required=True)
+    p.add_argument("--task", choices=TRAINABLE, required=True, help="what the checkpoint is")
     p.add_argument("--eval-photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-out", help="depth: where the pose network goes (default: pose.onnx next to --out)")
     p.add_argument("--calibrate", nargs="+", help="depth: training sequences to fit the metric scale factor on")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
     p.add_argument("--out", required=True, help="path of the .onnx; the card is written next to it")
     p.add_argument("--eval", nargs="*", default=None, help="held-out sets to measure the card's metrics on")
     p.add_argument("--eval-limit", type=int, default=0, help="at most this many images (0 = all)")
@@ -629,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distill",
         help="train a small student on real footage labelled by a pretrained teacher (+ synthetic ground truth)",
     )
-    p.add_argument("--task", choices=["detection"], default="detection")
+    p.add_argument("--task", choices=["detection"], default="detection", help="the student's task (detection)")
     p.add_argument("--teacher", required=True, metavar="CARD", help="the teacher's model card (perception-models card)")
     p.add_argument("--images", nargs="+", help="folders of real frames (unlabelled)")
     p.add_argument("--bag", nargs="+", help="rosbag2 recordings of the robot's camera (unlabelled)")
@@ -649,26 +688,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-repeat", type=int, default=3, help="times the teacher set is repeated per epoch")
     p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
     p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=0)
-    p.add_argument("--lr", type=float, default=0.0)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    p.add_argument("--epochs", type=int, default=20, help="epochs (an upper bound with --time-budget-min)")
+    p.add_argument("--batch-size", type=int, default=0, help="0: the task's default")
+    p.add_argument("--lr", type=float, default=0.0, help="0: the task's default")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), help="the student's input size (default: the trainer's)"
+    )
     p.add_argument("--init", help="start from this model (e.g. models/detection.onnx)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--time-budget-min", type=float, default=0.0)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-images", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--time-budget-min", type=float, default=0.0, help="fit the steps to this many minutes (0: --epochs)"
+    )
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the student's training")
+    p.add_argument(
+        "--cache-images", action="store_true", help="decode the training images once, shared by the loader's workers"
+    )
     p.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("card", help="the model card of a third-party ONNX model (YOLO, YOLOX, XFeat, LightGlue ...)")
-    p.add_argument("--onnx", required=True, metavar="MODEL.onnx")
+    p.add_argument("--onnx", required=True, metavar="MODEL.onnx", help="the third-party ONNX model")
     p.add_argument(
         "--family",
         default="auto",
         choices=["auto", "yolo-detect", "yolo-segment", "yolox", "relative-depth", "keypoints", "lightglue"],
+        help="its family (auto: recognised from its metadata and inputs/outputs)",
     )
     p.add_argument("--classes", metavar="FILE", help="class names, one per line (when the graph has none)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="for graphs with a dynamic input")
@@ -676,8 +722,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_card)
 
     p = sub.add_parser("evaluate", help="metrics of an exported ONNX model through the node pipeline")
-    p.add_argument("--task", choices=TRAINABLE, required=True)
-    p.add_argument("--model", required=True)
+    p.add_argument("--task", choices=TRAINABLE, required=True, help="what the model does")
+    p.add_argument(
+        "--model", required=True, help="the exported .onnx (its card next to it) or a card that names its ONNX file"
+    )
     p.add_argument("--photos", nargs="+", help="matching: held-out photos for homographic pairs")
     p.add_argument("--pose-model", help="depth: the pose network for the posenet odometry estimator")
     p.add_argument("--matcher-model", help="depth: the keypoint model for the pnp_learned odometry estimator")
@@ -700,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", nargs="+", default=[], help="evaluation sets (matching: synthetic sequences for pose pairs)"
     )
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="at most this many images or frames (0 = all)")
     p.add_argument(
         "--camvid",
         nargs="?",
@@ -729,14 +777,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("plot", help="training curves of a run folder (PNG)")
-    p.add_argument("run")
-    p.add_argument("--out")
+    p.add_argument("run", help="a training run folder (its log.jsonl)")
+    p.add_argument("--out", help="the PNG to write (default: RUN/curves.png)")
     p.set_defaults(func=_cmd_plot)
 
     p = data.add_parser("preview", help="picture of one frame of a training set (boxes, depth, labels, flow)")
-    p.add_argument("dataset")
-    p.add_argument("--frame", type=int, default=0)
-    p.add_argument("--out", default="preview.png")
+    p.add_argument("dataset", help="a sequence folder written by `data synth`")
+    p.add_argument("--frame", type=int, default=0, help="which frame")
+    p.add_argument("--out", default="preview.png", help="the PNG to write")
     p.set_defaults(func=_cmd_preview)
     return parser
 

@@ -27,7 +27,7 @@ class BagError(RuntimeError):
     """A bag that cannot be opened or read; the text names the file and the problem."""
 
 
-OWN_PACKAGES = ("perception_msgs",)
+OWN_PACKAGES = ("perception_msgs", "vision_msgs")
 
 
 def typestore(bag: str | os.PathLike[str] | None = None) -> Any:
@@ -106,6 +106,29 @@ def header_stamp_ns(cdr: bytes | memoryview) -> int:
     little = cdr[1] == 1  # encapsulation id: 0x0001 = CDR_LE, 0x0000 = CDR_BE
     sec, nsec = struct.unpack_from("<iI" if little else ">iI", cdr, 4)
     return int(sec) * 1_000_000_000 + int(nsec)
+
+
+def receive_times(recording: str | os.PathLike[str]) -> dict[tuple[str, int], list[int]] | None:
+    """(topic, header stamp) -> the recorder's receive times (wall clock, ns; in arrival order) of a
+    recording that has them (:data:`RECEIVE_TIMES`), else None (its log times are receive times)."""
+    path = Path(recording) / RECEIVE_TIMES
+    if not path.is_file():
+        return None
+    out: dict[tuple[str, int], list[int]] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:  # a line cut by a killed recorder is left out
+            out.setdefault((parts[0], int(parts[1])), []).append(int(parts[2]))
+    return out
+
+
+def has_header(store: Any, msgtype: str) -> bool:
+    """Whether a message type's first field is a std_msgs/Header (its stamp then leads its CDR)."""
+    fields = store.fielddefs.get(msgtype)
+    if not fields or not fields[1]:
+        return False
+    first = fields[1][0][1]
+    return bool(first and first[0] == 2 and first[1] == "std_msgs/msg/Header")
 
 
 def duplicate_stamps(path: str | os.PathLike[str], topic: str) -> str:
@@ -300,17 +323,30 @@ def read_messages(
         reader.close()
 
 
+COMPRESSIONS = ("zstd", "none")
+# beside a recording's MCAP: topic, header stamp and the recorder's wall-clock receive time of each
+# message (the MCAP's log times are bag time, so that recording and input bag line up in a viewer)
+RECEIVE_TIMES = "receive_times.tsv"
+
+
 class BagWriter:
-    """Write a rosbag2 MCAP bag. ``write_raw`` takes CDR bytes, ``write`` a rosbags message."""
+    """Write a rosbag2 MCAP bag. ``write_raw`` takes CDR bytes, ``write`` a rosbags message.
+    ``compression``: ``zstd`` compresses each MCAP chunk (what ``ros2 bag record
+    --storage-preset-profile zstd_fast`` does; Foxglove and rosbag2 read it), ``none`` does not."""
 
-    def __init__(self, path: str | os.PathLike[str], store: Any = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], store: Any = None, compression: str = "zstd") -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
+        if compression not in COMPRESSIONS:
+            raise BagError(f"compression '{compression}' must be one of {COMPRESSIONS}")
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"output bag '{self.path}' already exists; choose another path")
         self.store = store or typestore()
         self._writer: Any = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        if compression == "zstd":  # MCAP chunk compression; metadata.yaml then says none, as rosbag2's
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._writer.open()
         self._conns: dict[str, Any] = {}
         self.counts: dict[str, int] = {}

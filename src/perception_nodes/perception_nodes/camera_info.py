@@ -66,3 +66,34 @@ def load_camera_info(path: str | Path) -> Any:
     if problem:
         raise ValueError(f"camera_info file '{path}': {problem}")
     return msg
+
+
+def resolve_camera_info_url(url: str) -> Path:
+    """A camera_info_manager URL -> the YAML file: ``file:///abs/path.yaml``, ``package://pkg/rel.yaml``
+    (``pkg``'s share folder, found through AMENT_PREFIX_PATH; this package also in a checkout), or a
+    plain path (relative: against the checkout, then the installed share). ValueError names what is
+    missing."""
+    import os
+
+    from .workspace import resolve_path, search_roots
+
+    if url.startswith("file://"):
+        path = Path(url[len("file://") :]).expanduser()
+    elif url.startswith("package://"):
+        pkg, _, rel = url[len("package://") :].partition("/")
+        if not pkg or not rel:
+            raise ValueError(f"camera_info_url '{url}': expected package://<package>/<path>")
+        shares = [Path(p) / "share" / pkg for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+        if pkg == "perception_nodes":
+            shares = [*search_roots(), *shares]
+        found = next((s / rel for s in shares if (s / rel).is_file()), None)
+        if found is None:
+            raise ValueError(f"camera_info_url '{url}': no {rel} in the share folder of '{pkg}' (is it installed?)")
+        path = found
+    elif "://" in url:
+        raise ValueError(f"camera_info_url '{url}': only file:// and package:// URLs (or a path) are supported")
+    else:
+        path = resolve_path(url)
+    if not path.is_file():
+        raise ValueError(f"camera_info_url '{url}': {path} is not a file")
+    return path

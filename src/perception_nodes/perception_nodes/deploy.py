@@ -37,7 +37,7 @@ import yaml
 
 from .params import ParameterError, load_schema, validate
 from .profile import NodeSpec, Profile, ProfileError, effective_parameters, load_profile
-from .workspace import resolve_path, workspace_root
+from .workspace import resolve_path, search_roots, shared_path
 
 EXIT_OK = 0
 EXIT_PROFILE = 2  # unknown profile, invalid parameter, missing model file
@@ -240,7 +240,7 @@ def prepare(
                 raise DeployError(
                     EXIT_PROFILE,
                     f"node '{spec.name}': model_path '{p['model_path']}' "
-                    f"is not a file (resolved against {workspace_root()})",
+                    f"is not a file (looked in {', '.join(str(r) for r in search_roots())})",
                 )
 
     trt_nodes = [n.name for n in profile.nodes if params[n.name].get("backend") == "tensorrt"]
@@ -305,7 +305,7 @@ def launch_command(profile: Profile, overrides_file: Path | None) -> list[str] |
     ros2 = shutil.which("ros2")
     if ros2 is None or importlib.util.find_spec("launch_ros") is None:
         return None
-    cmd = [ros2, "launch", str(workspace_root() / "launch" / "perception.launch.py"), f"profile:={profile.name}"]
+    cmd = [ros2, "launch", str(shared_path("launch/perception.launch.py")), f"profile:={profile.name}"]
     if overrides_file is not None:
         cmd.append(f"overrides:={overrides_file}")
     return cmd

@@ -186,6 +186,8 @@ def image_to_rgb(msg: Any, raw_as_colour: bool = False) -> np.ndarray:
     """
     import cv2  # local: only pipelines that need colour pay the import
 
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):  # sensor_msgs/CompressedImage
+        return compressed_to_numpy(msg, "rgb8")
     enc = str(msg.encoding)
     h, w = int(msg.height), int(msg.width)
     if 0 < min(h, w) < MIN_MODEL_SIDE:

@@ -36,18 +36,20 @@ from .dds_profile import BYTES_PER_PIXEL, apply_profile, segment_bytes_for
 from .exit_codes import EXIT_NODE_DIED, EXIT_OK
 
 from .profile import NodeSpec, Profile
-from .workspace import workspace_root
+from .workspace import shared_path, source_root
 
 
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for node processes: the shipped Fast DDS profile (16 MiB shared memory
     segment + UDPv4, so VGA images are not lost) unless the user chose another."""
     env = dict(os.environ if base is None else base)
-    xml = str(workspace_root() / "config" / "fastdds_shm.xml")
+    xml = str(shared_path("config/fastdds_shm.xml"))
     env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", xml)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", env["FASTRTPS_DEFAULT_PROFILES_FILE"])
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    env.setdefault("PERCEPTION_ROOT", str(workspace_root()))
+    root = source_root()
+    if root is not None:  # a checkout: the nodes read its files first (an install finds its share)
+        env.setdefault("PERCEPTION_ROOT", str(root))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -172,7 +174,7 @@ class StackProcesses:
         frame_bytes = frame_bytes or profile_frame_bytes(profile)
         self.env = apply_profile(
             ros_environment(env),
-            workspace_root() / "config" / "fastdds_shm.xml",
+            shared_path("config/fastdds_shm.xml"),
             self._tmp.name,
             segment_bytes_for(frame_bytes) if frame_bytes else None,
             interfaces,

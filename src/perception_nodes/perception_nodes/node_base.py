@@ -113,7 +113,17 @@ class PerceptionNode(LifecycleNode, metaclass=ABCMeta):
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         """Create the input subscriptions (default: one ``image`` topic of ``input_type``)."""
-        return [self.create_subscription(self.input_type, "image", self.enqueue, qos)]
+        return [self.create_subscription(*self.image_input("image"), self.enqueue, qos)]
+
+    def image_input(self, base: str) -> tuple[Any, str]:
+        """(message type, topic) of an image input: ``base`` itself (raw), or with ``input_transport:
+        compressed`` sensor_msgs/CompressedImage on the resolved (remapped) ``base`` + ``/compressed``,
+        image_transport's naming."""
+        if self.input_type is Image and self.params.get("input_transport") == "compressed":
+            from sensor_msgs.msg import CompressedImage
+
+            return CompressedImage, self.resolve_topic_name(base) + "/compressed"
+        return self.input_type, base
 
     # ------------------------------------------------------------------ runtime parameters
     #: writable parameters that take effect on the next frame without a rebuild: the node reads

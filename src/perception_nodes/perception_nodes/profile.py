@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from .tasks import NODE_EXECUTABLES
-from .workspace import workspace_root
+from .workspace import shared_path
 
 
 class ProfileError(ValueError):
@@ -63,10 +63,10 @@ def profile_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p.resolve()
-    candidate = workspace_root() / "config" / "profiles" / f"{name_or_path}.yaml"
+    candidate = shared_path(f"config/profiles/{name_or_path}.yaml")
     if candidate.is_file():
         return candidate
-    available = sorted(x.stem for x in (workspace_root() / "config" / "profiles").glob("*.yaml"))
+    available = sorted(x.stem for x in shared_path("config/profiles").glob("*.yaml"))
     raise ProfileError(f"profile '{name_or_path}' not found; available: {available}")
 
 
@@ -74,7 +74,7 @@ def load_profile(name_or_path: str, overrides: dict[str, dict[str, Any]] | None 
     """Load a profile; ``overrides`` = {node: {param: value}} applied last (CLI ``--set``)."""
     path = profile_path(name_or_path)
     data = yaml.safe_load(path.read_text()) or {}
-    config_dir = workspace_root() / "config"
+    config_dir = shared_path("config")
     nodes = []
     for name, body in (data.get("nodes") or {}).items():
         body = body or {}
@@ -93,8 +93,31 @@ def load_profile(name_or_path: str, overrides: dict[str, dict[str, Any]] | None 
         nodes.append(NodeSpec(name, exe, body.get("namespace", ""), files, params, dict(body.get("remappings") or {})))
     unknown = set(overrides or {}) - {n.name for n in nodes}
     if unknown:
-        raise ProfileError(f"--set names node(s) {sorted(unknown)} not in profile '{path.stem}'")
+        raise ProfileError(
+            f"--set names node(s) {sorted(unknown)} not in profile '{path.stem}' (its nodes: {[n.name for n in nodes]})"
+        )
+    for n in nodes:
+        check_parameter_names(n, (overrides or {}).get(n.name, {}))
     return Profile(path.stem, str(data.get("description", "")), nodes)
+
+
+# parameters every rclpy node has besides its schema's
+ROS_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+
+
+def check_parameter_names(spec: NodeSpec, names: Any) -> None:
+    """``--set node.name=...`` must name a parameter of the node's schema: a typo is an error that
+    lists the close matches (it would otherwise be ignored, and the node run with its default)."""
+    import difflib
+
+    from .params import load_schema
+
+    known = set(load_schema(spec.executable)["properties"]) | ROS_PARAMETERS
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; its parameters: {', '.join(sorted(known))}"
+            raise ProfileError(f"--set {spec.name}.{name}: {spec.executable} has no parameter '{name}'{hint}")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

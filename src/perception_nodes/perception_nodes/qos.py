@@ -40,3 +40,16 @@ def input_qos(name: str, policy: str, depth: int = 5) -> QoSProfile:
 def output_qos(depth: int = 10) -> QoSProfile:
     """Outputs are reliable: they reach reliable (recorder, lockstep) and best-effort readers alike."""
     return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=depth)
+
+
+def latched_qos() -> QoSProfile:
+    """Transient local, depth 1: a late subscriber still gets the last message (LabelInfo, as
+    /tf_static and the map server do)."""
+    from rclpy.qos import DurabilityPolicy
+
+    return QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )

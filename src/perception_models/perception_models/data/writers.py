@@ -16,7 +16,8 @@ Training set layout (one folder per sequence)::
     flow_status/NNNNNN.png   uint8: 0 visible in N+1, 1 occluded, 2 out of view, 3 no depth
 
 Bag topics: /camera/image_raw (rgb8), /camera/camera_info, /ground_truth/depth (32FC1, +inf = sky),
-/ground_truth/labels (mono8), /ground_truth/detections (perception_msgs/Detection2DArray),
+/ground_truth/labels (mono8), /ground_truth/detections (vision_msgs/Detection2DArray, laid out as
+detection_node's: perception_nodes/detection_conversion.py) with /ground_truth/label_info (LabelInfo),
 /ground_truth/odometry (nav_msgs/Odometry, odom -> camera_link), /tf (odom -> camera_link) and
 /tf_static (camera_link -> camera_optical_frame).
 """
@@ -100,15 +101,42 @@ def encode_frame_files(frame: Frame, depth_format: str = "png") -> None:
     enc["dynamic"] = png(frame.dynamic.astype(np.uint8) * 255)
 
 
-def _bottom_point(depth: np.ndarray, K: np.ndarray, box: Any) -> dict[str, Any]:
-    """Ground truth for a detection's ``ground_*`` fields: the 3D point (optical frame) of the box's
-    bottom-centre pixel from the rendered depth — where the object meets the ground."""
+def _bottom_point(depth: np.ndarray, K: np.ndarray, box: Any) -> tuple[float, float, float]:
+    """Ground truth for where a detection stands: the 3D point (optical frame) of the box's
+    bottom-centre pixel from the rendered depth — where the object meets the ground; NaN where the
+    depth is unknown (as detection_node says "no ground position")."""
     u, v = int(round((box.x0 + box.x1) / 2)), int(box.y1)
     z = float(depth[v, u]) if 0 <= v < depth.shape[0] and 0 <= u < depth.shape[1] else float("nan")
     if not (np.isfinite(z) and z > 0):
-        return {"ground_valid": False, "ground_x": 0.0, "ground_y": 0.0, "ground_z": 0.0}
+        return (float("nan"),) * 3
     x, y, _ = np.linalg.inv(np.asarray(K, np.float64)) @ np.array([u, v, 1.0]) * z
-    return {"ground_valid": True, "ground_x": float(x), "ground_y": float(y), "ground_z": z}
+    return float(x), float(y), z
+
+
+def vision_detection(T: Any, header: Any, box: Any, class_id: int, ground: tuple[float, float, float]) -> Any:
+    """One ground-truth box as vision_msgs/Detection2D (rosbags types), the layout detection_node uses."""
+    x, y, z = ground
+    pose = T["geometry_msgs/msg/PoseWithCovariance"](
+        pose=T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=x, y=y, z=z),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        ),
+        covariance=np.zeros(36, np.float64),
+    )
+    hyp = T["vision_msgs/msg/ObjectHypothesisWithPose"](
+        hypothesis=T["vision_msgs/msg/ObjectHypothesis"](class_id=str(class_id), score=1.0), pose=pose
+    )
+    center = T["vision_msgs/msg/Pose2D"](
+        position=T["vision_msgs/msg/Point2D"](x=(box.x0 + box.x1 + 1) / 2.0, y=(box.y0 + box.y1 + 1) / 2.0), theta=0.0
+    )
+    return T["vision_msgs/msg/Detection2D"](
+        header=header,
+        results=[hyp],
+        bbox=T["vision_msgs/msg/BoundingBox2D"](
+            center=center, size_x=float(box.x1 - box.x0 + 1), size_y=float(box.y1 - box.y0 + 1)
+        ),
+        id=str(box.instance),
+    )
 
 
 class DatasetWriter:
@@ -249,6 +277,9 @@ class BagSequenceWriter:
         if not self._static_done:
             static = self._transform(self._header(frame, BODY_FRAME), OPTICAL_FRAME, R_BODY_OPTICAL, np.zeros(3))
             self.bag.write("/tf_static", T["tf2_msgs/msg/TFMessage"](transforms=[static]), t)
+            classes = [T["vision_msgs/msg/VisionClass"](class_id=i, class_name=n) for i, n in enumerate(THING_CLASSES)]
+            info = T["vision_msgs/msg/LabelInfo"](header=cam, class_map=classes, threshold=0.0)
+            self.bag.write("/ground_truth/label_info", info, t)
             self._static_done = True
         h, w = frame.rgb.shape[:2]
         self.bag.write("/camera/camera_info", self.bag.camera_info(cam, w, h, self.K), t)
@@ -256,23 +287,12 @@ class BagSequenceWriter:
         self.bag.write("/ground_truth/depth", self.bag.image(cam, frame.depth.astype(np.float32), "32FC1"), t)
         self.bag.write("/ground_truth/labels", self.bag.image(cam, frame.semantic, "mono8"), t)
         dets = [
-            T["perception_msgs/msg/Detection2D"](
-                class_id=THING_CLASSES.index(b.class_name),
-                class_name=b.class_name,
-                score=1.0,
-                center_x=(b.x0 + b.x1 + 1) / 2.0,
-                center_y=(b.y0 + b.y1 + 1) / 2.0,
-                size_x=float(b.x1 - b.x0 + 1),
-                size_y=float(b.y1 - b.y0 + 1),
-                id=b.instance,
-                **_bottom_point(frame.depth, self.K, b),
-            )
+            vision_detection(T, cam, b, THING_CLASSES.index(b.class_name), _bottom_point(frame.depth, self.K, b))
             for b in frame.boxes
             if b.class_name in THING_CLASSES
         ]
-        self.bag.write(
-            "/ground_truth/detections", T["perception_msgs/msg/Detection2DArray"](header=cam, detections=dets), t
-        )
+        array = T["vision_msgs/msg/Detection2DArray"](header=cam, detections=dets)
+        self.bag.write("/ground_truth/detections", array, t)
         body = frame.T_world_body
         odom_header = self._header(frame, ODOM_FRAME)
         q = matrix_to_quaternion(body[:3, :3])

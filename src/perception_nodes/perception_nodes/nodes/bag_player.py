@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -52,6 +53,24 @@ class ReplayError(BagError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class Progress:
+    """Frames played so far, in a small JSON file the supervising ``perception replay`` reads for
+    its terminal progress bar (this process logs to a file). Written at most every 0.25 s, atomically."""
+
+    def __init__(self, path: str, frames_total: int) -> None:
+        self.path, self.total, self._last = path, frames_total, 0.0
+
+    def update(self, frames: int, lost: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.path or (not force and now - self._last < 0.25):
+            return
+        self._last = now
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"frames": frames, "frames_total": self.total, "lost": lost}, f)
+        os.replace(tmp, self.path)
 
 
 class BagPlayer(Node):
@@ -197,6 +216,8 @@ class BagPlayer(Node):
         lost_stamps: list[int] = []
         frame_published: dict[int, int] = {}
         t_start = time.monotonic()
+        frames_total = self.info.topics.get(lock_topic, ("", 0))[1] if lock_topic else 0
+        progress = Progress(p["progress_path"], frames_total)
         self.get_logger().info(
             f"playing {self.bag} ({total} messages, {self.info.duration_s:.1f} s) mode={mode}"
             + (f" rate={p['rate']}" if mode == "realtime" else "")
@@ -232,6 +253,7 @@ class BagPlayer(Node):
                 self.pubs[topic].publish(cdr)
                 published += 1
                 bar.update(1)
+                progress.update(frames, lost)
                 if mode == "lockstep" and topic == lock_topic:
                     frames += 1
                     stamp = header_stamp_ns(cdr)
@@ -267,6 +289,7 @@ class BagPlayer(Node):
             bar.close()
             if not p["loop"] or mode == "lockstep":
                 break
+        progress.update(frames, lost, force=True)
         wall = time.monotonic() - t_start
         self.summary.update(
             {

@@ -6,6 +6,14 @@ reliable subscriber would not match a best-effort publisher). On SIGINT/SIGTERM 
 is still arriving, then closes the bag. Every ``flush_period`` seconds the buffered messages are
 written out as a complete MCAP chunk, so a recorder that is killed (SIGKILL, power loss) leaves
 a bag that every tool reads up to the last flush.
+
+Chunks are zstd-compressed (``compression``). Log times are bag time (``log_time: bag``): a
+message's own header stamp, and for messages without a header (``/tf``) the receive time shifted
+by the last stamp's offset, so a recording lines up with the bag it was made from when both are
+opened in Foxglove; the wall-clock receive times, from which ``perception eval`` measures latency,
+go beside the MCAP in ``receive_times.tsv``. ``copy_from`` + ``copy_topics`` copy topics straight
+from a bag into the recording (``/tf_static`` of a replayed bag: tf2_msgs has no rclpy package on
+the PyPI install, so it cannot travel over DDS there).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..bag_io import BagError, BagWriter
+from ..bag_io import RECEIVE_TIMES, BagError, BagWriter, has_header, header_stamp_ns, read_messages
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from .bag_player import message_class
 from ..workspace import resolve_path
@@ -52,11 +60,17 @@ class BagRecorder(Node):
             raise ParameterError("nothing to record: set 'topics' and/or 'topic_regex'")
         self.include = re.compile(p["topic_regex"]) if p["topic_regex"] else None
         self.exclude = re.compile(p["exclude_regex"]) if p["exclude_regex"] else None
-        self.writer = BagWriter(resolve_path(p["output"]))
+        self.writer = BagWriter(resolve_path(p["output"]), compression=p["compression"])
+        self.bag_time = p["log_time"] == "bag"
+        self.offset: int | None = None  # bag time - receive time of the last message with a stamp
+        self.headers: dict[str, bool] = {}
+        self.receive_log = open(self.writer.path / RECEIVE_TIMES, "w") if self.bag_time else None  # noqa: SIM115
+        if p["copy_from"] and p["copy_topics"]:
+            self.copy(resolve_path(p["copy_from"]), list(p["copy_topics"]))
         self.subs: dict[str, Any] = {}
         self.last_message = time.monotonic()
         self.create_timer(p["discovery_period"], self.discover)
-        self.create_timer(p["flush_period"], self.writer.flush)
+        self.create_timer(p["flush_period"], self.flush)
         self.discover()
         self.get_logger().info(f"recording to {self.writer.path}")
 
@@ -96,15 +110,47 @@ class BagRecorder(Node):
             )
             self.get_logger().info(f"recording {topic} [{msgtype}] ({'reliable' if reliable else 'best effort'})")
 
+    def copy(self, bag: Any, topics: list[str]) -> None:
+        """Write ``topics`` of ``bag`` (those it has) into the recording with their bag times."""
+        from ..bag_io import bag_info
+
+        have = [t for t in topics if t in bag_info(bag).topics]
+        for topic, msgtype, t_ns, cdr in read_messages(bag, have) if have else []:
+            self.writer.write_raw(topic, msgtype, t_ns, cdr)
+        if have:
+            self.get_logger().info(f"copied {have} from {bag}")
+
+    def log_time(self, topic: str, msgtype: str, data: bytes, received: int) -> tuple[int, int]:
+        """(log time, header stamp or -1) of a message received at ``received`` (wall ns)."""
+        if topic not in self.headers:
+            self.headers[topic] = has_header(self.writer.store, msgtype)
+        stamp = header_stamp_ns(data) if self.headers[topic] and len(data) >= 12 else -1
+        if not self.bag_time:
+            return received, stamp
+        if stamp > 0:
+            self.offset = stamp - received
+            return stamp, stamp
+        return received + (self.offset or 0), stamp
+
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        now = self.get_clock().now().nanoseconds
-        self.writer.write_raw(topic, msgtype, now, data)
+        received = time.time_ns()  # the clock the player stamps its publishing with (latency)
+        log, stamp = self.log_time(topic, msgtype, data, received)
+        self.writer.write_raw(topic, msgtype, log, data)
+        if self.receive_log is not None:
+            self.receive_log.write(f"{topic}\t{stamp}\t{received}\n")
         self.last_message = time.monotonic()
         if topic in self.params["tf_from_odometry"] and msgtype == "nav_msgs/msg/Odometry":
-            self.writer.write("/tf", odometry_to_tf(self.writer.store, data), now)
+            self.writer.write("/tf", odometry_to_tf(self.writer.store, data), log)
+
+    def flush(self) -> None:
+        self.writer.flush()
+        if self.receive_log is not None:
+            self.receive_log.flush()
 
     def close(self) -> None:
         self.writer.close()
+        if self.receive_log is not None:
+            self.receive_log.close()
         self.get_logger().info(f"closed {self.writer.path}: {self.writer.counts}")
 
 

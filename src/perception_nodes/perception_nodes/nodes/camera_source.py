@@ -1,4 +1,10 @@
-"""camera_source: a V4L2 device, a video file or an image folder -> ``image_raw`` + ``camera_info``."""
+"""camera_source: a V4L2 device, a video file or an image folder -> ``image_raw`` + ``camera_info``.
+
+Frames are stamped when they are read from the source (before colour conversion and publishing),
+so latency measured downstream starts at capture. ``camera_info_url`` takes what
+camera_info_manager takes: ``file:///abs/cam.yaml``, ``package://<pkg>/<path>`` or a path.
+``qos``: ``reliable`` (default: recorders and lockstep consumers get every frame) or
+``sensor_data`` (best effort, as camera drivers publish)."""
 
 from __future__ import annotations
 
@@ -11,11 +17,11 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..camera_info import load_camera_info
+from ..camera_info import load_camera_info, resolve_camera_info_url
 from ..dds_profile import SEGMENT_ENV, segment_limit
 from ..image_conversion import IMAGE_SUFFIXES, numpy_to_image
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
-from ..qos import output_qos
+from ..qos import input_qos, output_qos
 from ..workspace import resolve_path
 
 
@@ -75,9 +81,10 @@ class CameraSource(Node):
             p["source"] if p["source"].startswith("/dev/") or p["source"].isdigit() else str(resolve_path(p["source"]))
         )
         self.source = FrameSource(src, p["loop"], p["width"], p["height"])
-        self.info = load_camera_info(resolve_path(p["camera_info_url"])) if p["camera_info_url"] else None
-        self.image_pub = self.create_publisher(Image, "image_raw", output_qos(5))
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", output_qos(5))
+        self.info = load_camera_info(resolve_camera_info_url(p["camera_info_url"])) if p["camera_info_url"] else None
+        qos = input_qos("sensor_data", "realtime", 5) if p["qos"] == "sensor_data" else output_qos(5)
+        self.image_pub = self.create_publisher(Image, "image_raw", qos)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self.count = 0
         self.oversize = 0
         self.segment = segment_limit()
@@ -85,6 +92,7 @@ class CameraSource(Node):
 
     def tick(self) -> None:
         bgr = self.source.read()
+        stamp = self.get_clock().now().to_msg()  # capture time: before conversion and publishing
         if bgr is None:
             self.get_logger().info(f"source ended after {self.count} frames")
             rclpy.try_shutdown()
@@ -96,7 +104,7 @@ class CameraSource(Node):
             else (cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if enc == "mono8" else bgr)
         )
         msg = numpy_to_image(arr, enc)
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp
         msg.header.frame_id = self.params["frame_id"]
         if self.info is not None:
             self.info.header = msg.header

@@ -41,6 +41,7 @@ def camera_mount(params: dict[str, Any]) -> np.ndarray:
 class DepthNode(ModelNode):
     schema_name = "depth_node"
     task = "depth"
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {"color_min_depth", "color_max_depth"}  # read per frame
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
         pipe = DepthPipeline(backend, card)
@@ -150,7 +151,13 @@ class DepthNode(ModelNode):
             if self.depth_pub is not None:
                 self.depth_pub.publish(numpy_to_image(depth, "32FC1", msg.header))
             if self.colored_pub is not None and self.colored_pub.get_subscription_count() > 0:
-                self.colored_pub.publish(numpy_to_image(colorize_depth(depth), "rgb8", msg.header))
+                self.colored_pub.publish(
+                    numpy_to_image(
+                        colorize_depth(depth, self.params["color_min_depth"], self.params["color_max_depth"]),
+                        "rgb8",
+                        msg.header,
+                    )
+                )
             if self.points_pub is not None and K is not None:
                 xyz, colours = depth_to_points(
                     depth, K, self.params["point_decimation"], rgb, self.params["max_point_depth"]

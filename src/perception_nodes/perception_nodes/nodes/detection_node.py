@@ -1,42 +1,28 @@
-"""detection_node: Image (+ optional CameraInfo) in; perception_msgs/Detection2DArray on
-``~/detections`` (boxes in the input image's pixels, the input's header) and an annotated image on
-``~/image_annotated``. With ``use_camera_info`` and ``camera_height``, each detection also says
-where it stands on a flat ground (metres, optical frame): the distance to a person or a cone."""
+"""detection_node: Image (+ optional CameraInfo) in; vision_msgs/Detection2DArray on
+``~/detections`` (boxes in the input image's pixels, the input's header; layout in
+``detection_conversion.py``), vision_msgs/LabelInfo on ``~/label_info`` (latched: the card's class
+names) and an annotated image on ``~/image_annotated`` (per-class colours). With ``use_camera_info``
+and ``camera_height``, each detection also says where it stands on a flat ground (metres, optical
+frame: the distance to a person or a cone), and ``~/markers`` (visualization_msgs/MarkerArray)
+shows those positions in 3D."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
-from perception_msgs.msg import Detection2DArray
 from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
 
-from ..detection_conversion import detections_message
+from ..detection_conversion import detections_message, label_info_message
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
 from ..params import ParameterError
 from ..pipelines.detection import DetectionPipeline, Detections, ground_points
-from ..qos import output_qos
+from ..qos import latched_qos, output_qos
+from ..visualization import class_colors, draw_detections, ground_markers
 from .model_node import ModelNode
-
-
-def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
-    out = rgb.copy()
-    for (x0, y0, x1, y1), name, score in zip(det.boxes, det.class_names, det.scores):
-        p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)) - 1, int(round(y1)) - 1)
-        cv2.rectangle(out, p0, p1, (255, 200, 0), 2)
-        cv2.putText(
-            out,
-            f"{name} {score:.2f}",
-            (p0[0], max(p0[1] - 4, 10)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (255, 200, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    return out
 
 
 class DetectionNode(ModelNode):
@@ -53,6 +39,20 @@ class DetectionNode(ModelNode):
         self.annotated_pub = (
             self.create_publisher(Image, "~/image_annotated", output_qos(2)) if params["publish_annotated"] else None
         )
+        self.markers_pub = (
+            self.create_publisher(MarkerArray, "~/markers", output_qos(2))
+            if params["publish_markers"] and params["use_camera_info"]
+            else None
+        )
+        self.colors = class_colors(self.card.classes, self.card.colors)
+        self.label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
+        self.publish_label_info()
+
+    def publish_label_info(self) -> None:
+        from std_msgs.msg import Header
+
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self.label_info_pub.publish(label_info_message(header, self.card.classes, self.params["score_threshold"]))
 
     LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {
         "score_threshold",
@@ -73,6 +73,8 @@ class DetectionNode(ModelNode):
         p.score_threshold, p.max_detections = float(self.params["score_threshold"]), int(self.params["max_detections"])
         names = list(self.params["class_filter"])
         p.allowed = None if not names else np.array([self.card.classes.index(c) for c in names])
+        if "score_threshold" in changed:
+            self.publish_label_info()
 
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
@@ -102,8 +104,10 @@ class DetectionNode(ModelNode):
             ground = None
             self.warn_input(f"ground positions: {type(exc).__name__}: {exc}")
         self.det_pub.publish(detections_message(msg.header, det, ground))
+        if self.markers_pub is not None and self.markers_pub.get_subscription_count() > 0:
+            self.markers_pub.publish(ground_markers(msg.header, det, ground, self.colors))
         if self.annotated_pub is not None and self.annotated_pub.get_subscription_count() > 0:
-            self.annotated_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header))
+            self.annotated_pub.publish(numpy_to_image(draw_detections(rgb, det, self.colors), "rgb8", msg.header))
 
 
 def main(args: list[str] | None = None) -> None:

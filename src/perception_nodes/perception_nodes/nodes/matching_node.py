@@ -84,8 +84,8 @@ class MatchingNode(ModelNode):
             self.sync = ApproximateTimeSynchronizer(
                 2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.params["sync_slop"]
             )
-            subs.append(self.create_subscription(Image, "image", lambda m: self.sync.add(0, m), qos))
-            subs.append(self.create_subscription(Image, "image1", lambda m: self.sync.add(1, m), qos))
+            subs.append(self.create_subscription(*self.image_input("image"), lambda m: self.sync.add(0, m), qos))
+            subs.append(self.create_subscription(*self.image_input("image1"), lambda m: self.sync.add(1, m), qos))
             return subs
         return subs + super().subscribe_inputs(qos)
 

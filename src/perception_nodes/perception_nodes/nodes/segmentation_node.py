@@ -1,10 +1,12 @@
-"""segmentation_node: Image in; ``~/labels`` mono8 class ids at the input's size and
-``~/overlay`` rgb8 colour blend (colours and names from the model card).
+"""segmentation_node: Image in; ``~/labels`` mono8 class ids at the input's size, ``~/label_info``
+(vision_msgs/LabelInfo, latched: what each label id means) and ``~/overlay`` rgb8 colour blend
+(colours and names from the model card).
 
 An instance model (YOLO-seg, card family ``yolo-segment``) also publishes ``~/instances`` (mono16:
 instance i + 1 where the i-th detection's mask is, 0 = none) and ``~/detections``
-(perception_msgs/Detection2DArray, in the same order) from the same inference; its ``~/labels``
-hold class + 1 of the model's classes, 0 = none."""
+(vision_msgs/Detection2DArray in the same order, ``id`` = its instance value; class ids are the
+card's indices, as detection_node's) from the same inference; its ``~/labels`` hold class + 1 of the
+model's classes, 0 = none (``~/label_info`` says so: id 0 is "background")."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image
 
-from ..detection_conversion import detections_message
+from ..detection_conversion import detections_message, label_info_message
 from ..image_conversion import numpy_to_image
 from ..node_base import run_node
 from ..pipelines.segmentation import Segmentation, SegmentationPipeline
-from ..qos import output_qos
+from ..qos import latched_qos, output_qos
 from .model_node import ModelNode
 
 
@@ -38,8 +40,13 @@ class SegmentationNode(ModelNode):
         return SegmentationPipeline(backend, card, params["score_threshold"], params["max_instances"])
 
     def create_outputs(self, params: dict[str, Any]) -> None:
-        from perception_msgs.msg import Detection2DArray
+        from std_msgs.msg import Header
+        from vision_msgs.msg import Detection2DArray, LabelInfo
 
+        self.label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
+        names = (["background"] if self.pipeline.detector is not None else []) + list(self.card.classes)
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self.label_info_pub.publish(label_info_message(header, names, params.get("score_threshold", 0.0)))
         self.labels_pub = self.create_publisher(Image, "~/labels", output_qos())
         self.instances_pub = self.det_pub = None
         if self.pipeline.detector is not None:
@@ -54,7 +61,7 @@ class SegmentationNode(ModelNode):
         self.labels_pub.publish(numpy_to_image(seg.labels, "mono8", msg.header))
         if self.instances_pub is not None and seg.instances is not None:
             self.instances_pub.publish(numpy_to_image(seg.instances, "mono16", msg.header))
-            self.det_pub.publish(detections_message(msg.header, seg.detections))
+            self.det_pub.publish(detections_message(msg.header, seg.detections, instance_ids=True))
         if self.overlay_pub is not None and self.overlay_pub.get_subscription_count() > 0:
             self.overlay_pub.publish(
                 numpy_to_image(self.pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header)

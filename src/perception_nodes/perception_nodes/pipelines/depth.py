@@ -153,8 +153,23 @@ def depth_to_points(
     return xyz, colours
 
 
-def colorize_depth(depth: np.ndarray, min_depth: float = 0.5, max_depth: float = 50.0) -> np.ndarray:
-    """rgb8 view of a depth map: inverse depth through the TURBO colour map (near = red), black where unknown."""
+def depth_color_range(depth: np.ndarray, percentiles: tuple[float, float] = (2.0, 98.0)) -> tuple[float, float]:
+    """The near and far ends of a frame's colour scale: percentiles of its valid depths, so an
+    indoor scene (0.5-5 m) and a road (3-80 m) each use the whole colour map."""
+    valid = depth[np.isfinite(depth) & (depth > 0)]
+    if valid.size < 16:
+        return 0.5, 50.0
+    near, far = (float(v) for v in np.percentile(valid, percentiles))
+    return max(near, 1e-3), max(far, near * 1.05 + 1e-3)
+
+
+def colorize_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = 0.0) -> np.ndarray:
+    """rgb8 view of a depth map: inverse depth through the TURBO colour map (near = red), black where
+    unknown. ``min_depth``/``max_depth`` fix the scale (metres); 0 adapts that end to the frame
+    (:func:`depth_color_range`)."""
+    if min_depth <= 0 or max_depth <= 0:
+        near, far = depth_color_range(depth)
+        min_depth, max_depth = min_depth if min_depth > 0 else near, max_depth if max_depth > 0 else far
     inv = 1.0 / np.clip(np.nan_to_num(depth, nan=max_depth), min_depth, max_depth)
     lo, hi = 1.0 / max_depth, 1.0 / min_depth
     grey = np.clip((inv - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)

@@ -24,7 +24,7 @@ from ..bag_io import BagError
 from ..exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_FRAMES_LOST, EXIT_FRAMES_REJECTED, EXIT_OK
 from ..profile import ProfileError, load_profile, parse_set
 from ..tasks import EVAL_OUTPUTS
-from ..workspace import resolve_path, workspace_root
+from ..workspace import resolve_path, shared_path
 from .replay import GROUND_TRUTH_PREFIX, ReplayInputError, frame_publish_times, replay
 
 
@@ -176,7 +176,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo_assets import make_demo_bag, make_demo_model
 
     cache = resolve_path(args.cache)
-    models = workspace_root() / "models"
+    models = shared_path("models")
     tasks = (
         (models / "detection.onnx").is_file() and (models / "segmentation.onnx").is_file() or bool(args.profile)
     ) and not args.generic
@@ -227,7 +227,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         and all(res[t]["frames_with_one_result"] == res["frames"] for t in per_frame)
     )
     if tasks and ok:
-        _print_detection_summary(Path(summary["recording"]))
+        names = _node_model(summary, "/detector/detections").get("classes")
+        _print_detection_summary(Path(summary["recording"]), names)
         write_reports(summary, bag, Path(args.out))
     print(f"\ndemo {'OK' if ok else 'FAILED'}: summary in {Path(args.out) / 'replay_summary.json'}")
     return 0 if ok else 1
@@ -250,15 +251,16 @@ def camera_mount_from_ground_truth(bag: Path) -> dict[str, float] | None:
     return {"camera_height": float(T[2, 3]), "camera_pitch_deg": float(np.degrees(np.arcsin(-forward[2])))}
 
 
-def _print_detection_summary(recording: Path) -> None:
+def _print_detection_summary(recording: Path, names: list[str] | None) -> None:
     from ..bag_io import read_messages, typestore
+    from ..detection_conversion import read_detections
 
     store = typestore(recording)
     counts: Counter[str] = Counter()
     frames = 0
     for _t, msgtype, _ts, raw in read_messages(recording, ["/detector/detections"]):
         frames += 1
-        for d in store.deserialize_cdr(raw, msgtype).detections:
+        for d in read_detections(store.deserialize_cdr(raw, msgtype), names):
             counts[d.class_name] += 1
     print(f"  detections over {frames} frames: {dict(counts.most_common())}")
 
@@ -319,17 +321,22 @@ def eval_report(
             series=series,
             frame_published=frame_publish_times(summary),
             label_names=_label_names(summary, outputs.get("labels")),
+            detection_names=_node_model(summary, outputs.get("detections")).get("classes"),
         ),
     }
+
+
+def _node_model(summary: dict[str, Any], topic: str | None) -> dict[str, Any]:
+    """What the replay summary says of the model of the node that published ``topic``."""
+    if not topic:
+        return {}
+    return summary.get("models", {}).get(topic.strip("/").split("/")[0], {})
 
 
 def _label_names(summary: dict[str, Any], topic: str | None) -> list[str] | None:
     """The class names of the node that published ``topic`` (its card), when it is not this project's
     own segmenter (an instance model: its ids are matched to the ground truth's by name)."""
-    if not topic:
-        return None
-    node = topic.strip("/").split("/")[0]
-    m = summary.get("models", {}).get(node, {})
+    m = _node_model(summary, topic)
     return m.get("label_names") if m.get("family", "native") != "native" else None
 
 
@@ -434,16 +441,73 @@ def print_report(report: dict[str, Any]) -> None:
         )
 
 
+# the tools that start a stack of their own: they stay off the robot's graph unless told otherwise
+ISOLATED_COMMANDS = ("replay", "eval", "demo")
+
+
+def isolate_dds(domain: int | None, env: dict[str, str] | None = None) -> str:
+    """Before a replay, eval or demo starts its nodes: ``--domain`` when given; else the user's
+    ``ROS_DOMAIN_ID`` when set; else a domain of this process's own (1-100) with discovery on
+    localhost only, so a replay on a robot or a shared network neither sees nor feeds the live
+    graph. Returns the line that says which."""
+    import random
+
+    env = os.environ if env is None else env
+    if domain is not None:
+        env["ROS_DOMAIN_ID"] = str(domain)
+        return f"DDS domain {domain} (--domain)"
+    if env.get("ROS_DOMAIN_ID"):
+        return f"DDS domain {env['ROS_DOMAIN_ID']} (ROS_DOMAIN_ID)"
+    env["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 100))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return (
+        f"DDS domain {env['ROS_DOMAIN_ID']}, discovery {env['ROS_AUTOMATIC_DISCOVERY_RANGE']} (isolated from "
+        "other graphs; --domain N or ROS_DOMAIN_ID to join one)"
+    )
+
+
+def _profiles_epilog() -> str:
+    """--help's list of the shipped profiles with the first sentence of each description."""
+    try:
+        files = sorted(shared_path("config/profiles").glob("*.yaml"))
+    except FileNotFoundError:
+        return ""
+    import yaml
+
+    lines = ["profiles (--profile NAME; config/profiles/):"]
+    for f in files:
+        try:
+            text = str((yaml.safe_load(f.read_text()) or {}).get("description", "")).strip()
+        except (OSError, yaml.YAMLError):
+            text = ""
+        lines.append(f"  {f.stem:<18} {text.split('. ')[0][:100]}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="perception", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="perception",
+        description=__doc__,
+        epilog=_profiles_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="start a profile's nodes as processes")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
-    p.add_argument("--log-dir", default="log/run")
+    p.add_argument(
+        "--profile",
+        required=True,
+        help="profile name (config/profiles/, the checkout or the installed share) or a YAML path",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="NODE.PARAM=VALUE: a parameter of a profile node, applied after its parameter files "
+        "(repeatable; names are checked against the node's schema)",
+    )
+    p.add_argument("--log-dir", default="log/run", help="one log file per node, and run_summary.json")
     p.add_argument(
         "--restart",
         type=int,
@@ -476,57 +540,133 @@ def build_parser() -> argparse.ArgumentParser:
         help="SROS2 keystore for a profile: one enclave per node, permissions "
         "granting only the stack's topics and services",
     )
-    p.add_argument("action", choices=["keystore"])
-    p.add_argument("--profile", required=True)
-    p.add_argument("--keystore", required=True, metavar="DIR")
+    p.add_argument("action", choices=["keystore"], help="keystore: create (or update) the SROS2 keystore")
+    p.add_argument("--profile", required=True, help="the profile whose nodes get an enclave each")
+    p.add_argument("--keystore", required=True, metavar="DIR", help="keystore directory (created if missing)")
     p.set_defaults(func=_cmd_security)
 
     p = sub.add_parser("eval", help="replay a bag through a profile; accuracy against its ground truth and latency")
-    p.add_argument("--bag", required=True)
-    p.add_argument("--profile", required=True)
-    p.add_argument("--mode", choices=["lockstep", "realtime"], default="lockstep")
+    p.add_argument(
+        "--bag",
+        required=True,
+        help="rosbag2 (MCAP or sqlite3) with the camera topic and, for accuracy, /ground_truth/* topics",
+    )
+    p.add_argument(
+        "--profile", required=True, help="the stack to replay it through (e.g. synthetic_replay, pretrained)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["lockstep", "realtime"],
+        default="lockstep",
+        help="lockstep: every frame waits for every node's answer (accuracy; no frame dropped); "
+        "realtime: the bag's timing",
+    )
     p.add_argument("--rate", type=float, default=1.0, help="realtime: replay speed (x the bag's timing)")
-    p.add_argument("--out", default="out/eval")
-    p.add_argument("--frame-topic", default="/camera/image_raw")
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument("--out", default="out/eval", help="folder for the recording, report.json and report.html")
+    p.add_argument("--frame-topic", default="/camera/image_raw", help="the bag's camera image topic")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
+    )
     p.add_argument(
         "--throughput",
         action="store_true",
         help="also search the highest input rate with < --max-drop %% dropped frames (realtime replays) "
         "and measure latency at --fixed-rate Hz",
     )
-    p.add_argument("--fixed-rate", type=float, default=30.0, metavar="HZ")
-    p.add_argument("--max-drop", type=float, default=5.0, metavar="PERCENT")
+    p.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=30.0,
+        metavar="HZ",
+        help="throughput: the input rate at which latency is also measured",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=5.0,
+        metavar="PERCENT",
+        help="throughput: the dropped-frame share that counts as keeping up",
+    )
     p.add_argument(
         "--throughput-visuals",
         action="store_true",
         help="throughput probes record (so the nodes draw) the annotated/overlay/depth/match images "
         "too; default: per-frame outputs only, as on a robot nobody watches",
     )
+    p.add_argument(
+        "--domain",
+        type=int,
+        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
+        "own with localhost-only discovery)",
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")
-    p.add_argument("--bag", required=True)
-    p.add_argument("--profile", required=True)
-    p.add_argument("--mode", choices=["lockstep", "realtime", "fast"], default="lockstep")
-    p.add_argument("--rate", type=float, default=1.0)
-    p.add_argument("--out", required=True)
-    p.add_argument("--frame-topic", default="/camera/image_raw")
-    p.add_argument("--timeout", type=float, default=3600.0)
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument("--bag", required=True, help="rosbag2 (MCAP or sqlite3) to play")
+    p.add_argument("--profile", required=True, help="the stack to replay it through")
+    p.add_argument(
+        "--mode",
+        choices=["lockstep", "realtime", "fast"],
+        default="lockstep",
+        help="lockstep (every frame waits for every node; none dropped), realtime (the bag's timing) "
+        "or fast (no waiting)",
+    )
+    p.add_argument("--rate", type=float, default=1.0, help="realtime: replay speed (x the bag's timing)")
+    p.add_argument("--out", required=True, help="folder for the recording, the logs and replay_summary.json")
+    p.add_argument("--frame-topic", default="/camera/image_raw", help="the bag's camera image topic")
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds before the replay is stopped (its own exit code)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
+    )
+    p.add_argument(
+        "--domain",
+        type=int,
+        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
+        "own with localhost-only discovery)",
+    )
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("build-engine", help="build (and cache) a TensorRT engine from ONNX, nothing else")
-    p.add_argument("--onnx", required=True)
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
-    p.add_argument("--cache-dir", default="~/.cache/perception/engines")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=1,3,H,W")
+    p.add_argument("--onnx", required=True, help="the ONNX model (its card next to it)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        default="fp16",
+        help="engine precision; int8 needs calibration images, a bag or a cache",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default="~/.cache/perception/engines",
+        help="engine cache directory (keyed by model, GPU, TensorRT version and precision)",
+    )
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=1,3,H,W",
+        help="NAME=1,3,H,W for a dynamic input (repeatable)",
+    )
     p.add_argument("--calib-images", help="folder of images for INT8 calibration")
     p.add_argument("--calib-bag", help="rosbag2 with images for INT8 calibration")
-    p.add_argument("--calib-topic", default="/camera/image_raw")
-    p.add_argument("--calib-count", type=int, default=200)
+    p.add_argument("--calib-topic", default="/camera/image_raw", help="image topic of --calib-bag")
+    p.add_argument("--calib-count", type=int, default=200, help="images used for INT8 calibration")
     p.add_argument("--calib-cache", help="INT8 calibration cache file (read if present, else written)")
-    p.add_argument("--calib-algorithm", choices=["entropy", "minmax"], default="entropy")
+    p.add_argument(
+        "--calib-algorithm",
+        choices=["entropy", "minmax"],
+        default="entropy",
+        help="INT8 calibrator: entropy (TensorRT's default) or minmax",
+    )
     p.set_defaults(func=_cmd_build_engine)
 
     p = sub.add_parser(
@@ -536,10 +676,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "profile",
         nargs="?",
-        default=os.environ.get("PERCEPTION_PROFILE", "camera_generic"),
-        help="profile name or YAML path (default: $PERCEPTION_PROFILE or camera_generic)",
+        default=os.environ.get("PERCEPTION_PROFILE", "camera_detection"),
+        help="profile name or YAML path (default: $PERCEPTION_PROFILE or camera_detection)",
     )
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
+    )
     p.add_argument("--camera", help="camera device or file for the profile's camera_source nodes")
     p.add_argument(
         "--engine-cache",
@@ -556,7 +702,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-build", action="store_true", help="do not build missing engines here")
     p.add_argument("--build-only", action="store_true", help="check and build engines, then exit")
     p.add_argument("--check", action="store_true", help="run the checks only, then exit")
-    p.add_argument("--launcher", choices=["auto", "ros2", "processes"], default="auto")
+    p.add_argument(
+        "--launcher",
+        choices=["auto", "ros2", "processes"],
+        default="auto",
+        help="ros2 launch (when launch_ros is installed), supervised processes, or auto (the first that works)",
+    )
     p.add_argument(
         "--restart",
         type=int,
@@ -564,23 +715,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes launcher: restart a node that dies up to N times, then stop the stack (exit 10)",
     )
-    p.add_argument("--log-dir", default="log/start")
+    p.add_argument("--log-dir", default="log/start", help="one log file per node (processes launcher)")
     p.set_defaults(func=_cmd_start)
 
     p = sub.add_parser("bag-info", help="topics, types and counts of a bag")
-    p.add_argument("bag")
+    p.add_argument("bag", help="a rosbag2 folder or .mcap file")
     p.set_defaults(func=_cmd_bag_info)
 
     p = sub.add_parser("demo", help="replay the embedded demo bag through the stack")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--cache", default="cache/demo")
+    p.add_argument("--out", default="out/demo", help="folder for the recording, report.json and report.html")
+    p.add_argument("--cache", default="cache/demo", help="where the generated demo bag and model are kept between runs")
     p.add_argument("--bag", help="use this bag instead of the generated one")
-    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--frames", type=int, default=60, help="frames of the generated synthetic bag")
     p.add_argument("--generic", action="store_true", help="the generic ONNX node on the generated bag instead")
     p.add_argument(
         "--profile",
         help="replay the demo bag through this profile instead of synthetic_replay (e.g. pretrained: "
         "the YOLO / XFeat models of ../shared, after make pretrained-cards)",
+    )
+    p.add_argument(
+        "--domain",
+        type=int,
+        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
+        "own with localhost-only discovery)",
     )
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -588,6 +745,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ISOLATED_COMMANDS:
+        line = isolate_dds(args.domain)
+        if "(ROS_DOMAIN_ID)" not in line:  # the user's own domain needs no word
+            print(line)
     try:
         return int(args.func(args) or 0)
     except ReplayInputError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..detection_conversion import Box, label_map, read_detections, xyxy
 from ..sync import stamp_to_ns
 from .protocol import MIN_HEIGHT
 
@@ -27,6 +28,7 @@ GT = {
     "depth": "/ground_truth/depth",
     "odometry": "/ground_truth/odometry",
 }
+GT_LABEL_INFO = "/ground_truth/label_info"  # what the ground truth's class ids mean
 END_TO_END = "end to end (all outputs)"
 DEPTH_SAMPLES = 2  # depth maps the report shows against ground truth
 
@@ -46,6 +48,25 @@ def _by_stamp(path: Path, topic: str, stores: dict[Path, Any]) -> dict[int, tupl
     return out
 
 
+def _received(recording: Path, topics: list[str]) -> Any:
+    """(topic, header stamp, receive time ns) of a recording's messages: the receive times the
+    recorder kept beside the MCAP (its log times are then bag time), else the log times."""
+    from ..bag_io import header_stamp_ns, read_messages, receive_times
+
+    kept = receive_times(recording)
+    seen: dict[tuple[str, int], int] = defaultdict(int)
+    for topic, _m, log_ns, raw in read_messages(recording, topics):
+        s = header_stamp_ns(raw)
+        if kept is None:
+            yield topic, s, int(log_ns)
+            continue
+        k = seen[(topic, s)]
+        seen[(topic, s)] += 1
+        arrivals = kept.get((topic, s), [])
+        if k < len(arrivals):  # a message the recorder logged (a cut receive log: the rest untimed)
+            yield topic, s, arrivals[k]
+
+
 def latency(
     recording: Path,
     frame_topic: str,
@@ -59,20 +80,19 @@ def latency(
     publishing it) when given, else from the recorder's receive time of the input frame, to the
     recorder's receive time of the output. ``series`` (when given) gets each timeline: receive
     time (s from the first frame) and latency (ms)."""
-    from ..bag_io import bag_info, header_stamp_ns, read_messages
+    from ..bag_io import bag_info
 
     present = bag_info(recording).topics
     result_topics = [t for t in result_topics if t in present]  # a node that published nothing has no latency
     frame_time: dict[int, int] = dict(frame_published or {})
     if not frame_time:  # a first pass: a big frame can reach the recorder after a small result of it
-        for _t, _m, log_ns, raw in read_messages(recording, [frame_topic]):
-            frame_time.setdefault(header_stamp_ns(raw), int(log_ns))
+        for _t, s, t_ns in _received(recording, [frame_topic]):
+            frame_time.setdefault(s, t_ns)
     times: dict[str, list[float]] = defaultdict(list)
     logs: dict[str, list[int]] = defaultdict(list)
     last: dict[int, dict[str, int]] = defaultdict(dict)  # input stamp -> topic -> first receive time
     untimed: dict[str, int] = defaultdict(int)
-    for topic, _m, log_ns, raw in read_messages(recording, result_topics):
-        s = header_stamp_ns(raw)
+    for topic, s, log_ns in _received(recording, result_topics):
         if s in frame_time:
             times[topic].append((int(log_ns) - frame_time[s]) * 1e-6)
             logs[topic].append(int(log_ns))
@@ -106,16 +126,6 @@ def latency(
     return out
 
 
-def _xyxy(detections: Any) -> np.ndarray:
-    """perception_msgs/Detection2D list -> (N, 4) corner boxes x0, y0, x1, y1."""
-    return np.array(
-        [
-            [d.center_x - d.size_x / 2, d.center_y - d.size_y / 2, d.center_x + d.size_x / 2, d.center_y + d.size_y / 2]
-            for d in detections
-        ]
-    ).reshape(-1, 4)
-
-
 def odometry_pose(m: Any) -> np.ndarray:
     """nav_msgs/Odometry -> 4x4 pose of its child frame in its parent frame."""
     from ..transforms import quaternion_to_matrix
@@ -127,23 +137,26 @@ def odometry_pose(m: Any) -> np.ndarray:
     return T
 
 
-def _ground_position_errors(frames: list[tuple[Any, Any]], box_iou: Any, min_iou: float = 0.5) -> dict[str, Any]:
-    """Where detections stand (``ground_*``, detection_node with CameraInfo + camera_height) against
-    the ground truth's (the rendered depth at the box's bottom centre): each published detection is
-    matched to the same-class ground-truth box of highest IoU (>= ``min_iou``, greedily), then the
-    error of the distance along the ground, sqrt(x² + z²)."""
+def _ground_position_errors(
+    frames: list[tuple[list[Box], list[Box]]], box_iou: Any, min_iou: float = 0.5
+) -> dict[str, Any]:
+    """Where detections stand (detection_node with CameraInfo + camera_height) against the ground
+    truth's (the rendered depth at the box's bottom centre): each published detection is matched to
+    the same-class ground-truth box of highest IoU (>= ``min_iou``, greedily), then the error of the
+    distance along the ground, sqrt(x² + z²)."""
     abs_err, rel_err = [], []
     for gts, dets in frames:
-        dets = [d for d in dets if getattr(d, "ground_valid", False)]
-        gts = [g for g in gts if getattr(g, "ground_valid", False)]
+        dets = [d for d in dets if d.ground is not None]
+        gts = [g for g in gts if g.ground is not None]
         if not dets or not gts:
             continue
-        iou = box_iou(_xyxy(dets), _xyxy(gts))
+        iou = box_iou(xyxy(dets), xyxy(gts))
         iou[np.array([[d.class_name != g.class_name for g in gts] for d in dets])] = 0.0
         while iou.size and iou.max() >= min_iou:
             i, j = np.unravel_index(int(np.argmax(iou)), iou.shape)
-            d, g = dets[i], gts[j]
-            est, ref = np.hypot(d.ground_x, d.ground_z), np.hypot(g.ground_x, g.ground_z)
+            d, g = dets[i].ground, gts[j].ground
+            assert d is not None and g is not None
+            est, ref = np.hypot(d[0], d[2]), np.hypot(g[0], g[2])
             abs_err.append(abs(est - ref))
             rel_err.append(abs(est - ref) / ref)
             iou[i, :] = 0.0
@@ -209,10 +222,12 @@ def evaluate_recording(
     series: dict[str, Any] | None = None,
     frame_published: dict[int, int] | None = None,
     label_names: list[str] | None = None,
+    detection_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """``outputs``: task -> recorded topic ("detections", "labels", "depth", "odometry", "matches");
     ``label_names``: what a third-party segmenter's label ids mean (ids matched to the ground truth's
-    classes by name; IoU only for the classes both have).
+    classes by name; IoU only for the classes both have); ``detection_names``: the detector's class
+    names (its card), which its vision_msgs class ids index.
     Tasks whose ground truth is not in the bag get no metrics; latency for ``timed`` (default: the
     outputs' topics) either way. ``series`` (when given) gets what the HTML report plots: latency
     timelines, PR curves, per-frame depth error, aligned trajectories, matches per frame."""
@@ -262,22 +277,26 @@ def evaluate_recording(
         est, gt = _by_stamp(recording, topic, stores), _by_stamp(bag, gt_topic, stores)
         stamps = sorted(set(est) & set(gt))
         if task == "detections":
-            names = sorted({d.class_name for _l, m in gt.values() for d in m.detections})
+            gt_names: dict[int, str] = {}
+            if GT_LABEL_INFO in gt_topics:
+                gt_names = label_map(next(iter(_by_stamp(bag, GT_LABEL_INFO, stores).values()))[1])
+            pairs = [(read_detections(gt[s][1], gt_names), read_detections(est[s][1], detection_names)) for s in stamps]
+            names = sorted({b.class_name for g, _d in pairs for b in g})
             index = {n: i for i, n in enumerate(names)}
             ev = pm.DetectionEvaluator(len(names), names)
-            for s in stamps:
-                g, d = gt[s][1].detections, [x for x in est[s][1].detections if x.class_name in index]
-                gb = _xyxy(g)
+            for g, d in pairs:
+                d = [x for x in d if x.class_name in index]
+                gb = xyxy(g)
                 ev.add(
                     gb,
                     [index[x.class_name] for x in g],
-                    _xyxy(d),
+                    xyxy(d),
                     [x.score for x in d],
                     [index[x.class_name] for x in d],
                     gt_crowd=(gb[:, 3] - gb[:, 1]) < MIN_HEIGHT,
                 )
             r = ev.summary()
-            ground = _ground_position_errors([(gt[s][1].detections, est[s][1].detections) for s in stamps], pm.box_iou)
+            ground = _ground_position_errors(pairs, pm.box_iou)
             if ground:
                 r["ground_position"] = ground
             series["pr_curves"] = ev.pr_curves(0.5)

@@ -110,12 +110,20 @@ def replay(
         ns_regex = "|".join(f"^{n.fqn}/({'|'.join(PER_FRAME_OUTPUTS.get(n.executable, ('.*',)))})$" for n in processing)
     else:
         ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
+    bag_topics = bag_info(bag).topics
+    camera_info = frame_topic.rsplit("/", 1)[0] + "/camera_info"
+    # the camera's calibration and mounting travel with the recording, so it is viewable on its own
+    context = [t for t in (camera_info,) if t in bag_topics and not per_frame_only]
     recorder = NodeSpec(
         "perception_recorder",
         "bag_recorder",
         parameters={
             "output": str(recording),
-            "topics": [frame_topic] if per_frame_only else [frame_topic, "/perception/frame_status", "/diagnostics"],
+            "topics": [frame_topic, *context]
+            if per_frame_only
+            else [frame_topic, *context, "/perception/frame_status", "/diagnostics"],
+            "copy_from": str(bag),
+            "copy_topics": [] if per_frame_only else [t for t in ("/tf_static",) if t in bag_topics],
             "topic_regex": record_regex or ns_regex,
             "tf_from_odometry": [
                 f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")
@@ -136,6 +144,7 @@ def replay(
             "topics": played,
             "lockstep_nodes": [n.fqn for n in processing],
             "summary_path": str(summary_path),
+            "progress_path": str(out / "logs" / "player_progress.json"),
             "min_subscribers": len(processing) + 1,  # the nodes and the recorder
             "wait_for_subscribers": [
                 "/perception_recorder"
@@ -165,7 +174,11 @@ def replay(
                 {"(player)": stack.procs["perception_player"].pid, "(recorder)": stack.procs["perception_recorder"].pid}
             )
             with ResourceMonitor(watched) as monitor:
-                rc, deaths, timed_out = _supervise_replay(stack, timeout)
+                bar = ProgressBar(out / "logs" / "player_progress.json", disable=quiet)
+                try:
+                    rc, deaths, timed_out = _supervise_replay(stack, timeout, on_poll=bar.poll)
+                finally:
+                    bar.close()
             stack.stop(["perception_player"])  # after a death: the player writes its summary and exits
             stack.stop(["perception_recorder"])
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the children are stopped; summarise
@@ -216,13 +229,55 @@ def replay(
     return summary
 
 
-def _supervise_replay(stack: Any, timeout: float, poll_s: float = 0.1) -> tuple[int | None, list[Any], bool]:
+class ProgressBar:
+    """The replay's progress in the terminal (frames done / total, rate, ETA; tqdm on stderr, only
+    on a terminal) from the player's progress file: the player itself logs to its file."""
+
+    def __init__(self, path: Path, disable: bool = False, file: Any = None) -> None:
+        self.path, self.disable, self.file, self.bar, self.lost = path, disable, file, None, 0
+
+    def poll(self) -> None:
+        if self.disable or not self.path.is_file():
+            return
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # being replaced: the next poll reads it
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=state.get("frames_total") or None,
+                desc="replay",
+                unit="frame",
+                file=self.file,
+                disable=None if self.file is None else False,  # on stderr: only on a terminal
+            )
+        if int(state["frames"]) != self.bar.n:
+            self.bar.update(int(state["frames"]) - self.bar.n)
+            self.bar.refresh()  # the supervisor polls every 0.1 s: show each change
+        if state.get("lost", 0) != self.lost:
+            self.lost = state["lost"]
+            self.bar.set_postfix(lost=self.lost)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.poll()
+            self.bar.close()
+
+
+def _supervise_replay(
+    stack: Any, timeout: float, poll_s: float = 0.1, on_poll: Any = None
+) -> tuple[int | None, list[Any], bool]:
     """Wait for the player; a node or the recorder dying ends the replay at once (its name, exit
     code and last log lines in the summary), instead of every later frame waiting out its
-    retries. Returns (the player's exit code or None, the deaths, whether ``timeout`` ran out)."""
+    retries. Returns (the player's exit code or None, the deaths, whether ``timeout`` ran out).
+    ``on_poll`` runs at every poll (the progress bar)."""
     player = stack.procs["perception_player"]
     deadline = time.monotonic() + timeout
     while True:
+        if on_poll is not None:
+            on_poll()
         rc = player.poll()
         if rc is not None:
             stack.deaths()  # the player's own exit is not a death
@@ -340,6 +395,7 @@ def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
             "model": str(path),
             "task": card.get("task", "?"),
             "family": card.get("family", "native"),
+            "classes": classes,  # what its detections' class ids index
             # what the ids of its label images mean (an instance model's 0 is "none of its classes")
             "label_names": (["background"] + classes) if card.get("family") == "yolo-segment" else classes,
             "sha256": str(card.get("sha256", ""))[:12],
