@@ -484,6 +484,24 @@ def _profiles_epilog() -> str:
     return "\n".join(lines)
 
 
+def _stack_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that starts a profile's nodes on a bag (replay, eval, demo)."""
+    p.add_argument("--frame-topic", default="/camera/image_raw", help="the bag's camera image topic")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
+    )
+    p.add_argument(
+        "--domain",
+        type=int,
+        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
+        "own with localhost-only discovery)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perception",
@@ -563,14 +581,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate", type=float, default=1.0, help="realtime: replay speed (x the bag's timing)")
     p.add_argument("--out", default="out/eval", help="folder for the recording, report.json and report.html")
-    p.add_argument("--frame-topic", default="/camera/image_raw", help="the bag's camera image topic")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NODE.PARAM=VALUE",
-        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
-    )
     p.add_argument(
         "--throughput",
         action="store_true",
@@ -597,12 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="throughput probes record (so the nodes draw) the annotated/overlay/depth/match images "
         "too; default: per-frame outputs only, as on a robot nobody watches",
     )
-    p.add_argument(
-        "--domain",
-        type=int,
-        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
-        "own with localhost-only discovery)",
-    )
+    _stack_options(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("replay", help="replay a bag through a profile and record the outputs")
@@ -617,23 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate", type=float, default=1.0, help="realtime: replay speed (x the bag's timing)")
     p.add_argument("--out", required=True, help="folder for the recording, the logs and replay_summary.json")
-    p.add_argument("--frame-topic", default="/camera/image_raw", help="the bag's camera image topic")
     p.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds before the replay is stopped (its own exit code)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NODE.PARAM=VALUE",
-        help="NODE.PARAM=VALUE applied to the profile's node (repeatable)",
-    )
-    p.add_argument(
-        "--domain",
-        type=int,
-        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
-        "own with localhost-only discovery)",
-    )
+    _stack_options(p)
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("build-engine", help="build (and cache) a TensorRT engine from ONNX, nothing else")
@@ -736,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domain",
         type=int,
-        help="ROS_DOMAIN_ID for the replayed stack (default: ROS_DOMAIN_ID when set, else a domain of its "
+        help="ROS_DOMAIN_ID for the demo's stack (default: ROS_DOMAIN_ID when set, else a domain of its "
         "own with localhost-only discovery)",
     )
     p.set_defaults(func=_cmd_demo)
