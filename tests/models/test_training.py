@@ -501,3 +501,42 @@ def test_train_gpu_is_a_perception_models_command():
     with contextlib.redirect_stderr(io.StringIO()), pytest.raises(SystemExit) as done:
         main(["train-gpu"])  # --sync is required
     assert done.value.code == 2
+
+
+def test_segmentation_learns_from_real_labels_mapped_to_its_classes(sets, tmp_path):
+    """--real-labels: CamVid-layout frames next to the renders, their classes mapped by a class-map
+    file (road -> ground ...); classes the map leaves out are ignored (255), not taught as anything."""
+    import cv2
+
+    from perception_models.train.data import Mixed, mapped_lut
+    from perception_models.train.image_task import build_datasets
+
+    real = tmp_path / "camvid"
+    (real / "train").mkdir(parents=True)
+    (real / "trainannot").mkdir()
+    lab = np.zeros((60, 80), np.uint8)  # sky above
+    lab[30:] = 3  # road
+    lab[40:, :20] = 5  # tree: not in the map
+    lab[45:, 60:] = 8  # car
+    for i in range(2):
+        cv2.imwrite(str(real / "train" / f"f{i}.png"), np.full((60, 80, 3), 90, np.uint8))
+        cv2.imwrite(str(real / "trainannot" / f"f{i}.png"), lab)
+    cmap = tmp_path / "map.yaml"
+    cmap.write_text("sky: sky\nroad: ground\ncar: car\n")
+    cfg = _cfg("segmentation", sets, tmp_path / "o", real_labels=[str(real)], real_class_map=str(cmap), real_repeat=2)
+    train_set, _val, names = build_datasets(cfg)
+    assert isinstance(train_set, Mixed) and len(train_set) == len(train_set.parts[0]) + 2 * 2
+    train_set.epoch = 3
+    assert all(p.epoch == 3 for p in train_set.parts)
+    cfg.augment = False
+    plain, _v, _n = build_datasets(cfg)
+    _x, y = plain[len(plain) - 1]  # a real frame: 80x60 letterboxed into 128x96 exactly (scale 1.6)
+    ids = set(np.unique(y.numpy()).tolist())
+    assert ids == {names.index("sky"), names.index("ground"), names.index("car"), 255}
+    assert y[90, 10].item() == 255, "tree is ignored, not ground"
+    assert y[90, 64].item() == names.index("ground") and y[5, 64].item() == names.index("sky")
+    with pytest.raises(ValueError, match="class map names \\['lawn'\\]"):
+        mapped_lut({"road": ["lawn"]}, ("road",), names)
+    res = train(_cfg("segmentation", sets, tmp_path / "r", epochs=1, real_labels=[str(real)],
+                     real_class_map=str(cmap)), progress=False)  # fmt: skip
+    assert 0.0 <= res["metric"] <= 1.0

@@ -140,12 +140,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_matching(args)
     from .train.image_task import TrainConfig, train
 
-    if not args.data or not args.val:
-        print(f"perception-models train: --task {args.task} needs --data and --val", file=sys.stderr)
+    if not (args.data or args.real_labels) or not args.val:
+        print(f"perception-models train: --task {args.task} needs --data (or --real-labels) and --val", file=sys.stderr)
         return 2
     cfg = TrainConfig(
         task=args.task,
-        data=args.data,
+        data=args.data or [],
         val=args.val,
         out=args.out,
         epochs=args.epochs,
@@ -165,6 +165,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cache_images=args.cache_images,
         ema=args.ema,
         backbone_blocks=tuple(args.backbone_blocks or ()),
+        real_labels=list(args.real_labels or []),
+        real_class_map=args.real_class_map or "",
+        real_repeat=args.real_repeat,
     )
     return _run_training(train, cfg, args)
 
@@ -598,6 +601,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--camvid", action="store_true", help="--data/--val are CamVid roots (train/, trainannot/, val/, valannot/)"
     )
     p.add_argument("--no-augment", action="store_true", help="no flips, zooms or colour changes")
+    p.add_argument(
+        "--real-labels",
+        nargs="+",
+        metavar="ROOT",
+        help="segmentation: real labelled frames in CamVid layout (train/, trainannot/) next to --data; "
+        "never the sets you evaluate on (camvid/val)",
+    )
+    p.add_argument(
+        "--real-class-map",
+        metavar="FILE",
+        help="segmentation: CamVid class -> model class (config/class_maps/camvid_to_ours.yaml); unmapped "
+        "classes are ignored, not background",
+    )
+    p.add_argument("--real-repeat", type=int, default=1, help="segmentation: times the real frames repeat per epoch")
     p.add_argument(
         "--class-weights",
         choices=["none", "median_frequency"],

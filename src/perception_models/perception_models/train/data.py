@@ -10,6 +10,8 @@ loader's workers fork, so they share the decoded frames (a GPU run is otherwise 
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,3 +241,36 @@ class SegmentationDataset(Dataset):
 def detection_collate(batch):
     images = torch.stack([b[0] for b in batch])
     return images, [b[1] for b in batch]
+
+
+class Mixed(torch.utils.data.ConcatDataset):
+    """Several datasets as one (synthetic renders + real labelled frames); ``epoch`` reaches every
+    part, so each keeps drawing its augmentation from (seed, epoch, index)."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        super().__init__(parts)
+        self.parts = parts
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = value
+        for p in self.parts:
+            p.epoch = value
+
+
+def mapped_lut(class_map: dict[str, list[str]], source: tuple[str, ...], target: list[str]) -> np.ndarray:
+    """Label LUT from a class-map file's ``source class: target class`` (e.g. CamVid -> ours): source
+    ids without a mapped target become IGNORE, so unmapped classes teach nothing (not "background")."""
+    from ..data.readers.labels import make_lut
+
+    unknown = sorted(
+        {s for s in class_map if s not in source} | {t for v in class_map.values() for t in v if t not in target}
+    )
+    if unknown:
+        raise ValueError(f"class map names {unknown}: not among the labels {list(source)} or the model's {target}")
+    return make_lut({source.index(s): target.index(t[0]) for s, t in class_map.items() if t})

@@ -26,7 +26,7 @@ from ..models.backbone import Backbone, BasicBlock
 from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
 from ..models.losses import pixel_cross_entropy
 from ..models.segmentation import Segmenter, SegmenterConfig
-from .data import Augment, DetectionDataset, SegmentationDataset, detection_collate
+from .data import Augment, DetectionDataset, Mixed, SegmentationDataset, detection_collate
 from .trainer import TrainTask, fit, to_device
 
 TASKS = ("detection", "segmentation")
@@ -60,6 +60,11 @@ class TrainConfig:
     cache_images: bool = False  # decode the training images once, shared by the loader's workers
     ema: float = 0.0  # > 0: decay of the weights' moving average (WeightAverage)
     backbone_blocks: tuple[int, ...] = ()  # residual blocks per backbone stage; () = Backbone's default
+    # segmentation: real labelled frames (CamVid layout: train/ + trainannot/) next to --data, their
+    # classes mapped to the model's by a class-map file (unmapped: ignored), repeated per epoch
+    real_labels: list[str] = field(default_factory=list)
+    real_class_map: str = ""
+    real_repeat: int = 1
 
 
 def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
@@ -148,11 +153,36 @@ def build_datasets(cfg: TrainConfig):
 
     kw = dict(image_dir="train", label_dir="trainannot", lut=CAMVID_LUT) if cfg.camvid else {}
     vkw = dict(image_dir="val", label_dir="valannot", lut=CAMVID_LUT) if cfg.camvid else {}
-    train = SegmentationDataset(
-        [Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, cache_images=cfg.cache_images, **kw
-    )
-    val = SegmentationDataset([Path(d) for d in cfg.val], cfg.input_size, None, seed=cfg.seed, **vkw)
     names = cfg.class_names or list(CAMVID11 if cfg.camvid else CLASSES)
+    parts: list[Any] = []
+    if cfg.data:
+        parts.append(
+            SegmentationDataset(
+                [Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, cache_images=cfg.cache_images, **kw
+            )
+        )
+    if cfg.real_labels:
+        from ..evaluate import read_class_map
+        from .data import mapped_lut
+
+        if not cfg.real_class_map:
+            raise ValueError("--real-labels needs --real-class-map (CamVid class: model class)")
+        lut = mapped_lut(read_class_map(cfg.real_class_map), CAMVID11, names)
+        real = SegmentationDataset(
+            [Path(d) for d in cfg.real_labels],
+            cfg.input_size,
+            aug,
+            image_dir="train",
+            label_dir="trainannot",
+            lut=lut,
+            seed=cfg.seed + 1,
+            cache_images=cfg.cache_images,
+        )
+        parts += [real] * max(1, cfg.real_repeat)
+    if not parts:
+        raise ValueError("segmentation training needs --data and/or --real-labels")
+    train = parts[0] if len(parts) == 1 else Mixed(parts)
+    val = SegmentationDataset([Path(d) for d in cfg.val], cfg.input_size, None, seed=cfg.seed, **vkw)
     return train, val, names
 
 
@@ -165,15 +195,16 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     return Segmenter(SegmenterConfig(num_classes=num_classes, input_size=tuple(cfg.input_size)), backbone)
 
 
-def median_frequency_weights(dataset: SegmentationDataset, num_classes: int, max_weight: float = 20.0) -> torch.Tensor:
+def median_frequency_weights(dataset: Any, num_classes: int, max_weight: float = 20.0) -> torch.Tensor:
     """SegNet's median frequency balancing: w_c = median(f) / f_c, with f_c = pixels of class c /
     pixels of the images where c appears (label maps read at their stored resolution)."""
     from ..data.readers.labels import read_label_png
 
     pixels = np.zeros(num_classes, np.float64)
     present_pixels = np.zeros(num_classes, np.float64)
-    for _img, lab_path in dataset.pairs:
-        lab = read_label_png(lab_path, dataset.lut)
+    parts = list({id(p): p for p in getattr(dataset, "parts", [dataset])}.values())  # a Mixed set: each part once
+    for part, (_img, lab_path) in ((p, pair) for p in parts for pair in p.pairs):
+        lab = read_label_png(lab_path, part.lut)
         counts = np.bincount(lab[lab < num_classes].reshape(-1), minlength=num_classes)[:num_classes]
         pixels += counts
         present_pixels += (counts > 0) * lab.size
@@ -269,9 +300,10 @@ class ImageTask(TrainTask):
         cfg = self.cfg
         calib = None
         if cfg.init.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
-            plain = copy.copy(self.train_set)  # same samples (and decoded images), no augmentation
+            first = self.train_set.parts[0] if isinstance(self.train_set, Mixed) else self.train_set
+            plain = copy.copy(first)  # same samples (and decoded images), no augmentation
             plain.augment = None
-            n = min(len(self.train_set), 16 * cfg.batch_size)
+            n = min(len(plain), 16 * cfg.batch_size)
             calib = (
                 to_device(b[0], device)
                 for b in DataLoader(
