@@ -120,25 +120,31 @@ class DetectorWithPostprocess(nn.Module):
         self.detector = detector
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cfg = self.detector.cfg
-        cls_logits, box_deltas = self.detector(image)
-        anchors = self.detector.anchors
-        out_b, out_s, out_l = [], [], []
-        for logits, deltas in zip(cls_logits, box_deltas):
-            scores, labels = torch.sigmoid(logits).max(dim=1)
-            k = min(cfg.pre_nms_top_k, scores.shape[0])
-            top, idx = torch.topk(scores, k)
-            boxes = decode(anchors[idx], deltas[idx])
-            h, w = cfg.input_size
-            boxes = torch.stack(
-                [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)],
-                dim=1,
-            )
-            # boxes squeezed to nothing by the image border are not detections
-            size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
-            top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))
-            b, s, lab = fast_nms(boxes, top, labels[idx], cfg.nms_iou, cfg.max_detections)
-            out_b.append(b)
-            out_s.append(s)
-            out_l.append(lab.to(torch.int32))
-        return torch.stack(out_b), torch.stack(out_s), torch.stack(out_l)
+        return postprocess(*self.detector(image), self.detector.anchors, self.detector.cfg)
+
+
+def postprocess(
+    cls_logits: torch.Tensor, box_deltas: torch.Tensor, anchors: torch.Tensor, cfg: DetectorConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Head outputs -> boxes (B, D, 4), scores (B, D), labels (B, D) int32: top-k, decode, clamp,
+    NMS (export-friendly: fixed D rows, empty ones score 0 and label -1). The detector's export and
+    the multi-task network's share it."""
+    out_b, out_s, out_l = [], [], []
+    for logits, deltas in zip(cls_logits, box_deltas):
+        scores, labels = torch.sigmoid(logits).max(dim=1)
+        k = min(cfg.pre_nms_top_k, scores.shape[0])
+        top, idx = torch.topk(scores, k)
+        boxes = decode(anchors[idx], deltas[idx])
+        h, w = cfg.input_size
+        boxes = torch.stack(
+            [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)],
+            dim=1,
+        )
+        # boxes squeezed to nothing by the image border are not detections
+        size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
+        top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))
+        b, s, lab = fast_nms(boxes, top, labels[idx], cfg.nms_iou, cfg.max_detections)
+        out_b.append(b)
+        out_s.append(s)
+        out_l.append(lab.to(torch.int32))
+    return torch.stack(out_b), torch.stack(out_s), torch.stack(out_l)

@@ -1,0 +1,172 @@
+"""One network, four tasks: a shared backbone with per-task spatial attention (MTAN: Liu, Johns and
+Davison, "End-to-End Multi-Task Learning with Attention", CVPR 2019) feeding the same heads the
+single-task models use.
+
+    image -> Backbone (s2 ... s32, computed once)
+          -> per task t and scale s: feature_s * sigmoid(mask_t,s(feature_s))     (attention=True)
+          -> detection:    FPN(s8, s16, s32) -> DetectionHead (anchors, focal loss)  = models/detection.py
+             segmentation: SegmentationHead (ASPP on s32, skips s8, s4)               = models/segmentation.py
+             depth:        DepthDecoder (s32 up to s1, skips)                         = models/depth.py
+             keypoints:    s8 + s16 -> cell logits (65) and descriptors               = models/matching.py
+
+Each mask is a small conv (3x3 conv-BN-ReLU, then 1x1 to the feature's channels) whose sigmoid
+starts near 1 (bias +4: 0.98), so training starts from the shared features as they are and each
+task learns where to look; ``attention=False`` is the ablation (heads read the shared features
+directly). The heads, their losses and post-processing are the single-task ones: a multi-task
+checkpoint can start from single-task models (the shared backbone from one of them, each head from
+its own) and the exported graph (``MultiTaskExport``) gives every task's outputs from one backbone
+pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .anchors import AnchorGenerator
+from .backbone import Backbone, ConvBNAct
+from .depth import DepthDecoder, disp_to_depth
+from .detection import DetectionHead, DetectorConfig, postprocess
+from .matching import MatcherConfig, extract
+from .neck import FPN
+from .segmentation import SegmentationHead
+
+TASKS = ("detection", "segmentation", "depth", "keypoints")
+# the backbone scales each task's head reads
+SCALES = {
+    "detection": ("s8", "s16", "s32"),
+    "segmentation": ("s4", "s8", "s32"),
+    "depth": ("s2", "s4", "s8", "s16", "s32"),
+    "keypoints": ("s8", "s16"),
+}
+
+
+class TaskAttention(nn.Module):
+    """A task's soft spatial (and channel) mask over one shared feature map."""
+
+    def __init__(self, channels: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.mask = nn.Sequential(ConvBNAct(channels, hidden), nn.Conv2d(hidden, channels, 1))
+        nn.init.zeros_(self.mask[1].weight)
+        nn.init.constant_(self.mask[1].bias, 4.0)  # sigmoid 0.98: starts as (almost) the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.mask(x))
+
+
+@dataclass
+class MultiTaskConfig:
+    input_size: tuple[int, int] = (384, 512)  # H, W, letterboxed like the detector and segmenter
+    detection_classes: list[str] = field(default_factory=lambda: ["person", "car", "cone", "box", "barrel", "chair"])
+    segmentation_classes: list[str] = field(
+        default_factory=lambda: ["sky", "ground", "wall", "clutter", "person", "car", "cone", "box", "barrel", "chair"]
+    )
+    attention: bool = True
+    tasks: tuple[str, ...] = TASKS
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    depth_widths: tuple[int, ...] = (96, 64, 48, 32, 16)
+    descriptor_dim: int = 64
+    top_k: int = 512
+
+    def detector(self) -> DetectorConfig:
+        return DetectorConfig(num_classes=len(self.detection_classes), input_size=tuple(self.input_size))
+
+    def matcher(self) -> MatcherConfig:
+        return MatcherConfig(input_size=tuple(self.input_size), descriptor_dim=self.descriptor_dim, top_k=self.top_k)
+
+
+class MultiTaskNet(nn.Module):
+    """Image (B, 3, H, W), normalised -> {task: raw head outputs} from one backbone pass:
+    detection (cls logits, box deltas), segmentation logits (B, C, H, W), depth {scale: disparity},
+    keypoints (cell logits (B, 65, H/8, W/8), unit descriptors (B, D, H/8, W/8))."""
+
+    def __init__(self, cfg: MultiTaskConfig | None = None, backbone: Backbone | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or MultiTaskConfig()
+        unknown = set(cfg.tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"tasks {sorted(unknown)} are not among {TASKS}")
+        self.backbone = backbone or Backbone()
+        ch = self.backbone.channels
+        self.attention = nn.ModuleDict(
+            {t: nn.ModuleDict({s: TaskAttention(ch[s]) for s in SCALES[t]}) for t in cfg.tasks}
+            if cfg.attention
+            else {}
+        )
+        self.det_cfg = cfg.detector()
+        if "detection" in cfg.tasks:
+            self.neck = FPN(ch, SCALES["detection"], self.det_cfg.fpn_channels)
+            self.anchor_gen = AnchorGenerator((8, 16, 32), self.det_cfg.anchor_sizes)
+            self.det_head = DetectionHead(
+                self.det_cfg.fpn_channels, self.anchor_gen.per_location, self.det_cfg.num_classes, self.det_cfg.head_depth
+            )
+            self.register_buffer("anchors", self.anchor_gen(tuple(cfg.input_size)), persistent=False)
+        if "segmentation" in cfg.tasks:
+            self.seg_head = SegmentationHead(ch, len(cfg.segmentation_classes))
+        if "depth" in cfg.tasks:
+            self.depth_decoder = DepthDecoder(ch, cfg.depth_widths)
+        if "keypoints" in cfg.tasks:
+            c8 = ch["s8"]
+            self.kp_lateral = ConvBNAct(ch["s16"], c8, 1)
+            self.kp_det = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, 65, 1))
+            self.kp_desc = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, cfg.descriptor_dim, 1))
+
+    def task_features(self, shared: dict[str, torch.Tensor], task: str) -> dict[str, torch.Tensor]:
+        """The shared maps a task's head reads, each through the task's attention (when on)."""
+        masks = self.attention[task] if self.cfg.attention else None
+        return {s: masks[s](shared[s]) if masks is not None else shared[s] for s in SCALES[task]}
+
+    def forward(self, images: torch.Tensor) -> dict[str, object]:
+        shared = self.backbone(images)
+        out: dict[str, object] = {}
+        if "detection" in self.cfg.tasks:
+            out["detection"] = self.det_head(self.neck(self.task_features(shared, "detection")))
+        if "segmentation" in self.cfg.tasks:
+            out["segmentation"] = self.seg_head(self.task_features(shared, "segmentation"), images.shape[-2:])
+        if "depth" in self.cfg.tasks:
+            out["depth"] = self.depth_decoder(self.task_features(shared, "depth"))
+        if "keypoints" in self.cfg.tasks:
+            f = self.task_features(shared, "keypoints")
+            x = f["s8"] + F.interpolate(self.kp_lateral(f["s16"]), size=f["s8"].shape[-2:], mode="nearest")
+            out["keypoints"] = (self.kp_det(x), F.normalize(self.kp_desc(x), dim=1))
+        return out
+
+
+class MultiTaskExport(nn.Module):
+    """Exported graph: one image -> every task's outputs, named like the single-task graphs where
+    they do not collide (``boxes``, ``scores``, ``labels`` of detection; ``depth``; ``keypoints``,
+    ``descriptors``) and prefixed where they do (``seg_labels``, ``seg_confidence``,
+    ``keypoint_scores``); the card's ``outputs`` maps each task's names."""
+
+    OUTPUTS = {
+        "detection": ("boxes", "scores", "labels"),
+        "segmentation": ("seg_labels", "seg_confidence"),
+        "depth": ("depth",),
+        "keypoints": ("keypoints", "keypoint_scores", "descriptors"),
+    }
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def output_names(self) -> list[str]:
+        return [n for t in self.net.cfg.tasks for n in self.OUTPUTS[t]]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg, out = self.net.cfg, self.net(image)
+        result: list[torch.Tensor] = []
+        for task in cfg.tasks:
+            if task == "detection":
+                result += postprocess(*out["detection"], self.net.anchors, self.net.det_cfg)  # type: ignore[misc]
+            elif task == "segmentation":
+                conf, labels = torch.softmax(out["segmentation"], dim=1).max(dim=1)  # type: ignore[call-overload]
+                result += [labels.to(torch.int32), conf]
+            elif task == "depth":
+                result.append(disp_to_depth(out["depth"][0], cfg.min_depth, cfg.max_depth))  # type: ignore[index]
+            else:
+                result += extract(*out["keypoints"], cfg.matcher())  # type: ignore[misc]
+        return tuple(result)
