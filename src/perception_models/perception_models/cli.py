@@ -136,6 +136,8 @@ def _run_training(train_fn: Any, cfg: Any, args: argparse.Namespace, metric: str
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.task == "depth":
         return _train_depth(args)
+    if args.task == "multitask":
+        return _train_multitask(args)
     if args.task == "matching":
         return _train_matching(args)
     from .train.image_task import TrainConfig, train
@@ -170,6 +172,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         real_repeat=args.real_repeat,
     )
     return _run_training(train, cfg, args)
+
+
+def _train_multitask(args: argparse.Namespace) -> int:
+    from perception_nodes.workspace import resolve_path
+
+    from .train.multitask_task import MultiTaskTrainConfig, train_multitask
+
+    cfg = MultiTaskTrainConfig(
+        data=args.data or [],
+        val=args.val or [],
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size or 8,
+        lr=args.lr or 2e-3,
+        input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
+        attention=not args.no_attention,
+        weighting=args.weighting,
+        teacher=str(resolve_path(args.teacher)) if args.teacher else "",
+        seed=args.seed,
+        workers=args.workers,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        augment=not args.no_augment,
+        init=args.init or "",
+        device=args.device,
+        time_budget_min=args.time_budget_min,
+        ema=args.ema,
+    )
+    return _run_training(train_multitask, cfg, args)
 
 
 def _train_matching(args: argparse.Namespace) -> int:
@@ -541,9 +571,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=0, help="at most this many frames (0 = all)")
     p.set_defaults(func=_cmd_bag_from_images)
 
-    p = sub.add_parser("train", help="train a detector, a segmenter, or depth + pose networks")
+    p = sub.add_parser("train", help="train a detector, a segmenter, depth + pose, keypoints, or all in one network")
     p.add_argument(
-        "--task", choices=TRAINABLE, required=True, help="what to train (the task registry: perception_nodes/tasks.py)"
+        "--task",
+        choices=[*TRAINABLE, "multitask"],
+        required=True,
+        help="what to train (the task registry: perception_nodes/tasks.py; multitask: one network for "
+        "detection, segmentation, depth and keypoints, train/multitask_task.py)",
+    )
+    p.add_argument(
+        "--weighting",
+        choices=["uncertainty", "fixed"],
+        default="uncertainty",
+        help="multitask: learned per-task uncertainty weights (Kendall et al.) or fixed equal weights",
+    )
+    p.add_argument("--no-attention", action="store_true", help="multitask: without per-task attention (the ablation)")
+    p.add_argument(
+        "--teacher",
+        default="models/matching.onnx",
+        help="multitask: keypoint network whose heatmap and descriptors the keypoint head learns ('' = no keypoints)",
     )
     p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
     p.add_argument("--photos", nargs="+", help="matching: folders of real photos for homographic pairs")

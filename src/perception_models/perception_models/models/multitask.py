@@ -93,17 +93,14 @@ class MultiTaskNet(nn.Module):
         self.backbone = backbone or Backbone()
         ch = self.backbone.channels
         self.attention = nn.ModuleDict(
-            {t: nn.ModuleDict({s: TaskAttention(ch[s]) for s in SCALES[t]}) for t in cfg.tasks}
-            if cfg.attention
-            else {}
+            {t: nn.ModuleDict({s: TaskAttention(ch[s]) for s in SCALES[t]}) for t in cfg.tasks} if cfg.attention else {}
         )
         self.det_cfg = cfg.detector()
         if "detection" in cfg.tasks:
             self.neck = FPN(ch, SCALES["detection"], self.det_cfg.fpn_channels)
             self.anchor_gen = AnchorGenerator((8, 16, 32), self.det_cfg.anchor_sizes)
-            self.det_head = DetectionHead(
-                self.det_cfg.fpn_channels, self.anchor_gen.per_location, self.det_cfg.num_classes, self.det_cfg.head_depth
-            )
+            d = self.det_cfg
+            self.det_head = DetectionHead(d.fpn_channels, self.anchor_gen.per_location, d.num_classes, d.head_depth)
             self.register_buffer("anchors", self.anchor_gen(tuple(cfg.input_size)), persistent=False)
         if "segmentation" in cfg.tasks:
             self.seg_head = SegmentationHead(ch, len(cfg.segmentation_classes))

@@ -1,0 +1,287 @@
+"""Joint training of the multi-task network (``models/multitask.py``): a task of the one training
+loop (``trainer.py``).
+
+    perception-models train --task multitask --data synth/driving_1000 ... --val synth/driving_9200 \\
+        --out runs/multitask [--weighting uncertainty|fixed] [--no-attention] [--teacher models/matching.onnx]
+
+Every synthetic frame teaches three tasks from its ground truth — boxes (the detector's anchor
+loss), labels (pixel cross-entropy) and metric depth (scale-invariant log loss) — and the
+keypoint head learns from a teacher (the shipped keypoint network, or any model
+``onnx_weights`` loads into ``KeypointNet``) on the same image: cross-entropy to the teacher's
+cell distribution and 1 - cosine to its descriptors (distillation). The frame goes through one
+augmentation (crop, flip, photometric) shared by all tasks: the detection and segmentation
+datasets draw it from the same (seed, epoch, index) stream, and depth repeats their geometry.
+
+Task weighting (``--weighting``): ``fixed`` sums the losses with ``task_weights``; ``uncertainty``
+learns one log-variance s_t per task and minimises sum(exp(-s_t) L_t + s_t) (Kendall, Gal and
+Cipolla, CVPR 2018). Validation: detection mAP@[.5:.95], segmentation mIoU and depth AbsRel on the
+held-out sets; ``best.pt`` keeps the highest mean of mAP, mIoU and 1 - AbsRel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..models.depth_losses import silog_loss
+from ..models.detection import Detector
+from ..models.losses import pixel_cross_entropy
+from ..models.multitask import TASKS, MultiTaskConfig, MultiTaskNet
+from .data import Augment, DetectionDataset, SegmentationDataset, _fit
+from .trainer import TrainTask, fit
+
+WEIGHTINGS = ("fixed", "uncertainty")
+
+
+@dataclass
+class MultiTaskTrainConfig:
+    data: list[str] = field(default_factory=list)  # synthetic sequence folders (boxes, labels, depth)
+    val: list[str] = field(default_factory=list)
+    out: str = "runs/multitask"
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    input_size: tuple[int, int] = (384, 512)
+    attention: bool = True
+    weighting: str = "uncertainty"  # fixed | uncertainty
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"detection": 1.0, "segmentation": 1.0, "depth": 1.0, "keypoints": 1.0}
+    )
+    teacher: str = "models/matching.onnx"  # keypoint teacher ("" = no keypoint head)
+    seed: int = 0
+    workers: int = 0
+    log_every: int = 10
+    max_steps_per_epoch: int = 0
+    augment: bool = True
+    init: str = ""  # a multi-task checkpoint
+    device: str = "auto"
+    time_budget_min: float = 0.0
+    ema: float = 0.0
+    max_depth: float = 100.0
+
+
+class MultiTaskFrames(Dataset):
+    """Frame i of the synthetic sets -> (image, {"detection": targets, "labels": (H, W) long,
+    "depth": (1, H, W) metres, NaN where unknown or padded}), one augmentation for all."""
+
+    def __init__(self, roots: list[Path], input_size: tuple[int, int], augment: Augment | None, seed: int) -> None:
+        self.det = DetectionDataset(roots, input_size, None, augment, seed)
+        self.seg = SegmentationDataset(roots, input_size, augment, seed=seed)
+        by_image = {str(img): (img, lab) for img, lab in self.seg.pairs}
+        # the same frame at the same index in both: the same (seed, epoch, index) augmentation
+        self.seg.pairs = [by_image[str(Path(s.image_path))] for s in self.det.samples]
+        self.class_names = self.det.class_names
+        self.input_size, self.augment, self.seed = input_size, augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.det)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = self.det.epoch = self.seg.epoch = epoch
+
+    def depth(self, i: int) -> torch.Tensor:
+        from ..data.readers.depth import read_nyu_depth
+
+        img_path = Path(self.det.samples[i].image_path)
+        depth = read_nyu_depth(img_path.parent.parent / "depth" / img_path.name)
+        if self.augment is not None:  # the geometry the other two drew from the same stream
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            crop = self.augment.crop(*depth.shape[:2], rng)
+            if crop is not None:
+                x0, y0, x1, y1 = crop
+                depth = depth[y0:y1, x0:x1]
+            if rng.random() < self.augment.p_flip:
+                depth = depth[:, ::-1]
+        _net, lb = _fit(np.zeros((*depth.shape, 3), np.uint8), self.input_size)
+        h, w = self.input_size
+        nh, nw = round(depth.shape[0] * lb.scale_y), round(depth.shape[1] * lb.scale_x)
+        out = np.full((h, w), np.nan, np.float32)
+        resized = cv2.resize(np.ascontiguousarray(depth), (nw, nh), interpolation=cv2.INTER_NEAREST)
+        out[int(lb.pad_y) : int(lb.pad_y) + nh, int(lb.pad_x) : int(lb.pad_x) + nw] = resized
+        return torch.from_numpy(out)[None]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        image, targets = self.det[i]
+        _image, labels = self.seg[i]
+        return image, {"detection": targets, "labels": labels, "depth": self.depth(i)}
+
+
+def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, dict[str, Any]]:
+    images = torch.stack([b[0] for b in batch])
+    return images, {
+        "detection": [b[1]["detection"] for b in batch],
+        "labels": torch.stack([b[1]["labels"] for b in batch]),
+        "depth": torch.stack([b[1]["depth"] for b in batch]),
+    }
+
+
+def keypoint_distillation(
+    student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Cross-entropy of the student's 65-way cell logits to the teacher's softmax, plus the mean
+    1 - cosine between their descriptors (both unit length), weighted by the teacher's keypoint
+    mass per cell (descriptors where the teacher sees keypoints matter most)."""
+    s_logits, s_desc = student
+    t_logits, t_desc = teacher
+    t_prob = torch.softmax(t_logits, dim=1)
+    ce = -(t_prob * F.log_softmax(s_logits, dim=1)).sum(dim=1).mean()
+    weight = 1.0 - t_prob[:, 64]  # not the dustbin: a keypoint somewhere in the cell
+    cos = (s_desc * t_desc).sum(dim=1)
+    desc = ((1.0 - cos) * weight).sum() / weight.sum().clamp(min=1e-6)
+    return ce + desc
+
+
+class MultiTaskTask(TrainTask):
+    name = "multitask"
+
+    def check(self) -> None:
+        cfg = self.cfg
+        if not cfg.data:
+            raise ValueError("multi-task training needs --data (synthetic sequences with boxes, labels and depth)")
+        if cfg.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting '{cfg.weighting}' must be one of {WEIGHTINGS}")
+        if any(s % 32 for s in cfg.input_size):
+            raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
+
+    def build(self, device: torch.device, rank: int):
+        cfg = self.cfg
+        aug = Augment() if cfg.augment else None
+        self.train_set = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), aug, cfg.seed)
+        tasks = TASKS if cfg.teacher else tuple(t for t in TASKS if t != "keypoints")
+        self.net = MultiTaskNet(
+            MultiTaskConfig(
+                input_size=tuple(cfg.input_size),
+                detection_classes=list(self.train_set.class_names),
+                attention=cfg.attention,
+                tasks=tasks,
+                max_depth=cfg.max_depth,
+            )
+        ).to(device)
+        # Detector.loss reads only ``anchors`` and ``cfg``: the same anchor matching and focal loss
+        self.detector_view = SimpleNamespace(anchors=self.net.anchors, cfg=self.net.det_cfg)
+        modules: dict[str, torch.nn.Module] = {"model": self.net}
+        if cfg.weighting == "uncertainty":  # learned log-variances, one per task, trained with the network
+            self.log_vars = torch.nn.ParameterDict(
+                {t: torch.nn.Parameter(torch.zeros((), device=device)) for t in tasks}
+            )
+            holder = torch.nn.Module()
+            holder.log_vars = self.log_vars
+            modules["weighting"] = holder
+        self.teacher = self._teacher(device) if cfg.teacher else None
+        self.val_sets = [Path(v) for v in cfg.val]
+        return self.train_set, modules
+
+    def initialise(self, device: torch.device, rank: int) -> str:
+        ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
+        if "model" not in ck or ck.get("config", {}).get("teacher") is None:
+            raise ValueError(f"--init {self.cfg.init}: not a multi-task checkpoint")
+        self.net.load_state_dict(ck["model"])
+        return f"initialised from {self.cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})"
+
+    def _teacher(self, device: torch.device) -> torch.nn.Module:
+        from ..models.matching import KeypointNet
+        from ..onnx_weights import load_onnx_weights
+
+        teacher = KeypointNet()
+        path = self.cfg.teacher
+        if path.endswith(".onnx"):
+            # the export leaves out the backbone's last stage (keypoints read s8 and s16 only)
+            missing = load_onnx_weights(teacher, path, strict=False)["missing"]
+            unused = [m for m in missing if not m.startswith("backbone.stages.3.")]
+            if unused:
+                raise ValueError(f"--teacher {path}: not a keypoint network of this project (no weights for {unused})")
+        else:
+            teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.to(device).eval()
+
+    collate = staticmethod(collate)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train_set.set_epoch(epoch)
+
+    def loss(self, nets: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        out = nets["model"](images)
+        losses: dict[str, torch.Tensor] = {}
+        losses["detection"] = Detector.loss(self.detector_view, *out["detection"], targets["detection"])["total"]
+        losses["segmentation"] = pixel_cross_entropy(out["segmentation"], targets["labels"])
+        from ..models.depth import disp_to_depth
+
+        gt = targets["depth"]
+        depth = disp_to_depth(out["depth"][0], self.net.cfg.min_depth, self.net.cfg.max_depth)
+        gt = torch.where(gt <= self.cfg.max_depth, gt, torch.full_like(gt, float("nan")))
+        losses["depth"] = silog_loss(depth, gt)
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(images)
+            losses["keypoints"] = keypoint_distillation(out["keypoints"], teacher)
+        total = images.new_zeros(())
+        for task, value in losses.items():
+            if self.cfg.weighting == "uncertainty":
+                s = self.log_vars[task]
+                total = total + torch.exp(-s) * value + s
+            else:
+                total = total + self.cfg.task_weights.get(task, 1.0) * value
+        return {**losses, "total": total}
+
+    @torch.no_grad()
+    def validate(self, modules: dict[str, torch.nn.Module], device: torch.device) -> dict[str, Any] | None:
+        if not self.val_sets:
+            return None
+        from ..metrics import ConfusionMatrix, DetectionEvaluator
+        from ..metrics.depth import DepthEvaluator
+        from ..models.depth import disp_to_depth
+        from ..models.detection import postprocess
+
+        net = modules["model"]
+        net.eval()
+        frames = MultiTaskFrames(self.val_sets, tuple(self.cfg.input_size), None, self.cfg.seed)
+        names = list(frames.class_names)
+        det = DetectionEvaluator(len(names), names)
+        seg = ConfusionMatrix(len(net.cfg.segmentation_classes), list(net.cfg.segmentation_classes))
+        dep = DepthEvaluator(net.cfg.min_depth, min(60.0, self.cfg.max_depth))
+        for images, targets in DataLoader(frames, self.cfg.batch_size, collate_fn=collate):
+            out = net(images.to(device))
+            boxes, scores, labels = (t.cpu() for t in postprocess(*out["detection"], net.anchors, net.det_cfg))
+            for b, s, lab, t in zip(boxes, scores, labels, targets["detection"]):
+                k = s > 0
+                det.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy(),
+                        gt_crowd=t["ignore"].numpy())  # fmt: skip
+            seg.add(targets["labels"].numpy(), out["segmentation"].argmax(dim=1).cpu().numpy())
+            depth = disp_to_depth(out["depth"][0], net.cfg.min_depth, net.cfg.max_depth).cpu().numpy()
+            for d, g in zip(depth[:, 0], targets["depth"].numpy()[:, 0]):
+                dep.add(g, d)
+        d, s, z = det.summary(), seg.summary(), dep.summary()
+        abs_rel = z["absolute"]["abs_rel"]
+        return {
+            "mAP": d["mAP"],
+            "mAP50": d["mAP50"],
+            "mIoU": s["mIoU"],
+            "abs_rel": abs_rel,
+            "log_vars": {t: float(v) for t, v in getattr(self, "log_vars", {}).items()},
+            "metric": float(np.mean([d["mAP"], s["mIoU"], 1.0 - min(abs_rel, 1.0)])),
+        }
+
+    def epoch_line(self, metrics: dict[str, Any], best: float) -> str:
+        return (
+            f"mAP {metrics['mAP']:.3f}, mIoU {metrics['mIoU']:.3f}, AbsRel {metrics['abs_rel']:.3f} "
+            f"(score {metrics['metric']:.4f}, best {best:.4f})"
+        )
+
+
+def train_multitask(cfg: MultiTaskTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train the multi-task network with the one loop (``trainer.fit``)."""
+    return fit(MultiTaskTask(cfg), resume, progress)

@@ -1,0 +1,92 @@
+"""Joint training of the multi-task network in the one loop: one augmentation for every task,
+the keypoint head distilled from a teacher, fixed or learned (uncertainty) task weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception_models.data.synth import SynthConfig, SyntheticSequence
+from perception_models.data.writers import write_sequence
+from perception_models.train.data import Augment
+from perception_models.train.multitask_task import (
+    MultiTaskFrames,
+    MultiTaskTrainConfig,
+    keypoint_distillation,
+    train_multitask,
+)
+
+pytestmark = pytest.mark.train
+ROOT = Path(__file__).resolve().parents[2]
+IN = (96, 128)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mt")
+    out = []
+    for name, seed in (("train", 31), ("val", 32)):
+        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=3, width=160, height=120))
+        write_sequence(seq, root / name, flow=False, workers=1, progress=False)
+        out.append(root / name)
+    return out
+
+
+def test_every_task_sees_the_same_augmented_frame(sets):
+    frames = MultiTaskFrames([sets[0]], IN, Augment(p_flip=1.0, p_zoom=0.0), seed=5)
+    frames.set_epoch(2)
+    for i in range(len(frames)):
+        image, t = frames[i]
+        seg_image, labels = frames.seg[i]
+        assert torch.equal(image, seg_image), "detection and segmentation drew the same crop, flip and colour"
+        depth = t["depth"][0]
+        # padding rows of the letterbox (160x120 -> 128x96: none) and ignored labels agree with depth
+        assert depth.shape == labels.shape and torch.isfinite(depth[labels != 255]).float().mean() > 0.5
+    # at the frames' own size (no resampling) a flip is exact: depth and labels flipped with the image
+    frames = MultiTaskFrames([sets[0]], (120, 160), Augment(p_flip=1.0, p_zoom=0.0), seed=5)
+    plain = MultiTaskFrames([sets[0]], (120, 160), None, seed=5)
+    assert torch.equal(plain[0][1]["depth"].nan_to_num(-1).flip(-1), frames[0][1]["depth"].nan_to_num(-1))
+    assert torch.equal(plain[0][1]["labels"].flip(-1), frames[0][1]["labels"])
+
+
+def test_keypoint_distillation_is_zero_for_the_teacher_itself_and_positive_otherwise():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 65, 4, 5)
+    desc = torch.nn.functional.normalize(torch.randn(2, 8, 4, 5), dim=1)
+    same = keypoint_distillation((logits, desc), (logits, desc))
+    entropy = -(torch.softmax(logits, 1) * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(same, entropy, atol=1e-5), "cross-entropy to itself is its entropy; descriptors agree"
+    other = keypoint_distillation((torch.randn(2, 65, 4, 5), -desc), (logits, desc))
+    assert other > same + 1.0
+
+
+@pytest.mark.parametrize("weighting", ["uncertainty", "fixed"])
+def test_joint_training_logs_every_task_validates_and_resumes(sets, tmp_path, weighting):
+    cfg = MultiTaskTrainConfig(
+        data=[str(sets[0])],
+        val=[str(sets[1])],
+        out=str(tmp_path / weighting),
+        epochs=1,
+        batch_size=2,
+        input_size=IN,
+        weighting=weighting,
+        teacher=str(ROOT / "models" / "matching.onnx"),
+        log_every=1,
+        warmup_steps=2,
+    )
+    r = train_multitask(cfg, progress=False)
+    m = r["metrics"]
+    assert {"mAP", "mIoU", "abs_rel", "metric"} <= set(m) and 0 <= m["metric"] <= 1
+    rows = [json.loads(x) for x in (tmp_path / weighting / "log.jsonl").read_text().splitlines()]
+    train_rows = [x for x in rows if x["kind"] == "train"]
+    assert train_rows and all({"detection", "segmentation", "depth", "keypoints"} <= set(x) for x in train_rows)
+    ck = torch.load(tmp_path / weighting / "last.pt", map_location="cpu", weights_only=True)
+    assert ("weighting" in ck) == (weighting == "uncertainty")
+    if weighting == "uncertainty":
+        assert set(m["log_vars"]) == {"detection", "segmentation", "depth", "keypoints"}
+        assert any(v != 0.0 for v in m["log_vars"].values()), "the task weights learned"
+    cfg.epochs = 2
+    assert train_multitask(cfg, resume=True, progress=False)["epoch"] == 1
