@@ -120,3 +120,33 @@ def test_the_benchmarks_compute_counter_counts_convolutions_and_matmuls(tmp_path
     # conv: 16 x 16 x 16 outputs x (4 x 3 x 3); matmul: 10 outputs x 16
     assert bench.graph_macs(model) == 16 * 16 * 16 * 36 + 10 * 16
     assert bench.parameters(model) == 16 * 4 * 9 + 160
+
+
+def test_the_network_starts_from_single_task_models_as_their_functions():
+    """adopt(): the shared backbone and detection from the detector, the segmentation head and the
+    depth decoder from theirs; without attention (and with backbones alike) each task computes
+    exactly what its single-task model did."""
+    from perception_models.models.depth import DepthConfig, DepthNet
+    from perception_models.models.detection import Detector, DetectorConfig
+    from perception_models.models.segmentation import Segmenter, SegmenterConfig
+
+    torch.manual_seed(1)
+    det = Detector(DetectorConfig(num_classes=6, input_size=IN)).eval()
+    seg = Segmenter(SegmenterConfig(num_classes=10, input_size=IN)).eval()
+    depth = DepthNet(DepthConfig()).eval()
+    for other in (seg, depth):  # one backbone for all: then every head's input is its own
+        other.backbone.load_state_dict(det.backbone.state_dict())
+    net = MultiTaskNet(MultiTaskConfig(input_size=IN, attention=False)).eval()
+    assert net.adopt(det, seg, depth) == [
+        "backbone (detector)",
+        "detection neck + head",
+        "segmentation head",
+        "depth decoder",
+    ]
+    x = torch.randn(1, 3, *IN)
+    with torch.no_grad():
+        out = net(x)
+        for a, b in zip(out["detection"], det(x)):
+            assert torch.equal(a, b)
+        assert torch.equal(out["segmentation"], seg(x))
+        assert torch.equal(out["depth"][0], depth(x)[0])

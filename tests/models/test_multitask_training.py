@@ -90,3 +90,34 @@ def test_joint_training_logs_every_task_validates_and_resumes(sets, tmp_path, we
         assert any(v != 0.0 for v in m["log_vars"].values()), "the task weights learned"
     cfg.epochs = 2
     assert train_multitask(cfg, resume=True, progress=False)["epoch"] == 1
+
+
+def test_training_can_start_from_the_shipped_single_task_models(sets):
+    """--adopt-shipped: the shipped detector's backbone and head (and the segmenter's and depth
+    model's heads) go into the network; after BatchNorm calibration the detection branch still
+    computes the shipped detector's function."""
+    from perception_models.models.detection import Detector, DetectorConfig
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.multitask_task import MultiTaskTask
+
+    models = ROOT / "models"
+    cfg = MultiTaskTrainConfig(
+        data=[str(sets[0])],
+        input_size=IN,
+        attention=False,
+        teacher="",
+        batch_size=2,
+        adopt_detection=str(models / "detection.onnx"),
+        adopt_segmentation=str(models / "segmentation.onnx"),
+        adopt_depth=str(models / "depth.onnx"),
+    )
+    task = MultiTaskTask(cfg)
+    task.build(torch.device("cpu"), 1)  # rank 1: quiet
+    det = Detector(DetectorConfig(num_classes=6, input_size=IN))
+    load_onnx_weights(det, models / "detection.onnx")
+    x = torch.randn(1, 3, *IN)
+    task.net.eval()
+    det.eval()
+    with torch.no_grad():
+        for a, b in zip(task.net(x)["detection"], det(x)):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)

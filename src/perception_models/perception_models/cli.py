@@ -189,6 +189,9 @@ def _train_multitask(args: argparse.Namespace) -> int:
         input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
         attention=not args.no_attention,
         weighting=args.weighting,
+        adopt_detection=str(resolve_path("models/detection.onnx")) if args.adopt_shipped else "",
+        adopt_segmentation=str(resolve_path("models/segmentation.onnx")) if args.adopt_shipped else "",
+        adopt_depth=str(resolve_path("models/depth.onnx")) if args.adopt_shipped else "",
         teacher=str(resolve_path(args.teacher)) if args.teacher else "",
         seed=args.seed,
         workers=args.workers,
@@ -586,6 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="multitask: learned per-task uncertainty weights (Kendall et al.) or fixed equal weights",
     )
     p.add_argument("--no-attention", action="store_true", help="multitask: without per-task attention (the ablation)")
+    p.add_argument(
+        "--adopt-shipped",
+        action="store_true",
+        help="multitask: start from models/detection.onnx (backbone, detection), segmentation.onnx and depth.onnx "
+        "(their heads)",
+    )
     p.add_argument(
         "--teacher",
         default="models/matching.onnx",

@@ -112,6 +112,30 @@ class MultiTaskNet(nn.Module):
             self.kp_det = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, 65, 1))
             self.kp_desc = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, cfg.descriptor_dim, 1))
 
+    def adopt(self, detector: nn.Module | None = None, segmenter: nn.Module | None = None,
+              depth_net: nn.Module | None = None) -> list[str]:  # fmt: skip
+        """Start from single-task models: the shared backbone and the detection neck and head from
+        ``detector`` (the segmenter's backbone when there is no detector), the segmentation head from
+        ``segmenter``, the depth decoder from ``depth_net``; their backbones have this network's
+        channels (``Backbone()``), so each head reads features of the kind it was trained on, from
+        another backbone of the same shape until fine-tuning adapts them. Returns what was adopted."""
+        done = []
+        source = detector if detector is not None else segmenter
+        if source is not None:
+            self.backbone.load_state_dict(source.backbone.state_dict())
+            done.append(f"backbone ({'detector' if detector is not None else 'segmenter'})")
+        if detector is not None and "detection" in self.cfg.tasks:
+            self.neck.load_state_dict(detector.neck.state_dict())
+            self.det_head.load_state_dict(detector.head.state_dict())
+            done.append("detection neck + head")
+        if segmenter is not None and "segmentation" in self.cfg.tasks:
+            self.seg_head.load_state_dict(segmenter.head.state_dict())
+            done.append("segmentation head")
+        if depth_net is not None and "depth" in self.cfg.tasks:
+            self.depth_decoder.load_state_dict(depth_net.decoder.state_dict())
+            done.append("depth decoder")
+        return done
+
     def task_features(self, shared: dict[str, torch.Tensor], task: str) -> dict[str, torch.Tensor]:
         """The shared maps a task's head reads, each through the task's attention (when on)."""
         masks = self.attention[task] if self.cfg.attention else None

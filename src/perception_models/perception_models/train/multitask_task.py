@@ -64,6 +64,11 @@ class MultiTaskTrainConfig:
     max_steps_per_epoch: int = 0
     augment: bool = True
     init: str = ""  # a multi-task checkpoint
+    # start from the shipped single-task models (ONNX): backbone + detection from the detector,
+    # segmentation head from the segmenter, depth decoder from the depth model ("" = leave out)
+    adopt_detection: str = ""
+    adopt_segmentation: str = ""
+    adopt_depth: str = ""
     device: str = "auto"
     time_budget_min: float = 0.0
     ema: float = 0.0
@@ -180,7 +185,38 @@ class MultiTaskTask(TrainTask):
             modules["weighting"] = holder
         self.teacher = self._teacher(device) if cfg.teacher else None
         self.val_sets = [Path(v) for v in cfg.val]
+        if cfg.adopt_detection or cfg.adopt_segmentation or cfg.adopt_depth:
+            line = self._adopt(device)
+            if rank == 0:
+                print(line)
         return self.train_set, modules
+
+    def _adopt(self, device: torch.device) -> str:
+        """Single-task ONNX models -> their modules in this network, then BatchNorms calibrated on
+        un-augmented training frames (see onnx_weights) so training starts from their function."""
+        from ..models.depth import DepthConfig, DepthNet
+        from ..models.detection import DetectorConfig
+        from ..models.segmentation import Segmenter, SegmenterConfig
+        from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
+
+        cfg, net_cfg = self.cfg, self.net.cfg
+        det = seg = depth = None
+        if cfg.adopt_detection:
+            det = Detector(DetectorConfig(num_classes=len(net_cfg.detection_classes), input_size=net_cfg.input_size))
+            load_onnx_weights(det, cfg.adopt_detection)
+        if cfg.adopt_segmentation:
+            n_seg = len(net_cfg.segmentation_classes)
+            seg = Segmenter(SegmenterConfig(num_classes=n_seg, input_size=net_cfg.input_size))
+            load_onnx_weights(seg, cfg.adopt_segmentation)
+        if cfg.adopt_depth:
+            depth = DepthNet(DepthConfig(min_depth=net_cfg.min_depth, max_depth=net_cfg.max_depth))
+            load_onnx_weights(depth, cfg.adopt_depth, strict=False)  # the export keeps the finest head only
+        adopted = self.net.adopt(det, seg, depth)
+        plain = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), None, cfg.seed)
+        n = min(len(plain), 8 * cfg.batch_size)
+        loader = DataLoader(torch.utils.data.Subset(plain, range(n)), cfg.batch_size, collate_fn=collate)
+        calibrated = calibrate_batchnorm(self.net, [b[0].to(device) for b in loader])
+        return f"adopted {', '.join(adopted)} from single-task models; BatchNorms calibrated on {calibrated} batches"
 
     def initialise(self, device: torch.device, rank: int) -> str:
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
