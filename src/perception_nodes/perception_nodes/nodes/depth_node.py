@@ -45,6 +45,12 @@ class DepthNode(ModelNode):
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
         pipe = DepthPipeline(backend, card)
+        self.setup_depth(pipe, params)
+        return pipe
+
+    def setup_depth(self, pipe: DepthPipeline, params: dict[str, Any]) -> None:
+        """The scale source (and a relative model's scale + shift fit) for ``pipe``'s depth."""
+        self.depth_pipeline = pipe
         self.scale = ScaleEstimator(params["scale_source"], params["camera_height"], params["scale_smoothing"])
         self.relative_scaler: RelativeDepthScaler | None = None
         if pipe.relative:
@@ -68,7 +74,6 @@ class DepthNode(ModelNode):
             )
         self.reference: deque = deque(maxlen=10)
         self.warned_no_info = False
-        return pipe
 
     def create_outputs(self, params: dict[str, Any]) -> None:
         self.depth_pub = self.create_publisher(Image, "~/depth", output_qos()) if params["publish_depth"] else None
@@ -101,13 +106,18 @@ class DepthNode(ModelNode):
         with self.timer.stage("convert"):
             rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
         result: DepthResult = self.pipeline.run(rgb, self.timer, K=self.K_for(rgb.shape[:2]))
+        self.check_depth(result)
+        self.publish_result(msg, rgb, result)
+
+    def check_depth(self, result: DepthResult) -> None:
+        """Diagnostics for one frame's depth; raises FrameError when none of it is valid."""
         if result.focal_factor is None:
             self.counters["focal"] = (
                 f"no CameraInfo: depth is for the model's canonical focal length "
-                f"({self.pipeline.canonical_focal:.1f} px at its input), not this camera's"
+                f"({self.depth_pipeline.canonical_focal:.1f} px at its input), not this camera's"
             )
             self.get_logger().warn(self.counters["focal"], throttle_duration_sec=5.0)
-        elif self.pipeline.canonical_focal > 0:
+        elif self.depth_pipeline.canonical_focal > 0:
             self.counters["focal"] = f"camera focal / canonical focal {result.focal_factor:.3f}"
         if result.invalid_pixels:
             self.counters["invalid_depth_pixels"] = self.counters.get("invalid_depth_pixels", 0) + result.invalid_pixels
@@ -116,7 +126,6 @@ class DepthNode(ModelNode):
             )
             if result.invalid_pixels == result.network_depth.size:
                 raise FrameError("depth model output is NaN/inf everywhere")
-        self.publish_result(msg, rgb, result)
 
     def publish_result(
         self, msg: Any, rgb: np.ndarray, result: DepthResult

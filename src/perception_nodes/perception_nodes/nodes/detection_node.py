@@ -25,16 +25,15 @@ from ..visualization import class_colors, draw_detections, ground_markers
 from .model_node import ModelNode
 
 
-class DetectionNode(ModelNode):
-    schema_name = "detection_node"
-    task = "detection"
+class DetectionOutputs:
+    """Detection's publishers and per-frame publishing, for any node whose inference gives
+    detections (this node; multitask_node with a multi-task network). The host node supplies
+    ``params``, ``counters``, ``K_for`` and ``warn_input``."""
 
-    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DetectionPipeline:
-        return DetectionPipeline(
-            backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
-        )
+    det_card: Any
 
-    def create_outputs(self, params: dict[str, Any]) -> None:
+    def create_detection_outputs(self: Any, params: dict[str, Any], card: Any) -> None:
+        self.det_card = card
         self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
         self.annotated_pub = (
             self.create_publisher(Image, "~/image_annotated", output_qos(2)) if params["publish_annotated"] else None
@@ -44,45 +43,35 @@ class DetectionNode(ModelNode):
             if params["publish_markers"] and params["use_camera_info"]
             else None
         )
-        self.colors = class_colors(self.card.classes, self.card.colors)
-        self.label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
-        self.publish_label_info()
+        self.colors = class_colors(card.classes, card.colors)
+        self.det_label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
+        self.publish_detection_label_info()
 
-    def publish_label_info(self) -> None:
+    def publish_detection_label_info(self: Any) -> None:
         from std_msgs.msg import Header
 
         header = Header(stamp=self.get_clock().now().to_msg())
-        self.label_info_pub.publish(label_info_message(header, self.card.classes, self.params["score_threshold"]))
+        self.det_label_info_pub.publish(
+            label_info_message(header, self.det_card.classes, self.params["score_threshold"])
+        )
 
-    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {
-        "score_threshold",
-        "class_filter",
-        "max_detections",
-        "camera_height",
-        "camera_pitch_deg",
-        "max_ground_range",
-    }
+    DETECTION_LIVE = {"score_threshold", "class_filter", "max_detections", "camera_height", "camera_pitch_deg",
+                      "max_ground_range"}  # fmt: skip
 
-    def check_parameters(self, values: dict[str, Any]) -> None:
-        unknown = sorted(set(values.get("class_filter") or []) - set(self.card.classes))
+    def check_class_filter(self, values: dict[str, Any]) -> None:
+        unknown = sorted(set(values.get("class_filter") or []) - set(self.det_card.classes))
         if unknown:
-            raise ParameterError(f"class_filter names {unknown}; the model's classes are {self.card.classes}")
+            raise ParameterError(f"class_filter names {unknown}; the model's classes are {self.det_card.classes}")
 
-    def apply_live(self, changed: dict[str, Any]) -> None:
-        p = self.pipeline
+    def apply_detection_live(self: Any, pipeline: DetectionPipeline, changed: dict[str, Any]) -> None:
+        p = pipeline
         p.score_threshold, p.max_detections = float(self.params["score_threshold"]), int(self.params["max_detections"])
         names = list(self.params["class_filter"])
-        p.allowed = None if not names else np.array([self.card.classes.index(c) for c in names])
+        p.allowed = None if not names else np.array([self.det_card.classes.index(c) for c in names])
         if "score_threshold" in changed:
-            self.publish_label_info()
+            self.publish_detection_label_info()
 
-    def subscribe_inputs(self, qos: Any) -> list[Any]:
-        subs = super().subscribe_inputs(qos)
-        if self.params["use_camera_info"]:
-            subs.append(self.subscribe_camera_info(qos))
-        return subs
-
-    def _ground(self, rgb: np.ndarray, det: Detections) -> tuple[np.ndarray, np.ndarray] | None:
+    def _ground(self: Any, rgb: np.ndarray, det: Detections) -> tuple[np.ndarray, np.ndarray] | None:
         if not (self.params["use_camera_info"] and self.params["camera_height"] > 0 and len(det.boxes)):
             return None
         K = self.K_for(rgb.shape[:2])
@@ -97,7 +86,7 @@ class DetectionNode(ModelNode):
             det.boxes, K, self.params["camera_height"], self.params["camera_pitch_deg"], self.params["max_ground_range"]
         )
 
-    def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
+    def publish_detections(self: Any, msg: Any, rgb: np.ndarray, det: Detections) -> None:
         try:
             ground = self._ground(rgb, det)
         except Exception as exc:  # optional geometry: never costs the frame its detections
@@ -108,6 +97,36 @@ class DetectionNode(ModelNode):
             self.markers_pub.publish(ground_markers(msg.header, det, ground, self.colors))
         if self.annotated_pub is not None and self.annotated_pub.get_subscription_count() > 0:
             self.annotated_pub.publish(numpy_to_image(draw_detections(rgb, det, self.colors), "rgb8", msg.header))
+
+
+class DetectionNode(DetectionOutputs, ModelNode):
+    schema_name = "detection_node"
+    task = "detection"
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DetectionPipeline:
+        return DetectionPipeline(
+            backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
+        )
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        self.create_detection_outputs(params, self.card)
+
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | DetectionOutputs.DETECTION_LIVE
+
+    def check_parameters(self, values: dict[str, Any]) -> None:
+        self.check_class_filter(values)
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        self.apply_detection_live(self.pipeline, changed)
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = super().subscribe_inputs(qos)
+        if self.params["use_camera_info"]:
+            subs.append(self.subscribe_camera_info(qos))
+        return subs
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, det: Detections) -> None:
+        self.publish_detections(msg, rgb, det)
 
 
 def main(args: list[str] | None = None) -> None:

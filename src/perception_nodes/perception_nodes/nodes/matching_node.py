@@ -30,89 +30,44 @@ class _Pair:
         self.header = ref.header
 
 
-class MatchingNode(ModelNode):
-    schema_name = "matching_node"
-    task = "matching"
+class MatchingOutputs:
+    """The sequential matcher, its publishers and per-frame publishing, for any node whose
+    inference gives keypoints (this node; multitask_node). The host node supplies ``params``,
+    ``counters`` and ``get_logger``."""
 
-    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | {
-        "ratio",
-        "geometry",
-        "ransac_threshold",
-        "keyframe_overlap",
-        "publish_descriptors",
-        "max_drawn_matches",
-    }
+    MATCHING_LIVE = {"ratio", "geometry", "ransac_threshold", "keyframe_overlap", "publish_descriptors",
+                     "max_drawn_matches"}  # fmt: skip
 
-    def apply_live(self, changed: dict[str, Any]) -> None:
+    def make_matcher(self: Any, params: dict[str, Any], glue: Any = None) -> None:
+        self.matcher = SequentialMatcher(
+            params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"], glue
+        )
+        self.ref_rgb: np.ndarray | None = None
+
+    def apply_matching_live(self: Any) -> None:
         m, p = self.matcher, self.params
         m.ratio, m.geometry, m.threshold = p["ratio"], p["geometry"], p["ransac_threshold"]
         m.keyframe_overlap = p["keyframe_overlap"]
 
-    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
-        self.glue = None
-        if params["glue_model_path"]:
-            from ..families.lightglue import LightGlueMatcher
-
-            glue_backend, glue_card = self.load_model(params, "glue_model_path", "matcher")
-            try:
-                self.glue = LightGlueMatcher(glue_backend, glue_card)
-            except Exception:
-                glue_backend.close()
-                raise
-        self.matcher = SequentialMatcher(
-            params["ratio"], params["geometry"], params["ransac_threshold"], params["keyframe_overlap"], self.glue
-        )
-        self.ref_rgb: np.ndarray | None = None
-        return MatchingPipeline(backend, card)
-
-    def teardown(self) -> None:
-        if getattr(self, "glue", None) is not None:
-            self.glue.backend.close()
-            self.glue = None
-        super().teardown()
-
-    def create_outputs(self, params: dict[str, Any]) -> None:
+    def create_matching_outputs(self: Any, params: dict[str, Any]) -> None:
         self.kp_pub = self.create_publisher(Keypoints, "~/keypoints", output_qos())
         self.match_pub = self.create_publisher(Matches, "~/matches", output_qos())
         self.image_pub = (
             self.create_publisher(Image, "~/matches_image", output_qos(2)) if params["publish_image"] else None
         )
 
-    def subscribe_inputs(self, qos: Any) -> list[Any]:
-        subs = [self.subscribe_camera_info(qos)]
-        if self.params["mode"] == "stereo":
-            self.sync = ApproximateTimeSynchronizer(
-                2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.params["sync_slop"]
-            )
-            subs.append(self.create_subscription(*self.image_input("image"), lambda m: self.sync.add(0, m), qos))
-            subs.append(self.create_subscription(*self.image_input("image1"), lambda m: self.sync.add(1, m), qos))
-            return subs
-        return subs + super().subscribe_inputs(qos)
-
-    def _features(self, msg: Any) -> tuple[np.ndarray, Features]:
-        with self.timer.stage("convert"):
-            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
-        return rgb, self.pipeline.run(rgb, self.timer)
-
-    def process(self, msg: Any) -> None:
-        if isinstance(msg, _Pair):
-            ref_rgb, ref = self._features(msg.ref)
-            rgb, cur = self._features(msg.cur)
-            with self.timer.stage("match"):
-                result: MatchResult | None = self.matcher.match(ref, cur, msg.ref.header, self.K_for(rgb.shape[:2]))
-            self._publish_keypoints(msg.cur.header, cur)
-            self.publish_result(msg.cur, rgb, (result, ref_rgb))
-            return
-        rgb, feats = self._features(msg)
+    def match_sequential(self: Any, msg: Any, rgb: np.ndarray, feats: Features) -> None:
+        """Match a frame's features against the reference frame (previous or keyframe) and publish
+        its keypoints, the matches and the picture."""
         with self.timer.stage("match"):
             result = self.matcher.step(feats, msg.header, self.K_for(rgb.shape[:2]))
-        self._publish_keypoints(msg.header, feats)
+        self.publish_keypoints(msg.header, feats)
         ref_rgb = self.ref_rgb  # the reference frame's image, before this frame may replace it
         if result is None or result.keyframe_changed:
             self.ref_rgb = rgb
-        self.publish_result(msg, rgb, (result, ref_rgb))
+        self.publish_matches(msg, rgb, result, ref_rgb)
 
-    def _publish_keypoints(self, header: Any, f: Features) -> None:
+    def publish_keypoints(self: Any, header: Any, f: Features) -> None:
         out = Keypoints()
         out.header = header
         out.x = f.keypoints[:, 0].astype(np.float32).tolist()
@@ -123,8 +78,7 @@ class MatchingNode(ModelNode):
             out.descriptors = f.descriptors.astype(np.float32).ravel().tolist()
         self.kp_pub.publish(out)
 
-    def publish_result(self, msg: Any, rgb: np.ndarray, result_and_ref: Any) -> None:
-        result, ref_rgb = result_and_ref
+    def publish_matches(self: Any, msg: Any, rgb: np.ndarray, result: MatchResult | None, ref_rgb: Any) -> None:
         out = Matches()
         out.header = msg.header
         if result is None:  # the first frame: nothing to match yet
@@ -154,6 +108,70 @@ class MatchingNode(ModelNode):
             self.image_pub.publish(
                 numpy_to_image(draw_matches(ref_rgb, rgb, result, self.params["max_drawn_matches"]), "rgb8", msg.header)
             )
+
+
+class MatchingNode(MatchingOutputs, ModelNode):
+    schema_name = "matching_node"
+    task = "matching"
+
+    LIVE_PARAMETERS = ModelNode.LIVE_PARAMETERS | MatchingOutputs.MATCHING_LIVE
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        self.apply_matching_live()
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MatchingPipeline:
+        self.glue = None
+        if params["glue_model_path"]:
+            from ..families.lightglue import LightGlueMatcher
+
+            glue_backend, glue_card = self.load_model(params, "glue_model_path", "matcher")
+            try:
+                self.glue = LightGlueMatcher(glue_backend, glue_card)
+            except Exception:
+                glue_backend.close()
+                raise
+        self.make_matcher(params, self.glue)
+        return MatchingPipeline(backend, card)
+
+    def teardown(self) -> None:
+        if getattr(self, "glue", None) is not None:
+            self.glue.backend.close()
+            self.glue = None
+        super().teardown()
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        self.create_matching_outputs(params)
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = [self.subscribe_camera_info(qos)]
+        if self.params["mode"] == "stereo":
+            self.sync = ApproximateTimeSynchronizer(
+                2, lambda a, b: self.enqueue(_Pair(a, b)), slop=self.params["sync_slop"]
+            )
+            subs.append(self.create_subscription(*self.image_input("image"), lambda m: self.sync.add(0, m), qos))
+            subs.append(self.create_subscription(*self.image_input("image1"), lambda m: self.sync.add(1, m), qos))
+            return subs
+        return subs + super().subscribe_inputs(qos)
+
+    def _features(self, msg: Any) -> tuple[np.ndarray, Features]:
+        with self.timer.stage("convert"):
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
+        return rgb, self.pipeline.run(rgb, self.timer)
+
+    def process(self, msg: Any) -> None:
+        if isinstance(msg, _Pair):
+            ref_rgb, ref = self._features(msg.ref)
+            rgb, cur = self._features(msg.cur)
+            with self.timer.stage("match"):
+                result: MatchResult | None = self.matcher.match(ref, cur, msg.ref.header, self.K_for(rgb.shape[:2]))
+            self.publish_keypoints(msg.cur.header, cur)
+            self.publish_result(msg.cur, rgb, (result, ref_rgb))
+            return
+        rgb, feats = self._features(msg)
+        self.match_sequential(msg, rgb, feats)
+
+    def publish_result(self, msg: Any, rgb: np.ndarray, result_and_ref: Any) -> None:
+        self.publish_matches(msg, rgb, *result_and_ref)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -31,6 +31,11 @@ class OdometryNode(DepthNode):
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
         pipe = super().build_pipeline(backend, card, params)
+        self.setup_odometry(params)
+        return pipe
+
+    def setup_odometry(self, params: dict[str, Any]) -> None:
+        """The frame-to-frame estimator and the tracker (after :meth:`setup_depth`)."""
         self.T_base_optical = T_BODY_OPTICAL
         if params["base_frame"]:
             self.T_base_optical = pose_from_xyzrpy(params["base_to_camera"]) @ T_BODY_OPTICAL
@@ -55,7 +60,6 @@ class OdometryNode(DepthNode):
         self.tracker = OdometryTracker(
             params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
         )  # ~/path keeps its own path_length poses
-        return pipe
 
     def teardown(self) -> None:
         if getattr(self, "estimator", None) is not None:

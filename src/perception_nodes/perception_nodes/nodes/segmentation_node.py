@@ -23,7 +23,41 @@ from ..qos import latched_qos, output_qos
 from .model_node import ModelNode
 
 
-class SegmentationNode(ModelNode):
+class SegmentationOutputs:
+    """Segmentation's publishers and per-frame publishing, for any node whose inference gives a
+    class map (this node; multitask_node). The host node supplies ``params``."""
+
+    def create_segmentation_outputs(self: Any, params: dict[str, Any], pipeline: SegmentationPipeline) -> None:
+        from std_msgs.msg import Header
+        from vision_msgs.msg import Detection2DArray, LabelInfo
+
+        self.seg_pipeline = pipeline
+        self.seg_label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
+        header = Header(stamp=self.get_clock().now().to_msg())
+        names = pipeline.label_names  # instance models: "background" first
+        self.seg_label_info_pub.publish(label_info_message(header, names, params.get("score_threshold", 0.0)))
+        self.labels_pub = self.create_publisher(Image, "~/labels", output_qos())
+        self.instances_pub = self.instance_det_pub = None
+        if pipeline.detector is not None:
+            self.instances_pub = self.create_publisher(Image, "~/instances", output_qos())
+            self.instance_det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
+        self.overlay_pub = (
+            self.create_publisher(Image, "~/overlay", output_qos(2)) if params["publish_overlay"] else None
+        )
+        self.alpha = float(params["overlay_alpha"])
+
+    def publish_segmentation(self: Any, msg: Any, rgb: np.ndarray, seg: Segmentation) -> None:
+        self.labels_pub.publish(numpy_to_image(seg.labels, "mono8", msg.header))
+        if self.instances_pub is not None and seg.instances is not None:
+            self.instances_pub.publish(numpy_to_image(seg.instances, "mono16", msg.header))
+            self.instance_det_pub.publish(detections_message(msg.header, seg.detections, instance_ids=True))
+        if self.overlay_pub is not None and self.overlay_pub.get_subscription_count() > 0:
+            self.overlay_pub.publish(
+                numpy_to_image(self.seg_pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header)
+            )
+
+
+class SegmentationNode(SegmentationOutputs, ModelNode):
     schema_name = "segmentation_node"
     task = "segmentation"
 
@@ -40,32 +74,10 @@ class SegmentationNode(ModelNode):
         return SegmentationPipeline(backend, card, params["score_threshold"], params["max_instances"])
 
     def create_outputs(self, params: dict[str, Any]) -> None:
-        from std_msgs.msg import Header
-        from vision_msgs.msg import Detection2DArray, LabelInfo
-
-        self.label_info_pub = self.create_publisher(LabelInfo, "~/label_info", latched_qos())
-        names = (["background"] if self.pipeline.detector is not None else []) + list(self.card.classes)
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self.label_info_pub.publish(label_info_message(header, names, params.get("score_threshold", 0.0)))
-        self.labels_pub = self.create_publisher(Image, "~/labels", output_qos())
-        self.instances_pub = self.det_pub = None
-        if self.pipeline.detector is not None:
-            self.instances_pub = self.create_publisher(Image, "~/instances", output_qos())
-            self.det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos())
-        self.overlay_pub = (
-            self.create_publisher(Image, "~/overlay", output_qos(2)) if params["publish_overlay"] else None
-        )
-        self.alpha = float(params["overlay_alpha"])
+        self.create_segmentation_outputs(params, self.pipeline)
 
     def publish_result(self, msg: Any, rgb: np.ndarray, seg: Segmentation) -> None:
-        self.labels_pub.publish(numpy_to_image(seg.labels, "mono8", msg.header))
-        if self.instances_pub is not None and seg.instances is not None:
-            self.instances_pub.publish(numpy_to_image(seg.instances, "mono16", msg.header))
-            self.det_pub.publish(detections_message(msg.header, seg.detections, instance_ids=True))
-        if self.overlay_pub is not None and self.overlay_pub.get_subscription_count() > 0:
-            self.overlay_pub.publish(
-                numpy_to_image(self.pipeline.overlay(rgb, seg.labels, self.alpha), "rgb8", msg.header)
-            )
+        self.publish_segmentation(msg, rgb, seg)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -78,7 +78,8 @@ class DepthPipeline(CardPipeline):
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> DepthResult:
         if self.relative:
             return self._relative(outputs, shape)
-        net = np.asarray(outputs["depth"], np.float32).reshape(self.card.input_height, self.card.input_width)
+        net = np.asarray(outputs["depth"], np.float32)
+        net = net.reshape(net.shape[-2:])  # the card's input size (a multi-task model: its image part)
         bad = ~np.isfinite(net) | (net <= 0)
         net = np.where(bad, np.nan, net).astype(np.float32)
         h, w = shape
