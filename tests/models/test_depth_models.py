@@ -517,3 +517,75 @@ def test_cached_inputs_give_the_same_triplets(seq_dirs):
         a, b = plain[i], cached[i]
         for k in a:
             assert torch.equal(torch.nan_to_num(a[k], nan=-1.0), torch.nan_to_num(b[k], nan=-1.0)), k
+
+
+# --- a relative-depth teacher (scale-and-shift-invariant loss, cached teacher pass) ------------
+
+
+def test_ssi_loss_ignores_the_teachers_scale_and_shift_but_not_its_structure():
+    from perception_models.models.depth_losses import ssi_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 1, 12, 16) + 0.1
+    assert ssi_loss(3.0 * target + 0.5, target) < 1e-5, "any positive affine map of the teacher costs nothing"
+    assert ssi_loss(target.flip(-1), target) > 0.3, "another structure does"
+    holes = target.clone()
+    holes[0, 0, :4] = float("nan")  # pixels the teacher has no value for are left out
+    assert ssi_loss(2.0 * target, holes) < 1e-5
+    pred = torch.rand(2, 1, 12, 16, requires_grad=True)
+    ssi_loss(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    assert ssi_loss(pred, torch.full_like(target, float("nan"))) == 0  # no teacher values: no loss
+
+
+def _relative_teacher(tmp_path, seq_dir):
+    """A stand-in for Depth Anything: an ONNX relative-depth model (card family relative-depth)
+    that gives 2 / depth + 0.3 of the sequence's first frame (affine in inverse depth)."""
+    from family_graphs import family_graph, imported
+    from perception_models.data.readers.depth import read_nyu_depth
+
+    gt = read_nyu_depth(sorted((seq_dir / "depth").glob("*.png"))[0])
+    gt = cv2.resize(gt, (IN[1], IN[0]), interpolation=cv2.INTER_NEAREST)
+    rel = (2.0 / np.clip(gt, 0.5, 100.0) + 0.3).astype(np.float32)
+    path = family_graph(tmp_path / "teacher.onnx", {"image": [1, 3, *IN]}, {"depth": rel[None]})
+    return imported(tmp_path, path, family="relative-depth"), rel
+
+
+def test_the_teacher_runs_once_and_its_cache_feeds_the_student_every_epoch(seq_dirs, tmp_path):
+    from perception_models.train.depth_data import load_synthetic_sequence
+    from perception_models.train.relative_teacher import cache_teacher
+
+    teacher, rel = _relative_teacher(tmp_path, seq_dirs[0])
+    seqs = [load_synthetic_sequence(seq_dirs[0])]
+    folder = tmp_path / "cache"
+    assert cache_teacher(teacher, seqs, IN, folder, progress=False) == {"frames_run": 5, "frames_cached": 0}
+    np.testing.assert_allclose(seqs[0].relative[2], rel, rtol=2e-3)  # float16 on disk
+    again = [load_synthetic_sequence(seq_dirs[0])]
+    assert cache_teacher(teacher, again, IN, folder, progress=False) == {"frames_run": 0, "frames_cached": 5}
+    with pytest.raises(ValueError, match="another teacher, size or sequence"):
+        cache_teacher(teacher, [load_synthetic_sequence(seq_dirs[0])], (64, 96), folder, progress=False)
+    # the triplets carry the teacher's map, flipped with the frames
+    ds = TripletDataset(again, IN, augment=True, seed=0)
+    for i in range(len(ds)):
+        item = ds[i]
+        flipped = not torch.equal(item["color"][1], TripletDataset(again, IN, augment=False)[i]["color"][1])
+        want = rel[:, ::-1] if flipped else rel
+        np.testing.assert_allclose(item["relative"][0].numpy(), want, rtol=2e-3)
+    cfg = DepthTrainConfig(
+        data=[str(seq_dirs[0])], out=str(tmp_path / "run"), epochs=1, batch_size=2, input_size=IN,
+        photometric=0.0, supervised=0.0, relative_teacher=str(teacher), relative_weight=1.0, log_every=1,
+    )  # fmt: skip
+    train_depth(cfg, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["relative"] for r in rows if r["kind"] == "train"]
+    assert losses and all(0 < v < 3 for v in losses), "the scale-and-shift-invariant loss is what it trains on"
+    assert (tmp_path / "run" / "relative_teacher" / "0000_train.npy").is_file()
+
+
+def test_a_metric_depth_model_is_not_taken_as_a_relative_teacher(tmp_path, seq_dirs):
+    from perception_models.train.depth_data import load_synthetic_sequence
+    from perception_models.train.relative_teacher import cache_teacher
+
+    shipped = __import__("pathlib").Path(__file__).resolve().parents[2] / "models" / "depth.onnx"
+    with pytest.raises(ValueError, match="must be a relative-depth model"):
+        cache_teacher(shipped, [load_synthetic_sequence(seq_dirs[0])], IN, tmp_path / "c", progress=False)

@@ -259,6 +259,8 @@ def _train_depth(args: argparse.Namespace) -> int:
         time_budget_min=args.time_budget_min,
         cache_images=args.cache_images,
         ema=args.ema,
+        relative_teacher=str(args.relative_teacher or ""),
+        relative_weight=args.relative_weight,
     )
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
@@ -631,11 +633,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--canonical-focal",
         type=float,
         default=0.0,
-        help="depth: predict depth for a canonical camera of this focal length (pixels at the input size; "
+        help="depth, multitask: predict depth for a canonical camera of this focal length (pixels at the input size; "
         "e.g. 152 = 80 degrees across 256 px) and convert with each camera's intrinsics, so that metric "
         "depth holds across lenses (Metric3D); 0: off",
     )
     p.add_argument("--frame-stride", type=int, default=1, help="depth: frames between the target and its sources")
+    p.add_argument(
+        "--relative-teacher",
+        help="depth: a relative-depth model (its card, family relative-depth: Depth Anything, MiDaS ...) whose "
+        "inverse depth the student also learns, up to scale and shift (cached once under <out>/relative_teacher)",
+    )
+    p.add_argument(
+        "--relative-weight", type=float, default=0.5, help="depth: weight of that scale-and-shift-invariant loss"
+    )
     p.add_argument(
         "--scales",
         type=int,

@@ -80,3 +80,23 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, variance_focus: float = 0.8
         return pred.new_zeros(())
     g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
     return torch.sqrt((g**2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0
+
+
+def ssi_loss(pred: torch.Tensor, target: torch.Tensor, trim: float = 0.2) -> torch.Tensor:
+    """Scale-and-shift-invariant trimmed MAE (MiDaS, Ranftl et al. 2020) between a prediction and a
+    relative-depth teacher, both inverse depth (B, 1, H, W): each image's valid pixels (finite
+    target) are shifted by their median and divided by their mean absolute deviation, then the
+    mean absolute difference over all but the ``trim`` largest residuals. Zero when ``pred`` is
+    any positive affine map of ``target``; what a teacher known only up to scale and shift can teach."""
+    losses = []
+    for p, t in zip(pred.flatten(1), target.flatten(1)):
+        valid = torch.isfinite(t) & torch.isfinite(p)
+        if valid.sum() < 16:
+            continue
+        p, t = p[valid], t[valid]
+        p = (p - p.median()) / (p - p.median()).abs().mean().clamp(min=1e-6)
+        t = (t - t.median()) / (t - t.median()).abs().mean().clamp(min=1e-6)
+        r = (p - t).abs()
+        keep = max(1, int(round(r.numel() * (1.0 - trim))))
+        losses.append(torch.sort(r)[0][:keep].mean())
+    return torch.stack(losses).mean() if losses else pred.new_zeros(())

@@ -193,10 +193,13 @@ class TripletDataset(Dataset):
         static = np.ones((h, w), np.float32)
         if seq.dynamic:
             static = (moving_at(seq, t, self.size) == 0).astype(np.float32)
+        teacher = getattr(seq, "relative", None)  # a relative-depth teacher's cache (relative_teacher.py)
+        relative = np.asarray(teacher[t], np.float32) if teacher is not None else None
         aug = frames
         if self.augment:
             if rng.random() < 0.5:  # horizontal flip of every frame; the principal point moves with it
                 frames, depth, static = frames[:, :, ::-1], depth[:, ::-1], static[:, ::-1]
+                relative = relative[:, ::-1] if relative is not None else None
                 K = K.copy()
                 K[0, 2] = (w - 1) - K[0, 2]
             gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)  # per-channel colour
@@ -208,4 +211,5 @@ class TripletDataset(Dataset):
             "K": torch.from_numpy(K.astype(np.float32)),
             "depth": torch.from_numpy(np.ascontiguousarray(depth))[None],
             "static": torch.from_numpy(np.ascontiguousarray(static))[None],
+            **({"relative": torch.from_numpy(np.ascontiguousarray(relative))[None]} if relative is not None else {}),
         }

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..metrics.depth import DepthEvaluator
 from ..models.depth import DepthConfig, DepthNet, PoseNet, canonical_factor, disp_to_depth
-from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss
+from ..models.depth_losses import reprojection_loss, silog_loss, smoothness_loss, ssi_loss
 from ..models.geometry import warp
 from .data import MEAN, STD
 from .depth_data import (
@@ -76,6 +76,10 @@ class DepthTrainConfig:
     device: str = "auto"
     time_budget_min: float = 0.0
     ema: float = 0.0  # > 0: decay of the weights' moving average (trainer.WeightAverage)
+    # a relative-depth teacher (card family relative-depth: Depth Anything, MiDaS ...) and the weight
+    # of the scale-and-shift-invariant loss against its inverse depth (train/relative_teacher.py)
+    relative_teacher: str = ""
+    relative_weight: float = 0.5
 
     @property
     def metric_name(self) -> str:
@@ -127,13 +131,19 @@ def depth_losses(
             photo = photo + loss / len(cfg.scales)
             small = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
             smooth = smooth + smoothness_loss(disp, small) / (2**s) / len(cfg.scales)
+    relative = target.new_zeros(())
+    if cfg.relative_teacher and cfg.relative_weight > 0 and "relative" in batch:  # teacher up to scale and shift
+        relative = ssi_loss(1.0 / full_depth(disps[0]), batch["relative"])
     has_gt = torch.isfinite(batch["depth"]).flatten(1).any(1)
     if cfg.supervised > 0 and bool(has_gt.any()):
         depth0 = full_depth(disps[0])
         gt = batch["depth"][has_gt]
         sup = silog_loss(depth0[has_gt], torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan"))))
-    total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup
-    return {"photometric": photo, "smoothness": smooth, "supervised": sup, "total": total}
+    total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup + cfg.relative_weight * relative
+    out = {"photometric": photo, "smoothness": smooth, "supervised": sup, "total": total}
+    if cfg.relative_teacher:
+        out["relative"] = relative
+    return out
 
 
 def chain(relative: list[np.ndarray]) -> np.ndarray:
@@ -219,8 +229,10 @@ class DepthTask(TrainTask):
         cfg = self.cfg
         if not cfg.data and not cfg.bags:
             raise ValueError("depth training needs --data (synthetic sequences) and/or --bag")
-        if cfg.supervised <= 0 and cfg.photometric <= 0:
-            raise ValueError("depth training needs a loss: --supervised and --photometric are both 0")
+        if cfg.supervised <= 0 and cfg.photometric <= 0 and not (cfg.relative_teacher and cfg.relative_weight > 0):
+            raise ValueError(
+                "depth training needs a loss: --supervised and --photometric are both 0 (and no --relative-teacher)"
+            )
         if not cfg.canonical_focal >= 0:
             raise ValueError(
                 f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}"
@@ -245,6 +257,16 @@ class DepthTask(TrainTask):
             )
         elif cfg.cache_images:
             cache_inputs(sequences, cfg.input_size)
+        if cfg.relative_teacher:  # one pass of the teacher over the footage, cached for every epoch
+            from .relative_teacher import cache_teacher
+
+            done = cache_teacher(
+                cfg.relative_teacher, sequences, tuple(cfg.input_size), Path(cfg.out) / "relative_teacher", rank == 0
+            )
+            if rank == 0:
+                print(
+                    f"relative-depth teacher: {done['frames_run']} frames run, {done['frames_cached']} from the cache"
+                )
         self.train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
         self.depth_net, self.pose_net = (m.to(device) for m in build_depth_models(cfg))
         return self.train_set, {"depth": self.depth_net, "pose": self.pose_net}
