@@ -85,6 +85,45 @@ def test_teacher_pass_labels_uncertain_boxes_and_resumes(tmp_path):
     np.testing.assert_allclose(t["boxes"][0].numpy(), [22, 22, 42, 42], atol=1e-4)
 
 
+def test_segmentation_teacher_labels_its_sure_things_and_ignores_everything_else(tmp_path):
+    """An instance teacher (YOLO-seg) for a segmentation student: pixels of a sure instance of a
+    mapped class get the student's class, an unsure instance and the rest (sky, road: the teacher
+    says nothing about them) are 255, which the loss ignores; the pass resumes."""
+    from perception_models.distill import Frame, teacher_pass_segmentation
+    from perception_models.train.data import SegmentationDataset
+
+    protos = np.zeros((1, 2, 16, 16), np.float32)
+    protos[0, 0, :, :8], protos[0, 0, :, 8:] = 10.0, -10.0  # prototype 0: the left half
+    protos[0, 1] = 10.0  # prototype 1: everywhere
+    head = yolo_head(
+        [
+            [32, 32, 40, 40, 0.9, 0.0, 0.0, 1.0, 0.0],  # person, sure: the left half of its box
+            [48, 48, 16, 16, 0.0, 0.3, 0.0, 0.0, 1.0],  # car, unsure: taught nothing
+        ],
+        nm=2,
+    )
+    meta = dict(YOLO_META, task="segment")
+    path = family_graph(tmp_path / "s.onnx", {"images": [1, 3, 64, 64]}, {"output0": head, "output1": protos}, meta)
+    card = imported(tmp_path, path)
+    student = ["sky", "ground", "wall", "clutter", "person", "car"]
+    frames = [Frame(f"f{i}", rgb=np.full((64, 64, 3), 40 * i, np.uint8)) for i in range(2)]
+    out = tmp_path / "seg_teacher"
+    cmap = {"person": ["person"], "car": ["car"]}
+    ts = teacher_pass_segmentation(card, iter(frames[:1]), cmap, student, out, 0.5, 0.2, 1, False)
+    assert ts.frames == 1 and ts.per_class["person"] == 1 and ts.per_class["car"] == 0
+    lab = cv2.imread(str(out / "labels" / "f0.png"), cv2.IMREAD_UNCHANGED)
+    assert lab[32, 20] == student.index("person") and lab[32, 40] == 255  # right half of the box: not the mask
+    assert lab[48, 48] == 255 and lab[2, 2] == 255  # the unsure car, and the background
+    before = (out / "labels" / "f0.png").stat().st_mtime_ns
+    ts = teacher_pass_segmentation(card, iter(frames), cmap, student, out, 0.5, 0.2, 1, False)
+    assert ts.frames == 2 and (out / "labels" / "f0.png").stat().st_mtime_ns == before  # f0 from before
+    _x, y = SegmentationDataset([out], (64, 64))[0]
+    assert set(np.unique(y.numpy())) == {student.index("person"), 255}
+    with pytest.raises(ValueError, match="needs a segmentation model"):  # a detector is no mask teacher
+        det_path = family_graph(tmp_path / "d.onnx", {"images": [1, 3, 64, 64]}, {"output0": head[:, :7]}, YOLO_META)
+        teacher_pass_segmentation(imported(tmp_path, det_path), iter(frames), cmap, student, out, progress=False)
+
+
 def test_kitti_odometry_becomes_a_sequence_folder(tmp_path):
     from perception_models.data.readers.kitti import kitti_to_sequence
     from perception_models.data.readers.tum import read_tum_trajectory

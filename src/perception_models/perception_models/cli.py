@@ -303,10 +303,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+DETECTOR_CLASSES = ["person", "car", "cone", "box", "barrel", "chair"]
+SEGMENTER_CLASSES = ["sky", "ground", "wall", "clutter", "person", "car", "cone", "box", "barrel", "chair"]
+
+
 def _cmd_distill(args: argparse.Namespace) -> int:
     import json
 
-    from .distill import distillation_record, frames_from, read_student_map, teacher_pass
+    from .distill import distillation_record, frames_from, read_student_map, teacher_pass, teacher_pass_segmentation
     from .train.image_task import TrainConfig, train
 
     if not args.images and not args.bag:
@@ -315,7 +319,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if not args.teacher_only and not args.val:
         print("perception-models distill: --val (synthetic held-out sets) chooses best.pt", file=sys.stderr)
         return 2
-    student = list(args.student_classes)
+    segmentation = args.task == "segmentation"
+    student = list(args.student_classes) if args.student_classes else (SEGMENTER_CLASSES if segmentation else
+                                                                       DETECTOR_CLASSES)  # fmt: skip
     class_map = read_student_map(args.class_map)
     print(f"class map (student <- teacher): {class_map}", file=sys.stderr)
     out = Path(args.out)
@@ -323,7 +329,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     total = None
     try:
         total = sum(1 for _ in frames_from(args.images or [], [], args.topic, args.every)) if not args.bag else None
-        ts = teacher_pass(
+        ts = (teacher_pass_segmentation if segmentation else teacher_pass)(
             args.teacher,
             frames_from(args.images or [], args.bag or [], args.topic, args.every),
             class_map,
@@ -337,18 +343,22 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         print(f"perception-models distill: {exc}", file=sys.stderr)
         return 2
     record = distillation_record(
-        args.teacher, sources, ts, class_map, thresholds={"label": args.high, "uncertain": args.low}
+        args.teacher, sources, ts, class_map, thresholds={"label": args.high, "uncertain": args.low}, task=args.task
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "distillation.json").write_text(json.dumps(record, indent=2))
     print(
-        f"teacher set {ts.folder}: {ts.frames} frames, {ts.labels} pseudo-labels {ts.per_class}, "
-        f"{ts.uncertain} uncertain boxes (ignored by the loss)"
+        f"teacher set {ts.folder}: {ts.frames} frames, "
+        + (
+            f"frames per labelled class {ts.per_class} (other pixels ignored by the loss)"
+            if segmentation
+            else f"{ts.labels} pseudo-labels {ts.per_class}, {ts.uncertain} uncertain boxes (ignored by the loss)"
+        )
     )
     if args.teacher_only:
         return 0
     cfg = TrainConfig(
-        task="detection",
+        task=args.task,
         data=[str(ts.folder)] * args.real_repeat + list(args.synthetic or []),
         val=args.val,
         out=args.out,
@@ -750,7 +760,13 @@ def build_parser() -> argparse.ArgumentParser:
         "distill",
         help="train a small student on real footage labelled by a pretrained teacher (+ synthetic ground truth)",
     )
-    p.add_argument("--task", choices=["detection"], default="detection", help="the student's task (detection)")
+    p.add_argument(
+        "--task",
+        choices=["detection", "segmentation"],
+        default="detection",
+        help="the student's task: detection (a detection teacher's boxes) or segmentation (an instance teacher's "
+        "masks, YOLO-seg: its things labelled, every other pixel ignored)",
+    )
     p.add_argument("--teacher", required=True, metavar="CARD", help="the teacher's model card (perception-models card)")
     p.add_argument("--images", nargs="+", help="folders of real frames (unlabelled)")
     p.add_argument("--bag", nargs="+", help="rosbag2 recordings of the robot's camera (unlabelled)")
@@ -760,8 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--student-classes",
         nargs="+",
-        default=["person", "car", "cone", "box", "barrel", "chair"],
-        help="the student's classes, in order (default: the shipped detector's)",
+        help="the student's classes, in order (default: the shipped detector's or segmenter's)",
     )
     p.add_argument("--high", type=float, default=0.5, help="teacher score from which a box is a label")
     p.add_argument("--low", type=float, default=0.2, help="teacher score from which a box is uncertain (ignored)")

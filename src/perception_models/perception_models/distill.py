@@ -1,4 +1,5 @@
-"""Teacher distillation on a robot's own footage (detection): a strong-but-heavy pretrained teacher
+"""Teacher distillation on a robot's own footage (detection; segmentation from an instance teacher,
+:func:`teacher_pass_segmentation`): a strong-but-heavy pretrained teacher
 (any detection card the nodes run: YOLOv8/YOLO11, YOLOX, ...; perception-models card) labels real
 frames, and this project's small student learns from those pseudo-labels next to the synthetic
 ground truth.
@@ -218,3 +219,65 @@ def distillation_record(
         "class_map": class_map,
         **extra,
     }
+
+
+def teacher_pass_segmentation(
+    teacher_card: Path | str,
+    frames: Iterator[Frame],
+    class_map: dict[str, list[str]],
+    student_classes: list[str],
+    out: Path | str,
+    high: float = 0.5,
+    low: float = 0.2,
+    threads: int = 2,
+    progress: bool = True,
+    total: int | None = None,
+) -> TeacherSet:
+    """An instance-segmentation teacher (YOLO-seg, card family ``yolo-segment``) over ``frames``:
+    ``out/rgb/<frame>.png`` and ``out/labels/<frame>.png`` (a synthetic set's layout) where the
+    pixels of each instance scoring at least ``high`` whose class the map names get the student's
+    class id, and every other pixel is 255 (ignored by the loss): the teacher's masks say where its
+    things are, nothing about sky, ground or walls, and an instance it doubts ([low, high)) or a
+    class the student lacks teaches nothing. A frame whose label PNG is there is not run again
+    (the label is written last, under a temporary name, then renamed)."""
+    import cv2
+    from tqdm import tqdm
+
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.model_card import load_card, model_files
+    from perception_nodes.pipelines.segmentation import SegmentationPipeline
+
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"need 0 < low ({low}) <= high ({high}) <= 1")
+    card = load_card(teacher_card, "segmentation")
+    if card.family != "yolo-segment":
+        raise ValueError(
+            f"{teacher_card}: a {card.family} model; the segmentation teacher gives instances (yolo-segment)"
+        )
+    mapping = teacher_to_student(class_map, card.classes, student_classes)
+    pipe = SegmentationPipeline(OnnxRuntimeBackend(model_files(teacher_card)[0], threads=threads), card, low, 100)
+    out = Path(out)
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    for f in tqdm(frames, total=total, desc="teacher", unit="frame", disable=not progress):
+        if (out / "labels" / f"{f.name}.png").is_file():
+            continue
+        rgb = f.image()
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        seg = pipe.run(rgb)
+        labels = np.full(rgb.shape[:2], 255, np.uint8)
+        det = seg.detections
+        for k, (name, score) in enumerate(zip(det.class_names, det.scores)):
+            if score >= high and name in mapping:
+                labels[seg.instances == k + 1] = student_classes.index(mapping[name])
+        cv2.imwrite(str(out / "rgb" / f"{f.name}.png"), rgb[:, :, ::-1])
+        cv2.imwrite(str(out / "labels" / f"{f.name}.tmp.png"), labels)
+        (out / "labels" / f"{f.name}.tmp.png").rename(out / "labels" / f"{f.name}.png")
+    per_class = {c: 0 for c in student_classes}
+    names = sorted(p.stem for p in (out / "labels").glob("*.png") if not p.stem.endswith(".tmp"))
+    for n in names:
+        ids = np.unique(cv2.imread(str(out / "labels" / f"{n}.png"), cv2.IMREAD_UNCHANGED))
+        for i in ids[ids < len(student_classes)]:
+            per_class[student_classes[int(i)]] += 1  # frames in which the class is labelled
+    return TeacherSet(out, len(names), sum(per_class.values()), 0, per_class)
