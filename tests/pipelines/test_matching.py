@@ -4,6 +4,8 @@ pipeline, and the sequential / keyframe matcher with its geometry."""
 
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -239,6 +241,46 @@ def test_training_with_both_pair_sources_both_miners(tmp_path):
     assert c.mining == "spatial" and c.input_size == (H, W)
     with pytest.raises(ValueError, match="needs --photos"):
         train_matching(MatchTrainConfig(out=str(tmp_path / "x")), progress=False)
+
+
+def test_a_keypoint_teacher_is_distilled_on_the_training_images(tmp_path):
+    """--teacher (XFeat / SuperPoint raw heads): the teacher's cell logits and descriptors, taken
+    at its own input size and brought to the student's cell grid, are a loss of their own."""
+    from family_graphs import family_graph, imported
+    from perception_models.train.matching_task import KeypointTeacher, MatchTrainConfig, train_matching
+
+    logits = np.full((1, 65, 2 * H // 8, 2 * W // 8), -4.0, np.float32)
+    logits[0, 10] = 4.0  # a keypoint at in-cell position 10 of every cell
+    desc = np.zeros((1, 64, 2 * H // 8, 2 * W // 8), np.float32)
+    desc[0, 3] = 2.0
+    path = family_graph(
+        tmp_path / "xfeat.onnx", {"input": [1, 3, 2 * H, 2 * W]}, {"keypoint_logits": logits, "descriptors": desc}
+    )
+    card = imported(tmp_path, path)
+    teacher = KeypointTeacher(card, threads=1)
+    lg, de = teacher(torch.rand(2, 3, H, W))
+    assert lg.shape == (2, 65, H // 8, W // 8) and de.shape == (2, 64, H // 8, W // 8)
+    assert torch.allclose(lg[:, 10], torch.tensor(4.0)) and torch.allclose(de[:, 3], torch.tensor(1.0))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(photos / f"{i}.png"), rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    cfg = MatchTrainConfig(
+        photos=[str(photos)], out=str(tmp_path / "run"), epochs=1, batch_size=2, input_size=(H, W), log_every=1,
+        teacher=str(card),
+    )  # fmt: skip
+    train_matching(cfg, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["teacher"] > 0 for r in rows if r["kind"] == "train")
+    end2end = family_graph(
+        tmp_path / "e2e.onnx",
+        {"image": [1, 3, H, W]},
+        {"keypoints": np.zeros((1, 4, 2), np.float32), "scores": np.zeros((1, 4), np.float32),
+         "descriptors": np.zeros((1, 4, 8), np.float32)},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="cell logits and descriptors"):
+        KeypointTeacher(imported(tmp_path, end2end, family="keypoints"))
 
 
 def test_anchors_come_from_keypoint_cells_when_there_are_enough():

@@ -192,7 +192,9 @@ def _train_multitask(args: argparse.Namespace) -> int:
         adopt_detection=str(resolve_path("models/detection.onnx")) if args.adopt_shipped else "",
         adopt_segmentation=str(resolve_path("models/segmentation.onnx")) if args.adopt_shipped else "",
         adopt_depth=str(resolve_path("models/depth.onnx")) if args.adopt_shipped else "",
-        teacher=str(resolve_path(args.teacher)) if args.teacher else "",
+        teacher=str(resolve_path(args.teacher if args.teacher is not None else "models/matching.onnx"))
+        if args.teacher != ""
+        else "",
         seed=args.seed,
         workers=args.workers,
         max_steps_per_epoch=args.max_steps_per_epoch,
@@ -227,6 +229,7 @@ def _train_matching(args: argparse.Namespace) -> int:
         device=args.device,
         time_budget_min=args.time_budget_min,
         ema=args.ema,
+        teacher=args.teacher or "",
     )
     return _run_training(train_matching, cfg, args)
 
@@ -609,8 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--teacher",
-        default="models/matching.onnx",
-        help="multitask: keypoint network whose heatmap and descriptors the keypoint head learns ('' = no keypoints)",
+        help="multitask: keypoint network whose heatmap and descriptors the keypoint head learns (default "
+        "models/matching.onnx; '' = no keypoints); matching: a raw-layout keypoint model's card (XFeat, "
+        "SuperPoint) whose cell logits and descriptors the student also learns on every training image",
     )
     p.add_argument("--data", nargs="+", help="training sets (synthetic folders, or CamVid root with --camvid)")
     p.add_argument("--photos", nargs="+", help="matching: folders of real photos for homographic pairs")

@@ -99,3 +99,19 @@ def descriptor_loss(
     if not terms:
         return desc_a.sum() * 0.0
     return torch.cat(terms).mean()
+
+
+def keypoint_distillation(
+    student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """Cross-entropy of the student's 65-way cell logits to the teacher's softmax, plus the mean
+    1 - cosine between their descriptors (both unit length), weighted by the teacher's keypoint
+    mass per cell (descriptors where the teacher sees keypoints matter most)."""
+    s_logits, s_desc = student
+    t_logits, t_desc = teacher
+    t_prob = torch.softmax(t_logits, dim=1)
+    ce = -(t_prob * F.log_softmax(s_logits, dim=1)).sum(dim=1).mean()
+    weight = 1.0 - t_prob[:, 64]  # not the dustbin: a keypoint somewhere in the cell
+    cos = (s_desc * t_desc).sum(dim=1)
+    desc = ((1.0 - cos) * weight).sum() / weight.sum().clamp(min=1e-6)
+    return ce + desc

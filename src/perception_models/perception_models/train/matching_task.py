@@ -9,6 +9,12 @@ A task of the one training loop (``trainer.py``). Validation each epoch (``match
 same code as the SIFT/ORB side-by-side): MMA@3px and homography accuracy@3px on held-out
 homographic pairs, pose AUC@10 on held-out synthetic pairs; ``best.pt`` keeps the highest mean of
 the three.
+
+``--teacher CARD`` (a keypoint model of raw layout: XFeat, SuperPoint; card family ``keypoints``)
+adds distillation: on every training image the teacher's 65-way cell distribution and descriptors
+are what the student's match (``keypoint_distillation``, cross-entropy + 1 - cosine), at the
+student's input size, the node's; the teacher runs on the same warped images the pair losses see
+(homographic adaptation of real photos), so it is run on each batch, not cached.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from torch.utils.data import ConcatDataset
 from perception_nodes.image_conversion import IMAGE_SUFFIXES
 
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
-from ..models.matching_losses import descriptor_loss, detector_loss
+from ..models.matching_losses import descriptor_loss, detector_loss, keypoint_distillation
 from .trainer import TrainTask, fit
 
 
@@ -55,6 +61,8 @@ class MatchTrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     time_budget_min: float = 0.0  # > 0: fit the number of steps to this many minutes
     ema: float = 0.0  # > 0: decay of the weights' moving average (trainer.WeightAverage)
+    teacher: str = ""  # a raw-layout keypoint model's card (XFeat, SuperPoint): its heatmap + descriptors
+    teacher_weight: float = 1.0
 
 
 def image_files(folders: list[str]) -> list[Path]:
@@ -111,6 +119,50 @@ def validate(cfg: MatchTrainConfig, net: KeypointNet, hpairs: list[dict], ppairs
     return r
 
 
+class KeypointTeacher:
+    """A raw-layout keypoint model (card family ``keypoints``, decode ``layout: raw``) run with ONNX
+    Runtime on training images: (65-way cell logits, unit descriptors) on the student's cell grid."""
+
+    def __init__(self, card_path: str | Path, threads: int = 2) -> None:
+        from perception_nodes.backends import OnnxRuntimeBackend
+        from perception_nodes.model_card import load_card, model_files
+
+        card = load_card(card_path, "matching")
+        if card.family != "keypoints" or card.decode.get("layout", "raw") != "raw":
+            raise ValueError(
+                f"--teacher {card_path}: a keypoint teacher gives its cell logits and descriptors "
+                "(card family keypoints, decode layout raw: XFeat, SuperPoint)"
+            )
+        self.card, self.cell = card, int(card.decode.get("cell", 8))
+        self.logits, self.descriptors = str(card.decode["logits"]), str(card.decode["descriptors"])
+        self.backend = OnnxRuntimeBackend(model_files(card_path)[0], threads=threads)
+        self.mean, self.std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
+
+    @torch.no_grad()
+    def __call__(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, H, W) in [0, 1] -> logits (B, 65, H/8, W/8), unit descriptors (B, D, H/8, W/8)."""
+        h, w = images01.shape[-2:]
+        static = [d for d in next(s.shape for s in self.backend.inputs if s.name == self.card.input_name)[2:]]
+        logits, descs = [], []
+        for img in images01.cpu().numpy():
+            x = img.transpose(1, 2, 0)
+            if all(d > 0 for d in static) and tuple(static) != (h, w):  # a fixed-size teacher: its own size
+                import cv2
+
+                x = cv2.resize(x, (static[1], static[0]), interpolation=cv2.INTER_LINEAR)
+            if self.card.channel_order == "BGR":
+                x = x[:, :, ::-1]
+            x = ((x - self.mean) / self.std).transpose(2, 0, 1)[None].astype(np.float32)
+            out = self.backend.infer({self.card.input_name: np.ascontiguousarray(x)})
+            logits.append(torch.from_numpy(np.asarray(out[self.logits], np.float32)))
+            descs.append(torch.from_numpy(np.asarray(out[self.descriptors], np.float32)))
+        grid = (h // self.cell, w // self.cell)
+        lg = torch.nn.functional.interpolate(torch.cat(logits), size=grid, mode="bilinear", align_corners=False)
+        de = torch.nn.functional.interpolate(torch.cat(descs), size=grid, mode="bilinear", align_corners=False)
+        dev = images01.device
+        return lg.to(dev), torch.nn.functional.normalize(de, dim=1).to(dev)
+
+
 class MatchingTask(TrainTask):
     """Keypoint detector (cell cross-entropy) + descriptors (metric learning with hard or spatial
     negative mining) on homographic photo pairs and synthetic depth + pose pairs."""
@@ -151,6 +203,7 @@ class MatchingTask(TrainTask):
             else []
         )
         self.loss_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the descriptor loss's negative sampling
+        self.teacher = KeypointTeacher(cfg.teacher) if cfg.teacher else None
         self.net = build_net(cfg).to(device)
         return ConcatDataset(self.parts), {"model": self.net}
 
@@ -181,7 +234,20 @@ class MatchingTask(TrainTask):
             generator=self.loss_gen,
             prefer=keypoint_cells,
         )
-        return {"detector": det, "descriptor": des, "total": det + self.cfg.descriptor_weight * des}
+        total = det + self.cfg.descriptor_weight * des
+        out = {"detector": det, "descriptor": des}
+        if self.teacher is not None:  # the teacher's heatmap and descriptors on the same (warped) images
+            from .data import MEAN, STD
+
+            def raw(x: torch.Tensor) -> torch.Tensor:
+                return x * x.new_tensor(STD).view(1, 3, 1, 1) + x.new_tensor(MEAN).view(1, 3, 1, 1)
+
+            teach = keypoint_distillation(
+                (logits_a, desc_a), self.teacher(raw(batch["image_a"]))
+            ) + keypoint_distillation((logits_b, desc_b), self.teacher(raw(batch["image_b"])))
+            out["teacher"] = teach
+            total = total + self.cfg.teacher_weight * teach
+        return {**out, "total": total}
 
     def validate(self, modules: dict[str, torch.nn.Module], device: torch.device) -> dict[str, Any] | None:
         if not (self.hpairs or self.ppairs):
