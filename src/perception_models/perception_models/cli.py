@@ -877,6 +877,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write the result to this file")
     p.set_defaults(func=_cmd_evaluate)
 
+    from .students import add_parser as add_students
+
+    add_students(sub)
     p = sub.add_parser("plot", help="training curves of a run folder (PNG)")
     p.add_argument("run", help="a training run folder (its log.jsonl)")
     p.add_argument("--out", help="the PNG to write (default: RUN/curves.png)")

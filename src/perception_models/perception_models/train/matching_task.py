@@ -208,6 +208,14 @@ class MatchingTask(TrainTask):
         return ConcatDataset(self.parts), {"model": self.net}
 
     def initialise(self, device: torch.device, rank: int) -> str:
+        if self.cfg.init.endswith(".onnx"):  # an exported keypoint model (e.g. the shipped one)
+            from ..onnx_weights import load_onnx_weights
+
+            r = load_onnx_weights(self.net, self.cfg.init, strict=False)
+            unused = [m for m in r["missing"] if not m.startswith("backbone.stages.3.")]
+            if unused:
+                raise ValueError(f"--init {self.cfg.init}: not a keypoint network of this project (no {unused})")
+            return f"initialised from {self.cfg.init} ({r['convs']} convolutions)"
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         if "model" not in ck:
             raise ValueError(f"--init {self.cfg.init}: not a matching checkpoint (no 'model' weights)")

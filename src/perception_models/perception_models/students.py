@@ -1,0 +1,154 @@
+"""Real footage in, students out: one command that turns a robot's camera footage (a bag or image
+folders, no labels) into small students for the chosen tasks, each exported with its card.
+
+    perception-models students --bag robot.mcap --tasks detection segmentation depth matching \\
+        --synthetic data/synth/* --val data/synth_val/* --out runs/students --time-budget-min 30
+
+One stage per task, each the command a user would run by hand (so each can also be rerun alone):
+
+- detection:    ``distill --task detection`` (teacher boxes, ``--detection-teacher``, class map
+  config/class_maps/coco_to_detector.yaml) from the shipped detector, then ``export``;
+- segmentation: ``distill --task segmentation`` (teacher instance masks, ``--segmentation-teacher``,
+  config/class_maps/coco_to_segmenter.yaml; other pixels ignored) from the shipped segmenter, then ``export``;
+- depth:        ``train --task depth`` self-supervised on the footage (photometric reprojection; a
+  bag, or the image folders made into one with ``--camera-info``) next to the metric synthetic
+  supervision, with ``--relative-depth-teacher`` when there is one, from the shipped depth + pose
+  models, then ``export``;
+- matching:     ``train --task matching`` on homographic pairs of the footage's frames (and the
+  synthetic pairs), distilling ``--keypoint-teacher`` (XFeat) when given, from the shipped
+  keypoint model, then ``export``.
+
+Every stage chooses ``best.pt`` on the synthetic ``--val`` scenes only: the real evaluation sets
+(VOC-100, CamVid val) are never seen; measure the students on them afterwards with
+``perception-models evaluate``. ``<out>/students.json`` lists what each stage made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+STAGES = ("detection", "segmentation", "depth", "matching")
+
+
+def _run(argv: list[str]) -> None:
+    from .cli import main
+
+    print("\n$ perception-models " + " ".join(argv), flush=True)
+    code = main(argv)
+    if code:
+        raise RuntimeError(f"perception-models {' '.join(argv[:3])} ... failed (exit {code})")
+
+
+def footage_frames(args: argparse.Namespace, out: Path) -> Path:
+    """The footage's frames as one image folder (``<out>/frames``; matching's photos), once."""
+    import cv2
+
+    from .distill import frames_from
+
+    folder = out / "frames"
+    if (folder / ".complete").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in frames_from(args.images or [], args.bag or [], args.topic, args.every):
+        rgb = f.image()
+        cv2.imwrite(str(folder / f"{f.name}.png"), rgb[:, :, ::-1] if rgb.ndim == 3 else rgb)
+    (folder / ".complete").write_text("")
+    return folder
+
+
+def run_students(args: argparse.Namespace) -> int:
+    from perception_nodes.workspace import resolve_path
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    footage = [*(["--images", *args.images] if args.images else []), *(["--bag", *args.bag] if args.bag else [])]
+    common = ["--time-budget-min", str(args.time_budget_min), "--epochs", str(args.epochs), "--device", args.device]
+    val = ["--val", *args.val]
+    synthetic = args.synthetic or []
+    made: dict[str, Any] = {}
+    for task in args.tasks:
+        run = out / task
+        model = run / f"{task}.onnx"
+        if task in ("detection", "segmentation"):
+            teacher = args.detection_teacher if task == "detection" else args.segmentation_teacher
+            if not teacher:
+                raise ValueError(f"--tasks {task} needs --{task}-teacher CARD (perception-models card)")
+            cmap = args.detection_class_map if task == "detection" else args.segmentation_class_map
+            _run(["distill", "--task", task, "--teacher", teacher, *footage, "--topic", args.topic,
+                  "--every", str(args.every), "--class-map", str(resolve_path(cmap)),
+                  *(["--synthetic", *synthetic] if synthetic else []), *val,
+                  "--init", str(resolve_path(f"models/{task}.onnx")), "--out", str(run), *common])  # fmt: skip
+        elif task == "depth":
+            bags = list(args.bag or [])
+            if args.images:  # image folders become a bag (frames in order, the camera's intrinsics)
+                if not args.camera_info:
+                    raise ValueError("--tasks depth from --images needs --camera-info (a ROS camera_info YAML)")
+                for i, folder in enumerate(args.images):
+                    bag = out / f"footage_{i}.bag"
+                    if not bag.exists():
+                        _run(["data", "bag-from-images", "--images", folder, "--out", str(bag),
+                              "--camera-info", args.camera_info, "--topic", args.topic])  # fmt: skip
+                    bags.append(str(bag))
+            _run(["train", "--task", "depth", *(["--data", *synthetic] if synthetic else []), "--bag", *bags,
+                  "--topic", args.topic, *(["--camera-info", args.camera_info] if args.camera_info else []),
+                  *(["--relative-teacher", args.relative_depth_teacher] if args.relative_depth_teacher else []),
+                  "--init", str(resolve_path("models/depth.onnx")), "--out", str(run), *common])  # fmt: skip
+        elif task == "matching":
+            photos = footage_frames(args, out)
+            _run(["train", "--task", "matching", "--photos", str(photos),
+                  *(["--data", *synthetic] if synthetic else []),
+                  *(["--teacher", args.keypoint_teacher] if args.keypoint_teacher else []),
+                  "--init", str(resolve_path("models/matching.onnx")), *val, "--out", str(run), *common])  # fmt: skip
+        else:
+            raise ValueError(f"unknown task '{task}': one of {STAGES}")
+        checkpoint = run / "best.pt"
+        _run(["export", "--task", task, "--checkpoint", str(checkpoint), "--out", str(model), "--eval", *args.val])
+        made[task] = {"model": str(model), "card": str(model.with_name(f"{task}.card.yaml")), "run": str(run)}
+        (out / "students.json").write_text(json.dumps({"footage": footage, "students": made}, indent=2))
+    print(f"\nstudents in {out}: " + ", ".join(f"{t} -> {m['model']}" for t, m in made.items()))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "students",
+        help="a robot's footage (bag or images, no labels) -> distilled / self-supervised students with cards",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--images", nargs="+", help="folders of the camera's frames")
+    p.add_argument("--bag", nargs="+", help="rosbag2 recordings of the camera")
+    p.add_argument("--topic", default="/camera/image_raw", help="the bags' image topic")
+    p.add_argument("--every", type=int, default=1, help="use every N-th frame (teacher passes, matching photos)")
+    p.add_argument("--camera-info", help="ROS camera_info YAML (depth from image folders or bags without CameraInfo)")
+    p.add_argument("--tasks", nargs="+", choices=STAGES, default=list(STAGES), help="which students to make")
+    p.add_argument("--detection-teacher", metavar="CARD", help="a detection teacher's card (YOLOv8n, YOLOX ...)")
+    p.add_argument("--segmentation-teacher", metavar="CARD", help="an instance teacher's card (YOLOv8n-seg)")
+    p.add_argument("--keypoint-teacher", metavar="CARD", help="a raw keypoint model's card (XFeat) for matching")
+    p.add_argument("--relative-depth-teacher", metavar="CARD", help="a relative-depth model's card (Depth Anything)")
+    p.add_argument("--detection-class-map", default="config/class_maps/coco_to_detector.yaml")
+    p.add_argument("--segmentation-class-map", default="config/class_maps/coco_to_segmenter.yaml")
+    p.add_argument(
+        "--synthetic", nargs="+", help="synthetic training sets (their ground truth keeps the students honest)"
+    )
+    p.add_argument("--val", nargs="+", required=True, help="synthetic held-out sets: choose best.pt, fill the cards")
+    p.add_argument("--out", required=True, help="run folder: one sub-folder per task, students.json")
+    p.add_argument("--time-budget-min", type=float, default=30.0, help="minutes of training per task")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per task (an upper bound with the budget)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works), cpu, cuda or cuda:N")
+    p.set_defaults(func=_cmd_students)
+
+
+def _cmd_students(args: argparse.Namespace) -> int:
+    if not args.images and not args.bag:
+        print("perception-models students: give the footage: --images DIR... and/or --bag BAG...", file=sys.stderr)
+        return 2
+    try:
+        return run_students(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"perception-models students: {exc}", file=sys.stderr)
+        return 2

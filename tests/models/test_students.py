@@ -1,0 +1,70 @@
+"""perception-models students: a robot's footage (a bag, no labels) in, one student per task out,
+each exported with its card, by the same commands a user would run one by one; best.pt is chosen
+on the synthetic held-out scenes only. Stand-in teachers (tiny ONNX graphs of the real families'
+layouts) keep it quick; the students start from the shipped models, as the command does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from family_graphs import YOLO_META, family_graph, imported, yolo_head
+from perception_models.cli import main
+from perception_models.data.synth import SynthConfig, SyntheticSequence
+from perception_models.data.writers import write_sequence
+
+pytestmark = pytest.mark.train
+
+
+def _teachers(tmp_path):
+    det = family_graph(
+        tmp_path / "det.onnx",
+        {"images": [1, 3, 64, 64]},
+        {"output0": yolo_head([[32, 40, 20, 30, 0.9, 0.0, 0.0], [12, 12, 8, 8, 0.0, 0.7, 0.0]])},
+        YOLO_META,
+    )
+    protos = np.full((1, 1, 16, 16), 10.0, np.float32)
+    seg = family_graph(
+        tmp_path / "seg.onnx",
+        {"images": [1, 3, 64, 64]},
+        {"output0": yolo_head([[32, 40, 20, 30, 0.0, 0.9, 0.0, 1.0]], nm=1), "output1": protos},
+        dict(YOLO_META, task="segment"),
+    )
+    logits = np.zeros((1, 65, 32, 40), np.float32)
+    kp = family_graph(
+        tmp_path / "kp.onnx",
+        {"input": [1, 3, 256, 320]},
+        {"keypoint_logits": logits, "descriptors": np.ones((1, 64, 32, 40), np.float32)},
+    )
+    return [imported(tmp_path, p) for p in (det, seg)] + [imported(tmp_path, kp, family="keypoints")]
+
+
+def test_footage_in_students_out_with_cards(tmp_path):
+    root = tmp_path / "data"
+    for name, seed, bag in (("robot", 41, True), ("train", 42, False), ("val", 43, False)):
+        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=4, width=160, height=120))
+        write_sequence(seq, root / name, bag=bag, flow=False, workers=1, progress=False)
+    det, seg, kp = _teachers(tmp_path)
+    out = tmp_path / "students"
+    cmap = tmp_path / "map.yaml"  # the stand-in teachers know person, car and chair only
+    cmap.write_text("person: [person]\ncar: [car]\nchair: [chair]\n")
+    argv = ["--detection-class-map", str(cmap), "--segmentation-class-map", str(cmap)]
+    argv = ["students", *argv, "--bag", str(root / "robot" / "bag"), "--synthetic", str(root / "train"),
+            "--val", str(root / "val"), "--detection-teacher", str(det), "--segmentation-teacher", str(seg),
+            "--keypoint-teacher", str(kp), "--out", str(out), "--epochs", "1", "--time-budget-min", "0",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    made = json.loads((out / "students.json").read_text())["students"]
+    assert sorted(made) == ["depth", "detection", "matching", "segmentation"]
+    for task, m in made.items():
+        card = yaml.safe_load(open(m["card"]))
+        assert card["task"] == task and card["sha256"], task
+    det_card = yaml.safe_load(open(made["detection"]["card"]))
+    assert det_card["distillation"]["pseudo_labels"] > 0 and "mAP" in det_card["metrics"]
+    seg_card = yaml.safe_load(open(made["segmentation"]["card"]))
+    assert seg_card["distillation"]["task"] == "segmentation" and "mIoU" in seg_card["metrics"]
+    assert (out / "frames" / ".complete").is_file() and len(list((out / "frames").glob("*.png"))) == 4
+    assert main(["students", "--val", "x", "--out", str(out)]) == 2  # no footage: a clear refusal
