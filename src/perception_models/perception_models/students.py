@@ -130,8 +130,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--segmentation-teacher", metavar="CARD", help="an instance teacher's card (YOLOv8n-seg)")
     p.add_argument("--keypoint-teacher", metavar="CARD", help="a raw keypoint model's card (XFeat) for matching")
     p.add_argument("--relative-depth-teacher", metavar="CARD", help="a relative-depth model's card (Depth Anything)")
-    p.add_argument("--detection-class-map", default="config/class_maps/coco_to_detector.yaml")
-    p.add_argument("--segmentation-class-map", default="config/class_maps/coco_to_segmenter.yaml")
+    p.add_argument(
+        "--detection-class-map",
+        default="config/class_maps/coco_to_detector.yaml",
+        help="YAML: detector class -> teacher class(es)",
+    )
+    p.add_argument(
+        "--segmentation-class-map",
+        default="config/class_maps/coco_to_segmenter.yaml",
+        help="YAML: segmenter class -> teacher class(es); the segmenter's other classes are ignored in teacher labels",
+    )
     p.add_argument(
         "--synthetic", nargs="+", help="synthetic training sets (their ground truth keeps the students honest)"
     )
