@@ -1,4 +1,5 @@
-"""The shipped models on real images (../shared/data), next to their synthetic held-out numbers.
+"""The shipped models on real images (../shared/data), next to their synthetic held-out numbers
+(models/multitask.onnx's detection and segmentation too, when it is there).
 
     python benchmarks/real_images.py [--models models] [--shared ../shared] [--json out/real_images.json]
 
@@ -70,16 +71,23 @@ def main() -> int:
         "detector": detector(models / "detection.onnx", shared),
         "segmenter": segmenter(models / "segmentation.onnx", shared),
     }
-    d, s = out["detector"], out["segmenter"]
+    multi = models / "multitask.onnx"  # the multi-task network's detection and segmentation, same sets
+    if multi.is_file():
+        out["multitask detector"] = detector(multi, shared)
+        out["multitask segmenter"] = segmenter(multi, shared)
     print("shipped models on real images (../shared/data; evaluation only)")
-    print(
-        f"  detector  VOC-100 ({', '.join(d['classes'])}): mAP@[.5:.95] {d['mAP']:.3f}  mAP@0.5 {d['mAP50']:.3f}  "
-        + "  ".join(f"{c} AP50 {v['AP50']:.3f} ({v['ground_truth']} boxes)" for c, v in d["per_class"].items())
-    )
-    print(
-        f"  segmenter CamVid val ({s['images']} images): mIoU over {len(s['iou'])} shared classes "
-        f"{s['mIoU_shared']:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in s["iou"].items())
-    )
+    for name, d in out.items():
+        if "mAP" in d:
+            print(
+                f"  {name:<20} VOC-100 ({', '.join(d['classes'])}): mAP@[.5:.95] {d['mAP']:.3f}  "
+                f"mAP@0.5 {d['mAP50']:.3f}  "
+                + "  ".join(f"{c} AP50 {v['AP50']:.3f} ({v['ground_truth']} boxes)" for c, v in d["per_class"].items())
+            )
+        else:
+            print(
+                f"  {name:<20} CamVid val ({d['images']} images): mIoU over {len(d['iou'])} shared classes "
+                f"{d['mIoU_shared']:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in d["iou"].items())
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))

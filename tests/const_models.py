@@ -65,3 +65,47 @@ def const_detector(tmp_path, boxes, scores, labels):
         },
     )
     return path, write_card(path, "detection")
+
+
+SEG_CLASSES = ["sky", "ground", "wall"]
+
+
+def const_multitask(
+    tmp_path, depth=None, canonical_focal=0.0, tasks=("detection", "segmentation", "depth", "matching")
+):
+    """A multi-task model (MultiTaskExport's output names) with known outputs and its card:
+    one person box at (100, 80)-(200, 280) network pixels, class id = row index // 128 of the
+    network input (sky / ground / wall bands), ``depth`` (default: 2 m + 1 m per 100 network
+    columns) and 3 keypoints with 8-D descriptors. Returns (path, card)."""
+    rows = np.arange(H)[:, None] // 128 * np.ones((1, W), np.int64)
+    if depth is None:
+        depth = 2.0 + np.arange(W)[None, :] / 100.0 * np.ones((H, 1))
+    kp = np.zeros((1, 4, 2), np.float32)
+    kp[0, :3] = [[64, 100], [256, 192], [400, 300]]
+    desc = np.zeros((1, 4, 8), np.float32)
+    desc[0, :3, :3] = np.eye(3)
+    outputs = {
+        "boxes": np.array([[[100, 80, 200, 280], [0, 0, 0, 0]]], np.float32),
+        "scores": np.array([[0.9, 0.0]], np.float32),
+        "labels": np.array([[0, -1]], np.int32),
+        "seg_labels": rows.astype(np.int32)[None],
+        "seg_confidence": np.ones((1, H, W), np.float32),
+        "depth": np.asarray(depth, np.float32).reshape(1, 1, H, W),
+        "keypoints": kp,
+        "keypoint_scores": np.array([[0.9, 0.8, 0.7, 0.0]], np.float32),
+        "descriptors": desc,
+    }
+    path = const_model(tmp_path / "multitask.onnx", outputs)
+    sections = {
+        "detection": {"classes": CLASSES, "outputs": {"boxes": "boxes", "scores": "scores", "labels": "labels"}},
+        "segmentation": {"classes": SEG_CLASSES, "outputs": {"labels": "seg_labels", "confidence": "seg_confidence"}},
+        "depth": {
+            "outputs": {"depth": "depth"},
+            "min": 0.1,
+            "max": 100.0,
+            "scale_source": "supervised",
+            "canonical_focal": canonical_focal,
+        },
+        "matching": {"outputs": {"keypoints": "keypoints", "scores": "keypoint_scores", "descriptors": "descriptors"}},
+    }
+    return path, write_card(path, "multitask", classes=[], tasks={t: sections[t] for t in tasks})

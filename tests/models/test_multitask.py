@@ -31,7 +31,13 @@ def test_one_backbone_pass_feeds_every_head_at_its_resolution():
     cls, box = out["detection"]
     assert cls.shape[0] == 2 and cls.shape[-1] == 6 and box.shape[-1] == 4 and cls.shape[1] == net.anchors.shape[0]
     assert out["segmentation"].shape == (2, 10, *IN)
-    assert out["depth"][0].shape == (2, 1, *IN) and set(out["depth"]) == {0, 1, 2, 3}
+    # the depth decoder stops at stride 4 (depth_stages 3); its finest disparity is upsampled
+    assert set(out["depth"]) == {2, 3} and out["depth"][2].shape == (2, 1, IN[0] // 4, IN[1] // 4)
+    assert net.depth(out["depth"], IN).shape == (2, 1, *IN)
+    full = MultiTaskNet(MultiTaskConfig(input_size=IN, depth_stages=5)).eval()
+    with torch.no_grad():
+        assert set(full(torch.randn(1, 3, *IN))["depth"]) == {0, 1, 2, 3}
+    assert full.scales("depth") == SCALES["depth"] and net.scales("depth") == ("s4", "s8", "s16", "s32")
     logits, desc = out["keypoints"]
     assert logits.shape == (2, 65, IN[0] // 8, IN[1] // 8) and desc.shape == (2, 64, IN[0] // 8, IN[1] // 8)
     assert torch.allclose(desc.norm(dim=1), torch.ones(1), atol=1e-5)
@@ -39,17 +45,18 @@ def test_one_backbone_pass_feeds_every_head_at_its_resolution():
 
 def test_attention_starts_as_the_identity_and_the_ablation_has_none():
     att = TaskAttention(8)
+    assert all(c.kernel_size == (1, 1) for c in att.modules() if isinstance(c, torch.nn.Conv2d)), "MTAN's 1x1 masks"
     x = torch.rand(1, 8, 4, 4)
     assert torch.allclose(att(x), x * torch.sigmoid(torch.tensor(4.0)))
     on = MultiTaskNet(MultiTaskConfig(input_size=IN))
     off = MultiTaskNet(MultiTaskConfig(input_size=IN, attention=False))
-    assert {t: sorted(m) for t, m in on.attention.items()} == {t: sorted(s) for t, s in SCALES.items()}
+    assert {t: sorted(m) for t, m in on.attention.items()} == {t: sorted(on.scales(t)) for t in SCALES}
     assert len(off.attention) == 0
     extra = sum(p.numel() for p in on.parameters()) - sum(p.numel() for p in off.parameters())
     assert 0 < extra < 0.25 * sum(p.numel() for p in off.parameters()), "attention is small next to the network"
     # the ablation computes each head on the shared features themselves
     shared = {s: torch.rand(1, c, 4, 4) for s, c in off.backbone.channels.items()}
-    assert all(off.task_features(shared, "depth")[s] is shared[s] for s in SCALES["depth"])
+    assert all(off.task_features(shared, "depth")[s] is shared[s] for s in off.scales("depth"))
 
 
 def test_a_subset_of_tasks_builds_only_their_heads():
@@ -149,4 +156,5 @@ def test_the_network_starts_from_single_task_models_as_their_functions():
         for a, b in zip(out["detection"], det(x)):
             assert torch.equal(a, b)
         assert torch.equal(out["segmentation"], seg(x))
-        assert torch.equal(out["depth"][0], depth(x)[0])
+        ref = depth(x)
+        assert all(torch.equal(out["depth"][s], ref[s]) for s in (2, 3)), "the stages it has are the depth net's"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
@@ -50,6 +52,10 @@ def test_every_task_sees_the_same_augmented_frame(sets):
     plain = MultiTaskFrames([sets[0]], (120, 160), None, seed=5)
     assert torch.equal(plain[0][1]["depth"].nan_to_num(-1).flip(-1), frames[0][1]["depth"].nan_to_num(-1))
     assert torch.equal(plain[0][1]["labels"].flip(-1), frames[0][1]["labels"])
+    # the focal length in network pixels (the depth's canonical-camera factor): the letterbox's scale
+    k = yaml.safe_load((sets[0] / "camera_info.yaml").read_text())["camera_matrix"]["data"]
+    small = MultiTaskFrames([sets[0]], IN, None, seed=5)
+    assert small[0][1]["focal"] == pytest.approx(np.sqrt(k[0] * k[4]) * 128 / 160)
 
 
 def test_keypoint_distillation_is_zero_for_the_teacher_itself_and_positive_otherwise():
@@ -90,6 +96,35 @@ def test_joint_training_logs_every_task_validates_and_resumes(sets, tmp_path, we
         assert any(v != 0.0 for v in m["log_vars"].values()), "the task weights learned"
     cfg.epochs = 2
     assert train_multitask(cfg, resume=True, progress=False)["epoch"] == 1
+    if weighting == "fixed":  # the export of a trained checkpoint (a test of its own would train again)
+        _export_and_serve(tmp_path / weighting / "last.pt", sets[1], tmp_path)
+
+
+def _export_and_serve(checkpoint, held_out, tmp_path):
+    """The checkpoint -> one ONNX with one card (a section per task, each with its metrics) that
+    the node's MultiTaskPipeline runs and the evaluation scores as four single-task models."""
+
+    from perception_models.evaluate import evaluate_detection
+    from perception_models.export import export
+    from perception_nodes.backends import OnnxRuntimeBackend
+    from perception_nodes.model_card import load_card
+    from perception_nodes.pipelines.multitask import MultiTaskPipeline
+
+    out = tmp_path / "multitask.onnx"
+    card = export("multitask", checkpoint, out, eval_data=[str(held_out)])
+    assert card["task"] == "multitask" and set(card["tasks"]) == {"detection", "segmentation", "depth", "matching"}
+    assert card["tasks"]["detection"]["classes"] == ["person", "car", "cone", "box", "barrel", "chair"]
+    assert card["tasks"]["depth"]["canonical_focal"] == 305.0
+    for task, key in (("detection", "mAP"), ("segmentation", "mIoU"), ("depth", "absolute"), ("matching", "pose_auc")):
+        assert key in card["tasks"][task]["metrics"], task
+    assert set(card["reproduction"]) >= {"mAP", "mIoU", "abs_rel"}
+    assert yaml.safe_load(out.with_name("multitask.card.yaml").read_text())["sha256"] == card["sha256"]
+    pipe = MultiTaskPipeline(OnnxRuntimeBackend(out, threads=1), load_card(out))
+    r = pipe.run(np.zeros((120, 160, 3), np.uint8), K=np.diag([100.0, 100.0, 1.0]))
+    assert r.segmentation.labels.shape == (120, 160) and r.depth.depth.shape == (120, 160)
+    assert r.depth.focal_factor == pytest.approx(100.0 * 0.8 / 305.0)
+    again = evaluate_detection(out, [str(held_out)])
+    assert again["mAP"] == pytest.approx(card["tasks"]["detection"]["metrics"]["mAP"])
 
 
 def test_training_can_start_from_the_shipped_single_task_models(sets):

@@ -60,3 +60,21 @@ def test_shipped_matcher_reproduces_its_card(repro):
     got = evaluate_matching(path, [str(d / "rgb") for d in repro], [str(d) for d in repro], pairs=12)
     assert abs(got["homography_mma"][3] - rep["homography_mma3"]) <= rep["tolerance"]
     assert abs(got["pose_auc"][10] - rep["pose_auc10"]) <= rep["tolerance"]
+
+
+def test_shipped_multitask_model_reproduces_its_card(repro):
+    """models/multitask.onnx (multitask_node, profile multitask): one graph, each task scored as its
+    single-task model is, on the same regenerated scenes."""
+    from perception_models.export import multitask_metrics
+
+    path = MODELS / "multitask.onnx"
+    assert path.is_file(), "models/multitask.onnx is the multi-task profile's model"
+    assert path.stat().st_size < 15e6, "the multi-task model stays under ~15 MB"
+    card = load_card(path, "multitask")
+    assert set(card.raw["tasks"]) == {"detection", "segmentation", "depth", "matching"}
+    rep = card.raw["reproduction"]
+    got = multitask_metrics(path, [str(d) for d in repro], matching=False)
+    tol = rep["tolerance"]
+    assert abs(got["detection"]["mAP"] - rep["mAP"]) <= tol["mAP"]
+    assert abs(got["segmentation"]["mIoU"] - rep["mIoU"]) <= tol["mIoU"]
+    assert abs(got["depth"]["absolute"]["abs_rel"] - rep["abs_rel"]) <= tol["abs_rel"]

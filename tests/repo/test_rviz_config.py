@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import yaml
 
 from perception_nodes.profile import effective_parameters, load_profile
@@ -43,17 +44,30 @@ def _publishers(executable: str) -> set[tuple[str, str]]:
 
 
 def _published(profile: str) -> set[tuple[str, str]]:
+    from perception_nodes.tasks import MULTITASK_NAMESPACES
+
     p = load_profile(profile)
     topics: set[tuple[str, str]] = set()
     for n in p.nodes:
+        if n.executable == "multitask_node":  # each task's publishers, under that task node's name
+            ns = f"/{n.namespace.strip('/')}" if n.namespace.strip("/") else ""
+            hosts = {"detection": "detection_node", "segmentation": "segmentation_node", "depth": "odometry_node",
+                     "matching": "matching_node"}  # fmt: skip
+            for task, exe in hosts.items():
+                for cls, t in _publishers(exe):
+                    if t.startswith("~/"):
+                        topics.add((cls, f"{ns}/{MULTITASK_NAMESPACES[task]}/{t[2:]}"))
+            continue
         for cls, t in _publishers(n.executable):
             topics.add((cls, f"{n.fqn}/{t[2:]}" if t.startswith("~/") else n.remappings.get(t, t)))
     return topics
 
 
-def test_every_display_subscribes_to_a_topic_and_type_the_default_profile_publishes():
+@pytest.mark.parametrize("profile", ["synthetic_replay", "multitask"])
+def test_every_display_subscribes_to_a_topic_and_type_the_default_profile_publishes(profile):
+    """The same RViz config for the four task nodes and for multitask_node in their place."""
     cfg = yaml.safe_load((ROOT / "rviz" / "perception.rviz").read_text())
-    published = _published("synthetic_replay")
+    published = _published(profile)
     # the camera topic comes from the camera driver / bag player, remapped into every node's input
     published.add(("Image", "/camera/image_raw"))
     displays = [d for d in cfg["Visualization Manager"]["Displays"] if d["Class"] in DISPLAY_TYPES]
@@ -64,7 +78,7 @@ def test_every_display_subscribes_to_a_topic_and_type_the_default_profile_publis
             f"display '{d['Name']}' subscribes to {want}; the profile publishes {sorted(published)}"
         )
     fixed = cfg["Visualization Manager"]["Global Options"]["Fixed Frame"]
-    odom = [n for n in load_profile("synthetic_replay").nodes if n.executable == "odometry_node"]
+    odom = [n for n in load_profile(profile).nodes if n.executable in ("odometry_node", "multitask_node")]
     assert odom and effective_parameters(odom[0])["odom_frame"] == fixed
 
 

@@ -13,7 +13,17 @@ import yaml
 
 from perception_nodes.model_card import load_card
 from perception_nodes.params import load_schema
-from perception_nodes.tasks import EVAL_OUTPUTS, NODE_EXECUTABLES, PER_FRAME_OUTPUTS, TASKS, TRAINABLE, task
+from perception_nodes.tasks import (
+    EVAL_OUTPUTS,
+    MULTITASK_NAMESPACES,
+    NODE_EXECUTABLES,
+    PER_FRAME_OUTPUTS,
+    TASKS,
+    TRAINABLE,
+    output_prefix,
+    owns_topic,
+    task,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,23 +58,32 @@ def test_each_task_has_its_schema_params_and_default_model(name):
     # odometry runs on the depth model (and its pose model); every other task's model card names the task
     assert card.task == (name if name != "odometry" else "depth")
     assert Path(t.model).stem == card.task, "one name per task: the model file is named after its task"
-    assert t.per_frame_outputs and t.eval_output in EVAL_OUTPUTS
     assert PER_FRAME_OUTPUTS[t.node] == t.per_frame_outputs
+    if name == "multitask":  # its outputs are the task nodes' (perception eval scores them by those names)
+        assert not t.eval_output and t.outputs_under == "namespace"
+        served = {MULTITASK_NAMESPACES[s] for s in card.raw["tasks"]}
+        assert {o.split("/")[0] for o in t.per_frame_outputs} == served, "the shipped model serves every output"
+        for out in t.per_frame_outputs:
+            node_name, leaf = out.split("/")
+            single = task({"detector": "detection", "segmenter": "segmentation", "odometry": "odometry",
+                           "matcher": "matching"}[node_name])  # fmt: skip
+            assert leaf in single.per_frame_outputs, "the same per-frame outputs as the task nodes"
+    else:
+        assert t.per_frame_outputs and t.eval_output in EVAL_OUTPUTS
 
 
 def test_models_cli_and_exporters_follow_the_registry():
     from perception_models import export
     from perception_models.cli import build_parser
 
-    assert TRAINABLE == ("detection", "segmentation", "depth", "matching")
+    assert TRAINABLE == ("detection", "segmentation", "depth", "matching", "multitask")
     for name in TRAINABLE:
         assert callable(getattr(export, task(name).exporter))
     parser = build_parser()
     for command in ("train", "export", "evaluate"):
         sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001 (argparse has no public way)
         (opt,) = [a for a in sub._actions if "--task" in a.option_strings]  # noqa: SLF001
-        extra = ("multitask",) if command == "train" else ()  # one network for four tasks: no node task of its own
-        assert tuple(opt.choices) == TRAINABLE + extra, command
+        assert tuple(opt.choices) == TRAINABLE, command
     with pytest.raises(export.ExportError, match="no exporter of its own"):
         export.export("odometry", "x.pt", "x.onnx")
     with pytest.raises(export.ExportError, match="does not take --calibrate"):
@@ -81,3 +100,15 @@ def test_profiles_name_only_registry_executables():
     # the schema files of every node executable exist (load_schema raises otherwise)
     for exe in NODE_EXECUTABLES:
         assert json.dumps(load_schema(exe))
+
+
+def test_a_multitask_nodes_outputs_are_under_its_namespace_not_its_name():
+    assert output_prefix("detection_node", "/robot/detector", "robot") == "/robot/detector"
+    assert output_prefix("multitask_node", "/robot/multitask", "robot") == "/robot"
+    assert output_prefix("multitask_node", "/multitask", "") == ""
+    assert owns_topic("multitask_node", "/multitask", "", "/detector/detections")
+    assert owns_topic("multitask_node", "/robot/multitask", "/robot", "/robot/odometry/path")
+    assert not owns_topic("multitask_node", "/multitask", "", "/camera/image_raw")
+    assert not owns_topic("multitask_node", "/multitask", "", "/multitask/transition_event")
+    assert owns_topic("detection_node", "/detector", "", "/detector/detections")
+    assert not owns_topic("detection_node", "/detector", "", "/segmenter/labels")

@@ -203,6 +203,8 @@ def _train_multitask(args: argparse.Namespace) -> int:
         device=args.device,
         time_budget_min=args.time_budget_min,
         ema=args.ema,
+        # 0 on the command line: the multi-task default (305 px at 384x512, the shipped depth model's)
+        **({"canonical_focal": args.canonical_focal} if args.canonical_focal > 0 else {}),
     )
     return _run_training(train_multitask, cfg, args)
 
@@ -293,6 +295,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"perception-models export: {exc}", file=sys.stderr)
         return 2
     m = card.get("metrics", {})
+    if card["task"] == "multitask":
+        m = {k: v for s in card["tasks"].values() for k, v in (s.get("metrics") or {}).items()}
     print(
         f"{args.out}: {card['size_bytes'] / 1e6:.1f} MB, ORT vs torch {card['export']['onnxruntime_vs_torch']}"
         + (f", mAP {m['mAP']:.4f} mAP50 {m['mAP50']:.4f}" if "mAP" in m else "")
@@ -501,7 +505,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.task == "matching":
+    if args.task == "multitask":  # every task of the one network, each as its single-task model is scored
+        from .export import multitask_metrics
+
+        result = multitask_metrics(args.model, args.data, args.limit)
+        d, g, z = result["detection"], result["segmentation"], result["depth"]
+        print(
+            f"detection mAP {d['mAP']:.3f} mAP50 {d['mAP50']:.3f}; segmentation mIoU {g['mIoU']:.3f}; depth AbsRel "
+            f"{z['absolute']['abs_rel']:.3f} (median-scaled {z['median_scaled']['abs_rel']:.3f}); PnP ATE "
+            f"{z['odometry']['pnp']['ate_se3_percent']:.1f} %; pose AUC@10 {result['matching']['pose_auc']['10']:.3f}",
+            file=sys.stderr,
+        )
+    elif args.task == "matching":
         result = evaluate_matching(
             args.model, args.photos or [], args.data, hpatches=args.hpatches, glue_model=args.glue_model
         )
@@ -592,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a detector, a segmenter, depth + pose, keypoints, or all in one network")
     p.add_argument(
         "--task",
-        choices=[*TRAINABLE, "multitask"],
+        choices=TRAINABLE,
         required=True,
         help="what to train (the task registry: perception_nodes/tasks.py; multitask: one network for "
         "detection, segmentation, depth and keypoints, train/multitask_task.py)",

@@ -26,16 +26,22 @@ from .metrics import ConfusionMatrix, DetectionEvaluator
 
 
 def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
+    """The node's pipeline of ``task`` over ``model`` (a multi-task model: that task's view of it)."""
     from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.model_card import load_card, model_files
-    from perception_nodes.pipelines.detection import DetectionPipeline
-    from perception_nodes.pipelines.segmentation import SegmentationPipeline
+    from perception_nodes.model_card import ModelCardError, load_card, model_files
+    from perception_nodes.pipelines.multitask import task_pipeline
 
-    card = load_card(model, task)
+    card = load_card(model)
+    if card.task == "multitask":
+        if task not in (card.raw.get("tasks") or {}):
+            raise ModelCardError(
+                f"{model}: the multi-task model serves {list(card.raw.get('tasks') or {})}, not {task}"
+            )
+    elif not card.serves(task):
+        raise ModelCardError(f"{model} is a {card.task} model; this evaluation needs a {task} model")
     backend = OnnxRuntimeBackend(model_files(model)[0], threads=threads)
-    if task == "detection":
-        return DetectionPipeline(backend, card, **kw), card
-    return SegmentationPipeline(backend, card), card
+    pipe = task_pipeline(backend, card, task, **kw)
+    return pipe, pipe.card
 
 
 def detection_frames(
@@ -257,7 +263,6 @@ def evaluate_depth(
     consecutive frames, GroundScale)."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
-    from perception_nodes.pipelines.depth import DepthPipeline
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
     from perception_nodes.pipelines.odometry import OdometryTracker, make_estimator
     from perception_nodes.transforms import ground_normal_in_optical
@@ -268,7 +273,7 @@ def evaluate_depth(
     from .metrics.odometry import trajectory_errors
     from .train.depth_data import load_synthetic_sequence
 
-    pipe = DepthPipeline(OnnxRuntimeBackend(Path(depth_model), threads=threads), load_card(depth_model, "depth"))
+    pipe, _card = _pipeline(Path(depth_model), "depth", threads)
     pose_backend = None
     if pose_model is not None and "posenet" in estimators:
         pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
@@ -399,13 +404,11 @@ def evaluate_matching(
     SIFT/ORB; matched by mutual NN, or by a LightGlue-style ``glue_model``."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card, model_files
-    from perception_nodes.pipelines.matching import MatchingPipeline
 
     from .matching_eval import evaluate_method, homography_eval_pairs, network_method, pose_eval_pairs
     from .train.matching_task import image_files
 
-    card = load_card(model, "matching")
-    pipe = MatchingPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), card)
+    pipe, card = _pipeline(Path(model), "matching")
     glue = None
     if glue_model is not None:
         from perception_nodes.families.lightglue import LightGlueMatcher
@@ -442,10 +445,7 @@ def evaluate_depth_dir(
     median-scaled errors; a relative-depth model (up to scale and shift) is aligned to each image's
     ground truth by least squares in inverse depth first (the MiDaS protocol: what it gets right
     *given* a perfect metric source), reported as ``scale_shift_aligned``."""
-    from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.families.relative_depth import fit_scale_shift
-    from perception_nodes.model_card import load_card, model_files
-    from perception_nodes.pipelines.depth import DepthPipeline
 
     from .data.readers.depth import read_kitti_depth, read_nyu_depth, read_tum_depth
     from .metrics.depth import DepthEvaluator
@@ -459,7 +459,7 @@ def evaluate_depth_dir(
         from .train.depth_data import read_camera_matrix
 
         K = read_camera_matrix(root / "camera_info.yaml")[0]
-    pipe = DepthPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), load_card(model, "depth"))
+    pipe, _card = _pipeline(Path(model), "depth")
     ev = DepthEvaluator(0.1, max_depth)
     images = sorted(p for p in (root / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     n = 0

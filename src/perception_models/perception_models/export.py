@@ -589,3 +589,196 @@ def export_matching(
         card["metrics"] = json.loads(json.dumps(evaluate_matching(out, eval_photos or [], eval_data or [], pairs)))
         write_card(out, card)
     return card
+
+
+MULTITASK_TOLERANCE = {"scores": 1e-3, "seg_label_agreement": 0.999, "depth_rel": 1e-3, "keypoint_agreement": 0.98}
+
+
+def _compare_multitask(wrap: torch.nn.Module, out: Path, examples: list[torch.Tensor]) -> dict[str, float]:
+    """ONNX Runtime against torch on ``examples``: detection scores, segmentation labels, depth and
+    the keypoints (as sets: ties may order them differently)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    worst = {"scores": 0.0, "seg_label_agreement": 1.0, "depth_rel": 0.0, "keypoint_agreement": 1.0}
+    for x in examples:
+        with torch.no_grad():
+            ref = dict(zip(wrap.output_names(), (t.numpy() for t in wrap(x))))
+        got = dict(zip(names, sess.run(None, {"image": x.numpy()})))
+        if "scores" in ref:
+            worst["scores"] = max(worst["scores"], float(np.abs(got["scores"] - ref["scores"]).max()))
+        if "seg_labels" in ref:
+            agree = float((got["seg_labels"] == ref["seg_labels"]).mean())
+            worst["seg_label_agreement"] = min(worst["seg_label_agreement"], agree)
+        if "depth" in ref:
+            rel = float(np.median(np.abs(got["depth"] - ref["depth"]) / ref["depth"]))
+            worst["depth_rel"] = max(worst["depth_rel"], rel)
+        if "keypoints" in ref:
+            gk, rk = (
+                got["keypoints"][0][got["keypoint_scores"][0] > 0],
+                ref["keypoints"][0][ref["keypoint_scores"][0] > 0],
+            )
+            if len(gk) and len(rk):
+                d = np.linalg.norm(gk[:, None] - rk[None], axis=2).min(axis=1)
+                worst["keypoint_agreement"] = min(worst["keypoint_agreement"], float((d <= 0.05).mean()))
+    bad = [
+        k
+        for k, v in worst.items()
+        if (v < MULTITASK_TOLERANCE[k] if k.endswith("agreement") else v > MULTITASK_TOLERANCE[k])
+    ]
+    if bad:
+        raise ExportError(f"{out}: ONNX Runtime differs from torch beyond tolerance in {bad}: {worst}")
+    return worst
+
+
+def export_multitask(
+    checkpoint: Path | str,
+    out: Path | str,
+    eval_data: list[str] | None = None,
+    eval_limit: int = 0,
+    reproduce: bool = True,
+) -> dict[str, Any]:
+    """Multi-task network -> one ``out`` (.onnx: every task's outputs, ``MultiTaskExport``) and one
+    card with a section per task (its classes, settings, which outputs are its own, its metrics):
+    multitask_node serves them all from one inference, and ``perception-models evaluate`` scores
+    each task as it scores a single-task model."""
+    from .data.synth.scene import PALETTE
+    from .models.multitask import MultiTaskExport
+    from .train.multitask_task import load_multitask_checkpoint
+
+    net, cfg, train_metrics = load_multitask_checkpoint(checkpoint)
+    h, w = cfg.input_size
+    wrap = MultiTaskExport(net).eval()
+    out = Path(out)
+    rng = np.random.default_rng(0)
+    examples = [torch.from_numpy(rng.normal(0, 1, (1, 3, h, w)).astype(np.float32))]
+    report = _export_onnx(wrap, (examples[0],), out, ["image"], wrap.output_names())
+    if eval_data:
+        from perception_nodes.pipelines.preprocess import fit_image, to_nchw
+
+        from .data.readers.common import read_rgb
+
+        for img in sorted((Path(eval_data[0]) / "rgb").glob("*.png"))[:2]:
+            examples.append(torch.from_numpy(to_nchw(fit_image(read_rgb(img), w, h, "letterbox")[0], MEAN, STD)))
+    diffs = _compare_multitask(wrap, out, examples)
+    mc = net.cfg
+    sections: dict[str, Any] = {}
+    if "detection" in mc.tasks:
+        sections["detection"] = {
+            "classes": list(mc.detection_classes),
+            "outputs": {"boxes": "boxes", "scores": "scores", "labels": "labels"},
+        }
+    if "segmentation" in mc.tasks:
+        sections["segmentation"] = {
+            "classes": list(mc.segmentation_classes),
+            "colors": PALETTE[: len(mc.segmentation_classes)].tolist(),
+            "outputs": {"labels": "seg_labels", "confidence": "seg_confidence"},
+        }
+    if "depth" in mc.tasks:
+        sections["depth"] = {
+            "outputs": {"depth": "depth"},
+            "min": mc.min_depth,
+            "max": mc.max_depth,
+            "scale_source": "supervised",
+            "canonical_focal": mc.canonical_focal,
+        }
+    if "keypoints" in mc.tasks:
+        m = mc.matcher()
+        sections["matching"] = {
+            "outputs": {"keypoints": "keypoints", "scores": "keypoint_scores", "descriptors": "descriptors"},
+            "top_k": m.top_k,
+            "nms_radius": m.nms_radius,
+            "descriptor_dim": m.descriptor_dim,
+            "matcher": "mutual nearest neighbour + ratio 0.9 (perception_nodes.pipelines.matching)",
+        }
+    card: dict[str, Any] = {
+        "task": "multitask",
+        "intended_use": (
+            "Detection, semantic labels, metric depth (+ odometry in the node) and keypoints from one inference, "
+            "for the project's synthetic driving and indoor scenes: multitask_node serves all four at the cost "
+            "of one network. A development baseline for the shared-backbone design, not for real cameras."
+        ),
+        "limitations": [
+            "trained on synthetic renders only (as the single-task models it started from); blind on real images",
+            "short CPU training: each task's metric against its single-task model is in metrics and "
+            "docs/model-history.md",
+            "depth is for a canonical camera (depth.canonical_focal): without CameraInfo it is not this camera's",
+        ],
+        "classes": [],
+        "tasks": sections,
+        "input": card_input(h, w, "letterbox", pad_value=114),
+        "outputs": {
+            "boxes": "(1, 100, 4) float32 x0 y0 x1 y1 in network-input pixels",
+            "scores": "(1, 100) float32, 0 for empty rows",
+            "labels": "(1, 100) int32 detection class index, -1 for empty rows",
+            "seg_labels": f"(1, {h}, {w}) int32 segmentation class index",
+            "seg_confidence": f"(1, {h}, {w}) float32 softmax probability",
+            "depth": f"(1, 1, {h}, {w}) float32 metres for the canonical camera",
+            "keypoints": f"(1, {mc.top_k}, 2) float32 x, y network-input pixels",
+            "keypoint_scores": f"(1, {mc.top_k}) float32, 0 for empty slots",
+            "descriptors": f"(1, {mc.top_k}, {mc.descriptor_dim}) float32 unit length",
+        },
+        **file_facts(out),
+        "training": {
+            "data": cfg.data,
+            "val": cfg.val,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "input_size": [h, w],
+            "attention": cfg.attention,
+            "weighting": cfg.weighting,
+            "teacher": cfg.teacher,
+            "adopted": {
+                "detection": cfg.adopt_detection,
+                "segmentation": cfg.adopt_segmentation,
+                "depth": cfg.adopt_depth,
+            },  # fmt: skip
+            "ema": cfg.ema,
+            "seed": cfg.seed,
+            "checkpoint": str(checkpoint),
+            "validation_at_checkpoint": {k: train_metrics.get(k) for k in ("mAP", "mIoU", "abs_rel", "log_vars")},
+        },
+        "export": export_record(report, diffs, MULTITASK_TOLERANCE),
+    }
+    write_card(out, card)  # the evaluation below reads it
+    measures = multitask_metrics(out, eval_data, eval_limit) if eval_data else {}
+    for task, m in measures.items():
+        card["tasks"][task]["metrics"] = {"eval_data": [str(d) for d in eval_data or []], **m}
+    if reproduce:
+        import tempfile
+
+        from .evaluate import REPRODUCTION_TOLERANCE, reproduction_sets
+
+        with tempfile.TemporaryDirectory() as tmp:
+            rep = multitask_metrics(out, [str(d) for d in reproduction_sets(tmp)], 0, matching=False)
+        card["reproduction"] = reproduction_record(
+            {
+                "mAP": rep["detection"]["mAP"],
+                "mIoU": rep["segmentation"]["mIoU"],
+                "abs_rel": rep["depth"]["absolute"]["abs_rel"],
+                "tolerance": {"mAP": REPRODUCTION_TOLERANCE, "mIoU": REPRODUCTION_TOLERANCE, "abs_rel": 0.005},
+            }
+        )
+    write_card(out, card)
+    return card
+
+
+def multitask_metrics(
+    model: Path | str, data: list[str] | None, limit: int = 0, matching: bool = True
+) -> dict[str, Any]:
+    """Each task of a multi-task model scored as its single-task model is (perception-models
+    evaluate): detection mAP, segmentation mIoU, depth errors + PnP odometry, keypoint matching."""
+    from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
+
+    data = [str(d) for d in data or []]
+    out: dict[str, Any] = {
+        "detection": evaluate_detection(model, data, limit),
+        "segmentation": evaluate_segmentation(model, data, limit),
+    }
+    depth = evaluate_depth(model, data, estimators=("pnp",), limit=limit)
+    out["depth"] = {**depth["depth"], "odometry": depth["odometry"]}
+    if matching:
+        out["matching"] = evaluate_matching(model, [str(Path(d) / "rgb") for d in data], data, pairs=40)
+    return json.loads(json.dumps(out))

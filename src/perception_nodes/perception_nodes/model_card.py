@@ -9,7 +9,7 @@ what the model is for and where it fails (``intended_use``, ``limitations``, ``r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,9 @@ import yaml
 
 from .backends.engine_cache import sha256_file
 
-TASKS = ("detection", "segmentation", "depth", "pose", "matching", "generic")
+TASKS = ("detection", "segmentation", "depth", "pose", "matching", "generic", "multitask")
+#: the tasks one multi-task network (card task ``multitask``) may serve, each in its own card section
+MULTITASK_TASKS = ("detection", "segmentation", "depth", "matching")
 
 #: Model families: how a network's outputs are decoded (one decoder per family, perception_nodes.families).
 #: "native" is this project's own export (decoding and NMS inside the graph). A family may serve more than
@@ -123,11 +125,51 @@ def card_problems(card: ModelCard) -> list[str]:
         out.append(f"family '{card.family}' must be one of {sorted(FAMILY_TASKS)}")
     elif card.family != "native" and card.task not in FAMILY_TASKS[card.family]:
         out.append(f"a {card.family} model cannot be a {card.task} model (it serves {FAMILY_TASKS[card.family]})")
+    if card.task == "multitask":
+        out += _multitask_problems(card)
     if card.channel_order not in ("RGB", "BGR"):
         out.append(f"input channel_order '{card.channel_order}' must be RGB or BGR")
     if card.pad_anchor not in ("center", "top_left"):
         out.append(f"input pad_anchor '{card.pad_anchor}' must be center or top_left")
     return out
+
+
+def _multitask_problems(card: ModelCard) -> list[str]:
+    tasks = card.raw.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        return [f"a multitask card needs 'tasks:' with a section per task it serves ({list(MULTITASK_TASKS)})"]
+    out = [
+        f"task '{t}' is not one a multi-task network serves ({list(MULTITASK_TASKS)})"
+        for t in tasks
+        if t not in MULTITASK_TASKS
+    ]
+    for t, section in tasks.items():
+        if not isinstance(section, dict) or not isinstance(section.get("outputs"), dict):
+            out.append(f"tasks.{t} needs 'outputs:' (the task's output name -> the graph's)")
+        elif t in ("detection", "segmentation") and not section.get("classes"):
+            out.append(f"tasks.{t} needs its class names (classes: [...])")
+    return out
+
+
+def task_card(card: ModelCard, task: str) -> ModelCard:
+    """The card of one task a multi-task network serves, as a single-task model of that task
+    would have it: the shared input, the section's classes, colours and settings, and ``outputs``
+    naming the task's outputs (the graph's names are in ``raw['graph_outputs']``)."""
+    section = (card.raw.get("tasks") or {}).get(task)
+    if card.task != "multitask" or section is None:
+        raise ModelCardError(f"{card.model_file}: a {card.task} card has no '{task}' section")
+    names = {str(k): str(v) for k, v in section["outputs"].items()}
+    # the section stands where a single-task card keeps the task's settings (``depth: {min, ...}``)
+    raw = {**card.raw, task: section, "task": task, "graph_outputs": names}
+    return replace(
+        card,
+        task=task,
+        classes=[str(c) for c in section.get("classes", [])],
+        colors=[[int(c) for c in rgb] for rgb in section.get("colors", [])],
+        outputs={k: card.outputs.get(v, "") for k, v in names.items()},
+        raw=raw,
+        metrics=dict(section.get("metrics") or {}),
+    )
 
 
 def load_card(

@@ -51,9 +51,14 @@ class DepthDecoder(nn.Module):
     """Upsample x2, concatenate the encoder's skip at that stride, 3x3 conv; a disparity head at
     strides 8, 4, 2 and 1 (scales 3..0)."""
 
-    def __init__(self, channels: dict[str, int], widths: tuple[int, ...]) -> None:
+    def __init__(self, channels: dict[str, int], widths: tuple[int, ...], stages: int = 5) -> None:
+        """``stages`` < 5 stops early: 3 ends at stride 4 (disparity heads at strides 8 and 4 only),
+        for a decoder whose finest output is upsampled rather than decoded (the multi-task network)."""
         super().__init__()
-        skips = ("s16", "s8", "s4", "s2", None)
+        if not 2 <= stages <= 5:
+            raise ValueError(f"a depth decoder has 2 to 5 stages, not {stages}")
+        skips = ("s16", "s8", "s4", "s2", None)[:stages]
+        widths = tuple(widths)[:stages]
         cin = channels["s32"]
         self.skips = skips
         self.reduce = nn.ModuleList()
@@ -63,7 +68,7 @@ class DepthDecoder(nn.Module):
             self.fuse.append(ConvBNAct(w + (channels[skip] if skip else 0), w))
             cin = w
         # disparity heads after the s8, s4, s2 and s1 stages (indices 1..4)
-        self.heads = nn.ModuleDict({str(3 - i): nn.Conv2d(widths[i + 1], 1, 3, padding=1) for i in range(4)})
+        self.heads = nn.ModuleDict({str(3 - i): nn.Conv2d(widths[i + 1], 1, 3, padding=1) for i in range(stages - 1)})
 
     def forward(self, feats: dict[str, torch.Tensor]) -> dict[int, torch.Tensor]:
         x = feats["s32"]

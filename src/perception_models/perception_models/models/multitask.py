@@ -6,16 +6,23 @@ single-task models use.
           -> per task t and scale s: feature_s * sigmoid(mask_t,s(feature_s))     (attention=True)
           -> detection:    FPN(s8, s16, s32) -> DetectionHead (anchors, focal loss)  = models/detection.py
              segmentation: SegmentationHead (ASPP on s32, skips s8, s4)               = models/segmentation.py
-             depth:        DepthDecoder (s32 up to s1, skips)                         = models/depth.py
+             depth:        DepthDecoder (s32 up to s4, skips), disparity upsampled   = models/depth.py
              keypoints:    s8 + s16 -> cell logits (65) and descriptors               = models/matching.py
 
-Each mask is a small conv (3x3 conv-BN-ReLU, then 1x1 to the feature's channels) whose sigmoid
-starts near 1 (bias +4: 0.98), so training starts from the shared features as they are and each
-task learns where to look; ``attention=False`` is the ablation (heads read the shared features
-directly). The heads, their losses and post-processing are the single-task ones: a multi-task
-checkpoint can start from single-task models (the shared backbone from one of them, each head from
-its own) and the exported graph (``MultiTaskExport``) gives every task's outputs from one backbone
-pass.
+Each mask is MTAN's: 1x1 conv-BN-ReLU to a few channels, then 1x1 back to the feature's channels,
+whose sigmoid starts near 1 (bias +4: 0.98), so training starts from the shared features as they
+are and each task learns where to look; ``attention=False`` is the ablation (heads read the shared
+features directly).
+
+Compute (``benchmarks/bench_multitask.py``): at 384x512 a depth decoder run to full resolution
+costs 2.6 GMACs, more than the whole single-task depth network at its 192x256 input, and 3x3 masks
+on the stride-2 map another 0.4; so the decoder stops at stride 4 (``depth_stages`` 3; its
+disparity is upsampled bilinearly, as the single-task network's coarser heads are trained to be
+read), the masks are 1x1, and the keypoint head is 64 wide.
+
+The heads, their losses and post-processing are the single-task ones: a multi-task checkpoint can
+start from single-task models (the shared backbone from one of them, each head from its own) and
+the exported graph (``MultiTaskExport``) gives every task's outputs from one backbone pass.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from .depth import DepthDecoder, disp_to_depth
 from .detection import DetectionHead, DetectorConfig, postprocess
 from .matching import MatcherConfig, extract
 from .neck import FPN
-from .segmentation import SegmentationHead
+from .segmentation import SegmentationHead, labels_and_confidence
 
 TASKS = ("detection", "segmentation", "depth", "keypoints")
 # the backbone scales each task's head reads
@@ -47,9 +54,9 @@ SCALES = {
 class TaskAttention(nn.Module):
     """A task's soft spatial (and channel) mask over one shared feature map."""
 
-    def __init__(self, channels: int, hidden: int = 32) -> None:
+    def __init__(self, channels: int, hidden: int = 16) -> None:
         super().__init__()
-        self.mask = nn.Sequential(ConvBNAct(channels, hidden), nn.Conv2d(hidden, channels, 1))
+        self.mask = nn.Sequential(ConvBNAct(channels, hidden, 1), nn.Conv2d(hidden, channels, 1))
         nn.init.zeros_(self.mask[1].weight)
         nn.init.constant_(self.mask[1].bias, 4.0)  # sigmoid 0.98: starts as (almost) the identity
 
@@ -68,7 +75,10 @@ class MultiTaskConfig:
     tasks: tuple[str, ...] = TASKS
     min_depth: float = 0.1
     max_depth: float = 100.0
+    canonical_focal: float = 0.0  # > 0: depth for a camera of this focal length (pixels at input_size)
     depth_widths: tuple[int, ...] = (96, 64, 48, 32, 16)
+    depth_stages: int = 3  # decoder stages from s32: 3 ends at s4 (upsampled), 5 at full resolution
+    keypoint_width: int = 64
     descriptor_dim: int = 64
     top_k: int = 512
 
@@ -93,7 +103,9 @@ class MultiTaskNet(nn.Module):
         self.backbone = backbone or Backbone()
         ch = self.backbone.channels
         self.attention = nn.ModuleDict(
-            {t: nn.ModuleDict({s: TaskAttention(ch[s]) for s in SCALES[t]}) for t in cfg.tasks} if cfg.attention else {}
+            {t: nn.ModuleDict({s: TaskAttention(ch[s]) for s in self.scales(t)}) for t in cfg.tasks}
+            if cfg.attention
+            else {}
         )
         self.det_cfg = cfg.detector()
         if "detection" in cfg.tasks:
@@ -105,12 +117,13 @@ class MultiTaskNet(nn.Module):
         if "segmentation" in cfg.tasks:
             self.seg_head = SegmentationHead(ch, len(cfg.segmentation_classes))
         if "depth" in cfg.tasks:
-            self.depth_decoder = DepthDecoder(ch, cfg.depth_widths)
+            self.depth_decoder = DepthDecoder(ch, cfg.depth_widths, cfg.depth_stages)
         if "keypoints" in cfg.tasks:
             c8 = ch["s8"]
             self.kp_lateral = ConvBNAct(ch["s16"], c8, 1)
-            self.kp_det = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, 65, 1))
-            self.kp_desc = nn.Sequential(ConvBNAct(c8, 128), nn.Conv2d(128, cfg.descriptor_dim, 1))
+            k = cfg.keypoint_width
+            self.kp_det = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, 65, 1))
+            self.kp_desc = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, cfg.descriptor_dim, 1))
 
     def adopt(self, detector: nn.Module | None = None, segmenter: nn.Module | None = None,
               depth_net: nn.Module | None = None) -> list[str]:  # fmt: skip
@@ -132,14 +145,30 @@ class MultiTaskNet(nn.Module):
             self.seg_head.load_state_dict(segmenter.head.state_dict())
             done.append("segmentation head")
         if depth_net is not None and "depth" in self.cfg.tasks:
-            self.depth_decoder.load_state_dict(depth_net.decoder.state_dict())
+            # a shorter decoder takes the stages it has (and their disparity heads)
+            own = self.depth_decoder.state_dict()
+            self.depth_decoder.load_state_dict({k: v for k, v in depth_net.decoder.state_dict().items() if k in own})
             done.append("depth decoder")
         return done
+
+    def scales(self, task: str) -> tuple[str, ...]:
+        """The backbone scales ``task``'s head reads (a shorter depth decoder: fewer skips)."""
+        if task == "depth":
+            return SCALES["depth"][max(0, 4 - self.cfg.depth_stages) :]
+        return SCALES[task]
 
     def task_features(self, shared: dict[str, torch.Tensor], task: str) -> dict[str, torch.Tensor]:
         """The shared maps a task's head reads, each through the task's attention (when on)."""
         masks = self.attention[task] if self.cfg.attention else None
-        return {s: masks[s](shared[s]) if masks is not None else shared[s] for s in SCALES[task]}
+        return {s: masks[s](shared[s]) if masks is not None else shared[s] for s in self.scales(task)}
+
+    def depth(self, disparities: dict[int, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Depth (B, 1, H, W) at ``size`` from the finest disparity (upsampled bilinearly), for the
+        canonical camera when ``canonical_focal`` is set."""
+        disp = disparities[min(disparities)]
+        if tuple(disp.shape[-2:]) != tuple(size):
+            disp = F.interpolate(disp, size=tuple(size), mode="bilinear", align_corners=False)
+        return disp_to_depth(disp, self.cfg.min_depth, self.cfg.max_depth)
 
     def forward(self, images: torch.Tensor) -> dict[str, object]:
         shared = self.backbone(images)
@@ -184,10 +213,9 @@ class MultiTaskExport(nn.Module):
             if task == "detection":
                 result += postprocess(*out["detection"], self.net.anchors, self.net.det_cfg)  # type: ignore[misc]
             elif task == "segmentation":
-                conf, labels = torch.softmax(out["segmentation"], dim=1).max(dim=1)  # type: ignore[call-overload]
-                result += [labels.to(torch.int32), conf]
+                result += list(labels_and_confidence(out["segmentation"]))  # type: ignore[arg-type]
             elif task == "depth":
-                result.append(disp_to_depth(out["depth"][0], cfg.min_depth, cfg.max_depth))  # type: ignore[index]
+                result.append(self.net.depth(out["depth"], image.shape[-2:]))  # type: ignore[arg-type]
             else:
                 result += extract(*out["keypoints"], cfg.matcher())  # type: ignore[misc]
         return tuple(result)

@@ -28,12 +28,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..models.depth_losses import silog_loss
 from ..models.detection import Detector
 from ..models.losses import pixel_cross_entropy
+from ..models.matching_losses import keypoint_distillation
 from ..models.multitask import TASKS, MultiTaskConfig, MultiTaskNet
 from .data import Augment, DetectionDataset, SegmentationDataset, _fit
 from .trainer import TrainTask, fit
@@ -73,11 +73,16 @@ class MultiTaskTrainConfig:
     time_budget_min: float = 0.0
     ema: float = 0.0
     max_depth: float = 100.0
+    # depth for a canonical camera of this focal length (pixels at input_size; Metric3D, as the
+    # shipped depth model: 152.5 px at 192x256 = 305 px at 384x512); 0 = depth as seen
+    canonical_focal: float = 305.0
+    detection_classes: list[str] = field(default_factory=list)  # set from the data (kept in checkpoints)
 
 
 class MultiTaskFrames(Dataset):
     """Frame i of the synthetic sets -> (image, {"detection": targets, "labels": (H, W) long,
-    "depth": (1, H, W) metres, NaN where unknown or padded}), one augmentation for all."""
+    "depth": (1, H, W) metres, NaN where unknown or padded, "focal": the camera's focal length in
+    pixels of the network input}), one augmentation for all."""
 
     def __init__(self, roots: list[Path], input_size: tuple[int, int], augment: Augment | None, seed: int) -> None:
         self.det = DetectionDataset(roots, input_size, None, augment, seed)
@@ -95,10 +100,21 @@ class MultiTaskFrames(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = self.det.epoch = self.seg.epoch = epoch
 
-    def depth(self, i: int) -> torch.Tensor:
+    def focal(self, folder: Path) -> float:
+        """The sequence's focal length (geometric mean of fx, fy) in its own pixels."""
+        cache = self.__dict__.setdefault("_focal", {})
+        if folder not in cache:
+            import yaml
+
+            k = yaml.safe_load((folder / "camera_info.yaml").read_text())["camera_matrix"]["data"]
+            cache[folder] = float(np.sqrt(k[0] * k[4]))
+        return cache[folder]
+
+    def depth(self, i: int) -> tuple[torch.Tensor, float]:
         from ..data.readers.depth import read_nyu_depth
 
         img_path = Path(self.det.samples[i].image_path)
+        focal = self.focal(img_path.parent.parent)
         depth = read_nyu_depth(img_path.parent.parent / "depth" / img_path.name)
         if self.augment is not None:  # the geometry the other two drew from the same stream
             rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -114,12 +130,13 @@ class MultiTaskFrames(Dataset):
         out = np.full((h, w), np.nan, np.float32)
         resized = cv2.resize(np.ascontiguousarray(depth), (nw, nh), interpolation=cv2.INTER_NEAREST)
         out[int(lb.pad_y) : int(lb.pad_y) + nh, int(lb.pad_x) : int(lb.pad_x) + nw] = resized
-        return torch.from_numpy(out)[None]
+        return torch.from_numpy(out)[None], focal * float(np.sqrt(lb.scale_x * lb.scale_y))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
         image, targets = self.det[i]
         _image, labels = self.seg[i]
-        return image, {"detection": targets, "labels": labels, "depth": self.depth(i)}
+        depth, focal = self.depth(i)
+        return image, {"detection": targets, "labels": labels, "depth": depth, "focal": focal}
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -128,23 +145,8 @@ def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Ten
         "detection": [b[1]["detection"] for b in batch],
         "labels": torch.stack([b[1]["labels"] for b in batch]),
         "depth": torch.stack([b[1]["depth"] for b in batch]),
+        "focal": torch.tensor([b[1]["focal"] for b in batch], dtype=torch.float32),
     }
-
-
-def keypoint_distillation(
-    student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor]
-) -> torch.Tensor:
-    """Cross-entropy of the student's 65-way cell logits to the teacher's softmax, plus the mean
-    1 - cosine between their descriptors (both unit length), weighted by the teacher's keypoint
-    mass per cell (descriptors where the teacher sees keypoints matter most)."""
-    s_logits, s_desc = student
-    t_logits, t_desc = teacher
-    t_prob = torch.softmax(t_logits, dim=1)
-    ce = -(t_prob * F.log_softmax(s_logits, dim=1)).sum(dim=1).mean()
-    weight = 1.0 - t_prob[:, 64]  # not the dustbin: a keypoint somewhere in the cell
-    cos = (s_desc * t_desc).sum(dim=1)
-    desc = ((1.0 - cos) * weight).sum() / weight.sum().clamp(min=1e-6)
-    return ce + desc
 
 
 class MultiTaskTask(TrainTask):
@@ -163,6 +165,7 @@ class MultiTaskTask(TrainTask):
         cfg = self.cfg
         aug = Augment() if cfg.augment else None
         self.train_set = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), aug, cfg.seed)
+        cfg.detection_classes = list(self.train_set.class_names)  # what the exporter's card names
         tasks = TASKS if cfg.teacher else tuple(t for t in TASKS if t != "keypoints")
         self.net = MultiTaskNet(
             MultiTaskConfig(
@@ -171,6 +174,7 @@ class MultiTaskTask(TrainTask):
                 attention=cfg.attention,
                 tasks=tasks,
                 max_depth=cfg.max_depth,
+                canonical_focal=cfg.canonical_focal,
             )
         ).to(device)
         # Detector.loss reads only ``anchors`` and ``cfg``: the same anchor matching and focal loss
@@ -245,6 +249,11 @@ class MultiTaskTask(TrainTask):
 
     collate = staticmethod(collate)
 
+    def focal_factor(self, focal: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 1, 1): canonical-camera depth -> depth of the cameras with these focal lengths."""
+        c = self.net.cfg.canonical_focal
+        return (focal / c if c > 0 else torch.ones_like(focal)).view(-1, 1, 1, 1)
+
     def set_epoch(self, epoch: int) -> None:
         self.train_set.set_epoch(epoch)
 
@@ -254,10 +263,10 @@ class MultiTaskTask(TrainTask):
         losses: dict[str, torch.Tensor] = {}
         losses["detection"] = Detector.loss(self.detector_view, *out["detection"], targets["detection"])["total"]
         losses["segmentation"] = pixel_cross_entropy(out["segmentation"], targets["labels"])
-        from ..models.depth import disp_to_depth
 
         gt = targets["depth"]
-        depth = disp_to_depth(out["depth"][0], self.net.cfg.min_depth, self.net.cfg.max_depth)
+        depth = self.net.depth(out["depth"], images.shape[-2:])
+        depth = depth * self.focal_factor(targets["focal"].to(depth.device))
         gt = torch.where(gt <= self.cfg.max_depth, gt, torch.full_like(gt, float("nan")))
         losses["depth"] = silog_loss(depth, gt)
         if self.teacher is not None:
@@ -279,7 +288,6 @@ class MultiTaskTask(TrainTask):
             return None
         from ..metrics import ConfusionMatrix, DetectionEvaluator
         from ..metrics.depth import DepthEvaluator
-        from ..models.depth import disp_to_depth
         from ..models.detection import postprocess
 
         net = modules["model"]
@@ -297,7 +305,8 @@ class MultiTaskTask(TrainTask):
                 det.add(t["boxes"].numpy(), t["labels"].numpy(), b[k].numpy(), s[k].numpy(), lab[k].numpy(),
                         gt_crowd=t["ignore"].numpy())  # fmt: skip
             seg.add(targets["labels"].numpy(), out["segmentation"].argmax(dim=1).cpu().numpy())
-            depth = disp_to_depth(out["depth"][0], net.cfg.min_depth, net.cfg.max_depth).cpu().numpy()
+            depth = net.depth(out["depth"], images.shape[-2:])
+            depth = (depth * self.focal_factor(targets["focal"].to(depth.device))).cpu().numpy()
             for d, g in zip(depth[:, 0], targets["depth"].numpy()[:, 0]):
                 dep.add(g, d)
         d, s, z = det.summary(), seg.summary(), dep.summary()
@@ -312,10 +321,37 @@ class MultiTaskTask(TrainTask):
         }
 
     def epoch_line(self, metrics: dict[str, Any], best: float) -> str:
+        if "mAP" not in metrics:  # no --val
+            return f"loss {metrics.get('metric', float('nan')):.4f}"
         return (
             f"mAP {metrics['mAP']:.3f}, mIoU {metrics['mIoU']:.3f}, AbsRel {metrics['abs_rel']:.3f} "
             f"(score {metrics['metric']:.4f}, best {best:.4f})"
         )
+
+
+def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTaskTrainConfig, dict[str, Any]]:
+    """The network (eval mode), its training config and the checkpoint's validation metrics. The
+    exported weights are the checkpoint's ``model`` (the moving average when trained with --ema)."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    c = dict(ck["config"])
+    c["input_size"] = tuple(c["input_size"])
+    cfg = MultiTaskTrainConfig(**c)
+    if not cfg.detection_classes:  # checkpoints from before the names were kept: the data's names
+        names = DetectionDataset([Path(d) for d in cfg.data], tuple(cfg.input_size), None, None, cfg.seed).class_names
+        cfg.detection_classes = list(names)
+    has_keypoints = any(k.startswith("kp_det.") for k in ck["model"])
+    net = MultiTaskNet(
+        MultiTaskConfig(
+            input_size=cfg.input_size,
+            detection_classes=list(cfg.detection_classes),
+            attention=cfg.attention,
+            tasks=TASKS if has_keypoints else tuple(t for t in TASKS if t != "keypoints"),
+            max_depth=cfg.max_depth,
+            canonical_focal=cfg.canonical_focal,
+        )
+    )
+    net.load_state_dict(ck["model"])
+    return net.eval(), cfg, dict(ck.get("metrics") or {})
 
 
 def train_multitask(cfg: MultiTaskTrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -199,6 +199,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         wanted = {
             "detector": {"use_camera_info": True, **mount},
             "odometry": {"scale_source": "camera_height", **mount},
+            "multitask": {"use_camera_info": True, "scale_source": "camera_height", **mount},  # both in one node
         }
         summary = replay(
             bag,

@@ -30,7 +30,7 @@ from ..exit_codes import (
     EXIT_OK,
 )
 from ..profile import ProfileError, load_profile
-from ..tasks import PER_FRAME_OUTPUTS, PROCESSING_NODES
+from ..tasks import MULTITASK_NAMESPACES, PER_FRAME_OUTPUTS, PROCESSING_NODES, output_prefix, owns_topic
 from ..workspace import resolve_path
 from .resources import ResourceMonitor
 
@@ -107,9 +107,16 @@ def replay(
 
         shutil.rmtree(recording)
     if per_frame_only:
-        ns_regex = "|".join(f"^{n.fqn}/({'|'.join(PER_FRAME_OUTPUTS.get(n.executable, ('.*',)))})$" for n in processing)
+        ns_regex = "|".join(
+            f"^{_root(n)}/({'|'.join(PER_FRAME_OUTPUTS.get(n.executable, ('.*',)))})$" for n in processing
+        )
     else:
-        ns_regex = "|".join(f"^{n.fqn}/(?!transition_event$)" for n in processing)
+        ns_regex = "|".join(
+            f"^{_root(n)}/({'|'.join(MULTITASK_NAMESPACES.values())})/"
+            if n.executable == "multitask_node"
+            else f"^{n.fqn}/(?!transition_event$)"
+            for n in processing
+        )
     bag_topics = bag_info(bag).topics
     camera_info = frame_topic.rsplit("/", 1)[0] + "/camera_info"
     # the camera's calibration and mounting travel with the recording, so it is viewable on its own
@@ -127,7 +134,8 @@ def replay(
             "topic_regex": record_regex or ns_regex,
             "tf_from_odometry": [
                 f"{n.fqn}/odometry" for n in processing if n.executable in ("depth_node", "odometry_node")
-            ],
+            ]
+            + [f"{_root(n)}/odometry/odometry" for n in processing if n.executable == "multitask_node"],
         },
     )
     summary_path = out / "player_summary.json"
@@ -214,9 +222,7 @@ def replay(
                 summary["recording_note"] = info.note
             summary["recorded_topics"] = {t: c for t, (_m, c) in info.topics.items()}
             result_topics = [
-                t
-                for t in info.topics
-                if any(t.startswith(n.fqn + "/") for n in processing) and not t.endswith("/transition_event")
+                t for t in info.topics if any(_owns(n, t) for n in processing) and not t.endswith("/transition_event")
             ]
             summary["results"] = check_one_result_per_frame(bag, recording, frame_topic, result_topics)
             summary["per_frame_topics"] = [t for t in result_topics if _per_frame(t, processing)]
@@ -390,6 +396,19 @@ def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
             card = yaml.safe_load(card_path(path).read_text()) or {}
         except (OSError, yaml.YAMLError):
             card = {}
+        if card.get("task") == "multitask":  # one entry per task, under the name its outputs go to
+            for task, section in (card.get("tasks") or {}).items():
+                classes = [str(c) for c in section.get("classes") or []]
+                out[MULTITASK_NAMESPACES[task]] = {
+                    "model": str(path),
+                    "task": task,
+                    "family": "native",
+                    "classes": classes,
+                    "label_names": classes,
+                    "sha256": str(card.get("sha256", ""))[:12],
+                    "card_metrics": card_headline({"task": task, "metrics": section.get("metrics") or {}}),
+                }
+            continue
         classes = [str(c) for c in card.get("classes") or []]
         out[n.name] = {
             "model": str(path),
@@ -404,13 +423,22 @@ def _models(processing: list[Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _root(n: Any) -> str:
+    """The prefix of a node's output topics (its name; a multi-task node's namespace)."""
+    return output_prefix(n.executable, n.fqn, n.namespace)
+
+
+def _owns(n: Any, topic: str) -> bool:
+    return owns_topic(n.executable, n.fqn, n.namespace, topic)
+
+
 def _drops(results: dict[str, Any], processing: list[Any]) -> dict[str, dict[str, Any]]:
     """Per node: input frames that got no result on its (first) per-frame output. A realtime node
     drops frames it is too busy for; in lockstep this must be 0."""
     out = {}
     for n in processing:
         outs = PER_FRAME_OUTPUTS.get(n.executable)
-        topics = [f"{n.fqn}/{o}" for o in outs] if outs else [t for t in results if t.startswith(n.fqn + "/")]
+        topics = [f"{_root(n)}/{o}" for o in outs] if outs else [t for t in results if _owns(n, t)]
         topic = next((t for t in topics if t in results), None)
         frames = int(results.get("frames", 0))
         missing = results[topic]["missing"] if topic else frames
@@ -425,9 +453,9 @@ def _drops(results: dict[str, Any], processing: list[Any]) -> dict[str, dict[str
 
 def _per_frame(topic: str, processing: list[Any]) -> bool:
     for n in processing:
-        if topic.startswith(n.fqn + "/"):
+        if _owns(n, topic):
             outs = PER_FRAME_OUTPUTS.get(n.executable)
-            return outs is None or topic[len(n.fqn) + 1 :] in outs
+            return outs is None or topic[len(_root(n)) + 1 :] in outs
     return False
 
 

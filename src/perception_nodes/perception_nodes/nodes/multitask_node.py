@@ -1,0 +1,136 @@
+"""multitask_node: one multi-task network (card task ``multitask``; perception_models/models/
+multitask.py), one inference per frame, and everything the four task nodes publish, under the
+same names and types:
+
+    detector/detections       vision_msgs/Detection2DArray  (+ label_info, image_annotated, markers)
+    segmenter/labels          mono8 class ids              (+ label_info, overlay)
+    odometry/depth            32FC1 metres                 (+ depth_colored, points)
+    odometry/odometry, path   nav_msgs Odometry / Path     (+ TF)
+    matcher/keypoints         perception_msgs/Keypoints
+    matcher/matches           perception_msgs/Matches      (+ matches_image)
+
+The names are relative to the node's namespace (not ``~/``), so a profile that swaps this node in
+for detector, segmenter, odometry and matcher (config/profiles/multitask.yaml) gives RViz, the
+recorder, ``perception eval`` and downstream nodes the topics they already read. Why one node and
+not four sharing an inference: one process holds one model, one engine and one input queue, the
+frame's result for every task comes out of one ``FrameStatus``, and there is no inter-process
+hand-over of feature maps (a 384x512 feature pyramid per frame) to pay for.
+
+Only the tasks the card serves get publishers; odometry needs depth. The publishing code is the
+task nodes' own (DetectionOutputs, SegmentationOutputs, MatchingOutputs; depth and odometry from
+OdometryNode), so the messages cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from ..image_conversion import image_to_rgb
+from ..node_base import FrameError, run_node
+from ..pipelines.multitask import MultiTaskPipeline, MultiTaskResult
+from ..tasks import MULTITASK_NAMESPACES
+from .detection_node import DetectionOutputs
+from .matching_node import MatchingOutputs
+from .odometry_node import OdometryNode
+from .segmentation_node import SegmentationOutputs
+
+TASK_NAMESPACES = MULTITASK_NAMESPACES  # where each task's outputs go, relative to the node's namespace
+
+
+class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, OdometryNode):
+    schema_name = "multitask_node"
+    task = "multitask"
+
+    LIVE_PARAMETERS = (
+        OdometryNode.LIVE_PARAMETERS
+        | DetectionOutputs.DETECTION_LIVE
+        | MatchingOutputs.MATCHING_LIVE
+        | {"overlay_alpha"}
+    )
+
+    def create_publisher(self, *args: Any, **kwargs: Any) -> Any:
+        """``~/x`` of the task whose outputs are being created -> ``<its namespace>/x``."""
+        prefix = getattr(self, "_outputs_of", "")
+        if prefix and len(args) > 1 and isinstance(args[1], str) and args[1].startswith("~/"):
+            args = (args[0], f"{prefix}/{args[1][2:]}", *args[2:])
+        return super().create_publisher(*args, **kwargs)
+
+    def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MultiTaskPipeline:
+        pipe = MultiTaskPipeline(
+            backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
+        )
+        self.tasks = pipe.tasks
+        if pipe.depth is not None:
+            self.setup_depth(pipe.depth, params)
+            self.setup_odometry(params)
+        else:
+            self.estimator = None
+        if pipe.matching is not None:
+            self.make_matcher(params)
+        if pipe.detection is not None:
+            self.det_card = pipe.cards["detection"]
+        return pipe
+
+    def create_outputs(self, params: dict[str, Any]) -> None:
+        pipe: MultiTaskPipeline = self.pipeline
+        try:
+            if pipe.detection is not None:
+                self._outputs_of = TASK_NAMESPACES["detection"]
+                self.create_detection_outputs(params, pipe.cards["detection"])
+            if pipe.segmentation is not None:
+                self._outputs_of = TASK_NAMESPACES["segmentation"]
+                self.create_segmentation_outputs(params, pipe.segmentation)
+            if pipe.depth is not None:
+                self._outputs_of = TASK_NAMESPACES["depth"]
+                OdometryNode.create_outputs(self, params)  # depth, colour, points, odometry, path, TF
+            if pipe.matching is not None:
+                self._outputs_of = TASK_NAMESPACES["matching"]
+                self.create_matching_outputs(params)
+        finally:
+            self._outputs_of = ""
+
+    def check_parameters(self, values: dict[str, Any]) -> None:
+        if getattr(self, "det_card", None) is not None:
+            self.check_class_filter(values)
+
+    def apply_live(self, changed: dict[str, Any]) -> None:
+        pipe: MultiTaskPipeline = self.pipeline
+        if pipe.detection is not None:
+            self.apply_detection_live(pipe.detection, changed)
+        if pipe.matching is not None:
+            self.apply_matching_live()
+        self.alpha = float(self.params["overlay_alpha"])
+
+    def process(self, msg: Any) -> None:
+        with self.timer.stage("convert"):
+            rgb = image_to_rgb(msg, self.params["accept_raw_encodings"])
+        result: MultiTaskResult = self.pipeline.run(rgb, self.timer, K=self.K_for(rgb.shape[:2]))
+        if result.dropped_nonfinite:
+            self.counters["nonfinite_dropped"] = self.counters.get("nonfinite_dropped", 0) + result.dropped_nonfinite
+            self.get_logger().warn(
+                f"{result.dropped_nonfinite} detections with NaN/inf dropped", throttle_duration_sec=5.0
+            )
+        if result.invalid_pixels:
+            raise FrameError(
+                f"model output has {result.invalid_pixels} pixels with class ids outside the segmentation classes"
+            )
+        if result.depth is not None:
+            self.check_depth(result.depth)
+        with self.timer.stage("publish"):
+            if result.detections is not None:
+                self.publish_detections(msg, rgb, result.detections)
+            if result.segmentation is not None:
+                self.publish_segmentation(msg, rgb, result.segmentation)
+        if result.depth is not None:
+            self.publish_result(msg, rgb, result.depth)  # OdometryNode: scale, depth outputs, odometry
+        if result.features is not None:
+            self.match_sequential(msg, rgb, result.features)
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(MultiTaskNode, "multitask_node", args)
+
+
+if __name__ == "__main__":
+    main()
