@@ -15,7 +15,6 @@ here imports ROS (multitask_node.py publishes the results)."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +136,7 @@ class MultiTaskPipeline(CardPipeline):
         return tuple(self.cards)
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> MultiTaskResult:
+        self.letterbox = lb  # the frame's fit, for run's focal length in network pixels
         v = self.views
         return MultiTaskResult(
             self.detection.postprocess(v["detection"].select(outputs), lb, shape) if self.detection else None,
@@ -149,13 +149,8 @@ class MultiTaskPipeline(CardPipeline):
         """Every task's result for ``rgb`` from one inference; ``K`` (its intrinsics) converts a
         canonical-camera depth to this camera's, as DepthPipeline.run does (the focal length in
         network pixels is the letterbox's scale times the camera's)."""
-        stage = timer.stage if timer is not None else (lambda _n: nullcontext())
-        with stage("preprocess"):
-            feeds, lb = self.preprocess(rgb)
-        with stage("infer"):
-            outputs = self.backend.infer(feeds)
-        with stage("postprocess"):
-            result = self.postprocess(outputs, lb, rgb.shape[:2])
+        result: MultiTaskResult = super().run(rgb, timer)
+        lb = self.letterbox
         d, pipe = result.depth, self.depth
         if d is not None and pipe is not None and pipe.canonical_focal > 0:
             if K is None:
