@@ -65,7 +65,7 @@ def test_shipped_matcher_reproduces_its_card(repro):
 def test_shipped_multitask_model_reproduces_its_card(repro):
     """models/multitask.onnx (multitask_node, profile multitask): one graph, each task scored as its
     single-task model is, on the same regenerated scenes."""
-    from perception_models.export import multitask_metrics
+    from perception_models.evaluate import evaluate_multitask
 
     path = MODELS / "multitask.onnx"
     assert path.is_file(), "models/multitask.onnx is the multi-task profile's model"
@@ -73,7 +73,7 @@ def test_shipped_multitask_model_reproduces_its_card(repro):
     card = load_card(path, "multitask")
     assert set(card.raw["tasks"]) == {"detection", "segmentation", "depth", "matching"}
     rep = card.raw["reproduction"]
-    got = multitask_metrics(path, [str(d) for d in repro], matching=False)
+    got = evaluate_multitask(path, [str(d) for d in repro], matching=False)
     tol = rep["tolerance"]
     assert abs(got["detection"]["mAP"] - rep["mAP"]) <= tol["mAP"]
     assert abs(got["segmentation"]["mIoU"] - rep["mIoU"]) <= tol["mIoU"]

@@ -506,9 +506,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
         return 2
     if args.task == "multitask":  # every task of the one network, each as its single-task model is scored
-        from .export import multitask_metrics
+        from .evaluate import evaluate_multitask
 
-        result = multitask_metrics(args.model, args.data, args.limit)
+        result = evaluate_multitask(args.model, args.data, args.limit)
         d, g, z = result["detection"], result["segmentation"], result["depth"]
         print(
             f"detection mAP {d['mAP']:.3f} mAP50 {d['mAP50']:.3f}; segmentation mIoU {g['mIoU']:.3f}; depth AbsRel "
@@ -894,7 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .students import add_parser as add_students
 
-    add_students(sub)
+    add_students(sub, main)  # its stages are this CLI's commands
     p = sub.add_parser("plot", help="training curves of a run folder (PNG)")
     p.add_argument("run", help="a training run folder (its log.jsonl)")
     p.add_argument("--out", help="the PNG to write (default: RUN/curves.png)")

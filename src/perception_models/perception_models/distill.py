@@ -106,6 +106,25 @@ class TeacherSet:
     per_class: dict[str, int] = field(default_factory=dict)
 
 
+def _check_thresholds(low: float, high: float) -> None:
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"need 0 < low ({low}) <= high ({high}) <= 1")
+
+
+def _new_frames(
+    frames: Iterator[Frame], done: Any, total: int | None, progress: bool
+) -> Iterator[tuple[Frame, np.ndarray]]:
+    """The frames a teacher pass has not labelled yet (``done(frame)``: already in its cache), as
+    RGB (grey images repeated), with the pass's progress bar."""
+    from tqdm import tqdm
+
+    for f in tqdm(frames, total=total, desc="teacher", unit="frame", disable=not progress):
+        if done(f):
+            continue
+        rgb = f.image()
+        yield f, (np.repeat(rgb[:, :, None], 3, axis=2) if rgb.ndim == 2 else rgb)
+
+
 def teacher_pass(
     teacher_card: Path | str,
     frames: Iterator[Frame],
@@ -121,14 +140,12 @@ def teacher_pass(
     """Run the teacher over ``frames`` (resuming a cache left in ``out``), write ``out/images/*.jpg``
     and ``out/annotations_coco.json`` (student classes; uncertain boxes as crowd)."""
     import cv2
-    from tqdm import tqdm
 
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card, model_files
     from perception_nodes.pipelines.detection import DetectionPipeline
 
-    if not 0 < low <= high <= 1:
-        raise ValueError(f"need 0 < low ({low}) <= high ({high}) <= 1")
+    _check_thresholds(low, high)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     card = load_card(teacher_card, "detection")
@@ -145,12 +162,7 @@ def teacher_pass(
             except (ValueError, KeyError):
                 continue  # a line cut by an interrupted run: that frame is labelled again
     with open(cache, "a") as log:
-        for f in tqdm(frames, total=total, desc="teacher", unit="frame", disable=not progress):
-            if f.name in done:
-                continue
-            rgb = f.image()
-            if rgb.ndim == 2:
-                rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        for f, rgb in _new_frames(frames, lambda f: f.name in done, total, progress):
             det = pipe.run(rgb)
             rows = [
                 [*(round(float(v), 2) for v in b), round(float(s), 4), mapping[n]]
@@ -241,14 +253,12 @@ def teacher_pass_segmentation(
     class the student lacks teaches nothing. A frame whose label PNG is there is not run again
     (the label is written last, under a temporary name, then renamed)."""
     import cv2
-    from tqdm import tqdm
 
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card, model_files
     from perception_nodes.pipelines.segmentation import SegmentationPipeline
 
-    if not 0 < low <= high <= 1:
-        raise ValueError(f"need 0 < low ({low}) <= high ({high}) <= 1")
+    _check_thresholds(low, high)
     card = load_card(teacher_card, "segmentation")
     if card.family != "yolo-segment":
         raise ValueError(
@@ -259,12 +269,7 @@ def teacher_pass_segmentation(
     out = Path(out)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
-    for f in tqdm(frames, total=total, desc="teacher", unit="frame", disable=not progress):
-        if (out / "labels" / f"{f.name}.png").is_file():
-            continue
-        rgb = f.image()
-        if rgb.ndim == 2:
-            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    for f, rgb in _new_frames(frames, lambda f: (out / "labels" / f"{f.name}.png").is_file(), total, progress):
         seg = pipe.run(rgb)
         labels = np.full(rgb.shape[:2], 255, np.uint8)
         det = seg.detections

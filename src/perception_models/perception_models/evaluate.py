@@ -10,6 +10,7 @@ detecting them is neither rewarded nor punished).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from itertools import chain, islice
 from pathlib import Path
@@ -483,3 +484,20 @@ def evaluate_depth_dir(
         "; relative model aligned per image (scale + shift in inverse depth)" if pipe.relative else ""
     )
     return out
+
+
+def evaluate_multitask(
+    model: Path | str, data: list[str] | None, limit: int = 0, matching: bool = True
+) -> dict[str, Any]:
+    """Each task of a multi-task model scored as its single-task model is (perception-models
+    evaluate): detection mAP, segmentation mIoU, depth errors + PnP odometry, keypoint matching."""
+    data = [str(d) for d in data or []]
+    out: dict[str, Any] = {
+        "detection": evaluate_detection(model, data, limit),
+        "segmentation": evaluate_segmentation(model, data, limit),
+    }
+    depth = evaluate_depth(model, data, estimators=("pnp",), limit=limit)
+    out["depth"] = {**depth["depth"], "odometry": depth["odometry"]}
+    if matching:
+        out["matching"] = evaluate_matching(model, [str(Path(d) / "rgb") for d in data], data, pairs=40)
+    return json.loads(json.dumps(out))

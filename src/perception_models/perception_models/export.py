@@ -743,7 +743,9 @@ def export_multitask(
         "export": export_record(report, diffs, MULTITASK_TOLERANCE),
     }
     write_card(out, card)  # the evaluation below reads it
-    measures = multitask_metrics(out, eval_data, eval_limit) if eval_data else {}
+    from .evaluate import evaluate_multitask
+
+    measures = evaluate_multitask(out, eval_data, eval_limit) if eval_data else {}
     for task, m in measures.items():
         card["tasks"][task]["metrics"] = {"eval_data": [str(d) for d in eval_data or []], **m}
     if reproduce:
@@ -752,7 +754,7 @@ def export_multitask(
         from .evaluate import REPRODUCTION_TOLERANCE, reproduction_sets
 
         with tempfile.TemporaryDirectory() as tmp:
-            rep = multitask_metrics(out, [str(d) for d in reproduction_sets(tmp)], 0, matching=False)
+            rep = evaluate_multitask(out, [str(d) for d in reproduction_sets(tmp)], 0, matching=False)
         card["reproduction"] = reproduction_record(
             {
                 "mAP": rep["detection"]["mAP"],
@@ -763,22 +765,3 @@ def export_multitask(
         )
     write_card(out, card)
     return card
-
-
-def multitask_metrics(
-    model: Path | str, data: list[str] | None, limit: int = 0, matching: bool = True
-) -> dict[str, Any]:
-    """Each task of a multi-task model scored as its single-task model is (perception-models
-    evaluate): detection mAP, segmentation mIoU, depth errors + PnP odometry, keypoint matching."""
-    from .evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
-
-    data = [str(d) for d in data or []]
-    out: dict[str, Any] = {
-        "detection": evaluate_detection(model, data, limit),
-        "segmentation": evaluate_segmentation(model, data, limit),
-    }
-    depth = evaluate_depth(model, data, estimators=("pnp",), limit=limit)
-    out["depth"] = {**depth["depth"], "odometry": depth["odometry"]}
-    if matching:
-        out["matching"] = evaluate_matching(model, [str(Path(d) / "rgb") for d in data], data, pairs=40)
-    return json.loads(json.dumps(out))

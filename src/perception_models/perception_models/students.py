@@ -29,14 +29,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 STAGES = ("detection", "segmentation", "depth", "matching")
 
 
-def _run(argv: list[str]) -> None:
-    from .cli import main
-
+def _run(main: Callable[[list[str]], int], argv: list[str]) -> None:
     print("\n$ perception-models " + " ".join(argv), flush=True)
     code = main(argv)
     if code:
@@ -60,7 +59,8 @@ def footage_frames(args: argparse.Namespace, out: Path) -> Path:
     return folder
 
 
-def run_students(args: argparse.Namespace) -> int:
+def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
+    """The stages for ``args.tasks``, each run through ``main`` (perception_models.cli.main)."""
     from perception_nodes.workspace import resolve_path
 
     out = Path(args.out)
@@ -78,7 +78,7 @@ def run_students(args: argparse.Namespace) -> int:
             if not teacher:
                 raise ValueError(f"--tasks {task} needs --{task}-teacher CARD (perception-models card)")
             cmap = args.detection_class_map if task == "detection" else args.segmentation_class_map
-            _run(["distill", "--task", task, "--teacher", teacher, *footage, "--topic", args.topic,
+            _run(main, ["distill", "--task", task, "--teacher", teacher, *footage, "--topic", args.topic,
                   "--every", str(args.every), "--class-map", str(resolve_path(cmap)),
                   *(["--synthetic", *synthetic] if synthetic else []), *val,
                   "--init", str(resolve_path(f"models/{task}.onnx")), "--out", str(run), *common])  # fmt: skip
@@ -90,30 +90,33 @@ def run_students(args: argparse.Namespace) -> int:
                 for i, folder in enumerate(args.images):
                     bag = out / f"footage_{i}.bag"
                     if not bag.exists():
-                        _run(["data", "bag-from-images", "--images", folder, "--out", str(bag),
+                        _run(main, ["data", "bag-from-images", "--images", folder, "--out", str(bag),
                               "--camera-info", args.camera_info, "--topic", args.topic])  # fmt: skip
                     bags.append(str(bag))
-            _run(["train", "--task", "depth", *(["--data", *synthetic] if synthetic else []), "--bag", *bags,
+            _run(main, ["train", "--task", "depth", *(["--data", *synthetic] if synthetic else []), "--bag", *bags,
                   "--topic", args.topic, *(["--camera-info", args.camera_info] if args.camera_info else []),
                   *(["--relative-teacher", args.relative_depth_teacher] if args.relative_depth_teacher else []),
                   "--init", str(resolve_path("models/depth.onnx")), "--out", str(run), *common])  # fmt: skip
         elif task == "matching":
             photos = footage_frames(args, out)
-            _run(["train", "--task", "matching", "--photos", str(photos),
+            _run(main, ["train", "--task", "matching", "--photos", str(photos),
                   *(["--data", *synthetic] if synthetic else []),
                   *(["--teacher", args.keypoint_teacher] if args.keypoint_teacher else []),
                   "--init", str(resolve_path("models/matching.onnx")), *val, "--out", str(run), *common])  # fmt: skip
         else:
             raise ValueError(f"unknown task '{task}': one of {STAGES}")
         checkpoint = run / "best.pt"
-        _run(["export", "--task", task, "--checkpoint", str(checkpoint), "--out", str(model), "--eval", *args.val])
+        _run(
+            main, ["export", "--task", task, "--checkpoint", str(checkpoint), "--out", str(model), "--eval", *args.val]
+        )
         made[task] = {"model": str(model), "card": str(model.with_name(f"{task}.card.yaml")), "run": str(run)}
         (out / "students.json").write_text(json.dumps({"footage": footage, "students": made}, indent=2))
     print(f"\nstudents in {out}: " + ", ".join(f"{t} -> {m['model']}" for t, m in made.items()))
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, main: Callable[[list[str]], int]) -> None:
+    """The ``students`` sub-command; its stages run through ``main``, the CLI's own entry point."""
     p = sub.add_parser(
         "students",
         help="a robot's footage (bag or images, no labels) -> distilled / self-supervised students with cards",
@@ -148,15 +151,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--time-budget-min", type=float, default=30.0, help="minutes of training per task")
     p.add_argument("--epochs", type=int, default=20, help="epochs per task (an upper bound with the budget)")
     p.add_argument("--device", default="auto", help="auto (a GPU when CUDA works), cpu, cuda or cuda:N")
-    p.set_defaults(func=_cmd_students)
+    p.set_defaults(func=lambda args: _cmd_students(args, main))
 
 
-def _cmd_students(args: argparse.Namespace) -> int:
+def _cmd_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
     if not args.images and not args.bag:
         print("perception-models students: give the footage: --images DIR... and/or --bag BAG...", file=sys.stderr)
         return 2
     try:
-        return run_students(args)
+        return run_students(args, main)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"perception-models students: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ objects flagged as moving on their own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,7 @@ class Sequence:
     depth: list = field(default_factory=list)  # paths, arrays at the network size (cache_inputs), or empty
     dynamic: list = field(default_factory=list)  # the same for the moving-object masks
     stamps_ns: list[int] = field(default_factory=list)
+    relative: Any = None  # a relative-depth teacher's cached maps (frames, H, W) (relative_teacher.py)
 
 
 def read_camera_matrix(path: Path | str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -193,8 +195,7 @@ class TripletDataset(Dataset):
         static = np.ones((h, w), np.float32)
         if seq.dynamic:
             static = (moving_at(seq, t, self.size) == 0).astype(np.float32)
-        teacher = getattr(seq, "relative", None)  # a relative-depth teacher's cache (relative_teacher.py)
-        relative = np.asarray(teacher[t], np.float32) if teacher is not None else None
+        relative = np.asarray(seq.relative[t], np.float32) if seq.relative is not None else None
         aug = frames
         if self.augment:
             if rng.random() < 0.5:  # horizontal flip of every frame; the principal point moves with it

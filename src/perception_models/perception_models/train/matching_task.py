@@ -137,19 +137,20 @@ class KeypointTeacher:
         self.logits, self.descriptors = str(card.decode["logits"]), str(card.decode["descriptors"])
         self.backend = OnnxRuntimeBackend(model_files(card_path)[0], threads=threads)
         self.mean, self.std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
+        spec = next(s for s in self.backend.inputs if s.name == card.input_name)
+        self.fixed_size = tuple(spec.shape[2:]) if all(d > 0 for d in spec.shape[2:]) else None
 
     @torch.no_grad()
     def __call__(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, H, W) in [0, 1] -> logits (B, 65, H/8, W/8), unit descriptors (B, D, H/8, W/8)."""
         h, w = images01.shape[-2:]
-        static = [d for d in next(s.shape for s in self.backend.inputs if s.name == self.card.input_name)[2:]]
         logits, descs = [], []
         for img in images01.cpu().numpy():
             x = img.transpose(1, 2, 0)
-            if all(d > 0 for d in static) and tuple(static) != (h, w):  # a fixed-size teacher: its own size
+            if self.fixed_size is not None and self.fixed_size != (h, w):  # a fixed-size teacher: its own size
                 import cv2
 
-                x = cv2.resize(x, (static[1], static[0]), interpolation=cv2.INTER_LINEAR)
+                x = cv2.resize(x, (self.fixed_size[1], self.fixed_size[0]), interpolation=cv2.INTER_LINEAR)
             if self.card.channel_order == "BGR":
                 x = x[:, :, ::-1]
             x = ((x - self.mean) / self.std).transpose(2, 0, 1)[None].astype(np.float32)

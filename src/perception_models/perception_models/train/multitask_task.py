@@ -93,6 +93,7 @@ class MultiTaskFrames(Dataset):
         self.class_names = self.det.class_names
         self.input_size, self.augment, self.seed = input_size, augment, seed
         self.epoch = 0
+        self._focal: dict[Path, float] = {}
 
     def __len__(self) -> int:
         return len(self.det)
@@ -102,13 +103,12 @@ class MultiTaskFrames(Dataset):
 
     def focal(self, folder: Path) -> float:
         """The sequence's focal length (geometric mean of fx, fy) in its own pixels."""
-        cache = self.__dict__.setdefault("_focal", {})
-        if folder not in cache:
+        if folder not in self._focal:
             import yaml
 
             k = yaml.safe_load((folder / "camera_info.yaml").read_text())["camera_matrix"]["data"]
-            cache[folder] = float(np.sqrt(k[0] * k[4]))
-        return cache[folder]
+            self._focal[folder] = float(np.sqrt(k[0] * k[4]))
+        return self._focal[folder]
 
     def depth(self, i: int) -> tuple[torch.Tensor, float]:
         from ..data.readers.depth import read_nyu_depth

@@ -46,13 +46,13 @@ def cache_teacher(
     record = {"teacher_sha256": card.sha256, "size": list(size)}
     todo = []
     cached = 0
-    for i, seq in enumerate(sequences):
-        seq.cache_name = f"{i:04d}_{seq.name}"  # type: ignore[attr-defined]  # two folders may share a name
-        path, side = folder / f"{seq.cache_name}.npy", folder / f"{seq.cache_name}.json"  # type: ignore[attr-defined]
+    names = {id(seq): f"{i:04d}_{seq.name}" for i, seq in enumerate(sequences)}  # two folders may share a name
+    for seq in sequences:
+        path, side = folder / f"{names[id(seq)]}.npy", folder / f"{names[id(seq)]}.json"
         if path.is_file() and side.is_file():
             if json.loads(side.read_text()) != {**record, "frames": len(seq.frames)}:
                 raise ValueError(f"{path}: cached by another teacher, size or sequence; delete {folder} to rebuild")
-            seq.relative = np.load(path, mmap_mode="r")  # type: ignore[attr-defined]
+            seq.relative = np.load(path, mmap_mode="r")
             cached += len(seq.frames)
         else:
             todo.append(seq)
@@ -67,11 +67,11 @@ def cache_teacher(
             out[t] = rel.astype(np.float16)
             run += 1
             bar.update(1)
-        name = seq.cache_name  # type: ignore[attr-defined]
+        name = names[id(seq)]
         tmp = folder / f"{name}.partial.npy"
         np.save(tmp, out)
         tmp.rename(folder / f"{name}.npy")
         (folder / f"{name}.json").write_text(json.dumps({**record, "frames": len(seq.frames)}))
-        seq.relative = np.load(folder / f"{name}.npy", mmap_mode="r")  # type: ignore[attr-defined]
+        seq.relative = np.load(folder / f"{name}.npy", mmap_mode="r")
     bar.close()
     return {"frames_run": run, "frames_cached": cached}

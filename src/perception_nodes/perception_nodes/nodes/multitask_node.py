@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..image_conversion import image_to_rgb
 from ..node_base import FrameError, run_node
 from ..pipelines.multitask import MultiTaskPipeline, MultiTaskResult
@@ -34,8 +33,6 @@ from .detection_node import DetectionOutputs
 from .matching_node import MatchingOutputs
 from .odometry_node import OdometryNode
 from .segmentation_node import SegmentationOutputs
-
-TASK_NAMESPACES = MULTITASK_NAMESPACES  # where each task's outputs go, relative to the node's namespace
 
 
 class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, OdometryNode):
@@ -60,7 +57,6 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         pipe = MultiTaskPipeline(
             backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
         )
-        self.tasks = pipe.tasks
         if pipe.depth is not None:
             self.setup_depth(pipe.depth, params)
             self.setup_odometry(params)
@@ -76,16 +72,16 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         pipe: MultiTaskPipeline = self.pipeline
         try:
             if pipe.detection is not None:
-                self._outputs_of = TASK_NAMESPACES["detection"]
+                self._outputs_of = MULTITASK_NAMESPACES["detection"]
                 self.create_detection_outputs(params, pipe.cards["detection"])
             if pipe.segmentation is not None:
-                self._outputs_of = TASK_NAMESPACES["segmentation"]
+                self._outputs_of = MULTITASK_NAMESPACES["segmentation"]
                 self.create_segmentation_outputs(params, pipe.segmentation)
             if pipe.depth is not None:
-                self._outputs_of = TASK_NAMESPACES["depth"]
+                self._outputs_of = MULTITASK_NAMESPACES["depth"]
                 OdometryNode.create_outputs(self, params)  # depth, colour, points, odometry, path, TF
             if pipe.matching is not None:
-                self._outputs_of = TASK_NAMESPACES["matching"]
+                self._outputs_of = MULTITASK_NAMESPACES["matching"]
                 self.create_matching_outputs(params)
         finally:
             self._outputs_of = ""

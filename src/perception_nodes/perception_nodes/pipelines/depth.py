@@ -62,18 +62,23 @@ class DepthPipeline(CardPipeline):
         depth to this camera's (without it such depth is for the canonical focal length, and
         ``focal_factor`` is None)."""
         result: DepthResult = super().run(rgb, timer)
-        if self.canonical_focal > 0:
-            if K is None:
-                result.focal_factor = None
-            else:
-                f = (
-                    network_focal(K, rgb.shape[:2], (self.card.input_height, self.card.input_width))
-                    / self.canonical_focal
-                )
-                result.depth *= np.float32(f)
-                result.network_depth *= np.float32(f)
-                result.focal_factor = f
+        self.to_camera(result, K, rgb.shape[:2], self.letterbox)
         return result
+
+    def to_camera(self, result: DepthResult, K: np.ndarray | None, shape: tuple[int, int], lb: Letterbox) -> None:
+        """A canonical-camera model's depth (in place) -> that of the camera ``K`` whose image of
+        ``shape`` went into the network as ``lb`` says (stretched or letterboxed); without ``K``
+        ``focal_factor`` is None. Nothing to do for other models."""
+        if self.canonical_focal <= 0:
+            return
+        if K is None:
+            result.focal_factor = None
+            return
+        fitted = (shape[0] * lb.scale_y, shape[1] * lb.scale_x)  # the image's size inside the input
+        f = network_focal(K, shape, fitted) / self.canonical_focal
+        result.depth *= np.float32(f)
+        result.network_depth *= np.float32(f)
+        result.focal_factor = f
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> DepthResult:
         if self.relative:

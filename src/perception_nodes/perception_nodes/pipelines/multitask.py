@@ -136,7 +136,6 @@ class MultiTaskPipeline(CardPipeline):
         return tuple(self.cards)
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> MultiTaskResult:
-        self.letterbox = lb  # the frame's fit, for run's focal length in network pixels
         v = self.views
         return MultiTaskResult(
             self.detection.postprocess(v["detection"].select(outputs), lb, shape) if self.detection else None,
@@ -147,19 +146,10 @@ class MultiTaskPipeline(CardPipeline):
 
     def run(self, rgb: np.ndarray, timer: Any = None, K: np.ndarray | None = None) -> MultiTaskResult:
         """Every task's result for ``rgb`` from one inference; ``K`` (its intrinsics) converts a
-        canonical-camera depth to this camera's, as DepthPipeline.run does (the focal length in
-        network pixels is the letterbox's scale times the camera's)."""
+        canonical-camera depth to this camera's (DepthPipeline.to_camera, through the letterbox)."""
         result: MultiTaskResult = super().run(rgb, timer)
-        lb = self.letterbox
-        d, pipe = result.depth, self.depth
-        if d is not None and pipe is not None and pipe.canonical_focal > 0:
-            if K is None:
-                d.focal_factor = None
-            else:
-                f = float(np.sqrt(K[0, 0] * lb.scale_x * K[1, 1] * lb.scale_y)) / pipe.canonical_focal
-                d.depth *= np.float32(f)
-                d.network_depth *= np.float32(f)
-                d.focal_factor = f
+        if result.depth is not None and self.depth is not None:
+            self.depth.to_camera(result.depth, K, rgb.shape[:2], self.letterbox)
         return result
 
 

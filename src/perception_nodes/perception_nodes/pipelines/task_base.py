@@ -62,6 +62,7 @@ class CardPipeline(ABC):
         stage = timer.stage if timer is not None else (lambda _n: nullcontext())
         with stage("preprocess"):
             feeds, lb = self.preprocess(rgb)
+        self.letterbox = lb  # this frame's fit into the input (a depth model's focal length in its pixels)
         with stage("infer"):
             outputs = self.backend.infer(feeds)
         with stage("postprocess"):
