@@ -228,12 +228,18 @@ def test_export_writes_a_checked_model_with_its_card_and_the_node_pipeline_evalu
     from perception_models.export import export_model, trt_report
     from perception_nodes.model_card import load_card
 
-    for task, blocks in (("detection", ()), ("segmentation", (1, 2, 3, 3))):  # the default and a deeper backbone
-        run = tmp_path / task
-        train(_cfg(task, sets, run, epochs=1, backbone_blocks=blocks), progress=False)
-        onnx_path = tmp_path / f"{task}.onnx"
+    for task, blocks, arch in (
+        ("detection", (), "retinanet"),
+        ("detection", (), "anchor_free"),  # the student (models/anchor_free.py), same outputs
+        ("segmentation", (1, 2, 3, 3), "retinanet"),  # the default and a deeper backbone
+    ):
+        run = tmp_path / f"{task}_{arch}"
+        train(_cfg(task, sets, run, epochs=1, backbone_blocks=blocks, architecture=arch), progress=False)
+        onnx_path = tmp_path / f"{task}_{arch}.onnx"
         card = export_model(task, run / "best.pt", onnx_path, [str(sets[1])], eval_limit=2, reproduce=False)
-        assert card["training"]["backbone_blocks"] == list(blocks or (1, 2, 2, 2))
+        default = (1, 2, 3, 1) if arch == "anchor_free" else (1, 2, 2, 2)
+        assert card["training"]["backbone_blocks"] == list(blocks or default)
+        assert card["training"]["architecture"] == (arch if task == "detection" else "segmenter")
         loaded = load_card(onnx_path, task)  # sha256 matches, task right
         assert loaded.input_height == IN[0] and loaded.input_width == IN[1] and loaded.mean == pytest.approx(list(MEAN))
         report = trt_report(onnx_path)

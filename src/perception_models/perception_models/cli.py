@@ -167,6 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cache_images=args.cache_images,
         ema=args.ema,
         backbone_blocks=tuple(args.backbone_blocks or ()),
+        architecture=args.architecture,
         real_labels=list(args.real_labels or []),
         real_class_map=args.real_class_map or "",
         real_repeat=args.real_repeat,
@@ -380,6 +381,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         time_budget_min=args.time_budget_min,
         cache_images=args.cache_images,
         ema=args.ema,
+        architecture=args.architecture,
     )
     return _run_training(train, cfg, args)
 
@@ -752,6 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="detection/segmentation: residual blocks in each of the backbone's four stages (default "
         "1 2 2 2); with --init from a model with fewer, the added blocks start as identities",
     )
+    p.add_argument(
+        "--architecture",
+        choices=["retinanet", "anchor_free"],
+        default="retinanet",
+        help="detection: retinanet (anchors, the shipped detector) or anchor_free (the depthwise CSP student "
+        "with a decoupled FCOS head, models/anchor_free.py: YOLOX-Nano's speed class)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -821,6 +830,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-images", action="store_true", help="decode the training images once, shared by the loader's workers"
     )
     p.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
+    p.add_argument(
+        "--architecture",
+        choices=["retinanet", "anchor_free"],
+        default="retinanet",
+        help="detection: retinanet (anchors, the shipped detector) or anchor_free (the depthwise CSP student "
+        "with a decoupled FCOS head, models/anchor_free.py: YOLOX-Nano's speed class)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.set_defaults(func=_cmd_distill)
 

@@ -10,6 +10,7 @@ fixed for TensorRT.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,8 +75,14 @@ class Detector(nn.Module):
         self.head = DetectionHead(cfg.fpn_channels, self.anchor_gen.per_location, cfg.num_classes, cfg.head_depth)
         self.register_buffer("anchors", self.anchor_gen(cfg.input_size), persistent=False)
 
+    architecture = "retinanet"
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.neck(self.backbone(images)))
+
+    def detect(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """image -> boxes, scores, labels (see :func:`postprocess`)."""
+        return postprocess(*self(images), self.anchors, self.cfg)
 
     def loss(
         self, cls_logits: torch.Tensor, box_deltas: torch.Tensor, targets: list[dict[str, torch.Tensor]]
@@ -115,12 +122,12 @@ class DetectorWithPostprocess(nn.Module):
     """What gets exported: image -> boxes (B, D, 4) xyxy input pixels, scores (B, D), labels (B, D)
     int32 (-1 and score 0 for empty rows). D = max_detections, fixed."""
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        self.detector = detector
+        self.detector = detector  # Detector or anchor_free.AnchorFreeDetector
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return postprocess(*self.detector(image), self.detector.anchors, self.detector.cfg)
+        return self.detector.detect(image)
 
 
 def postprocess(
@@ -129,22 +136,36 @@ def postprocess(
     """Head outputs -> boxes (B, D, 4), scores (B, D), labels (B, D) int32: top-k, decode, clamp,
     NMS (export-friendly: fixed D rows, empty ones score 0 and label -1). The detector's export and
     the multi-task network's share it."""
+    return select_detections(torch.sigmoid(cls_logits), cfg, lambda i, idx: decode(anchors[idx], box_deltas[i, idx]))
+
+
+def select_detections(
+    probs: torch.Tensor, cfg: DetectorConfig, boxes_of: Callable[[int, torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-cell (or per-anchor) class probabilities (B, N, C) -> the exported boxes, scores, labels:
+    each image's top-k cells by their best class, their boxes from ``boxes_of(image index, cell
+    indices)`` (so the anchor detector decodes only the k it keeps), clamped, thresholded, NMS'd."""
     out_b, out_s, out_l = [], [], []
-    for logits, deltas in zip(cls_logits, box_deltas):
-        scores, labels = torch.sigmoid(logits).max(dim=1)
-        k = min(cfg.pre_nms_top_k, scores.shape[0])
-        top, idx = torch.topk(scores, k)
-        boxes = decode(anchors[idx], deltas[idx])
-        h, w = cfg.input_size
-        boxes = torch.stack(
-            [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)],
-            dim=1,
-        )
-        # boxes squeezed to nothing by the image border are not detections
-        size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
-        top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))
-        b, s, lab = fast_nms(boxes, top, labels[idx], cfg.nms_iou, cfg.max_detections)
+    for i, p in enumerate(probs):
+        scores, labels = p.max(dim=1)
+        top, idx = torch.topk(scores, min(cfg.pre_nms_top_k, scores.shape[0]))
+        b, s, lab = _suppress(boxes_of(i, idx), top, labels[idx], cfg)
         out_b.append(b)
         out_s.append(s)
-        out_l.append(lab.to(torch.int32))
+        out_l.append(lab)
     return torch.stack(out_b), torch.stack(out_s), torch.stack(out_l)
+
+
+def _suppress(
+    boxes: torch.Tensor, top: torch.Tensor, labels: torch.Tensor, cfg: DetectorConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top-k's boxes clamped to the input, thresholded, NMS'd to ``max_detections`` rows."""
+    h, w = cfg.input_size
+    boxes = torch.stack(
+        [boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1
+    )
+    # boxes squeezed to nothing by the image border are not detections
+    size_ok = ((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)
+    top = torch.where((top >= cfg.score_threshold) & size_ok, top, torch.zeros_like(top))
+    b, s, lab = fast_nms(boxes, top, labels, cfg.nms_iou, cfg.max_detections)
+    return b, s, lab.to(torch.int32)

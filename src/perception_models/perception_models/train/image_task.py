@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..metrics import ConfusionMatrix, DetectionEvaluator
+from ..models.anchor_free import AnchorFreeDetector, LightBackbone
 from ..models.backbone import Backbone, BasicBlock
 from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
 from ..models.losses import pixel_cross_entropy
@@ -60,6 +61,9 @@ class TrainConfig:
     cache_images: bool = False  # decode the training images once, shared by the loader's workers
     ema: float = 0.0  # > 0: decay of the weights' moving average (WeightAverage)
     backbone_blocks: tuple[int, ...] = ()  # residual blocks per backbone stage; () = Backbone's default
+    # detection: "retinanet" (anchors, models/detection.py) or "anchor_free" (the depthwise student,
+    # models/anchor_free.py)
+    architecture: str = "retinanet"
     # segmentation: real labelled frames (CamVid layout: train/ + trainannot/) next to --data, their
     # classes mapped to the model's by a class-map file (unmapped: ignored), repeated per epoch
     real_labels: list[str] = field(default_factory=list)
@@ -186,8 +190,15 @@ def build_datasets(cfg: TrainConfig):
     return train, val, names
 
 
+ARCHITECTURES = ("retinanet", "anchor_free")
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    backbone = Backbone(blocks=tuple(cfg.backbone_blocks)) if cfg.backbone_blocks else None
+    blocks = tuple(cfg.backbone_blocks)
+    if cfg.task == "detection" and cfg.architecture == "anchor_free":
+        det_cfg = DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size))
+        return AnchorFreeDetector(det_cfg, LightBackbone(blocks=blocks) if blocks else None)
+    backbone = Backbone(blocks=blocks) if blocks else None
     if cfg.task == "detection":
         return Detector(
             DetectorConfig(num_classes=num_classes, input_size=tuple(cfg.input_size), loss=cfg.loss), backbone
@@ -255,7 +266,8 @@ def evaluate(
 
 
 class ImageTask(TrainTask):
-    """Detection (anchors + focal loss, ``models/detection.py``) or segmentation (pixel
+    """Detection (anchors + focal loss, ``models/detection.py``, or the anchor-free student,
+    ``models/anchor_free.py``) or segmentation (pixel
     cross-entropy, optionally median-frequency weighted) on letterboxed images."""
 
     unlogged = ("confusion_matrix",)
@@ -269,6 +281,10 @@ class ImageTask(TrainTask):
     def check(self) -> None:
         if self.cfg.task not in TASKS:
             raise ValueError(f"task '{self.cfg.task}' must be one of {TASKS}")
+        if self.cfg.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture '{self.cfg.architecture}' must be one of {ARCHITECTURES}")
+        if self.cfg.architecture != "retinanet" and (self.cfg.task != "detection" or self.cfg.loss != "focal"):
+            raise ValueError("--architecture anchor_free is a detector trained with the focal loss")
         if self.cfg.class_weights not in ("none", "median_frequency"):
             raise ValueError(f"class_weights '{self.cfg.class_weights}' must be none or median_frequency")
 
