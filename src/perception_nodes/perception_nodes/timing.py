@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ class StageTimer:
         self.total = RollingStats(window)
         self._frame: dict[str, float] = {}
         self._t0 = 0.0
+        self._lock = threading.Lock()  # stages of one frame may run in several threads (multitask_node)
 
     def start_frame(self) -> None:
         self._frame = {}
@@ -61,7 +63,9 @@ class StageTimer:
         try:
             yield
         finally:
-            self._frame[name] = self._frame.get(name, 0.0) + (time.perf_counter() - t) * 1e3
+            ms = (time.perf_counter() - t) * 1e3
+            with self._lock:
+                self._frame[name] = self._frame.get(name, 0.0) + ms
 
     def end_frame(self) -> float:
         """Record the frame; returns its total time in milliseconds."""

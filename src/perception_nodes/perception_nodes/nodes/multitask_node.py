@@ -19,11 +19,19 @@ hand-over of feature maps (a 384x512 feature pyramid per frame) to pay for.
 Only the tasks the card serves get publishers; odometry needs depth. The publishing code is the
 task nodes' own (DetectionOutputs, SegmentationOutputs, MatchingOutputs; depth and odometry from
 OdometryNode), so the messages cannot drift apart.
+
+After the one inference the tasks' outputs are independent (each branch touches only its own
+state: publishers, tracker, matcher), so depth + odometry and matching run in two worker threads
+while detections and labels are published on the node's thread: four task nodes overlap that work
+across processes, and one node serialising it would answer later than the four (OpenCV, NumPy and
+rclpy's publish release the GIL for most of it). The frame's ``FrameStatus`` goes out after every
+branch has finished; an error in any branch rejects the frame as it would in the task node.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
 
 from ..image_conversion import image_to_rgb
 from ..node_base import FrameError, run_node
@@ -52,6 +60,8 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         if prefix and len(args) > 1 and isinstance(args[1], str) and args[1].startswith("~/"):
             args = (args[0], f"{prefix}/{args[1][2:]}", *args[2:])
         return super().create_publisher(*args, **kwargs)
+
+    _workers: ThreadPoolExecutor | None = None
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> MultiTaskPipeline:
         pipe = MultiTaskPipeline(
@@ -86,6 +96,17 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         finally:
             self._outputs_of = ""
 
+    def teardown(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
+        super().teardown()
+
+    def _branch(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="multitask_outputs")
+        return self._workers.submit(fn, *args)
+
     def check_parameters(self, values: dict[str, Any]) -> None:
         if getattr(self, "det_card", None) is not None:
             self.check_class_filter(values)
@@ -113,15 +134,22 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
             )
         if result.depth is not None:
             self.check_depth(result.depth)
-        with self.timer.stage("publish"):
-            if result.detections is not None:
-                self.publish_detections(msg, rgb, result.detections)
-            if result.segmentation is not None:
-                self.publish_segmentation(msg, rgb, result.segmentation)
-        if result.depth is not None:
-            self.publish_result(msg, rgb, result.depth)  # OdometryNode: scale, depth outputs, odometry
+        branches = []
+        if result.depth is not None:  # OdometryNode: scale, depth outputs, odometry
+            branches.append(self._branch(self.publish_result, msg, rgb, result.depth))
         if result.features is not None:
-            self.match_sequential(msg, rgb, result.features)
+            branches.append(self._branch(self.match_sequential, msg, rgb, result.features))
+        try:
+            with self.timer.stage("publish_detections"):
+                if result.detections is not None:
+                    self.publish_detections(msg, rgb, result.detections)
+                if result.segmentation is not None:
+                    self.publish_segmentation(msg, rgb, result.segmentation)
+        finally:
+            for branch in branches:  # every branch finishes before the frame's status
+                branch.exception()
+        for branch in branches:
+            branch.result()  # re-raises a branch's FrameError (or any error) here
 
 
 def main(args: list[str] | None = None) -> None:
