@@ -1,7 +1,10 @@
 """The shipped models on real images (../shared/data), next to their synthetic held-out numbers
-(models/multitask.onnx's detection and segmentation too, when it is there).
+(models/multitask.onnx's detection and segmentation too, when it is there), and any students or
+teachers given, on the same images, with each model's latency (``--latency``):
 
     python benchmarks/real_images.py [--models models] [--shared ../shared] [--json out/real_images.json]
+    python benchmarks/real_images.py --latency --detectors runs/af/detection.onnx \
+        cache/pretrained/yolov8n_fp32.card.yaml --segmenters runs/seg/segmentation.onnx
 
 - detector: VOC-100 (100 PASCAL VOC2012 photos, COCO annotations), COCO AP through the node
   pipeline for the classes both have (person, car, chair); the other 17 VOC classes are left out
@@ -33,6 +36,8 @@ def detector(model: Path, shared: Path) -> dict:
     voc = shared / "data" / "voc_det100"
     r = evaluate_detection_coco(model, voc / "gts" / "coco_format_v2" / "instances_v2.json", voc / "images")
     return {
+        "model": str(model),
+        "task": "detection",
         "mAP": r["mAP"],
         "mAP50": r["mAP50"],
         "classes": r["class_mapping"]["matched"],
@@ -48,6 +53,8 @@ def segmenter(model: Path, shared: Path) -> dict:
     r = evaluate_segmentation_mapped(model, shared / "data" / "camvid", mapping, "val")
     iou = {c: v for c, v in r["per_class"].items() if v is not None}
     return {
+        "model": str(model),
+        "task": "segmentation",
         "mIoU_shared": r["mIoU"],
         "iou": iou,
         "images": r["images"],
@@ -62,6 +69,11 @@ def main() -> int:
     ap.add_argument("--models", default=str(ROOT / "models"))
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--json")
+    ap.add_argument("--detectors", nargs="*", default=[], help="more detectors (ONNX or card) beside the shipped one")
+    ap.add_argument("--segmenters", nargs="*", default=[], help="more segmenters (ONNX or card) beside the shipped one")
+    ap.add_argument(
+        "--latency", action="store_true", help="each model's median per 640x480 frame (ORT 2 threads, with pre/post)"
+    )
     args = ap.parse_args()
     shared, models = Path(args.shared), Path(args.models)
     if not (shared / "data").is_dir():
@@ -75,18 +87,32 @@ def main() -> int:
     if multi.is_file():
         out["multitask detector"] = detector(multi, shared)
         out["multitask segmenter"] = segmenter(multi, shared)
-    print("shipped models on real images (../shared/data; evaluation only)")
+    for path in args.detectors:
+        out[f"{Path(path).parent.name}/{Path(path).name}"] = detector(Path(path), shared)
+    for path in args.segmenters:
+        out[f"{Path(path).parent.name}/{Path(path).name}"] = segmenter(Path(path), shared)
+    if args.latency:  # next to each real-image metric, what the model costs (benchmarks/bench_task_models.py)
+        from bench_task_models import bench, frame
+
+        rgb = frame()
+        for name, d in out.items():
+            if name.startswith("multitask"):
+                continue  # one network for four tasks: benchmarks/bench_multitask.py times it
+            d["median_ms"] = bench(Path(d["model"]), d["task"], rgb, runs=30, threads=2)["median_ms"]
+    print("models on real images (../shared/data; evaluation only)")
     for name, d in out.items():
+        ms = f"  [{d['median_ms']:.1f} ms/frame]" if "median_ms" in d else ""
         if "mAP" in d:
             print(
                 f"  {name:<20} VOC-100 ({', '.join(d['classes'])}): mAP@[.5:.95] {d['mAP']:.3f}  "
                 f"mAP@0.5 {d['mAP50']:.3f}  "
                 + "  ".join(f"{c} AP50 {v['AP50']:.3f} ({v['ground_truth']} boxes)" for c, v in d["per_class"].items())
+                + ms
             )
         else:
             print(
                 f"  {name:<20} CamVid val ({d['images']} images): mIoU over {len(d['iou'])} shared classes "
-                f"{d['mIoU_shared']:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in d["iou"].items())
+                f"{d['mIoU_shared']:.3f}  " + "  ".join(f"{c} {v:.3f}" for c, v in d["iou"].items()) + ms
             )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ layouts) keep it quick; the students start from the shipped models, as the comma
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -62,6 +63,9 @@ def test_footage_in_students_out_with_cards(tmp_path):
     for task, m in made.items():
         card = yaml.safe_load(open(m["card"]))
         assert card["task"] == task and card["sha256"], task
+        # every stage validated on --val (a stage without it logs NaN and never chooses a best.pt)
+        vals = [json.loads(line) for line in open(out / task / "log.jsonl") if '"val"' in line]
+        assert vals and all(math.isfinite(v["metric"]) for v in vals), (task, vals)
     det_card = yaml.safe_load(open(made["detection"]["card"]))
     assert det_card["distillation"]["pseudo_labels"] > 0 and "mAP" in det_card["metrics"]
     seg_card = yaml.safe_load(open(made["segmentation"]["card"]))

@@ -96,7 +96,7 @@ def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
             _run(main, ["train", "--task", "depth", *(["--data", *synthetic] if synthetic else []), "--bag", *bags,
                   "--topic", args.topic, *(["--camera-info", args.camera_info] if args.camera_info else []),
                   *(["--relative-teacher", args.relative_depth_teacher] if args.relative_depth_teacher else []),
-                  "--init", str(resolve_path("models/depth.onnx")), "--out", str(run), *common])  # fmt: skip
+                  "--init", str(resolve_path("models/depth.onnx")), *val, "--out", str(run), *common])  # fmt: skip
         elif task == "matching":
             photos = footage_frames(args, out)
             _run(main, ["train", "--task", "matching", "--photos", str(photos),
