@@ -24,6 +24,16 @@ from perception_nodes.tasks import TRAINABLE
 from perception_models import __version__
 
 
+def _add_architecture(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--architecture",
+        choices=["retinanet", "anchor_free"],
+        default="retinanet",
+        help="detection: retinanet (anchors, the shipped detector) or anchor_free (the depthwise CSP student "
+        "with a decoupled FCOS head, models/anchor_free.py: YOLOX-Nano's speed class)",
+    )
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .data.synth import SynthConfig, SyntheticSequence
     from .data.writers import write_sequence
@@ -754,13 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detection/segmentation: residual blocks in each of the backbone's four stages (default "
         "1 2 2 2); with --init from a model with fewer, the added blocks start as identities",
     )
-    p.add_argument(
-        "--architecture",
-        choices=["retinanet", "anchor_free"],
-        default="retinanet",
-        help="detection: retinanet (anchors, the shipped detector) or anchor_free (the depthwise CSP student "
-        "with a decoupled FCOS head, models/anchor_free.py: YOLOX-Nano's speed class)",
-    )
+    _add_architecture(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -830,13 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-images", action="store_true", help="decode the training images once, shared by the loader's workers"
     )
     p.add_argument("--ema", type=float, default=0.0, help="decay of the weights' moving average (0: off)")
-    p.add_argument(
-        "--architecture",
-        choices=["retinanet", "anchor_free"],
-        default="retinanet",
-        help="detection: retinanet (anchors, the shipped detector) or anchor_free (the depthwise CSP student "
-        "with a decoupled FCOS head, models/anchor_free.py: YOLOX-Nano's speed class)",
-    )
+    _add_architecture(p)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.set_defaults(func=_cmd_distill)
 

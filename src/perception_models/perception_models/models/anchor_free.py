@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import ConvBNAct
+from .backbone import Backbone, ConvBNAct
 from .detection import DetectorConfig, select_detections
 from .losses import sigmoid_focal_loss
 from .neck import FPN
@@ -96,13 +96,7 @@ class LightBackbone(nn.Module):
         )
         self.channels = dict(zip(("s2", "s4", "s8", "s16", "s32"), widths))
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.stem(x)
-        out = {"s2": x}
-        for name, stage in zip(("s4", "s8", "s16", "s32"), self.stages):
-            x = stage(x)
-            out[name] = x
-        return out
+    forward = Backbone.forward  # stem, then the stages: {"s2": ..., "s32": ...}
 
 
 class DecoupledHead(nn.Module):
