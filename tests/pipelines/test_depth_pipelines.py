@@ -142,6 +142,49 @@ def test_ground_plane_gives_the_scale_from_the_camera_height():
     assert "no ground plane" in est.status
 
 
+def _ransac_one_at_a_time(pts, threshold, max_tilt_deg=30.0, iterations=100, seed=0):
+    """The plane RANSAC as first written (a loop over hypotheses): the reference for the batched one."""
+    rng = np.random.default_rng(seed)
+    up, cos_max = np.array([0.0, -1.0, 0.0]), np.cos(np.radians(max_tilt_deg))
+    best = None
+    for _ in range(iterations):
+        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        if np.linalg.norm(n) < 1e-12:
+            continue
+        n = n / np.linalg.norm(n)
+        n = -n if n @ up < 0 else n
+        if n @ up < cos_max:
+            continue
+        d = -float(n @ a)
+        count = int((np.abs(pts @ n + d) < threshold).sum())
+        if best is None or count > best[0]:
+            best = (count, n, d)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plane_ransac_batched_picks_the_plane_the_loop_picked(seed):
+    """All hypotheses scored in one product: the same draws, the same winner (the first of the
+    best), so the refined plane is the loop's to the last bit."""
+    from perception_nodes.pipelines.metric_scale import fit_plane_ransac
+
+    rng = np.random.default_rng(10 + seed)
+    ground = np.column_stack([rng.uniform(-5, 5, 600), 1.5 + rng.normal(0, 0.02, 600), rng.uniform(2, 20, 600)])
+    wall = np.column_stack([rng.uniform(-5, 5, 300), rng.uniform(-2, 1.5, 300), np.full(300, 12.0)])
+    clutter = rng.uniform([-5, -2, 2], [5, 1.5, 20], (200, 3))
+    pts = np.vstack([ground, wall, clutter])
+    ref = _ransac_one_at_a_time(pts, 0.05, seed=seed)
+    fit = fit_plane_ransac(pts, 0.05, seed=seed)
+    inl = pts[np.abs(pts @ ref[1] + ref[2]) < 0.05]
+    centre = inl.mean(axis=0)
+    n = np.linalg.svd(inl - centre, full_matrices=False)[2][-1]
+    n = n if n @ np.array([0.0, -1.0, 0.0]) > 0 else -n
+    assert fit is not None and fit.inliers == len(inl) and fit.inliers >= 550
+    np.testing.assert_array_equal(fit.normal, n)
+    assert fit.distance == abs(float(n @ centre)) and abs(fit.distance - 1.5) < 0.02
+
+
 def test_scale_from_a_reference_depth_and_parameter_checks():
     d = _ground_depth(1.5)
     est = ScaleEstimator("depth_topic", smoothing=1.0)

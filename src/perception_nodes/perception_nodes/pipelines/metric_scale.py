@@ -51,23 +51,24 @@ def fit_plane_ransac(
     pts = np.asarray(pts, np.float64)
     up = np.array([0.0, -1.0, 0.0])
     cos_max = math.cos(math.radians(max_tilt_deg))
-    best: tuple[int, np.ndarray, float] | None = None
-    for _ in range(iterations):
-        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        norm = np.linalg.norm(n)
-        if norm < 1e-12:
-            continue
-        n /= norm
-        if n @ up < 0:
-            n = -n
-        if n @ up < cos_max:
-            continue
-        d = -float(n @ a)  # plane n.x + d = 0
-        count = int((np.abs(pts @ n + d) < threshold).sum())
-        if best is None or count > best[0]:
-            best = (count, n, d)
-    if best is None or best[0] < min_inliers:
+    # every hypothesis at once (the same draws as one at a time): normals (I, 3), then the
+    # inlier counts of all of them in one product with the points
+    tri = pts[np.stack([rng.choice(len(pts), 3, replace=False) for _ in range(iterations)])]  # (I, 3, 3)
+    a = tri[:, 0]
+    normals = np.cross(tri[:, 1] - a, tri[:, 2] - a)
+    norms = np.linalg.norm(normals, axis=1)
+    keep = norms >= 1e-12
+    normals, a = normals[keep] / norms[keep, None], a[keep]
+    normals *= np.where(normals @ up < 0, -1.0, 1.0)[:, None]
+    upright = normals @ up >= cos_max
+    normals, a = normals[upright], a[upright]
+    if len(normals) == 0:
+        return None
+    offsets = -np.einsum("ij,ij->i", normals, a)  # planes n.x + d = 0
+    counts = (np.abs(pts @ normals.T + offsets) < threshold).sum(0)
+    k = int(np.argmax(counts))  # the first of the best, as the loop kept it
+    best = (int(counts[k]), normals[k], float(offsets[k]))
+    if best[0] < min_inliers:
         return None
     count, n, d = best
     inl = pts[np.abs(pts @ n + d) < threshold]
