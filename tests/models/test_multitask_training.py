@@ -156,3 +156,38 @@ def test_training_can_start_from_the_shipped_single_task_models(sets):
     with torch.no_grad():
         for a, b in zip(task.net(x)["detection"], det(x)):
             torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_training_can_continue_from_the_exported_multitask_model(sets):
+    """--init models/multitask.onnx (its checkpoint is gone): every exported convolution comes back,
+    and after BatchNorm calibration the network computes the exported graph's outputs."""
+    import onnxruntime as ort
+
+    from perception_models.models.multitask import MultiTaskExport
+    from perception_models.train.multitask_task import MultiTaskTask
+
+    shipped = ROOT / "models" / "multitask.onnx"
+    cfg = MultiTaskTrainConfig(
+        data=[str(sets[0])],
+        input_size=(384, 512),
+        teacher=str(ROOT / "models" / "matching.onnx"),
+        batch_size=2,
+        init=str(shipped),
+    )
+    task = MultiTaskTask(cfg)
+    task.build(torch.device("cpu"), 1)
+    line = task.initialise(torch.device("cpu"), 1)
+    assert "initialised from" in line and "depth_decoder.heads.3" in line, (
+        line
+    )  # the coarser depth heads are not exported
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, 384, 512)).astype(np.float32))
+    with torch.no_grad():
+        ours = MultiTaskExport(task.net.eval()).eval()(x)
+        names = MultiTaskExport(task.net).output_names()
+    sess = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"])
+    theirs = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x.numpy()})))
+    got = dict(zip(names, (t.numpy() for t in ours)))
+    assert (got["seg_labels"] == theirs["seg_labels"]).mean() > 0.999
+    np.testing.assert_allclose(got["depth"], theirs["depth"], rtol=1e-3)
+    np.testing.assert_allclose(np.sort(got["scores"]), np.sort(theirs["scores"]), atol=1e-4)
+    np.testing.assert_allclose(got["descriptors"], theirs["descriptors"], atol=1e-4)

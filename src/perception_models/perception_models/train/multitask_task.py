@@ -63,7 +63,7 @@ class MultiTaskTrainConfig:
     log_every: int = 10
     max_steps_per_epoch: int = 0
     augment: bool = True
-    init: str = ""  # a multi-task checkpoint
+    init: str = ""  # a multi-task checkpoint or exported multi-task ONNX
     # start from the shipped single-task models (ONNX): backbone + detection from the detector,
     # segmentation head from the segmenter, depth decoder from the depth model ("" = leave out)
     adopt_detection: str = ""
@@ -201,7 +201,7 @@ class MultiTaskTask(TrainTask):
         from ..models.depth import DepthConfig, DepthNet
         from ..models.detection import DetectorConfig
         from ..models.segmentation import Segmenter, SegmenterConfig
-        from ..onnx_weights import calibrate_batchnorm, load_onnx_weights
+        from ..onnx_weights import load_onnx_weights
 
         cfg, net_cfg = self.cfg, self.net.cfg
         det = seg = depth = None
@@ -216,13 +216,35 @@ class MultiTaskTask(TrainTask):
             depth = DepthNet(DepthConfig(min_depth=net_cfg.min_depth, max_depth=net_cfg.max_depth))
             load_onnx_weights(depth, cfg.adopt_depth, strict=False)  # the export keeps the finest head only
         adopted = self.net.adopt(det, seg, depth)
+        calibrated = self._calibrate(device)
+        return f"adopted {', '.join(adopted)} from single-task models; BatchNorms calibrated on {calibrated} batches"
+
+    def _calibrate(self, device: torch.device) -> int:
+        """BatchNorms re-parameterised on un-augmented training frames after weights came from ONNX
+        (folded BatchNorms; see onnx_weights): the eval function is kept, train mode starts from it."""
+        from ..onnx_weights import calibrate_batchnorm
+
+        cfg = self.cfg
         plain = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), None, cfg.seed)
         n = min(len(plain), 8 * cfg.batch_size)
         loader = DataLoader(torch.utils.data.Subset(plain, range(n)), cfg.batch_size, collate_fn=collate)
-        calibrated = calibrate_batchnorm(self.net, [b[0].to(device) for b in loader])
-        return f"adopted {', '.join(adopted)} from single-task models; BatchNorms calibrated on {calibrated} batches"
+        return calibrate_batchnorm(self.net, [b[0].to(device) for b in loader])
 
     def initialise(self, device: torch.device, rank: int) -> str:
+        """``--init``: a multi-task checkpoint, or an exported multi-task ONNX (the shipped
+        models/multitask.onnx, whose checkpoint is gone) to fine-tune further."""
+        if self.cfg.init.endswith(".onnx"):
+            from ..onnx_weights import load_onnx_weights
+
+            # not strict: the export keeps the depth decoder's finest head only (the coarser ones
+            # are trained again from their initial weights and never exported)
+            counts = load_onnx_weights(self.net, self.cfg.init, strict=False)
+            calibrated = self._calibrate(device)
+            missing = ", ".join(counts["missing"]) or "none"
+            return (
+                f"initialised from {self.cfg.init} ({counts['convs']} convolutions; not in the file: {missing}; "
+                f"BatchNorms calibrated on {calibrated} batches)"
+            )
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         if "model" not in ck or ck.get("config", {}).get("teacher") is None:
             raise ValueError(f"--init {self.cfg.init}: not a multi-task checkpoint")
