@@ -53,6 +53,8 @@ def fit_plane_ransac(
     cos_max = math.cos(math.radians(max_tilt_deg))
     # every hypothesis at once (the same draws as one at a time): normals (I, 3), then the
     # inlier counts of all of them in one product with the points
+    if iterations < 1:
+        return None
     tri = pts[np.stack([rng.choice(len(pts), 3, replace=False) for _ in range(iterations)])]  # (I, 3, 3)
     a = tri[:, 0]
     normals = np.cross(tri[:, 1] - a, tri[:, 2] - a)

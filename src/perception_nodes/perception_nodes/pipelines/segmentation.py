@@ -95,7 +95,8 @@ class SegmentationPipeline(CardPipeline):
         table lookup and blend (rounded): a twelfth of NumPy's fancy indexing and float blend at VGA."""
         lut = np.zeros((256, 1, 3), np.uint8)
         lut[: len(self.colors), 0] = self.colors[:256]
-        colour = cv2.LUT(cv2.merge([labels, labels, labels]), lut)
+        ids = np.ascontiguousarray(labels, np.uint8)  # mono8 class ids (< 256 classes, see __init__)
+        colour = cv2.LUT(cv2.merge([ids, ids, ids]), lut)
         out = cv2.addWeighted(np.ascontiguousarray(rgb), 1 - alpha, colour, alpha, 0.0)
         if self.detector is not None:  # instance models: pixels of no instance keep the image
             out[labels == 0] = rgb[labels == 0]
