@@ -177,9 +177,8 @@ def test_training_can_continue_from_the_exported_multitask_model(sets):
     task = MultiTaskTask(cfg)
     task.build(torch.device("cpu"), 1)
     line = task.initialise(torch.device("cpu"), 1)
-    assert "initialised from" in line and "depth_decoder.heads.3" in line, (
-        line
-    )  # the coarser depth heads are not exported
+    # the coarser depth heads are not exported: the line names them
+    assert "initialised from" in line and "depth_decoder.heads.3" in line, line
     x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (1, 3, 384, 512)).astype(np.float32))
     with torch.no_grad():
         ours = MultiTaskExport(task.net.eval()).eval()(x)

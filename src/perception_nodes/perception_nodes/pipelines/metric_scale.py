@@ -51,10 +51,10 @@ def fit_plane_ransac(
     pts = np.asarray(pts, np.float64)
     up = np.array([0.0, -1.0, 0.0])
     cos_max = math.cos(math.radians(max_tilt_deg))
-    # every hypothesis at once (the same draws as one at a time): normals (I, 3), then the
-    # inlier counts of all of them in one product with the points
     if iterations < 1:
         return None
+    # every hypothesis at once (the same draws as one at a time): normals (I, 3), then the
+    # inlier counts of all of them in one product with the points
     tri = pts[np.stack([rng.choice(len(pts), 3, replace=False) for _ in range(iterations)])]  # (I, 3, 3)
     a = tri[:, 0]
     normals = np.cross(tri[:, 1] - a, tri[:, 2] - a)
@@ -69,10 +69,9 @@ def fit_plane_ransac(
     offsets = -np.einsum("ij,ij->i", normals, a)  # planes n.x + d = 0
     counts = (np.abs(pts @ normals.T + offsets) < threshold).sum(0)
     k = int(np.argmax(counts))  # the first of the best, as the loop kept it
-    best = (int(counts[k]), normals[k], float(offsets[k]))
-    if best[0] < min_inliers:
+    if counts[k] < min_inliers:
         return None
-    count, n, d = best
+    n, d = normals[k], offsets[k]
     inl = pts[np.abs(pts @ n + d) < threshold]
     centre = inl.mean(axis=0)
     _, _, vt = np.linalg.svd(inl - centre, full_matrices=False)

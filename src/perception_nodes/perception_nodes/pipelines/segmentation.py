@@ -63,6 +63,9 @@ class SegmentationPipeline(CardPipeline):
         if self.detector is not None and not card.colors:
             colors[0] = 0  # no instance: the image shows through the overlay unchanged (see overlay)
         self.colors = colors
+        # class id -> colour as an OpenCV lookup table (overlay), built once
+        self._lut = np.zeros((256, 1, 3), np.uint8)
+        self._lut[: len(colors), 0] = colors[:256]
 
     def postprocess(self, outputs: dict[str, np.ndarray], lb: Letterbox, shape: tuple[int, int]) -> Segmentation:
         if self.detector is not None:
@@ -93,10 +96,8 @@ class SegmentationPipeline(CardPipeline):
     def overlay(self, rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """The image blended with each pixel's class colour (``alpha`` of the colour). OpenCV's
         table lookup and blend (rounded): a twelfth of NumPy's fancy indexing and float blend at VGA."""
-        lut = np.zeros((256, 1, 3), np.uint8)
-        lut[: len(self.colors), 0] = self.colors[:256]
         ids = np.ascontiguousarray(labels, np.uint8)  # mono8 class ids (< 256 classes, see __init__)
-        colour = cv2.LUT(cv2.merge([ids, ids, ids]), lut)
+        colour = cv2.LUT(cv2.merge([ids, ids, ids]), self._lut)
         out = cv2.addWeighted(np.ascontiguousarray(rgb), 1 - alpha, colour, alpha, 0.0)
         if self.detector is not None:  # instance models: pixels of no instance keep the image
             out[labels == 0] = rgb[labels == 0]
