@@ -68,6 +68,65 @@ def test_augmented_flip_moves_boxes_with_the_image(sets):
     assert torch.allclose(t_f["boxes"], flipped)
 
 
+def test_object_zoom_shows_a_chosen_object_at_the_drawn_size_and_keeps_it_whole():
+    aug = Augment(p_object=1.0, object_size=(0.15, 0.6))
+    box = np.array([[400.0, 300.0, 430.0, 380.0]])  # a far pedestrian in a 960x720 road frame: size 0.068
+    sizes = []
+    for seed in range(200):
+        x0, y0, x1, y1 = aug.object_crop(720, 960, box, np.random.default_rng(seed))
+        assert (x1 - x0) * 720 == pytest.approx((y1 - y0) * 960, rel=0.02)  # the frame's aspect ratio
+        assert 0 <= x0 <= 400 and 430 <= x1 <= 960 and 0 <= y0 <= 300 and 380 <= y1 <= 720  # the whole box inside
+        sizes.append(np.sqrt(30 * 80 / ((x1 - x0) * (y1 - y0))))
+    sizes = np.array(sizes)
+    # the box is 30 px wide but 80 tall: the crop cannot be narrower than 80 * 960/720 = 107 px, so sizes
+    # above sqrt(30 * 80 / (107 * 80)) = 0.53 are capped there; below that they follow the log-uniform draw
+    assert sizes.min() >= 0.15 * 0.97 and sizes.max() <= 0.53 + 0.01
+    assert np.median(sizes) == pytest.approx(np.exp(np.mean(np.log([0.15, 0.6]))), rel=0.15)
+    # no object, the draw says no, or an object already larger than the largest drawn size: no crop
+    assert aug.object_crop(720, 960, np.zeros((0, 4)), np.random.default_rng(0)) is None
+    assert Augment(p_object=0.0).object_crop(720, 960, box, np.random.default_rng(0)) is None
+    assert aug.object_crop(720, 960, np.array([[0.0, 0.0, 900.0, 700.0]]), np.random.default_rng(0)) is None
+
+
+def test_a_crop_that_cuts_an_object_to_less_than_half_makes_it_uncertain(tmp_path):
+    import cv2
+    import json as _json
+
+    (tmp_path / "rgb").mkdir()
+    cv2.imwrite(str(tmp_path / "rgb" / "a.png"), np.zeros((200, 400, 3), np.uint8))
+    boxes = [[20, 40, 60, 160], [300, 40, 340, 160]]  # a person on each side of the frame
+    _json.dump(
+        {
+            "images": [{"id": 1, "file_name": "rgb/a.png", "width": 400, "height": 200}],
+            "annotations": [
+                {
+                    "id": k + 1,
+                    "image_id": 1,
+                    "category_id": 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": (b[2] - b[0]) * (b[3] - b[1]),
+                    "iscrowd": 0,
+                }
+                for k, b in enumerate(boxes)
+            ],
+            "categories": [{"id": 1, "name": "person"}],
+        },
+        open(tmp_path / "annotations_coco.json", "w"),
+    )
+    ds = DetectionDataset([tmp_path], (200, 400), ["person"], Augment(p_flip=0.0, p_zoom=0.0), seed=0)
+
+    class Crop(Augment):  # the left 3/4 of the frame: the right person is cut to its left quarter
+        def crop(self, h, w, rng):
+            return 0, 0, 310, 155
+
+    ds.augment = Crop(p_flip=0.0)
+    _img, t = ds[0]
+    s = 400 / 310
+    np.testing.assert_allclose(t["boxes"].numpy(), [[20 * s, 40 * s, 60 * s, 155 * s]], rtol=1e-4)  # whole enough
+    assert t["labels"].tolist() == [0] and len(t["ignore"]) == 1
+    np.testing.assert_allclose(t["uncertain"].numpy(), [[300 * s, 40 * s, 310 * s, 155 * s]], rtol=1e-4)
+
+
 def test_segmentation_dataset_pads_with_ignore(sets):
     ds = SegmentationDataset([sets[0]], (128, 128))  # 160x120 -> 128x96 + 16 px bands
     img, lab = ds[0]

@@ -181,6 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         real_labels=list(args.real_labels or []),
         real_class_map=args.real_class_map or "",
         real_repeat=args.real_repeat,
+        object_zoom=args.object_zoom,
     )
     return _run_training(train, cfg, args)
 
@@ -392,6 +393,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         cache_images=args.cache_images,
         ema=args.ema,
         architecture=args.architecture,
+        object_zoom=args.object_zoom,
     )
     return _run_training(train, cfg, args)
 
@@ -722,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--real-repeat", type=int, default=1, help="segmentation: times the real frames repeat per epoch")
     p.add_argument(
+        "--object-zoom",
+        type=float,
+        default=0.0,
+        help="detection: probability of a zoom on one labelled object (sizes 0.15-0.6 of the crop; 0: off)",
+    )
+    p.add_argument(
         "--class-weights",
         choices=["none", "median_frequency"],
         default="none",
@@ -815,6 +823,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", nargs="+", help="synthetic training sets (ground truth) to learn from as well")
     p.add_argument("--val", nargs="+", help="synthetic held-out sets that choose best.pt")
     p.add_argument("--real-repeat", type=int, default=3, help="times the teacher set is repeated per epoch")
+    p.add_argument(
+        "--object-zoom",
+        type=float,
+        default=0.5,
+        help="detection: probability of a zoom on one labelled object (sizes 0.15-0.6 of the crop), so that "
+        "objects the footage shows far away are also learnt up close (0: off)",
+    )
     p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
     p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")
     p.add_argument("--epochs", type=int, default=20, help="epochs (an upper bound with --time-budget-min)")

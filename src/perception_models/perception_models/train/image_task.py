@@ -69,6 +69,9 @@ class TrainConfig:
     real_labels: list[str] = field(default_factory=list)
     real_class_map: str = ""
     real_repeat: int = 1
+    # detection: probability of an object-centred zoom per training image (Augment.object_crop): objects
+    # shown at every size, not only at the sizes the footage has them
+    object_zoom: float = 0.0
 
 
 def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
@@ -140,7 +143,7 @@ def _grown_line(grown: list[str]) -> str:
 
 
 def build_datasets(cfg: TrainConfig):
-    aug = Augment() if cfg.augment else None
+    aug = Augment(p_object=cfg.object_zoom if cfg.task == "detection" else 0.0) if cfg.augment else None
     if cfg.task == "detection":
         train = DetectionDataset(
             [Path(d) for d in cfg.data],
@@ -285,6 +288,8 @@ class ImageTask(TrainTask):
             raise ValueError(f"architecture '{self.cfg.architecture}' must be one of {ARCHITECTURES}")
         if self.cfg.architecture != "retinanet" and (self.cfg.task != "detection" or self.cfg.loss != "focal"):
             raise ValueError("--architecture anchor_free is a detector trained with the focal loss")
+        if not 0.0 <= self.cfg.object_zoom <= 1.0:
+            raise ValueError(f"object_zoom {self.cfg.object_zoom} is a probability (0-1)")
         if self.cfg.class_weights not in ("none", "median_frequency"):
             raise ValueError(f"class_weights '{self.cfg.class_weights}' must be none or median_frequency")
 
