@@ -195,13 +195,13 @@ class DetectionDataset(Dataset):
             if crop is not None:
                 x0, y0, x1, y1 = crop
                 rgb = rgb[y0:y1, x0:x1]
-                area = _areas(boxes)
+                area = _areas(boxes[:n_keep])
                 boxes = boxes - np.array([x0, y0, x0, y0], np.float32)
                 boxes[:, 0::2] = boxes[:, 0::2].clip(0, x1 - x0)
                 boxes[:, 1::2] = boxes[:, 1::2].clip(0, y1 - y0)
                 # an object the crop cuts to less than half is neither a positive nor background:
                 # it joins the uncertain boxes (a sliver labelled "person" teaches a wrong shape)
-                cut = np.flatnonzero(_areas(boxes[:n_keep]) < 0.5 * area[:n_keep])
+                cut = np.flatnonzero(_areas(boxes[:n_keep]) < 0.5 * area)
                 if len(cut):
                     whole = np.setdiff1d(np.arange(n_keep), cut)
                     boxes = np.concatenate([boxes[whole], boxes[n_keep:], boxes[cut]])
