@@ -39,16 +39,33 @@ class Probe:
         self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.received: dict[str, list[Any]] = {}
+        self.subscriptions: dict[str, Any] = {}
 
     def collect(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> list[Any]:
         bucket = self.received.setdefault(topic, [])
-        self.node.create_subscription(msg_type, topic, bucket.append, qos)
+        self.subscriptions[topic] = self.node.create_subscription(msg_type, topic, bucket.append, qos)
         return bucket
 
     def publisher(self, msg_type: Any, topic: str, timeout: float = 60.0, qos: QoSProfile = RELIABLE) -> Any:
-        """A publisher on ``topic`` once a subscriber has matched it; None if none within ``timeout``."""
+        """A publisher on ``topic`` once a subscriber has matched it and the probe's own
+        subscriptions have matched every publisher the graph shows on their topics; None if no
+        subscriber within ``timeout``.
+
+        A node creates its publishers before it subscribes, but discovery matches each pair of
+        endpoints on its own: without the second wait, the answer to a single frame published
+        right after the first match can go to a publisher not yet matched with the probe."""
         pub = self.node.create_publisher(msg_type, topic, qos)
-        return pub if self.spin_until(lambda: pub.get_subscription_count() > 0, timeout) else None
+        if not self.spin_until(lambda: pub.get_subscription_count() > 0, timeout):
+            return None
+        self.spin_until(self._collecting_everything_published, 10.0)
+        self.spin_until(lambda: False, 0.3)  # the other side's matches of the probe's readers
+        return pub
+
+    def _collecting_everything_published(self) -> bool:
+        return all(
+            sub.get_publisher_count() >= self.node.count_publishers(topic)
+            for topic, sub in self.subscriptions.items()
+        )
 
     def wait_for_publisher(self, topic: str, timeout: float = 10.0) -> bool:
         return self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout)

@@ -31,7 +31,7 @@ from perception_nodes.exit_codes import (
     EXIT_OK,
 )
 from perception_nodes.launcher import StackProcesses
-from rosgraph import Probe
+from rosgraph import Probe, node_profile
 from test_nodes_integration import generic_node, image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -326,3 +326,56 @@ def test_a_node_stops_on_repeated_sigterm(tmp_path, demo_model):
         for _ in range(200):  # a burst: some arrive while the node is already shutting down
             proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0, stack.log_text("term")
+
+
+def test_lockstep_player_waits_until_the_recorder_has_every_node_output(tmp_path, demo_model):
+    """A recorder finds topics by polling. A node that comes up just after a poll has outputs the
+    recorder has not subscribed to yet; a short bag would then be over before the next poll and
+    the recording would hold none of that node's answers (seen in `perception eval` on a loaded
+    machine). The player waits until the recorder has every lockstep node's recorded outputs."""
+    from perception_nodes.profile import NodeSpec, Profile
+
+    n = 4
+    bag = _bag(tmp_path / "bag", [(10**9 * (i + 1), np.full((48, 64, 3), i, np.uint8), "rgb8") for i in range(n)])
+    recording = tmp_path / "recording"
+    outputs = "^/late/(?!transition_event$)"
+    player = NodeSpec(
+        "player",
+        "bag_player",
+        parameters={
+            "bag_path": str(bag),
+            "mode": "lockstep",
+            "lockstep_topic": "/camera/image_raw",
+            "lockstep_nodes": ["/late"],
+            "wait_for_subscribers": ["/rec"],
+            "wait_for_outputs_regex": outputs,
+            "summary_path": str(tmp_path / "summary.json"),
+            "start_delay": 0.0,
+            "publish_clock": False,
+        },
+    )
+    recorder = NodeSpec(
+        "rec",
+        "bag_recorder",
+        parameters={
+            "output": str(recording),
+            "topics": ["/camera/image_raw"],
+            "topic_regex": outputs,
+            "discovery_period": 6.0,
+        },
+    )
+    late = node_profile("late", "generic_onnx_node", demo_model, remappings={"image": "/camera/image_raw"}).nodes[0]
+    with StackProcesses(Profile("test", "", []), tmp_path / "logs") as stack:
+        stack.start_node(player)
+        stack.start_node(recorder)
+        deadline = time.monotonic() + 60
+        while "recording /camera/image_raw" not in stack.log_text("rec") and time.monotonic() < deadline:
+            time.sleep(0.1)  # the recorder's first poll found the frames: the node is not up yet
+        assert "recording /camera/image_raw" in stack.log_text("rec"), stack.log_text("rec")
+        stack.start_node(late)
+        assert stack.wait("player", 90) == 0, stack.log_text("player")
+        stack.stop(["rec", "late"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == n and not summary.get("lost"), summary
+    topics = bag_info(recording).topics
+    assert topics.get("/late/result", ("", 0))[1] == n, (topics, stack.log_text("rec"))

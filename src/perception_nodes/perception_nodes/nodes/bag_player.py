@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import threading
 import time
 from collections import defaultdict
@@ -144,6 +145,31 @@ class BagPlayer(Node):
         """Fully qualified names of the nodes subscribed to ``topic``."""
         return {f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in self.get_subscriptions_info_by_topic(topic)}
 
+    def _unsubscribed_outputs(self, required: set[str]) -> list[str]:
+        """Outputs of the lockstep nodes (matching ``wait_for_outputs_regex``) that a ``required``
+        subscriber has not subscribed to yet, as ``topic (missing nodes)`` lines.
+
+        A node publishes before it subscribes (configure creates its publishers, activate its
+        input subscription), so once it takes the frames its outputs are all in the graph; a
+        recorder that discovers topics by polling may not have found them yet, and would lose
+        that node's answers to the first frames (a short bag: all of them)."""
+        if not self.params["wait_for_outputs_regex"] or not required:
+            return []
+        pattern = re.compile(self.params["wait_for_outputs_regex"])
+        missing: list[str] = []
+        for fqn in sorted(self.lockstep_nodes):
+            ns, _, name = fqn.rpartition("/")
+            try:
+                topics = self.get_publisher_names_and_types_by_node(name, ns or "/")
+            except Exception:  # noqa: BLE001 - the node is not in the graph (yet)
+                continue
+            for topic, _types in topics:
+                if pattern.search(topic):
+                    lacking = required - self._subscribers(topic)
+                    if lacking:
+                        missing.append(f"{topic} ({', '.join(sorted(lacking))})")
+        return missing
+
     def _wait_for_graph(self) -> None:
         p = self.params
         required = {n if n.startswith("/") else "/" + n for n in p["wait_for_subscribers"]}
@@ -151,6 +177,14 @@ class BagPlayer(Node):
         while rclpy.ok() and time.monotonic() < deadline:
             if required and p["lockstep_topic"] in self.pubs and not required <= self._subscribers(p["lockstep_topic"]):
                 pass  # e.g. the recorder has not subscribed yet: it would miss the first frames
+            elif (
+                p["mode"] == "lockstep"
+                and p["lockstep_topic"] in self.pubs
+                and not self.lockstep_nodes <= self._subscribers(p["lockstep_topic"])
+            ):
+                pass  # a node that has not subscribed may not have all its outputs in the graph either
+            elif self._unsubscribed_outputs(required):
+                pass  # the recorder has not found every node's outputs yet
             elif p["mode"] == "lockstep":
                 sub_count = self.pubs[p["lockstep_topic"]].get_subscription_count()
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
@@ -169,6 +203,12 @@ class BagPlayer(Node):
                 raise BagError(
                     f"{sorted(missing)} did not subscribe to {p['lockstep_topic']} within "
                     f"{p['wait_for_nodes_timeout']} s"
+                )
+            unrecorded = self._unsubscribed_outputs(required)
+            if unrecorded:
+                raise BagError(
+                    f"within {p['wait_for_nodes_timeout']} s these node outputs got no subscription from "
+                    f"the required subscribers: {'; '.join(unrecorded)}"
                 )
             if p["mode"] == "lockstep":
                 names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}

@@ -154,9 +154,9 @@ def replay(
             "summary_path": str(summary_path),
             "progress_path": str(out / "logs" / "player_progress.json"),
             "min_subscribers": len(processing) + 1,  # the nodes and the recorder
-            "wait_for_subscribers": [
-                "/perception_recorder"
-            ],  # it finds topics by polling: wait until it has the frames
+            # the recorder finds topics by polling: wait until it has the frames and every output
+            "wait_for_subscribers": ["/perception_recorder"],
+            "wait_for_outputs_regex": record_regex or ns_regex,
             "exit_when_done": True,
         },
     )
