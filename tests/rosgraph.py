@@ -63,8 +63,7 @@ class Probe:
 
     def _collecting_everything_published(self) -> bool:
         return all(
-            sub.get_publisher_count() >= self.node.count_publishers(topic)
-            for topic, sub in self.subscriptions.items()
+            sub.get_publisher_count() >= self.node.count_publishers(topic) for topic, sub in self.subscriptions.items()
         )
 
     def wait_for_publisher(self, topic: str, timeout: float = 10.0) -> bool:
