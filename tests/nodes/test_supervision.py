@@ -379,3 +379,27 @@ def test_lockstep_player_waits_until_the_recorder_has_every_node_output(tmp_path
     assert summary["frames"] == n and not summary.get("lost"), summary
     topics = bag_info(recording).topics
     assert topics.get("/late/result", ("", 0))[1] == n, (topics, stack.log_text("rec"))
+
+
+def test_lockstep_player_names_a_node_that_runs_but_does_not_take_the_frames(tmp_path, demo_model):
+    from perception_nodes.profile import NodeSpec, Profile
+
+    bag = _bag(tmp_path / "bag", [(10**9 * (i + 1), np.zeros((48, 64, 3), np.uint8), "rgb8") for i in range(2)])
+    player = NodeSpec(
+        "player",
+        "bag_player",
+        parameters={
+            "bag_path": str(bag),
+            "mode": "lockstep",
+            "lockstep_topic": "/camera/image_raw",
+            "lockstep_nodes": ["/deaf"],
+            "wait_for_nodes_timeout": 8.0,
+            "summary_path": str(tmp_path / "summary.json"),
+            "publish_clock": False,
+        },
+    )
+    deaf = node_profile("deaf", "generic_onnx_node", demo_model, remappings={"image": "/camera/other"}).nodes[0]
+    with StackProcesses(Profile("test", "", [deaf, player]), tmp_path / "logs") as stack:
+        stack.wait("player", 60)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "['/deaf'] are running but did not subscribe to /camera/image_raw" in summary["error"], summary

@@ -211,9 +211,16 @@ class BagPlayer(Node):
                     f"the required subscribers: {'; '.join(unrecorded)}"
                 )
             if p["mode"] == "lockstep":
-                names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
+                names = self._graph_nodes()
+                absent = self.lockstep_nodes - names
+                if not absent and p["lockstep_topic"] in self.pubs:
+                    deaf = sorted(self.lockstep_nodes - self._subscribers(p["lockstep_topic"]))
+                    raise BagError(
+                        f"lockstep: nodes {deaf} are running but did not subscribe to {p['lockstep_topic']} "
+                        f"within {p['wait_for_nodes_timeout']} s (check their image remapping)"
+                    )
                 raise BagError(
-                    f"lockstep: nodes {sorted(self.lockstep_nodes - names)} did not appear "
+                    f"lockstep: nodes {sorted(absent)} did not appear "
                     f"within {p['wait_for_nodes_timeout']} s (running: {sorted(names)})"
                 )
         time.sleep(p["start_delay"])
