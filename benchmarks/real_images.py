@@ -30,6 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASS_MAP = ROOT / "config" / "class_maps" / "camvid_to_ours.yaml"
 
 
+TARGET_CLASSES = ("person", "car")  # issue 28's detection targets
+SIZES = ("small", "medium", "large")
+
+
+def _ap50(v: dict | None) -> str:
+    return "—" if v is None else f"{v['AP50']:.3f}"
+
+
 def detector(model: Path, shared: Path) -> dict:
     from perception_models.evaluate import evaluate_detection_coco
 
@@ -42,6 +50,10 @@ def detector(model: Path, shared: Path) -> dict:
         "mAP50": r["mAP50"],
         "classes": r["class_mapping"]["matched"],
         "per_class": {c: v for c, v in r["per_class"].items() if v is not None},
+        # COCO small (< 32^2 px) / medium (< 96^2) / large: where a detector is blind
+        "by_size": {
+            size: {c: v for c, v in s["per_class"].items() if v is not None} for size, s in r["by_size"].items()
+        },
         "protocol": r["protocol"],
     }
 
@@ -108,6 +120,17 @@ def main() -> int:
                 f"mAP@0.5 {d['mAP50']:.3f}  "
                 + "  ".join(f"{c} AP50 {v['AP50']:.3f} ({v['ground_truth']} boxes)" for c, v in d["per_class"].items())
                 + ms
+            )
+            sizes = d["by_size"]
+            print(
+                f"  {'':<20} by object size (COCO small / medium / large), AP50 (boxes): "
+                + "  ".join(
+                    f"{c} "
+                    + " / ".join(_ap50(sizes[z].get(c)) for z in SIZES)
+                    + f" ({' / '.join(str((sizes[z].get(c) or {}).get('ground_truth', 0)) for z in SIZES)})"
+                    for c in TARGET_CLASSES
+                    if c in d["per_class"]
+                )
             )
         else:
             print(

@@ -179,3 +179,54 @@ def test_confusion_matrix_miou():
     assert empty.summary()["per_class_iou"]["3"] is None and empty.summary()["mIoU"] == 1.0
     with pytest.raises(ValueError, match="outside"):
         cm.add(np.array([5]), np.array([0]))
+
+
+def _pycocotools_by_size(images, num_classes):
+    """COCOeval's AP small / medium / large (stats 3-5; -1 where a size has no ground truth)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = {"images": [], "annotations": [], "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
+    dets = []
+    for img_id, (gb, gl, gc, db, ds, dl) in enumerate(images, 1):
+        gt["images"].append({"id": img_id, "width": 1000, "height": 1000})
+        for b, label, c in zip(gb, gl, gc):
+            w, h = b[2] - b[0], b[3] - b[1]
+            ann = {"id": len(gt["annotations"]) + 1, "image_id": img_id, "category_id": int(label) + 1}
+            gt["annotations"].append({**ann, "bbox": [*map(float, b[:2]), float(w), float(h)], "area": float(w * h)})
+            gt["annotations"][-1]["iscrowd"] = int(c)
+        for b, s, label in zip(db, ds, dl):
+            box = [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
+            dets.append({"image_id": img_id, "category_id": int(label) + 1, "score": float(s), "bbox": box})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats[3], ev.stats[4], ev.stats[5]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ap_by_object_size_agrees_with_pycocotools(seed):
+    """Small / medium / large AP: other sizes' ground truth absorbs detections, other sizes'
+    unmatched detections are no false positives (the random boxes span all three sizes)."""
+    rng = np.random.default_rng(100 + seed)
+    images = _random_images(rng, 30, 3)
+    ev = DetectionEvaluator(3)
+    for gb, gl, gc, db, ds, dl in images:
+        ev.add(gb, gl, db, ds, dl, gc)
+    s = ev.summary()
+    ref = _pycocotools_by_size(images, 3)
+    for size, r in zip(("small", "medium", "large"), ref):
+        ours = s["by_size"][size]["mAP"]
+        assert (r == -1 and np.isnan(ours)) or abs(ours - r) < 1e-4, (size, ours, r)
+    assert s["mAP"] == pytest.approx(_pycocotools(images, 3)[0], abs=1e-4)
+    # the sizes split the ground truth between them
+    n_gt = [v["ground_truth"] for v in s["per_class"].values() if v]
+    by_size = [
+        sum(v["ground_truth"] for v in s["by_size"][z]["per_class"].values() if v) for z in ("small", "medium", "large")
+    ]
+    assert sum(by_size) == sum(n_gt) and min(by_size) > 0

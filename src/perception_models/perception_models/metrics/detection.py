@@ -7,6 +7,10 @@ crowd (or ``ignore``) ground truths absorb detections without counting as misses
 with a crowd box = intersection / detection area). Per class: precision/recall over all images,
 precision made monotone, sampled at 101 recall points; AP = mean. mAP = mean over classes that
 have ground truth.
+
+COCO's object sizes are scored too (``summary()["by_size"]``): small (area < 32^2 px), medium
+(< 96^2), large. For one size, the other sizes' ground truth is ignored like a crowd box (it absorbs
+detections) and an unmatched detection of another size is neither hit nor miss, as COCOeval does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import numpy as np
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+# COCOeval's areaRng (pixels^2, both ends inclusive); "all" is the headline number
+AREA_RANGES = {"all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
@@ -57,7 +63,8 @@ class DetectionEvaluator:
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.max_dets = max_dets
         self.iou_thresholds = np.asarray(iou_thresholds, np.float64)
-        self._records = [_ClassRecords() for _ in range(num_classes)]
+        self._by_size = {r: [_ClassRecords() for _ in range(num_classes)] for r in AREA_RANGES}
+        self._records = self._by_size["all"]
         self.images = 0
 
     def add(
@@ -85,40 +92,53 @@ class DetectionEvaluator:
         for c in np.union1d(np.unique(gt_labels), np.unique(det_labels)):
             if not 0 <= c < self.num_classes:
                 raise ValueError(f"class id {c} outside 0..{self.num_classes - 1}")
-            rec = self._records[c]
             g = gt_labels == c
             gb, gc = gt_boxes[g], crowd[g]
-            # non-ignored ground truth first, as COCOeval sorts them
-            order_g = np.argsort(gc, kind="stable")
-            gb, gc = gb[order_g], gc[order_g]
-            rec.n_gt += int((~gc).sum())
             d = np.nonzero(det_labels == c)[0]
             d = d[np.argsort(-det_scores[d], kind="stable")][: self.max_dets]
             db = det_boxes[d]
-            matched = np.zeros((T, len(d)), bool)
-            ignored = np.zeros((T, len(d)), bool)
-            if len(d) and len(gb):
-                iou = box_iou(db, gb, gc)
-                for t, thr in enumerate(self.iou_thresholds):
-                    taken = np.zeros(len(gb), bool)
-                    for i in range(len(d)):
-                        best, best_iou = -1, min(thr, 1 - 1e-10)
-                        for j in range(len(gb)):
-                            if taken[j] and not gc[j]:
-                                continue
-                            if best > -1 and not gc[best] and gc[j]:
-                                break  # already matched a real gt; crowd ones come after
-                            if iou[i, j] < best_iou:
-                                continue
-                            best_iou, best = iou[i, j], j
-                        if best == -1:
-                            continue
-                        taken[best] = True
-                        ignored[t, i] = gc[best]
-                        matched[t, i] = not gc[best]
-            rec.scores.append(det_scores[d])
-            rec.matched.append(matched)
-            rec.ignored.append(ignored)
+            iou = box_iou(db, gb, gc)
+            g_area = (gb[:, 2] - gb[:, 0]) * (gb[:, 3] - gb[:, 1])
+            d_area = (db[:, 2] - db[:, 0]) * (db[:, 3] - db[:, 1])
+            for size, (lo, hi) in AREA_RANGES.items():
+                rec = self._by_size[size][c]
+                ig = gc | (g_area < lo) | (g_area > hi)
+                order_g = np.argsort(ig, kind="stable")  # non-ignored ground truth first, as COCOeval sorts them
+                rec.n_gt += int((~ig).sum())
+                matched, ignored = self._match(iou[:, order_g], ig[order_g], gc[order_g], T)
+                # an unmatched detection of another size is neither hit nor miss for this size
+                ignored |= ~matched & ((d_area < lo) | (d_area > hi))[None, :]
+                rec.scores.append(det_scores[d])
+                rec.matched.append(matched)
+                rec.ignored.append(ignored)
+
+    def _match(self, iou: np.ndarray, gig: np.ndarray, crowd: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy COCO matching of score-sorted detections to ground truth (ignored ones last; a
+        crowd box takes any number of detections, any other box one): (T, D) true positives and
+        (T, D) detections that matched an ignored ground truth."""
+        nd, ng = iou.shape
+        matched = np.zeros((T, nd), bool)
+        ignored = np.zeros((T, nd), bool)
+        if not nd or not ng:
+            return matched, ignored
+        for t, thr in enumerate(self.iou_thresholds):
+            taken = np.zeros(ng, bool)
+            for i in range(nd):
+                best, best_iou = -1, min(thr, 1 - 1e-10)
+                for j in range(ng):
+                    if taken[j] and not crowd[j]:
+                        continue
+                    if best > -1 and not gig[best] and gig[j]:
+                        break  # already matched a real gt; ignored ones come after
+                    if iou[i, j] < best_iou:
+                        continue
+                    best_iou, best = iou[i, j], j
+                if best == -1:
+                    continue
+                taken[best] = True
+                ignored[t, i] = gig[best]
+                matched[t, i] = not gig[best]
+        return matched, ignored
 
     def _precision(self, rec: _ClassRecords) -> np.ndarray | None:
         """(T, 101) interpolated precision; None when the class has no ground truth."""
@@ -156,12 +176,18 @@ class DetectionEvaluator:
         return out
 
     def summary(self) -> dict:
-        """mAP@[.5:.95], mAP@0.5, mAP@0.75 and per-class AP (classes without ground truth: None)."""
+        """mAP@[.5:.95], mAP@0.5, mAP@0.75 and per-class AP (classes without ground truth: None);
+        ``by_size``: the same for COCO's small, medium and large objects."""
+        out = self._summary(self._records)
+        out["by_size"] = {size: self._summary(self._by_size[size]) for size in AREA_RANGES if size != "all"}
+        return out
+
+    def _summary(self, records: list[_ClassRecords]) -> dict:
         per_class: dict[str, dict[str, float] | None] = {}
         aps, ap50s, ap75s = [], [], []
         i50 = int(np.argmin(np.abs(self.iou_thresholds - 0.5)))
         i75 = int(np.argmin(np.abs(self.iou_thresholds - 0.75)))
-        for c, rec in enumerate(self._records):
+        for c, rec in enumerate(records):
             p = self._precision(rec)
             if p is None:
                 per_class[self.class_names[c]] = None
