@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VOC = (ROOT / ".." / "shared" / "data" / "voc_det100").resolve()
 
 
-def _pycocotools(images, num_classes):
-    """(mAP, mAP50, per-class AP) from pycocotools for the same images."""
+def _cocoeval(images, num_classes):
+    """pycocotools' COCOeval, evaluated and accumulated, for the same images."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -55,6 +55,12 @@ def _pycocotools(images, num_classes):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    return ev
+
+
+def _pycocotools(images, num_classes):
+    """(mAP, mAP50, per-class AP) from pycocotools for the same images."""
+    ev = _cocoeval(images, num_classes)
     prec = ev.eval["precision"][:, :, :, 0, 2]  # T, R, K, area all, maxDets 100
     per_class = [
         float(np.mean(prec[:, :, k][prec[:, :, k] > -1])) if (prec[:, :, k] > -1).any() else None
@@ -183,30 +189,8 @@ def test_confusion_matrix_miou():
 
 def _pycocotools_by_size(images, num_classes):
     """COCOeval's AP small / medium / large (stats 3-5; -1 where a size has no ground truth)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt = {"images": [], "annotations": [], "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
-    dets = []
-    for img_id, (gb, gl, gc, db, ds, dl) in enumerate(images, 1):
-        gt["images"].append({"id": img_id, "width": 1000, "height": 1000})
-        for b, label, c in zip(gb, gl, gc):
-            w, h = b[2] - b[0], b[3] - b[1]
-            ann = {"id": len(gt["annotations"]) + 1, "image_id": img_id, "category_id": int(label) + 1}
-            gt["annotations"].append({**ann, "bbox": [*map(float, b[:2]), float(w), float(h)], "area": float(w * h)})
-            gt["annotations"][-1]["iscrowd"] = int(c)
-        for b, s, label in zip(db, ds, dl):
-            box = [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-            dets.append({"image_id": img_id, "category_id": int(label) + 1, "score": float(s), "bbox": box})
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats[3], ev.stats[4], ev.stats[5]
+    stats = _cocoeval(images, num_classes).stats
+    return stats[3], stats[4], stats[5]
 
 
 @pytest.mark.parametrize("seed", range(4))

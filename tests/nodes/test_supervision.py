@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -328,6 +329,23 @@ def test_a_node_stops_on_repeated_sigterm(tmp_path, demo_model):
         assert proc.wait(timeout=15) == 0, stack.log_text("term")
 
 
+def _lockstep_player(bag: Path, summary: Path, nodes: list[str], **params) -> Any:
+    """A bag_player spec replaying ``bag``'s /camera/image_raw in lockstep with ``nodes``."""
+    from perception_nodes.profile import NodeSpec
+
+    p = {
+        "bag_path": str(bag),
+        "mode": "lockstep",
+        "lockstep_topic": "/camera/image_raw",
+        "lockstep_nodes": nodes,
+        "summary_path": str(summary),
+        "start_delay": 0.0,
+        "publish_clock": False,
+        **params,
+    }
+    return NodeSpec("player", "bag_player", parameters=p)
+
+
 def test_lockstep_player_waits_until_the_recorder_has_every_node_output(tmp_path, demo_model):
     """A recorder finds topics by polling. A node that comes up just after a poll has outputs the
     recorder has not subscribed to yet; a short bag would then be over before the next poll and
@@ -339,20 +357,8 @@ def test_lockstep_player_waits_until_the_recorder_has_every_node_output(tmp_path
     bag = _bag(tmp_path / "bag", [(10**9 * (i + 1), np.full((48, 64, 3), i, np.uint8), "rgb8") for i in range(n)])
     recording = tmp_path / "recording"
     outputs = "^/late/(?!transition_event$)"
-    player = NodeSpec(
-        "player",
-        "bag_player",
-        parameters={
-            "bag_path": str(bag),
-            "mode": "lockstep",
-            "lockstep_topic": "/camera/image_raw",
-            "lockstep_nodes": ["/late"],
-            "wait_for_subscribers": ["/rec"],
-            "wait_for_outputs_regex": outputs,
-            "summary_path": str(tmp_path / "summary.json"),
-            "start_delay": 0.0,
-            "publish_clock": False,
-        },
+    player = _lockstep_player(
+        bag, tmp_path / "summary.json", ["/late"], wait_for_subscribers=["/rec"], wait_for_outputs_regex=outputs
     )
     recorder = NodeSpec(
         "rec",
@@ -382,22 +388,10 @@ def test_lockstep_player_waits_until_the_recorder_has_every_node_output(tmp_path
 
 
 def test_lockstep_player_names_a_node_that_runs_but_does_not_take_the_frames(tmp_path, demo_model):
-    from perception_nodes.profile import NodeSpec, Profile
+    from perception_nodes.profile import Profile
 
     bag = _bag(tmp_path / "bag", [(10**9 * (i + 1), np.zeros((48, 64, 3), np.uint8), "rgb8") for i in range(2)])
-    player = NodeSpec(
-        "player",
-        "bag_player",
-        parameters={
-            "bag_path": str(bag),
-            "mode": "lockstep",
-            "lockstep_topic": "/camera/image_raw",
-            "lockstep_nodes": ["/deaf"],
-            "wait_for_nodes_timeout": 8.0,
-            "summary_path": str(tmp_path / "summary.json"),
-            "publish_clock": False,
-        },
-    )
+    player = _lockstep_player(bag, tmp_path / "summary.json", ["/deaf"], wait_for_nodes_timeout=8.0)
     deaf = node_profile("deaf", "generic_onnx_node", demo_model, remappings={"image": "/camera/other"}).nodes[0]
     with StackProcesses(Profile("test", "", [deaf, player]), tmp_path / "logs") as stack:
         stack.wait("player", 60)
