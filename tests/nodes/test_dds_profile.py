@@ -97,3 +97,42 @@ def test_the_player_counts_frames_larger_than_the_segment(tmp_path, demo_bag):
         assert stack.wait("player", 60) == 0, stack.log_text("player")
     assert json.loads(summary.read_text())["messages_over_transport_limit"] == 20
     assert "larger than the 1000 byte shared-memory segment" in stack.log_text("player")
+
+
+def test_stale_shared_memory_of_dead_participants_is_removed_and_live_ones_kept(tmp_path):
+    """A participant killed without closing leaves its segment in /dev/shm (RAM) until reboot;
+    a live one keeps its ``_el`` file flock()ed. Only unlocked, not brand-new ones go."""
+    import fcntl
+    import os
+    import time
+
+    from perception_nodes.dds_profile import remove_stale_shm
+
+    def files(base: str, size: int) -> None:
+        (tmp_path / base).write_bytes(b"\0" * size)
+        (tmp_path / f"{base}_el").touch()
+
+    files("fastrtps_0123456789abcdef", 4096)  # dead participant's segment
+    files("fastrtps_fedcba9876543210", 4096)  # live one: locked below
+    files("fastrtps_port7411", 512)  # dead port, with its mutex
+    (tmp_path / "sem.fastrtps_port7411_mutex").touch()
+    files("fastrtps_aaaaaaaaaaaaaaaa", 4096)  # dead, but its lock file was made just now
+    (tmp_path / "unrelated_el").touch()
+    old = time.time() - 60
+    for name in os.listdir(tmp_path):
+        if name != "fastrtps_aaaaaaaaaaaaaaaa_el":
+            os.utime(tmp_path / name, (old, old))
+    held = open(tmp_path / "fastrtps_fedcba9876543210_el", "ab")  # noqa: SIM115
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        removed, freed = remove_stale_shm(tmp_path)
+    finally:
+        held.close()
+    assert (removed, freed) == (2, 4096 + 512)
+    assert sorted(os.listdir(tmp_path)) == [
+        "fastrtps_aaaaaaaaaaaaaaaa",
+        "fastrtps_aaaaaaaaaaaaaaaa_el",
+        "fastrtps_fedcba9876543210",
+        "fastrtps_fedcba9876543210_el",
+        "unrelated_el",
+    ]

@@ -11,13 +11,20 @@ the frames that will travel, and UDP bound to chosen interfaces.
   UDPv4 transport is restricted to those addresses (Fast DDS ``interfaceWhiteList``), so the
   nodes' sockets do not listen on the robot's network.
 
+- Stale shared memory: a participant killed without closing leaves its segment (16 MiB or more)
+  in RAM-backed /dev/shm; :func:`remove_stale_shm` removes those whose lock no process holds,
+  and the launcher runs it before it starts a stack.
+
 A profile the user chose (``FASTRTPS_DEFAULT_PROFILES_FILE`` pointing anywhere but the shipped
 ``config/fastdds_shm.xml``) is always kept as it is.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -105,3 +112,55 @@ def segment_limit() -> int:
         return int(os.environ.get(SEGMENT_ENV, DEFAULT_SEGMENT_BYTES))
     except ValueError:
         return DEFAULT_SEGMENT_BYTES
+
+
+#: Fast DDS's shared-memory files on Linux: a participant's segment ``fastrtps_<16 hex>`` and a
+#: port ``fastrtps_port<N>``, each with an ``_el`` file its owner keeps flock()ed while it lives
+#: (the convention ``fastdds shm clean`` relies on; ``fastdds_`` is the prefix of newer releases)
+_SHM_LOCK = re.compile(r"^(fastrtps|fastdds)_([0-9a-f]{16}|port\d{1,5})_el$")
+
+
+def _flocked(path: Path) -> bool:
+    """Whether a live process holds a lock on ``path`` (taking it ourselves means nobody does)."""
+    try:
+        with open(path, "ab") as fd:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+
+
+def remove_stale_shm(shm_dir: Path | str = "/dev/shm", min_age_s: float = 10.0) -> tuple[int, int]:
+    """Remove the shared-memory segments and ports of Fast DDS participants that died without
+    closing them (a killed node leaves its segment, 16 MiB or more, in RAM-backed /dev/shm until
+    reboot). Only files whose ``_el`` lock no process holds are removed; a live participant, of
+    this stack or any other on the machine, keeps its lock and its files; lock files younger than
+    ``min_age_s`` are left alone (a participant starting right now creates the file, then locks
+    it). Returns (segments and ports removed, bytes freed)."""
+    shm = Path(shm_dir)
+    try:
+        names = os.listdir(shm)
+    except OSError:
+        return 0, 0
+    removed = freed = 0
+    for name in names:
+        m = _SHM_LOCK.match(name)
+        try:
+            young = time.time() - (shm / name).stat().st_mtime < min_age_s
+        except OSError:
+            continue  # removed meanwhile
+        if not m or young or _flocked(shm / name):
+            continue
+        base = name[: -len("_el")]
+        files = [shm / base, shm / name]
+        if m.group(2).startswith("port"):
+            files.append(shm / f"sem.{base}_mutex")
+        for f in files:
+            try:
+                size = f.stat().st_size
+                f.unlink()
+                freed += size
+            except OSError:
+                pass
+        removed += 1
+    return removed, freed

@@ -32,7 +32,7 @@ from typing import IO, Any, Iterator
 
 import yaml
 
-from .dds_profile import BYTES_PER_PIXEL, apply_profile, segment_bytes_for
+from .dds_profile import BYTES_PER_PIXEL, apply_profile, remove_stale_shm, segment_bytes_for
 from .exit_codes import EXIT_NODE_DIED, EXIT_OK
 
 from .profile import NodeSpec, Profile
@@ -194,6 +194,13 @@ class StackProcesses:
 
     def start(self) -> "StackProcesses":
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        removed, freed = remove_stale_shm()
+        if removed:
+            print(
+                f"removed {removed} shared-memory segments of killed DDS processes "
+                f"({freed / 2**20:.0f} MiB of /dev/shm)",
+                file=sys.stderr,
+            )
         for spec in self.profile.nodes:
             if self.only is not None and spec.name not in self.only:
                 continue
