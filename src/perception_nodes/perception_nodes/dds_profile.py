@@ -145,11 +145,13 @@ def remove_stale_shm(shm_dir: Path | str = "/dev/shm", min_age_s: float = 10.0) 
     removed = freed = 0
     for name in names:
         m = _SHM_LOCK.match(name)
+        if not m:
+            continue
         try:
             young = time.time() - (shm / name).stat().st_mtime < min_age_s
         except OSError:
             continue  # removed meanwhile
-        if not m or young or _flocked(shm / name):
+        if young or _flocked(shm / name):
             continue
         base = name[: -len("_el")]
         files = [shm / base, shm / name]
