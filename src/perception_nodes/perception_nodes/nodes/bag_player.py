@@ -90,6 +90,10 @@ class BagPlayer(Node):
         if self.info.note:
             self.get_logger().warn(self.info.note)
         self.lockstep_nodes = {n if n.startswith("/") else "/" + n for n in p["lockstep_nodes"]}
+        try:
+            self.outputs_pattern = re.compile(p["wait_for_outputs_regex"]) if p["wait_for_outputs_regex"] else None
+        except re.error as exc:
+            raise ParameterError(f"parameter 'wait_for_outputs_regex' is not a regular expression: {exc}") from exc
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
         self.pubs: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
@@ -153,9 +157,9 @@ class BagPlayer(Node):
         input subscription), so once it takes the frames its outputs are all in the graph; a
         recorder that discovers topics by polling may not have found them yet, and would lose
         that node's answers to the first frames (a short bag: all of them)."""
-        if not self.params["wait_for_outputs_regex"] or not required:
+        pattern = self.outputs_pattern
+        if pattern is None or not required:
             return []
-        pattern = re.compile(self.params["wait_for_outputs_regex"])
         missing: list[str] = []
         for fqn in sorted(self.lockstep_nodes):
             ns, _, name = fqn.rpartition("/")
@@ -186,9 +190,9 @@ class BagPlayer(Node):
             elif self._unsubscribed_outputs(required):
                 pass  # the recorder has not found every node's outputs yet
             elif p["mode"] == "lockstep":
+                enough = max(len(self.lockstep_nodes), p["min_subscribers"])
                 sub_count = self.pubs[p["lockstep_topic"]].get_subscription_count()
-                names = {f"{ns.rstrip('/')}/{n}" for n, ns in self.get_node_names_and_namespaces()}
-                if self.lockstep_nodes <= names and sub_count >= max(len(self.lockstep_nodes), p["min_subscribers"]):
+                if self.lockstep_nodes <= self._graph_nodes() and sub_count >= enough:
                     break
             elif (
                 max((pub.get_subscription_count() for pub in self.pubs.values()), default=0)
