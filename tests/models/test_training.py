@@ -568,13 +568,9 @@ def test_train_gpu_is_a_perception_models_command():
     assert done.value.code == 2
 
 
-def test_segmentation_learns_from_real_labels_mapped_to_its_classes(sets, tmp_path):
-    """--real-labels: CamVid-layout frames next to the renders, their classes mapped by a class-map
-    file (road -> ground ...); classes the map leaves out are ignored (255), not taught as anything."""
+def _camvid_like(tmp_path: Path) -> tuple[Path, Path]:
+    """Two 80x60 CamVid-layout frames (sky, road, a tree the map leaves out, a car) and a class map."""
     import cv2
-
-    from perception_models.train.data import Mixed, mapped_lut
-    from perception_models.train.image_task import build_datasets
 
     real = tmp_path / "camvid"
     (real / "train").mkdir(parents=True)
@@ -588,6 +584,16 @@ def test_segmentation_learns_from_real_labels_mapped_to_its_classes(sets, tmp_pa
         cv2.imwrite(str(real / "trainannot" / f"f{i}.png"), lab)
     cmap = tmp_path / "map.yaml"
     cmap.write_text("sky: sky\nroad: ground\ncar: car\n")
+    return real, cmap
+
+
+def test_segmentation_learns_from_real_labels_mapped_to_its_classes(sets, tmp_path):
+    """--real-labels: CamVid-layout frames next to the renders, their classes mapped by a class-map
+    file (road -> ground ...); classes the map leaves out are ignored (255), not taught as anything."""
+    from perception_models.train.data import Mixed, mapped_lut
+    from perception_models.train.image_task import build_datasets
+
+    real, cmap = _camvid_like(tmp_path)
     cfg = _cfg("segmentation", sets, tmp_path / "o", real_labels=[str(real)], real_class_map=str(cmap), real_repeat=2)
     train_set, _val, names = build_datasets(cfg)
     assert isinstance(train_set, Mixed) and len(train_set) == len(train_set.parts[0]) + 2 * 2
@@ -605,3 +611,58 @@ def test_segmentation_learns_from_real_labels_mapped_to_its_classes(sets, tmp_pa
     res = train(_cfg("segmentation", sets, tmp_path / "r", epochs=1, real_labels=[str(real)],
                      real_class_map=str(cmap)), progress=False)  # fmt: skip
     assert 0.0 <= res["metric"] <= 1.0
+
+
+def test_pixel_distillation_is_the_tempered_kl_on_the_chosen_frames():
+    from perception_models.models.losses import pixel_distillation
+
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(3, 5, 4, 6, generator=g, requires_grad=True)
+    teacher = torch.randn(3, 5, 4, 6, generator=g)
+    assert pixel_distillation(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    t = 2.0
+    ref = torch.nn.functional.kl_div(
+        torch.log_softmax(student / t, 1), torch.log_softmax(teacher / t, 1), log_target=True, reduction="none"
+    ).sum(1)
+    frames = torch.tensor([True, False, True])
+    got = pixel_distillation(student, teacher, t, frames)
+    assert got.item() == pytest.approx(ref[frames].mean().item() * t * t, rel=1e-5)
+    got.backward()
+    assert student.grad[1].abs().max() == 0 and student.grad[0].abs().max() > 0, "unchosen frames teach nothing"
+    none = pixel_distillation(student, teacher, t, torch.zeros(3, dtype=torch.bool))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_keep_term_holds_the_init_models_predictions_on_the_synthetic_frames(sets, tmp_path):
+    """--keep (learning without forgetting): synthetic frames are tagged for the term, real ones not;
+    with a strong keep weight, training on the real labels moves the model's synthetic predictions
+    less than without it; the term needs --init and --data."""
+    from perception_models.models.losses import pixel_distillation
+    from perception_models.train.image_task import ImageTask, build_datasets
+
+    real, cmap = _camvid_like(tmp_path)
+    base = train(_cfg("segmentation", sets, tmp_path / "base", epochs=1), progress=False)
+    init = str(tmp_path / "base" / "last.pt")
+    kw = dict(epochs=2, lr=1e-2, real_labels=[str(real)], real_class_map=str(cmap), real_repeat=4, init=init)
+    cfg = _cfg("segmentation", sets, tmp_path / "k", keep=1.0, **kw)
+    train_set, _v, _n = build_datasets(cfg)
+    tags = [train_set[i][2].item() for i in range(len(train_set))]
+    assert tags == [1] * len(train_set.parts[0]) + [0] * (len(train_set) - len(train_set.parts[0]))
+    assert 0.0 <= base["metric"] <= 1.0
+
+    drift = {}
+    for keep in (0.0, 30.0):
+        out = tmp_path / f"keep{keep}"
+        train(_cfg("segmentation", sets, out, keep=keep, **kw), progress=False)
+        model, _c, _m = load_checkpoint(out / "last.pt")
+        before, _c2, _m2 = load_checkpoint(init)
+        x = torch.stack([train_set.parts[0][i][0] for i in range(len(train_set.parts[0]))])
+        with torch.no_grad():
+            drift[keep] = pixel_distillation(model(x), before(x)).item()
+    logged = [json.loads(ln) for ln in (tmp_path / "keep30.0" / "log.jsonl").read_text().splitlines()]
+    assert any("keep" in row for row in logged), "the keep term is logged"
+    assert drift[30.0] < 0.5 * drift[0.0], drift
+
+    for bad in (dict(keep=1.0, init=""), dict(keep=-1.0)):
+        with pytest.raises(ValueError, match="keep"):
+            ImageTask(_cfg("segmentation", sets, tmp_path / "bad", **{**kw, **bad})).check()

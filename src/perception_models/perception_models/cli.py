@@ -182,6 +182,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         real_class_map=args.real_class_map or "",
         real_repeat=args.real_repeat,
         object_zoom=args.object_zoom,
+        keep=args.keep,
     )
     return _run_training(train, cfg, args)
 
@@ -723,6 +724,14 @@ def build_parser() -> argparse.ArgumentParser:
         "classes are ignored, not background",
     )
     p.add_argument("--real-repeat", type=int, default=1, help="segmentation: times the real frames repeat per epoch")
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="segmentation with --real-labels: learning without forgetting, weight of a distillation term that "
+        "keeps the --init model's predictions on the synthetic --data frames (0: off)",
+    )
     p.add_argument(
         "--object-zoom",
         type=float,

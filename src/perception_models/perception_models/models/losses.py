@@ -43,3 +43,21 @@ def pixel_cross_entropy(
 ) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels; logits (B, C, H, W), labels (B, H, W) long."""
     return F.cross_entropy(logits, labels, weight=class_weights, ignore_index=ignore_index)
+
+
+def pixel_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0, frames: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Learning without forgetting for segmentation (Li & Hoiem, 2016): KL(teacher || student) of the
+    per-pixel class distributions softened by ``temperature``, times T² (Hinton et al.) so its gradient
+    keeps the scale of a cross-entropy; mean over the pixels of the ``frames`` selected (a (B,) bool
+    mask; None: all). Logits (B, C, H, W); a batch with no selected frame gives 0."""
+    if frames is not None:
+        if not bool(frames.any()):
+            return student.sum() * 0.0
+        student, teacher = student[frames], teacher[frames]
+    t = temperature
+    log_p = F.log_softmax(student / t, dim=1)
+    log_q = F.log_softmax(teacher.detach() / t, dim=1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(dim=1)  # (B, H, W)
+    return kl.mean() * t * t

@@ -236,7 +236,9 @@ class SegmentationDataset(Dataset):
     """Image + label PNG pairs -> (image (3, H, W), labels (H, W) long, ``IGNORE`` = 255).
 
     Synthetic sets: ``<dir>/rgb`` + ``<dir>/labels``. CamVid: ``image_dir=train``,
-    ``label_dir=trainannot`` with ``lut=CAMVID_LUT``. Letterbox padding is labelled IGNORE."""
+    ``label_dir=trainannot`` with ``lut=CAMVID_LUT``. Letterbox padding is labelled IGNORE. With
+    ``tag`` set, items are (image, labels, tag): which part of a ``Mixed`` set a frame came from (the
+    segmentation trainer's ``--keep`` term applies to the tagged synthetic frames only)."""
 
     def __init__(
         self,
@@ -248,7 +250,9 @@ class SegmentationDataset(Dataset):
         lut: np.ndarray | None = None,
         seed: int = 0,
         cache_images: bool = False,
+        tag: int | None = None,
     ) -> None:
+        self.tag = tag
         self.pairs: list[tuple[Path, Path]] = []
         for root in roots:
             images = sorted((Path(root) / image_dir).glob("*.png"))
@@ -265,7 +269,7 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         img_path, lab_path = self.pairs[i]
         rgb = self.read(img_path)
         lab = read_label_png(lab_path, self.lut)
@@ -285,7 +289,8 @@ class SegmentationDataset(Dataset):
         lab_net = np.full((h, w), IGNORE, np.uint8)
         resized = cv2.resize(np.ascontiguousarray(lab), (nw, nh), interpolation=cv2.INTER_NEAREST)
         lab_net[int(lb.pad_y) : int(lb.pad_y) + nh, int(lb.pad_x) : int(lb.pad_x) + nw] = resized
-        return to_tensor(net), torch.from_numpy(lab_net.astype(np.int64))
+        item = to_tensor(net), torch.from_numpy(lab_net.astype(np.int64))
+        return item if self.tag is None else (*item, torch.tensor(self.tag))
 
 
 def detection_collate(batch):

@@ -25,7 +25,7 @@ from ..metrics import ConfusionMatrix, DetectionEvaluator
 from ..models.anchor_free import AnchorFreeDetector, LightBackbone
 from ..models.backbone import Backbone, BasicBlock
 from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
-from ..models.losses import pixel_cross_entropy
+from ..models.losses import pixel_cross_entropy, pixel_distillation
 from ..models.segmentation import Segmenter, SegmenterConfig
 from .data import Augment, DetectionDataset, Mixed, SegmentationDataset, detection_collate
 from .trainer import TrainTask, fit, to_device
@@ -72,6 +72,10 @@ class TrainConfig:
     # detection: probability of an object-centred zoom per training image (Augment.object_crop): objects
     # shown at every size, not only at the sizes the footage has them
     object_zoom: float = 0.0
+    # segmentation: learning without forgetting — weight of a term (``losses.pixel_distillation``) that
+    # keeps the --init model's class distributions on the synthetic (--data) frames while the real
+    # labels teach the real classes; 0: off
+    keep: float = 0.0
 
 
 def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
@@ -161,11 +165,18 @@ def build_datasets(cfg: TrainConfig):
     kw = dict(image_dir="train", label_dir="trainannot", lut=CAMVID_LUT) if cfg.camvid else {}
     vkw = dict(image_dir="val", label_dir="valannot", lut=CAMVID_LUT) if cfg.camvid else {}
     names = cfg.class_names or list(CAMVID11 if cfg.camvid else CLASSES)
+    keep = cfg.keep > 0  # tag each frame: 1 = synthetic (the keep term applies), 0 = real
     parts: list[Any] = []
     if cfg.data:
         parts.append(
             SegmentationDataset(
-                [Path(d) for d in cfg.data], cfg.input_size, aug, seed=cfg.seed, cache_images=cfg.cache_images, **kw
+                [Path(d) for d in cfg.data],
+                cfg.input_size,
+                aug,
+                seed=cfg.seed,
+                cache_images=cfg.cache_images,
+                tag=1 if keep else None,
+                **kw,
             )
         )
     if cfg.real_labels:
@@ -184,6 +195,7 @@ def build_datasets(cfg: TrainConfig):
             lut=lut,
             seed=cfg.seed + 1,
             cache_images=cfg.cache_images,
+            tag=0 if keep else None,
         )
         parts += [real] * max(1, cfg.real_repeat)
     if not parts:
@@ -280,6 +292,7 @@ class ImageTask(TrainTask):
         self.name = cfg.task
         self.collate = detection_collate if cfg.task == "detection" else None
         self.pixel_weights: torch.Tensor | None = None
+        self.keeper: torch.nn.Module | None = None  # --keep: the frozen --init model
 
     def check(self) -> None:
         if self.cfg.task not in TASKS:
@@ -292,6 +305,13 @@ class ImageTask(TrainTask):
             raise ValueError(f"object_zoom {self.cfg.object_zoom} is a probability (0-1)")
         if self.cfg.class_weights not in ("none", "median_frequency"):
             raise ValueError(f"class_weights '{self.cfg.class_weights}' must be none or median_frequency")
+        if self.cfg.keep < 0:
+            raise ValueError(f"keep {self.cfg.keep} is a loss weight (>= 0)")
+        if self.cfg.keep > 0 and (self.cfg.task != "segmentation" or not self.cfg.init or not self.cfg.data):
+            raise ValueError(
+                "--keep (learning without forgetting) is a segmentation option: it needs --init (the model whose "
+                "predictions to keep) and --data (the synthetic frames to keep them on)"
+            )
 
     def build(self, device: torch.device, rank: int):
         cfg = self.cfg
@@ -315,9 +335,21 @@ class ImageTask(TrainTask):
                     + ", ".join(f"{n} {w:.2f}" for n, w in zip(class_names, weights.tolist()))
                 )
             self.pixel_weights = weights.to(device)
+        if cfg.keep > 0:  # built here, not in initialise(): a resumed run needs it too
+            self.keeper = build_model(cfg, cfg.num_classes).to(device)
+            line = init_weights(self.keeper, cfg.init, cfg.task, self._calibration(device))
+            self.keeper.eval().requires_grad_(False)
+            if rank == 0:
+                print(f"keep term (weight {cfg.keep}) against the --init model: {line}")
         return self.train_set, {"model": self.model}
 
     def initialise(self, device: torch.device, rank: int) -> str:
+        if self.keeper is not None:  # the same weights, calibrated once
+            self.model.load_state_dict(self.keeper.state_dict())
+            return f"initialised from {self.cfg.init} (the keep term's model)"
+        return init_weights(self.model, self.cfg.init, self.cfg.task, self._calibration(device))
+
+    def _calibration(self, device: torch.device) -> Any:
         cfg = self.cfg
         calib = None
         if cfg.init.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
@@ -334,16 +366,23 @@ class ImageTask(TrainTask):
                     num_workers=cfg.workers,
                 )
             )
-        return init_weights(self.model, cfg.init, cfg.task, calib)
+        return calib
 
     def set_epoch(self, epoch: int) -> None:
         self.train_set.epoch = epoch
 
     def loss(self, nets: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor]:
-        images, targets = batch
+        images, targets, *tags = batch
         if self.cfg.task == "detection":
             return self.model.loss(*nets["model"](images), targets)
-        return {"total": pixel_cross_entropy(nets["model"](images), targets, class_weights=self.pixel_weights)}
+        logits = nets["model"](images)
+        ce = pixel_cross_entropy(logits, targets, class_weights=self.pixel_weights)
+        if self.keeper is None:
+            return {"total": ce}
+        with torch.no_grad():
+            kept = self.keeper(images)
+        keep = pixel_distillation(logits, kept, frames=tags[0] == 1)
+        return {"total": ce + self.cfg.keep * keep, "ce": ce.detach(), "keep": keep.detach()}
 
     def validate(self, modules: dict[str, torch.nn.Module], device: torch.device) -> dict[str, Any]:
         return evaluate(self.cfg, modules["model"], self.val_loader, self.cfg.class_names, device)
