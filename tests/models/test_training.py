@@ -666,3 +666,53 @@ def test_keep_term_holds_the_init_models_predictions_on_the_synthetic_frames(set
     for bad in (dict(keep=1.0, init=""), dict(keep=-1.0)):
         with pytest.raises(ValueError, match="keep"):
             ImageTask(_cfg("segmentation", sets, tmp_path / "bad", **{**kw, **bad})).check()
+
+
+def test_detection_distillation_weighs_disagreement_and_boxes_the_earlier_model_was_sure_of():
+    from perception_models.models.losses import detection_distillation
+
+    g = torch.Generator().manual_seed(1)
+    kept_cls = torch.randn(2, 50, 3, generator=g) * 3
+    kept_box = torch.randn(2, 50, 4, generator=g)
+    same = detection_distillation(kept_cls.clone().requires_grad_(), kept_box.clone(), kept_cls, kept_box)
+    assert same.item() == pytest.approx(0.0, abs=1e-6), "agreeing with the earlier model costs nothing"
+    cls = kept_cls.clone().requires_grad_()
+    box = (kept_box + 1.0).requires_grad_()
+    frames = torch.tensor([False, True])
+    detection_distillation(cls, box, kept_cls, kept_box, frames).backward()
+    assert box.grad[0].abs().max() == 0 and cls.grad.abs().max() == 0, "frame 0 is not kept; classes agree"
+    sure = torch.sigmoid(kept_cls[1]).max(-1).values >= 0.3
+    assert (box.grad[1][sure].abs().sum(-1) > 0).all() and (box.grad[1][~sure] == 0).all()
+    none = detection_distillation(cls, box, kept_cls, kept_box, torch.zeros(2, dtype=torch.bool))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_detection_keep_term_holds_the_init_detector_on_the_kept_frames(sets, tmp_path):
+    """distill --keep: frames under keep_roots carry target["keep"]; a strong term keeps the shipped
+    detector's outputs on them while other frames teach; --keep needs those frames and --init."""
+    from perception_models.models.losses import detection_distillation
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.image_task import ImageTask, build_datasets
+
+    path, before, _post, size = _shipped("detection")
+    load_onnx_weights(before, str(path))
+    before.eval()
+    other = tmp_path / "other"
+    seq = SyntheticSequence(SynthConfig(preset="indoor", seed=23, frames=4, width=160, height=120))
+    write_sequence(seq, other, flow=False, workers=1, progress=False)
+    kw = dict(data=[str(other), str(sets[0])], keep_roots=[str(sets[0])], init=str(path), input_size=size, lr=2e-3)
+    train_set, _v, _n = build_datasets(_cfg("detection", sets, tmp_path / "k", keep=1.0, **kw))
+    assert [t["keep"].item() for _x, t in (train_set[i] for i in range(len(train_set)))] == [False] * 4 + [True] * 4
+    x = torch.stack([train_set[i][0] for i in range(4, 8)])
+    drift = {}
+    for keep in (0.0, 10.0):
+        out = tmp_path / f"keep{keep}"
+        train(_cfg("detection", sets, out, keep=keep, **kw), progress=False)
+        model, _c, _m = load_checkpoint(out / "last.pt")
+        with torch.no_grad():
+            drift[keep] = detection_distillation(*model(x), *before(x)).item()
+    # measured: 0.95 without the term, 0.50 with it (0.004 for the initial model itself)
+    assert drift[10.0] < 0.7 * drift[0.0], drift
+    for bad in (dict(keep_roots=[]), dict(init="")):
+        with pytest.raises(ValueError, match="keep"):
+            ImageTask(_cfg("detection", sets, tmp_path / "bad", keep=1.0, **{**kw, **bad})).check()

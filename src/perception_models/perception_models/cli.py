@@ -395,6 +395,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         ema=args.ema,
         architecture=args.architecture,
         object_zoom=args.object_zoom,
+        keep=args.keep,
+        keep_roots=list(args.synthetic or []),
     )
     return _run_training(train, cfg, args)
 
@@ -838,6 +840,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="detection: probability of a zoom on one labelled object (sizes 0.15-0.6 of the crop), so that "
         "objects the footage shows far away are also learnt up close (0: off)",
+    )
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="detection with --init: learning without forgetting, weight of a term that keeps the --init "
+        "model's outputs on the --synthetic frames while the teacher's labels teach the real ones (0: off)",
     )
     p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
     p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")

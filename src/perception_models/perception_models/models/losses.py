@@ -1,5 +1,6 @@
 """Losses: sigmoid focal loss and online hard negative mining for the detector's classifier,
-smooth-L1 for its boxes, pixel-wise cross-entropy with an ignore label for segmentation."""
+smooth-L1 for its boxes, pixel-wise cross-entropy with an ignore label for segmentation, and the
+learning-without-forgetting terms (``--keep``) that hold a model to an earlier one's outputs."""
 
 from __future__ import annotations
 
@@ -33,9 +34,13 @@ def ohem_bce_loss(
     return ce[pos].sum() + hardest.clamp(min=0).sum()
 
 
-def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
+def smooth_l1_terms(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
     diff = (pred - target).abs()
-    return torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta).sum()
+    return torch.where(diff < beta, 0.5 * diff**2 / beta, diff - 0.5 * beta)
+
+
+def smooth_l1(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0 / 9) -> torch.Tensor:
+    return smooth_l1_terms(pred, target, beta).sum()
 
 
 def pixel_cross_entropy(
@@ -61,3 +66,32 @@ def pixel_distillation(
     log_q = F.log_softmax(teacher.detach() / t, dim=1)
     kl = (log_q.exp() * (log_q - log_p)).sum(dim=1)  # (B, H, W)
     return kl.mean() * t * t
+
+
+def detection_distillation(
+    cls: torch.Tensor,
+    box: torch.Tensor,
+    kept_cls: torch.Tensor,
+    kept_box: torch.Tensor,
+    frames: torch.Tensor | None = None,
+    box_from: float = 0.3,
+) -> torch.Tensor:
+    """Learning without forgetting for the anchor detector: on the ``frames`` chosen ((B,) bool; None:
+    all), the class probabilities learn the earlier model's as soft targets, with quality-focal
+    weights |p - q|^2 (Li et al., Generalized Focal Loss, 2020) so the many anchors both call
+    background add little; the box deltas learn the earlier ones (smooth-L1) on the anchors where its
+    best class probability is >= ``box_from`` (its detections), weighted by that probability. Both
+    are normalised by the number of those anchors (at least 1), as the focal loss is by positives.
+    Logits (B, A, C), deltas (B, A, 4); a batch with no chosen frame gives 0."""
+    if frames is not None:
+        if not bool(frames.any()):
+            return cls.sum() * 0.0 + box.sum() * 0.0
+        cls, box, kept_cls, kept_box = cls[frames], box[frames], kept_cls[frames], kept_box[frames]
+    q = torch.sigmoid(kept_cls.detach())
+    w = q.max(dim=-1).values
+    sel = w >= box_from
+    norm = max(int(sel.sum()), 1)
+    bce = F.binary_cross_entropy_with_logits(cls, q, reduction="none")
+    cls_term = (bce * (torch.sigmoid(cls) - q).abs().pow(2)).sum() / norm
+    box_term = (smooth_l1_terms(box[sel], kept_box.detach()[sel]).sum(-1) * w[sel]).sum() / norm
+    return cls_term + box_term

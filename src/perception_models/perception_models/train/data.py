@@ -156,8 +156,12 @@ class DetectionDataset(Dataset):
         seed: int = 0,
         min_box: float = 2.0,
         cache_images: bool = False,
+        keep_roots: list[str] | None = None,
     ) -> None:
         self.samples = []
+        # --keep: whether the learning-without-forgetting term applies to a sample (its root is one of
+        # ``keep_roots``); targets then carry "keep"
+        self.keep: list[bool] | None = None if keep_roots is None else []
         names = None
         for root in roots:
             root = Path(root)
@@ -167,6 +171,8 @@ class DetectionDataset(Dataset):
             if cats != names:
                 raise DataFormatError(f"{ann}: categories {cats} differ from {names} of the other sets")
             self.samples += samples
+            if self.keep is not None:
+                self.keep += [str(root) in (keep_roots or [])] * len(samples)
         if not self.samples:
             raise DataFormatError(f"no images in {[str(r) for r in roots]}")
         self.class_names = class_names or list(names or [])
@@ -220,12 +226,15 @@ class DetectionDataset(Dataset):
         ok = ((boxes[:, 2] - boxes[:, 0]) >= self.min_box) & ((boxes[:, 3] - boxes[:, 1]) >= self.min_box)
         sure, uncertain = boxes[:n_keep], boxes[n_keep:]
         ok_sure, ok_unsure = ok[:n_keep], ok[n_keep:]
-        return to_tensor(net), {
+        target = {
             "boxes": torch.from_numpy(np.ascontiguousarray(sure[ok_sure])).reshape(-1, 4),
             "labels": torch.from_numpy(labels[ok_sure]),
             "ignore": torch.from_numpy(small[ok_sure]),
             "uncertain": torch.from_numpy(np.ascontiguousarray(uncertain[ok_unsure])).reshape(-1, 4),
         }
+        if self.keep is not None:
+            target["keep"] = torch.tensor(self.keep[i])
+        return to_tensor(net), target
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:

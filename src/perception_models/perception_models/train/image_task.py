@@ -25,7 +25,7 @@ from ..metrics import ConfusionMatrix, DetectionEvaluator
 from ..models.anchor_free import AnchorFreeDetector, LightBackbone
 from ..models.backbone import Backbone, BasicBlock
 from ..models.detection import Detector, DetectorConfig, DetectorWithPostprocess
-from ..models.losses import pixel_cross_entropy, pixel_distillation
+from ..models.losses import detection_distillation, pixel_cross_entropy, pixel_distillation
 from ..models.segmentation import Segmenter, SegmenterConfig
 from .data import Augment, DetectionDataset, Mixed, SegmentationDataset, detection_collate
 from .trainer import TrainTask, fit, to_device
@@ -72,10 +72,12 @@ class TrainConfig:
     # detection: probability of an object-centred zoom per training image (Augment.object_crop): objects
     # shown at every size, not only at the sizes the footage has them
     object_zoom: float = 0.0
-    # segmentation: learning without forgetting — weight of a term (``losses.pixel_distillation``) that
-    # keeps the --init model's class distributions on the synthetic (--data) frames while the real
-    # labels teach the real classes; 0: off
+    # learning without forgetting — weight of a term that keeps the --init model's outputs on the
+    # synthetic frames while real labels (segmentation) or a teacher's pseudo-labels (detection) teach
+    # the real images (``losses.pixel_distillation`` / ``losses.detection_distillation``); 0: off.
+    # Segmentation: the --data frames; detection: the frames under ``keep_roots`` (distill: --synthetic)
     keep: float = 0.0
+    keep_roots: list[str] = field(default_factory=list)
 
 
 def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
@@ -156,6 +158,7 @@ def build_datasets(cfg: TrainConfig):
             aug,
             cfg.seed,
             cache_images=cfg.cache_images,
+            keep_roots=cfg.keep_roots if cfg.keep > 0 else None,
         )
         val = DetectionDataset([Path(d) for d in cfg.val], cfg.input_size, train.class_names, None, cfg.seed)
         return train, val, train.class_names
@@ -307,11 +310,14 @@ class ImageTask(TrainTask):
             raise ValueError(f"class_weights '{self.cfg.class_weights}' must be none or median_frequency")
         if self.cfg.keep < 0:
             raise ValueError(f"keep {self.cfg.keep} is a loss weight (>= 0)")
-        if self.cfg.keep > 0 and (self.cfg.task != "segmentation" or not self.cfg.init or not self.cfg.data):
-            raise ValueError(
-                "--keep (learning without forgetting) is a segmentation option: it needs --init (the model whose "
-                "predictions to keep) and --data (the synthetic frames to keep them on)"
-            )
+        if self.cfg.keep > 0:
+            frames = self.cfg.data if self.cfg.task == "segmentation" else self.cfg.keep_roots
+            if not self.cfg.init or not frames or self.cfg.architecture != "retinanet":
+                raise ValueError(
+                    "--keep (learning without forgetting) needs --init (the model whose outputs to keep) and the "
+                    "synthetic frames to keep them on (segmentation: --data; detection: distill --synthetic), "
+                    "for the segmenter or the anchor detector"
+                )
 
     def build(self, device: torch.device, rank: int):
         cfg = self.cfg
@@ -374,7 +380,15 @@ class ImageTask(TrainTask):
     def loss(self, nets: dict[str, torch.nn.Module], batch: Any) -> dict[str, torch.Tensor]:
         images, targets, *tags = batch
         if self.cfg.task == "detection":
-            return self.model.loss(*nets["model"](images), targets)
+            cls, box = nets["model"](images)
+            losses = self.model.loss(cls, box, targets)
+            if self.keeper is None:
+                return losses
+            with torch.no_grad():
+                kept_cls, kept_box = self.keeper(images)
+            frames = torch.stack([t["keep"] for t in targets])
+            keep = detection_distillation(cls, box, kept_cls, kept_box, frames)
+            return {**losses, "total": losses["total"] + self.cfg.keep * keep, "keep": keep.detach()}
         logits = nets["model"](images)
         ce = pixel_cross_entropy(logits, targets, class_weights=self.pixel_weights)
         if self.keeper is None:
