@@ -713,6 +713,16 @@ def test_detection_keep_term_holds_the_init_detector_on_the_kept_frames(sets, tm
             drift[keep] = detection_distillation(*model(x), *before(x)).item()
     # measured: 0.95 without the term, 0.50 with it (0.004 for the initial model itself)
     assert drift[10.0] < 0.7 * drift[0.0], drift
+    # --keep-from: continue a student (--init) while keeping the shipped model's outputs
+    cfg = _cfg("detection", sets, tmp_path / "from", keep=1.0, **{**kw, "init": str(tmp_path / "keep0.0" / "last.pt")})
+    cfg.keep_from = str(path)
+    task = ImageTask(cfg)
+    task.build(torch.device("cpu"), 0)
+    task.initialise(torch.device("cpu"), 0)
+    student, _c, _m = load_checkpoint(tmp_path / "keep0.0" / "last.pt")
+    assert all(torch.equal(a, b) for a, b in zip(task.model.state_dict().values(), student.state_dict().values()))
+    with torch.no_grad():
+        assert detection_distillation(*task.keeper(x), *before(x)).item() < 0.05 * drift[0.0]
     for bad in (dict(keep_roots=[]), dict(init="")):
         with pytest.raises(ValueError, match="keep"):
             ImageTask(_cfg("detection", sets, tmp_path / "bad", keep=1.0, **{**kw, **bad})).check()

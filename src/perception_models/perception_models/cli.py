@@ -183,6 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         real_repeat=args.real_repeat,
         object_zoom=args.object_zoom,
         keep=args.keep,
+        keep_from=args.keep_from or "",
     )
     return _run_training(train, cfg, args)
 
@@ -397,6 +398,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         object_zoom=args.object_zoom,
         keep=args.keep,
         keep_roots=list(args.synthetic or []),
+        keep_from=args.keep_from or "",
     )
     return _run_training(train, cfg, args)
 
@@ -735,6 +737,12 @@ def build_parser() -> argparse.ArgumentParser:
         "keeps the --init model's predictions on the synthetic --data frames (0: off)",
     )
     p.add_argument(
+        "--keep-from",
+        metavar="MODEL",
+        help="the model whose outputs --keep keeps (default: the --init one), e.g. models/detection.onnx "
+        "while --init continues an earlier student",
+    )
+    p.add_argument(
         "--object-zoom",
         type=float,
         default=0.0,
@@ -848,6 +856,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="detection with --init: learning without forgetting, weight of a term that keeps the --init "
         "model's outputs on the --synthetic frames while the teacher's labels teach the real ones (0: off)",
+    )
+    p.add_argument(
+        "--keep-from",
+        metavar="MODEL",
+        help="the model whose outputs --keep keeps (default: the --init one), e.g. models/detection.onnx "
+        "while --init continues an earlier student",
     )
     p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
     p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")

@@ -78,6 +78,7 @@ class TrainConfig:
     # Segmentation: the --data frames; detection: the frames under ``keep_roots`` (distill: --synthetic)
     keep: float = 0.0
     keep_roots: list[str] = field(default_factory=list)
+    keep_from: str = ""  # the model whose outputs the term keeps ("" = the --init one), e.g. a shipped .onnx
 
 
 def init_weights(model: torch.nn.Module, path: str, expected_task: str, calibration_batches: Any = None) -> str:
@@ -312,7 +313,7 @@ class ImageTask(TrainTask):
             raise ValueError(f"keep {self.cfg.keep} is a loss weight (>= 0)")
         if self.cfg.keep > 0:
             frames = self.cfg.data if self.cfg.task == "segmentation" else self.cfg.keep_roots
-            if not self.cfg.init or not frames or self.cfg.architecture != "retinanet":
+            if not (self.cfg.keep_from or self.cfg.init) or not frames or self.cfg.architecture != "retinanet":
                 raise ValueError(
                     "--keep (learning without forgetting) needs --init (the model whose outputs to keep) and the "
                     "synthetic frames to keep them on (segmentation: --data; detection: distill --synthetic), "
@@ -343,22 +344,23 @@ class ImageTask(TrainTask):
             self.pixel_weights = weights.to(device)
         if cfg.keep > 0:  # built here, not in initialise(): a resumed run needs it too
             self.keeper = build_model(cfg, cfg.num_classes).to(device)
-            line = init_weights(self.keeper, cfg.init, cfg.task, self._calibration(device))
+            source = cfg.keep_from or cfg.init
+            line = init_weights(self.keeper, source, cfg.task, self._calibration(device, source))
             self.keeper.eval().requires_grad_(False)
             if rank == 0:
-                print(f"keep term (weight {cfg.keep}) against the --init model: {line}")
+                print(f"keep term (weight {cfg.keep}): {line}")
         return self.train_set, {"model": self.model}
 
     def initialise(self, device: torch.device, rank: int) -> str:
-        if self.keeper is not None:  # the same weights, calibrated once
+        if self.keeper is not None and self.cfg.keep_from in ("", self.cfg.init):  # same weights, calibrated once
             self.model.load_state_dict(self.keeper.state_dict())
             return f"initialised from {self.cfg.init} (the keep term's model)"
-        return init_weights(self.model, self.cfg.init, self.cfg.task, self._calibration(device))
+        return init_weights(self.model, self.cfg.init, self.cfg.task, self._calibration(device, self.cfg.init))
 
-    def _calibration(self, device: torch.device) -> Any:
+    def _calibration(self, device: torch.device, path: str) -> Any:
         cfg = self.cfg
         calib = None
-        if cfg.init.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
+        if path.endswith(".onnx"):  # BatchNorm statistics from un-augmented training images
             first = self.train_set.parts[0] if isinstance(self.train_set, Mixed) else self.train_set
             plain = copy.copy(first)  # same samples (and decoded images), no augmentation
             plain.augment = None
