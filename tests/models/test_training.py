@@ -661,6 +661,11 @@ def test_keep_term_holds_the_init_models_predictions_on_the_synthetic_frames(set
             drift[keep] = pixel_distillation(model(x), before(x)).item()
     logged = [json.loads(ln) for ln in (tmp_path / "keep30.0" / "log.jsonl").read_text().splitlines()]
     assert any("keep" in row for row in logged), "the keep term is logged"
+    from perception_models.export import export_model
+
+    card = export_model("segmentation", tmp_path / "keep30.0" / "last.pt", tmp_path / "s.onnx", None, reproduce=False)
+    assert card["training"]["real_labels"]["roots"] == [str(real)], "the card says it learned from real labels"
+    assert card["training"]["keep"] == {"weight": 30.0, "model": init}
     assert drift[30.0] < 0.5 * drift[0.0], drift
 
     for bad in (dict(keep=1.0, init=""), dict(keep=-1.0)):
