@@ -296,7 +296,7 @@ class ImageTask(TrainTask):
         self.name = cfg.task
         self.collate = detection_collate if cfg.task == "detection" else None
         self.pixel_weights: torch.Tensor | None = None
-        self.keeper: torch.nn.Module | None = None  # --keep: the frozen --init model
+        self.keeper: torch.nn.Module | None = None  # --keep: the frozen --keep-from (or --init) model
 
     def check(self) -> None:
         if self.cfg.task not in TASKS:
@@ -315,8 +315,8 @@ class ImageTask(TrainTask):
             frames = self.cfg.data if self.cfg.task == "segmentation" else self.cfg.keep_roots
             if not (self.cfg.keep_from or self.cfg.init) or not frames or self.cfg.architecture != "retinanet":
                 raise ValueError(
-                    "--keep (learning without forgetting) needs --init (the model whose outputs to keep) and the "
-                    "synthetic frames to keep them on (segmentation: --data; detection: distill --synthetic), "
+                    "--keep (learning without forgetting) needs --keep-from or --init (the model whose outputs to "
+                    "keep) and the synthetic frames to keep them on (segmentation: --data; detection: distill --synthetic), "
                     "for the segmenter or the anchor detector"
                 )
 
