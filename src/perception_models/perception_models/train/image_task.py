@@ -316,7 +316,8 @@ class ImageTask(TrainTask):
             if not (self.cfg.keep_from or self.cfg.init) or not frames or self.cfg.architecture != "retinanet":
                 raise ValueError(
                     "--keep (learning without forgetting) needs --keep-from or --init (the model whose outputs to "
-                    "keep) and the synthetic frames to keep them on (segmentation: --data; detection: distill --synthetic), "
+                    "keep) and the synthetic frames to keep them on (segmentation: --data; detection: distill "
+                    "--synthetic), "
                     "for the segmenter or the anchor detector"
                 )
 
