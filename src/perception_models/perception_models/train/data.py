@@ -172,7 +172,7 @@ class DetectionDataset(Dataset):
                 raise DataFormatError(f"{ann}: categories {cats} differ from {names} of the other sets")
             self.samples += samples
             if self.keep is not None:
-                self.keep += [str(root) in (keep_roots or [])] * len(samples)
+                self.keep += [root in {Path(r) for r in keep_roots or []}] * len(samples)
         if not self.samples:
             raise DataFormatError(f"no images in {[str(r) for r in roots]}")
         self.class_names = class_names or list(names or [])
