@@ -567,6 +567,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_keep_arguments(p: argparse.ArgumentParser, keep_help: str) -> None:
+    """--keep and --keep-from, shared by train (segmentation) and distill (detection)."""
+    p.add_argument("--keep", type=float, default=0.0, metavar="W", help=keep_help)
+    p.add_argument(
+        "--keep-from",
+        metavar="MODEL",
+        help="the model whose outputs --keep keeps (default: the --init one), e.g. models/detection.onnx "
+        "while --init continues an earlier student",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perception-models", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -728,19 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
         "classes are ignored, not background",
     )
     p.add_argument("--real-repeat", type=int, default=1, help="segmentation: times the real frames repeat per epoch")
-    p.add_argument(
-        "--keep",
-        type=float,
-        default=0.0,
-        metavar="W",
-        help="segmentation with --real-labels: learning without forgetting, weight of a distillation term that "
+    _add_keep_arguments(
+        p,
+        "segmentation with --real-labels: learning without forgetting, weight of a distillation term that "
         "keeps the --init model's predictions on the synthetic --data frames (0: off)",
-    )
-    p.add_argument(
-        "--keep-from",
-        metavar="MODEL",
-        help="the model whose outputs --keep keeps (default: the --init one), e.g. models/detection.onnx "
-        "while --init continues an earlier student",
     )
     p.add_argument(
         "--object-zoom",
@@ -849,19 +851,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="detection: probability of a zoom on one labelled object (sizes 0.15-0.6 of the crop), so that "
         "objects the footage shows far away are also learnt up close (0: off)",
     )
-    p.add_argument(
-        "--keep",
-        type=float,
-        default=0.0,
-        metavar="W",
-        help="detection with --init: learning without forgetting, weight of a term that keeps the --init "
+    _add_keep_arguments(
+        p,
+        "detection with --init: learning without forgetting, weight of a term that keeps the --init "
         "model's outputs on the --synthetic frames while the teacher's labels teach the real ones (0: off)",
-    )
-    p.add_argument(
-        "--keep-from",
-        metavar="MODEL",
-        help="the model whose outputs --keep keeps (default: the --init one), e.g. models/detection.onnx "
-        "while --init continues an earlier student",
     )
     p.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass (e.g. train on a GPU)")
     p.add_argument("--out", required=True, help="run folder: teacher/, distillation.json, log.jsonl, best.pt")

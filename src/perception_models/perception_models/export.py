@@ -241,13 +241,13 @@ def export_model(
         },
         "export": export_record(report, diffs, TOLERANCE),
     }
-    if getattr(cfg, "real_labels", None):  # real labelled frames: their licence travels with the weights
+    if cfg.real_labels:  # real labelled frames: their licence travels with the weights
         card["training"]["real_labels"] = {
             "roots": list(cfg.real_labels),
             "class_map": cfg.real_class_map,
             "repeat": cfg.real_repeat,
         }
-    if getattr(cfg, "keep", 0.0) > 0:  # learning without forgetting (losses.pixel/detection_distillation)
+    if cfg.keep > 0:  # learning without forgetting (losses.pixel/detection_distillation)
         card["training"]["keep"] = {"weight": cfg.keep, "model": cfg.keep_from or cfg.init}
     if task == "segmentation" and not cfg.camvid:
         card["colors"] = PALETTE[: len(cfg.class_names)].tolist()

@@ -162,6 +162,7 @@ class DetectionDataset(Dataset):
         # --keep: whether the learning-without-forgetting term applies to a sample (its root is one of
         # ``keep_roots``); targets then carry "keep"
         self.keep: list[bool] | None = None if keep_roots is None else []
+        kept_roots = {Path(r) for r in keep_roots or []}
         names = None
         for root in roots:
             root = Path(root)
@@ -172,7 +173,7 @@ class DetectionDataset(Dataset):
                 raise DataFormatError(f"{ann}: categories {cats} differ from {names} of the other sets")
             self.samples += samples
             if self.keep is not None:
-                self.keep += [root in {Path(r) for r in keep_roots or []}] * len(samples)
+                self.keep += [root in kept_roots] * len(samples)
         if not self.samples:
             raise DataFormatError(f"no images in {[str(r) for r in roots]}")
         self.class_names = class_names or list(names or [])

@@ -317,8 +317,7 @@ class ImageTask(TrainTask):
                 raise ValueError(
                     "--keep (learning without forgetting) needs --keep-from or --init (the model whose outputs to "
                     "keep) and the synthetic frames to keep them on (segmentation: --data; detection: distill "
-                    "--synthetic), "
-                    "for the segmenter or the anchor detector"
+                    "--synthetic), for the segmenter or the anchor detector"
                 )
 
     def build(self, device: torch.device, rank: int):
