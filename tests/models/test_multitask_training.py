@@ -190,3 +190,52 @@ def test_training_can_continue_from_the_exported_multitask_model(sets):
     np.testing.assert_allclose(got["depth"], theirs["depth"], rtol=1e-3)
     np.testing.assert_allclose(np.sort(got["scores"]), np.sort(theirs["scores"]), atol=1e-4)
     np.testing.assert_allclose(got["descriptors"], theirs["descriptors"], atol=1e-4)
+
+
+def test_light_heads_start_from_the_full_model_train_and_come_back_from_the_checkpoint(sets, tmp_path):
+    """--head-rank 2 --init models/multitask.onnx: the shipped full heads become SVD-started,
+    refitted separable pairs that still compute nearly what the full network does; the trained
+    checkpoint rebuilds the light network; --init refuses heads of another rank."""
+    from perception_models.models.multitask import MultiTaskConfig, MultiTaskNet
+    from perception_models.models.separable import SeparableConv
+    from perception_models.onnx_weights import load_onnx_weights
+    from perception_models.train.multitask_task import MultiTaskTask, load_multitask_checkpoint
+
+    shipped = ROOT / "models" / "multitask.onnx"
+    cfg = MultiTaskTrainConfig(
+        data=[str(sets[0])],
+        val=[str(sets[1])],
+        out=str(tmp_path / "light"),
+        input_size=IN,
+        teacher=str(ROOT / "models" / "matching.onnx"),
+        batch_size=2,
+        epochs=1,
+        max_steps_per_epoch=1,
+        init=str(shipped),
+        head_rank=2,
+    )
+    task = MultiTaskTask(cfg)
+    task.build(torch.device("cpu"), 1)
+    line = task.initialise(torch.device("cpu"), 1)
+    assert "light heads: 23 convolutions as rank-2" in line, line
+    before, after = (float(v) for v in line.split("mean relative error of a layer's output ")[1][:14].split(" -> "))
+    assert after < before, line
+    full = MultiTaskNet(MultiTaskConfig(input_size=IN, canonical_focal=305.0))
+    load_onnx_weights(full, shipped, strict=False)
+    x = MultiTaskFrames([sets[1]], IN, None, 0)[0][0][None]
+    with torch.no_grad():
+        a, b = task.net.eval()(x), full.eval()(x)
+    agree = (a["segmentation"].argmax(1) == b["segmentation"].argmax(1)).float().mean()
+    assert agree > 0.7, float(agree)  # a 96x128 input: far from the size the heads learned
+    da, db = a["depth"][min(a["depth"])], b["depth"][min(b["depth"])]
+    assert float((da - db).norm() / db.norm()) < 0.2
+
+    train_multitask(cfg, progress=False)
+    net, saved, _ = load_multitask_checkpoint(tmp_path / "light" / "last.pt")
+    assert saved.head_rank == 2 and net.cfg.head_rank == 2
+    assert sum(isinstance(m, SeparableConv) for m in net.modules()) == 23
+    other = MultiTaskTask(MultiTaskTrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "light" / "last.pt")}))
+    other.cfg.head_rank = 3
+    other.build(torch.device("cpu"), 1)
+    with pytest.raises(ValueError, match="heads of rank 2, this run has 3"):
+        other.initialise(torch.device("cpu"), 1)

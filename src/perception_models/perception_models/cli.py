@@ -202,6 +202,7 @@ def _train_multitask(args: argparse.Namespace) -> int:
         lr=args.lr or 2e-3,
         input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
         attention=not args.no_attention,
+        head_rank=args.head_rank,
         weighting=args.weighting,
         adopt_detection=str(resolve_path("models/detection.onnx")) if args.adopt_shipped else "",
         adopt_segmentation=str(resolve_path("models/segmentation.onnx")) if args.adopt_shipped else "",
@@ -649,6 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="multitask: learned per-task uncertainty weights (Kendall et al.) or fixed equal weights",
     )
     p.add_argument("--no-attention", action="store_true", help="multitask: without per-task attention (the ablation)")
+    p.add_argument(
+        "--head-rank",
+        type=int,
+        default=0,
+        metavar="R",
+        help="multitask: light heads, each 3x3 convolution of the heads as R depthwise filters per channel + a 1x1 "
+        "(SVD-initialised from --init; 2 costs 2.1x less than the full heads); 0 = full heads",
+    )
     p.add_argument(
         "--adopt-shipped",
         action="store_true",

@@ -756,6 +756,8 @@ def export_multitask(
             "lr": cfg.lr,
             "input_size": [h, w],
             "attention": cfg.attention,
+            "head_rank": cfg.head_rank,  # > 0: light heads (rank-r separable 3x3s, models/separable.py)
+            "init": cfg.init,
             "weighting": cfg.weighting,
             "teacher": cfg.teacher,
             "adopted": {

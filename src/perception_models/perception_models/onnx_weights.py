@@ -45,8 +45,11 @@ def _prefix(names: set[str], model: nn.Module) -> str:
 
 
 def _batchnorm_after(modules: dict[str, nn.Module], conv_name: str) -> tuple[str, nn.BatchNorm2d] | None:
-    """The BatchNorm that follows ``conv_name`` in its Sequential (ConvBNAct: conv at 0, BN at 1)."""
+    """The BatchNorm that follows ``conv_name`` in its Sequential (ConvBNAct: conv at 0, BN at 1);
+    for the pointwise half of a light head's separable pair (models/separable.py), the one after the pair."""
     parent, _, idx = conv_name.rpartition(".")
+    if idx == "pointwise" and parent:
+        return _batchnorm_after(modules, parent)
     if not idx.isdigit():
         return None
     name = f"{parent}.{int(idx) + 1}" if parent else str(int(idx) + 1)

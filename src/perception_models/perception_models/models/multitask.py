@@ -20,6 +20,13 @@ on the stride-2 map another 0.4; so the decoder stops at stride 4 (``depth_stage
 disparity is upsampled bilinearly, as the single-task network's coarser heads are trained to be
 read), the masks are 1x1, and the keypoint head is 64 wide.
 
+Light heads (``head_rank`` r > 0, models/separable.py): after sharing, the heads are most of the
+cost (detection 0.9, segmentation 1.3, depth 0.9 GMACs at 384x512 beside a 1.2-GMAC backbone), so
+every 3x3 convolution of the neck and heads that it makes at least 2x cheaper becomes a rank-r
+depthwise + pointwise pair; ``factorize_heads`` turns a trained network's convolutions into their
+SVD approximations, so fine-tuning starts from what the full heads learned. The shared backbone
+and the attention masks stay as they are.
+
 The heads, their losses and post-processing are the single-task ones: a multi-task checkpoint can
 start from single-task models (the shared backbone from one of them, each head from its own) and
 the exported graph (``MultiTaskExport``) gives every task's outputs from one backbone pass.
@@ -39,6 +46,7 @@ from .depth import DepthDecoder, disp_to_depth
 from .detection import DetectionHead, DetectorConfig, postprocess
 from .matching import MatcherConfig, extract
 from .neck import FPN
+from .separable import factorize
 from .segmentation import SegmentationHead, labels_and_confidence
 
 TASKS = ("detection", "segmentation", "depth", "keypoints")
@@ -81,6 +89,7 @@ class MultiTaskConfig:
     keypoint_width: int = 64
     descriptor_dim: int = 64
     top_k: int = 512
+    head_rank: int = 0  # > 0: light heads, 3x3 convolutions as rank-r depthwise-separable pairs
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(num_classes=len(self.detection_classes), input_size=tuple(self.input_size))
@@ -124,6 +133,23 @@ class MultiTaskNet(nn.Module):
             k = cfg.keypoint_width
             self.kp_det = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, 65, 1))
             self.kp_desc = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, cfg.descriptor_dim, 1))
+        if cfg.head_rank:
+            self.factorize_heads(cfg.head_rank)
+
+    HEADS = ("neck", "det_head", "seg_head", "depth_decoder", "kp_det", "kp_desc")
+
+    def factorize_heads(self, rank: int) -> list[str]:
+        """Light heads: the heads' (and the detection neck's) 3x3 convolutions -> rank-``rank``
+        separable pairs initialised by SVD from their current weights (models/separable.py); the
+        network then has the architecture of ``head_rank = rank``. Returns what was replaced."""
+        replaced = [
+            f"{head}.{name}"
+            for head in self.HEADS
+            if hasattr(self, head)
+            for name in factorize(getattr(self, head), rank)
+        ]
+        self.cfg.head_rank = rank
+        return replaced
 
     def adopt(self, detector: nn.Module | None = None, segmenter: nn.Module | None = None,
               depth_net: nn.Module | None = None) -> list[str]:  # fmt: skip

@@ -20,7 +20,9 @@ held-out sets; ``best.pt`` keeps the highest mean of mAP, mIoU and 1 - AbsRel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +37,7 @@ from ..models.detection import Detector
 from ..models.losses import pixel_cross_entropy
 from ..models.matching_losses import keypoint_distillation
 from ..models.multitask import TASKS, MultiTaskConfig, MultiTaskNet
+from ..models.separable import refit_pointwise
 from .data import Augment, DetectionDataset, SegmentationDataset, _fit
 from .trainer import TrainTask, fit
 
@@ -53,6 +56,7 @@ class MultiTaskTrainConfig:
     warmup_steps: int = 100
     input_size: tuple[int, int] = (384, 512)
     attention: bool = True
+    head_rank: int = 0  # > 0: light heads (rank-r separable 3x3s; models/separable.py), SVD-initialised from --init
     weighting: str = "uncertainty"  # fixed | uncertainty
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"detection": 1.0, "segmentation": 1.0, "depth": 1.0, "keypoints": 1.0}
@@ -160,6 +164,8 @@ class MultiTaskTask(TrainTask):
             raise ValueError(f"weighting '{cfg.weighting}' must be one of {WEIGHTINGS}")
         if any(s % 32 for s in cfg.input_size):
             raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
+        if cfg.head_rank < 0:
+            raise ValueError(f"head rank {cfg.head_rank} must be 0 (full heads) or >= 1")
 
     def build(self, device: torch.device, rank: int):
         cfg = self.cfg
@@ -175,6 +181,7 @@ class MultiTaskTask(TrainTask):
                 tasks=tasks,
                 max_depth=cfg.max_depth,
                 canonical_focal=cfg.canonical_focal,
+                head_rank=cfg.head_rank,
             )
         ).to(device)
         # Detector.loss reads only ``anchors`` and ``cfg``: the same anchor matching and focal loss
@@ -190,10 +197,35 @@ class MultiTaskTask(TrainTask):
         self.teacher = self._teacher(device) if cfg.teacher else None
         self.val_sets = [Path(v) for v in cfg.val]
         if cfg.adopt_detection or cfg.adopt_segmentation or cfg.adopt_depth:
-            line = self._adopt(device)
+            line = self._with_full_heads(device, lambda: self._adopt(device))
             if rank == 0:
                 print(line)
         return self.train_set, modules
+
+    def _with_full_heads(self, device: torch.device, load: Callable[[], str]) -> str:
+        """Run ``load`` (weights from full-head models) on this network, or, with light heads, on a
+        full-head twin whose trained 3x3 convolutions then start the light heads: SVD of each, then
+        each pointwise half refitted on training frames to the twin's outputs (models/separable.py)."""
+        rank = self.net.cfg.head_rank
+        if not rank:
+            return load()
+        light = self.net
+        self.net = full = MultiTaskNet(replace(light.cfg, head_rank=0)).to(device)
+        try:
+            line = load()
+            factorised = copy.deepcopy(full)
+            replaced = factorised.factorize_heads(rank)
+            light.load_state_dict(factorised.state_dict())
+        finally:
+            self.net = light
+        errors = refit_pointwise(light, full, self._plain_batches(device, 2))
+        mean = lambda i: float(np.mean([e[i] for e in errors.values()]))  # noqa: E731
+        calibrated = self._calibrate(device)  # the BatchNorms after the pairs see slightly other inputs
+        return (
+            f"{line}; light heads: {len(replaced)} convolutions as rank-{rank} separable pairs (SVD, then refitted: "
+            f"mean relative error of a layer's output {mean(0):.3f} -> {mean(1):.3f}), "
+            f"BatchNorms calibrated again on {calibrated} batches"
+        )
 
     def _adopt(self, device: torch.device) -> str:
         """Single-task ONNX models -> their modules in this network, then BatchNorms calibrated on
@@ -219,20 +251,40 @@ class MultiTaskTask(TrainTask):
         calibrated = self._calibrate(device)
         return f"adopted {', '.join(adopted)} from single-task models; BatchNorms calibrated on {calibrated} batches"
 
+    def _plain_batches(self, device: torch.device, count: int) -> list[torch.Tensor]:
+        """The first ``count`` batches of un-augmented training frames."""
+        cfg = self.cfg
+        plain = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), None, cfg.seed)
+        n = min(len(plain), count * cfg.batch_size)
+        loader = DataLoader(torch.utils.data.Subset(plain, range(n)), cfg.batch_size, collate_fn=collate)
+        return [b[0].to(device) for b in loader]
+
     def _calibrate(self, device: torch.device) -> int:
         """BatchNorms re-parameterised on un-augmented training frames after weights came from ONNX
         (folded BatchNorms; see onnx_weights): the eval function is kept, train mode starts from it."""
         from ..onnx_weights import calibrate_batchnorm
 
-        cfg = self.cfg
-        plain = MultiTaskFrames([Path(d) for d in cfg.data], tuple(cfg.input_size), None, cfg.seed)
-        n = min(len(plain), 8 * cfg.batch_size)
-        loader = DataLoader(torch.utils.data.Subset(plain, range(n)), cfg.batch_size, collate_fn=collate)
-        return calibrate_batchnorm(self.net, [b[0].to(device) for b in loader])
+        return calibrate_batchnorm(self.net, self._plain_batches(device, 8))
 
     def initialise(self, device: torch.device, rank: int) -> str:
         """``--init``: a multi-task checkpoint, or an exported multi-task ONNX (the shipped
         models/multitask.onnx, whose checkpoint is gone) to fine-tune further."""
+        if self.net.cfg.head_rank and self._init_rank() == self.net.cfg.head_rank:
+            return self._initialise(device)  # light heads of the same rank: their own weights
+        return self._with_full_heads(device, lambda: self._initialise(device))
+
+    def _init_rank(self) -> int:
+        """The head rank of the --init model (0: full heads)."""
+        if self.cfg.init.endswith(".onnx"):
+            import onnx
+
+            names = [t.name for t in onnx.load(self.cfg.init, load_external_data=False).graph.initializer]
+            ranks = [int(n.split(".depthwise.")[1].split(".")[0]) + 1 for n in names if ".depthwise." in n]
+            return max(ranks, default=0)
+        ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
+        return int((ck.get("config") or {}).get("head_rank", 0))
+
+    def _initialise(self, device: torch.device) -> str:
         if self.cfg.init.endswith(".onnx"):
             from ..onnx_weights import load_onnx_weights
 
@@ -248,6 +300,11 @@ class MultiTaskTask(TrainTask):
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         if "model" not in ck or ck.get("config", {}).get("teacher") is None:
             raise ValueError(f"--init {self.cfg.init}: not a multi-task checkpoint")
+        if ck["config"].get("head_rank", 0) != self.net.cfg.head_rank:
+            raise ValueError(
+                f"--init {self.cfg.init}: heads of rank {ck['config'].get('head_rank', 0)}, this run has "
+                f"{self.cfg.head_rank} (light heads start from a full-head model or one of the same rank)"
+            )
         self.net.load_state_dict(ck["model"])
         return f"initialised from {self.cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})"
 
@@ -370,6 +427,7 @@ def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTask
             tasks=TASKS if has_keypoints else tuple(t for t in TASKS if t != "keypoints"),
             max_depth=cfg.max_depth,
             canonical_focal=cfg.canonical_focal,
+            head_rank=cfg.head_rank,
         )
     )
     net.load_state_dict(ck["model"])
