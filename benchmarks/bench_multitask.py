@@ -84,7 +84,7 @@ def latency_ms(path: Path, runs: int) -> float:
     return float(np.median(times))
 
 
-def export_untrained(out: Path, size: tuple[int, int], attention: bool) -> Path:
+def export_untrained(out: Path, size: tuple[int, int], attention: bool, head_rank: int = 0) -> Path:
     """A multi-task graph with random weights (compute and latency do not depend on the weights),
     with a card, for a checkout without a trained multi-task model."""
     import torch
@@ -94,7 +94,8 @@ def export_untrained(out: Path, size: tuple[int, int], attention: bool) -> Path:
     from perception_models.models.multitask import MultiTaskConfig, MultiTaskExport, MultiTaskNet
 
     torch.manual_seed(0)
-    wrap = MultiTaskExport(MultiTaskNet(MultiTaskConfig(input_size=size, attention=attention))).eval()
+    net = MultiTaskNet(MultiTaskConfig(input_size=size, attention=attention, head_rank=head_rank))
+    wrap = MultiTaskExport(net).eval()
     _export_onnx(wrap, (torch.zeros(1, 3, *size),), out, ["image"], wrap.output_names())
     shipped = yaml.safe_load((ROOT / "models" / "multitask.card.yaml").read_text()) if SHIPPED.is_file() else None
     card = dict(shipped) if shipped else _card_like(wrap, size)
@@ -180,6 +181,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(SHIPPED), help="trained multi-task model (default: the shipped one)")
     ap.add_argument("--ablation", help="the same network trained without attention (its metrics are compared)")
+    ap.add_argument("--light", help="the network with light heads (train --head-rank; compared like the ablation)")
+    ap.add_argument("--head-rank", type=int, default=2, help="rank of the untrained light-head graph without --light")
     ap.add_argument("--data", nargs="+", help="held-out synthetic sequences: each task's metric, single vs multi")
     ap.add_argument("--limit", type=int, default=0, help="frames per metric (0: all)")
     ap.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
@@ -196,24 +199,30 @@ def main() -> None:
                 latency_ms(pose, args.runs))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model and Path(args.model).is_file() else None
-        graphs = {}
+        graphs = {}  # row label -> graph
         for attention in (True, False):
-            graphs[attention] = export_untrained(Path(tmp) / f"mt_{attention}.onnx", tuple(args.size), attention)
+            path = export_untrained(Path(tmp) / f"mt_{attention}.onnx", tuple(args.size), attention)
+            graphs[f"attention {'on' if attention else 'off'}"] = path
+        light = Path(args.light) if args.light else None
+        if light is None:
+            light = export_untrained(Path(tmp) / "mt_light.onnx", tuple(args.size), True, args.head_rank)
+        graphs[f"light heads (rank {_rank(light)})"] = light
         if model is not None:
-            graphs[True] = model
+            graphs["attention on"] = model
         if args.ablation:
-            graphs[False] = Path(args.ablation)
+            graphs["attention off"] = Path(args.ablation)
         multi = []
-        for attention, path in graphs.items():
+        for label, path in graphs.items():
             m = onnx.load(str(path))
-            label = f"multi-task {_size(m)}, attention {'on' if attention else 'off'}"
-            multi.append((label, graph_macs(m), parameters(m), latency_ms(path, args.runs), path.stat().st_size))
+            multi.append((f"multi-task {_size(m)}, {label}", graph_macs(m), parameters(m), latency_ms(path, args.runs),
+                          path.stat().st_size))  # fmt: skip
         frames = {
             "four task pipelines, one process each (sum)": _sum(
                 [per_frame([(t, p)], args.runs) for t, p in SINGLE.items()]
             ),
             "four task pipelines in one process": per_frame(list(SINGLE.items()), args.runs),
-            "multi-task pipeline": per_frame([("multitask", graphs[True])], args.runs),
+            "multi-task pipeline": per_frame([("multitask", graphs["attention on"])], args.runs),
+            "multi-task pipeline, light heads": per_frame([("multitask", light)], args.runs),
         }
     print(f"\nnetworks only, ONNX Runtime CPU 2 threads ({args.runs} runs, median)")
     print(f"{'network':<48} {'GMACs':>7} {'params M':>9} {'latency ms':>11}")
@@ -230,7 +239,14 @@ def main() -> None:
     for name, r in frames.items():
         print(f"{name:<48} {r['ms']:>7.1f} {r['rss_mb']:>9.0f}")
     if args.data and model is not None:
-        _metrics(model, Path(args.ablation) if args.ablation else None, args.data, args.limit)
+        _metrics(model, Path(args.ablation) if args.ablation else None, args.data, args.limit,
+                 Path(args.light) if args.light else None)  # fmt: skip
+
+
+def _rank(path: Path) -> int:
+    from perception_models.onnx_weights import head_rank
+
+    return head_rank(path)
 
 
 def _size(m: onnx.ModelProto) -> str:
@@ -242,7 +258,7 @@ def _sum(results: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in results) for k in results[0]}
 
 
-def _metrics(model: Path, ablation: Path | None, data: list[str], limit: int) -> None:
+def _metrics(model: Path, ablation: Path | None, data: list[str], limit: int, light: Path | None = None) -> None:
     """Each task's held-out metric: the single-task model, the multi-task model (and its ablation),
     through the same node pipelines (perception_models.evaluate)."""
     from perception_models.evaluate import evaluate_depth, evaluate_detection, evaluate_matching, evaluate_segmentation
@@ -261,6 +277,8 @@ def _metrics(model: Path, ablation: Path | None, data: list[str], limit: int) ->
     table["multi-task, attention"] = scores(model, model, model, model)
     if ablation is not None:
         table["multi-task, no attention"] = scores(ablation, ablation, ablation, ablation)
+    if light is not None:
+        table[f"multi-task, light (rank {_rank(light)})"] = scores(light, light, light, light)
     print(f"\nheld-out metrics ({len(data)} sequences{f', {limit} frames each' if limit else ''}; lower is better for "
           "AbsRel and ATE)")  # fmt: skip
     print(f"{'':<28}" + "".join(f"{n:>14}" for n in names))

@@ -35,6 +35,13 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
+def head_rank(onnx_path: Path | str) -> int:
+    """A multi-task graph's light-head rank (depthwise convolutions per channel of its separable
+    pairs, models/separable.py), 0 for full heads."""
+    names = _initializers(Path(onnx_path))
+    return max((int(n.split(".depthwise.")[1].split(".")[0]) + 1 for n in names if ".depthwise." in n), default=0)
+
+
 def _prefix(names: set[str], model: nn.Module) -> str:
     """The wrapper prefix the exporter put before the model's own parameter names."""
     first = next(k for k, m in model.named_modules() if isinstance(m, nn.Conv2d))

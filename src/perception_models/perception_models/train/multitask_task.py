@@ -276,11 +276,9 @@ class MultiTaskTask(TrainTask):
     def _init_rank(self) -> int:
         """The head rank of the --init model (0: full heads)."""
         if self.cfg.init.endswith(".onnx"):
-            import onnx
+            from ..onnx_weights import head_rank
 
-            names = [t.name for t in onnx.load(self.cfg.init, load_external_data=False).graph.initializer]
-            ranks = [int(n.split(".depthwise.")[1].split(".")[0]) + 1 for n in names if ".depthwise." in n]
-            return max(ranks, default=0)
+            return head_rank(self.cfg.init)
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         return int((ck.get("config") or {}).get("head_rank", 0))
 
