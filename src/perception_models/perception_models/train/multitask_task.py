@@ -218,12 +218,13 @@ class MultiTaskTask(TrainTask):
             light.load_state_dict(factorised.state_dict())
         finally:
             self.net = light
-        errors = refit_pointwise(light, full, self._plain_batches(device, 2))
-        mean = lambda i: float(np.mean([e[i] for e in errors.values()]))  # noqa: E731
-        calibrated = self._calibrate(device)  # the BatchNorms after the pairs see slightly other inputs
+        batches = self._plain_batches(device, 8)  # one read for the refit (first 2) and the calibration
+        errors = np.array(list(refit_pointwise(light, full, batches[:2]).values()))  # (layers, before/after)
+        before, after = errors.mean(axis=0)
+        calibrated = self._calibrate(device, batches)  # the BatchNorms after the pairs see slightly other inputs
         return (
             f"{line}; light heads: {len(replaced)} convolutions as rank-{rank} separable pairs (SVD, then refitted: "
-            f"mean relative error of a layer's output {mean(0):.3f} -> {mean(1):.3f}), "
+            f"mean relative error of a layer's output {before:.3f} -> {after:.3f}), "
             f"BatchNorms calibrated again on {calibrated} batches"
         )
 
@@ -259,12 +260,13 @@ class MultiTaskTask(TrainTask):
         loader = DataLoader(torch.utils.data.Subset(plain, range(n)), cfg.batch_size, collate_fn=collate)
         return [b[0].to(device) for b in loader]
 
-    def _calibrate(self, device: torch.device) -> int:
-        """BatchNorms re-parameterised on un-augmented training frames after weights came from ONNX
-        (folded BatchNorms; see onnx_weights): the eval function is kept, train mode starts from it."""
+    def _calibrate(self, device: torch.device, batches: list[torch.Tensor] | None = None) -> int:
+        """BatchNorms re-parameterised on un-augmented training frames (``batches``, default the first
+        8) after weights came from ONNX (folded BatchNorms; see onnx_weights): the eval function is
+        kept, train mode starts from it."""
         from ..onnx_weights import calibrate_batchnorm
 
-        return calibrate_batchnorm(self.net, self._plain_batches(device, 8))
+        return calibrate_batchnorm(self.net, batches if batches is not None else self._plain_batches(device, 8))
 
     def initialise(self, device: torch.device, rank: int) -> str:
         """``--init``: a multi-task checkpoint, or an exported multi-task ONNX (the shipped
