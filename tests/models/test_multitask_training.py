@@ -239,3 +239,55 @@ def test_light_heads_start_from_the_full_model_train_and_come_back_from_the_chec
     other.build(torch.device("cpu"), 1)
     with pytest.raises(ValueError, match="heads of rank 2, this run has 3"):
         other.initialise(torch.device("cpu"), 1)
+
+
+def test_keep_terms_hold_every_head_to_the_full_network(sets, tmp_path):
+    """--keep W: the terms vanish for the network the keeper is (its own function kept), are positive for
+    light heads derived from it, and teach only the student (the keeper stays frozen); a short run logs
+    the keep term; --keep without a model to keep is refused."""
+    from perception_models.train.multitask_task import MultiTaskTask
+
+    shipped = ROOT / "models" / "multitask.onnx"
+    base = dict(
+        data=[str(sets[0])],
+        val=[str(sets[1])],
+        out=str(tmp_path / "keep"),
+        input_size=IN,
+        teacher=str(ROOT / "models" / "matching.onnx"),
+        batch_size=2,
+        epochs=1,
+        max_steps_per_epoch=2,
+        log_every=1,
+        init=str(shipped),
+        keep=1.0,
+    )
+    x = torch.stack([MultiTaskFrames([sets[1]], IN, None, 0)[i][0] for i in range(2)])
+    terms = {}
+    for rank in (0, 2):
+        task = MultiTaskTask(MultiTaskTrainConfig(**base, head_rank=rank))
+        task.build(torch.device("cpu"), 1)
+        task.initialise(torch.device("cpu"), 1)
+        assert not any(p.requires_grad for p in task.keeper.parameters())
+        task.net.eval()
+        live = task.keep_terms(task.net(x), x)
+        terms[rank] = {k: v.detach() for k, v in live.items()}
+        if rank == 2:
+            sum(live.values()).backward()
+            assert all(p.grad is None for p in task.keeper.parameters()), "the keeper is not trained"
+            grads = [p.grad for n, p in task.net.named_parameters() if ".pointwise." in n]
+            assert grads and all(g is not None for g in grads), "every light layer learns from the term"
+    kept = task.keeper(x)["keypoints"]
+    entropy = keypoint_distillation(kept, kept)  # the keypoint term's floor: the keeper's own entropy
+    assert set(terms[0]) == {"detection", "segmentation", "depth", "keypoints"}
+    for name in ("detection", "segmentation", "depth"):
+        assert float(terms[0][name]) < 1e-5, (name, float(terms[0][name]))
+        assert float(terms[2][name]) > 10 * max(float(terms[0][name]), 1e-6), name
+    assert float(terms[0]["keypoints"]) == pytest.approx(float(entropy), abs=1e-4)
+    assert float(terms[2]["keypoints"]) > float(entropy)
+
+    train_multitask(MultiTaskTrainConfig(**base, head_rank=2, weighting="fixed"), progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "keep" / "log.jsonl").read_text().splitlines()]
+    keep = [r["keep"] for r in rows if r["kind"] == "train"]
+    assert keep and all(k > 0 for k in keep), keep
+    with pytest.raises(ValueError, match="--keep needs --keep-from or --init"):
+        MultiTaskTask(MultiTaskTrainConfig(**{**base, "init": ""})).check()

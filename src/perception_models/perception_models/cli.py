@@ -218,6 +218,8 @@ def _train_multitask(args: argparse.Namespace) -> int:
         device=args.device,
         time_budget_min=args.time_budget_min,
         ema=args.ema,
+        keep=args.keep,
+        keep_from=args.keep_from or "",
         # 0 on the command line: the multi-task default (305 px at 384x512, the shipped depth model's)
         **({"canonical_focal": args.canonical_focal} if args.canonical_focal > 0 else {}),
     )
@@ -751,7 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keep_arguments(
         p,
         "segmentation with --real-labels: learning without forgetting, weight of a distillation term that "
-        "keeps the --init model's predictions on the synthetic --data frames (0: off)",
+        "keeps the --init model's predictions on the synthetic --data frames (0: off); multitask: terms that "
+        "hold every head's outputs to the --keep-from (or --init) multi-task model's, e.g. light heads "
+        "(--head-rank) distilled from the full network",
     )
     p.add_argument(
         "--object-zoom",

@@ -12,6 +12,14 @@ cell distribution and 1 - cosine to its descriptors (distillation). The frame go
 augmentation (crop, flip, photometric) shared by all tasks: the detection and segmentation
 datasets draw it from the same (seed, epoch, index) stream, and depth repeats their geometry.
 
+Keeping a model's function (``--keep W [--keep-from MODEL]``; learning without forgetting, as
+``train --keep`` for the segmenter and ``distill --keep`` for the detector): a frozen earlier
+multi-task network (``--keep-from``, default the ``--init`` one) runs on the same frames and each
+task's loss gains W times a term that holds this network's outputs to its outputs — tempered KL of
+the pixel classes, soft-target detection distillation, L1 of log depth, keypoint distillation.
+With light heads (``--head-rank``) started from the full network, that network is the teacher of
+every head (output distillation) beside the ground truth.
+
 Task weighting (``--weighting``): ``fixed`` sums the losses with ``task_weights``; ``uncertainty``
 learns one log-variance s_t per task and minimises sum(exp(-s_t) L_t + s_t) (Kendall, Gal and
 Cipolla, CVPR 2018). Validation: detection mAP@[.5:.95], segmentation mIoU and depth AbsRel on the
@@ -34,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..models.depth_losses import silog_loss
 from ..models.detection import Detector
-from ..models.losses import pixel_cross_entropy
+from ..models.losses import detection_distillation, pixel_cross_entropy, pixel_distillation
 from ..models.matching_losses import keypoint_distillation
 from ..models.multitask import TASKS, MultiTaskConfig, MultiTaskNet
 from ..models.separable import refit_pointwise
@@ -62,6 +70,8 @@ class MultiTaskTrainConfig:
         default_factory=lambda: {"detection": 1.0, "segmentation": 1.0, "depth": 1.0, "keypoints": 1.0}
     )
     teacher: str = "models/matching.onnx"  # keypoint teacher ("" = no keypoint head)
+    keep: float = 0.0  # weight of the terms that hold every head's outputs to the --keep-from model's (0 = off)
+    keep_from: str = ""  # a multi-task checkpoint or ONNX ("" = the --init one)
     seed: int = 0
     workers: int = 0
     log_every: int = 10
@@ -166,6 +176,10 @@ class MultiTaskTask(TrainTask):
             raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
         if cfg.head_rank < 0:
             raise ValueError(f"head rank {cfg.head_rank} must be 0 (full heads) or >= 1")
+        if cfg.keep < 0:
+            raise ValueError(f"keep {cfg.keep} is a loss weight (>= 0)")
+        if cfg.keep > 0 and not (cfg.keep_from or cfg.init):
+            raise ValueError("--keep needs --keep-from or --init (the multi-task model whose outputs to keep)")
 
     def build(self, device: torch.device, rank: int):
         cfg = self.cfg
@@ -195,6 +209,9 @@ class MultiTaskTask(TrainTask):
             holder.log_vars = self.log_vars
             modules["weighting"] = holder
         self.teacher = self._teacher(device) if cfg.teacher else None
+        self.keeper = self._keeper(device) if cfg.keep > 0 else None  # here, not in initialise(): resume needs it
+        if self.keeper is not None and rank == 0:
+            print(f"keep term (weight {cfg.keep}): every head's outputs held to {cfg.keep_from or cfg.init}")
         self.val_sets = [Path(v) for v in cfg.val]
         if cfg.adopt_detection or cfg.adopt_segmentation or cfg.adopt_depth:
             line = self._with_full_heads(device, lambda: self._adopt(device))
@@ -277,12 +294,40 @@ class MultiTaskTask(TrainTask):
 
     def _init_rank(self) -> int:
         """The head rank of the --init model (0: full heads)."""
-        if self.cfg.init.endswith(".onnx"):
-            from ..onnx_weights import head_rank
+        return _model_rank(self.cfg.init)
 
-            return head_rank(self.cfg.init)
-        ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
-        return int((ck.get("config") or {}).get("head_rank", 0))
+    def _keeper(self, device: torch.device) -> MultiTaskNet:
+        """The frozen network of the keep term: ``--keep-from`` (default ``--init``), a multi-task
+        checkpoint or ONNX of any head rank, in eval mode (an ONNX's folded BatchNorms give its
+        exported function exactly; no calibration needed)."""
+        source = self.cfg.keep_from or self.cfg.init
+        keeper = MultiTaskNet(replace(self.net.cfg, head_rank=_model_rank(source)))
+        if source.endswith(".onnx"):
+            from ..onnx_weights import load_onnx_weights
+
+            load_onnx_weights(keeper, source, strict=False)  # the depth decoder's finest head is the one used
+        else:
+            keeper.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
+        return keeper.to(device).eval().requires_grad_(False)
+
+    def keep_terms(self, out: dict[str, Any], images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per task, the term that holds ``out`` to the keeper's outputs on the same images."""
+        assert self.keeper is not None
+        with torch.no_grad():
+            kept = self.keeper(images)
+        terms: dict[str, torch.Tensor] = {}
+        if "detection" in out:
+            terms["detection"] = detection_distillation(*out["detection"], *kept["detection"])
+        if "segmentation" in out:
+            terms["segmentation"] = pixel_distillation(out["segmentation"], kept["segmentation"])
+        if "depth" in out:
+            size = images.shape[-2:]
+            log_depth = torch.log(self.net.depth(out["depth"], size))
+            kept_log = torch.log(self.keeper.depth(kept["depth"], size))
+            terms["depth"] = (log_depth - kept_log).abs().mean()
+        if "keypoints" in out:
+            terms["keypoints"] = keypoint_distillation(out["keypoints"], kept["keypoints"])
+        return terms
 
     def _initialise(self, device: torch.device) -> str:
         if self.cfg.init.endswith(".onnx"):
@@ -352,6 +397,10 @@ class MultiTaskTask(TrainTask):
             with torch.no_grad():
                 teacher = self.teacher(images)
             losses["keypoints"] = keypoint_distillation(out["keypoints"], teacher)
+        kept = self.keep_terms(out, images) if self.keeper is not None else {}
+        for task, term in kept.items():
+            if task in losses:
+                losses[task] = losses[task] + self.cfg.keep * term
         total = images.new_zeros(())
         for task, value in losses.items():
             if self.cfg.weighting == "uncertainty":
@@ -359,6 +408,8 @@ class MultiTaskTask(TrainTask):
                 total = total + torch.exp(-s) * value + s
             else:
                 total = total + self.cfg.task_weights.get(task, 1.0) * value
+        if kept:
+            losses["keep"] = sum(t.detach() for t in kept.values())  # logged, already in the task losses
         return {**losses, "total": total}
 
     @torch.no_grad()
@@ -406,6 +457,16 @@ class MultiTaskTask(TrainTask):
             f"mAP {metrics['mAP']:.3f}, mIoU {metrics['mIoU']:.3f}, AbsRel {metrics['abs_rel']:.3f} "
             f"(score {metrics['metric']:.4f}, best {best:.4f})"
         )
+
+
+def _model_rank(path: str) -> int:
+    """The head rank of a multi-task checkpoint or ONNX (0: full heads)."""
+    if path.endswith(".onnx"):
+        from ..onnx_weights import head_rank
+
+        return head_rank(path)
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    return int((ck.get("config") or {}).get("head_rank", 0))
 
 
 def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTaskTrainConfig, dict[str, Any]]:
