@@ -243,10 +243,12 @@ def main() -> None:
                  Path(args.light) if args.light else None)  # fmt: skip
 
 
-def _rank(path: Path) -> int:
+def _rank(path: Path) -> str:
+    """'2', or '2, detection 3' when the detection tower has its own rank."""
     from perception_models.onnx_weights import head_rank
 
-    return head_rank(path)
+    rank, detection = head_rank(path), head_rank(path, detection=True)
+    return f"{rank}" if detection == rank else f"{rank}, detection {detection}"
 
 
 def _size(m: onnx.ModelProto) -> str:

@@ -99,10 +99,15 @@ def main() -> int:
     if multi.is_file():
         out["multitask detector"] = detector(multi, shared)
         out["multitask segmenter"] = segmenter(multi, shared)
+    both = set(args.detectors) & set(args.segmenters)  # a multi-task file given as both: a row for each
     for path in args.detectors:
-        out[f"{Path(path).parent.name}/{Path(path).name}"] = detector(Path(path), shared)
+        out[f"{Path(path).parent.name}/{Path(path).name}" + (" detector" if path in both else "")] = detector(
+            Path(path), shared
+        )
     for path in args.segmenters:
-        out[f"{Path(path).parent.name}/{Path(path).name}"] = segmenter(Path(path), shared)
+        out[f"{Path(path).parent.name}/{Path(path).name}" + (" segmenter" if path in both else "")] = segmenter(
+            Path(path), shared
+        )
     if args.latency:  # next to each real-image metric, what the model costs (benchmarks/bench_task_models.py)
         from bench_task_models import bench, frame
 

@@ -237,7 +237,7 @@ def test_light_heads_start_from_the_full_model_train_and_come_back_from_the_chec
     other = MultiTaskTask(MultiTaskTrainConfig(**{**cfg.__dict__, "init": str(tmp_path / "light" / "last.pt")}))
     other.cfg.head_rank = 3
     other.build(torch.device("cpu"), 1)
-    with pytest.raises(ValueError, match="heads of rank 2, this run has 3"):
+    with pytest.raises(ValueError, match=r"heads of rank 2 \(detection 2\), this run has 3 \(detection 3\)"):
         other.initialise(torch.device("cpu"), 1)
 
 

@@ -100,10 +100,12 @@ def test_a_light_multitask_net_is_a_factorised_full_one_and_its_export_loads_bac
 
     torch.manual_seed(0)
     full = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64))
-    replaced = full.factorize_heads(2)
-    assert full.cfg.head_rank == 2 and len(replaced) == 23
+    replaced = full.factorize_heads(2, detection_rank=3)  # the detection tower at its own rank
+    assert (full.cfg.head_rank, full.cfg.detection_rank) == (2, 3) and len(replaced) == 23
     assert not any(n.startswith(("backbone", "attention")) for n in replaced)  # shared parts stay
-    light = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64, head_rank=2))
+    ranks = {n.split(".")[0]: len(m.depthwise) for n, m in full.named_modules() if isinstance(m, SeparableConv)}
+    assert ranks == {"neck": 3, "det_head": 3, "seg_head": 2, "depth_decoder": 2, "kp_det": 2, "kp_desc": 2}
+    light = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64, head_rank=2, detection_rank=3))
     a, b = full.state_dict(), light.state_dict()
     assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
     # trained-like weights (no constant tensors the exporter would fold away), then the round trip
@@ -121,9 +123,9 @@ def test_a_light_multitask_net_is_a_factorised_full_one_and_its_export_loads_bac
     x = torch.randn(1, 3, *IN)
     report = _export_onnx(wrap, (x,), tmp_path / "light.onnx", ["image"], wrap.output_names())
     assert not report["trt_unfriendly"] and not report["dynamic_io"]
-    assert head_rank(tmp_path / "light.onnx") == 2
+    assert head_rank(tmp_path / "light.onnx") == 2 and head_rank(tmp_path / "light.onnx", detection=True) == 3
     assert head_rank(Path(__file__).resolve().parents[2] / "models" / "multitask.onnx") == 0
-    back = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64, head_rank=2))
+    back = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64, head_rank=2, detection_rank=3))
     counts = load_onnx_weights(back, tmp_path / "light.onnx", strict=False)
     assert counts["missing"] == ["depth_decoder.heads.3"]  # coarser depth heads are never exported
     back.eval()

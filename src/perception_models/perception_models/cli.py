@@ -203,6 +203,7 @@ def _train_multitask(args: argparse.Namespace) -> int:
         input_size=tuple(args.input_size or (384, 512)),  # type: ignore[arg-type]
         attention=not args.no_attention,
         head_rank=args.head_rank,
+        detection_rank=args.detection_rank,
         weighting=args.weighting,
         adopt_detection=str(resolve_path("models/detection.onnx")) if args.adopt_shipped else "",
         adopt_segmentation=str(resolve_path("models/segmentation.onnx")) if args.adopt_shipped else "",
@@ -659,6 +660,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="multitask: light heads, each 3x3 convolution of the heads as R depthwise filters per channel + a 1x1 "
         "(SVD-initialised from --init; 2 costs 2.1x less than the full heads); 0 = full heads",
+    )
+    p.add_argument(
+        "--detection-rank",
+        type=int,
+        default=0,
+        metavar="R",
+        help="multitask with --head-rank: the detection neck and head's own rank (0 = --head-rank); 3 with "
+        "--head-rank 2 keeps most of the full detector right after the SVD start",
     )
     p.add_argument(
         "--adopt-shipped",

@@ -757,6 +757,7 @@ def export_multitask(
             "input_size": [h, w],
             "attention": cfg.attention,
             "head_rank": cfg.head_rank,  # > 0: light heads (rank-r separable 3x3s, models/separable.py)
+            "detection_rank": cfg.detection_rank or cfg.head_rank,  # the detection neck and head's
             "init": cfg.init,
             "weighting": cfg.weighting,
             "teacher": cfg.teacher,

@@ -35,11 +35,17 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def head_rank(onnx_path: Path | str) -> int:
+def head_rank(onnx_path: Path | str, detection: bool = False) -> int:
     """A multi-task graph's light-head rank (depthwise convolutions per channel of its separable
-    pairs, models/separable.py), 0 for full heads."""
-    names = _initializers(Path(onnx_path))
-    return max((int(n.split(".depthwise.")[1].split(".")[0]) + 1 for n in names if ".depthwise." in n), default=0)
+    pairs, models/separable.py), 0 for full heads; ``detection``: the detection neck and head's
+    (``MultiTaskNet.DETECTION_TOWER``), which may differ."""
+    tower = (".neck.", ".det_head.")
+    ranks = [
+        int(n.split(".depthwise.")[1].split(".")[0]) + 1
+        for n in _initializers(Path(onnx_path))
+        if ".depthwise." in n and any(t in n for t in tower) == detection
+    ]
+    return max(ranks, default=0)
 
 
 def _prefix(names: set[str], model: nn.Module) -> str:

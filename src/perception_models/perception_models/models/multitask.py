@@ -90,6 +90,7 @@ class MultiTaskConfig:
     descriptor_dim: int = 64
     top_k: int = 512
     head_rank: int = 0  # > 0: light heads, 3x3 convolutions as rank-r depthwise-separable pairs
+    detection_rank: int = 0  # with head_rank: the detection neck and head's own rank (0 = head_rank)
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(num_classes=len(self.detection_classes), input_size=tuple(self.input_size))
@@ -134,21 +135,24 @@ class MultiTaskNet(nn.Module):
             self.kp_det = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, 65, 1))
             self.kp_desc = nn.Sequential(ConvBNAct(c8, k), nn.Conv2d(k, cfg.descriptor_dim, 1))
         if cfg.head_rank:
-            self.factorize_heads(cfg.head_rank)
+            self.factorize_heads(cfg.head_rank, cfg.detection_rank)
 
     HEADS = ("neck", "det_head", "seg_head", "depth_decoder", "kp_det", "kp_desc")
+    DETECTION_TOWER = ("neck", "det_head")
 
-    def factorize_heads(self, rank: int) -> list[str]:
+    def factorize_heads(self, rank: int, detection_rank: int = 0) -> list[str]:
         """Light heads: the heads' (and the detection neck's) 3x3 convolutions -> rank-``rank``
-        separable pairs initialised by SVD from their current weights (models/separable.py); the
-        network then has the architecture of ``head_rank = rank``. Returns what was replaced."""
+        separable pairs initialised by SVD from their current weights (models/separable.py), the
+        detection tower's at ``detection_rank`` when given (its logits feed a thresholded sigmoid:
+        it loses most to a low rank); the network then has the architecture of ``head_rank = rank,
+        detection_rank``. Returns what was replaced."""
         replaced = [
             f"{head}.{name}"
             for head in self.HEADS
             if hasattr(self, head)
-            for name in factorize(getattr(self, head), rank)
+            for name in factorize(getattr(self, head), detection_rank or rank if head in self.DETECTION_TOWER else rank)
         ]
-        self.cfg.head_rank = rank
+        self.cfg.head_rank, self.cfg.detection_rank = rank, detection_rank
         return replaced
 
     def adopt(self, detector: nn.Module | None = None, segmenter: nn.Module | None = None,

@@ -65,6 +65,7 @@ class MultiTaskTrainConfig:
     input_size: tuple[int, int] = (384, 512)
     attention: bool = True
     head_rank: int = 0  # > 0: light heads (rank-r separable 3x3s; models/separable.py), SVD-initialised from --init
+    detection_rank: int = 0  # with head_rank: the detection neck and head's rank (0 = head_rank)
     weighting: str = "uncertainty"  # fixed | uncertainty
     task_weights: dict[str, float] = field(
         default_factory=lambda: {"detection": 1.0, "segmentation": 1.0, "depth": 1.0, "keypoints": 1.0}
@@ -176,6 +177,8 @@ class MultiTaskTask(TrainTask):
             raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
         if cfg.head_rank < 0:
             raise ValueError(f"head rank {cfg.head_rank} must be 0 (full heads) or >= 1")
+        if cfg.detection_rank < 0 or (cfg.detection_rank and not cfg.head_rank):
+            raise ValueError(f"detection rank {cfg.detection_rank}: >= 1 with light heads (--head-rank), else 0")
         if cfg.keep < 0:
             raise ValueError(f"keep {cfg.keep} is a loss weight (>= 0)")
         if cfg.keep > 0 and not (cfg.keep_from or cfg.init):
@@ -196,6 +199,7 @@ class MultiTaskTask(TrainTask):
                 max_depth=cfg.max_depth,
                 canonical_focal=cfg.canonical_focal,
                 head_rank=cfg.head_rank,
+                detection_rank=cfg.detection_rank,
             )
         ).to(device)
         # Detector.loss reads only ``anchors`` and ``cfg``: the same anchor matching and focal loss
@@ -227,11 +231,11 @@ class MultiTaskTask(TrainTask):
         if not rank:
             return load()
         light = self.net
-        self.net = full = MultiTaskNet(replace(light.cfg, head_rank=0)).to(device)
+        self.net = full = MultiTaskNet(replace(light.cfg, head_rank=0, detection_rank=0)).to(device)
         try:
             line = load()
             factorised = copy.deepcopy(full)
-            replaced = factorised.factorize_heads(rank)
+            replaced = factorised.factorize_heads(rank, light.cfg.detection_rank)
             light.load_state_dict(factorised.state_dict())
         finally:
             self.net = light
@@ -239,8 +243,9 @@ class MultiTaskTask(TrainTask):
         errors = np.array(list(refit_pointwise(light, full, batches[:2]).values()))  # (layers, before/after)
         before, after = errors.mean(axis=0)
         calibrated = self._calibrate(device, batches)  # the BatchNorms after the pairs see slightly other inputs
+        ranks = f"rank-{rank}" + (f" (detection rank {light.cfg.detection_rank})" if light.cfg.detection_rank else "")
         return (
-            f"{line}; light heads: {len(replaced)} convolutions as rank-{rank} separable pairs (SVD, then refitted: "
+            f"{line}; light heads: {len(replaced)} convolutions as {ranks} separable pairs (SVD, then refitted: "
             f"mean relative error of a layer's output {before:.3f} -> {after:.3f}), "
             f"BatchNorms calibrated again on {calibrated} batches"
         )
@@ -288,12 +293,16 @@ class MultiTaskTask(TrainTask):
     def initialise(self, device: torch.device, rank: int) -> str:
         """``--init``: a multi-task checkpoint, or an exported multi-task ONNX (the shipped
         models/multitask.onnx, whose checkpoint is gone) to fine-tune further."""
-        if self.net.cfg.head_rank and self._init_rank() == self.net.cfg.head_rank:
+        if self.net.cfg.head_rank and self._init_rank() == self._ranks():
             return self._initialise(device)  # light heads of the same rank: their own weights
         return self._with_full_heads(device, lambda: self._initialise(device))
 
-    def _init_rank(self) -> int:
-        """The head rank of the --init model (0: full heads)."""
+    def _ranks(self) -> tuple[int, int]:
+        """This run's (head rank, detection rank), as ``_model_rank`` reads a file's."""
+        return self.cfg.head_rank, (self.cfg.detection_rank or self.cfg.head_rank)
+
+    def _init_rank(self) -> tuple[int, int]:
+        """The (head rank, detection rank) of the --init model ((0, 0): full heads)."""
         return _model_rank(self.cfg.init)
 
     def _keeper(self, device: torch.device) -> MultiTaskNet:
@@ -301,7 +310,8 @@ class MultiTaskTask(TrainTask):
         checkpoint or ONNX of any head rank, in eval mode (an ONNX's folded BatchNorms give its
         exported function exactly; no calibration needed)."""
         source = self.cfg.keep_from or self.cfg.init
-        keeper = MultiTaskNet(replace(self.net.cfg, head_rank=_model_rank(source)))
+        rank, detection_rank = _model_rank(source)
+        keeper = MultiTaskNet(replace(self.net.cfg, head_rank=rank, detection_rank=detection_rank))
         if source.endswith(".onnx"):
             from ..onnx_weights import load_onnx_weights
 
@@ -345,10 +355,12 @@ class MultiTaskTask(TrainTask):
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         if "model" not in ck or ck.get("config", {}).get("teacher") is None:
             raise ValueError(f"--init {self.cfg.init}: not a multi-task checkpoint")
-        if ck["config"].get("head_rank", 0) != self.net.cfg.head_rank:
+        theirs, net = _model_rank(self.cfg.init), self.net.cfg  # net: the full-head twin while light heads start
+        if theirs != (net.head_rank, net.detection_rank or net.head_rank):
+            ours = self._ranks()
             raise ValueError(
-                f"--init {self.cfg.init}: heads of rank {ck['config'].get('head_rank', 0)}, this run has "
-                f"{self.cfg.head_rank} (light heads start from a full-head model or one of the same rank)"
+                f"--init {self.cfg.init}: heads of rank {theirs[0]} (detection {theirs[1]}), this run has "
+                f"{ours[0]} (detection {ours[1]}) (light heads start from a full-head model or one of the same ranks)"
             )
         self.net.load_state_dict(ck["model"])
         return f"initialised from {self.cfg.init} (epoch {ck.get('epoch')}, best {ck.get('best')})"
@@ -459,14 +471,14 @@ class MultiTaskTask(TrainTask):
         )
 
 
-def _model_rank(path: str) -> int:
-    """The head rank of a multi-task checkpoint or ONNX (0: full heads)."""
+def _model_rank(path: str) -> tuple[int, int]:
+    """The (head rank, detection rank) of a multi-task checkpoint or ONNX ((0, 0): full heads)."""
     if path.endswith(".onnx"):
         from ..onnx_weights import head_rank
 
-        return head_rank(path)
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    return int((ck.get("config") or {}).get("head_rank", 0))
+        return head_rank(path), head_rank(path, detection=True)
+    c = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
+    return int(c.get("head_rank", 0)), int(c.get("detection_rank", 0) or c.get("head_rank", 0))
 
 
 def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTaskTrainConfig, dict[str, Any]]:
@@ -489,6 +501,7 @@ def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTask
             max_depth=cfg.max_depth,
             canonical_focal=cfg.canonical_focal,
             head_rank=cfg.head_rank,
+            detection_rank=cfg.detection_rank,
         )
     )
     net.load_state_dict(ck["model"])
