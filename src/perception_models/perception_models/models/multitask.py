@@ -146,11 +146,12 @@ class MultiTaskNet(nn.Module):
         detection tower's at ``detection_rank`` when given (its logits feed a thresholded sigmoid:
         it loses most to a low rank); the network then has the architecture of ``head_rank = rank,
         detection_rank``. Returns what was replaced."""
+        tower_rank = detection_rank or rank
         replaced = [
             f"{head}.{name}"
             for head in self.HEADS
             if hasattr(self, head)
-            for name in factorize(getattr(self, head), detection_rank or rank if head in self.DETECTION_TOWER else rank)
+            for name in factorize(getattr(self, head), tower_rank if head in self.DETECTION_TOWER else rank)
         ]
         self.cfg.head_rank, self.cfg.detection_rank = rank, detection_rank
         return replaced
