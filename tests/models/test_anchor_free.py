@@ -127,4 +127,15 @@ def test_a_few_steps_learn_one_object_and_export_runs_the_same_in_onnxruntime(tm
         table = np.concatenate([np.round(s[0, :, None], 5), lab[0, :, None], b[0]], axis=1)
         return table[np.lexsort(table.T[::-1])]
 
-    np.testing.assert_allclose(rows(ob, os_, ol), rows(boxes.numpy(), scores.numpy(), labels.numpy()), atol=1e-3)
+    theirs, ours = rows(ob, os_, ol), rows(boxes.numpy(), scores.numpy(), labels.numpy())
+    np.testing.assert_allclose(theirs[:, 0], ours[:, 0], atol=1e-4)  # the same 100 scores
+    # Many background anchors can share the lowest kept score: which of them fill the last places
+    # is a tie that float summation order (this CPU's kernels) decides, so only the boxes above it
+    # must agree one to one.
+    above = ours[ours[:, 0] > ours[:, 0].min() + 1e-4]
+    assert len(above) > 0
+    free = list(range(len(theirs)))  # one to one with a tolerance: rounding may reorder near-equal scores
+    for row in above:
+        hit = next((j for j in free if np.allclose(theirs[j], row, atol=1e-3)), None)
+        assert hit is not None, f"torch's detection {row} is not among ONNX Runtime's"
+        free.remove(hit)
