@@ -245,9 +245,9 @@ def main() -> None:
 
 def _rank(path: Path) -> str:
     """'2', or '2, detection 3' when the detection tower has its own rank."""
-    from perception_models.onnx_weights import head_rank
+    from perception_models.onnx_weights import head_ranks
 
-    rank, detection = head_rank(path), head_rank(path, detection=True)
+    rank, detection = head_ranks(path)
     return f"{rank}" if detection == rank else f"{rank}, detection {detection}"
 
 

@@ -100,14 +100,14 @@ def main() -> int:
         out["multitask detector"] = detector(multi, shared)
         out["multitask segmenter"] = segmenter(multi, shared)
     both = set(args.detectors) & set(args.segmenters)  # a multi-task file given as both: a row for each
+
+    def row(path: str, kind: str) -> str:
+        return f"{Path(path).parent.name}/{Path(path).name}" + (f" {kind}" if path in both else "")
+
     for path in args.detectors:
-        out[f"{Path(path).parent.name}/{Path(path).name}" + (" detector" if path in both else "")] = detector(
-            Path(path), shared
-        )
+        out[row(path, "detector")] = detector(Path(path), shared)
     for path in args.segmenters:
-        out[f"{Path(path).parent.name}/{Path(path).name}" + (" segmenter" if path in both else "")] = segmenter(
-            Path(path), shared
-        )
+        out[row(path, "segmenter")] = segmenter(Path(path), shared)
     if args.latency:  # next to each real-image metric, what the model costs (benchmarks/bench_task_models.py)
         from bench_task_models import bench, frame
 

@@ -192,6 +192,21 @@ def test_training_can_continue_from_the_exported_multitask_model(sets):
     np.testing.assert_allclose(got["descriptors"], theirs["descriptors"], atol=1e-4)
 
 
+def _from_shipped(sets, out, **kw) -> dict:
+    """Config fields of a short run from the shipped multi-task model on the fixture's sets."""
+    return dict(
+        data=[str(sets[0])],
+        val=[str(sets[1])],
+        out=str(out),
+        input_size=IN,
+        teacher=str(ROOT / "models" / "matching.onnx"),
+        batch_size=2,
+        epochs=1,
+        init=str(ROOT / "models" / "multitask.onnx"),
+        **kw,
+    )
+
+
 def test_light_heads_start_from_the_full_model_train_and_come_back_from_the_checkpoint(sets, tmp_path):
     """--head-rank 2 --init models/multitask.onnx: the shipped full heads become SVD-started,
     refitted separable pairs that still compute nearly what the full network does; the trained
@@ -202,18 +217,7 @@ def test_light_heads_start_from_the_full_model_train_and_come_back_from_the_chec
     from perception_models.train.multitask_task import MultiTaskTask, load_multitask_checkpoint
 
     shipped = ROOT / "models" / "multitask.onnx"
-    cfg = MultiTaskTrainConfig(
-        data=[str(sets[0])],
-        val=[str(sets[1])],
-        out=str(tmp_path / "light"),
-        input_size=IN,
-        teacher=str(ROOT / "models" / "matching.onnx"),
-        batch_size=2,
-        epochs=1,
-        max_steps_per_epoch=1,
-        init=str(shipped),
-        head_rank=2,
-    )
+    cfg = MultiTaskTrainConfig(**_from_shipped(sets, tmp_path / "light", max_steps_per_epoch=1, head_rank=2))
     task = MultiTaskTask(cfg)
     task.build(torch.device("cpu"), 1)
     line = task.initialise(torch.device("cpu"), 1)
@@ -247,20 +251,7 @@ def test_keep_terms_hold_every_head_to_the_full_network(sets, tmp_path):
     the keep term; --keep without a model to keep is refused."""
     from perception_models.train.multitask_task import MultiTaskTask
 
-    shipped = ROOT / "models" / "multitask.onnx"
-    base = dict(
-        data=[str(sets[0])],
-        val=[str(sets[1])],
-        out=str(tmp_path / "keep"),
-        input_size=IN,
-        teacher=str(ROOT / "models" / "matching.onnx"),
-        batch_size=2,
-        epochs=1,
-        max_steps_per_epoch=2,
-        log_every=1,
-        init=str(shipped),
-        keep=1.0,
-    )
+    base = _from_shipped(sets, tmp_path / "keep", max_steps_per_epoch=2, log_every=1, keep=1.0)
     x = torch.stack([MultiTaskFrames([sets[1]], IN, None, 0)[i][0] for i in range(2)])
     terms = {}
     for rank in (0, 2):

@@ -35,17 +35,21 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def head_rank(onnx_path: Path | str, detection: bool = False) -> int:
-    """A multi-task graph's light-head rank (depthwise convolutions per channel of its separable
-    pairs, models/separable.py), 0 for full heads; ``detection``: the detection neck and head's
-    (``MultiTaskNet.DETECTION_TOWER``), which may differ."""
+def head_ranks(onnx_path: Path | str) -> tuple[int, int]:
+    """A multi-task graph's light-head ranks (depthwise convolutions per channel of its separable
+    pairs, models/separable.py): (the heads', the detection neck and head's), which may differ
+    (``MultiTaskNet.DETECTION_TOWER``); 0 for full heads. One read of the file."""
     tower = (".neck.", ".det_head.")
-    ranks = [
-        int(n.split(".depthwise.")[1].split(".")[0]) + 1
-        for n in _initializers(Path(onnx_path))
-        if ".depthwise." in n and any(t in n for t in tower) == detection
-    ]
-    return max(ranks, default=0)
+    ranks: tuple[list[int], list[int]] = ([], [])
+    for n in _initializers(Path(onnx_path)):
+        if ".depthwise." in n:
+            ranks[any(t in n for t in tower)].append(int(n.split(".depthwise.")[1].split(".")[0]) + 1)
+    return max(ranks[0], default=0), max(ranks[1], default=0)
+
+
+def head_rank(onnx_path: Path | str, detection: bool = False) -> int:
+    """One of ``head_ranks``: the heads' rank, or with ``detection`` the detection tower's."""
+    return head_ranks(onnx_path)[int(detection)]
 
 
 def _prefix(names: set[str], model: nn.Module) -> str:

@@ -293,17 +293,13 @@ class MultiTaskTask(TrainTask):
     def initialise(self, device: torch.device, rank: int) -> str:
         """``--init``: a multi-task checkpoint, or an exported multi-task ONNX (the shipped
         models/multitask.onnx, whose checkpoint is gone) to fine-tune further."""
-        if self.net.cfg.head_rank and self._init_rank() == self._ranks():
+        if self.net.cfg.head_rank and _model_rank(self.cfg.init) == self._ranks():
             return self._initialise(device)  # light heads of the same rank: their own weights
         return self._with_full_heads(device, lambda: self._initialise(device))
 
     def _ranks(self) -> tuple[int, int]:
         """This run's (head rank, detection rank), as ``_model_rank`` reads a file's."""
-        return self.cfg.head_rank, (self.cfg.detection_rank or self.cfg.head_rank)
-
-    def _init_rank(self) -> tuple[int, int]:
-        """The (head rank, detection rank) of the --init model ((0, 0): full heads)."""
-        return _model_rank(self.cfg.init)
+        return _rank_pair(self.cfg.head_rank, self.cfg.detection_rank)
 
     def _keeper(self, device: torch.device) -> MultiTaskNet:
         """The frozen network of the keep term: ``--keep-from`` (default ``--init``), a multi-task
@@ -355,8 +351,8 @@ class MultiTaskTask(TrainTask):
         ck = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
         if "model" not in ck or ck.get("config", {}).get("teacher") is None:
             raise ValueError(f"--init {self.cfg.init}: not a multi-task checkpoint")
-        theirs, net = _model_rank(self.cfg.init), self.net.cfg  # net: the full-head twin while light heads start
-        if theirs != (net.head_rank, net.detection_rank or net.head_rank):
+        theirs, net = _config_ranks(ck["config"]), self.net.cfg  # net: the full-head twin while light heads start
+        if theirs != _rank_pair(net.head_rank, net.detection_rank):
             ours = self._ranks()
             raise ValueError(
                 f"--init {self.cfg.init}: heads of rank {theirs[0]} (detection {theirs[1]}), this run has "
@@ -471,14 +467,23 @@ class MultiTaskTask(TrainTask):
         )
 
 
+def _rank_pair(head_rank: int, detection_rank: int) -> tuple[int, int]:
+    """(head rank, detection rank), the detection tower's 0 meaning 'the heads' rank'."""
+    return head_rank, detection_rank or head_rank
+
+
+def _config_ranks(config: dict[str, Any]) -> tuple[int, int]:
+    """The ranks a checkpoint's saved config says (checkpoints from before light heads: full)."""
+    return _rank_pair(int(config.get("head_rank", 0)), int(config.get("detection_rank", 0)))
+
+
 def _model_rank(path: str) -> tuple[int, int]:
     """The (head rank, detection rank) of a multi-task checkpoint or ONNX ((0, 0): full heads)."""
     if path.endswith(".onnx"):
-        from ..onnx_weights import head_rank
+        from ..onnx_weights import head_ranks
 
-        return head_rank(path), head_rank(path, detection=True)
-    c = torch.load(path, map_location="cpu", weights_only=True).get("config") or {}
-    return int(c.get("head_rank", 0)), int(c.get("detection_rank", 0) or c.get("head_rank", 0))
+        return head_ranks(path)
+    return _config_ranks(torch.load(path, map_location="cpu", weights_only=True).get("config") or {})
 
 
 def load_multitask_checkpoint(path: Path | str) -> tuple[MultiTaskNet, MultiTaskTrainConfig, dict[str, Any]]:
