@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from family_graphs import YOLO_META, family_graph, imported, yolo_head
+from perception_models.data.readers import DataFormatError
 
 
 def test_uncertain_teacher_boxes_are_ignored_not_background():
@@ -143,6 +144,14 @@ def test_kitti_odometry_becomes_a_sequence_folder(tmp_path):
     np.testing.assert_allclose(poses[3, :3, 3] - poses[0, :3, 3], [4.5, 0, 0], atol=1e-6)  # forward = x
     np.testing.assert_allclose(poses[0, :3, 2], [1, 0, 0], atol=1e-6)  # the optical axis looks along x
     assert len(seq.frames) == 4 and times[-1] == pytest.approx(0.3)
+    # a later part of the drive (held out from a student trained on the earlier part)
+    later = load_synthetic_sequence(kitti_to_sequence(root, tmp_path / "later", start=1))
+    t_later, p_later = read_tum_trajectory(tmp_path / "later" / "trajectory_tum.txt")
+    assert len(later.frames) == 3 and t_later[0] == pytest.approx(0.1)
+    np.testing.assert_allclose(p_later[:, 2, 3], 1.65)  # the ground under its first frame is z = 0
+    np.testing.assert_allclose(p_later[2, :3, 3] - p_later[0, :3, 3], [3.0, 0, 0], atol=1e-6)
+    with pytest.raises(DataFormatError, match="start 2 leaves fewer than 3"):
+        kitti_to_sequence(root, tmp_path / "short", start=2)
 
 
 def test_depth_dir_evaluation_aligns_a_relative_model(tmp_path):

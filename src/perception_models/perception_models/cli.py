@@ -87,12 +87,49 @@ def _cmd_kitti(args: argparse.Namespace) -> int:
     from .data.readers.kitti import kitti_to_sequence
 
     try:
-        out = kitti_to_sequence(args.root, args.out, args.camera_height, args.limit)
+        out = kitti_to_sequence(args.root, args.out, args.camera_height, args.limit, args.start)
     except DataFormatError as exc:
         print(f"perception-models data kitti-odometry: {exc}", file=sys.stderr)
         return 2
     print(f"{out}: {len(list((out / 'rgb').glob('*.png')))} frames, camera {args.camera_height} m above the ground")
+    if args.reference_depth:
+        return _reference_depth(out, None, 4, 0.7, 3.0, args.camera_height)
     return 0
+
+
+def _reference_depth(
+    root: Path, out: Path | None, window: int, max_reproj_px: float, min_parallax_deg: float, height: float | None
+) -> int:
+    from .data.readers import DataFormatError
+    from .data.reference_depth import write_sequence_reference
+
+    try:
+        s = write_sequence_reference(root, out, window, max_reproj_px, min_parallax_deg, height)
+    except (DataFormatError, OSError, ValueError) as exc:
+        print(f"perception-models data reference-depth: {exc}", file=sys.stderr)
+        return 2
+    g = s.get("ground_check")
+    print(
+        f"{out or Path(root) / 'depth'}: reference depth for {s['frames_with_points']}/{s['frames']} frames, "
+        f"median {s['points_per_frame_median']:.0f} points per frame"
+        + (
+            f"; level plane under the camera {g['measured_median_m']:.2f} m (mounting {g['camera_height_m']:.2f} m)"
+            if g
+            else ""
+        )
+    )
+    return 0
+
+
+def _cmd_reference_depth(args: argparse.Namespace) -> int:
+    return _reference_depth(
+        Path(args.sequence),
+        Path(args.out) if args.out else None,
+        args.window,
+        args.max_reproj_px,
+        args.min_parallax_deg,
+        args.camera_height,
+    )
 
 
 def _cmd_bag_from_images(args: argparse.Namespace) -> int:
@@ -284,6 +321,7 @@ def _train_depth(args: argparse.Namespace) -> int:
         ema=args.ema,
         relative_teacher=str(args.relative_teacher or ""),
         relative_weight=args.relative_weight,
+        real_repeat=args.real_repeat,
     )
     return _run_training(train_depth, cfg, args, cfg.metric_name)
 
@@ -621,7 +659,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the sequence folder to write")
     p.add_argument("--camera-height", type=float, default=1.65, help="metres above the ground (KITTI's car: 1.65)")
     p.add_argument("--limit", type=int, default=0, help="at most this many frames (0 = all)")
+    p.add_argument("--start", type=int, default=0, help="the first frame taken (e.g. a later, held-out part)")
+    p.add_argument(
+        "--reference-depth",
+        action="store_true",
+        help="also triangulate sparse reference depth from the ground-truth poses (data reference-depth)",
+    )
     p.set_defaults(func=_cmd_kitti)
+
+    p = data.add_parser(
+        "reference-depth",
+        help="sparse depth triangulated from a sequence's known poses, to measure depth on real frames",
+        description="Corners tracked through the neighbouring frames and triangulated from the sequence's "
+        "trajectory_tum.txt (the neighbours' rotations re-fitted to the images, the translations keeping the "
+        "metric scale); written as millimetre PNGs that evaluate --task depth reads. See "
+        "perception_models/data/reference_depth.py for what it cannot see.",
+    )
+    p.add_argument("--sequence", required=True, help="sequence folder: rgb/, camera_info.yaml, trajectory_tum.txt")
+    p.add_argument("--out", help="folder for the depth PNGs (default <sequence>/depth)")
+    p.add_argument("--window", type=int, default=4, help="frames tracked each way")
+    p.add_argument("--max-reproj-px", type=float, default=0.7, help="worst reprojection error a point may have")
+    p.add_argument("--min-parallax-deg", type=float, default=3.0, help="widest ray angle a point needs")
+    p.add_argument(
+        "--camera-height", type=float, help="metres, for the ground check (default: the first pose's height)"
+    )
+    p.set_defaults(func=_cmd_reference_depth)
 
     p = data.add_parser("bag-from-images", help="a rosbag2 MCAP from an image folder or a video")
     p.add_argument("--images", required=True, help="folder of images (sorted by name) or a video file")
@@ -758,7 +820,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="segmentation: CamVid class -> model class (config/class_maps/camvid_to_ours.yaml); unmapped "
         "classes are ignored, not background",
     )
-    p.add_argument("--real-repeat", type=int, default=1, help="segmentation: times the real frames repeat per epoch")
+    p.add_argument(
+        "--real-repeat",
+        type=int,
+        default=1,
+        help="segmentation: times the real frames repeat per epoch; depth: times each --bag's triplets do",
+    )
     _add_keep_arguments(
         p,
         "segmentation with --real-labels: learning without forgetting, weight of a distillation term that "

@@ -31,11 +31,15 @@ def read_kitti_odometry(root: Path | str) -> tuple[list[Path], np.ndarray, np.nd
     return frames[:n], P0[:, :3], T[:n], times[:n]
 
 
-def kitti_to_sequence(root: Path | str, out: Path | str, camera_height: float = 1.65, limit: int = 0) -> Path:
+def kitti_to_sequence(
+    root: Path | str, out: Path | str, camera_height: float = 1.65, limit: int = 0, start: int = 0
+) -> Path:
     """A sequence folder (``rgb/``, ``camera_info.yaml``, ``trajectory_tum.txt``) from a KITTI
-    odometry folder. The trajectory is the camera's optical frame in a z-up world whose ground is
-    z = 0 (the camera ``camera_height`` above it: 1.65 m on KITTI's car), as the synthetic sets give
-    it, so the camera-height scale and the ground normal come from it the same way."""
+    odometry folder: its frames from ``start`` on (at most ``limit``; 0 = all), e.g. the later part
+    of a drive held out from a student trained on the earlier part. The trajectory is the camera's
+    optical frame in a z-up world whose ground is z = 0 (the camera ``camera_height`` above it:
+    1.65 m on KITTI's car) at the first taken frame, as the synthetic sets give it, so the
+    camera-height scale and the ground normal come from it the same way."""
     import cv2
     import yaml
 
@@ -44,8 +48,11 @@ def kitti_to_sequence(root: Path | str, out: Path | str, camera_height: float = 
     from ..camera_info import camera_info_dict
 
     frames, K, T, times = read_kitti_odometry(root)
-    if limit:
-        frames, T, times = frames[:limit], T[:limit], times[:limit]
+    end = start + limit if limit else len(frames)
+    if not 0 <= start < len(frames) - 2:
+        raise DataFormatError(f"{root}: start {start} leaves fewer than 3 of its {len(frames)} frames")
+    frames, T, times = frames[start:end], T[start:end], times[start:end]
+    T = np.linalg.inv(T[0]) @ T  # the world is the first taken camera's: the ground under it is z = 0
     out = Path(out)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
