@@ -409,6 +409,18 @@ def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
     assert r3["epoch"] == 1
 
 
+def test_a_short_real_bag_repeats_beside_many_renders(seq_dirs):
+    """--real-repeat lists each bag's frames again (one copy in memory), so that 31 real frames are
+    not drowned by a thousand rendered ones."""
+    from perception_models.train.depth_task import load_sequences
+
+    cfg = DepthTrainConfig(data=[str(seq_dirs[0])], bags=[str(seq_dirs[0] / "bag")], real_repeat=3)
+    seqs = load_sequences(cfg, cfg.data, with_bags=True)
+    assert len(seqs) == 4 and seqs[1] is seqs[2] is seqs[3] and seqs[0] is not seqs[1]
+    assert not seqs[1].depth and seqs[0].depth  # the bag has no labels: photometric terms only
+    assert len(load_sequences(cfg, cfg.data, with_bags=False)) == 1  # validation never sees the bag
+
+
 def test_depth_training_keeps_and_resumes_a_weight_average_like_every_task(seq_dirs, tmp_path):
     """The depth task runs in the one training loop: --ema validates and keeps the average of both
     networks (train_depth / train_pose hold the raw weights for --resume), as for detection."""

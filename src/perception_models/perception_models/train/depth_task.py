@@ -80,6 +80,7 @@ class DepthTrainConfig:
     # of the scale-and-shift-invariant loss against its inverse depth (train/relative_teacher.py)
     relative_teacher: str = ""
     relative_weight: float = 0.5
+    real_repeat: int = 1  # times each bag's triplets come per epoch (a short real recording beside many renders)
 
     @property
     def metric_name(self) -> str:
@@ -94,7 +95,8 @@ def load_sequences(cfg: DepthTrainConfig, folders: list[str], with_bags: bool) -
     seqs = [load_synthetic_sequence(Path(d)) for d in folders]
     if with_bags:
         K = read_camera_matrix(cfg.camera_info)[0] if cfg.camera_info else None
-        seqs += [load_bag_sequence(Path(b), cfg.topic, K) for b in cfg.bags]
+        bags = [load_bag_sequence(Path(b), cfg.topic, K) for b in cfg.bags]
+        seqs += bags * max(1, cfg.real_repeat)  # the same frames in memory, listed again
     return seqs
 
 
