@@ -409,6 +409,32 @@ def test_train_supervised_then_self_supervised_from_a_bag(seq_dirs, tmp_path):
     assert r3["epoch"] == 1
 
 
+def test_sparse_ground_truth_keeps_its_points_at_the_network_size():
+    """Projected lidar or a triangulated reference (data reference-depth) is sparse: every point must
+    reach the network-size map (nearest-neighbour sampling would keep about one in ten here), at the
+    pixel its position scales to, the nearest where two land on one pixel; dense maps are unchanged."""
+    from perception_models.train.depth_data import Sequence, depth_at
+
+    sparse = np.full((370, 1226), np.nan, np.float32)
+    rng = np.random.default_rng(0)
+    v, u = rng.integers(0, 370, 400), rng.integers(0, 1226, 400)
+    sparse[v, u] = rng.uniform(10, 40, 400)
+    sparse[100, 500], sparse[100, 501] = 8.0, 30.0  # both scale to pixel (52, 104): the nearer one wins
+    seq = Sequence("s", np.eye(3), (370, 1226), frames=[None], depth=[sparse])
+    got = depth_at(seq, 0, (192, 256))
+    assert got[52, 104] == 8.0
+    kept = np.isfinite(got).sum()
+    assert kept >= 0.9 * np.isfinite(sparse).sum()  # only pixel collisions merge points
+    i, j = np.nonzero(np.isfinite(sparse))
+    k = np.argmax(sparse[i, j])  # the farthest point is nobody's nearer neighbour: it keeps its value
+    assert np.nanmax(got) == pytest.approx(sparse[i[k], j[k]])
+    dense = np.linspace(1, 50, 370 * 1226, dtype=np.float32).reshape(370, 1226)
+    seq.depth = [dense]
+    np.testing.assert_array_equal(
+        depth_at(seq, 0, (192, 256)), cv2.resize(dense, (256, 192), interpolation=cv2.INTER_NEAREST)
+    )
+
+
 def test_a_short_real_bag_repeats_beside_many_renders(seq_dirs):
     """--real-repeat lists each bag's frames again (one copy in memory), so that 31 real frames are
     not drowned by a thousand rendered ones."""

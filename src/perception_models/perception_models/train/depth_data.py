@@ -110,10 +110,34 @@ def input_K(seq: Sequence, size: tuple[int, int]) -> np.ndarray:
     return scale_K(seq.K, size[1] / seq.size[1], size[0] / seq.size[0])
 
 
+# below this share of valid pixels a depth map is sparse (projected lidar, a triangulated reference):
+# nearest-neighbour sampling would keep only the points that happen to sit on a sampled pixel
+SPARSE_SHARE = 0.5
+
+
+def resize_sparse_depth(d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A sparse depth map (NaN = none) at (H, W): every point moved to the pixel its position scales
+    to, the nearest one where several land on the same pixel."""
+    h, w = size
+    v, u = np.nonzero(np.isfinite(d))
+    z = d[v, u]
+    ti = np.minimum(((v + 0.5) * h / d.shape[0]).astype(int), h - 1)
+    tj = np.minimum(((u + 0.5) * w / d.shape[1]).astype(int), w - 1)
+    out = np.full((h, w), np.inf, np.float32)
+    np.minimum.at(out, (ti, tj), z.astype(np.float32))
+    out[np.isinf(out)] = np.nan
+    return out
+
+
 def depth_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
-    """Ground-truth depth of frame ``t`` at the network size (H, W), nearest neighbour."""
+    """Ground-truth depth of frame ``t`` at the network size (H, W): nearest neighbour for dense maps,
+    ``resize_sparse_depth`` for sparse ones."""
     d = seq.depth[t] if isinstance(seq.depth[t], np.ndarray) else read_nyu_depth(seq.depth[t])
-    return d if d.shape == tuple(size) else cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    if d.shape == tuple(size):
+        return d
+    if np.isfinite(d).mean() < SPARSE_SHARE:
+        return resize_sparse_depth(d, size)
+    return cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def moving_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
