@@ -18,7 +18,7 @@ import numpy as np
 from perception_models.data.readers.common import read_rgb
 from perception_models.data.readers.depth import read_nyu_depth
 from perception_models.data.readers.tum import read_tum_trajectory
-from perception_models.data.reference_depth import _rotvec, reference_depth
+from perception_models.data.reference_depth import rotation_matrices, reference_depth
 from perception_models.train.depth_data import load_synthetic_sequence
 
 
@@ -40,7 +40,9 @@ def main() -> int:
         frames = [read_rgb(f) for f in seq.frames]
         noisy = poses.copy()
         for k in range(len(noisy)):
-            noisy[k, :3, :3] = noisy[k, :3, :3] @ _rotvec(np.radians(rng.normal(0, args.rotation_noise_deg, (1, 3))))[0]
+            noisy[k, :3, :3] = (
+                noisy[k, :3, :3] @ rotation_matrices(np.radians(rng.normal(0, args.rotation_noise_deg, (1, 3))))[0]
+            )
         kind = root.name.split("_")[0]
         for i in range(0, len(frames), args.every):
             gt = read_nyu_depth(seq.depth[i])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from perception_models.data.reference_depth import (
-    _rotvec,
+    rotation_matrices,
     ground_height,
     reference_depth,
     refine_rotations,
@@ -25,7 +25,7 @@ def _views(n_views: int = 5, step: float = 0.5) -> np.ndarray:
     """T_view_ref of a camera moving forward (z) and a little sideways, yawing slowly."""
     T = np.tile(np.eye(4), (n_views, 1, 1))
     for v in range(1, n_views):
-        T[v, :3, :3] = _rotvec(np.radians([[0.0, 1.0 * v, 0.0]]))[0]
+        T[v, :3, :3] = rotation_matrices(np.radians([[0.0, 1.0 * v, 0.0]]))[0]
         T[v, :3, 3] = [-0.3 * v, 0.0, -step * v]
     return T
 
@@ -68,7 +68,7 @@ def test_rotation_refit_undoes_rotation_errors_and_keeps_the_scale():
     rng = np.random.default_rng(3)
     for v in range(1, len(T)):  # GPS/INS-like errors: 0.3 degrees about random axes
         axis = rng.normal(size=3)
-        wrong[v, :3, :3] = _rotvec(np.radians(0.3) * axis[None] / np.linalg.norm(axis))[0] @ T[v, :3, :3]
+        wrong[v, :3, :3] = rotation_matrices(np.radians(0.3) * axis[None] / np.linalg.norm(axis))[0] @ T[v, :3, :3]
     fixed = refine_rotations(uv, seen, K, wrong)
     for v in range(1, len(T)):
         dR = fixed[v, :3, :3] @ T[v, :3, :3].T
@@ -141,7 +141,7 @@ def test_rotation_errors_in_the_given_poses_are_refit_on_images(rendered):
     noisy = poses.copy()
     rng = np.random.default_rng(0)
     for k in range(len(noisy)):
-        noisy[k, :3, :3] = noisy[k, :3, :3] @ _rotvec(np.radians(rng.normal(0, 0.2, (1, 3))))[0]
+        noisy[k, :3, :3] = noisy[k, :3, :3] @ rotation_matrices(np.radians(rng.normal(0, 0.2, (1, 3))))[0]
     gt = read_nyu_depth(seq.depth[3])
 
     def errors(given: np.ndarray, refine: bool) -> np.ndarray:

@@ -93,18 +93,18 @@ def _cmd_kitti(args: argparse.Namespace) -> int:
         return 2
     print(f"{out}: {len(list((out / 'rgb').glob('*.png')))} frames, camera {args.camera_height} m above the ground")
     if args.reference_depth:
-        return _reference_depth(out, None, 4, 0.7, 3.0, args.camera_height)
+        return _reference_depth(out, height=args.camera_height)
     return 0
 
 
-def _reference_depth(
-    root: Path, out: Path | None, window: int, max_reproj_px: float, min_parallax_deg: float, height: float | None
-) -> int:
+def _reference_depth(root: Path, out: Path | None = None, height: float | None = None, **settings: float) -> int:
+    """``data reference-depth`` (``settings``: window, max_reproj_px, min_parallax_deg; their defaults
+    are write_sequence_reference's)."""
     from .data.readers import DataFormatError
     from .data.reference_depth import write_sequence_reference
 
     try:
-        s = write_sequence_reference(root, out, window, max_reproj_px, min_parallax_deg, height)
+        s = write_sequence_reference(root, out, camera_height=height, **settings)
     except (DataFormatError, OSError, ValueError) as exc:
         print(f"perception-models data reference-depth: {exc}", file=sys.stderr)
         return 2
@@ -125,10 +125,10 @@ def _cmd_reference_depth(args: argparse.Namespace) -> int:
     return _reference_depth(
         Path(args.sequence),
         Path(args.out) if args.out else None,
-        args.window,
-        args.max_reproj_px,
-        args.min_parallax_deg,
         args.camera_height,
+        window=args.window,
+        max_reproj_px=args.max_reproj_px,
+        min_parallax_deg=args.min_parallax_deg,
     )
 
 

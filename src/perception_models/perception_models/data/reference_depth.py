@@ -1,12 +1,14 @@
 """Sparse reference depth for real footage whose camera poses are known (KITTI's ground-truth
 poses, a motion-capture or lidar-SLAM trajectory): corners of each frame tracked through its
-neighbours and triangulated from the *given* poses, so that a depth network can be measured on real
-frames that have no depth sensor (``perception-models data reference-depth``).
+neighbours and triangulated from those poses, so that a depth network can be measured on real frames
+that have no depth sensor (``perception-models data reference-depth``).
 
 Per frame i: Shi-Tomasi corners, tracked frame to frame up to ``window`` frames forwards and
 backwards with pyramidal Lucas-Kanade (a track ends where the forward-backward error exceeds
-``max_fb_px``), triangulated by linear least squares (DLT) over every view that holds the point,
-kept only where
+``max_fb_px``); the neighbours' rotations re-fitted to the tracks (``refine_rotations``: KITTI's
+GPS/INS rotations are 0.1-0.4 degrees off, a pixel or more; the translations stay as given and carry
+the metric scale); each point triangulated by linear least squares (DLT) over every view that holds
+it, and kept only where
 
 - every view sees it in front of the camera and reprojects it within ``max_reproj_px``,
 - the widest angle between two of its rays is at least ``min_parallax_deg`` (depth error about
@@ -17,7 +19,9 @@ What it cannot see: objects that move along the epipolar lines (a car ahead driv
 triangulate consistently at a wrong depth; textureless regions get no points; points close to the
 focus of expansion of a forward-moving camera have too little parallax and are left out. The
 ``ground_height`` check (a RANSAC plane through the points below the camera) measures the
-reference's metric scale against a camera's known mounting height.
+reference's metric scale against a camera's known mounting height. Against rendered depth
+(``benchmarks/reference_depth.py``, 6 validation scenes) the reference is within AbsRel 0.045
+(driving; median 0.014) and 0.018 (indoor), the same with 0.15-degree rotation noise once re-fitted.
 """
 
 from __future__ import annotations
@@ -44,16 +48,17 @@ def _gray(img: np.ndarray) -> np.ndarray:
 
 
 def _track(
-    frames: Sequence[np.ndarray], i: int, pts: np.ndarray, window: int, max_fb_px: float
+    frames: dict[int, np.ndarray], i: int, pts: np.ndarray, window: int, max_fb_px: float
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Chained LK from frame i: {j: (positions (n, 2), alive (n,))} for the frames within ``window``."""
+    """Chained LK from frame i: {j: (positions (n, 2), alive (n,))} for the ``frames`` (grey, by
+    index) within ``window``."""
     lk = {"winSize": (21, 21), "maxLevel": 4, "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)}
     out = {}
     for step in (1, -1):
         prev, cur, alive = frames[i], pts.astype(np.float32), np.ones(len(pts), bool)
         for k in range(1, window + 1):
             j = i + step * k
-            if not 0 <= j < len(frames) or not alive.any():
+            if j not in frames or not alive.any():
                 break
             nxt, st, _ = cv2.calcOpticalFlowPyrLK(prev, frames[j], cur, None, **lk)
             back, st_b, _ = cv2.calcOpticalFlowPyrLK(frames[j], prev, nxt, None, **lk)
@@ -99,7 +104,7 @@ def triangulate(
     return X, np.nan_to_num(err.max(axis=0), nan=np.inf), angle
 
 
-def _rotvec(w: np.ndarray) -> np.ndarray:
+def rotation_matrices(w: np.ndarray) -> np.ndarray:
     """Rotation matrices (m, 3, 3) of rotation vectors (m, 3) (Rodrigues)."""
     theta = np.linalg.norm(w, axis=1)[:, None, None]
     k = w / np.maximum(theta[:, :, 0], 1e-12)
@@ -134,7 +139,7 @@ def refine_rotations(
     R0, t = T_view_ref[1:, :3, :3], T_view_ref[1:, :3, 3]
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        R = _rotvec(x[: 3 * m].reshape(m, 3)) @ R0
+        R = rotation_matrices(x[: 3 * m].reshape(m, 3)) @ R0
         Xc = np.einsum("oij,oj->oi", R[views - 1], rays[pts] / x[3 * m + pts, None]) + t[views - 1]
         return (Xc[:, :2] / Xc[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] - obs).ravel()
 
@@ -149,7 +154,7 @@ def refine_rotations(
         residuals, x0, jac_sparsity=sparsity, loss="huber", f_scale=huber_px, x_scale=scale, max_nfev=max_nfev
     )
     T = T_view_ref.copy()
-    T[1:, :3, :3] = _rotvec(fit.x[: 3 * m].reshape(m, 3)) @ R0
+    T[1:, :3, :3] = rotation_matrices(fit.x[: 3 * m].reshape(m, 3)) @ R0
     return T
 
 
@@ -167,9 +172,9 @@ def reference_depth(
     refine: bool = True,
 ) -> ReferenceDepth:
     """Frame i's sparse depth from its neighbours' pixels and the known poses ``T_world_cam``
-    (N, 4, 4, optical frames: x right, y down, z forward; any world, metres). ``refine``: bundle
-    re-fit the neighbours' rotations first (``refine_rotations``), the given translations keeping the scale."""
-    gray = [_gray(f) for f in frames]
+    (N, 4, 4, optical frames: x right, y down, z forward; any world, metres). ``refine``: re-fit
+    the neighbours' rotations first (``refine_rotations``), the given translations keeping the scale."""
+    gray = {j: _gray(frames[j]) for j in range(max(0, i - window), min(len(frames), i + window + 1))}
     h, w = gray[i].shape[:2]
     corners = cv2.goodFeaturesToTrack(gray[i], max_corners, 0.005, 4, blockSize=7)
     empty = ReferenceDepth(np.full((h, w), np.nan, np.float32), np.zeros((0, 3)), np.zeros(0), np.zeros(0), 0)
@@ -200,37 +205,15 @@ def reference_depth(
 
 
 def ground_height(
-    points: np.ndarray,
-    min_below: float = 0.5,
-    threshold: float = 0.05,
-    max_tilt_deg: float = 15.0,
-    iters: int = 500,
-    seed: int = 0,
+    points: np.ndarray, min_below: float = 0.5, threshold: float = 0.05, max_tilt_deg: float = 15.0
 ) -> tuple[float, int]:
     """Distance (m) from the camera to the level plane (normal within ``max_tilt_deg`` of the
-    camera's y axis) that most of the points at least ``min_below`` metres below it lie on (RANSAC,
-    ``threshold`` m), and how many do; (nan, 0) with too few."""
-    low = points[points[:, 1] > min_below]
-    if len(low) < 10:
-        return float("nan"), 0
-    rng = np.random.default_rng(seed)
-    min_cos = np.cos(np.radians(max_tilt_deg))
-    best, best_n = None, 0
-    for _ in range(iters):
-        a, b, c = low[rng.choice(len(low), 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        if np.linalg.norm(n) < 1e-9 or abs(n[1]) < min_cos * np.linalg.norm(n):
-            continue
-        n /= np.linalg.norm(n)
-        inl = np.abs((low - a) @ n) < threshold
-        if inl.sum() > best_n:
-            best, best_n = inl, int(inl.sum())
-    if best is None or best_n < 3:
-        return float("nan"), 0
-    q = low[best]  # least squares plane through the inliers: n . x = d
-    centroid = q.mean(axis=0)
-    n = np.linalg.svd(q - centroid)[2][-1]
-    return float(abs(n @ centroid)), best_n
+    camera's up) that most of the points at least ``min_below`` metres below it lie on (the nodes'
+    RANSAC ``fit_plane_ransac``, ``threshold`` m), and how many do; (nan, 0) without one."""
+    from perception_nodes.pipelines.metric_scale import fit_plane_ransac
+
+    fit = fit_plane_ransac(points[points[:, 1] > min_below], threshold, max_tilt_deg, 500, 10)
+    return (float("nan"), 0) if fit is None else (fit.distance, fit.inliers)
 
 
 def write_sequence_reference(
@@ -282,7 +265,6 @@ def write_sequence_reference(
         if len(r.points):
             row["depth_m_p10_p50_p90"] = [float(v) for v in np.percentile(r.points[:, 2], [10, 50, 90])]
             row["reprojection_px_median"] = float(np.median(r.reprojection_px))
-        if len(r.points):
             row["ground_height_m"], row["ground_points"] = ground_height(r.points)
         rows.append(row)
     points = [r["points"] for r in rows]
