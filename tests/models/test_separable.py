@@ -96,7 +96,7 @@ def test_refitting_the_pointwise_halves_matches_the_full_network_on_the_data():
 
 def test_a_light_multitask_net_is_a_factorised_full_one_and_its_export_loads_back(tmp_path):
     from perception_models.export import _export_onnx
-    from perception_models.onnx_weights import head_rank, load_onnx_weights
+    from perception_models.onnx_weights import head_ranks, load_onnx_weights
 
     torch.manual_seed(0)
     full = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64))
@@ -123,8 +123,8 @@ def test_a_light_multitask_net_is_a_factorised_full_one_and_its_export_loads_bac
     x = torch.randn(1, 3, *IN)
     report = _export_onnx(wrap, (x,), tmp_path / "light.onnx", ["image"], wrap.output_names())
     assert not report["trt_unfriendly"] and not report["dynamic_io"]
-    assert head_rank(tmp_path / "light.onnx") == 2 and head_rank(tmp_path / "light.onnx", detection=True) == 3
-    assert head_rank(Path(__file__).resolve().parents[2] / "models" / "multitask.onnx") == 0
+    assert head_ranks(tmp_path / "light.onnx") == (2, 3)
+    assert head_ranks(Path(__file__).resolve().parents[2] / "models" / "multitask.onnx") == (0, 0)
     back = MultiTaskNet(MultiTaskConfig(input_size=IN, top_k=64, head_rank=2, detection_rank=3))
     counts = load_onnx_weights(back, tmp_path / "light.onnx", strict=False)
     assert counts["missing"] == ["depth_decoder.heads.3"]  # coarser depth heads are never exported

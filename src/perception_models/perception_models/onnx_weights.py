@@ -39,17 +39,14 @@ def head_ranks(onnx_path: Path | str) -> tuple[int, int]:
     """A multi-task graph's light-head ranks (depthwise convolutions per channel of its separable
     pairs, models/separable.py): (the heads', the detection neck and head's), which may differ
     (``MultiTaskNet.DETECTION_TOWER``); 0 for full heads. One read of the file."""
-    tower = (".neck.", ".det_head.")
+    from .models.multitask import MultiTaskNet
+
+    tower = tuple(f".{head}." for head in MultiTaskNet.DETECTION_TOWER)
     ranks: tuple[list[int], list[int]] = ([], [])
     for n in _initializers(Path(onnx_path)):
         if ".depthwise." in n:
             ranks[any(t in n for t in tower)].append(int(n.split(".depthwise.")[1].split(".")[0]) + 1)
     return max(ranks[0], default=0), max(ranks[1], default=0)
-
-
-def head_rank(onnx_path: Path | str, detection: bool = False) -> int:
-    """One of ``head_ranks``: the heads' rank, or with ``detection`` the detection tower's."""
-    return head_ranks(onnx_path)[int(detection)]
 
 
 def _prefix(names: set[str], model: nn.Module) -> str:

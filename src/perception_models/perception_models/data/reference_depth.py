@@ -192,10 +192,9 @@ def reference_depth(
         return empty
     uv, seen, pts = uv[:, keep], seen[:, keep], pts[keep]
     T_view_ref = np.stack([np.linalg.inv(T_world_cam[j]) @ T_world_cam[i] for j in views])
-    X, err, angle = triangulate(uv, seen, K, T_view_ref)
     if refine:
         T_view_ref = refine_rotations(uv, seen, K, T_view_ref)
-        X, err, angle = triangulate(uv, seen, K, T_view_ref)
+    X, err, angle = triangulate(uv, seen, K, T_view_ref)
     good = (err <= max_reproj_px) & (angle >= min_parallax_deg) & (X[:, 2] > 0)
     X, err, angle, px = X[good], err[good], angle[good], pts[good]
     depth = np.full((h, w), np.nan, np.float32)
