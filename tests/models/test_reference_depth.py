@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from perception_models.data.reference_depth import (
-    rotation_matrices,
     ground_height,
+    ground_prior_depth,
+    rotation_matrices,
     reference_depth,
     refine_rotations,
     triangulate,
@@ -90,6 +91,23 @@ def test_ground_height_finds_the_level_plane_under_the_camera():
     assert ground_height(wall[:5]) == (pytest.approx(float("nan"), nan_ok=True), 0)
 
 
+def test_ground_prior_puts_the_segmented_ground_on_the_plane_under_the_camera():
+    pitch = np.radians(4.0)  # looking a little down: the ground's up in the optical frame tilts
+    up = np.array([0.0, -np.cos(pitch), -np.sin(pitch)])
+    ground = np.zeros((240, 320), bool)
+    ground[100:, :] = True
+    ground[200:230, 150:170] = False  # an object standing on it
+    d = ground_prior_depth(ground, K, up, 1.5, max_depth=20.0, stride=8, erode_px=3)
+    v, u = np.nonzero(np.isfinite(d))
+    X = np.c_[(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones(len(u))] * d[v, u, None]
+    assert len(u) > 200 and np.allclose(X @ up, -1.5, atol=1e-3)  # every pixel on the plane 1.5 m below
+    assert (u % 8 == 4).all() and (v % 8 == 4).all()  # one pixel in 8x8: the points stay sparse
+    assert d[v, u].max() <= 20.0 and v.min() > 100 + 3  # no farther than asked, eroded from the mask's edge
+    assert not np.isfinite(d[200 - 3 : 230 + 3, 150 - 3 : 170 + 3]).any()  # nor at the object's base
+    level = ground_prior_depth(np.ones((240, 320), bool), K, np.array([0.0, -1.0, 0.0]), 1.5, 1e9, 1, 0)
+    assert not np.isfinite(level[: int(K[1, 2]) + 1]).any()  # the horizon and above meet no ground
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     from perception_models.data.synth import SynthConfig, SyntheticSequence
@@ -127,6 +145,40 @@ def test_reference_of_a_rendered_sequence_agrees_with_its_depth(rendered, tmp_pa
         write_sequence_reference(rendered, progress=False)  # would overwrite the rendered ground truth
     assert main(["data", "reference-depth", "--sequence", str(tmp_path)]) == 2  # no sequence there: a message
     assert "not a synthetic sequence" in capsys.readouterr().err
+
+
+def test_ground_prior_adds_the_floor_the_points_miss(rendered, tmp_path, capsys):
+    from perception_models.cli import main
+    from perception_models.data.readers.depth import read_nyu_depth
+    from perception_models.evaluate import _warn_plane_filled
+    from perception_models.train.depth_data import load_synthetic_sequence
+    from perception_nodes.workspace import resolve_path
+
+    segmenter = resolve_path("models/segmentation.onnx")
+    argv = ["data", "reference-depth", "--sequence", str(rendered), "--out", str(tmp_path / "gp")]
+    assert main([*argv, "--ground-prior", str(segmenter), "--ground-stride", "4", "--ground-max-depth", "8"]) == 0
+    assert "+ ground prior" in capsys.readouterr().out
+    stats = json.loads((tmp_path / "gp" / "reference_depth.json").read_text())
+    assert stats["ground_prior"]["points_per_frame_median"] >= 100
+    seq = load_synthetic_sequence(rendered)
+    added, rel = 0, []
+    for row, f, gt_file in zip(stats["per_frame"], seq.frames, seq.depth):
+        d, gt = read_nyu_depth(tmp_path / "gp" / f.name), read_nyu_depth(gt_file)
+        ok = np.isfinite(d) & np.isfinite(gt)
+        rel.append(np.abs(d[ok] - gt[ok]) / gt[ok])
+        added += row["ground_prior"]["points"]
+        assert np.isfinite(d).sum() == row["points"] + row["ground_prior"]["points"]
+    # the renderer's floor is flat at the camera's height: the filled pixels are right (the segmenter's
+    # ground rims and the triangulated points' own tail are the rest)
+    rel = np.concatenate(rel)
+    assert added >= 700 and np.median(rel) < 0.05 and np.mean(rel < 0.1) > 0.8
+    _warn_plane_filled(tmp_path / "gp")  # evaluating against such maps says what they are
+    assert "filled from a plane" in capsys.readouterr().err
+    assert main([*argv[:-1], str(tmp_path / "gp2"), "--ground-prior", str(rendered / "camera_info.yaml")]) == 2
+    assert "camera_info.yaml" in capsys.readouterr().err  # not a segmenter: a message, not a traceback
+    kitti = ["data", "kitti-odometry", "--root", str(tmp_path), "--out", str(tmp_path / "k")]
+    assert main([*kitti, "--ground-prior", str(segmenter)]) == 2
+    assert "--ground-prior needs --reference-depth" in capsys.readouterr().err
 
 
 def test_rotation_errors_in_the_given_poses_are_refit_on_images(rendered):

@@ -86,6 +86,9 @@ def _cmd_kitti(args: argparse.Namespace) -> int:
     from .data.readers import DataFormatError
     from .data.readers.kitti import kitti_to_sequence
 
+    if args.ground_prior and not args.reference_depth:
+        print("perception-models data kitti-odometry: --ground-prior needs --reference-depth", file=sys.stderr)
+        return 2
     try:
         out = kitti_to_sequence(args.root, args.out, args.camera_height, args.limit, args.start)
     except DataFormatError as exc:
@@ -93,13 +96,35 @@ def _cmd_kitti(args: argparse.Namespace) -> int:
         return 2
     print(f"{out}: {len(list((out / 'rgb').glob('*.png')))} frames, camera {args.camera_height} m above the ground")
     if args.reference_depth:
-        return _reference_depth(out, height=args.camera_height)
+        return _reference_depth(out, height=args.camera_height, **_ground_prior_settings(args))
     return 0
 
 
-def _reference_depth(root: Path, out: Path | None = None, height: float | None = None, **settings: float) -> int:
-    """``data reference-depth`` (``settings``: window, max_reproj_px, min_parallax_deg; their defaults
-    are write_sequence_reference's)."""
+def _ground_prior_settings(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.ground_prior:
+        return {}
+    return {
+        "ground_segmenter": args.ground_prior,
+        "ground_max_depth": args.ground_max_depth,
+        "ground_stride": args.ground_stride,
+    }
+
+
+def _add_ground_prior(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ground-prior",
+        metavar="SEGMENTER",
+        help="training targets: add the segmented ground's pixels (the model's 'ground' class, e.g. "
+        "models/segmentation.onnx) at their depth on the plane --camera-height below the camera; "
+        "never evaluate against such maps",
+    )
+    p.add_argument("--ground-max-depth", type=float, default=20.0, help="farthest ground pixel added (m)")
+    p.add_argument("--ground-stride", type=int, default=16, help="one ground pixel in this many, each way")
+
+
+def _reference_depth(root: Path, out: Path | None = None, height: float | None = None, **settings: Any) -> int:
+    """``data reference-depth`` (``settings``: window, max_reproj_px, min_parallax_deg and the ground
+    prior's; their defaults are write_sequence_reference's)."""
     from .data.readers import DataFormatError
     from .data.reference_depth import write_sequence_reference
 
@@ -118,6 +143,14 @@ def _reference_depth(root: Path, out: Path | None = None, height: float | None =
             else ""
         )
     )
+    gp = s.get("ground_prior")
+    if gp:
+        agree = gp["reference_over_plane_median"]
+        print(
+            f"  + ground prior ({gp['segmenter']}): median {gp['points_per_frame_median']:.0f} ground pixels per "
+            f"frame up to {gp['max_depth_m']:g} m"
+            + (f"; triangulated points on the segmented ground / plane depth: median {agree:.3f}" if agree else "")
+        )
     return 0
 
 
@@ -129,6 +162,7 @@ def _cmd_reference_depth(args: argparse.Namespace) -> int:
         window=args.window,
         max_reproj_px=args.max_reproj_px,
         min_parallax_deg=args.min_parallax_deg,
+        **_ground_prior_settings(args),
     )
 
 
@@ -665,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also triangulate sparse reference depth from the ground-truth poses (data reference-depth)",
     )
+    _add_ground_prior(p)
     p.set_defaults(func=_cmd_kitti)
 
     p = data.add_parser(
@@ -681,8 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reproj-px", type=float, default=0.7, help="worst reprojection error a point may have")
     p.add_argument("--min-parallax-deg", type=float, default=3.0, help="widest ray angle a point needs")
     p.add_argument(
-        "--camera-height", type=float, help="metres, for the ground check (default: the first pose's height)"
+        "--camera-height",
+        type=float,
+        help="metres, for the ground check and --ground-prior (default: the first pose's height)",
     )
+    _add_ground_prior(p)
     p.set_defaults(func=_cmd_reference_depth)
 
     p = data.add_parser("bag-from-images", help="a rosbag2 MCAP from an image folder or a video")

@@ -241,6 +241,20 @@ def reproduction_sets(root: Path | str) -> list[Path]:
     return out
 
 
+def _warn_plane_filled(depth_dir: Path) -> None:
+    """Say so when a depth folder's ground truth was partly filled from a ground plane
+    (``data reference-depth --ground-prior``): training targets, not a reference."""
+    import sys
+
+    info = depth_dir / "reference_depth.json"
+    if info.is_file() and json.loads(info.read_text()).get("ground_prior"):
+        print(
+            f"warning: {depth_dir} holds ground pixels filled from a plane (reference-depth --ground-prior): "
+            "training targets; these errors partly measure the plane, not a reference",
+            file=sys.stderr,
+        )
+
+
 def evaluate_depth(
     depth_model: Path | str,
     data: list[Path | str],
@@ -302,6 +316,7 @@ def evaluate_depth(
     per_est: dict[str, list[dict]] = {e: [] for e in ests}
     skipped: dict[str, int] = {e: 0 for e in ests}
     for root in data:
+        _warn_plane_filled(Path(root) / "depth")
         seq = load_synthetic_sequence(Path(root))
         n = len(seq.frames) if not limit else min(limit, len(seq.frames))
         traj_file = Path(root) / "trajectory_tum.txt"
@@ -455,6 +470,7 @@ def evaluate_depth_dir(
         raise ValueError(f"--depth-format '{depth_format}' must be one of {DEPTH_FORMATS}")
     reader = {"kitti": read_kitti_depth, "nyu": read_nyu_depth, "tum": read_tum_depth}[depth_format]
     root = Path(root)
+    _warn_plane_filled(root / "depth")
     K = None
     if (root / "camera_info.yaml").is_file():
         from .train.depth_data import read_camera_matrix
