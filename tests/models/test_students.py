@@ -72,3 +72,35 @@ def test_footage_in_students_out_with_cards(tmp_path):
     assert seg_card["distillation"]["task"] == "segmentation" and "mIoU" in seg_card["metrics"]
     assert (out / "frames" / ".complete").is_file() and len(list((out / "frames").glob("*.png"))) == 4
     assert main(["students", "--val", "x", "--out", str(out)]) == 2  # no footage: a clear refusal
+
+
+def test_depth_student_from_footage_with_poses_learns_the_triangulated_depth(tmp_path, capsys):
+    root = tmp_path / "data"
+    for name, seed, bag in (("robot", 44, True), ("val", 45, False)):
+        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=6, width=320, height=240))
+        write_sequence(seq, root / name, bag=bag, flow=False, workers=1, progress=False)
+    out = tmp_path / "students"
+    argv = ["students", "--tasks", "depth", "--bag", str(root / "robot" / "bag"), "--val", str(root / "val"),
+            "--trajectory", str(root / "robot" / "trajectory_tum.txt"), "--reference-repeat", "2", "--out", str(out),
+            "--epochs", "1", "--time-budget-min", "0", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    seq_dir = out / "depth_reference"  # the bag's frames with their poses (matched by stamp), camera from the bag
+    assert "6 of 6 images have a pose" in printed and len(list((seq_dir / "rgb").glob("*.png"))) == 6
+    ref = json.loads((seq_dir / "depth" / "reference_depth.json").read_text())
+    assert ref["frames_with_points"] >= 4 and ref["ground_prior"]["points_per_frame_median"] > 0
+    import torch
+
+    config = torch.load(out / "depth" / "last.pt", map_location="cpu", weights_only=False)["config"]
+    assert config["data"].count(str(seq_dir)) == 2 and config["photometric"] == 0 and not config["bags"]
+    card = yaml.safe_load(open(json.loads((out / "students.json").read_text())["students"]["depth"]["card"]))
+    assert card["task"] == "depth" and card["sha256"]
+    # one pose per image of a folder, in order: a trajectory that does not say so is refused
+    short = tmp_path / "short.txt"
+    poses = [ln for ln in (root / "robot" / "trajectory_tum.txt").read_text().splitlines() if not ln.startswith("#")]
+    short.write_text("\n".join(poses[:4]) + "\n")
+    argv = ["students", "--tasks", "depth", "--images", str(root / "robot" / "rgb"), "--val", str(root / "val"),
+            "--trajectory", str(short), "--camera-info", str(root / "robot" / "camera_info.yaml"),
+            "--out", str(tmp_path / "s2"), "--epochs", "1", "--time-budget-min", "0"]  # fmt: skip
+    assert main(argv) == 2
+    assert "6 images but 4 poses" in capsys.readouterr().err

@@ -13,7 +13,12 @@ One stage per task, each the command a user would run by hand (so each can also 
 - depth:        ``train --task depth`` self-supervised on the footage (photometric reprojection; a
   bag, or the image folders made into one with ``--camera-info``) next to the metric synthetic
   supervision, with ``--relative-depth-teacher`` when there is one, from the shipped depth + pose
-  models, then ``export``;
+  models, then ``export``. With ``--trajectory`` (the camera's poses: RTK, motion capture, a
+  lidar-SLAM map) it learns from the footage's own metric depth instead: ``data reference-depth``
+  triangulates the tracked corners from the poses and adds the segmented ground on the plane under
+  the camera (``--ground-prior``), and the student is supervised by that beside the renders, no
+  photometric term (on KITTI the recipe that beat the shipped model on held-out frames:
+  docs/model-history.md, "Depth on real frames");
 - matching:     ``train --task matching`` on homographic pairs of the footage's frames (and the
   synthetic pairs), distilling ``--keypoint-teacher`` (XFeat) when given, from the shipped
   keypoint model, then ``export``.
@@ -31,6 +36,9 @@ import sys
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+from perception_nodes.transforms import matrix_to_quaternion
 
 STAGES = ("detection", "segmentation", "depth", "matching")
 
@@ -59,6 +67,60 @@ def footage_frames(args: argparse.Namespace, out: Path) -> Path:
     return folder
 
 
+def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
+    """The footage with its poses as a sequence folder (``<out>/depth_reference``: ``rgb/``,
+    ``camera_info.yaml``, ``trajectory_tum.txt``), what ``data reference-depth`` triangulates, once.
+    ``args.trajectory`` (TUM: time, position, quaternion of the camera's optical frame in a z-up world,
+    metres) holds one pose per frame of an image folder, in order, or poses matched to a bag's image
+    stamps (within 20 ms; images without one are left out). K from ``--camera-info`` or the bag."""
+    import cv2
+    import yaml
+
+    from .data.camera_info import camera_info_dict
+    from .data.readers.common import read_rgb
+    from .data.readers.tum import associate, read_tum_trajectory
+    from .train.depth_data import read_camera_matrix
+
+    folder = out / "depth_reference"
+    if (folder / ".complete").is_file():
+        return folder
+    if len(args.images or []) + len(args.bag or []) != 1:
+        raise ValueError("--trajectory describes one recording: give one --images folder or one --bag")
+    times, poses = read_tum_trajectory(args.trajectory)
+    K = read_camera_matrix(Path(args.camera_info))[0] if args.camera_info else None
+    if args.images:
+        root = Path(args.images[0])
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if len(files) != len(poses):
+            raise ValueError(f"{root}: {len(files)} images but {len(poses)} poses in {args.trajectory} (one per image)")
+        frames = ((read_rgb(f), poses[i], times[i]) for i, f in enumerate(files))
+        if K is None:
+            raise ValueError("--trajectory with --images needs --camera-info (a ROS camera_info YAML)")
+    else:
+        from .data.readers.rosbag import read_images
+
+        images = list(read_images(args.bag[0], args.topic))
+        pairs = associate(np.array([im.stamp_ns * 1e-9 for im in images]), times)
+        if len(pairs) < 3:
+            raise ValueError(f"{args.bag[0]} {args.topic}: {len(pairs)} images have a pose within 20 ms")
+        K = K if K is not None else images[pairs[0][0]].K
+        if K is None:
+            raise ValueError(f"{args.bag[0]} has no CameraInfo: give --camera-info")
+        frames = ((images[i].rgb, poses[k], times[k]) for i, k in pairs)
+        print(f"{len(pairs)} of {len(images)} images have a pose", flush=True)
+    (folder / "rgb").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for n, (rgb, T, t) in enumerate(frames):
+        cv2.imwrite(str(folder / "rgb" / f"{n:06d}.png"), rgb[:, :, ::-1])
+        q = matrix_to_quaternion(T[:3, :3])
+        lines.append(" ".join(f"{v:.9f}" for v in (t, *T[:3, 3], *q)))
+        h, w = rgb.shape[:2]
+    (folder / "camera_info.yaml").write_text(yaml.safe_dump(camera_info_dict(K, w, h, "footage"), sort_keys=False))
+    (folder / "trajectory_tum.txt").write_text("\n".join(lines) + "\n")
+    (folder / ".complete").write_text("")
+    return folder
+
+
 def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
     """The stages for ``args.tasks``, each run through ``main`` (perception_models.cli.main)."""
     from perception_nodes.workspace import resolve_path
@@ -82,6 +144,16 @@ def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
                   "--every", str(args.every), "--class-map", str(resolve_path(cmap)),
                   *(["--synthetic", *synthetic] if synthetic else []), *val,
                   "--init", str(resolve_path(f"models/{task}.onnx")), "--out", str(run), *common])  # fmt: skip
+        elif task == "depth" and args.trajectory:
+            seq = reference_sequence(args, out)
+            if not (seq / "depth" / "reference_depth.json").is_file():
+                ground = ["--ground-prior", str(resolve_path(args.ground_segmenter))] if args.ground_segmenter else []
+                _run(main, ["data", "reference-depth", "--sequence", str(seq), *ground,
+                      *(["--camera-height", str(args.camera_height)] if args.camera_height else [])])  # fmt: skip
+            _run(main, ["train", "--task", "depth", "--data", *synthetic, *[str(seq)] * args.reference_repeat,
+                  "--supervised", "1", "--photometric", "0", "--scales", "0", "--lr", "2e-4", "--ema", "0.998",
+                  "--cache-images", "--init", str(resolve_path("models/depth.onnx")), *val, "--out", str(run),
+                  *common])  # fmt: skip
         elif task == "depth":
             bags = list(args.bag or [])
             if args.images:  # image folders become a bag (frames in order, the camera's intrinsics)
@@ -133,6 +205,21 @@ def add_parser(sub: Any, main: Callable[[list[str]], int]) -> None:
     p.add_argument("--segmentation-teacher", metavar="CARD", help="an instance teacher's card (YOLOv8n-seg)")
     p.add_argument("--keypoint-teacher", metavar="CARD", help="a raw keypoint model's card (XFeat) for matching")
     p.add_argument("--relative-depth-teacher", metavar="CARD", help="a relative-depth model's card (Depth Anything)")
+    p.add_argument(
+        "--trajectory",
+        metavar="TUM",
+        help="depth: the camera's poses (TUM: time x y z qx qy qz qw of its optical frame in a z-up world, metres; "
+        "one per image of --images, or matched to the --bag's stamps): train on depth triangulated from them",
+    )
+    p.add_argument(
+        "--camera-height", type=float, help="with --trajectory: metres above the ground (default: the first pose's z)"
+    )
+    p.add_argument(
+        "--ground-segmenter",
+        default="models/segmentation.onnx",
+        help="with --trajectory: the model whose 'ground' class is filled on the plane under the camera ('' = none)",
+    )
+    p.add_argument("--reference-repeat", type=int, default=8, help="with --trajectory: times the footage repeats")
     p.add_argument(
         "--detection-class-map",
         default="config/class_maps/coco_to_detector.yaml",
