@@ -172,6 +172,8 @@ def test_ground_prior_adds_the_floor_the_points_miss(rendered, tmp_path, capsys)
     # ground rims and the triangulated points' own tail are the rest)
     rel = np.concatenate(rel)
     assert added >= 700 and np.median(rel) < 0.05 and np.mean(rel < 0.1) > 0.8
+    with pytest.raises(ValueError, match="needs the camera's height"):  # a trajectory whose z is not above ground
+        write_sequence_reference(rendered, tmp_path / "gp0", camera_height=0.0, ground_segmenter=segmenter)
     _warn_plane_filled(tmp_path / "gp")  # evaluating against such maps says what they are
     assert "filled from a plane" in capsys.readouterr().err
     assert main([*argv[:-1], str(tmp_path / "gp2"), "--ground-prior", str(rendered / "camera_info.yaml")]) == 2

@@ -301,6 +301,11 @@ def write_sequence_reference(
         raise FileExistsError(f"{out} holds depth maps that are no reference of this command: give another --out")
     if camera_height is None:
         camera_height = float(poses[0][2, 3])
+    if ground_segmenter and not camera_height > 0:
+        raise ValueError(
+            f"the ground prior needs the camera's height above the ground (got {camera_height:g} m, the first "
+            "pose's z): give --camera-height"
+        )
     segment = _ground_segmenter(ground_segmenter) if ground_segmenter else None
     out.mkdir(parents=True, exist_ok=True)
     frames = [_gray(read_rgb(f)) for f in seq.frames]
