@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -80,7 +80,7 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
 
     from .data.camera_info import camera_info_dict
     from .data.readers.common import read_rgb
-    from .data.readers.tum import associate, read_tum_trajectory
+    from .data.readers.tum import read_tum_trajectory
     from .train.depth_data import read_camera_matrix
 
     folder = out / "depth_reference"
@@ -95,32 +95,50 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
         files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if len(files) != len(poses):
             raise ValueError(f"{root}: {len(files)} images but {len(poses)} poses in {args.trajectory} (one per image)")
-        frames = ((read_rgb(f), poses[i], times[i]) for i, f in enumerate(files))
+        frames = ((read_rgb(f), poses[i], times[i], None) for i, f in enumerate(files))
         if K is None:
             raise ValueError("--trajectory with --images needs --camera-info (a ROS camera_info YAML)")
     else:
         from .data.readers.rosbag import read_images
 
-        images = list(read_images(args.bag[0], args.topic))
-        pairs = associate(np.array([im.stamp_ns * 1e-9 for im in images]), times)
-        if len(pairs) < 3:
-            raise ValueError(f"{args.bag[0]} {args.topic}: {len(pairs)} images have a pose within 20 ms")
-        K = K if K is not None else images[pairs[0][0]].K
-        if K is None:
-            raise ValueError(f"{args.bag[0]} has no CameraInfo: give --camera-info")
-        frames = ((images[i].rgb, poses[k], times[k]) for i, k in pairs)
-        print(f"{len(pairs)} of {len(images)} images have a pose", flush=True)
+        order, counts = np.argsort(times), [0, 0]
+        frames = _with_poses(read_images(args.bag[0], args.topic), times[order], poses[order], counts)
     (folder / "rgb").mkdir(parents=True, exist_ok=True)
     lines = []
-    for n, (rgb, T, t) in enumerate(frames):
+    for n, (rgb, T, t, K_bag) in enumerate(frames):
+        K = K if K is not None else K_bag
         cv2.imwrite(str(folder / "rgb" / f"{n:06d}.png"), rgb[:, :, ::-1])
         q = matrix_to_quaternion(T[:3, :3])
         lines.append(" ".join(f"{v:.9f}" for v in (t, *T[:3, 3], *q)))
         h, w = rgb.shape[:2]
+    if args.bag:
+        print(f"{counts[1]} of {counts[0]} images have a pose", flush=True)
+        if counts[1] < 3:
+            raise ValueError(f"{args.bag[0]} {args.topic}: {counts[1]} images have a pose within 20 ms")
+        if K is None:
+            raise ValueError(f"{args.bag[0]} has no CameraInfo: give --camera-info")
     (folder / "camera_info.yaml").write_text(yaml.safe_dump(camera_info_dict(K, w, h, "footage"), sort_keys=False))
     (folder / "trajectory_tum.txt").write_text("\n".join(lines) + "\n")
     (folder / ".complete").write_text("")
     return folder
+
+
+def _with_poses(
+    images: Iterator[Any], times: np.ndarray, poses: np.ndarray, counts: list[int], max_dt: float = 0.02
+) -> Iterator[tuple[np.ndarray, np.ndarray, float, np.ndarray | None]]:
+    """A bag's images (streamed: a long bag never sits in memory) with the pose nearest in time
+    (``times`` sorted), within ``max_dt`` s and each pose used once: (rgb, T, time, K); ``counts``
+    becomes [images, matched]."""
+    used: set[int] = set()
+    for im in images:
+        counts[0] += 1
+        t = im.stamp_ns * 1e-9
+        j = int(np.searchsorted(times, t))
+        k = min((k for k in (j - 1, j) if 0 <= k < len(times)), key=lambda k: abs(times[k] - t))
+        if abs(times[k] - t) <= max_dt and k not in used:
+            used.add(k)
+            counts[1] += 1
+            yield im.rgb, poses[k], float(times[k]), im.K
 
 
 def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
