@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from perception_nodes.transforms import matrix_to_quaternion
 
 STAGES = ("detection", "segmentation", "depth", "matching")
 
@@ -80,7 +79,7 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
 
     from .data.camera_info import camera_info_dict
     from .data.readers.common import read_rgb
-    from .data.readers.tum import read_tum_trajectory
+    from .data.readers.tum import read_tum_trajectory, tum_line
     from .train.depth_data import read_camera_matrix
 
     folder = out / "depth_reference"
@@ -108,8 +107,7 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
     for n, (rgb, T, t, K_bag) in enumerate(frames):
         K = K if K is not None else K_bag
         cv2.imwrite(str(folder / "rgb" / f"{n:06d}.png"), rgb[:, :, ::-1])
-        q = matrix_to_quaternion(T[:3, :3])
-        lines.append(" ".join(f"{v:.9f}" for v in (t, *T[:3, 3], *q)))
+        lines.append(tum_line(t, T))
         h, w = rgb.shape[:2]
     if args.bag:
         print(f"{counts[1]} of {counts[0]} images have a pose", flush=True)

@@ -215,6 +215,13 @@ def ground_height(
     return (float("nan"), 0) if fit is None else (fit.distance, fit.inliers)
 
 
+def _grid(shape: tuple[int, ...], stride: int) -> np.ndarray:
+    """The pixels (H, W) at the centre of each ``stride`` x ``stride`` cell."""
+    grid = np.zeros(shape[:2], bool)
+    grid[stride // 2 :: stride, stride // 2 :: stride] = True
+    return grid
+
+
 def ground_prior_depth(
     ground: np.ndarray,
     K: np.ndarray,
@@ -235,9 +242,7 @@ def ground_prior_depth(
     mask = ground.astype(np.uint8)
     if erode_px > 0:
         mask = cv2.erode(mask, np.ones((2 * erode_px + 1, 2 * erode_px + 1), np.uint8))
-    grid = np.zeros((h, w), bool)
-    grid[stride // 2 :: stride, stride // 2 :: stride] = True
-    v, u = np.nonzero(grid & (mask > 0))
+    v, u = np.nonzero(_grid(ground.shape, stride) & (mask > 0))
     depth = np.full((h, w), np.nan, np.float32)
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones(len(u))], axis=1)
     down = -(rays @ np.asarray(up, np.float64))  # > 0 for rays below the horizon
@@ -308,7 +313,12 @@ def write_sequence_reference(
         )
     segment = _ground_segmenter(ground_segmenter) if ground_segmenter else None
     out.mkdir(parents=True, exist_ok=True)
-    frames = [_gray(read_rgb(f)) for f in seq.frames]
+    frames, grounds = [], []  # each image read once: grey for the tracks, the segmenter's ground mask
+    for f in seq.frames:
+        rgb = read_rgb(f)
+        frames.append(_gray(rgb))
+        if segment is not None:
+            grounds.append(segment(rgb))
     rows = []
     for i in tqdm(range(len(frames)), desc="reference depth", unit="frame", disable=not progress):
         r = reference_depth(
@@ -324,13 +334,12 @@ def write_sequence_reference(
             # the trajectory's up, not a plane fitted to the points: on the renders a few dozen points
             # tilted it by 2-3 degrees, on KITTI it settled on kerbs, hedges and verges above the road
             up = -ground_normal_in_optical(poses[i])
-            ground = segment(read_rgb(seq.frames[i]))
-            prior = ground_prior_depth(ground, seq.K, up, camera_height, ground_max_depth, ground_stride)
-            added = np.isfinite(prior) & ~np.isfinite(r.depth)
-            depth = np.where(added, prior, r.depth).astype(np.float32)
+            # every ground pixel on the plane; the prior is its grid, the check all its corners
+            flat = ground_prior_depth(grounds[i], seq.K, up, camera_height, ground_max_depth, stride=1)
+            added = np.isfinite(flat) & _grid(flat.shape, ground_stride) & ~np.isfinite(r.depth)
+            depth = np.where(added, flat, r.depth).astype(np.float32)
             row["ground_prior"] = {"points": int(added.sum())}
             # the triangulated corners the segmenter calls ground, against the plane
-            flat = ground_prior_depth(ground, seq.K, up, camera_height, ground_max_depth, 1)
             both = np.isfinite(r.depth) & np.isfinite(flat)
             if both.any():
                 row["ground_prior"]["reference_over_plane"] = float(np.median(r.depth[both] / flat[both]))

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import yaml
 
+from .readers.tum import tum_line
 from .synth.correspondence import VISIBLE
 from .synth.geometry import R_BODY_OPTICAL, matrix_to_quaternion
 from .synth.scene import CLASSES, THING_CLASSES
@@ -188,10 +189,7 @@ class DatasetWriter:
                     "segmentation": rle_encode(frame.instance == b.instance),
                 }
             )
-        T = frame.T_world_cam
-        q = matrix_to_quaternion(T[:3, :3])
-        t = stamp_ns(frame) / 1e9
-        self.trajectory.append(f"{t:.9f} " + " ".join(f"{x:.9f}" for x in (*T[:3, 3], *q)))
+        self.trajectory.append(tum_line(stamp_ns(frame) / 1e9, frame.T_world_cam))
         if self.flow and self._prev is not None:
             self._write_flow(self._prev, frame)
         self._prev = frame

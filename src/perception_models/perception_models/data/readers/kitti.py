@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import DataFormatError, read_rgb
+from .tum import tum_line
 
 
 def read_kitti_odometry(root: Path | str) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
@@ -43,7 +44,7 @@ def kitti_to_sequence(
     import cv2
     import yaml
 
-    from perception_nodes.transforms import T_BODY_OPTICAL, matrix_to_quaternion
+    from perception_nodes.transforms import T_BODY_OPTICAL
 
     from ..camera_info import camera_info_dict
 
@@ -64,10 +65,6 @@ def kitti_to_sequence(
     (out / "camera_info.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     T_up_world = T_BODY_OPTICAL.copy()  # KITTI's world is the first camera's optical frame (REP-103 axes)
     T_up_world[2, 3] = camera_height
-    lines = []
-    for t, Ti in zip(times, T):
-        P_ = T_up_world @ Ti
-        q = matrix_to_quaternion(P_[:3, :3])
-        lines.append(" ".join(f"{v:.9f}" for v in (t, *P_[:3, 3], *q)))
+    lines = [tum_line(t, T_up_world @ Ti) for t, Ti in zip(times, T)]
     (out / "trajectory_tum.txt").write_text("\n".join(lines) + "\n")
     return out

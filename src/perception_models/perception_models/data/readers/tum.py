@@ -42,6 +42,14 @@ def read_tum_trajectory(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     return vals[:, 0], poses
 
 
+def tum_line(t: float, T: np.ndarray) -> str:
+    """One line of a TUM trajectory (what ``read_tum_trajectory`` reads back): ``t tx ty tz qx qy qz
+    qw`` of the pose ``T`` (4x4, sensor -> world), 9 decimals."""
+    from perception_nodes.transforms import matrix_to_quaternion
+
+    return " ".join(f"{v:.9f}" for v in (t, *T[:3, 3], *matrix_to_quaternion(T[:3, :3])))
+
+
 def read_file_list(path: Path | str) -> tuple[np.ndarray, list[str]]:
     """``timestamp filename`` lists (rgb.txt, depth.txt)."""
     rows = _rows(Path(path), 2)
