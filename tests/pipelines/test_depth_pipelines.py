@@ -15,7 +15,7 @@ from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.pipelines.depth import DepthPipeline, colorize_depth, depth_to_points, scale_K
 from perception_nodes.pipelines.metric_scale import ScaleEstimator, fit_ground_plane
 from perception_nodes.pipelines.odometry import EssentialOdometry, HybridOdometry, Motion, OdometryTracker, PnPOdometry
-from perception_nodes.transforms import R_BODY_OPTICAL
+from perception_nodes.transforms import R_BODY_OPTICAL, ground_normal_in_optical
 
 H, W = 384, 512
 K640 = np.array([[300.0, 0, 319.5], [0, 300.0, 239.5], [0, 0, 1]])
@@ -315,6 +315,72 @@ def test_ground_scale_measures_the_step_from_the_ground_alone(step_m):
     s = gs.scale(g, K, depth * 3.0)  # the depth's own scale does not matter, only its plane
     assert s is not None and abs(s / step_m - 1) < 0.03, (s, gs.status)
     assert gs.status.startswith("ground:"), gs.status
+
+
+def test_ground_scale_takes_the_ground_from_a_segmenter_without_the_depth():
+    """A segmenter's ground (here at half the image's size) and the mounting's normal give the
+    length with no depth at all; without the mounting the depth's plane still gives the normal."""
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    prev, cur, depth, K, t = _ground_frames(0.8)
+    g = TwoViewGeometry(np.eye(3), t, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    labels = np.isfinite(depth)[::2, ::2]  # what the segmenter calls ground, at its own size
+    nothing = np.full_like(depth, np.nan)
+
+    def length(depth_map, ground, normal):
+        gs = GroundScale(1.5, smoothing=1.0, normal=normal)
+        gs.step(prev)
+        gs.step(cur)
+        return gs.scale(g, K, depth_map, ground=ground), gs.status
+
+    down = np.array([0.0, 1.0, 0.0])
+    s, status = length(nothing, labels, down)
+    assert s is not None and abs(s / 0.8 - 1) < 0.03, (s, status)
+    s, status = length(nothing, None, down)  # the depth's plane: none without depth
+    assert s is None and status == "no ground plane in the depth", status
+    s, status = length(depth, labels, None)  # no mounting: the depth's plane gives the normal
+    assert s is not None and abs(s / 0.8 - 1) < 0.03, (s, status)
+    s, status = length(nothing, labels, None)
+    assert s is None and status == "no ground plane in the depth", status
+    s, status = length(nothing, np.zeros_like(labels), down)
+    assert s is None and status.startswith("too little ground (0 px"), status
+    # the segmenter's ground above the horizon (a mislabelled sky) is not ground
+    s, status = length(nothing, np.ones_like(labels), down)
+    assert s is not None and abs(s / 0.8 - 1) < 0.03, (s, status)
+
+
+def test_hybrid_takes_the_previous_frames_ground_labels_over_a_wrong_depth(driving):
+    """With the camera's height and mounting known and the renderer's ground labels passed each
+    frame, the hybrid's lengths do not depend on the depth model: a constant depth map (the
+    shipped network on an unfamiliar camera is little better) gives the true path length."""
+    seq, times, poses = driving
+    gt = np.linalg.inv(poses[0]) @ poses
+    height, normal = float(poses[0][2, 3]), ground_normal_in_optical(poses[0])
+    labels = sorted((seq.frames[0].parent.parent / "labels").glob("*.png"))
+    assert len(labels) == len(seq.frames)
+    ground_id = 1  # the renderer's CLASSES: sky, ground, ...
+
+    def run(with_labels):
+        from perception_models.data.readers.common import read_rgb
+
+        est = HybridOdometry(camera_height=height, ground_normal=normal)
+        tracker, methods = OdometryTracker(T_odom_camera0=np.eye(4)), []
+        for i in range(len(seq.frames)):
+            rgb = read_rgb(seq.frames[i])
+            flat = np.full(rgb.shape[:2], 5.0, np.float32)
+            mask = cv2.imread(str(labels[i]), cv2.IMREAD_UNCHANGED) == ground_id if with_labels else None
+            m = est.estimate(rgb, flat, seq.K, ground_mask=mask)
+            methods.append(m.method)
+            st = tracker.update(int(times[i] * 1e9), m)
+        traj = np.stack([T for _s, T in st.path])
+        return np.linalg.norm(traj[-1, :3, 3]) / np.linalg.norm(gt[-1, :3, 3]), methods
+
+    length, methods = run(True)
+    assert sum("ground scale" in m for m in methods) >= len(seq.frames) - 3, methods
+    assert abs(length - 1.0) < 0.1, length
+    flat_length, _ = run(False)  # the constant depth's plane (if any) and its scale
+    print(f"path length / true: ground labels {length:.3f}, constant depth's plane {flat_length:.3f}")
+    assert abs(flat_length - 1.0) > 2 * abs(length - 1.0), (flat_length, length)
 
 
 def test_ground_scale_takes_the_normal_from_the_mounting_over_the_depths_plane():

@@ -41,6 +41,13 @@ def test_every_task_from_one_inference_with_the_letterbox_undone(tmp_path):
     assert r.depth.depth.shape == (360, 640)
     # depth grows 1 m per 100 network columns: image column 320 is network column 256 -> 4.56 m
     assert abs(float(r.depth.depth[180, 320]) - (2.0 + 256 / 100)) < 0.02
+    # the hybrid odometry's ground: what the segmentation head calls 'ground' (SEG_CLASSES[1])
+    ground = r.ground_mask(pipe.segmentation.ground_class())
+    assert pipe.segmentation.ground_class() == 1 and np.array_equal(ground, labels == 1) and ground[180, 0]
+    assert r.ground_mask(None) is None
+    pipe.segmentation.label_names = ["sky", "road", "wall"]
+    with pytest.raises(ValueError, match=r"no 'ground' class among \['sky', 'road', 'wall'\]"):
+        pipe.segmentation.ground_class()
     kp = r.features.keypoints
     assert len(kp) == 3  # the empty slot is dropped
     np.testing.assert_allclose(kp[1], [(256.5) / 0.8 - 0.5, (192 - 48 + 0.5) / 0.8 - 0.5], atol=1e-4)

@@ -504,7 +504,8 @@ def _print_odometry(result: dict[str, Any]) -> None:
     d = result["depth"]
     print(
         f"depth: AbsRel {d['absolute']['abs_rel']:.3f} (median-scaled {d['median_scaled']['abs_rel']:.3f}) over "
-        f"{d['images']} images with ground truth; scale source {result['scale_source']}",
+        f"{d['images']} images with ground truth; scale source {result['scale_source']}; hybrid's ground: "
+        f"{result['ground']}",
         file=sys.stderr,
     )
     print(
@@ -625,6 +626,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             matcher_model=args.matcher_model,
             scale_source=args.scale_source,
             glue_model=args.glue_model,
+            ground_segmenter=args.ground_segmenter,
         )
         _print_odometry(result)
     elif args.task == "detection":
@@ -1035,6 +1037,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["model", "camera_height"],
         default="model",
         help="depth: metric scale from the network, or from the camera's height (the first ground-truth pose)",
+    )
+    p.add_argument(
+        "--ground-segmenter",
+        help="depth: a segmentation or multi-task model whose 'ground' pixels the hybrid estimator aligns "
+        "(the nodes' ground_from_labels) instead of the depth map's plane; a multi-task --model can name itself",
     )
     p.add_argument(
         "--estimators",

@@ -267,6 +267,7 @@ def evaluate_depth(
     matcher_model: Path | str | None = None,
     scale_source: str = "model",
     glue_model: Path | str | None = None,
+    ground_segmenter: Path | str | None = None,
 ) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
@@ -275,7 +276,9 @@ def evaluate_depth(
     ground-plane scale, the camera's height being the first ground-truth pose's height above the
     ground and its normal that of the ground in the first frame, as a robot knows its camera's
     mounting); depth and odometry both use it (the hybrid estimator by aligning the ground of
-    consecutive frames, GroundScale)."""
+    consecutive frames, GroundScale). ``ground_segmenter``: a segmentation (or multi-task) model
+    whose ``ground`` pixels are the hybrid's ground instead of the depth map's plane, as the nodes
+    do when given labels (``ground_from_labels``)."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
@@ -289,6 +292,11 @@ def evaluate_depth(
     from .train.depth_data import load_synthetic_sequence
 
     pipe, _card = _pipeline(Path(depth_model), "depth", threads)
+    segment = None
+    if ground_segmenter is not None and "hybrid" in estimators:
+        seg_pipe, _ = _pipeline(Path(ground_segmenter), "segmentation", threads)
+        ground_id = seg_pipe.ground_class()
+        segment = lambda rgb: seg_pipe.run(rgb).labels == ground_id  # noqa: E731
     pose_backend = None
     if pose_model is not None and "posenet" in estimators:
         pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
@@ -350,6 +358,7 @@ def evaluate_depth(
         for i in range(n):
             rgb = read_rgb(seq.frames[i])
             depth = pipe.run(rgb, K=seq.K).depth
+            ground = segment(rgb) if segment is not None else None
             plane = None
             if scale is not None:
                 s = scale.update_from_ground(depth, seq.K) or 1.0
@@ -358,7 +367,11 @@ def evaluate_depth(
                 ev.add(read_nyu_depth(seq.depth[i]), depth)
             for e in ests:
                 r = runners[e]
-                m = r.estimate(rgb) if e == "posenet" else r.estimate(rgb, depth, seq.K, ground_plane=plane)
+                m = (
+                    r.estimate(rgb)
+                    if e == "posenet"
+                    else r.estimate(rgb, depth, seq.K, ground_plane=plane, ground_mask=ground)
+                )
                 st = trackers[e].update(stamps[i], m)
                 skipped[e] += int(not st.ok and i > 0)
         if times is not None and n >= 3:
@@ -378,7 +391,12 @@ def evaluate_depth(
                 except ValueError as exc:  # a degenerate estimate: counted as failed, not averaged
                     row["failed"] = str(exc)
                 per_est[e].append(row)
-    out: dict[str, Any] = {"depth": ev.summary(), "scale_source": scale_source, "odometry": {}}
+    out: dict[str, Any] = {
+        "depth": ev.summary(),
+        "scale_source": scale_source,
+        "ground": "depth plane" if segment is None else f"segmenter {ground_segmenter}",
+        "odometry": {},
+    }
     for e, rows in per_est.items():
         good = [r for r in rows if "failed" not in r]
         if rows:

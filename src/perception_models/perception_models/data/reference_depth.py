@@ -388,7 +388,8 @@ def _ground_segmenter(model: Path | str) -> Callable[[np.ndarray], np.ndarray]:
 
     card = load_card(model, "segmentation")
     pipe = SegmentationPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), card)
-    if "ground" not in pipe.label_names:
-        raise ValueError(f"{model}: no 'ground' class among {pipe.label_names}; the ground prior needs one")
-    k = pipe.label_names.index("ground")
+    try:
+        k = pipe.ground_class()
+    except ValueError as exc:
+        raise ValueError(f"{model}: {exc}; the ground prior needs one") from None
     return lambda rgb: pipe.run(rgb).labels == k

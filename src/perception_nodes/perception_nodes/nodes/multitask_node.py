@@ -18,7 +18,9 @@ hand-over of feature maps (a 384x512 feature pyramid per frame) to pay for.
 
 Only the tasks the card serves get publishers; odometry needs depth. The publishing code is the
 task nodes' own (DetectionOutputs, SegmentationOutputs, MatchingOutputs; depth and odometry from
-OdometryNode), so the messages cannot drift apart.
+OdometryNode), so the messages cannot drift apart. One thing the shared inference gives that four
+nodes do not: the hybrid odometry's ground scale aligns what the segmentation head calls ground
+(``ground_from_labels``) rather than the pixels on the depth head's plane.
 
 After the one inference the tasks' outputs are independent (each branch touches only its own
 state: publishers, tracker, matcher), so depth + odometry and matching run in two worker threads
@@ -67,9 +69,15 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         pipe = MultiTaskPipeline(
             backend, card, params["score_threshold"], list(params["class_filter"]) or None, params["max_detections"]
         )
+        self.ground_id: int | None = None
         if pipe.depth is not None:
             self.setup_depth(pipe.depth, params)
             self.setup_odometry(params)
+            if params["ground_from_labels"] and pipe.segmentation is not None:
+                try:
+                    self.ground_id = pipe.segmentation.ground_class()
+                except ValueError as exc:
+                    self.get_logger().warn(f"ground_from_labels: {exc}; the hybrid's ground is the depth's plane")
         else:
             self.estimator = None
         if pipe.matching is not None:
@@ -136,7 +144,9 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
             self.check_depth(result.depth)
         branches = []
         if result.depth is not None:  # OdometryNode: scale, depth outputs, odometry
-            branches.append(self._branch(self.publish_result, msg, rgb, result.depth))
+            # the hybrid's ground scale aligns what the segmentation head calls ground (None: the depth's plane)
+            ground = result.ground_mask(self.ground_id)
+            branches.append(self._branch(self.publish_result, msg, rgb, result.depth, ground))
         if result.features is not None:
             branches.append(self._branch(self.match_sequential, msg, rgb, result.features))
         try:

@@ -85,17 +85,25 @@ class OdometryNode(DepthNode):
                     "the same poses (the bag recorder writes /tf through rosbags)"
                 )
 
-    def publish_result(self, msg: Any, rgb: np.ndarray, result: DepthResult) -> Any:
-        """Depth as depth_node, then the motion from the same metric depth."""
+    def publish_result(self, msg: Any, rgb: np.ndarray, result: DepthResult, ground: np.ndarray | None = None) -> Any:
+        """Depth as depth_node, then the motion from the same metric depth (``ground``: this
+        frame's ground pixels from a segmenter, for the hybrid's ground scale; multitask_node)."""
         published = super().publish_result(msg, rgb, result)
         if published is not None:
             depth, K, stamp, scale = published
             with self.timer.stage("odometry"):
-                self._odometry(msg, rgb, depth, K, stamp, scale)
+                self._odometry(msg, rgb, depth, K, stamp, scale, ground)
         return published
 
     def _odometry(
-        self, msg: Any, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray | None, stamp: int, scale: float
+        self,
+        msg: Any,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray | None,
+        stamp: int,
+        scale: float,
+        ground: np.ndarray | None = None,
     ) -> None:
         reset = self.tracker.needs_reset(stamp)
         if reset:
@@ -108,7 +116,9 @@ class OdometryNode(DepthNode):
             motion = Motion(None, reason="no CameraInfo")
         else:
             # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
-            motion = self.estimator.estimate(rgb, depth, K, ground_plane=self.scale.ground_plane(scale))
+            motion = self.estimator.estimate(
+                rgb, depth, K, ground_plane=self.scale.ground_plane(scale), ground_mask=ground
+            )
             ground = getattr(self.estimator, "ground", None)
             if ground is not None:
                 self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"

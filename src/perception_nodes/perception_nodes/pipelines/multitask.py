@@ -89,6 +89,14 @@ class MultiTaskResult:
     def invalid_pixels(self) -> int:
         return self.segmentation.invalid_pixels if self.segmentation is not None else 0
 
+    def ground_mask(self, ground_class: int | None) -> np.ndarray | None:
+        """The pixels the segmentation head labels ``ground_class``
+        (:meth:`SegmentationPipeline.ground_class`): the hybrid odometry's ground; None without
+        labels or a class."""
+        if ground_class is None or self.segmentation is None:
+            return None
+        return self.segmentation.labels == ground_class
+
 
 class MultiTaskPipeline(CardPipeline):
     task = "multitask"

@@ -36,8 +36,18 @@ def default_colors(n: int) -> np.ndarray:
     return rng.integers(0, 256, (n, 3)).astype(np.uint8)
 
 
+GROUND = "ground"  # the class of the surface the robot stands on (road, pavement, floor)
+
+
 class SegmentationPipeline(CardPipeline):
     task = "segmentation"
+
+    def ground_class(self) -> int:
+        """The class id of :data:`GROUND` (the hybrid odometry's ground, the ground prior of the
+        depth reference); ValueError naming the classes when the model has none."""
+        if GROUND not in self.label_names:
+            raise ValueError(f"the segmenter has no '{GROUND}' class among {self.label_names}")
+        return self.label_names.index(GROUND)
 
     def __init__(
         self, backend: Backend, card: ModelCard, score_threshold: float = 0.25, max_instances: int = 100

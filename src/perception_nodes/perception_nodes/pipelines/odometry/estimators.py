@@ -73,10 +73,13 @@ class FeatureOdometry:
     """What the feature-based estimators share: a matcher between consecutive frames and the
     previous frame's depth (the metric scale of the motion between it and the current one).
 
-    Their ``estimate(rgb, depth, K, ground_plane=None)`` all take ``ground_plane``: the ground
-    plane of ``depth`` in its units when the caller has fitted it already (the ``camera_height``
-    scale does, :meth:`.metric_scale.ScaleEstimator.ground_plane`); the hybrid's
-    :class:`GroundScale` then uses it for the next frame instead of fitting it again."""
+    Their ``estimate(rgb, depth, K, ground_plane=None, ground_mask=None)`` all take
+    ``ground_plane``: the ground plane of ``depth`` in its units when the caller has fitted it
+    already (the ``camera_height`` scale does, :meth:`.metric_scale.ScaleEstimator.ground_plane`);
+    the hybrid's :class:`GroundScale` then uses it for the next frame instead of fitting it again;
+    and ``ground_mask``: this frame's ground pixels from a segmenter (boolean, the image's aspect),
+    which the hybrid's :class:`GroundScale` uses on the next frame instead of the depth's plane
+    (the others ignore it)."""
 
     method = ""
 
@@ -121,7 +124,12 @@ class PnPOdometry(FeatureOdometry):
         self.reprojection_px = reprojection_px
 
     def estimate(
-        self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
+        ground_plane: PlaneFit | None = None,
+        ground_mask: np.ndarray | None = None,
     ) -> Motion:
         """``depth``: this frame's metric depth at ``rgb``'s size (used for the next frame)."""
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
@@ -158,7 +166,12 @@ class EssentialOdometry(FeatureOdometry):
         self.threshold_px, self.min_parallax_deg = threshold_px, min_parallax_deg
 
     def estimate(
-        self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, ground_plane: PlaneFit | None = None
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray | None,
+        K: np.ndarray,
+        ground_plane: PlaneFit | None = None,
+        ground_mask: np.ndarray | None = None,
     ) -> Motion:
         pairs, prev_depth, _ = self._advance(rgb, depth, ground_plane)
         if pairs is None:
@@ -182,7 +195,8 @@ class HybridOdometry(FeatureOdometry):
     (little parallax, a near pure rotation, too few inliers), so no frame is skipped that either
     could solve. The essential motion's length comes from the ground's motion between the frames
     (:class:`GroundScale`) when ``camera_height`` is given (and ``ground_normal``, the camera's
-    mounting, where known), else (and while it has no length) from the depth."""
+    mounting, where known; the ground is the depth's plane or, where the caller passes
+    ``ground_mask``, what a segmenter calls ground), else (and while it has no length) from the depth."""
 
     method = "hybrid"
 
@@ -201,15 +215,24 @@ class HybridOdometry(FeatureOdometry):
         self.threshold_px, self.min_parallax_deg, self.reprojection_px = threshold_px, min_parallax_deg, reprojection_px
         self.ground = GroundScale(camera_height, normal=ground_normal) if camera_height > 0 else None
 
+        self._prev_mask: np.ndarray | None = None
+
     def reset(self) -> None:
         super().reset()
+        self._prev_mask = None
         if self.ground is not None:
             self.ground.reset()
 
     def estimate(
-        self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, ground_plane: PlaneFit | None = None
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
+        ground_plane: PlaneFit | None = None,
+        ground_mask: np.ndarray | None = None,
     ) -> Motion:
         pairs, prev_depth, prev_plane = self._advance(rgb, depth, ground_plane)
+        prev_mask, self._prev_mask = self._prev_mask, ground_mask
         if self.ground is not None:
             self.ground.step(rgb)
         if pairs is None or prev_depth is None:
@@ -218,7 +241,7 @@ class HybridOdometry(FeatureOdometry):
         K = np.asarray(K, np.float64).reshape(3, 3)
         g = essential_geometry(a, b, K, self.min_inliers, self.threshold_px, "hybrid (essential)", cv2.USAC_MAGSAC)
         if not isinstance(g, Motion):
-            scale = None if self.ground is None else self.ground.scale(g, K, prev_depth, prev_plane)
+            scale = None if self.ground is None else self.ground.scale(g, K, prev_depth, prev_plane, prev_mask)
             method = "hybrid (essential, ground scale)"
             why = ""
             if scale is None:
