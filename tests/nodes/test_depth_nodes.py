@@ -5,6 +5,7 @@ lockstep (a static camera stays at the origin), and a clear configure error for 
 from __future__ import annotations
 
 import numpy as np
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -143,6 +144,92 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         )
         assert odom[-1].child_frame_id == "base_link"
         assert stack.alive()["vg"]
+        probe.close()
+
+
+def test_odometry_node_aligns_the_ground_a_segmentation_node_labels(tmp_path, rclpy_context):
+    """ground_from_labels over topics: a rendered drive, a depth model that says 5 m everywhere
+    and the renderer's labels published as a segmentation node would (after the image, latched
+    LabelInfo): the hybrid's lengths come from the labelled ground (diagnostics say so) and the
+    odometry's path is the true one; the constant depth alone gives half of it (the estimator
+    test measures that)."""
+    import cv2
+    from vision_msgs.msg import LabelInfo
+
+    from perception_models.data.readers.common import read_rgb
+    from perception_models.data.readers.tum import read_tum_trajectory
+    from perception_models.data.synth import SynthConfig, SyntheticSequence
+    from perception_models.data.synth.scene import CLASSES
+    from perception_models.data.writers import write_sequence
+    from perception_nodes.detection_conversion import label_info_message
+    from perception_nodes.qos import latched_qos
+    from perception_nodes.transforms import T_BODY_OPTICAL
+
+    root = tmp_path / "drive"
+    cfg = SynthConfig(preset="driving", seed=77, frames=12, width=320, height=240, randomization=0.3)
+    write_sequence(SyntheticSequence(cfg), root, flow=False, workers=1, progress=False)
+    times, poses = read_tum_trajectory(root / "trajectory_tum.txt")
+    K = np.array(yaml.safe_load((root / "camera_info.yaml").read_text())["camera_matrix"]["data"]).reshape(3, 3)
+    # the mounting: the first pose's height and its roll/pitch (base_to_camera, yaw 0)
+    R = poses[0][:3, :3] @ T_BODY_OPTICAL[:3, :3].T
+    roll, pitch = float(np.arctan2(R[2, 1], R[2, 2])), float(-np.arcsin(R[2, 0]))
+    height = float(poses[0][2, 3])
+    model = _depth_model(tmp_path)
+    prof = node_profile(
+        "vl",
+        "odometry_node",
+        model,
+        {"camera_info": "/vl/camera_info", "ground_labels": "/seg/labels", "ground_label_info": "/seg/label_info"},
+        scale_source="camera_height",
+        camera_height=height,
+        estimator="hybrid",
+        base_frame="base_link",
+        base_to_camera=[0.0, 0.0, height, roll, pitch, 0.0],
+        ground_from_labels=True,
+        input_policy="lockstep",
+        max_gap=10.0,
+    )
+    with StackProcesses(prof, tmp_path / "logs") as stack:
+        probe = Probe(rclpy_context)
+        odom = probe.collect(Odometry, "/vl/odometry")
+        diags = probe.collect(DiagnosticArray, "/diagnostics")
+        pub, info_pub = _publishers(probe, stack, "vl")
+        labels_pub = probe.publisher(Image, "/seg/labels")
+        label_info_pub = probe.publisher(LabelInfo, "/seg/label_info", qos=latched_qos())
+        assert labels_pub is not None and label_info_pub is not None, stack.log_text("vl")
+        label_info_pub.publish(label_info_message(_image(np.zeros((1, 1, 3), np.uint8), 0).header, list(CLASSES), 0.0))
+        info = _info(320, 240)
+        info.k = K.ravel().tolist()
+        for _ in range(20):
+            info_pub.publish(info)
+            probe.spin_until(lambda: False, 0.05)
+        frames = sorted((root / "rgb").glob("*.png"))
+        for i, (f, t) in enumerate(zip(frames, times)):
+            msg = _image(read_rgb(f), 0)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+            pub.publish(msg)
+            labels = numpy_to_image(cv2.imread(str(root / "labels" / f.name), cv2.IMREAD_UNCHANGED), "mono8")
+            labels.header = msg.header  # a segmentation node's labels of the same frame, after it
+            labels_pub.publish(labels)
+            assert probe.spin_until(lambda: len(odom) > i, 30), stack.log_text("vl")
+
+        def ground_status():
+            return [
+                kv.value
+                for d in diags
+                for st in d.status
+                if st.name == "/vl"
+                for kv in st.values
+                if kv.key == "odometry_scale"
+            ]
+
+        assert probe.spin_until(lambda: any("the segmenter's" in v for v in ground_status()), 10), ground_status()
+        gt = np.linalg.inv(poses[0]) @ poses
+        p = odom[-1].pose.pose.position
+        length = np.linalg.norm([p.x, p.y, p.z]) / np.linalg.norm(gt[-1, :3, 3])
+        print(f"path length / true {length:.3f}; last ground status: {ground_status()[-1]}")
+        assert abs(length - 1.0) < 0.15, (length, ground_status()[-3:])
+        assert stack.alive()["vl"]
         probe.close()
 
 

@@ -48,6 +48,7 @@ from .segmentation_node import SegmentationOutputs
 class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, OdometryNode):
     schema_name = "multitask_node"
     task = "multitask"
+    labels_from_topic = False  # ground_from_labels: this network's own segmentation head
 
     LIVE_PARAMETERS = (
         OdometryNode.LIVE_PARAMETERS

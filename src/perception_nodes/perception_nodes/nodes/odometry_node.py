@@ -7,6 +7,11 @@ installed. The frame-to-frame estimator (``estimator``: posenet, pnp, pnp_learne
 hybrid; ``pipelines/odometry/estimators.py``) and the tracker that chains its motions and decides
 what to skip (``pipelines/odometry/tracker.py``) belong to this node; the messages are built in
 ``odometry_conversion.py``. Diagnostics say why the last odometry frame was skipped.
+
+With ``ground_from_labels`` the hybrid estimator's ground scale aligns what a segmentation node
+labels ``ground`` (inputs ``ground_labels``, mono8 with the image's header, and the latched
+``ground_label_info``) instead of the pixels on the depth map's plane: the ground of frame N is
+needed only when frame N+1 comes, so the segmenter's labels may arrive after this node's depth.
 """
 
 from __future__ import annotations
@@ -20,14 +25,20 @@ from nav_msgs.msg import Odometry, Path
 from ..node_base import run_node
 from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
 from ..pipelines.depth import DepthPipeline, DepthResult
-from ..pipelines.odometry import Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
-from ..qos import output_qos
+from ..detection_conversion import label_map
+from ..image_conversion import image_to_numpy
+from ..pipelines.odometry import HybridOdometry, Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
+from ..pipelines.segmentation import GROUND
+from ..qos import latched_qos, output_qos
+from ..sync import stamp_to_ns
 from ..transforms import T_BODY_OPTICAL, ground_normal_in_optical, pose_from_xyzrpy
 from .depth_node import DepthNode, camera_mount
 
 
 class OdometryNode(DepthNode):
     schema_name = "odometry_node"
+    # ground_from_labels: the labels come from a segmentation node's topic (multitask_node: its own head)
+    labels_from_topic = True
 
     def build_pipeline(self, backend: Any, card: Any, params: dict[str, Any]) -> DepthPipeline:
         pipe = super().build_pipeline(backend, card, params)
@@ -60,6 +71,43 @@ class OdometryNode(DepthNode):
         self.tracker = OdometryTracker(
             params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1
         )  # ~/path keeps its own path_length poses
+        # ground_from_labels over topics: the segmenter's recent label images by stamp, its ground class id
+        self.ground_labels: deque = deque(maxlen=8)
+        self.ground_id = None
+        self._prev_stamp: int | None = None
+
+    def subscribe_inputs(self, qos: Any) -> list[Any]:
+        subs = super().subscribe_inputs(qos)
+        if self.labels_from_topic and self.params["ground_from_labels"]:
+            from sensor_msgs.msg import Image
+            from vision_msgs.msg import LabelInfo
+
+            subs.append(self.create_subscription(Image, "ground_labels", self._on_ground_labels, qos))
+            subs.append(self.create_subscription(LabelInfo, "ground_label_info", self._on_label_info, latched_qos()))
+        return subs
+
+    def _on_label_info(self, msg: Any) -> None:
+        names = label_map(msg)
+        ids = [i for i, name in names.items() if name == GROUND]
+        self.ground_id = ids[0] if ids else None
+        if self.ground_id is None:
+            self.get_logger().warn(
+                f"ground_from_labels: no '{GROUND}' class in ground_label_info ({sorted(names.values())}); "
+                "the hybrid's ground stays the depth's plane"
+            )
+
+    def _on_ground_labels(self, msg: Any) -> None:
+        if msg.encoding != "mono8":
+            self.warn_input(f"ground_labels must be mono8 class ids, got '{msg.encoding}'; ignored")
+            return
+        self.ground_labels.append((stamp_to_ns(msg.header.stamp), image_to_numpy(msg)))
+
+    def _ground_at(self, stamp: int | None) -> np.ndarray | None:
+        """The ground pixels of the segmenter's labels of the frame stamped ``stamp`` (None: none yet)."""
+        if stamp is None or self.ground_id is None:
+            return None
+        match = [labels for t, labels in self.ground_labels if t == stamp]
+        return match[-1] == self.ground_id if match else None
 
     def teardown(self) -> None:
         if getattr(self, "estimator", None) is not None:
@@ -115,6 +163,9 @@ class OdometryNode(DepthNode):
         elif K is None:
             motion = Motion(None, reason="no CameraInfo")
         else:
+            if ground is None and self.labels_from_topic and isinstance(self.estimator, HybridOdometry):
+                # the segmenter's labels of the previous frame (they may arrive after it was estimated)
+                self.estimator.previous_ground(self._ground_at(self._prev_stamp))
             # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
             motion = self.estimator.estimate(
                 rgb, depth, K, ground_plane=self.scale.ground_plane(scale), ground_mask=ground
@@ -122,6 +173,7 @@ class OdometryNode(DepthNode):
             ground = getattr(self.estimator, "ground", None)
             if ground is not None:
                 self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
+        self._prev_stamp = stamp
         state = self.tracker.update(stamp, motion)
         if not state.ok and state.skip is not Skip.FIRST_FRAME:
             self.get_logger().warn(f"odometry frame skipped: {state.status}", throttle_duration_sec=2.0)

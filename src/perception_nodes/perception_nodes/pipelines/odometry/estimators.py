@@ -223,6 +223,11 @@ class HybridOdometry(FeatureOdometry):
         if self.ground is not None:
             self.ground.reset()
 
+    def previous_ground(self, mask: np.ndarray | None) -> None:
+        """The previous frame's ground pixels when they arrive after that frame was estimated (a
+        segmentation node's labels on a topic): they replace what :meth:`estimate` was given."""
+        self._prev_mask = mask
+
     def estimate(
         self,
         rgb: np.ndarray,
