@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_models.data.bag_from_images import IMAGE_SUFFIXES
+from perception_nodes.image_conversion import list_images
 from perception_nodes.backends import OnnxRuntimeBackend
 from perception_nodes.model_card import load_card
 from perception_nodes.pipelines.depth import DepthPipeline, colorize_depth
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--out", default="depth_vo.png")
     args = ap.parse_args()
-    files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(args.images)
     if len(files) < 2:
         print(f"{args.images}: need at least 2 images")
         return 2

@@ -262,3 +262,13 @@ def test_odd_width_yuv422_and_degenerate_sizes_get_their_own_error():
         image_to_rgb(make_msg(np.zeros((1, 1, 3), np.uint8), "rgb8"))
     with pytest.raises(ImageConversionError, match="640x1 pixels is too small"):
         image_to_rgb(make_msg(np.zeros((1, 640, 3), np.uint8), "rgb8"))
+
+
+def test_list_images_takes_every_image_suffix_in_any_case_sorted_and_nothing_else(tmp_path):
+    from perception_nodes.image_conversion import list_images
+
+    for name in ("b.PNG", "a.jpg", "c.Tiff", "notes.txt", "d.png.bak"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()  # a folder named like an image is not one
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.Tiff"]
+    assert list_images(str(tmp_path / "sub.png")) == []

@@ -75,7 +75,7 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
     import cv2
     import yaml
 
-    from perception_nodes.image_conversion import IMAGE_SUFFIXES
+    from perception_nodes.image_conversion import list_images
 
     from .data.camera_info import camera_info_dict
     from .data.readers.common import read_rgb
@@ -91,7 +91,7 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
     K = read_camera_matrix(Path(args.camera_info))[0] if args.camera_info else None
     if args.images:
         root = Path(args.images[0])
-        files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(root)
         if len(files) != len(poses):
             raise ValueError(f"{root}: {len(files)} images but {len(poses)} poses in {args.trajectory} (one per image)")
         frames = ((read_rgb(f), poses[i], times[i], None) for i, f in enumerate(files))

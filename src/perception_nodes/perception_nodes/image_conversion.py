@@ -16,15 +16,18 @@ without ROS.
 from __future__ import annotations
 
 import array
+import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "list_images",
     "ImageConversionError",
     "SUPPORTED_ENCODINGS",
     "encoding_info",
@@ -39,6 +42,11 @@ __all__ = [
 #: file suffixes read as images (cv2.imread) by every tool that takes a folder of images: the
 #: camera source, INT8 calibration, bag-from-images, the matcher's photo sets
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"})
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The :data:`IMAGE_SUFFIXES` files directly in ``folder`` (any case of the suffix), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 class ImageConversionError(ValueError):

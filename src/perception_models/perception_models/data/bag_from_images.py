@@ -8,14 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception_nodes.image_conversion import IMAGE_SUFFIXES
+from perception_nodes.image_conversion import IMAGE_SUFFIXES, list_images
 
 START_NS = 1_700_000_000_000_000_000
 
 
 def _frames(source: Path, max_frames: int):
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(source)
         if not files:
             raise ValueError(f"image folder '{source}' has no {sorted(IMAGE_SUFFIXES)} files")
         for n, f in enumerate(files):

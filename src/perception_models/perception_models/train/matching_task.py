@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
-from perception_nodes.image_conversion import IMAGE_SUFFIXES
+from perception_nodes.image_conversion import list_images
 
 from ..models.matching import KeypointExport, KeypointNet, MatcherConfig
 from ..models.matching_losses import descriptor_loss, detector_loss, keypoint_distillation
@@ -66,10 +66,7 @@ class MatchTrainConfig:
 
 
 def image_files(folders: list[str]) -> list[Path]:
-    out: list[Path] = []
-    for f in folders:
-        out += sorted(p for p in Path(f).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return out
+    return [p for f in folders for p in list_images(f)]
 
 
 def default_photos(data: list[str]) -> list[str]:

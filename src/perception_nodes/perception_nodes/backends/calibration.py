@@ -8,7 +8,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..image_conversion import IMAGE_SUFFIXES
+from ..image_conversion import IMAGE_SUFFIXES, list_images
 from ..pipelines.preprocess import fit_image, to_nchw
 from .base import BackendError
 
@@ -17,7 +17,7 @@ def iter_rgb_images(
     images: str | None = None, bag: str | None = None, topic: str = "/camera/image_raw"
 ) -> Iterator[np.ndarray]:
     if images:
-        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(images)
         if not files:
             raise BackendError(f"no images ({sorted(IMAGE_SUFFIXES)}) in '{images}'")
         for f in files:

@@ -19,7 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera_info import load_camera_info, resolve_camera_info_url
 from ..dds_profile import SEGMENT_ENV, segment_limit
-from ..image_conversion import IMAGE_SUFFIXES, numpy_to_image
+from ..image_conversion import IMAGE_SUFFIXES, list_images, numpy_to_image
 from ..params import ParameterError, declare_from_schema, load_schema, read_parameters
 from ..qos import input_qos, output_qos
 from ..workspace import resolve_path
@@ -34,7 +34,7 @@ class FrameSource:
         self.files: list[Path] = []
         self.cap: Any = None
         if path.is_dir():
-            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files = list_images(path)
             if not self.files:
                 raise ValueError(f"image folder '{source}' has no {sorted(IMAGE_SUFFIXES)} files")
         else:
