@@ -349,6 +349,57 @@ def test_ground_scale_takes_the_ground_from_a_segmenter_without_the_depth():
     assert s is not None and abs(s / 0.8 - 1) < 0.03, (s, status)
 
 
+def _road_with_pavements(step_m, height=1.5, kerb=0.25, half_road=2.5, size=(240, 320)):
+    """Two frames of a camera ``height`` above a road ``2 half_road`` wide between pavements
+    ``kerb`` higher, textured by one random pattern in world coordinates (the asphalt at a tenth of
+    the paving stones' contrast, as on KITTI), the camera moving ``step_m`` forward; and what a
+    segmenter calls ground (road and pavements, below the horizon)."""
+    import cv2
+
+    H, W = size
+    K = np.array([[160.0, 0, (W - 1) / 2], [0, 160.0, (H - 1) / 2], [0, 0, 1]])  # 90° wide, as KITTI's
+    rng = np.random.default_rng(3)
+    tex = cv2.GaussianBlur(rng.uniform(0, 255, (2000, 800)).astype(np.float32), (0, 0), 2.0)
+    tex = np.clip((tex - tex.mean()) * 5 + 128, 0, 255).astype(np.float32)  # 2.5 cm per texel
+    x = (np.arange(W)[None, :] - K[0, 2]) / K[0, 0] * np.ones((H, 1))
+    y = (np.arange(H)[:, None] - K[1, 2]) / K[1, 1] * np.ones((1, W))
+    below = y > 0.03
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = np.where(np.abs(x * (height - kerb) / y) > half_road, height - kerb, height)  # the plane each ray hits
+        Z = dist / y
+    X = x * Z
+
+    def frame(z0):
+        mx = ((X + 10.0) / 0.025).astype(np.float32)
+        my = ((Z + z0) / 0.025).astype(np.float32)
+        img = cv2.remap(tex, np.where(below, mx, 0), np.where(below, my, 0), cv2.INTER_LINEAR)
+        img = np.where(dist < height, img, 128 + (img - 128) / 10)
+        return np.dstack([np.where(below, img, 170.0).astype(np.uint8)] * 3)
+
+    return frame(0.0), frame(step_m), below, K
+
+
+def test_ground_scale_aligns_the_road_ahead_not_the_raised_pavements_beside_it():
+    """Pavements 0.25 m above the road that the segmenter calls ground too make the steps
+    1.5 / 1.25 = 1.2x too long when all the ground is aligned; the 2 m corridor ahead is road."""
+    from perception_nodes.pipelines.odometry import GroundScale, TwoViewGeometry
+
+    prev, cur, ground, K = _road_with_pavements(0.8)
+    g = TwoViewGeometry(np.eye(3), np.array([0.0, 0.0, -1.0]), np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    nothing = np.full(ground.shape, np.nan, np.float32)
+    lengths = {}
+    for corridor in (0.0, 2.0):
+        gs = GroundScale(1.5, smoothing=1.0, normal=np.array([0.0, 1.0, 0.0]), corridor=corridor)
+        gs.step(prev)
+        gs.step(cur)
+        lengths[corridor] = gs.scale(g, K, nothing, ground=ground)
+    assert lengths[2.0] is not None and abs(lengths[2.0] / 0.8 - 1) < 0.03, lengths
+    print(f"steps / true: all the ground {lengths[0.0] / 0.8:.3f}, the 2 m corridor {lengths[2.0] / 0.8:.3f}")
+    assert lengths[0.0] is not None and lengths[0.0] / 0.8 > 1.06, lengths
+    with pytest.raises(ValueError, match="corridor"):
+        GroundScale(1.5, corridor=-1.0)
+
+
 def test_hybrid_takes_the_previous_frames_ground_labels_over_a_wrong_depth(driving):
     """With the camera's height and mounting known and the renderer's ground labels passed each
     frame, the hybrid's lengths do not depend on the depth model: a constant depth map (the
@@ -435,6 +486,18 @@ def test_the_camera_height_scale_hands_its_ground_plane_to_the_ground_scale():
     scale.update_from_ground(np.full_like(raw, np.nan), K)
     assert scale.ground_plane(s) is None
     assert ScaleEstimator("model").ground_plane(1.0) is None
+
+
+def test_the_ground_scales_refinement_never_makes_a_nan_length():
+    """The fine search's parabola: its vertex between the samples, and no offset where a cost next
+    to the least is infinite (the warped ground left the picture); KITTI frames with little ground
+    once gave a NaN length here, and the smoothed length stayed NaN from then on."""
+    from perception_nodes.pipelines.ground_scale import parabola_offset
+
+    assert parabola_offset(2.0, 1.0, 2.0) == 0.0
+    assert 0 < parabola_offset(3.0, 1.0, 2.0) <= 0.5 and parabola_offset(2.0, 1.0, 3.0) < 0
+    assert parabola_offset(np.inf, 1.0, 2.0) == 0.0 and parabola_offset(2.0, 1.0, np.inf) == 0.0
+    assert parabola_offset(1.0, 1.0, 1.0) == 0.0  # flat: no vertex
 
 
 def test_ground_scale_validates_gates_and_holds_the_last_length():

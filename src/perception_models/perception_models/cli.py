@@ -627,6 +627,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             scale_source=args.scale_source,
             glue_model=args.glue_model,
             ground_segmenter=args.ground_segmenter,
+            ground_corridor=args.ground_corridor,
         )
         _print_odometry(result)
     elif args.task == "detection":
@@ -1042,6 +1043,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ground-segmenter",
         help="depth: a segmentation or multi-task model whose 'ground' pixels the hybrid estimator aligns "
         "(the nodes' ground_from_labels) instead of the depth map's plane; a multi-task --model can name itself",
+    )
+    p.add_argument(
+        "--ground-corridor",
+        type=float,
+        default=2.0,
+        help="depth: the hybrid aligns the ground within this many metres of the camera's axis (0: all of it; "
+        "the nodes' ground_corridor)",
     )
     p.add_argument(
         "--estimators",

@@ -268,6 +268,7 @@ def evaluate_depth(
     scale_source: str = "model",
     glue_model: Path | str | None = None,
     ground_segmenter: Path | str | None = None,
+    ground_corridor: float = 2.0,
 ) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
@@ -278,7 +279,8 @@ def evaluate_depth(
     mounting); depth and odometry both use it (the hybrid estimator by aligning the ground of
     consecutive frames, GroundScale). ``ground_segmenter``: a segmentation (or multi-task) model
     whose ``ground`` pixels are the hybrid's ground instead of the depth map's plane, as the nodes
-    do when given labels (``ground_from_labels``)."""
+    do when given labels (``ground_from_labels``); ``ground_corridor``: the half-width of the ground
+    it aligns (the nodes' ``ground_corridor``, GroundScale's ``corridor``)."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
@@ -350,6 +352,7 @@ def evaluate_depth(
                 camera_height=height,
                 ground_normal=normal,
                 match_fn=glue,
+                ground_corridor=ground_corridor,
             )
             for e in ests
         }
@@ -394,7 +397,8 @@ def evaluate_depth(
     out: dict[str, Any] = {
         "depth": ev.summary(),
         "scale_source": scale_source,
-        "ground": "depth plane" if segment is None else f"segmenter {ground_segmenter}",
+        "ground": ("depth plane" if segment is None else f"segmenter {ground_segmenter}")
+        + (f" within {ground_corridor:g} m of the camera's axis" if ground_corridor > 0 else ""),
         "odometry": {},
     }
     for e, rows in per_est.items():

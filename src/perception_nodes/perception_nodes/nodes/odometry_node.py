@@ -66,7 +66,14 @@ class OdometryNode(DepthNode):
         # mounting gives the ground's normal: base_to_camera (base z up, REP-105), else the pitch
         height = params["camera_height"] if params["scale_source"] == "camera_height" else 0.0
         self.estimator: Any = make_estimator(
-            name, params["min_inliers"], pose, matcher, height, ground_normal_in_optical(camera_mount(params)), glue
+            name,
+            params["min_inliers"],
+            pose,
+            matcher,
+            height,
+            ground_normal_in_optical(camera_mount(params)),
+            glue,
+            ground_corridor=params["ground_corridor"],
         )
         self.tracker = OdometryTracker(
             params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1

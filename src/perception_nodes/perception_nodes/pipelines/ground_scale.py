@@ -13,6 +13,17 @@ from .metric_scale import PlaneFit, fit_ground_plane
 from .odometry.two_view import TwoViewGeometry
 
 
+def parabola_offset(left: float, mid: float, right: float) -> float:
+    """Where the parabola through three equally spaced costs has its minimum, in steps from the
+    middle one (within +-0.5 when the middle is the least); 0 when it has none: not curving
+    upwards, or a cost that is not finite (too few ground pixels left in the picture at that
+    length), which would make the length NaN and, smoothed, every length after it."""
+    den = left - 2.0 * mid + right
+    if not (math.isfinite(left) and math.isfinite(mid) and math.isfinite(right) and den > 0):
+        return 0.0
+    return 0.5 * (left - right) / den
+
+
 class GroundScale:
     """Metric translation length from the camera's known height above a flat ground, by direct
     (photometric) alignment of the ground between the previous and this frame, for ground robots
@@ -42,7 +53,13 @@ class GroundScale:
     and the running length starts over from their median (lengths that disagree, or come far
     apart, are outliers: the alignment can lock onto a repeated road pattern). Lengths are smoothed
     (EMA of the log, ``smoothing``) and the last one is kept for ``hold`` frames. :attr:`status`
-    says what happened."""
+    says what happened.
+
+    Only the ground within ``corridor`` metres to either side of the camera's axis is aligned (0:
+    all of it): beside a road, pavements, kerbs and verges stand 0.1-0.4 m above it and are the
+    best textured "ground" in the picture, and a surface ``d`` above the ground gives lengths
+    ``h / (h - d)`` too long (KITTI seq-06, 51 frames, hybrid ATE with the segmenter's ground:
+    2.35 % with all of it, 1.55 % within 2 m; 12 synthetic scenes 6.13 -> 5.88 %)."""
 
     def __init__(
         self,
@@ -59,6 +76,7 @@ class GroundScale:
         min_pixels: int = 500,
         normal: np.ndarray | None = None,
         switch_frames: int = 5,
+        corridor: float = 2.0,
     ) -> None:
         if not camera_height > 0:
             raise ValueError(f"camera_height must be > 0 m, got {camera_height}")
@@ -66,12 +84,14 @@ class GroundScale:
             raise ValueError(f"ground scale smoothing must be in (0, 1], got {smoothing}")
         if not 0 < min_step < max_step:
             raise ValueError(f"ground scale search needs 0 < min_step < max_step, got {min_step}, {max_step}")
+        if not corridor >= 0:
+            raise ValueError(f"ground scale corridor must be >= 0 m (0: all the ground), got {corridor}")
         if switch_frames < 3:
             raise ValueError(f"ground scale switch_frames must be >= 3 (three agreeing lengths), got {switch_frames}")
         self.camera_height, self.max_width = float(camera_height), max_width
         self.grid = np.exp(np.linspace(math.log(min_step), math.log(max_step), samples))
         self.min_contrast, self.gate, self.smoothing, self.hold = min_contrast, gate, smoothing, hold
-        self.switch_frames = switch_frames
+        self.switch_frames, self.corridor = switch_frames, float(corridor)
         self.plane_threshold, self.min_pixels = plane_threshold, min_pixels
         self.normal: np.ndarray | None = None
         if normal is not None:
@@ -131,6 +151,10 @@ class GroundScale:
             assert fit is not None
             with np.errstate(invalid="ignore"):
                 on = np.abs(facing * depth - fit.distance) < self.plane_threshold * depth
+        if self.corridor > 0:  # the ground ahead: its lateral offset on the plane, x h / (n . ray)
+            xs = np.abs(np.arange(W) - Ks[0, 2]) / Ks[0, 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                on = on & (xs[None, :] * self.camera_height < self.corridor * facing)
         mask = cv2.erode((on & (facing > 0)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         return mask, (nd if self.normal is None else self.normal)
 
@@ -162,8 +186,9 @@ class GroundScale:
         # whole image, at a third of the time (the odometry's largest cost per frame)
         rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        ground = np.flatnonzero(mask[y0:y1, x0:x1])
-        ref = prev[y0:y1, x0:x1].ravel()[ground]
+        source = "the segmenter's" if ground is not None else "on the depth's plane"
+        pick = np.flatnonzero(mask[y0:y1, x0:x1])
+        ref = prev[y0:y1, x0:x1].ravel()[pick]
         corner = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
 
         def cost(s: float) -> float:
@@ -176,7 +201,7 @@ class GroundScale:
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=np.nan,
             )
-            err = np.abs(warped.ravel()[ground] - ref)
+            err = np.abs(warped.ravel()[pick] - ref)
             err = err[~np.isnan(err)]
             return float(err.mean(dtype=np.float64)) if len(err) >= self.min_pixels // 2 else np.inf
 
@@ -194,11 +219,7 @@ class GroundScale:
         fine = np.linspace(lg[j - 1], lg[j + 1], 11)
         cf = np.array([cost(math.exp(x)) for x in fine])
         k = int(np.argmin(cf))
-        off = 0.0
-        if 0 < k < len(cf) - 1:
-            den = cf[k - 1] - 2 * cf[k] + cf[k + 1]
-            off = 0.5 * (cf[k - 1] - cf[k + 1]) / den if den > 0 else 0.0
-        source = "the segmenter's" if ground is not None else "on the depth's plane"
+        off = parabola_offset(*cf[k - 1 : k + 2]) if 0 < k < len(cf) - 1 else 0.0
         self.status = f"ground: {int(mask.sum())} px {source}, best/median cost {contrast:.2f}"
         return math.exp(fine[k] + off * (fine[1] - fine[0]))
 

@@ -210,10 +210,13 @@ class HybridOdometry(FeatureOdometry):
         max_width: int = 640,
         camera_height: float = 0.0,
         ground_normal: np.ndarray | None = None,
+        ground_corridor: float = 2.0,
     ) -> None:
         super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
         self.threshold_px, self.min_parallax_deg, self.reprojection_px = threshold_px, min_parallax_deg, reprojection_px
-        self.ground = GroundScale(camera_height, normal=ground_normal) if camera_height > 0 else None
+        self.ground = (
+            GroundScale(camera_height, normal=ground_normal, corridor=ground_corridor) if camera_height > 0 else None
+        )
 
         self._prev_mask: np.ndarray | None = None
 
@@ -273,12 +276,13 @@ def make_estimator(
     camera_height: float = 0.0,
     ground_normal: np.ndarray | None = None,
     match_fn: Any = None,
+    ground_corridor: float = 2.0,
 ) -> Any:
     """One of ``ESTIMATORS`` by name, as the node, the evaluation and the benchmarks build them:
     ``posenet`` needs ``pose`` (the pose network's backend and card), ``pnp_learned`` ``matcher``
     (a ``MatchingPipeline``; ``match_fn`` a learned matcher instead of mutual NN); ``hybrid`` takes its
     length from the ground with ``camera_height`` > 0 (``ground_normal``: the camera's mounting, see
-    :class:`GroundScale`)."""
+    :class:`GroundScale`; ``ground_corridor`` its half-width)."""
     if name == "posenet":
         if pose is None:
             raise ValueError("estimator posenet needs the pose network (pose_model_path)")
@@ -290,7 +294,9 @@ def make_estimator(
             raise ValueError("estimator pnp_learned needs the keypoint model (matcher_model_path)")
         return PnPOdometry(min_inliers, matcher=LearnedMatcher(matcher, match_fn=match_fn))
     if name == "hybrid":
-        return HybridOdometry(min_inliers, camera_height=camera_height, ground_normal=ground_normal)
+        return HybridOdometry(
+            min_inliers, camera_height=camera_height, ground_normal=ground_normal, ground_corridor=ground_corridor
+        )
     if name == "essential":
         return EssentialOdometry(min_inliers)
     raise ValueError(f"estimator '{name}' must be one of {ESTIMATORS}")
