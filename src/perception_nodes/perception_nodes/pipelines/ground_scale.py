@@ -34,8 +34,7 @@ class GroundScale:
     depth network's scale cancels), or, when the caller has a segmenter's labels of that frame,
     what the segmenter calls ground, below the horizon (then the length does not depend on the
     depth model at all where the mounting's ``normal`` is known; a multi-task network's own
-    labels serve; on KITTI seq-06 ATE 2.61 -> 2.35 % with the shipped depth model and
-    segmenter). A ground point moves between the frames by the plane-induced homography
+    labels serve). A ground point moves between the frames by the plane-induced homography
     ``H(s) = K (R + s/h t n^T) K^-1`` of the essential matrix's rotation ``R`` and unit
     direction ``t``, the ground's normal ``n`` and the height ``h``. ``normal`` (unit, towards the
     ground, in the optical frame) is the camera's mounting: a rigidly mounted camera sees the
@@ -58,8 +57,9 @@ class GroundScale:
     Only the ground within ``corridor`` metres to either side of the camera's axis is aligned (0:
     all of it): beside a road, pavements, kerbs and verges stand 0.1-0.4 m above it and are the
     best textured "ground" in the picture, and a surface ``d`` above the ground gives lengths
-    ``h / (h - d)`` too long (KITTI seq-06, 51 frames, hybrid ATE with the segmenter's ground:
-    2.35 % with all of it, 1.55 % within 2 m; 12 synthetic scenes 6.13 -> 5.88 %)."""
+    ``h / (h - d)`` too long (KITTI seq-06, 51 frames, hybrid ATE with all of the ground / within
+    2 m: 2.61 / 1.73 % on the depth's plane, 2.35 / 1.59 % with the segmenter's ground; numbers and
+    the synthetic scenes in docs/model-history.md)."""
 
     def __init__(
         self,
