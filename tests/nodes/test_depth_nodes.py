@@ -152,7 +152,7 @@ def test_odometry_node_aligns_the_ground_a_segmentation_node_labels(tmp_path, rc
     and the renderer's labels published as a segmentation node would (after the image, latched
     LabelInfo): the hybrid's lengths come from the labelled ground (diagnostics say so) and the
     odometry's path is the true one; the constant depth alone gives half of it (the estimator
-    test measures that)."""
+    test measures that). A label image that is not mono8 is refused with a warning."""
     import cv2
     from vision_msgs.msg import LabelInfo
 
@@ -203,6 +203,8 @@ def test_odometry_node_aligns_the_ground_a_segmentation_node_labels(tmp_path, rc
         for _ in range(20):
             info_pub.publish(info)
             probe.spin_until(lambda: False, 0.05)
+        labels_pub.publish(_image(np.zeros((240, 320, 3), np.uint8), 0))  # rgb8: not class ids
+        assert probe.spin_until(lambda: "ground_labels rejected: must be mono8" in stack.log_text("vl"), 10)
         frames = sorted((root / "rgb").glob("*.png"))
         for i, (f, t) in enumerate(zip(frames, times)):
             msg = _image(read_rgb(f), 0)

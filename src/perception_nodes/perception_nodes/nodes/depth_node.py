@@ -212,7 +212,8 @@ class DepthNode(ModelNode):
 
     def _reference_at(self, stamp: int) -> np.ndarray | None:
         """The latest metric depth_reference within 50 ms of ``stamp`` (None: none)."""
-        match = [r for t, r in self.reference if abs(t - stamp) <= 50_000_000]
+        # a copy: the subscription appends from the executor's thread while frames run in the worker
+        match = [r for t, r in tuple(self.reference) if abs(t - stamp) <= 50_000_000]
         return match[-1] if match else None
 
 

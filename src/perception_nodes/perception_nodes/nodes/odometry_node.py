@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from nav_msgs.msg import Odometry, Path
 
+from ..detection_conversion import label_map
+from ..image_conversion import image_to_numpy
 from ..node_base import run_node
 from ..odometry_conversion import odometry_message, pose_stamped, transform_stamped
 from ..pipelines.depth import DepthPipeline, DepthResult
-from ..detection_conversion import label_map
-from ..image_conversion import image_to_numpy
 from ..pipelines.odometry import HybridOdometry, Motion, OdometryTracker, PoseNetOdometry, Skip, make_estimator
 from ..pipelines.segmentation import GROUND
 from ..qos import latched_qos, output_qos
@@ -104,16 +104,21 @@ class OdometryNode(DepthNode):
             )
 
     def _on_ground_labels(self, msg: Any) -> None:
-        if msg.encoding != "mono8":
-            self.warn_input(f"ground_labels must be mono8 class ids, got '{msg.encoding}'; ignored")
+        try:
+            if msg.encoding != "mono8":
+                raise ValueError(f"must be mono8 class ids, got '{msg.encoding}'")
+            labels = image_to_numpy(msg)
+        except ValueError as exc:  # a bad label image must not stop the odometry: this frame uses the plane
+            self.warn_input(f"ground_labels rejected: {exc}")
             return
-        self.ground_labels.append((stamp_to_ns(msg.header.stamp), image_to_numpy(msg)))
+        self.ground_labels.append((stamp_to_ns(msg.header.stamp), labels))
 
     def _ground_at(self, stamp: int | None) -> np.ndarray | None:
         """The ground pixels of the segmenter's labels of the frame stamped ``stamp`` (None: none yet)."""
         if stamp is None or self.ground_id is None:
             return None
-        match = [labels for t, labels in self.ground_labels if t == stamp]
+        # a copy: the subscription appends from the executor's thread while frames run in the worker
+        match = [labels for t, labels in tuple(self.ground_labels) if t == stamp]
         return match[-1] == self.ground_id if match else None
 
     def teardown(self) -> None:

@@ -217,7 +217,6 @@ class HybridOdometry(FeatureOdometry):
         self.ground = (
             GroundScale(camera_height, normal=ground_normal, corridor=ground_corridor) if camera_height > 0 else None
         )
-
         self._prev_mask: np.ndarray | None = None
 
     def reset(self) -> None:
