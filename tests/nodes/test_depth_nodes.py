@@ -60,6 +60,11 @@ def _publishers(probe, stack, name):
     return pub, info_pub
 
 
+def _diagnostic_values(diags, node, key):
+    """Every value of ``key`` in ``node``'s status across the collected /diagnostics arrays."""
+    return [kv.value for d in diags for st in d.status if st.name == node for kv in st.values if kv.key == key]
+
+
 def test_odometry_node_publishes_depth_cloud_and_one_odometry_per_frame(tmp_path, rclpy_context):
     model = _depth_model(tmp_path)
     prof = _profile("vo", "odometry_node", model, publish_points=True, point_decimation=8)
@@ -128,14 +133,7 @@ def test_odometry_node_with_camera_height_reports_its_ground_scale(tmp_path, rcl
         assert probe.spin_until(lambda: len(odom) >= 4, 30), stack.log_text("vg")
 
         def ground_status():
-            return [
-                kv.value
-                for d in diags
-                for st in d.status
-                if st.name == "/vg"
-                for kv in st.values
-                if kv.key == "odometry_scale"
-            ]
+            return _diagnostic_values(diags, "/vg", "odometry_scale")
 
         # diagnostics are periodic: wait for one taken after the last frame
         expected = "hybrid (pnp); no essential motion to scale"
@@ -216,14 +214,7 @@ def test_odometry_node_aligns_the_ground_a_segmentation_node_labels(tmp_path, rc
             assert probe.spin_until(lambda: len(odom) > i, 30), stack.log_text("vl")
 
         def ground_status():
-            return [
-                kv.value
-                for d in diags
-                for st in d.status
-                if st.name == "/vl"
-                for kv in st.values
-                if kv.key == "odometry_scale"
-            ]
+            return _diagnostic_values(diags, "/vl", "odometry_scale")
 
         assert probe.spin_until(lambda: any("the segmenter's" in v for v in ground_status()), 10), ground_status()
         gt = np.linalg.inv(poses[0]) @ poses
