@@ -294,8 +294,8 @@ def evaluate_depth(
     from .train.depth_data import load_synthetic_sequence
 
     pipe, _card = _pipeline(Path(depth_model), "depth", threads)
-    segment = None
-    if ground_segmenter is not None and "hybrid" in estimators:
+    segment = None  # the labels serve only the hybrid's ground scale, which needs the camera's height
+    if ground_segmenter is not None and "hybrid" in estimators and scale_source == "camera_height":
         seg_pipe, _ = _pipeline(Path(ground_segmenter), "segmentation", threads)
         ground_id = seg_pipe.ground_class()
         segment = lambda rgb: seg_pipe.run(rgb).labels == ground_id  # noqa: E731
@@ -397,7 +397,9 @@ def evaluate_depth(
     out: dict[str, Any] = {
         "depth": ev.summary(),
         "scale_source": scale_source,
-        "ground": ("depth plane" if segment is None else f"segmenter {ground_segmenter}")
+        "ground": "none (no camera height: no ground scale)"
+        if scale_source != "camera_height"
+        else ("depth plane" if segment is None else f"segmenter {ground_segmenter}")
         + (f" within {ground_corridor:g} m of the camera's axis" if ground_corridor > 0 else ""),
         "odometry": {},
     }

@@ -74,7 +74,7 @@ class MultiTaskNode(DetectionOutputs, SegmentationOutputs, MatchingOutputs, Odom
         if pipe.depth is not None:
             self.setup_depth(pipe.depth, params)
             self.setup_odometry(params)
-            if params["ground_from_labels"] and pipe.segmentation is not None:
+            if self.uses_ground_labels(params) and pipe.segmentation is not None:
                 try:
                     self.ground_id = pipe.segmentation.ground_class()
                 except ValueError as exc:

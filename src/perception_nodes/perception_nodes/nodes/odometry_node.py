@@ -83,9 +83,18 @@ class OdometryNode(DepthNode):
         self.ground_id = None
         self._prev_stamp: int | None = None
 
+    def uses_ground_labels(self, params: dict[str, Any]) -> bool:
+        """``ground_from_labels`` and an estimator that has a ground scale (hybrid with scale_source
+        camera_height): only then are the labels used, so only then are they taken."""
+        return (
+            bool(params["ground_from_labels"])
+            and isinstance(self.estimator, HybridOdometry)
+            and self.estimator.ground is not None
+        )
+
     def subscribe_inputs(self, qos: Any) -> list[Any]:
         subs = super().subscribe_inputs(qos)
-        if self.labels_from_topic and self.params["ground_from_labels"]:
+        if self.labels_from_topic and self.uses_ground_labels(self.params):
             from sensor_msgs.msg import Image
             from vision_msgs.msg import LabelInfo
 
@@ -175,7 +184,7 @@ class OdometryNode(DepthNode):
         elif K is None:
             motion = Motion(None, reason="no CameraInfo")
         else:
-            if ground is None and self.labels_from_topic and isinstance(self.estimator, HybridOdometry):
+            if ground is None and self.labels_from_topic and self.uses_ground_labels(self.params):
                 # the segmenter's labels of the previous frame (they may arrive after it was estimated)
                 self.estimator.previous_ground(self._ground_at(self._prev_stamp))
             # the ground plane the camera_height scale fitted on this depth: the hybrid's ground scale reuses it
