@@ -39,6 +39,21 @@ def test_essential_recovers_a_real_motion():
     assert est.inliers > 150
 
 
+def test_intrinsics_read_from_a_projection_matrix_slice_work():
+    """K as a strided view (KITTI's calib gives P; K = P[:, :3]): OpenCV read it wrongly and every
+    essential matrix failed ("no essential matrix") until the helpers made it contiguous."""
+    X = _scene()
+    R = cv2.Rodrigues(np.array([0.0, 0.05, 0.0]))[0]
+    t = np.array([0.3, 0.0, 0.1])
+    P = np.c_[K, [1.0, 2.0, 3.0]]
+    a, b = _project(X), _project(X, R, t)
+    assert not P[:, :3].flags.c_contiguous
+    est = find_essential(a, b, P[:, :3], cv2.USAC_MAGSAC, 1.0)
+    assert est.ok and np.allclose(est.extra["R"], R, atol=1e-3)
+    pnp = solve_pnp_ransac(X, b, P[:, :3], 2.0)
+    assert pnp.ok and np.allclose(pnp.value[:3, :3], R, atol=1e-3)
+
+
 @pytest.mark.parametrize("method", [cv2.RANSAC, cv2.USAC_MAGSAC])
 def test_essential_on_a_pair_without_parallax_is_a_failed_estimate(method):
     a = _project(_scene())

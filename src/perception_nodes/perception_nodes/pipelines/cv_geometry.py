@@ -63,7 +63,7 @@ def check_intrinsics(K: np.ndarray | None) -> str:
     """'' when ``K`` is a usable 3x3 pinhole matrix, else why not."""
     if K is None:
         return "no camera matrix"
-    K = np.asarray(K, dtype=np.float64)
+    K = np.ascontiguousarray(K, dtype=np.float64)  # OpenCV misreads a strided view (a slice of P)
     if K.shape != (3, 3) or not np.isfinite(K).all():
         return "camera matrix is not a finite 3x3 matrix"
     if K[0, 0] <= 0 or K[1, 1] <= 0:
@@ -113,7 +113,7 @@ def find_essential(
     why = _check_pair(a, b, 5) or check_intrinsics(K)
     if why:
         return _fail(len(a), why)
-    K = np.asarray(K, dtype=np.float64)
+    K = np.ascontiguousarray(K, dtype=np.float64)  # OpenCV misreads a strided view (a slice of P)
     out, why = _call(
         "findEssentialMat",
         lambda: cv2.findEssentialMat(a, b, K, method=method, prob=prob, threshold=float(threshold_px)),
@@ -150,7 +150,7 @@ def solve_pnp_ransac(
     why = _check_pair(obj, img, 4) or check_intrinsics(K)
     if why:
         return _fail(len(obj), why)
-    K = np.asarray(K, dtype=np.float64)
+    K = np.ascontiguousarray(K, dtype=np.float64)  # OpenCV misreads a strided view (a slice of P)
     out, why = _call(
         "solvePnPRansac",
         lambda: cv2.solvePnPRansac(
