@@ -509,13 +509,14 @@ def _print_odometry(result: dict[str, Any]) -> None:
         file=sys.stderr,
     )
     print(
-        f"{'estimator':12s} {'ATE SE3 %':>10s} {'ATE Sim3 %':>11s} {'RPE rot deg':>12s} {'skipped':>8s}",
+        f"{'estimator':12s} {'ATE SE3 %':>10s} {'ATE Sim3 %':>11s} {'RPE rot deg':>12s} {'skipped':>8s} "
+        f"{'refitted':>9s}",
         file=sys.stderr,
     )
     for e, r in result["odometry"].items():
         print(
             f"{e:12s} {r['ate_se3_percent']:10.2f} {r['ate_sim3_percent']:11.2f} {r['rpe_rot_deg']:12.3f} "
-            f"{r['skipped_frames']:8d}",
+            f"{r['skipped_frames']:8d} {r.get('refitted_frames', '-'):>9}",
             file=sys.stderr,
         )
 
@@ -628,6 +629,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             glue_model=args.glue_model,
             ground_segmenter=args.ground_segmenter,
             ground_corridor=args.ground_corridor,
+            rotation_jump_deg=args.rotation_jump,
         )
         _print_odometry(result)
     elif args.task == "detection":
@@ -1050,6 +1052,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="depth: the hybrid aligns the ground within this many metres of the camera's axis (0: all of it; "
         "the nodes' ground_corridor)",
+    )
+    p.add_argument(
+        "--rotation-jump",
+        type=float,
+        default=2.0,
+        help="depth: the hybrid resolves the essential matrix's forward-motion ambiguity towards the smoother "
+        "motion where its rotation jumps by more than this many degrees from the last frame's (0: off; the "
+        "nodes' rotation_jump)",
     )
     p.add_argument(
         "--estimators",

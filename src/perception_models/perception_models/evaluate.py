@@ -269,6 +269,7 @@ def evaluate_depth(
     glue_model: Path | str | None = None,
     ground_segmenter: Path | str | None = None,
     ground_corridor: float = 2.0,
+    rotation_jump_deg: float = 2.0,
 ) -> dict[str, Any]:
     """Depth errors (absolute and median-scaled) of the exported depth model run through the node's
     DepthPipeline, and the trajectory of each odometry estimator (the node's own classes) against
@@ -280,7 +281,8 @@ def evaluate_depth(
     consecutive frames, GroundScale). ``ground_segmenter``: a segmentation (or multi-task) model
     whose ``ground`` pixels are the hybrid's ground instead of the depth map's plane, as the nodes
     do when given labels (``ground_from_labels``); ``ground_corridor``: the half-width of the ground
-    it aligns (the nodes' ``ground_corridor``, GroundScale's ``corridor``)."""
+    it aligns (the nodes' ``ground_corridor``, GroundScale's ``corridor``); ``rotation_jump_deg``: the
+    hybrid's (the nodes' ``rotation_jump``, 0: off), see ``odometry.ambiguity``."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
@@ -325,6 +327,7 @@ def evaluate_depth(
     ev = DepthEvaluator(pipe.min_depth, max_depth)
     per_est: dict[str, list[dict]] = {e: [] for e in ests}
     skipped: dict[str, int] = {e: 0 for e in ests}
+    refitted: dict[str, int] = {e: 0 for e in ests}  # frames whose forward-motion ambiguity the hybrid resolved
     for root in data:
         _warn_plane_filled(Path(root) / "depth")
         seq = load_synthetic_sequence(Path(root))
@@ -353,6 +356,7 @@ def evaluate_depth(
                 ground_normal=normal,
                 match_fn=glue,
                 ground_corridor=ground_corridor,
+                rotation_jump_deg=rotation_jump_deg,
             )
             for e in ests
         }
@@ -377,6 +381,7 @@ def evaluate_depth(
                 )
                 st = trackers[e].update(stamps[i], m)
                 skipped[e] += int(not st.ok and i > 0)
+                refitted[e] += int(bool(getattr(r, "resolved", "")))
         if times is not None and n >= 3:
             gt = np.linalg.inv(gt_poses[0]) @ gt_poses[:n]
             for e in ests:
@@ -423,6 +428,7 @@ def evaluate_depth(
             out["odometry"][e] = {
                 **agg,
                 "skipped_frames": skipped[e],
+                **({"refitted_frames": refitted[e]} if e == "hybrid" else {}),
                 "failed_sequences": len(rows) - len(good),
                 "sequences": rows,
             }

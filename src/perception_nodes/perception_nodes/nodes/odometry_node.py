@@ -74,6 +74,7 @@ class OdometryNode(DepthNode):
             ground_normal_in_optical(camera_mount(params)),
             glue,
             ground_corridor=params["ground_corridor"],
+            rotation_jump_deg=params["rotation_jump"],
         )
         self.tracker = OdometryTracker(
             params["max_gap"], params["max_speed"], T_odom_camera0=self.T_base_optical, history=1

@@ -11,8 +11,10 @@ current camera's pose in the previous camera's optical frame):
 - ``essential`` (the classical OpenCV baseline): ORB + ``findEssentialMat`` (RANSAC) +
   ``recoverPose``; the unit translation gets its length from the same scale source (the predicted
   depth of the matched points against their triangulation);
-- ``hybrid`` (the default): the same essential matrix with MAGSAC++ instead of RANSAC, and PnP on
-  the same matches for the frames where it fails (too little parallax, too few inliers).
+- ``hybrid`` (the default): the same essential matrix with MAGSAC++ instead of RANSAC, its
+  forward-motion ambiguity resolved towards the smoother motion where its rotation jumps
+  (:mod:`.ambiguity`), and PnP on the same matches for the frames where it fails (too little
+  parallax, too few inliers).
 
 :class:`OdometryTracker` chains motions into ``T_odom_camera`` (odom = the first camera pose with
 REP-103 axes: x forward, z up), resets on a large time gap, skips frames whose motion failed

@@ -13,6 +13,7 @@ from ...model_card import ModelCard
 from ..metric_scale import PlaneFit
 from ..preprocess import fit_image, to_nchw
 from ..ground_scale import GroundScale
+from .ambiguity import resolve_ambiguity
 from .common import ESTIMATORS, FIRST_FRAME, Motion, _pose
 from .matchers import LearnedMatcher, OrbMatcher
 from .two_view import depth_scale, essential_geometry, essential_motion, pnp_motion
@@ -196,7 +197,10 @@ class HybridOdometry(FeatureOdometry):
     could solve. The essential motion's length comes from the ground's motion between the frames
     (:class:`GroundScale`) when ``camera_height`` is given (and ``ground_normal``, the camera's
     mounting, where known; the ground is the depth's plane or, where the caller passes
-    ``ground_mask``, what a segmenter calls ground), else (and while it has no length) from the depth."""
+    ``ground_mask``, what a segmenter calls ground), else (and while it has no length) from the depth.
+    Where the essential matrix's rotation jumps by more than ``rotation_jump_deg`` from the last
+    frame's, the forward-motion ambiguity is resolved towards the smoother motion
+    (:func:`~.ambiguity.resolve_ambiguity`; 0 turns that off)."""
 
     method = "hybrid"
 
@@ -211,17 +215,22 @@ class HybridOdometry(FeatureOdometry):
         camera_height: float = 0.0,
         ground_normal: np.ndarray | None = None,
         ground_corridor: float = 2.0,
+        rotation_jump_deg: float = 2.0,
     ) -> None:
         super().__init__(OrbMatcher(features, max_width=max_width), min_inliers)
         self.threshold_px, self.min_parallax_deg, self.reprojection_px = threshold_px, min_parallax_deg, reprojection_px
         self.ground = (
             GroundScale(camera_height, normal=ground_normal, corridor=ground_corridor) if camera_height > 0 else None
         )
+        self.rotation_jump_deg = rotation_jump_deg
         self._prev_mask: np.ndarray | None = None
+        self._last_motion: tuple[np.ndarray, np.ndarray] | None = None  # R, unit t of x_cur = R x_prev + t
+        self.resolved = ""  # what resolve_ambiguity did in the last frame ("" when nothing)
 
     def reset(self) -> None:
         super().reset()
         self._prev_mask = None
+        self._last_motion = None
         if self.ground is not None:
             self.ground.reset()
 
@@ -238,6 +247,22 @@ class HybridOdometry(FeatureOdometry):
         ground_plane: PlaneFit | None = None,
         ground_mask: np.ndarray | None = None,
     ) -> Motion:
+        m = self._estimate(rgb, depth, K, ground_plane, ground_mask)
+        if m.T_prev_cur is not None:
+            T = np.linalg.inv(m.T_prev_cur)
+            n = float(np.linalg.norm(T[:3, 3]))
+            self._last_motion = (T[:3, :3], T[:3, 3] / n) if n > 1e-9 else None
+        return m
+
+    def _estimate(
+        self,
+        rgb: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
+        ground_plane: PlaneFit | None,
+        ground_mask: np.ndarray | None,
+    ) -> Motion:
+        self.resolved = ""
         pairs, prev_depth, prev_plane = self._advance(rgb, depth, ground_plane)
         prev_mask, self._prev_mask = self._prev_mask, ground_mask
         if self.ground is not None:
@@ -248,6 +273,9 @@ class HybridOdometry(FeatureOdometry):
         K = np.asarray(K, np.float64).reshape(3, 3)
         g = essential_geometry(a, b, K, self.min_inliers, self.threshold_px, "hybrid (essential)", cv2.USAC_MAGSAC)
         if not isinstance(g, Motion):
+            g, self.resolved = resolve_ambiguity(
+                g, a, b, K, self._last_motion, self.rotation_jump_deg, threshold_px=self.threshold_px
+            )
             scale = None if self.ground is None else self.ground.scale(g, K, prev_depth, prev_plane, prev_mask)
             method = "hybrid (essential, ground scale)"
             why = ""
@@ -276,12 +304,14 @@ def make_estimator(
     ground_normal: np.ndarray | None = None,
     match_fn: Any = None,
     ground_corridor: float = 2.0,
+    rotation_jump_deg: float = 2.0,
 ) -> Any:
     """One of ``ESTIMATORS`` by name, as the node, the evaluation and the benchmarks build them:
     ``posenet`` needs ``pose`` (the pose network's backend and card), ``pnp_learned`` ``matcher``
     (a ``MatchingPipeline``; ``match_fn`` a learned matcher instead of mutual NN); ``hybrid`` takes its
     length from the ground with ``camera_height`` > 0 (``ground_normal``: the camera's mounting, see
-    :class:`GroundScale`; ``ground_corridor`` its half-width)."""
+    :class:`GroundScale`; ``ground_corridor`` its half-width; ``rotation_jump_deg`` the jump above which
+    it resolves the forward-motion ambiguity, 0: never)."""
     if name == "posenet":
         if pose is None:
             raise ValueError("estimator posenet needs the pose network (pose_model_path)")
@@ -294,7 +324,11 @@ def make_estimator(
         return PnPOdometry(min_inliers, matcher=LearnedMatcher(matcher, match_fn=match_fn))
     if name == "hybrid":
         return HybridOdometry(
-            min_inliers, camera_height=camera_height, ground_normal=ground_normal, ground_corridor=ground_corridor
+            min_inliers,
+            camera_height=camera_height,
+            ground_normal=ground_normal,
+            ground_corridor=ground_corridor,
+            rotation_jump_deg=rotation_jump_deg,
         )
     if name == "essential":
         return EssentialOdometry(min_inliers)
