@@ -81,6 +81,35 @@ def test_rotation_refit_undoes_rotation_errors_and_keeps_the_scale():
     assert np.median(after) < 0.01 < np.median(before)
 
 
+def test_translation_refit_undoes_odometrys_direction_and_length_errors_keeping_the_scale():
+    """Poses from visual odometry: each step's direction 2-3 degrees and its length a few percent
+    off, the overall scale right. ``directions=True`` re-fits the translations (and rotations) and
+    keeps the sum of the lengths; rotations alone cannot mend them."""
+    X, T = _points(600), _views()
+    uv = _observe(X, T, noise_px=0.2)
+    seen = np.ones(uv.shape[:2], bool)
+    wrong = T.copy()
+    rng = np.random.default_rng(4)
+    for v in range(1, len(T)):
+        t = T[v, :3, 3]
+        kick = rng.normal(size=3)
+        kick -= kick @ t / (t @ t) * t
+        wrong[v, :3, 3] = (t + np.tan(np.radians(2.5)) * np.linalg.norm(t) * kick / np.linalg.norm(kick)) * (
+            1.0 + 0.05 * (-1) ** v
+        )
+    wrong[1:, :3, 3] *= np.linalg.norm(T[1:, :3, 3], axis=1).sum() / np.linalg.norm(wrong[1:, :3, 3], axis=1).sum()
+    fixed = refine_rotations(uv, seen, K, wrong, directions=True)
+    length = np.linalg.norm(fixed[1:, :3, 3], axis=1).sum()
+    assert length == pytest.approx(np.linalg.norm(wrong[1:, :3, 3], axis=1).sum(), rel=1e-9)
+    for v in range(1, len(T)):
+        t, t_true = fixed[v, :3, 3], T[v, :3, 3]
+        cos = t @ t_true / (np.linalg.norm(t) * np.linalg.norm(t_true))
+        assert np.degrees(np.arccos(min(cos, 1.0))) < 0.5  # from 2.5; the shortest step the least sure
+        assert np.linalg.norm(t) / np.linalg.norm(t_true) == pytest.approx(1.0, abs=0.01)
+    err = [triangulate(uv, seen, K, P)[1] for P in (wrong, refine_rotations(uv, seen, K, wrong), fixed)]
+    assert np.median(err[2]) < 0.5 < np.median(err[1]) <= np.median(err[0])
+
+
 def test_ground_height_finds_the_level_plane_under_the_camera():
     rng = np.random.default_rng(0)
     road = np.c_[rng.uniform(-6, 6, 200), np.full(200, 1.65), rng.uniform(5, 30, 200)]

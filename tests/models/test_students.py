@@ -104,3 +104,48 @@ def test_depth_student_from_footage_with_poses_learns_the_triangulated_depth(tmp
             "--out", str(tmp_path / "s2"), "--epochs", "1", "--time-budget-min", "0"]  # fmt: skip
     assert main(argv) == 2
     assert "6 images but 4 poses" in capsys.readouterr().err
+
+
+def test_depth_student_from_footage_without_poses_takes_them_from_its_own_odometry(tmp_path, capsys):
+    """No pose source but the camera's mounting: ``--trajectory odometry`` runs the hybrid odometry
+    (camera height, pitch, the segmenter's ground) over the bag's frames, writes the segments'
+    trajectories, triangulates with their translations re-fitted, and trains on that."""
+    from perception_models.data.readers.tum import read_tum_trajectory
+
+    root = tmp_path / "data"
+    for name, seed, bag in (("robot", 46, True), ("val", 45, False)):
+        seq = SyntheticSequence(SynthConfig(preset="driving", seed=seed, frames=8, width=320, height=240))
+        write_sequence(seq, root / name, bag=bag, flow=False, workers=1, progress=False)
+    _t, truth = read_tum_trajectory(root / "robot" / "trajectory_tum.txt")
+    height = float(truth[0][2, 3])
+    pitch = math.degrees(math.asin(-truth[0][2, 2]))  # how far the optical axis points below the horizon
+    out = tmp_path / "students"
+    argv = ["students", "--tasks", "depth", "--bag", str(root / "robot" / "bag"), "--val", str(root / "val"),
+            "--trajectory", "odometry", "--camera-height", f"{height:.4f}", "--camera-pitch", f"{pitch:.4f}",
+            "--reference-repeat", "2", "--out", str(out), "--epochs", "1", "--time-budget-min", "0",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "odometry over 8 frames: 1 segment(s) of [8] frames, 0 left out" in printed
+    seg = out / "depth_reference_odometry" / "segment_00"
+    _t, poses = read_tum_trajectory(seg / "trajectory_tum.txt")
+    assert len(poses) == 8 and poses[0][2, 3] == pytest.approx(height, abs=1e-3)
+    for i in range(1, 8):  # each step as the renderer drove it: the length from the ground, the turn from the images
+        est, true = np.linalg.inv(poses[i - 1]) @ poses[i], np.linalg.inv(truth[i - 1]) @ truth[i]
+        assert np.linalg.norm(est[:3, 3]) / np.linalg.norm(true[:3, 3]) == pytest.approx(1.0, abs=0.2)
+        turn = np.degrees(np.arccos(np.clip((np.trace(est[:3, :3].T @ true[:3, :3]) - 1) / 2, -1, 1)))
+        assert turn < 1.0
+    ref = json.loads((seg / "depth" / "reference_depth.json").read_text())
+    assert ref["settings"]["refine_directions"] and ref["frames_with_points"] >= 5
+    summary = json.loads((out / "depth_reference_odometry" / "odometry.json").read_text())
+    assert summary["segments"] == [8] and summary["camera_height_m"] == pytest.approx(height, abs=1e-3)
+    import torch
+
+    config = torch.load(out / "depth" / "last.pt", map_location="cpu", weights_only=False)["config"]
+    assert config["data"].count(str(seg)) == 2 and config["photometric"] == 0
+    # the scale comes from the camera's height: without it the command refuses
+    argv = ["students", "--tasks", "depth", "--bag", str(root / "robot" / "bag"), "--val", str(root / "val"),
+            "--trajectory", "odometry", "--out", str(tmp_path / "s2"), "--epochs", "1",
+            "--time-budget-min", "0"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--trajectory odometry needs --camera-height" in capsys.readouterr().err

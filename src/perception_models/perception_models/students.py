@@ -18,7 +18,10 @@ One stage per task, each the command a user would run by hand (so each can also 
   triangulates the tracked corners from the poses and adds the segmented ground on the plane under
   the camera (``--ground-prior``), and the student is supervised by that beside the renders, no
   photometric term (on KITTI the recipe that beat the shipped model on held-out frames:
-  docs/model-history.md, "Depth on real frames");
+  docs/model-history.md, "Depth on real frames"). ``--trajectory odometry``: footage with no
+  pose source but a known mounting (``--camera-height``, ``--camera-pitch``) takes its poses
+  from the nodes' hybrid odometry (data/odometry_trajectory.py), cut into segments where a frame
+  fails, and the triangulation re-fits their translations (``--refine-directions``);
 - matching:     ``train --task matching`` on homographic pairs of the footage's frames (and the
   synthetic pairs), distilling ``--keypoint-teacher`` (XFeat) when given, from the shipped
   keypoint model, then ``export``.
@@ -121,6 +124,92 @@ def reference_sequence(args: argparse.Namespace, out: Path) -> Path:
     return folder
 
 
+def odometry_reference_sequences(args: argparse.Namespace, out: Path) -> list[Path]:
+    """``--trajectory odometry``: the footage's poses from its own frames (the nodes' hybrid
+    odometry with the camera's ``--camera-height`` and ``--camera-pitch``, the ground from
+    ``--ground-segmenter``; :mod:`.data.odometry_trajectory`), one sequence folder per segment
+    between failed frames (``<out>/depth_reference_odometry/segment_NN``, each what
+    :func:`reference_sequence` writes), once; ``odometry.json`` says what was left out."""
+    import cv2
+    import yaml
+
+    from perception_nodes.image_conversion import list_images
+    from perception_nodes.workspace import resolve_path
+
+    from .data.camera_info import camera_info_dict
+    from .data.odometry_trajectory import odometry_segments
+    from .data.readers.common import read_rgb
+    from .data.readers.tum import tum_line
+    from .train.depth_data import read_camera_matrix
+
+    root = out / "depth_reference_odometry"
+    if (root / ".complete").is_file():
+        return sorted(p for p in root.glob("segment_*") if p.is_dir())
+    if len(args.images or []) + len(args.bag or []) != 1:
+        raise ValueError("--trajectory odometry follows one recording: give one --images folder or one --bag")
+    if not args.camera_height or args.camera_height <= 0:
+        raise ValueError("--trajectory odometry needs --camera-height (metres above the ground): it gives the scale")
+    K = read_camera_matrix(Path(args.camera_info))[0] if args.camera_info else None
+    if args.images:
+        if K is None:
+            raise ValueError("--trajectory odometry with --images needs --camera-info (a ROS camera_info YAML)")
+        files = list_images(Path(args.images[0]))
+        source = ((read_rgb(f), i * 0.1) for i, f in enumerate(files))  # times: frame order at 10 Hz
+    else:
+        from .data.readers.rosbag import read_images
+
+        images = iter(read_images(args.bag[0], args.topic))
+        first = next(images, None)
+        if first is None:
+            raise ValueError(f"{args.bag[0]} {args.topic}: no images")
+        K = K if K is not None else first.K
+        if K is None:
+            raise ValueError(f"{args.bag[0]} has no CameraInfo: give --camera-info")
+        source = ((im.rgb, im.stamp_ns * 1e-9) for im in (first, *images))
+    frames_dir = root / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    times: list[float] = []
+    size: list[int] = []
+
+    def written():  # each frame to disk as the odometry passes over it (a long bag never sits in memory)
+        for n, (rgb, t) in enumerate(source):
+            cv2.imwrite(str(frames_dir / f"{n:06d}.png"), rgb[:, :, ::-1])
+            times.append(t)
+            size[:] = [rgb.shape[1], rgb.shape[0]]
+            yield rgb
+
+    segments, summary = odometry_segments(
+        written(),
+        np.asarray(K, np.float64).reshape(3, 3),
+        args.camera_height,
+        resolve_path("models/depth.onnx"),
+        resolve_path(args.ground_segmenter) if args.ground_segmenter else None,
+        pitch_deg=args.camera_pitch,
+    )
+    folders = []
+    info = yaml.safe_dump(camera_info_dict(np.asarray(K).reshape(3, 3), size[0], size[1], "footage"), sort_keys=False)
+    for k, seg in enumerate(segments):
+        folder = root / f"segment_{k:02d}"
+        (folder / "rgb").mkdir(parents=True, exist_ok=True)
+        for j, (i, _T) in enumerate(seg):
+            target = folder / "rgb" / f"{j:06d}.png"
+            target.unlink(missing_ok=True)
+            target.hardlink_to(frames_dir / f"{i:06d}.png")
+        (folder / "camera_info.yaml").write_text(info)
+        (folder / "trajectory_tum.txt").write_text("\n".join(tum_line(times[i], T) for i, T in seg) + "\n")
+        folders.append(folder)
+    (root / "odometry.json").write_text(json.dumps(summary, indent=1))
+    print(
+        f"odometry over {summary['frames']} frames: {len(folders)} segment(s) of {summary['segments']} frames, "
+        f"{summary['frames_left_out']} left out, {summary['refitted']} refitted; failed: {summary['failed'] or 'none'}",
+        flush=True,
+    )
+    if not folders:
+        raise ValueError(f"odometry found no run of {3} frames with poses in the footage: {summary['failed']}")
+    (root / ".complete").write_text("")
+    return folders
+
+
 def _with_poses(
     images: Iterator[Any], times: np.ndarray, poses: np.ndarray, counts: list[int], max_dt: float = 0.02
 ) -> Iterator[tuple[np.ndarray, np.ndarray, float, np.ndarray | None]]:
@@ -163,12 +252,21 @@ def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
                   *(["--synthetic", *synthetic] if synthetic else []), *val,
                   "--init", str(resolve_path(f"models/{task}.onnx")), "--out", str(run), *common])  # fmt: skip
         elif task == "depth" and args.trajectory:
-            seq = reference_sequence(args, out)
-            if not (seq / "depth" / "reference_depth.json").is_file():
-                ground = ["--ground-prior", str(resolve_path(args.ground_segmenter))] if args.ground_segmenter else []
-                _run(main, ["data", "reference-depth", "--sequence", str(seq), *ground,
-                      *(["--camera-height", str(args.camera_height)] if args.camera_height else [])])  # fmt: skip
-            _run(main, ["train", "--task", "depth", "--data", *synthetic, *[str(seq)] * args.reference_repeat,
+            seqs = (
+                odometry_reference_sequences(args, out)
+                if args.trajectory == "odometry"
+                else [reference_sequence(args, out)]
+            )
+            for seq in seqs:
+                if not (seq / "depth" / "reference_depth.json").is_file():
+                    ground = (
+                        ["--ground-prior", str(resolve_path(args.ground_segmenter))] if args.ground_segmenter else []
+                    )
+                    _run(main, ["data", "reference-depth", "--sequence", str(seq), *ground,
+                          *(["--camera-height", str(args.camera_height)] if args.camera_height else []),
+                          *(["--refine-directions"] if args.trajectory == "odometry" else [])])  # fmt: skip
+            _run(main, ["train", "--task", "depth", "--data", *synthetic,
+                  *[str(seq) for seq in seqs] * args.reference_repeat,
                   "--supervised", "1", "--photometric", "0", "--scales", "0", "--lr", "2e-4", "--ema", "0.998",
                   "--cache-images", "--init", str(resolve_path("models/depth.onnx")), *val, "--out", str(run),
                   *common])  # fmt: skip
@@ -227,10 +325,16 @@ def add_parser(sub: Any, main: Callable[[list[str]], int]) -> None:
         "--trajectory",
         metavar="TUM",
         help="depth: the camera's poses (TUM: time x y z qx qy qz qw of its optical frame in a z-up world, metres; "
-        "one per image of --images, or matched to the --bag's stamps): train on depth triangulated from them",
+        "one per image of --images, or matched to the --bag's stamps): train on depth triangulated from them; "
+        "'odometry': the poses from the footage itself (the hybrid odometry; needs --camera-height)",
     )
     p.add_argument(
-        "--camera-height", type=float, help="with --trajectory: metres above the ground (default: the first pose's z)"
+        "--camera-pitch", type=float, default=0.0, help="with --trajectory odometry: degrees the camera looks down"
+    )
+    p.add_argument(
+        "--camera-height",
+        type=float,
+        help="with --trajectory: metres above the ground (default: the first pose's z; required with odometry)",
     )
     p.add_argument(
         "--ground-segmenter",

@@ -115,14 +115,23 @@ def rotation_matrices(w: np.ndarray) -> np.ndarray:
 
 
 def refine_rotations(
-    uv: np.ndarray, seen: np.ndarray, K: np.ndarray, T_view_ref: np.ndarray, huber_px: float = 1.0, max_nfev: int = 200
+    uv: np.ndarray,
+    seen: np.ndarray,
+    K: np.ndarray,
+    T_view_ref: np.ndarray,
+    huber_px: float = 1.0,
+    max_nfev: int = 200,
+    directions: bool = False,
 ) -> np.ndarray:
     """The neighbours' rotations re-fitted to the images: robust (Huber) least squares of the
     reprojection errors over the views' rotations and the points' inverse depths along their rays in
     the reference view (sparse trust-region, scipy), the translations kept as given: they carry the
     metric scale, and GPS/INS gives them to centimetres while its rotations are off by a tenth of a
     degree here and there, a pixel at f = 700 px. View 0 is the reference and stays put. Returns the
-    refined ``T_view_ref``."""
+    refined ``T_view_ref``. ``directions``: the translations are re-fitted too and only the sum of
+    their lengths kept (poses from visual odometry: the scale from the ground, right on average, but
+    each step's length a few percent and its direction a few degrees off).
+    """
     from scipy.optimize import least_squares
     from scipy.sparse import csr_matrix
 
@@ -136,25 +145,39 @@ def refine_rotations(
     views = views + 1
     obs = uv[views, pts]
     rays = np.c_[(uv[0] - K[:2, 2]) / K[[0, 1], [0, 1]], np.ones(n)]  # reference pixels at z = 1
-    R0, t = T_view_ref[1:, :3, :3], T_view_ref[1:, :3, 3]
+    R0, t0 = T_view_ref[1:, :3, :3], T_view_ref[1:, :3, 3]
+    k = 6 if directions else 3  # parameters per view: rotation (+ the translation)
+    length = np.linalg.norm(t0, axis=1)
+
+    def poses(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = x[: k * m].reshape(m, k)
+        R = rotation_matrices(p[:, :3]) @ R0
+        if not directions:
+            return R, t0
+        # the translations move freely (in units of their own length); the overall scale, which the
+        # images cannot see, is put back afterwards: the given lengths' sum
+        return R, t0 + length[:, None] * p[:, 3:]
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        R = rotation_matrices(x[: 3 * m].reshape(m, 3)) @ R0
-        Xc = np.einsum("oij,oj->oi", R[views - 1], rays[pts] / x[3 * m + pts, None]) + t[views - 1]
+        R, t = poses(x)
+        Xc = np.einsum("oij,oj->oi", R[views - 1], rays[pts] / x[k * m + pts, None]) + t[views - 1]
         return (Xc[:, :2] / Xc[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] - obs).ravel()
 
-    rows = np.repeat(np.arange(2 * len(views)), 4)
-    cols = np.stack([3 * (views - 1), 3 * (views - 1) + 1, 3 * (views - 1) + 2, 3 * m + pts], axis=1)
+    rows = np.repeat(np.arange(2 * len(views)), k + 1)
+    cols = np.stack([*(k * (views - 1) + c for c in range(k)), k * m + pts], axis=1)
     cols = np.repeat(cols, 2, axis=0).ravel()
-    sparsity = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(2 * len(views), 3 * m + n))
-    x0 = np.r_[np.zeros(3 * m), np.where(ok, 1.0 / np.where(ok, X0[:, 2], 1.0), 0.1)]
+    sparsity = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(2 * len(views), k * m + n))
+    x0 = np.r_[np.zeros(k * m), np.where(ok, 1.0 / np.where(ok, X0[:, 2], 1.0), 0.1)]
     # radians and inverse metres differ in size: scaled by hand (the Jacobian's own scale stalls it)
-    scale = np.r_[np.full(3 * m, 1e-3), np.full(n, 1e-2)]
+    scale = np.r_[np.tile([1e-3] * 3 + [3e-2] * (k - 3), m), np.full(n, 1e-2)]  # translations: of their length
     fit = least_squares(
         residuals, x0, jac_sparsity=sparsity, loss="huber", f_scale=huber_px, x_scale=scale, max_nfev=max_nfev
     )
     T = T_view_ref.copy()
-    T[1:, :3, :3] = rotation_matrices(fit.x[: 3 * m].reshape(m, 3)) @ R0
+    R, t = poses(fit.x)
+    if directions:
+        t = t * (length.sum() / max(float(np.linalg.norm(t, axis=1).sum()), 1e-12))
+    T[1:, :3, :3], T[1:, :3, 3] = R, t
     return T
 
 
@@ -170,10 +193,12 @@ def reference_depth(
     max_fb_px: float = 0.5,
     max_corners: int = 4000,
     refine: bool = True,
+    refine_directions: bool = False,
 ) -> ReferenceDepth:
     """Frame i's sparse depth from its neighbours' pixels and the known poses ``T_world_cam``
     (N, 4, 4, optical frames: x right, y down, z forward; any world, metres). ``refine``: re-fit
-    the neighbours' rotations first (``refine_rotations``), the given translations keeping the scale."""
+    the neighbours' rotations first (``refine_rotations``), the given translations keeping the scale
+    (``refine_directions``: their directions re-fitted too, the lengths kept)."""
     gray = {j: _gray(frames[j]) for j in range(max(0, i - window), min(len(frames), i + window + 1))}
     h, w = gray[i].shape[:2]
     corners = cv2.goodFeaturesToTrack(gray[i], max_corners, 0.005, 4, blockSize=7)
@@ -193,7 +218,7 @@ def reference_depth(
     uv, seen, pts = uv[:, keep], seen[:, keep], pts[keep]
     T_view_ref = np.stack([np.linalg.inv(T_world_cam[j]) @ T_world_cam[i] for j in views])
     if refine:
-        T_view_ref = refine_rotations(uv, seen, K, T_view_ref)
+        T_view_ref = refine_rotations(uv, seen, K, T_view_ref, directions=refine_directions)
     X, err, angle = triangulate(uv, seen, K, T_view_ref)
     good = (err <= max_reproj_px) & (angle >= min_parallax_deg) & (X[:, 2] > 0)
     X, err, angle, px = X[good], err[good], angle[good], pts[good]
@@ -264,6 +289,7 @@ def write_sequence_reference(
     ground_segmenter: Path | str | None = None,
     ground_max_depth: float = 20.0,
     ground_stride: int = 16,
+    refine_directions: bool = False,
 ) -> dict:
     """Reference depth for every frame of a sequence folder (``rgb/``, ``camera_info.yaml``,
     ``trajectory_tum.txt`` of the optical frame, e.g. from ``data kitti-odometry``), written as
@@ -322,7 +348,14 @@ def write_sequence_reference(
     rows = []
     for i in tqdm(range(len(frames)), desc="reference depth", unit="frame", disable=not progress):
         r = reference_depth(
-            frames, seq.K, poses, i, window, max_reproj_px=max_reproj_px, min_parallax_deg=min_parallax_deg
+            frames,
+            seq.K,
+            poses,
+            i,
+            window,
+            max_reproj_px=max_reproj_px,
+            min_parallax_deg=min_parallax_deg,
+            refine_directions=refine_directions,
         )
         depth = r.depth
         row = {"frame": Path(seq.frames[i]).name, "points": int(np.isfinite(r.depth).sum()), "tracked": r.tracked}
@@ -352,7 +385,12 @@ def write_sequence_reference(
         "frames": len(rows),
         "frames_with_points": int(sum(p > 0 for p in points)),
         "points_per_frame_median": float(np.median(points)),
-        "settings": {"window": window, "max_reproj_px": max_reproj_px, "min_parallax_deg": min_parallax_deg},
+        "settings": {
+            "window": window,
+            "max_reproj_px": max_reproj_px,
+            "min_parallax_deg": min_parallax_deg,
+            "refine_directions": refine_directions,
+        },
         "per_frame": rows,
     }
     if segment is not None:
