@@ -186,6 +186,8 @@ def odometry_reference_sequences(args: argparse.Namespace, out: Path) -> list[Pa
         resolve_path(args.ground_segmenter) if args.ground_segmenter else None,
         pitch_deg=args.camera_pitch,
     )
+    if not times:
+        raise ValueError(f"{(args.images or args.bag)[0]}: no frames")
     folders = []
     info = yaml.safe_dump(camera_info_dict(np.asarray(K).reshape(3, 3), size[0], size[1], "footage"), sort_keys=False)
     for k, seg in enumerate(segments):
@@ -205,7 +207,7 @@ def odometry_reference_sequences(args: argparse.Namespace, out: Path) -> list[Pa
         flush=True,
     )
     if not folders:
-        raise ValueError(f"odometry found no run of {3} frames with poses in the footage: {summary['failed']}")
+        raise ValueError(f"odometry placed no 3 consecutive frames of the footage: {summary['failed']}")
     (root / ".complete").write_text("")
     return folders
 
