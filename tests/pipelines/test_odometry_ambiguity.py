@@ -119,3 +119,13 @@ def test_on_real_kitti_frames_the_hybrid_no_longer_turns_sideways():
         errors[jump] = np.max(worst, axis=0)
     assert errors[0.0][0] > 2.0 and errors[0.0][1] > 45.0, errors  # the ambiguity is real on these frames
     assert errors[2.0][0] < 0.5 and errors[2.0][1] < 10.0, errors
+
+
+def test_degenerate_matches_leave_the_robust_estimate_and_never_raise():
+    """All matches on one pixel (a frozen image), or too few to refit: no exception in the node's
+    frame callback, the robust estimate stands."""
+    a = np.tile([[620.0, 190.0]], (40, 1))
+    g = TwoViewGeometry(_yaw(6.0), np.array([-1.0, 0.0, 0.0]), a, a, 40)
+    assert resolve_ambiguity(g, a, a.copy(), K, previous=None)[0].R is g.R
+    few = TwoViewGeometry(_yaw(6.0), np.array([-1.0, 0.0, 0.0]), a[:5], a[:5], 5)
+    assert resolve_ambiguity(few, a[:5], a[:5], K, previous=None) == (few, "")

@@ -161,13 +161,18 @@ def resolve_ambiguity(
     what was done ("" when ``g`` stands). Inliers of a replaced motion: Sampson distance below
     ``threshold_px``."""
     R_prev = np.eye(3) if previous is None else previous[0]
-    if jump_deg <= 0 or rotation_angle_deg(g.R @ R_prev.T) <= jump_deg:
+    if jump_deg <= 0 or len(a) < 8 or rotation_angle_deg(g.R @ R_prev.T) <= jump_deg:
         return g, ""
     K = np.asarray(K, np.float64).reshape(3, 3)
     x1, x2 = _rays(a, K), _rays(b, K)
     f = float(np.sqrt(K[0, 0] * K[1, 1]))
     starts = [(g.R, g.t), (np.eye(3), None)] + ([previous] if previous is not None else [])
-    fits = [refine_motion(R0, t0, x1, x2, f, 2.0 * threshold_px)[:2] for R0, t0 in starts]
+    try:
+        fits = [refine_motion(R0, t0, x1, x2, f, 2.0 * threshold_px)[:2] for R0, t0 in starts]
+    except np.linalg.LinAlgError:  # a degenerate set of matches: the robust estimate stands
+        return g, ""
+    if not all(np.isfinite(R).all() and np.isfinite(t).all() for R, t in fits):
+        return g, ""
     # the truncated (MSAC) cost decides: of two motions that explain the inliers alike, the one
     # with more of them wins, however the Cauchy costs of the outliers differ
     costs = [float(np.minimum(sampson_px(R, t, x1, x2, f) ** 2, threshold_px**2).sum()) for R, t in fits]
