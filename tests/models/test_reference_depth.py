@@ -83,7 +83,7 @@ def test_rotation_refit_undoes_rotation_errors_and_keeps_the_scale():
 
 def test_translation_refit_undoes_odometrys_direction_and_length_errors_keeping_the_scale():
     """Poses from visual odometry: each step's direction 2-3 degrees and its length a few percent
-    off, the overall scale right. ``directions=True`` re-fits the translations (and rotations) and
+    off, the overall scale right. ``translations=True`` re-fits the translations (and rotations) and
     keeps the sum of the lengths; rotations alone cannot mend them."""
     X, T = _points(600), _views()
     uv = _observe(X, T, noise_px=0.2)
@@ -98,7 +98,7 @@ def test_translation_refit_undoes_odometrys_direction_and_length_errors_keeping_
             1.0 + 0.05 * (-1) ** v
         )
     wrong[1:, :3, 3] *= np.linalg.norm(T[1:, :3, 3], axis=1).sum() / np.linalg.norm(wrong[1:, :3, 3], axis=1).sum()
-    fixed = refine_rotations(uv, seen, K, wrong, directions=True)
+    fixed = refine_rotations(uv, seen, K, wrong, translations=True)
     length = np.linalg.norm(fixed[1:, :3, 3], axis=1).sum()
     assert length == pytest.approx(np.linalg.norm(wrong[1:, :3, 3], axis=1).sum(), rel=1e-9)
     for v in range(1, len(T)):

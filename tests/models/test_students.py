@@ -136,7 +136,7 @@ def test_depth_student_from_footage_without_poses_takes_them_from_its_own_odomet
         turn = np.degrees(np.arccos(np.clip((np.trace(est[:3, :3].T @ true[:3, :3]) - 1) / 2, -1, 1)))
         assert turn < 1.0
     ref = json.loads((seg / "depth" / "reference_depth.json").read_text())
-    assert ref["settings"]["refine_directions"] and ref["frames_with_points"] >= 5
+    assert ref["settings"]["refine_translations"] and ref["frames_with_points"] >= 5
     summary = json.loads((out / "depth_reference_odometry" / "odometry.json").read_text())
     assert summary["segments"] == [8] and summary["camera_height_m"] == pytest.approx(height, abs=1e-3)
     import torch

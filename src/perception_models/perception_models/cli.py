@@ -162,7 +162,7 @@ def _cmd_reference_depth(args: argparse.Namespace) -> int:
         window=args.window,
         max_reproj_px=args.max_reproj_px,
         min_parallax_deg=args.min_parallax_deg,
-        refine_directions=args.refine_directions,
+        refine_translations=args.refine_translations,
         **_ground_prior_settings(args),
     )
 
@@ -722,10 +722,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reproj-px", type=float, default=0.7, help="worst reprojection error a point may have")
     p.add_argument("--min-parallax-deg", type=float, default=3.0, help="widest ray angle a point needs")
     p.add_argument(
-        "--refine-directions",
+        "--refine-translations",
         action="store_true",
-        help="re-fit the translations' directions too, their lengths kept (poses from visual odometry, whose "
-        "directions are a few degrees off; students --trajectory odometry sets it)",
+        help="re-fit the translations too, only the sum of their lengths kept (poses from visual odometry, whose "
+        "steps are a few degrees and a few percent off each; students --trajectory odometry sets it)",
     )
     p.add_argument(
         "--camera-height",

@@ -21,7 +21,7 @@ One stage per task, each the command a user would run by hand (so each can also 
   docs/model-history.md, "Depth on real frames"). ``--trajectory odometry``: footage with no
   pose source but a known mounting (``--camera-height``, ``--camera-pitch``) takes its poses
   from the nodes' hybrid odometry (data/odometry_trajectory.py), cut into segments where a frame
-  fails, and the triangulation re-fits their translations (``--refine-directions``);
+  fails, and the triangulation re-fits their translations (``--refine-translations``);
 - matching:     ``train --task matching`` on homographic pairs of the footage's frames (and the
   synthetic pairs), distilling ``--keypoint-teacher`` (XFeat) when given, from the shipped
   keypoint model, then ``export``.
@@ -266,7 +266,7 @@ def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
                     )
                     _run(main, ["data", "reference-depth", "--sequence", str(seq), *ground,
                           *(["--camera-height", str(args.camera_height)] if args.camera_height else []),
-                          *(["--refine-directions"] if args.trajectory == "odometry" else [])])  # fmt: skip
+                          *(["--refine-translations"] if args.trajectory == "odometry" else [])])  # fmt: skip
             _run(main, ["train", "--task", "depth", "--data", *synthetic,
                   *[str(seq) for seq in seqs] * args.reference_repeat,
                   "--supervised", "1", "--photometric", "0", "--scales", "0", "--lr", "2e-4", "--ema", "0.998",

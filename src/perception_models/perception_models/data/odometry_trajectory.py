@@ -8,7 +8,7 @@ What ``students --trajectory odometry`` triangulates its reference depth from (`
 reference-depth``). Triangulation over a few neighbouring frames needs the relative poses, not a
 drift-free path: on KITTI frames 0-30 (camera 1.65 m, level) the steps are 1.02-1.10 of the true
 ones in length (10-90 %; the ground scale's bias on that drive), 0.07 degrees off in rotation and 2.2
-in direction (median), which ``data reference-depth --refine-directions`` re-fits (375 triangulated
+in direction (median), which ``data reference-depth --refine-translations`` re-fits (375 triangulated
 points per frame against 461 from KITTI's own poses, their depths 1.06x and within AbsRel 0.03 of
 those after median scaling). A frame whose motion failed cannot be placed: the
 footage is cut there into segments, each a trajectory of its own starting at the mounting (a

@@ -121,14 +121,14 @@ def refine_rotations(
     T_view_ref: np.ndarray,
     huber_px: float = 1.0,
     max_nfev: int = 200,
-    directions: bool = False,
+    translations: bool = False,
 ) -> np.ndarray:
     """The neighbours' rotations re-fitted to the images: robust (Huber) least squares of the
     reprojection errors over the views' rotations and the points' inverse depths along their rays in
     the reference view (sparse trust-region, scipy), the translations kept as given: they carry the
     metric scale, and GPS/INS gives them to centimetres while its rotations are off by a tenth of a
     degree here and there, a pixel at f = 700 px. View 0 is the reference and stays put. Returns the
-    refined ``T_view_ref``. ``directions``: the translations are re-fitted too and only the sum of
+    refined ``T_view_ref``. ``translations``: the translations are re-fitted too and only the sum of
     their lengths kept (poses from visual odometry: the scale from the ground, right on average, but
     each step's length a few percent and its direction a few degrees off).
     """
@@ -146,13 +146,13 @@ def refine_rotations(
     obs = uv[views, pts]
     rays = np.c_[(uv[0] - K[:2, 2]) / K[[0, 1], [0, 1]], np.ones(n)]  # reference pixels at z = 1
     R0, t0 = T_view_ref[1:, :3, :3], T_view_ref[1:, :3, 3]
-    k = 6 if directions else 3  # parameters per view: rotation (+ the translation)
+    k = 6 if translations else 3  # parameters per view: rotation (+ the translation)
     length = np.linalg.norm(t0, axis=1)
 
     def poses(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = x[: k * m].reshape(m, k)
         R = rotation_matrices(p[:, :3]) @ R0
-        if not directions:
+        if not translations:
             return R, t0
         # the translations move freely (in units of their own length); the overall scale, which the
         # images cannot see, is put back afterwards: the given lengths' sum
@@ -175,7 +175,7 @@ def refine_rotations(
     )
     T = T_view_ref.copy()
     R, t = poses(fit.x)
-    if directions:
+    if translations:
         t = t * (length.sum() / max(float(np.linalg.norm(t, axis=1).sum()), 1e-12))
     T[1:, :3, :3], T[1:, :3, 3] = R, t
     return T
@@ -193,12 +193,12 @@ def reference_depth(
     max_fb_px: float = 0.5,
     max_corners: int = 4000,
     refine: bool = True,
-    refine_directions: bool = False,
+    refine_translations: bool = False,
 ) -> ReferenceDepth:
     """Frame i's sparse depth from its neighbours' pixels and the known poses ``T_world_cam``
     (N, 4, 4, optical frames: x right, y down, z forward; any world, metres). ``refine``: re-fit
     the neighbours' rotations first (``refine_rotations``), the given translations keeping the scale
-    (``refine_directions``: their directions re-fitted too, the lengths kept)."""
+    (``refine_translations``: re-fitted too, only the sum of their lengths kept)."""
     gray = {j: _gray(frames[j]) for j in range(max(0, i - window), min(len(frames), i + window + 1))}
     h, w = gray[i].shape[:2]
     corners = cv2.goodFeaturesToTrack(gray[i], max_corners, 0.005, 4, blockSize=7)
@@ -218,7 +218,7 @@ def reference_depth(
     uv, seen, pts = uv[:, keep], seen[:, keep], pts[keep]
     T_view_ref = np.stack([np.linalg.inv(T_world_cam[j]) @ T_world_cam[i] for j in views])
     if refine:
-        T_view_ref = refine_rotations(uv, seen, K, T_view_ref, directions=refine_directions)
+        T_view_ref = refine_rotations(uv, seen, K, T_view_ref, translations=refine_translations)
     X, err, angle = triangulate(uv, seen, K, T_view_ref)
     good = (err <= max_reproj_px) & (angle >= min_parallax_deg) & (X[:, 2] > 0)
     X, err, angle, px = X[good], err[good], angle[good], pts[good]
@@ -289,7 +289,7 @@ def write_sequence_reference(
     ground_segmenter: Path | str | None = None,
     ground_max_depth: float = 20.0,
     ground_stride: int = 16,
-    refine_directions: bool = False,
+    refine_translations: bool = False,
 ) -> dict:
     """Reference depth for every frame of a sequence folder (``rgb/``, ``camera_info.yaml``,
     ``trajectory_tum.txt`` of the optical frame, e.g. from ``data kitti-odometry``), written as
@@ -355,7 +355,7 @@ def write_sequence_reference(
             window,
             max_reproj_px=max_reproj_px,
             min_parallax_deg=min_parallax_deg,
-            refine_directions=refine_directions,
+            refine_translations=refine_translations,
         )
         depth = r.depth
         row = {"frame": Path(seq.frames[i]).name, "points": int(np.isfinite(r.depth).sum()), "tracked": r.tracked}
@@ -389,7 +389,7 @@ def write_sequence_reference(
             "window": window,
             "max_reproj_px": max_reproj_px,
             "min_parallax_deg": min_parallax_deg,
-            "refine_directions": refine_directions,
+            "refine_translations": refine_translations,
         },
         "per_frame": rows,
     }
