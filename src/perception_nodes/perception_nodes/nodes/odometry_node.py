@@ -83,6 +83,7 @@ class OdometryNode(DepthNode):
         self.ground_labels: deque = deque(maxlen=8)
         self.ground_id = None
         self._prev_stamp: int | None = None
+        self.refitted_frames = 0  # frames whose essential motion the hybrid refitted (on /diagnostics)
 
     def uses_ground_labels(self, params: dict[str, Any]) -> bool:
         """``ground_from_labels`` and an estimator that has a ground scale (hybrid with scale_source
@@ -195,6 +196,11 @@ class OdometryNode(DepthNode):
             ground = getattr(self.estimator, "ground", None)
             if ground is not None:
                 self.counters["odometry_scale"] = f"{motion.method or 'none'}; {ground.status}"
+            resolved = getattr(self.estimator, "resolved", "")
+            if resolved:  # the hybrid's forward-motion ambiguity (rotation_jump): how often, and the last
+                self.refitted_frames += 1
+                self.counters["odometry_refitted"] = f"{self.refitted_frames} frames (last: {resolved})"
+                self.get_logger().info(f"odometry: {resolved}", throttle_duration_sec=2.0)
         self._prev_stamp = stamp
         state = self.tracker.update(stamp, motion)
         if not state.ok and state.skip is not Skip.FIRST_FRAME:
