@@ -47,15 +47,12 @@ def odometry_segments(
     from perception_nodes.pipelines.odometry import HybridOdometry
 
     from ..evaluate import _pipeline
+    from .reference_depth import _ground_segmenter
 
     M = mounting(camera_height, pitch_deg)
     normal = M[:3, :3].T @ np.array([0.0, 0.0, -1.0])
     depth_pipe, _ = _pipeline(Path(depth_model), "depth", threads)
-    segment = None
-    if ground_segmenter:
-        seg_pipe, _ = _pipeline(Path(ground_segmenter), "segmentation", threads)
-        ground_id = seg_pipe.ground_class()
-        segment = lambda rgb: seg_pipe.run(rgb).labels == ground_id  # noqa: E731
+    segment = _ground_segmenter(ground_segmenter, "the odometry's ground", threads) if ground_segmenter else None
     scale = ScaleEstimator("camera_height", camera_height)
     vo = HybridOdometry(camera_height=camera_height, ground_normal=normal)
     segments: list[list[tuple[int, np.ndarray]]] = []

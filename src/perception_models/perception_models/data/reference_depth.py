@@ -417,17 +417,19 @@ def write_sequence_reference(
     return stats
 
 
-def _ground_segmenter(model: Path | str) -> Callable[[np.ndarray], np.ndarray]:
+def _ground_segmenter(
+    model: Path | str, needed_by: str = "the ground prior", threads: int = 2
+) -> Callable[[np.ndarray], np.ndarray]:
     """rgb (H, W, 3) -> the mask of the segmentation model's ``ground`` class, through the nodes'
-    SegmentationPipeline (ONNX Runtime)."""
+    SegmentationPipeline (ONNX Runtime); a model without one is refused naming ``needed_by``."""
     from perception_nodes.backends import OnnxRuntimeBackend
     from perception_nodes.model_card import load_card, model_files
     from perception_nodes.pipelines.segmentation import SegmentationPipeline
 
     card = load_card(model, "segmentation")
-    pipe = SegmentationPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=2), card)
+    pipe = SegmentationPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=threads), card)
     try:
         k = pipe.ground_class()
     except ValueError as exc:
-        raise ValueError(f"{model}: {exc}; the ground prior needs one") from None
+        raise ValueError(f"{model}: {exc}; {needed_by} needs one") from None
     return lambda rgb: pipe.run(rgb).labels == k

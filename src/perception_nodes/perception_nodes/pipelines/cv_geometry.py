@@ -63,7 +63,7 @@ def check_intrinsics(K: np.ndarray | None) -> str:
     """'' when ``K`` is a usable 3x3 pinhole matrix, else why not."""
     if K is None:
         return "no camera matrix"
-    K = np.ascontiguousarray(K, dtype=np.float64)  # OpenCV misreads a strided view (a slice of P)
+    K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not np.isfinite(K).all():
         return "camera matrix is not a finite 3x3 matrix"
     if K[0, 0] <= 0 or K[1, 1] <= 0:

@@ -19,6 +19,7 @@ matches better. Numpy only (no scipy on the robot).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .two_view import TwoViewGeometry
@@ -26,15 +27,6 @@ from .two_view import TwoViewGeometry
 
 def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
-
-
-def rotation_from_vector(w: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula: the rotation of angle |w| about w."""
-    th = float(np.linalg.norm(w))
-    if th < 1e-12:
-        return np.eye(3) + _skew(w)
-    k = _skew(w / th)
-    return np.eye(3) + np.sin(th) * k + (1.0 - np.cos(th)) * k @ k
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:
@@ -45,13 +37,18 @@ def _rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.c_[(uv - K[:2, 2]) / K[[0, 1], [0, 1]], np.ones(len(uv))]
 
 
+def _epipolar(R: np.ndarray, t: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The epipolar residuals x2^T E x1 of E = [t]x R and their Sampson denominators (squared)."""
+    E = _skew(t) @ R
+    Ex1, Etx2 = x1 @ E.T, x2 @ E
+    return np.sum(x2 * Ex1, axis=1), Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2
+
+
 def sampson_px(R: np.ndarray, t: np.ndarray, x1: np.ndarray, x2: np.ndarray, f: float) -> np.ndarray:
     """Signed Sampson distances (pixels, focal ``f``) of the rays ``x1`` (previous frame, z = 1)
     and ``x2`` (this frame) to the motion x2 = R x1 + t (|t| = 1)."""
-    E = _skew(t) @ R
-    Ex1, Etx2 = x1 @ E.T, x2 @ E
-    den = np.sqrt(Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2) + 1e-15
-    return np.sum(x2 * Ex1, axis=1) / den * f
+    num, den2 = _epipolar(R, t, x1, x2)
+    return num / (np.sqrt(den2) + 1e-15) * f
 
 
 def _cauchy(r: np.ndarray, c: float) -> np.ndarray:
@@ -75,10 +72,9 @@ def _translation_for(
     w = np.ones(len(n))
     for _ in range(iterations):
         t = np.linalg.eigh((n * w[:, None]).T @ n)[1][:, 0]
-        E = _skew(t) @ R
-        Ex1, Etx2 = x1 @ E.T, x2 @ E
-        den2 = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2 + 1e-15
-        r = np.sum(x2 * Ex1, axis=1) / np.sqrt(den2) * f
+        num, den2 = _epipolar(R, t, x1, x2)
+        den2 = den2 + 1e-15
+        r = num / np.sqrt(den2) * f
         w = 1.0 / (1.0 + (r / scale_px) ** 2) / den2
     return t
 
@@ -103,7 +99,7 @@ def refine_motion(
 
     def moved(R: np.ndarray, t: np.ndarray, u: np.ndarray, v: np.ndarray, d: np.ndarray):
         tn = t + d[3] * u + d[4] * v
-        return rotation_from_vector(d[:3]) @ R, tn / np.linalg.norm(tn)
+        return cv2.Rodrigues(np.asarray(d[:3], np.float64))[0] @ R, tn / np.linalg.norm(tn)
 
     c, lam, eps = cost(R, t), 1e-2, 1e-6
     for _ in range(iterations):
