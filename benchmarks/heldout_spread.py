@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from perception_models.evaluate import _pipeline, detection_frames, segmentation_frames
+from perception_models.evaluate import detection_frames, segmentation_frames
+from perception_models.node_pipelines import node_pipeline
 from perception_models.metrics import ConfusionMatrix, DetectionEvaluator
 
 
@@ -29,7 +30,7 @@ def per_scene(task: str, model: str, scenes: list[str]) -> tuple[list[str], dict
     """Class names and, per scene, what its metric needs: a confusion matrix (segmentation) or the
     frames' ``DetectionEvaluator.add`` arguments (detection), read as ``perception-models evaluate`` reads them."""
     kw = {"score_threshold": 0.05} if task == "detection" else {}
-    pipe, card = _pipeline(Path(model), task, **kw)
+    pipe, card = node_pipeline(Path(model), task, **kw)
     out: dict = {}
     for scene in tqdm(scenes, desc=Path(model).name, unit="scene"):
         if task == "detection":

@@ -18,6 +18,7 @@ from perception_models.data.reference_depth import (
     triangulate,
     write_sequence_reference,
 )
+from perception_nodes.transforms import rotation_angle_deg
 
 K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
 
@@ -73,7 +74,7 @@ def test_rotation_refit_undoes_rotation_errors_and_keeps_the_scale():
     fixed = refine_rotations(uv, seen, K, wrong)
     for v in range(1, len(T)):
         dR = fixed[v, :3, :3] @ T[v, :3, :3].T
-        assert np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))) < 0.03
+        assert rotation_angle_deg(dR) < 0.03
         np.testing.assert_array_equal(fixed[v, :3, 3], wrong[v, :3, 3])  # the translations carry the scale
     np.testing.assert_array_equal(fixed[0], np.eye(4))
     before = np.abs(triangulate(uv, seen, K, wrong)[0][:, 2] / X[:, 2] - 1)
@@ -210,6 +211,26 @@ def test_ground_prior_adds_the_floor_the_points_miss(rendered, tmp_path, capsys)
     kitti = ["data", "kitti-odometry", "--root", str(tmp_path), "--out", str(tmp_path / "k")]
     assert main([*kitti, "--ground-prior", str(segmenter)]) == 2
     assert "--ground-prior needs --reference-depth" in capsys.readouterr().err
+
+
+def test_a_multitask_model_serves_as_the_ground_segmenter(rendered):
+    """The ground prior and the odometry of footage without poses take the segmenter's ground the
+    way the nodes do: a multi-task model's segmentation view serves (it was refused as 'a
+    multitask model' before), a model without a ground class is refused naming who needs it."""
+    from perception_models.data.readers.common import read_rgb
+    from perception_models.node_pipelines import ground_segmenter, node_pipeline
+    from perception_models.train.depth_data import load_synthetic_sequence
+    from perception_nodes.workspace import resolve_path
+
+    rgb = read_rgb(load_synthetic_sequence(rendered).frames[0])
+    multitask = resolve_path("models/multitask.onnx")
+    mask = ground_segmenter(multitask, "this test")(rgb)
+    pipe, _card = node_pipeline(multitask, "segmentation")
+    assert mask.shape == rgb.shape[:2] and mask.dtype == bool
+    assert np.array_equal(mask, pipe.run(rgb).labels == pipe.ground_class())
+    assert 0.1 < mask.mean() < 0.9  # the rendered floor, not nothing and not everything
+    with pytest.raises(Exception, match="detection model"):
+        ground_segmenter(resolve_path("models/detection.onnx"), "this test")
 
 
 def test_rotation_errors_in_the_given_poses_are_refit_on_images(rendered):

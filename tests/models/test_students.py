@@ -16,6 +16,7 @@ from family_graphs import YOLO_META, family_graph, imported, yolo_head
 from perception_models.cli import main
 from perception_models.data.synth import SynthConfig, SyntheticSequence
 from perception_models.data.writers import write_sequence
+from perception_nodes.transforms import rotation_angle_deg
 
 pytestmark = pytest.mark.train
 
@@ -133,7 +134,7 @@ def test_depth_student_from_footage_without_poses_takes_them_from_its_own_odomet
     for i in range(1, 8):  # each step as the renderer drove it: the length from the ground, the turn from the images
         est, true = np.linalg.inv(poses[i - 1]) @ poses[i], np.linalg.inv(truth[i - 1]) @ truth[i]
         assert np.linalg.norm(est[:3, 3]) / np.linalg.norm(true[:3, 3]) == pytest.approx(1.0, abs=0.2)
-        turn = np.degrees(np.arccos(np.clip((np.trace(est[:3, :3].T @ true[:3, :3]) - 1) / 2, -1, 1)))
+        turn = rotation_angle_deg(est[:3, :3].T @ true[:3, :3])
         assert turn < 1.0
     ref = json.loads((seg / "depth" / "reference_depth.json").read_text())
     assert ref["settings"]["refine_translations"] and ref["frames_with_points"] >= 5

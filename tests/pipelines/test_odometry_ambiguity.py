@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from perception_nodes.pipelines.odometry import HybridOdometry, TwoViewGeometry, essential_geometry
-from perception_nodes.pipelines.odometry.ambiguity import refine_motion, resolve_ambiguity, rotation_angle_deg
+from perception_nodes.pipelines.odometry.ambiguity import refine_motion, resolve_ambiguity
+from perception_nodes.transforms import rotation_angle_deg
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 K = np.array([[700.0, 0.0, 620.0], [0.0, 700.0, 190.0], [0.0, 0.0, 1.0]])  # KITTI-like, 1240 x 375

@@ -24,25 +24,8 @@ from .data.readers.coco import load_coco
 from .data.readers.common import read_rgb
 from .data.readers.labels import read_label_png
 from .metrics import ConfusionMatrix, DetectionEvaluator
-
-
-def _pipeline(model: Path, task: str, threads: int = 2, **kw: Any):
-    """The node's pipeline of ``task`` over ``model`` (a multi-task model: that task's view of it)."""
-    from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.model_card import ModelCardError, load_card, model_files
-    from perception_nodes.pipelines.multitask import task_pipeline
-
-    card = load_card(model)
-    if card.task == "multitask":
-        if task not in (card.raw.get("tasks") or {}):
-            raise ModelCardError(
-                f"{model}: the multi-task model serves {list(card.raw.get('tasks') or {})}, not {task}"
-            )
-    elif not card.serves(task):
-        raise ModelCardError(f"{model} is a {card.task} model; this evaluation needs a {task} model")
-    backend = OnnxRuntimeBackend(model_files(model)[0], threads=threads)
-    pipe = task_pipeline(backend, card, task, **kw)
-    return pipe, pipe.card
+from .node_pipelines import ground_segmenter as _ground_segmenter
+from .node_pipelines import node_pipeline
 
 
 def detection_frames(
@@ -84,7 +67,7 @@ def evaluate_detection(
     min_height: float = MIN_HEIGHT,
     min_pixels: int = MIN_PIXELS,
 ) -> dict[str, Any]:
-    pipe, card = _pipeline(Path(model), "detection", score_threshold=score_threshold)
+    pipe, card = node_pipeline(Path(model), "detection", score_threshold=score_threshold)
     ev = DetectionEvaluator(card.num_classes, card.classes)
     frames = chain.from_iterable(detection_frames(pipe, card.classes, r, min_height, min_pixels) for r in data)
     for frame in islice(frames, limit or None):
@@ -105,7 +88,7 @@ def evaluate_detection_coco(
     ground truth and the score (the mapping is in the result). mAP averages the classes that have
     ground truth (DetectionEvaluator: a class without any has no AP)."""
     _samples, names = load_coco(annotations, images)
-    pipe, card = _pipeline(Path(model), "detection", score_threshold=score_threshold)
+    pipe, card = node_pipeline(Path(model), "detection", score_threshold=score_threshold)
     ev = DetectionEvaluator(card.num_classes, card.classes)
     frames = detection_frames(pipe, card.classes, annotations, MIN_HEIGHT, MIN_PIXELS, images)
     for frame in islice(frames, limit or None):
@@ -132,7 +115,7 @@ def evaluate_segmentation(
     label_dir: str = "labels",
     lut: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    pipe, card = _pipeline(Path(model), "segmentation")
+    pipe, card = node_pipeline(Path(model), "segmentation")
     cm = ConfusionMatrix(card.num_classes, card.classes)
     n = 0
     frames = chain.from_iterable(segmentation_frames(pipe, r, image_dir, label_dir, lut) for r in data)
@@ -171,7 +154,7 @@ def evaluate_segmentation_mapped(
     from .data.readers.labels import CAMVID11, IGNORE
 
     names = list(dataset_classes or CAMVID11)
-    pipe, card = _pipeline(Path(model), "segmentation")
+    pipe, card = node_pipeline(Path(model), "segmentation")
     model_names = pipe.label_names
     unknown = sorted({m for ms in class_map.values() for m in ms} - set(model_names))
     if unknown:
@@ -295,12 +278,10 @@ def evaluate_depth(
     from .metrics.odometry import trajectory_errors
     from .train.depth_data import load_synthetic_sequence
 
-    pipe, _card = _pipeline(Path(depth_model), "depth", threads)
+    pipe, _card = node_pipeline(Path(depth_model), "depth", threads)
     segment = None  # the labels serve only the hybrid's ground scale, which needs the camera's height
     if ground_segmenter is not None and "hybrid" in estimators and scale_source == "camera_height":
-        seg_pipe, _ = _pipeline(Path(ground_segmenter), "segmentation", threads)
-        ground_id = seg_pipe.ground_class()
-        segment = lambda rgb: seg_pipe.run(rgb).labels == ground_id  # noqa: E731
+        segment = _ground_segmenter(ground_segmenter, "the hybrid's ground", threads)
     pose_backend = None
     if pose_model is not None and "posenet" in estimators:
         pose_backend = OnnxRuntimeBackend(Path(pose_model), threads=threads)
@@ -368,8 +349,7 @@ def evaluate_depth(
             ground = segment(rgb) if segment is not None else None
             plane = None
             if scale is not None:
-                s = scale.update_from_ground(depth, seq.K) or 1.0
-                depth, plane = depth * np.float32(s), scale.ground_plane(s)
+                depth, plane = scale.metric(depth, seq.K)
             if seq.depth:
                 ev.add(read_nyu_depth(seq.depth[i]), depth)
             for e in ests:
@@ -454,7 +434,7 @@ def evaluate_matching(
     from .matching_eval import evaluate_method, homography_eval_pairs, network_method, pose_eval_pairs
     from .train.matching_task import image_files
 
-    pipe, card = _pipeline(Path(model), "matching")
+    pipe, card = node_pipeline(Path(model), "matching")
     glue = None
     if glue_model is not None:
         from perception_nodes.families.lightglue import LightGlueMatcher
@@ -506,7 +486,7 @@ def evaluate_depth_dir(
         from .train.depth_data import read_camera_matrix
 
         K = read_camera_matrix(root / "camera_info.yaml")[0]
-    pipe, _card = _pipeline(Path(model), "depth")
+    pipe, _card = node_pipeline(Path(model), "depth")
     ev = DepthEvaluator(0.1, max_depth)
     images = sorted(p for p in (root / "rgb").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     n = 0

@@ -24,6 +24,11 @@ def ground_normal_in_optical(T_up_optical: np.ndarray) -> np.ndarray:
     return np.asarray(T_up_optical, np.float64)[:3, :3].T @ np.array([0.0, 0.0, -1.0])
 
 
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """The angle of the rotation ``R`` in degrees (of ``R_a.T @ R_b``: how far apart two are)."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+
+
 def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     """Rotation matrix -> unit quaternion (x, y, z, w) with w >= 0."""
     m = R

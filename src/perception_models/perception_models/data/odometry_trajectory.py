@@ -46,13 +46,13 @@ def odometry_segments(
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
     from perception_nodes.pipelines.odometry import HybridOdometry
 
-    from ..evaluate import _pipeline
-    from .reference_depth import _ground_segmenter
+    from ..node_pipelines import ground_segmenter as segmenter
+    from ..node_pipelines import node_pipeline
 
     M = mounting(camera_height, pitch_deg)
     normal = M[:3, :3].T @ np.array([0.0, 0.0, -1.0])
-    depth_pipe, _ = _pipeline(Path(depth_model), "depth", threads)
-    segment = _ground_segmenter(ground_segmenter, "the odometry's ground", threads) if ground_segmenter else None
+    depth_pipe, _ = node_pipeline(depth_model, "depth", threads)
+    segment = segmenter(ground_segmenter, "the odometry's ground", threads) if ground_segmenter else None
     scale = ScaleEstimator("camera_height", camera_height)
     vo = HybridOdometry(camera_height=camera_height, ground_normal=normal)
     segments: list[list[tuple[int, np.ndarray]]] = []
@@ -62,8 +62,7 @@ def odometry_segments(
     for i, rgb in enumerate(frames):
         n += 1
         depth = depth_pipe.run(rgb, K=K).depth
-        s = scale.update_from_ground(depth, K) or 1.0
-        depth, plane = depth * np.float32(s), scale.ground_plane(s)
+        depth, plane = scale.metric(depth, K)
         m = vo.estimate(rgb, depth, K, ground_plane=plane, ground_mask=segment(rgb) if segment else None)
         refitted += int(bool(vo.resolved))
         if i == 0:

@@ -26,7 +26,7 @@ reference's metric scale against a camera's known mounting height. Against rende
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +314,7 @@ def write_sequence_reference(
 
     from perception_nodes.transforms import ground_normal_in_optical
 
+    from ..node_pipelines import ground_segmenter as segmenter
     from ..train.depth_data import load_synthetic_sequence
     from .readers.common import read_rgb
     from .readers.tum import read_tum_trajectory
@@ -337,7 +338,7 @@ def write_sequence_reference(
             f"the ground prior needs the camera's height above the ground (got {camera_height:g} m, the first "
             "pose's z): give --camera-height"
         )
-    segment = _ground_segmenter(ground_segmenter) if ground_segmenter else None
+    segment = segmenter(ground_segmenter) if ground_segmenter else None
     out.mkdir(parents=True, exist_ok=True)
     frames, grounds = [], []  # each image read once: grey for the tracks, the segmenter's ground mask
     for f in seq.frames:
@@ -415,21 +416,3 @@ def write_sequence_reference(
         }
     (out / "reference_depth.json").write_text(json.dumps(stats, indent=1))
     return stats
-
-
-def _ground_segmenter(
-    model: Path | str, needed_by: str = "the ground prior", threads: int = 2
-) -> Callable[[np.ndarray], np.ndarray]:
-    """rgb (H, W, 3) -> the mask of the segmentation model's ``ground`` class, through the nodes'
-    SegmentationPipeline (ONNX Runtime); a model without one is refused naming ``needed_by``."""
-    from perception_nodes.backends import OnnxRuntimeBackend
-    from perception_nodes.model_card import load_card, model_files
-    from perception_nodes.pipelines.segmentation import SegmentationPipeline
-
-    card = load_card(model, "segmentation")
-    pipe = SegmentationPipeline(OnnxRuntimeBackend(model_files(model)[0], threads=threads), card)
-    try:
-        k = pipe.ground_class()
-    except ValueError as exc:
-        raise ValueError(f"{model}: {exc}; {needed_by} needs one") from None
-    return lambda rgb: pipe.run(rgb).labels == k

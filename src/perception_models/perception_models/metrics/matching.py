@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from perception_nodes.transforms import rotation_angle_deg
+
 
 def mma(errors_px: np.ndarray, thresholds=tuple(range(1, 11))) -> dict[int, float]:
     e = np.asarray(errors_px, np.float64)
@@ -30,16 +32,12 @@ def homography_corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, width: i
     return float(np.mean(np.linalg.norm(warp_points(H_est, corners) - warp_points(H_gt, corners), axis=1)))
 
 
-def angle_deg(R: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
-
-
 def relative_pose_error(
     R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray
 ) -> tuple[float, float]:
     """Rotation error and translation *direction* error in degrees (the direction's sign is
     ambiguous for the essential matrix, so the smaller of the two angles)."""
-    err_R = angle_deg(R_est.T @ R_gt)
+    err_R = rotation_angle_deg(R_est.T @ R_gt)
     a, b = np.ravel(t_est), np.ravel(t_gt)
     n = np.linalg.norm(a) * np.linalg.norm(b)
     if n < 1e-12:

@@ -164,6 +164,14 @@ class ScaleEstimator:
         odometry's ground scale, which then does not fit it a second time."""
         return None if self.plane is None else self.plane.scaled(1.0 if factor is None else factor)
 
+    def metric(self, depth: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, PlaneFit | None]:
+        """:meth:`update_from_ground` and its result applied: ``depth`` times the running scale (1
+        before there is one) and this frame's ground plane in those units (None: none fitted), what
+        the hybrid odometry takes per frame where no node sits between the depth and the odometry
+        (evaluation, the odometry of footage without a pose source)."""
+        s = self.update_from_ground(depth, K) or 1.0
+        return depth * np.float32(s), self.ground_plane(s)
+
     def update_from_reference(self, depth: np.ndarray, reference: np.ndarray, min_pixels: int = 100) -> float | None:
         if self.source != "depth_topic":
             return self.scale

@@ -22,15 +22,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...transforms import rotation_angle_deg
 from .two_view import TwoViewGeometry
 
 
 def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
-
-
-def rotation_angle_deg(R: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
