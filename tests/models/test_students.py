@@ -107,6 +107,23 @@ def test_depth_student_from_footage_with_poses_learns_the_triangulated_depth(tmp
     assert "6 images but 4 poses" in capsys.readouterr().err
 
 
+def test_odometry_is_cut_into_segments_at_failed_frames_and_resumes_at_them():
+    """A failed frame has no pose after the last one but starts the next segment (the odometry
+    matched the frame after it against it); the first frame's motion does not count; short
+    segments are left out."""
+    from perception_models.data.odometry_trajectory import chain_segments
+    from perception_nodes.transforms import pose_from_xyzrpy
+
+    start, step = pose_from_xyzrpy([0, 0, 1.5, 0, 0, 0]), pose_from_xyzrpy([0.0, 0.0, 1.0, 0.0, 0.0, 0.1])
+    motions = [None, step, step, None, step, step, step, None, step]  # frames 3 and 7 failed
+    segments = chain_segments(motions, start)
+    assert [[i for i, _T in s] for s in segments] == [[0, 1, 2], [3, 4, 5, 6]]  # [7, 8] is too short
+    assert np.allclose(segments[0][0][1], start) and np.allclose(segments[1][0][1], start)
+    assert np.allclose(segments[1][3][1], start @ step @ step @ step)
+    assert [len(s) for s in chain_segments(motions, start, min_frames=2)] == [3, 4, 2]
+    assert chain_segments([], start) == [] and len(chain_segments([step], start, 1)) == 1
+
+
 def test_depth_student_from_footage_without_poses_takes_them_from_its_own_odometry(tmp_path, capsys):
     """No pose source but the camera's mounting: ``--trajectory odometry`` runs the hybrid odometry
     (camera height, pitch, the segmenter's ground) over the bag's frames, writes the segments'

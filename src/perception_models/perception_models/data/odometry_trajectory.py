@@ -30,6 +30,22 @@ def mounting(camera_height: float, pitch_deg: float = 0.0) -> np.ndarray:
     return pose_from_xyzrpy([0.0, 0.0, camera_height, 0.0, np.radians(pitch_deg), 0.0]) @ T_BODY_OPTICAL
 
 
+def chain_segments(
+    motions: list[np.ndarray | None], start: np.ndarray, min_frames: int = 3
+) -> list[list[tuple[int, np.ndarray]]]:
+    """Frame ``i``'s motion ``T_prev_cur`` (None: it failed; the first frame's is ignored) chained
+    into segments of ``(frame index, pose)``, each starting at ``start``. A failed frame cannot be
+    placed after the one before it but can be the first of the next segment: the odometry matched
+    the frame after it against it. Segments shorter than ``min_frames`` are left out."""
+    segments: list[list[tuple[int, np.ndarray]]] = [[(0, start)]] if motions else []
+    for i, T in enumerate(motions[1:], start=1):
+        if T is None:
+            segments.append([(i, start)])
+        else:
+            segments[-1].append((i, segments[-1][-1][1] @ T))
+    return [s for s in segments if len(s) >= min_frames]
+
+
 def odometry_segments(
     frames: Iterable[np.ndarray],
     K: np.ndarray,
@@ -42,7 +58,8 @@ def odometry_segments(
 ) -> tuple[list[list[tuple[int, np.ndarray]]], dict]:
     """Segments of ``(frame index, pose)``: each pose the camera's optical frame in a z-up world
     (sensor -> world), a segment starting at :func:`mounting`; segments shorter than
-    ``min_frames`` are left out. Also a summary: frames, failed frames and why, refitted frames."""
+    ``min_frames`` are left out (:func:`chain_segments`). Also a summary: frames, failed frames and
+    why, refitted frames."""
     from perception_nodes.pipelines.metric_scale import ScaleEstimator
     from perception_nodes.pipelines.odometry import HybridOdometry
 
@@ -55,28 +72,19 @@ def odometry_segments(
     segment = segmenter(ground_segmenter, "the odometry's ground", threads) if ground_segmenter else None
     scale = ScaleEstimator("camera_height", camera_height)
     vo = HybridOdometry(camera_height=camera_height, ground_normal=normal)
-    segments: list[list[tuple[int, np.ndarray]]] = []
-    current: list[tuple[int, np.ndarray]] = []
+    motions: list[np.ndarray | None] = []
     failed: dict[str, int] = {}
-    refitted = n = 0
+    refitted = 0
     for i, rgb in enumerate(frames):
-        n += 1
         depth = depth_pipe.run(rgb, K=K).depth
         depth, plane = scale.metric(depth, K)
         m = vo.estimate(rgb, depth, K, ground_plane=plane, ground_mask=segment(rgb) if segment else None)
         refitted += int(bool(vo.resolved))
-        if i == 0:
-            current = [(0, M)]
-        elif m.T_prev_cur is None:
+        motions.append(m.T_prev_cur)
+        if i > 0 and m.T_prev_cur is None:
             failed[m.reason] = failed.get(m.reason, 0) + 1
-            segments.append(current)  # this frame has no pose; the next starts a segment
-            current = []
-        elif not current:
-            current = [(i, M)]
-        else:
-            current.append((i, current[-1][1] @ m.T_prev_cur))
-    segments.append(current)
-    kept = [s for s in segments if len(s) >= min_frames]
+    n = len(motions)
+    kept = chain_segments(motions, M, min_frames)
     summary = {
         "frames": n,
         "segments": [len(s) for s in kept],
