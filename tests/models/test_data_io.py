@@ -236,6 +236,32 @@ def test_cli_synth_is_deterministic_and_refuses_to_overwrite(tmp_path):
 # ------------------------------------------------------------------ readers on small fixtures
 
 
+def test_reproduction_sets_are_rendered_once_and_again_when_changed(tmp_path, monkeypatch):
+    """Every export measures its card's reproduction metric on the same rendered sets: rendered
+    once into a cache keyed by the renderer, each file checked on use, rendered again when one was
+    altered, and the same bytes as a fresh render into a folder of one's own."""
+    import perception_models.evaluate as ev
+
+    monkeypatch.setattr(ev, "REPRODUCTION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        ev, "REPRODUCTION", ({"preset": "driving", "seed": 900, "frames": 2, "width": 64, "height": 48},)
+    )
+    first = ev.reproduction_sets()
+    assert [f.name for f in first] == ["driving_0900"] and first[0].parent.name == ev._renderer_key()
+    png = sorted((first[0] / "rgb").glob("*.png"))[0]
+    stamp = png.stat().st_mtime_ns
+    assert ev.reproduction_sets() == first and png.stat().st_mtime_ns == stamp  # reused, not rendered
+    fresh = ev.reproduction_sets(tmp_path / "own")[0]
+    assert ev._digest(fresh) == ev._digest(first[0])
+    png.write_bytes(b"not the rendered frame")
+    again = ev.reproduction_sets()[0]
+    assert ev._digest(again) == ev._digest(fresh)  # the altered file was noticed and the set rendered again
+    monkeypatch.setattr(
+        ev, "REPRODUCTION", ({"preset": "driving", "seed": 901, "frames": 2, "width": 64, "height": 48},)
+    )
+    assert ev._renderer_key() != first[0].parent.name  # another spec, another key: the old copy is not used
+
+
 def test_voc_xml_and_malformed(tmp_path):
     (tmp_path / "Annotations").mkdir()
     xml = tmp_path / "Annotations" / "img1.xml"

@@ -15,8 +15,8 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.fixture(scope="module")
-def repro(tmp_path_factory):
-    return reproduction_sets(tmp_path_factory.mktemp("repro"))
+def repro():
+    return reproduction_sets()  # the per-machine copy every export measures on (its test: test_data_io.py)
 
 
 @pytest.mark.parametrize("name,task,key", [("detection", "detection", "mAP"), ("segmentation", "segmentation", "mIoU")])

@@ -210,18 +210,76 @@ REPRODUCTION = ({"preset": "driving", "seed": 900, "frames": 12}, {"preset": "in
 REPRODUCTION_TOLERANCE = 0.01
 
 
-def reproduction_sets(root: Path | str) -> list[Path]:
-    """Write (once) the reproduction sets under ``root``; returns their folders."""
+REPRODUCTION_CACHE = "~/.cache/perception/reproduction"
+
+
+def _renderer_key() -> str:
+    """What the reproduction frames depend on: the renderer's and the writer's source, the sets'
+    specs, numpy's and OpenCV's versions. A cached copy under another key is never used."""
+    import hashlib
+
+    import cv2
+
+    from .data import synth, writers
+
+    h = hashlib.sha256(json.dumps([REPRODUCTION, np.__version__, cv2.__version__]).encode())
+    for f in [*sorted(Path(synth.__file__).parent.glob("*.py")), Path(writers.__file__)]:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name != "files.sha256.json"
+    }
+
+
+def reproduction_sets(root: Path | str | None = None) -> list[Path]:
+    """The reproduction sets' folders, written under ``root`` when not there yet. Without ``root``
+    they are rendered once per machine into :data:`REPRODUCTION_CACHE` (keyed by
+    :func:`_renderer_key`, every file's sha256 checked on each use, rendered again when one
+    differs): every export measures its card's reproduction metric on them, and rendering them
+    (about 8 s) each time was most of a small model's export."""
+    import os
+    import shutil
+    import tempfile
+
     from .data.synth import SynthConfig, SyntheticSequence
     from .data.writers import write_sequence
 
-    out = []
-    for spec in REPRODUCTION:
-        folder = Path(root) / f"{spec['preset']}_{spec['seed']:04d}"
-        if not (folder / "manifest.json").is_file():
-            write_sequence(SyntheticSequence(SynthConfig(**spec)), folder, flow=False, workers=1, progress=False)
-        out.append(folder)
-    return out
+    def render(into: Path) -> list[Path]:
+        out = []
+        for spec in REPRODUCTION:
+            folder = into / f"{spec['preset']}_{spec['seed']:04d}"
+            if not (folder / "manifest.json").is_file():
+                write_sequence(SyntheticSequence(SynthConfig(**spec)), folder, flow=False, workers=1, progress=False)
+            out.append(folder)
+        return out
+
+    if root is not None:
+        return render(Path(root))
+    cache = Path(os.path.expanduser(REPRODUCTION_CACHE)) / _renderer_key()
+    record = cache / "files.sha256.json"
+    if record.is_file():
+        try:
+            if json.loads(record.read_text()) == _digest(cache):
+                return render(cache)  # every folder there: nothing rendered
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(cache, ignore_errors=True)  # not what was written: rendered again below
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+    render(tmp)
+    (tmp / "files.sha256.json").write_text(json.dumps(_digest(tmp)))
+    try:
+        tmp.rename(cache)  # atomic: a concurrent export sees the whole set or none
+    except OSError:  # another process got there first: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return render(cache)
 
 
 def _warn_plane_filled(depth_dir: Path) -> None:

@@ -270,10 +270,7 @@ def export_model(
             **measure(eval_data, eval_limit),
         }
     if reproduce and not cfg.camvid:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            rep = measure(reproduction_sets(tmp))
+        rep = measure(reproduction_sets())
         key = "mAP" if task == "detection" else "mIoU"
         extra = {"mAP50": rep["mAP50"]} if task == "detection" else {}
         card["reproduction"] = reproduction_record({key: rep[key], **extra, "tolerance": REPRODUCTION_TOLERANCE})
@@ -478,12 +475,9 @@ def export_depth(
     }
     write_card(out, depth_card)
     write_card(pose_out, pose_card)
-    import tempfile
-
     from .evaluate import evaluate_depth, reproduction_sets
 
-    with tempfile.TemporaryDirectory() as tmp:
-        rep = evaluate_depth(out, reproduction_sets(tmp), pose_out, estimators=("pnp",))
+    rep = evaluate_depth(out, reproduction_sets(), pose_out, estimators=("pnp",))
     depth_card["reproduction"] = reproduction_record(
         {
             "abs_rel": rep["depth"]["absolute"]["abs_rel"],
@@ -600,14 +594,11 @@ def export_matching(
         "export": export_record(report, worst, MATCHING_TOLERANCE),
     }
     write_card(out, card)  # the pipeline below reads it
-    import tempfile
-
     from .evaluate import evaluate_matching, reproduction_sets
 
     if reproduce:
-        with tempfile.TemporaryDirectory() as tmp:
-            sets = reproduction_sets(tmp)
-            rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
+        sets = reproduction_sets()
+        rep = evaluate_matching(out, [str(Path(d) / "rgb") for d in sets], [str(d) for d in sets], pairs=12)
         card["reproduction"] = reproduction_record(
             {"homography_mma3": rep["homography_mma"][3], "pose_auc10": rep["pose_auc"][10], "tolerance": 0.02},
             "homographic pairs of their frames + their pose pairs",
@@ -780,12 +771,9 @@ def export_multitask(
     for task, m in measures.items():
         card["tasks"][task]["metrics"] = {"eval_data": [str(d) for d in eval_data or []], **m}
     if reproduce:
-        import tempfile
-
         from .evaluate import REPRODUCTION_TOLERANCE, reproduction_sets
 
-        with tempfile.TemporaryDirectory() as tmp:
-            rep = evaluate_multitask(out, [str(d) for d in reproduction_sets(tmp)], 0, matching=False)
+        rep = evaluate_multitask(out, [str(d) for d in reproduction_sets()], 0, matching=False)
         card["reproduction"] = reproduction_record(
             {
                 "mAP": rep["detection"]["mAP"],

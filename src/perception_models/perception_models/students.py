@@ -46,10 +46,14 @@ STAGES = ("detection", "segmentation", "depth", "matching")
 
 
 def _run(main: Callable[[list[str]], int], argv: list[str]) -> None:
+    import time
+
     print("\n$ perception-models " + " ".join(argv), flush=True)
+    start = time.monotonic()
     code = main(argv)
     if code:
         raise RuntimeError(f"perception-models {' '.join(argv[:3])} ... failed (exit {code})")
+    print(f"(perception-models {' '.join(argv[:3])} ...: {time.monotonic() - start:.0f} s)", flush=True)
 
 
 def footage_frames(args: argparse.Namespace, out: Path) -> Path:
