@@ -5,6 +5,9 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 BAG   ?=
+# make test's pytest workers (pytest-xdist; whole files per worker): two keep both cores of a CI
+# machine busy, the torch tests on one while the node tests wait on DDS on the other. 0: in-process.
+TEST_WORKERS ?= 2
 
 .PHONY: setup lock demo test test-fast lint typecheck lint-params docs benchmarks clean pretrained-cards
 
@@ -29,8 +32,8 @@ lint: setup
 
 test: setup typecheck lint
 	@bash scripts/ensure_chromium.sh
-	@echo "==> pytest"
-	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider
+	@echo "==> pytest ($(TEST_WORKERS) workers)"
+	@source scripts/env.sh && $(PY) -m pytest tests -q -rs -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # The quick loop: the unit tests only (~20 s; no node processes, torch or shipped models).
 # Markers (tests/conftest.py): unit, ros, train, shipped; e.g. pytest -m "unit or train".

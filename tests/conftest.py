@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Before anything imports rclpy (and for every node process the tests start).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    # pytest-xdist's workers (make test runs two) inherit the controller's domain: each worker takes
+    # the next one, so their nodes never discover each other's (domains 1-100 stay clear of 0 and
+    # of the ports Linux hands out above domain 101)
+    worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    os.environ["ROS_DOMAIN_ID"] = str((int(os.environ["ROS_DOMAIN_ID"]) + worker) % 100 + 1)
 os.environ["PERCEPTION_ROOT"] = str(ROOT)
 os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds_shm.xml"))
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"])

@@ -48,6 +48,7 @@ def _lock_blocks(path: Path) -> dict[str, str]:
             ["requirements/ros.txt", "requirements/runtime.txt", "requirements/dev.txt", "requirements/models.txt"],
         ),
         ("requirements/lock-stubs.txt", ["requirements/stubs.txt"]),
+        ("requirements/lock-uv.txt", ["requirements/uv.txt"]),  # the installer setup_venv.sh uses
     ],
 )
 def test_every_requirement_is_locked_with_hashes_inside_its_range(lock, inputs):
