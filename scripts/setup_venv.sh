@@ -4,8 +4,9 @@
 # Installs exactly requirements/lock.txt (every package pinned with its sha256; the installer
 # refuses anything unlisted or with another hash): `make lock` refreshes the lock from the ranges
 # in requirements/*.txt. The installer is uv (itself hash-pinned, requirements/lock-uv.txt), from
-# the indexes pip is configured with; where uv cannot do it, pip does (slower). Idempotent: the pip step is skipped while the lock files and this script
-# are unchanged; colcon builds incrementally.
+# the indexes pip is configured with; where uv cannot do it, pip does (slower). Idempotent: the
+# install step is skipped while the lock files and this script are unchanged; colcon builds
+# incrementally.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -256,6 +256,9 @@ def test_reproduction_sets_are_rendered_once_and_again_when_changed(tmp_path, mo
     png.write_bytes(b"not the rendered frame")
     again = ev.reproduction_sets()[0]
     assert ev._digest(again) == ev._digest(fresh)  # the altered file was noticed and the set rendered again
+    (again.parent / "files.sha256.json").unlink()  # no record of what was written: not trusted either
+    png.write_bytes(b"not the rendered frame")
+    assert ev._digest(ev.reproduction_sets()[0]) == ev._digest(fresh)
     monkeypatch.setattr(
         ev, "REPRODUCTION", ({"preset": "driving", "seed": 901, "frames": 2, "width": 64, "height": 48},)
     )

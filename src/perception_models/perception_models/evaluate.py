@@ -263,12 +263,11 @@ def reproduction_sets(root: Path | str | None = None) -> list[Path]:
     if root is not None:
         return render(Path(root))
     cache = Path(os.path.expanduser(REPRODUCTION_CACHE)) / _renderer_key()
-    record = cache / "files.sha256.json"
-    if record.is_file():
+    if cache.is_dir():
         try:
-            if json.loads(record.read_text()) == _digest(cache):
+            if json.loads((cache / "files.sha256.json").read_text()) == _digest(cache):
                 return render(cache)  # every folder there: nothing rendered
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # no record of what was written
             pass
         shutil.rmtree(cache, ignore_errors=True)  # not what was written: rendered again below
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def node_pipeline(model: Path | str, task: str, threads: int = 2, **kw: Any):
                 f"{model}: the multi-task model serves {list(card.raw.get('tasks') or {})}, not {task}"
             )
     elif not card.serves(task):
-        raise ModelCardError(f"{model} is a {card.task} model; this evaluation needs a {task} model")
+        raise ModelCardError(f"{model} is a {card.task} model, not a {task} model")
     backend = OnnxRuntimeBackend(model_files(model)[0], threads=threads)
     pipe = task_pipeline(backend, card, task, **kw)
     return pipe, pipe.card
