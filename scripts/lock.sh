@@ -5,7 +5,7 @@
 # ones are put back and this exits non-zero. Commit the lock files together with the change
 # that needed them.
 #   requirements/lock.txt        the development/CI venv (CPython 3.11, Linux x86_64), installed
-#                                exactly by scripts/setup_venv.sh (pip --require-hashes)
+#                                exactly by scripts/setup_venv.sh (uv, else pip; --require-hashes)
 #   requirements/lock-stubs.txt  TensorRT type stubs (installed --no-deps, for mypy only)
 #   docker/requirements.lock     the container images' pip packages (CPython >= 3.10, any arch)
 #   requirements/lock-uv.txt     the installer setup_venv.sh installs lock.txt with (requirements/uv.txt)
