@@ -154,7 +154,10 @@ def resolve_ambiguity(
     what was done ("" when ``g`` stands). Inliers of a replaced motion: Sampson distance below
     ``threshold_px``."""
     R_prev = np.eye(3) if previous is None else previous[0]
-    if jump_deg <= 0 or len(a) < 8 or rotation_angle_deg(g.R @ R_prev.T) <= jump_deg:
+    if jump_deg <= 0 or len(a) < 8:
+        return g, ""
+    turn = rotation_angle_deg(g.R @ R_prev.T)
+    if turn <= jump_deg:
         return g, ""
     K = np.asarray(K, np.float64).reshape(3, 3)
     x1, x2 = _rays(a, K), _rays(b, K)
@@ -176,6 +179,5 @@ def resolve_ambiguity(
     front, behind = _in_front(R, t, x1, x2)
     t = -t if behind > front else t
     inl = np.abs(sampson_px(R, t, x1, x2, f)) < threshold_px
-    turn = rotation_angle_deg(g.R @ R_prev.T)
     why = f"essential rotation jumped {turn:.1f} deg; refitted to {rotation_angle_deg(R @ R_prev.T):.1f} deg"
     return TwoViewGeometry(R, t, a[inl], b[inl], int(inl.sum())), why
