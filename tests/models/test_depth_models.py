@@ -150,6 +150,25 @@ def test_silog_is_scale_invariant_with_full_variance_focus_and_ignores_missing_d
     assert float(silog_loss(torch.nan_to_num(gt, nan=1.0), gt)) < 0.01
 
 
+def test_silog_per_image_counts_a_sparse_frame_as_much_as_a_dense_one():
+    torch.manual_seed(0)
+    gt = torch.rand(2, 1, 32, 32) * 10 + 1
+    sparse = torch.full_like(gt[1], float("nan"))
+    sparse[0, ::8, ::8] = gt[1, 0, ::8, ::8]  # 16 known pixels beside 1024
+    gt[1] = sparse
+    pred = torch.nan_to_num(gt, nan=4.0).clone()
+    pred[1] *= torch.exp(torch.randn_like(pred[1]) * 0.3)  # only the sparse frame is wrong
+    each = [float(silog_loss(pred[i : i + 1], gt[i : i + 1])) for i in range(2)]
+    assert each[0] < 0.01 < each[1]
+    per_image = float(silog_loss(pred, gt, per_image=True))
+    pooled = float(silog_loss(pred, gt))
+    assert abs(per_image - sum(each) / 2) < 1e-4  # the mean of the frames' errors
+    assert pooled < 0.3 * per_image  # pooled, the 16 pixels drown in the dense frame's 1024
+    # images without ground truth are left out of the mean, not counted as zero error
+    none = torch.cat([gt[1:], torch.full_like(gt[:1], float("nan"))])
+    assert abs(float(silog_loss(pred[[1, 0]], none, per_image=True)) - each[1]) < 1e-4
+
+
 # --- metrics ----------------------------------------------------------------------------------
 
 

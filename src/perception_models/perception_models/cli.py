@@ -341,6 +341,7 @@ def _train_depth(args: argparse.Namespace) -> int:
         lr=args.lr or 5e-4,
         input_size=tuple(args.input_size or (192, 256)),  # type: ignore[arg-type]
         supervised=args.supervised,
+        supervised_per_image=args.supervised_per_image,
         photometric=args.photometric,
         canonical_focal=args.canonical_focal,
         seed=args.seed,
@@ -812,6 +813,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="depth: weight of the supervised loss where ground truth exists (0: self-supervised only)",
+    )
+    p.add_argument(
+        "--supervised-per-image",
+        action="store_true",
+        help="depth: average the supervised loss over images instead of pooling it over pixels, so that a frame "
+        "with a sparse reference (triangulated, lidar) counts as much as a dense render",
     )
     p.add_argument(
         "--photometric",

@@ -273,7 +273,8 @@ def run_students(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
                           *(["--refine-translations"] if args.trajectory == "odometry" else [])])  # fmt: skip
             _run(main, ["train", "--task", "depth", "--data", *synthetic,
                   *[str(seq) for seq in seqs] * args.reference_repeat,
-                  "--supervised", "1", "--photometric", "0", "--scales", "0", "--lr", "2e-4", "--ema", "0.998",
+                  "--supervised", "1", "--supervised-per-image", "--photometric", "0", "--scales", "0",
+                  "--lr", "2e-4", "--ema", "0.998",
                   "--cache-images", "--init", str(resolve_path("models/depth.onnx")), *val, "--out", str(run),
                   *common])  # fmt: skip
         elif task == "depth":

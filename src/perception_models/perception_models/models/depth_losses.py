@@ -8,7 +8,8 @@
   ties), so pixels that look the same without any motion — a static camera, objects moving with
   it, textureless regions — do not train the depth; flagged moving objects are masked out too;
 - edge-aware smoothness of the mean-normalised disparity;
-- supervised: scale-invariant log error (Eigen et al. 2014) where ground-truth depth exists.
+- supervised: scale-invariant log error (Eigen et al. 2014) where ground-truth depth exists, pooled over
+  the batch's pixels or averaged over its images (sparse references beside dense renders).
 """
 
 from __future__ import annotations
@@ -73,13 +74,30 @@ def smoothness_loss(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
 
 
-def silog_loss(pred: torch.Tensor, gt: torch.Tensor, variance_focus: float = 0.85) -> torch.Tensor:
-    """Scale-invariant log error over pixels with finite, positive ground truth; (B, 1, H, W) each."""
+def silog_loss(
+    pred: torch.Tensor, gt: torch.Tensor, variance_focus: float = 0.85, per_image: bool = False
+) -> torch.Tensor:
+    """Scale-invariant log error over pixels with finite, positive ground truth; (B, 1, H, W) each.
+
+    ``per_image=False`` pools every valid pixel of the batch into one error (each pixel counts once);
+    ``per_image=True`` takes the error of each image that has ground truth and averages those, so an
+    image counts once however many of its pixels are known. That matters when a batch mixes dense
+    ground truth (a render: every pixel) with sparse (a triangulated reference or projected lidar:
+    ~1000 points at 192x256): pooled, a sparse frame weighs ~2 % of a dense one."""
     valid = torch.isfinite(gt) & (gt > 0)
     if not valid.any():
         return pred.new_zeros(())
-    g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
-    return torch.sqrt((g**2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0
+    if not per_image:
+        g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
+        return torch.sqrt((g**2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0
+    g = torch.where(valid, torch.log(pred.clamp(min=1e-6)) - torch.log(torch.where(valid, gt, 1.0)), 0.0)
+    n = valid.flatten(1).sum(1)
+    has = n > 0
+    n = n[has].to(g.dtype)
+    g = g.flatten(1)[has]
+    mean = g.sum(1) / n
+    mean_sq = (g**2).sum(1) / n
+    return (torch.sqrt((mean_sq - variance_focus * mean**2).clamp(min=0.0) + 1e-8) * 10.0).mean()
 
 
 def ssi_loss(pred: torch.Tensor, target: torch.Tensor, trim: float = 0.2) -> torch.Tensor:

@@ -59,6 +59,7 @@ class DepthTrainConfig:
     max_depth: float = 100.0
     eval_max_depth: float = 60.0  # synthetic depth PNGs stop at 65.5 m
     supervised: float = 1.0  # weight of the scale-invariant log loss where ground truth exists (0: none)
+    supervised_per_image: bool = False  # that loss averaged over images, not pooled over pixels (sparse references)
     photometric: float = 1.0  # weight of the reprojection loss (0: supervised only)
     smoothness: float = 1e-3
     canonical_focal: float = 0.0  # > 0: predict depth for this focal length (pixels at input_size); 0: as seen
@@ -140,7 +141,8 @@ def depth_losses(
     if cfg.supervised > 0 and bool(has_gt.any()):
         depth0 = full_depth(disps[0])
         gt = batch["depth"][has_gt]
-        sup = silog_loss(depth0[has_gt], torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan"))))
+        gt = torch.where(gt <= cfg.max_depth, gt, torch.full_like(gt, float("nan")))
+        sup = silog_loss(depth0[has_gt], gt, per_image=cfg.supervised_per_image)
     total = cfg.photometric * photo + cfg.smoothness * smooth + cfg.supervised * sup + cfg.relative_weight * relative
     out = {"photometric": photo, "smoothness": smooth, "supervised": sup, "total": total}
     if cfg.relative_teacher:
