@@ -87,16 +87,12 @@ def silog_loss(
     valid = torch.isfinite(gt) & (gt > 0)
     if not valid.any():
         return pred.new_zeros(())
-    if not per_image:
-        g = torch.log(pred[valid].clamp(min=1e-6)) - torch.log(gt[valid])
-        return torch.sqrt((g**2).mean() - variance_focus * g.mean() ** 2 + 1e-8) * 10.0
-    g = torch.where(valid, torch.log(pred.clamp(min=1e-6)) - torch.log(torch.where(valid, gt, 1.0)), 0.0)
-    n = valid.flatten(1).sum(1)
+    g = torch.where(valid, torch.log(pred.clamp(min=1e-6)) - torch.log(torch.where(valid, gt, 1.0)), 0.0).flatten(1)
+    n = valid.flatten(1).sum(1).to(g.dtype)
+    if not per_image:  # one group: every valid pixel of the batch
+        g, n = g.reshape(1, -1), n.sum().reshape(1)
     has = n > 0
-    n = n[has].to(g.dtype)
-    g = g.flatten(1)[has]
-    mean = g.sum(1) / n
-    mean_sq = (g**2).sum(1) / n
+    mean, mean_sq = g[has].sum(1) / n[has], (g[has] ** 2).sum(1) / n[has]
     return (torch.sqrt((mean_sq - variance_focus * mean**2).clamp(min=0.0) + 1e-8) * 10.0).mean()
 
 
