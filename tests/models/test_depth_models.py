@@ -28,7 +28,12 @@ from perception_models.models.geometry import (
     scale_intrinsics,
     warp,
 )
-from perception_models.train.depth_data import TripletDataset, load_bag_sequence, load_synthetic_sequence
+from perception_models.train.depth_data import (
+    TripletDataset,
+    load_bag_sequence,
+    load_synthetic_sequence,
+    zoom_triplet,
+)
 from perception_models.train.depth_task import (
     DepthTrainConfig,
     build_depth_models,
@@ -372,6 +377,44 @@ def test_triplets_flip_moves_the_principal_point(seq_dirs):
     f = flipped[0]
     assert torch.allclose(f["color"], item["color"].flip(-1))
     assert abs(float(f["K"][0, 2]) - (IN[1] - 1 - float(item["K"][0, 2]))) < 1e-4
+    zoomed = [TripletDataset([seq], IN, augment=True, seed=s, zoom=1.5, p_zoom=1.0)[0] for s in range(4)]
+    ratios = [float(z["K"][0, 0] / item["K"][0, 0]) for z in zoomed]
+    assert all(1.0 <= r <= 1.5 + 1e-3 for r in ratios) and max(ratios) > 1.05  # every triplet, z in [1, 1.5]
+    assert all(z["color"].shape == item["color"].shape and torch.isfinite(z["depth"]).any() for z in zoomed)
+
+
+def test_zoom_keeps_each_point_where_the_new_intrinsics_project_it():
+    """A zoomed triplet is the same scene through a longer lens: a 3-D point projects with the new K
+    onto the pixel that shows what it showed before, and a sparse reference keeps its points there."""
+    h, w = 96, 128
+    K = np.array([[100.0, 0, 63.0], [0, 90.0, 49.0], [0, 0, 1]])
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    frames = np.stack([np.stack([u / w, v / h, np.zeros_like(u)], -1)] * 3)  # colour = pixel position
+    rng = np.random.default_rng(0)
+    X = np.stack([rng.uniform(-3, 3, 40), rng.uniform(-2, 2, 40), rng.uniform(5, 30, 40)], 1)
+    uv = (K @ X.T).T
+    uv = uv[:, :2] / uv[:, 2:]
+    _, first = np.unique(np.round(uv).astype(int), axis=0, return_index=True)
+    X, uv = X[first], uv[first]  # one point per pixel
+    depth = np.full((h, w), np.nan, np.float32)  # sparse: the points
+    depth[np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)] = X[:, 2]
+    window = (20, 12, 64, 48)  # x2
+    f2, d2, s2, _, K2 = zoom_triplet(frames, depth, np.ones((h, w), np.float32), None, K, window)
+    assert f2.shape == frames.shape and d2.shape == (h, w) and K2[0, 0] == 200.0 and K2[1, 1] == 180.0
+    uv2 = (K2 @ X.T).T
+    uv2 = uv2[:, :2] / uv2[:, 2:]
+    px = np.round(uv).astype(int)
+    inside = (px[:, 0] >= 20) & (px[:, 0] < 84) & (px[:, 1] >= 12) & (px[:, 1] < 60)  # in the window
+    assert inside.sum() >= 5 and (~inside).sum() >= 5
+    for (a, b), (a2, b2), z in zip(uv[inside], uv2[inside], X[inside, 2]):
+        shown = f2[1, int(round(b2)), int(round(a2))]
+        assert abs(shown[0] * w - a) < 1.0 and abs(shown[1] * h - b) < 1.0  # the same place of the scene
+        near = d2[max(0, int(b2) - 1) : int(b2) + 3, max(0, int(a2) - 1) : int(a2) + 3]
+        assert np.nanmin(np.abs(near - z)) < 1e-4  # its depth, unchanged, where K2 projects it
+    assert np.isfinite(d2).sum() == np.isfinite(depth[12:60, 20:84]).sum()  # no point lost or invented
+    assert (s2 == 1).all()
+    with pytest.raises(ValueError, match="zoom"):
+        TripletDataset([], IN, zoom=0.5)
 
 
 def test_bag_sequence_reads_frames_and_camera_info(seq_dirs):
@@ -493,6 +536,8 @@ def test_train_rejects_bad_configs(tmp_path):
         train_depth(DepthTrainConfig(data=["x"], input_size=(100, 128), out=str(tmp_path)), progress=False)
     with pytest.raises(ValueError, match="both 0"):
         train_depth(DepthTrainConfig(data=["x"], supervised=0.0, photometric=0.0, out=str(tmp_path)), progress=False)
+    with pytest.raises(ValueError, match="--depth-zoom must be >= 1"):
+        train_depth(DepthTrainConfig(data=["x"], zoom=0.8, out=str(tmp_path)), progress=False)
 
 
 def test_supervised_only_training_leaves_the_pose_network_as_it_was(seq_dirs, tmp_path):

@@ -94,6 +94,7 @@ def test_depth_student_from_footage_with_poses_learns_the_triangulated_depth(tmp
 
     config = torch.load(out / "depth" / "last.pt", map_location="cpu", weights_only=False)["config"]
     assert config["data"].count(str(seq_dir)) == 2 and config["photometric"] == 0 and not config["bags"]
+    assert config["supervised_per_image"] and config["zoom"] == 1.4  # the reference route's recipe
     card = yaml.safe_load(open(json.loads((out / "students.json").read_text())["students"]["depth"]["card"]))
     assert card["task"] == "depth" and card["sha256"]
     # one pose per image of a folder, in order: a trajectory that does not say so is refused

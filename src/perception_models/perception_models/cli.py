@@ -348,6 +348,7 @@ def _train_depth(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_steps_per_epoch=args.max_steps_per_epoch,
         augment=not args.no_augment,
+        zoom=args.depth_zoom,
         frame_stride=args.frame_stride,
         scales=tuple(args.scales),
         init=args.init or "",
@@ -895,6 +896,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="detection: probability of a zoom on one labelled object (sizes 0.15-0.6 of the crop; 0: off)",
+    )
+    p.add_argument(
+        "--depth-zoom",
+        type=float,
+        default=1.0,
+        metavar="Z",
+        help="depth: half the triplets cut to 1/z of the frame (z uniform in [1, Z], a random place) and "
+        "scaled back up, K with them (a longer lens from the same place; 1: off)",
     )
     p.add_argument(
         "--class-weights",

@@ -185,6 +185,39 @@ def frame_tensor(seq: Sequence, t: int, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(network_input(seq, t, size).astype(np.float32).transpose(2, 0, 1) / 255.0)[None]
 
 
+def zoom_triplet(
+    frames: np.ndarray,
+    depth: np.ndarray,
+    static: np.ndarray,
+    relative: np.ndarray | None,
+    K: np.ndarray,
+    window: tuple[int, int, int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Cut ``window`` (x0, y0, width, height) out of frames (N, H, W, 3), depth, static mask and
+    relative map (H, W) and scale it back to (H, W); K moves with the pixels (pixel-centre convention
+    of cv2.resize: u' = (u - x0 + 0.5) * sx - 0.5). Sparse depth keeps its points (each moved to the
+    pixel it lands on, :func:`resize_sparse_depth`), dense depth and the masks take the nearest value.
+    Depths are not changed: a crop is a longer focal length from the same viewpoint."""
+    x0, y0, cw, ch = window
+    h, w = depth.shape
+    sx, sy = w / cw, h / ch
+    frames = np.stack([cv2.resize(np.ascontiguousarray(f[y0 : y0 + ch, x0 : x0 + cw]), (w, h)) for f in frames])
+    d = np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw])
+    if np.isfinite(d).mean() < SPARSE_SHARE:  # a mostly empty window of a dense map: fewer pixels, none wrong
+        depth = resize_sparse_depth(d, (h, w))
+    else:
+        depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
+    static = cv2.resize(
+        np.ascontiguousarray(static[y0 : y0 + ch, x0 : x0 + cw]), (w, h), interpolation=cv2.INTER_NEAREST
+    )
+    if relative is not None:
+        relative = cv2.resize(np.ascontiguousarray(relative[y0 : y0 + ch, x0 : x0 + cw]), (w, h))
+    K = np.asarray(K, np.float64).copy()
+    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = (K[0, 2] - x0 + 0.5) * sx - 0.5, (K[1, 2] - y0 + 0.5) * sy - 0.5
+    return frames.astype(np.float32), depth.astype(np.float32), static.astype(np.float32), relative, K
+
+
 class TripletDataset(Dataset):
     def __init__(
         self,
@@ -193,10 +226,19 @@ class TripletDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         stride: int = 1,
+        zoom: float = 1.0,
+        p_zoom: float = 0.5,
     ) -> None:
+        """``zoom`` > 1 (with ``augment``): with probability ``p_zoom`` a triplet is cut to a window
+        1/z of the frame's size (z uniform in [1, zoom], same aspect, a random place; the same window
+        in all three frames) and scaled back up, K with it: the same scene seen through a longer lens
+        from the same place, so depths stay as they are (see :func:`zoom_triplet`)."""
+        if not zoom >= 1.0 or not 0.0 <= p_zoom <= 1.0:
+            raise ValueError(f"zoom must be >= 1 and p_zoom in [0, 1], got {zoom}, {p_zoom}")
         self.sequences = sequences
         self.size = tuple(input_size)
         self.augment, self.seed, self.stride = augment, seed, stride
+        self.zoom, self.p_zoom = float(zoom), float(p_zoom)
         self.epoch = 0
         self.index = [(s, t) for s, seq in enumerate(sequences) for t in range(stride, len(seq.frames) - stride)]
         if not self.index:
@@ -227,6 +269,11 @@ class TripletDataset(Dataset):
                 relative = relative[:, ::-1] if relative is not None else None
                 K = K.copy()
                 K[0, 2] = (w - 1) - K[0, 2]
+            if self.zoom > 1.0 and rng.random() < self.p_zoom:
+                z = rng.uniform(1.0, self.zoom)
+                cw, ch = int(round(w / z)), int(round(h / z))
+                window = (int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch)
+                frames, depth, static, relative, K = zoom_triplet(frames, depth, static, relative, K, window)
             gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)  # per-channel colour
             bright = np.float32(rng.uniform(-0.1, 0.1))
             aug = np.clip(frames * gain + bright, 0, 1)

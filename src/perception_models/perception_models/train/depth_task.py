@@ -72,6 +72,8 @@ class DepthTrainConfig:
     log_every: int = 10
     max_steps_per_epoch: int = 0
     augment: bool = True
+    zoom: float = 1.0  # > 1: with probability p_zoom a triplet is cut to 1/z of the frame, z in [1, zoom]
+    p_zoom: float = 0.5
     init: str = ""  # checkpoint, or the exported depth .onnx (its pose .onnx beside it)
     cache_images: bool = False  # decode every training frame once, at the network size
     device: str = "auto"
@@ -241,6 +243,8 @@ class DepthTask(TrainTask):
             raise ValueError(
                 f"--canonical-focal must be >= 0 (pixels at the input size; 0: off), got {cfg.canonical_focal}"
             )
+        if not cfg.zoom >= 1.0:
+            raise ValueError(f"--depth-zoom must be >= 1 (1: off), got {cfg.zoom}")
         if any(s % 32 for s in cfg.input_size):
             raise ValueError(f"input size {cfg.input_size} must be multiples of 32")
         if cfg.val:  # the validation's trajectory errors need evo: fail now, not after the first epoch
@@ -271,7 +275,9 @@ class DepthTask(TrainTask):
                 print(
                     f"relative-depth teacher: {done['frames_run']} frames run, {done['frames_cached']} from the cache"
                 )
-        self.train_set = TripletDataset(sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride)
+        self.train_set = TripletDataset(
+            sequences, cfg.input_size, cfg.augment, cfg.seed, cfg.frame_stride, cfg.zoom, cfg.p_zoom
+        )
         self.depth_net, self.pose_net = (m.to(device) for m in build_depth_models(cfg))
         return self.train_set, {"depth": self.depth_net, "pose": self.pose_net}
 
