@@ -97,6 +97,7 @@ def test_depth_student_from_footage_with_poses_learns_the_triangulated_depth(tmp
     assert config["supervised_per_image"] and config["zoom"] == 1.4  # the reference route's recipe
     card = yaml.safe_load(open(json.loads((out / "students.json").read_text())["students"]["depth"]["card"]))
     assert card["task"] == "depth" and card["sha256"]
+    assert card["training"]["supervised_per_image"] and card["training"]["zoom"] == 1.4  # the card says the recipe
     # one pose per image of a folder, in order: a trajectory that does not say so is refused
     short = tmp_path / "short.txt"
     poses = [ln for ln in (root / "robot" / "trajectory_tum.txt").read_text().splitlines() if not ln.startswith("#")]

@@ -435,6 +435,8 @@ def export_depth(
         "supervised_weight": cfg.supervised,
         "photometric_weight": cfg.photometric,
         "smoothness_weight": cfg.smoothness,
+        "supervised_per_image": cfg.supervised_per_image,
+        "zoom": cfg.zoom,  # > 1: half the triplets cut to 1/z of the frame (--depth-zoom)
         "checkpoint": str(checkpoint),
         "init": cfg.init,
         "validation_at_checkpoint": {
