@@ -398,8 +398,8 @@ def test_zoom_keeps_each_point_where_the_new_intrinsics_project_it():
     X, uv = X[first], uv[first]  # one point per pixel
     depth = np.full((h, w), np.nan, np.float32)  # sparse: the points
     depth[np.round(uv[:, 1]).astype(int), np.round(uv[:, 0]).astype(int)] = X[:, 2]
-    window = (20, 12, 64, 48)  # x2
-    f2, d2, s2, _, K2 = zoom_triplet(frames, depth, np.ones((h, w), np.float32), None, K, window)
+    crop = (20, 12, 84, 60)  # x2
+    f2, d2, s2, _, K2 = zoom_triplet(frames, depth, np.ones((h, w), np.float32), None, K, crop)
     assert f2.shape == frames.shape and d2.shape == (h, w) and K2[0, 0] == 200.0 and K2[1, 1] == 180.0
     uv2 = (K2 @ X.T).T
     uv2 = uv2[:, :2] / uv2[:, 2:]

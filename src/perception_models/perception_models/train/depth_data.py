@@ -25,6 +25,7 @@ from perception_nodes.pipelines.preprocess import fit_image
 
 from ..data.readers.common import DataFormatError, read_rgb
 from ..data.readers.depth import read_nyu_depth
+from .data import Augment
 
 
 @dataclass
@@ -133,8 +134,12 @@ def depth_at(seq: Sequence, t: int, size: tuple[int, int]) -> np.ndarray:
     """Ground-truth depth of frame ``t`` at the network size (H, W): nearest neighbour for dense maps,
     ``resize_sparse_depth`` for sparse ones."""
     d = seq.depth[t] if isinstance(seq.depth[t], np.ndarray) else read_nyu_depth(seq.depth[t])
-    if d.shape == tuple(size):
-        return d
+    return d if d.shape == tuple(size) else resize_depth(d, size)
+
+
+def resize_depth(d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A depth map (NaN = none) at (H, W): nearest neighbour when dense, :func:`resize_sparse_depth`
+    when sparse (below ``SPARSE_SHARE`` valid pixels)."""
     if np.isfinite(d).mean() < SPARSE_SHARE:
         return resize_sparse_depth(d, size)
     return cv2.resize(d, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -191,27 +196,22 @@ def zoom_triplet(
     static: np.ndarray,
     relative: np.ndarray | None,
     K: np.ndarray,
-    window: tuple[int, int, int, int],
+    crop: tuple[int, int, int, int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Cut ``window`` (x0, y0, width, height) out of frames (N, H, W, 3), depth, static mask and
-    relative map (H, W) and scale it back to (H, W); K moves with the pixels (pixel-centre convention
-    of cv2.resize: u' = (u - x0 + 0.5) * sx - 0.5). Sparse depth keeps its points (each moved to the
-    pixel it lands on, :func:`resize_sparse_depth`), dense depth and the masks take the nearest value.
-    Depths are not changed: a crop is a longer focal length from the same viewpoint."""
-    x0, y0, cw, ch = window
+    """Cut ``crop`` (x0, y0, x1, y1, as :meth:`Augment.crop` draws it) out of frames (N, H, W, 3),
+    depth, static mask and relative map (H, W) and scale it back to (H, W); K moves with the pixels
+    (pixel-centre convention of cv2.resize: u' = (u - x0 + 0.5) * sx - 0.5). Depth goes through
+    :func:`resize_depth` (a mostly empty window of a dense map is resampled as sparse: fewer pixels,
+    none wrong), the masks take the nearest value. Depths are not changed: a crop is a longer focal
+    length from the same viewpoint."""
+    x0, y0, x1, y1 = crop
     h, w = depth.shape
-    sx, sy = w / cw, h / ch
-    frames = np.stack([cv2.resize(np.ascontiguousarray(f[y0 : y0 + ch, x0 : x0 + cw]), (w, h)) for f in frames])
-    d = np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw])
-    if np.isfinite(d).mean() < SPARSE_SHARE:  # a mostly empty window of a dense map: fewer pixels, none wrong
-        depth = resize_sparse_depth(d, (h, w))
-    else:
-        depth = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
-    static = cv2.resize(
-        np.ascontiguousarray(static[y0 : y0 + ch, x0 : x0 + cw]), (w, h), interpolation=cv2.INTER_NEAREST
-    )
+    sx, sy = w / (x1 - x0), h / (y1 - y0)
+    frames = np.stack([cv2.resize(np.ascontiguousarray(f[y0:y1, x0:x1]), (w, h)) for f in frames])
+    depth = resize_depth(np.ascontiguousarray(depth[y0:y1, x0:x1]), (h, w))
+    static = cv2.resize(np.ascontiguousarray(static[y0:y1, x0:x1]), (w, h), interpolation=cv2.INTER_NEAREST)
     if relative is not None:
-        relative = cv2.resize(np.ascontiguousarray(relative[y0 : y0 + ch, x0 : x0 + cw]), (w, h))
+        relative = cv2.resize(np.ascontiguousarray(relative[y0:y1, x0:x1]), (w, h))
     K = np.asarray(K, np.float64).copy()
     K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
     K[0, 2], K[1, 2] = (K[0, 2] - x0 + 0.5) * sx - 0.5, (K[1, 2] - y0 + 0.5) * sy - 0.5
@@ -238,7 +238,7 @@ class TripletDataset(Dataset):
         self.sequences = sequences
         self.size = tuple(input_size)
         self.augment, self.seed, self.stride = augment, seed, stride
-        self.zoom, self.p_zoom = float(zoom), float(p_zoom)
+        self.window = Augment(zoom=float(zoom), p_zoom=float(p_zoom))  # only its crop() is used
         self.epoch = 0
         self.index = [(s, t) for s, seq in enumerate(sequences) for t in range(stride, len(seq.frames) - stride)]
         if not self.index:
@@ -269,11 +269,9 @@ class TripletDataset(Dataset):
                 relative = relative[:, ::-1] if relative is not None else None
                 K = K.copy()
                 K[0, 2] = (w - 1) - K[0, 2]
-            if self.zoom > 1.0 and rng.random() < self.p_zoom:
-                z = rng.uniform(1.0, self.zoom)
-                cw, ch = int(round(w / z)), int(round(h / z))
-                window = (int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch)
-                frames, depth, static, relative, K = zoom_triplet(frames, depth, static, relative, K, window)
+            crop = self.window.crop(h, w, rng)
+            if crop is not None:
+                frames, depth, static, relative, K = zoom_triplet(frames, depth, static, relative, K, crop)
             gain = 1 + rng.uniform(-0.2, 0.2, size=3).astype(np.float32)  # per-channel colour
             bright = np.float32(rng.uniform(-0.1, 0.1))
             aug = np.clip(frames * gain + bright, 0, 1)
