@@ -282,3 +282,51 @@ def test_keep_terms_hold_every_head_to_the_full_network(sets, tmp_path):
     assert keep and all(k > 0 for k in keep), keep
     with pytest.raises(ValueError, match="--keep needs --keep-from or --init"):
         MultiTaskTask(MultiTaskTrainConfig(**{**base, "init": ""})).check()
+
+
+def test_single_task_teachers_teach_their_heads(sets, tmp_path, capsys):
+    """--task-teacher detection=... segmentation=...: each frozen single-task model teaches its head of
+    the multi-task network on the same frames. A head that computes its teacher's function has nothing
+    to learn (detection adopted from the detector it is taught by: term ~0); one that reads another
+    backbone's features does (segmentation: positive), and only the student learns; a short run logs the
+    term; a task no single-task model teaches, a missing model and a malformed item are refused."""
+    from perception_models.cli import main
+    from perception_models.train.multitask_task import MultiTaskTask
+
+    models = ROOT / "models"
+    teachers = {"detection": str(models / "detection.onnx"), "segmentation": str(models / "segmentation.onnx")}
+    base = dict(data=[str(sets[0])], val=[str(sets[1])], out=str(tmp_path / "taught"), input_size=IN,
+                attention=False, teacher="", batch_size=2, epochs=1, max_steps_per_epoch=2, log_every=1,
+                task_teachers=teachers)  # fmt: skip
+    task = MultiTaskTask(MultiTaskTrainConfig(**base, adopt_detection=teachers["detection"]))
+    task.check()
+    task.build(torch.device("cpu"), 1)
+    assert all(not p.requires_grad for t in task.task_teachers.values() for p in t.parameters())
+    x = torch.stack([MultiTaskFrames([sets[1]], IN, None, 0)[i][0] for i in range(2)])
+    task.net.eval()
+    terms = task.teacher_terms(task.net(x), x)
+    got = {k: float(v.detach()) for k, v in terms.items()}
+    assert set(got) == {"detection", "segmentation"}
+    assert got["detection"] < 1e-4, got  # its own teacher's function
+    assert got["segmentation"] > 1e-2, got  # another backbone's features
+    terms["segmentation"].backward()
+    assert all(p.grad is None for t in task.task_teachers.values() for p in t.parameters()), "teachers stay frozen"
+    assert all(p.grad is not None for p in task.net.seg_head.parameters()), "the taught head learns"
+
+    train_multitask(MultiTaskTrainConfig(**base), progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "taught" / "log.jsonl").read_text().splitlines()]
+    taught = [r["taught"] for r in rows if r["kind"] == "train"]
+    assert taught and all(t > 0 for t in taught), taught
+    config = torch.load(tmp_path / "taught" / "last.pt", map_location="cpu", weights_only=False)["config"]
+    assert config["task_teachers"] == teachers  # what the exported card's training block names
+    with pytest.raises(ValueError, match="a single-task teacher teaches one of"):
+        MultiTaskTask(MultiTaskTrainConfig(**{**base, "task_teachers": {"depth": teachers["detection"]}})).check()
+    with pytest.raises(ValueError, match="no such model"):
+        MultiTaskTask(
+            MultiTaskTrainConfig(**{**base, "task_teachers": {"detection": str(tmp_path / "x.onnx")}})
+        ).check()
+    argv = ["train", "--task", "multitask", "--data", str(sets[0]), "--out", str(tmp_path / "bad")]
+    assert main([*argv, "--task-teacher", "models/detection.onnx"]) == 2
+    assert "expected TASK=MODEL" in capsys.readouterr().err
+    assert main([*argv, "--task-teacher", "detection=a.onnx", "--task-teacher", "detection=b.onnx"]) == 2
+    assert "detection is given twice" in capsys.readouterr().err

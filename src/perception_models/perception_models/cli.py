@@ -265,6 +265,11 @@ def _train_multitask(args: argparse.Namespace) -> int:
 
     from .train.multitask_task import MultiTaskTrainConfig, train_multitask
 
+    try:
+        task_teachers = _task_teachers(args.task_teacher or [])
+    except ValueError as exc:
+        print(f"perception-models train: {exc}", file=sys.stderr)
+        return 2
     cfg = MultiTaskTrainConfig(
         data=args.data or [],
         val=args.val or [],
@@ -293,10 +298,27 @@ def _train_multitask(args: argparse.Namespace) -> int:
         ema=args.ema,
         keep=args.keep,
         keep_from=args.keep_from or "",
+        task_teachers=task_teachers,
+        task_teacher_weight=args.task_teacher_weight,
         # 0 on the command line: the multi-task default (305 px at 384x512, the shipped depth model's)
         **({"canonical_focal": args.canonical_focal} if args.canonical_focal > 0 else {}),
     )
     return _run_training(train_multitask, cfg, args)
+
+
+def _task_teachers(items: list[str]) -> dict[str, str]:
+    """``TASK=MODEL`` items of --task-teacher -> {task: resolved model path}."""
+    from perception_nodes.workspace import resolve_path
+
+    out: dict[str, str] = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise ValueError(f"--task-teacher {item}: expected TASK=MODEL, e.g. detection=models/detection.onnx")
+        if task in out:
+            raise ValueError(f"--task-teacher: {task} is given twice")
+        out[task] = str(resolve_path(path))
+    return out
 
 
 def _train_matching(args: argparse.Namespace) -> int:
@@ -767,6 +789,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="multitask: learned per-task uncertainty weights (Kendall et al.) or fixed equal weights",
     )
     p.add_argument("--no-attention", action="store_true", help="multitask: without per-task attention (the ablation)")
+    p.add_argument(
+        "--task-teacher",
+        action="append",
+        metavar="TASK=MODEL",
+        help="multitask: a single-task model whose outputs that task's head also learns (repeatable; detection "
+        "or segmentation), e.g. --task-teacher detection=models/detection.onnx",
+    )
+    p.add_argument(
+        "--task-teacher-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="multitask: weight of --task-teacher's terms",
+    )
     p.add_argument(
         "--head-rank",
         type=int,

@@ -754,6 +754,8 @@ def export_multitask(
             "init": cfg.init,
             "weighting": cfg.weighting,
             "teacher": cfg.teacher,
+            # single-task teachers (--task-teacher): what each taught head learned from, and how much
+            "task_teachers": {"models": dict(cfg.task_teachers), "weight": cfg.task_teacher_weight},
             "adopted": {
                 "detection": cfg.adopt_detection,
                 "segmentation": cfg.adopt_segmentation,

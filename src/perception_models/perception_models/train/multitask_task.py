@@ -20,6 +20,16 @@ the pixel classes, soft-target detection distillation, L1 of log depth, keypoint
 With light heads (``--head-rank``) started from the full network, that network is the teacher of
 every head (output distillation) beside the ground truth.
 
+Single-task teachers (``--task-teacher detection=models/detection.onnx --task-teacher
+segmentation=models/segmentation.onnx [--task-teacher-weight W]``): each named single-task model
+runs, frozen, on the same augmented frames and its head of the multi-task network learns its
+outputs beside the ground truth (soft-target detection distillation; tempered pixel KL): the
+task-specific teachers of Li and Bilen's knowledge distillation for multi-task learning (ECCV 2020
+workshops; they distil features through adaptors, here the outputs are distilled). The aim: a
+shared backbone pulled towards what each task's own model computes. A teacher also carries what it
+learned elsewhere (the shipped segmenter: CamVid labels) onto the synthetic frames it teaches on;
+docs/model-history.md has what it bought.
+
 Task weighting (``--weighting``): ``fixed`` sums the losses with ``task_weights``; ``uncertainty``
 learns one log-variance s_t per task and minimises sum(exp(-s_t) L_t + s_t) (Kendall, Gal and
 Cipolla, CVPR 2018). Validation: detection mAP@[.5:.95], segmentation mIoU and depth AbsRel on the
@@ -50,6 +60,7 @@ from .data import Augment, DetectionDataset, SegmentationDataset, _fit
 from .trainer import TrainTask, fit
 
 WEIGHTINGS = ("fixed", "uncertainty")
+TASK_TEACHERS = ("detection", "segmentation")  # the tasks a single-task model can teach (--task-teacher)
 
 
 @dataclass
@@ -73,6 +84,10 @@ class MultiTaskTrainConfig:
     teacher: str = "models/matching.onnx"  # keypoint teacher ("" = no keypoint head)
     keep: float = 0.0  # weight of the terms that hold every head's outputs to the --keep-from model's (0 = off)
     keep_from: str = ""  # a multi-task checkpoint or ONNX ("" = the --init one)
+    # single-task teachers: task -> a detector / segmenter ONNX or checkpoint of this project, whose
+    # outputs that task's head also learns, with this weight (TASK_TEACHERS)
+    task_teachers: dict[str, str] = field(default_factory=dict)
+    task_teacher_weight: float = 1.0
     seed: int = 0
     workers: int = 0
     log_every: int = 10
@@ -183,6 +198,13 @@ class MultiTaskTask(TrainTask):
             raise ValueError(f"keep {cfg.keep} is a loss weight (>= 0)")
         if cfg.keep > 0 and not (cfg.keep_from or cfg.init):
             raise ValueError("--keep needs --keep-from or --init (the multi-task model whose outputs to keep)")
+        for task, path in cfg.task_teachers.items():
+            if task not in TASK_TEACHERS:
+                raise ValueError(f"--task-teacher {task}={path}: a single-task teacher teaches one of {TASK_TEACHERS}")
+            if not Path(path).is_file():
+                raise ValueError(f"--task-teacher {task}={path}: no such model")
+        if cfg.task_teacher_weight < 0:
+            raise ValueError(f"task teacher weight {cfg.task_teacher_weight} is a loss weight (>= 0)")
 
     def build(self, device: torch.device, rank: int):
         cfg = self.cfg
@@ -216,6 +238,10 @@ class MultiTaskTask(TrainTask):
         self.keeper = self._keeper(device) if cfg.keep > 0 else None  # here, not in initialise(): resume needs it
         if self.keeper is not None and rank == 0:
             print(f"keep term (weight {cfg.keep}): every head's outputs held to {cfg.keep_from or cfg.init}")
+        self.task_teachers = {t: self._task_teacher(t, p, device) for t, p in cfg.task_teachers.items()}
+        if self.task_teachers and rank == 0:
+            taught = ", ".join(f"{t} by {p}" for t, p in cfg.task_teachers.items())
+            print(f"single-task teachers (weight {cfg.task_teacher_weight}): {taught}")
         self.val_sets = [Path(v) for v in cfg.val]
         if cfg.adopt_detection or cfg.adopt_segmentation or cfg.adopt_depth:
             line = self._with_full_heads(device, lambda: self._adopt(device))
@@ -335,6 +361,40 @@ class MultiTaskTask(TrainTask):
             terms["keypoints"] = keypoint_distillation(out["keypoints"], kept["keypoints"])
         return terms
 
+    def _task_teacher(self, task: str, path: str, device: torch.device) -> torch.nn.Module:
+        """A frozen single-task detector or segmenter of this project (ONNX or checkpoint) with this
+        network's classes and input size, in eval mode (an ONNX's folded BatchNorms give its exported
+        function exactly)."""
+        from ..models.detection import DetectorConfig
+        from ..models.segmentation import Segmenter, SegmenterConfig
+        from ..onnx_weights import load_onnx_weights
+
+        c = self.net.cfg
+        model: torch.nn.Module
+        if task == "detection":
+            model = Detector(DetectorConfig(num_classes=len(c.detection_classes), input_size=tuple(c.input_size)))
+        else:
+            model = Segmenter(SegmenterConfig(num_classes=len(c.segmentation_classes), input_size=tuple(c.input_size)))
+        try:
+            if path.endswith(".onnx"):
+                load_onnx_weights(model, path)
+            else:
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ValueError(f"--task-teacher {task}={path}: not a {task} model of this network's classes ({e})") from e
+        return model.to(device).eval().requires_grad_(False)
+
+    def teacher_terms(self, out: dict[str, Any], images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per taught task, the distillation term to its single-task teacher on the same images."""
+        terms: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            taught = {task: teacher(images) for task, teacher in self.task_teachers.items()}
+        if "detection" in taught:
+            terms["detection"] = detection_distillation(*out["detection"], *taught["detection"])
+        if "segmentation" in taught:
+            terms["segmentation"] = pixel_distillation(out["segmentation"], taught["segmentation"])
+        return terms
+
     def _initialise(self, device: torch.device) -> str:
         if self.cfg.init.endswith(".onnx"):
             from ..onnx_weights import load_onnx_weights
@@ -409,6 +469,9 @@ class MultiTaskTask(TrainTask):
         for task, term in kept.items():
             if task in losses:
                 losses[task] = losses[task] + self.cfg.keep * term
+        taught = self.teacher_terms(out, images) if self.task_teachers else {}
+        for task, term in taught.items():
+            losses[task] = losses[task] + self.cfg.task_teacher_weight * term
         total = images.new_zeros(())
         for task, value in losses.items():
             if self.cfg.weighting == "uncertainty":
@@ -418,6 +481,8 @@ class MultiTaskTask(TrainTask):
                 total = total + self.cfg.task_weights.get(task, 1.0) * value
         if kept:
             losses["keep"] = sum(t.detach() for t in kept.values())  # logged, already in the task losses
+        if taught:
+            losses["taught"] = sum(t.detach() for t in taught.values())  # logged, already in the task losses
         return {**losses, "total": total}
 
     @torch.no_grad()
