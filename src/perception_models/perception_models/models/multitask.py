@@ -47,7 +47,7 @@ from .detection import DetectionHead, DetectorConfig, postprocess
 from .matching import MatcherConfig, extract
 from .neck import FPN
 from .separable import factorize
-from .segmentation import SegmentationHead, labels_and_confidence
+from .segmentation import SegmentationHead, SegmenterConfig, labels_and_confidence
 
 TASKS = ("detection", "segmentation", "depth", "keypoints")
 # the backbone scales each task's head reads
@@ -94,6 +94,9 @@ class MultiTaskConfig:
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(num_classes=len(self.detection_classes), input_size=tuple(self.input_size))
+
+    def segmenter(self) -> SegmenterConfig:
+        return SegmenterConfig(num_classes=len(self.segmentation_classes), input_size=tuple(self.input_size))
 
     def matcher(self) -> MatcherConfig:
         return MatcherConfig(input_size=tuple(self.input_size), descriptor_dim=self.descriptor_dim, top_k=self.top_k)

@@ -280,19 +280,12 @@ class MultiTaskTask(TrainTask):
         """Single-task ONNX models -> their modules in this network, then BatchNorms calibrated on
         un-augmented training frames (see onnx_weights) so training starts from their function."""
         from ..models.depth import DepthConfig, DepthNet
-        from ..models.detection import DetectorConfig
-        from ..models.segmentation import Segmenter, SegmenterConfig
         from ..onnx_weights import load_onnx_weights
 
         cfg, net_cfg = self.cfg, self.net.cfg
-        det = seg = depth = None
-        if cfg.adopt_detection:
-            det = Detector(DetectorConfig(num_classes=len(net_cfg.detection_classes), input_size=net_cfg.input_size))
-            load_onnx_weights(det, cfg.adopt_detection)
-        if cfg.adopt_segmentation:
-            n_seg = len(net_cfg.segmentation_classes)
-            seg = Segmenter(SegmenterConfig(num_classes=n_seg, input_size=net_cfg.input_size))
-            load_onnx_weights(seg, cfg.adopt_segmentation)
+        det = self._single_task_model("detection", cfg.adopt_detection) if cfg.adopt_detection else None
+        seg = self._single_task_model("segmentation", cfg.adopt_segmentation) if cfg.adopt_segmentation else None
+        depth = None
         if cfg.adopt_depth:
             depth = DepthNet(DepthConfig(min_depth=net_cfg.min_depth, max_depth=net_cfg.max_depth))
             load_onnx_weights(depth, cfg.adopt_depth, strict=False)  # the export keeps the finest head only
@@ -347,11 +340,7 @@ class MultiTaskTask(TrainTask):
         assert self.keeper is not None
         with torch.no_grad():
             kept = self.keeper(images)
-        terms: dict[str, torch.Tensor] = {}
-        if "detection" in out:
-            terms["detection"] = detection_distillation(*out["detection"], *kept["detection"])
-        if "segmentation" in out:
-            terms["segmentation"] = pixel_distillation(out["segmentation"], kept["segmentation"])
+        terms = head_distillation(out, kept)
         if "depth" in out:
             size = images.shape[-2:]
             log_depth = torch.log(self.net.depth(out["depth"], size))
@@ -361,39 +350,34 @@ class MultiTaskTask(TrainTask):
             terms["keypoints"] = keypoint_distillation(out["keypoints"], kept["keypoints"])
         return terms
 
-    def _task_teacher(self, task: str, path: str, device: torch.device) -> torch.nn.Module:
-        """A frozen single-task detector or segmenter of this project (ONNX or checkpoint) with this
-        network's classes and input size, in eval mode (an ONNX's folded BatchNorms give its exported
-        function exactly)."""
-        from ..models.detection import DetectorConfig
-        from ..models.segmentation import Segmenter, SegmenterConfig
+    def _single_task_model(self, task: str, path: str) -> torch.nn.Module:
+        """The single-task detector or segmenter of this network's classes and input size with the
+        weights of ``path`` (an exported ONNX, or a checkpoint of this project)."""
+        from ..models.segmentation import Segmenter
         from ..onnx_weights import load_onnx_weights
 
         c = self.net.cfg
-        model: torch.nn.Module
-        if task == "detection":
-            model = Detector(DetectorConfig(num_classes=len(c.detection_classes), input_size=tuple(c.input_size)))
+        model = Detector(c.detector()) if task == "detection" else Segmenter(c.segmenter())
+        if path.endswith(".onnx"):
+            load_onnx_weights(model, path)
         else:
-            model = Segmenter(SegmenterConfig(num_classes=len(c.segmentation_classes), input_size=tuple(c.input_size)))
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        return model
+
+    def _task_teacher(self, task: str, path: str, device: torch.device) -> torch.nn.Module:
+        """``--task-teacher``'s model, frozen, in eval mode (an ONNX's folded BatchNorms give its
+        exported function exactly)."""
         try:
-            if path.endswith(".onnx"):
-                load_onnx_weights(model, path)
-            else:
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+            model = self._single_task_model(task, path)
         except (KeyError, RuntimeError, ValueError) as e:
             raise ValueError(f"--task-teacher {task}={path}: not a {task} model of this network's classes ({e})") from e
         return model.to(device).eval().requires_grad_(False)
 
     def teacher_terms(self, out: dict[str, Any], images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per taught task, the distillation term to its single-task teacher on the same images."""
-        terms: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             taught = {task: teacher(images) for task, teacher in self.task_teachers.items()}
-        if "detection" in taught:
-            terms["detection"] = detection_distillation(*out["detection"], *taught["detection"])
-        if "segmentation" in taught:
-            terms["segmentation"] = pixel_distillation(out["segmentation"], taught["segmentation"])
-        return terms
+        return head_distillation(out, taught)
 
     def _initialise(self, device: torch.device) -> str:
         if self.cfg.init.endswith(".onnx"):
@@ -530,6 +514,18 @@ class MultiTaskTask(TrainTask):
             f"mAP {metrics['mAP']:.3f}, mIoU {metrics['mIoU']:.3f}, AbsRel {metrics['abs_rel']:.3f} "
             f"(score {metrics['metric']:.4f}, best {best:.4f})"
         )
+
+
+def head_distillation(out: dict[str, Any], reference: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The terms that hold ``out``'s detection and segmentation outputs to ``reference``'s (for the
+    tasks both have; the raw outputs of a multi-task network, or of single-task models under their
+    task's name): soft-target detection distillation and tempered pixel KL (``--keep``, ``--task-teacher``)."""
+    terms: dict[str, torch.Tensor] = {}
+    if "detection" in out and "detection" in reference:
+        terms["detection"] = detection_distillation(*out["detection"], *reference["detection"])
+    if "segmentation" in out and "segmentation" in reference:
+        terms["segmentation"] = pixel_distillation(out["segmentation"], reference["segmentation"])
+    return terms
 
 
 def _rank_pair(head_rank: int, detection_rank: int) -> tuple[int, int]:
